@@ -1,0 +1,292 @@
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Kafka, logLevel } from 'kafkajs';
+import type { VigilConfig } from '../pipeline/config/index.js';
+import { VigilError } from '../pipeline/errors.js';
+import type { ManagedProcess } from './process.js';
+
+/** One local service: how to install it, how to start it, how to tell that it is ready. */
+export interface Service {
+  name: 'kafka' | 'clickhouse' | 'prometheus' | 'alertmanager';
+  /** Loopback ports it listens on (for status and port-conflict messages). */
+  ports: number[];
+  proc: ManagedProcess;
+  /** What is missing on this machine, as apt packages and other steps; empty when installed. */
+  missing(): { apt: string[]; other: (() => void)[] };
+  /** Writes config files and returns the command line. */
+  prepare(): { command: string; args: string[] };
+  ready(): Promise<boolean>;
+}
+
+export const APT_PACKAGES = {
+  clickhouse: ['clickhouse-server', 'clickhouse-client'],
+  prometheus: ['prometheus'],
+  alertmanager: ['prometheus-alertmanager'],
+  // Not a service: the independent Kafka client the tests and the benchmark baseline use.
+  tools: ['kcat'],
+} as const;
+
+export function projectRoot(): string {
+  // Compiled: dist/infra/services.js; from source (vitest): infra/services.ts.
+  const here = new URL('.', import.meta.url).pathname;
+  return here.includes('/dist/infra/') ? join(here, '..', '..') : join(here, '..');
+}
+
+function onPath(binary: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${binary}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function hostPort(address: string, what: string): { host: string; port: number } {
+  const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(address);
+  if (!m) throw new VigilError('VIGIL_ERR_CONFIG_INVALID', `${what} = ${JSON.stringify(address)}: expected host:port`);
+  return { host: m[1] as string, port: Number(m[2]) };
+}
+
+async function httpOk(url: string, body?: string): Promise<boolean> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+    const text = await res.text();
+    return res.ok && (body === undefined || text.includes(body));
+  } catch {
+    return false;
+  }
+}
+
+function proc(dir: string, name: string): ManagedProcess {
+  return { pidFile: join(dir, `${name}.pid`), logFile: join(dir, 'logs', `${name}.log`), marker: dir };
+}
+
+export function services(config: VigilConfig): Service[] {
+  const dir = config.dataDir;
+  const infra = config.infra;
+  const broker = hostPort(config.kafka.brokers[0] ?? '', 'kafka.brokers[0]');
+  const chUrl = new URL(config.clickhouse.url);
+  const chHttpPort = Number(chUrl.port || (chUrl.protocol === 'https:' ? 443 : 80));
+
+  const kafkaDir = join(dir, 'kafka');
+  const kafkaLib = join(kafkaDir, 'lib');
+  const kafka: Service = {
+    name: 'kafka',
+    ports: [broker.port, infra.kafkaControllerPort],
+    proc: proc(dir, 'kafka'),
+    missing() {
+      const other: (() => void)[] = [];
+      const hasJars = existsSync(kafkaLib) && readdirSync(kafkaLib).some((f) => f.startsWith('kafka_2.13-'));
+      if (!hasJars) {
+        other.push(() => {
+          if (!onPath('mvn')) throw new VigilError('VIGIL_ERR_INFRA_INSTALL', 'kafka: Maven (mvn) is not on PATH; install it (apt-get install -y maven)');
+          execFileSync(
+            'mvn',
+            ['-q', '-B', '-f', join(projectRoot(), 'infra', 'kafka', 'pom.xml'), 'dependency:copy-dependencies', `-DoutputDirectory=${kafkaLib}`],
+            { stdio: 'inherit' },
+          );
+        });
+      }
+      if (!onPath('java')) other.unshift(() => {
+        throw new VigilError('VIGIL_ERR_INFRA_INSTALL', 'kafka: java is not on PATH; install a JDK 17 (apt-get install -y openjdk-17-jre-headless)');
+      });
+      return { apt: [], other };
+    },
+    prepare() {
+      const logDirs = join(kafkaDir, 'data');
+      mkdirSync(logDirs, { recursive: true });
+      const props = join(kafkaDir, 'server.properties');
+      writeFileSync(
+        props,
+        [
+          '# Written by `vigil infra up`; single-node KRaft broker for local development and tests.',
+          'process.roles=broker,controller',
+          'node.id=1',
+          `controller.quorum.voters=1@127.0.0.1:${infra.kafkaControllerPort}`,
+          `listeners=PLAINTEXT://${broker.host}:${broker.port},CONTROLLER://127.0.0.1:${infra.kafkaControllerPort}`,
+          `advertised.listeners=PLAINTEXT://${broker.host}:${broker.port}`,
+          'controller.listener.names=CONTROLLER',
+          'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+          'inter.broker.listener.name=PLAINTEXT',
+          `log.dirs=${logDirs}`,
+          'num.partitions=1',
+          'offsets.topic.replication.factor=1',
+          'transaction.state.log.replication.factor=1',
+          'transaction.state.log.min.isr=1',
+          'group.initial.rebalance.delay.ms=0',
+          'auto.create.topics.enable=true',
+          'delete.topic.enable=true',
+          '',
+        ].join('\n'),
+      );
+      const log4j = join(kafkaDir, 'log4j.properties');
+      writeFileSync(
+        log4j,
+        [
+          'log4j.rootLogger=INFO, stdout',
+          'log4j.appender.stdout=org.apache.log4j.ConsoleAppender',
+          'log4j.appender.stdout.layout=org.apache.log4j.PatternLayout',
+          'log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n',
+          'log4j.logger.kafka=INFO',
+          'log4j.logger.org.apache.kafka=INFO',
+          '',
+        ].join('\n'),
+      );
+      const classpath = `${kafkaLib}/*`;
+      if (!existsSync(join(logDirs, 'meta.properties'))) {
+        // KRaft storage is formatted once with a fresh cluster id (base64url of 16 random bytes).
+        const clusterId = randomBytes(16).toString('base64url');
+        execFileSync('java', ['-cp', classpath, `-Dlog4j.configuration=file:${log4j}`, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', props], {
+          stdio: 'ignore',
+        });
+      }
+      return {
+        command: 'java',
+        args: [
+          `-Xmx${infra.kafkaHeapMb}m`,
+          `-Xms${Math.min(256, infra.kafkaHeapMb)}m`,
+          '-XX:+UseG1GC',
+          `-Dlog4j.configuration=file:${log4j}`,
+          `-Dvigil.dataDir=${dir}`,
+          '-cp',
+          classpath,
+          'kafka.Kafka',
+          props,
+        ],
+      };
+    },
+    async ready() {
+      const admin = new Kafka({
+        clientId: 'vigil-infra',
+        brokers: config.kafka.brokers as string[],
+        logLevel: logLevel.NOTHING,
+        retry: { retries: 0 },
+        connectionTimeout: 1000,
+      }).admin();
+      try {
+        await admin.connect();
+        const cluster = await admin.describeCluster();
+        return cluster.brokers.length > 0 && cluster.controller !== null;
+      } catch {
+        return false;
+      } finally {
+        await admin.disconnect().catch(() => undefined);
+      }
+    },
+  };
+
+  const chDir = join(dir, 'clickhouse');
+  const clickhouse: Service = {
+    name: 'clickhouse',
+    ports: [chHttpPort, infra.clickhouseTcpPort, infra.clickhouseInterserverPort],
+    proc: proc(dir, 'clickhouse'),
+    missing: () => ({ apt: onPath('clickhouse-server') ? [] : [...APT_PACKAGES.clickhouse], other: [] }),
+    prepare() {
+      mkdirSync(join(chDir, 'tmp'), { recursive: true });
+      mkdirSync(join(chDir, 'user_files'), { recursive: true });
+      return {
+        command: 'clickhouse-server',
+        args: [
+          '--config-file=/etc/clickhouse-server/config.xml',
+          '--',
+          `--path=${chDir}/`,
+          `--tmp_path=${chDir}/tmp/`,
+          `--user_files_path=${chDir}/user_files/`,
+          `--logger.log=${join(dir, 'logs', 'clickhouse-server.log')}`,
+          `--logger.errorlog=${join(dir, 'logs', 'clickhouse-server.err.log')}`,
+          `--http_port=${chHttpPort}`,
+          `--tcp_port=${infra.clickhouseTcpPort}`,
+          `--interserver_http_port=${infra.clickhouseInterserverPort}`,
+          `--listen_host=${chUrl.hostname}`,
+        ],
+      };
+    },
+    ready: () => httpOk(new URL('/ping', config.clickhouse.url).href, 'Ok.'),
+  };
+
+  const promDir = join(dir, 'prometheus');
+  const prometheus: Service = {
+    name: 'prometheus',
+    ports: [infra.prometheusPort],
+    proc: proc(dir, 'prometheus'),
+    missing: () => ({ apt: onPath('prometheus') ? [] : [...APT_PACKAGES.prometheus], other: [] }),
+    prepare() {
+      mkdirSync(join(promDir, 'data'), { recursive: true });
+      const file = join(promDir, 'prometheus.yml');
+      writeFileSync(
+        file,
+        [
+          '# Written by `vigil infra up`: scrapes Vigil\'s /metrics and sends alerts to the local Alertmanager.',
+          'global:',
+          '  scrape_interval: 5s',
+          '  evaluation_interval: 5s',
+          'alerting:',
+          '  alertmanagers:',
+          '    - static_configs:',
+          `        - targets: ['127.0.0.1:${infra.alertmanagerPort}']`,
+          'scrape_configs:',
+          '  - job_name: vigil',
+          '    static_configs:',
+          `      - targets: ['${config.http.host}:${config.http.port}']`,
+          '',
+        ].join('\n'),
+      );
+      return {
+        command: 'prometheus',
+        args: [
+          `--config.file=${file}`,
+          `--storage.tsdb.path=${join(promDir, 'data')}`,
+          `--web.listen-address=127.0.0.1:${infra.prometheusPort}`,
+          '--web.enable-lifecycle',
+        ],
+      };
+    },
+    ready: () => httpOk(`http://127.0.0.1:${infra.prometheusPort}/-/ready`),
+  };
+
+  const amDir = join(dir, 'alertmanager');
+  const alertmanager: Service = {
+    name: 'alertmanager',
+    ports: [infra.alertmanagerPort],
+    proc: proc(dir, 'alertmanager'),
+    missing: () => ({ apt: onPath('prometheus-alertmanager') ? [] : [...APT_PACKAGES.alertmanager], other: [] }),
+    prepare() {
+      mkdirSync(join(amDir, 'data'), { recursive: true });
+      const file = join(amDir, 'alertmanager.yml');
+      writeFileSync(
+        file,
+        [
+          '# Written by `vigil infra up`. Add receivers (email, Slack, PagerDuty) here for a real deployment.',
+          'route:',
+          '  receiver: vigil-default',
+          "  group_by: ['alertname', 'rule', 'severity']",
+          '  group_wait: 1s',
+          '  group_interval: 5s',
+          '  repeat_interval: 1h',
+          'receivers:',
+          '  - name: vigil-default',
+          '',
+        ].join('\n'),
+      );
+      return {
+        command: 'prometheus-alertmanager',
+        args: [
+          `--config.file=${file}`,
+          `--storage.path=${join(amDir, 'data')}`,
+          `--web.listen-address=127.0.0.1:${infra.alertmanagerPort}`,
+          // A single instance: no gossip port, so nothing else on the machine is touched.
+          '--cluster.listen-address=',
+        ],
+      };
+    },
+    ready: () => httpOk(`http://127.0.0.1:${infra.alertmanagerPort}/-/ready`),
+  };
+
+  return [clickhouse, kafka, prometheus, alertmanager];
+}
+
+export function toolsMissing(): string[] {
+  return onPath('kcat') ? [] : [...APT_PACKAGES.tools];
+}

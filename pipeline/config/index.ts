@@ -1,0 +1,233 @@
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { Ajv, type ErrorObject } from 'ajv';
+import { parse as parseYaml } from 'yaml';
+import { VigilError } from '../errors.js';
+import { configSchema, envName, isSection, leaves, type InputFormat, type SchemaNode } from './schema.js';
+
+export { configSchema, envName, leaves, INPUT_FORMATS } from './schema.js';
+export type { InputFormat } from './schema.js';
+
+export interface VigilConfig {
+  readonly dataDir: string;
+  readonly kafka: {
+    readonly brokers: readonly string[];
+    readonly clientId: string;
+    readonly groupId: string;
+    readonly topics: readonly string[];
+    readonly topicPattern: string;
+    readonly topicFormats: Readonly<Record<string, InputFormat>>;
+    readonly dlqTopic: string;
+    readonly alertsTopic: string;
+    readonly fromBeginning: boolean;
+    readonly sessionTimeoutMs: number;
+  };
+  readonly clickhouse: {
+    readonly url: string;
+    readonly username: string;
+    readonly password: string;
+    readonly database: string;
+    readonly compression: 'none' | 'gzip';
+    readonly requestTimeoutMs: number;
+  };
+  readonly http: { readonly host: string; readonly port: number };
+  readonly log: { readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
+  readonly pipeline: {
+    readonly workers: number;
+    readonly taskMaxMessages: number;
+    readonly taskMaxBytes: number;
+    readonly taskLingerMs: number;
+    readonly maxInFlightBytes: number;
+    readonly maxMessageBytes: number;
+    readonly insertMaxRows: number;
+    readonly insertLingerMs: number;
+    readonly retryInitialMs: number;
+    readonly retryMaxMs: number;
+    readonly shutdownTimeoutMs: number;
+  };
+  readonly infra: {
+    readonly mode: 'auto' | 'on' | 'off';
+    readonly kafkaControllerPort: number;
+    readonly kafkaHeapMb: number;
+    readonly clickhouseTcpPort: number;
+    readonly clickhouseInterserverPort: number;
+    readonly prometheusPort: number;
+    readonly alertmanagerPort: number;
+    readonly readyTimeoutMs: number;
+  };
+}
+
+/** The environment variable naming the configuration file (also `--config`). */
+export const CONFIG_FILE_ENV = 'VIGIL_CONFIG';
+
+/** JSON Schema for ajv: sections closed to unknown keys and defaulted to `{}` so nested defaults apply. */
+function toJsonSchema(node: SchemaNode, root = true): object {
+  if (isSection(node)) {
+    return {
+      type: 'object',
+      additionalProperties: false,
+      ...(root ? {} : { default: {} }),
+      properties: Object.fromEntries(Object.entries(node.properties).map(([k, v]) => [k, toJsonSchema(v, false)])),
+    };
+  }
+  const { description: _d, ...rest } = node as SchemaNode & { description: string };
+  return rest;
+}
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
+const validate = ajv.compile(toJsonSchema(configSchema));
+
+export interface LoadOptions {
+  /** Path of a JSON or YAML file; defaults to $VIGIL_CONFIG; no file means defaults plus environment. */
+  file?: string | undefined;
+  env?: NodeJS.ProcessEnv;
+  /** Values set by the caller (tests, CLI flags), applied after file and environment. */
+  overrides?: Record<string, unknown>;
+  /** Directory relative `dataDir` is resolved against. */
+  cwd?: string;
+}
+
+export function loadConfig(options: LoadOptions = {}): VigilConfig {
+  const env = options.env ?? process.env;
+  const file = options.file ?? env[CONFIG_FILE_ENV];
+  const sources = new Map<string, string>();
+  const raw: Record<string, unknown> = file ? readConfigFile(file) : {};
+  applyEnv(raw, env, sources);
+  if (options.overrides) for (const [path, value] of Object.entries(options.overrides)) setPath(raw, path, value);
+
+  if (!validate(raw)) throw configError(validate.errors ?? [], raw, sources, file);
+  const config = raw as unknown as { dataDir: string };
+  if (!isAbsolute(config.dataDir)) config.dataDir = resolve(options.cwd ?? process.cwd(), config.dataDir);
+  return deepFreeze(raw) as unknown as VigilConfig;
+}
+
+/** True when Kafka and ClickHouse are at their loopback defaults, i.e. the user configured neither. */
+export function usesLocalStack(config: VigilConfig): boolean {
+  if (config.infra.mode !== 'auto') return config.infra.mode === 'on';
+  const defaults = Object.fromEntries(leaves().map(({ path, leaf }) => [path, leaf.default]));
+  return (
+    JSON.stringify(config.kafka.brokers) === JSON.stringify(defaults['kafka.brokers']) &&
+    config.clickhouse.url === defaults['clickhouse.url']
+  );
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new VigilError('VIGIL_ERR_CONFIG_FILE', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  let parsed: unknown;
+  try {
+    parsed = /\.ya?ml$/i.test(file) ? parseYaml(text) : JSON.parse(text);
+  } catch (err) {
+    throw new VigilError('VIGIL_ERR_CONFIG_FILE', `cannot parse ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  if (parsed === null || parsed === undefined) return {};
+  if (typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new VigilError('VIGIL_ERR_CONFIG_FILE', `${file}: expected an object at the top level`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv, sources: Map<string, string>): void {
+  const byEnv = new Map(leaves().map((l) => [envName(l.path), l]));
+  for (const [name, text] of Object.entries(env)) {
+    if (!name.startsWith('VIGIL_') || name === CONFIG_FILE_ENV || text === undefined) continue;
+    const entry = byEnv.get(name);
+    if (!entry) {
+      throw new VigilError('VIGIL_ERR_CONFIG_UNKNOWN_KEY', `environment variable ${name} is not a Vigil option (see README, Configuration)`);
+    }
+    if (entry.leaf.type === 'object') {
+      throw new VigilError('VIGIL_ERR_CONFIG_UNKNOWN_KEY', `${entry.path} can only be set in the configuration file, not through ${name}`);
+    }
+    setPath(raw, entry.path, fromEnv(name, text, entry.leaf.type));
+    sources.set(entry.path, `environment variable ${name}`);
+  }
+}
+
+/** Environment values are text; convert by the schema type, leaving bad text for ajv to report with the key. */
+function fromEnv(name: string, text: string, type: string): unknown {
+  switch (type) {
+    case 'integer':
+    case 'number':
+      return text.trim() !== '' && Number.isFinite(Number(text)) ? Number(text) : text;
+    case 'boolean':
+      return text === 'true' || text === '1' ? true : text === 'false' || text === '0' ? false : text;
+    case 'array':
+      return text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    default:
+      return text;
+  }
+}
+
+function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
+  const keys = path.split('.');
+  let node = target;
+  for (const key of keys.slice(0, -1)) {
+    const next = node[key];
+    if (typeof next !== 'object' || next === null || Array.isArray(next)) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[keys[keys.length - 1] as string] = value;
+}
+
+function getPath(target: unknown, path: string): unknown {
+  return path.split('.').reduce<unknown>((node, key) => (node && typeof node === 'object' ? (node as Record<string, unknown>)[key] : undefined), target);
+}
+
+function configError(errors: ErrorObject[], raw: object, sources: Map<string, string>, file: string | undefined): VigilError {
+  const lines = errors.map((e) => {
+    const parent = e.instancePath.slice(1).replaceAll('/', '.');
+    if (e.keyword === 'additionalProperties') {
+      const key = (e.params as { additionalProperty: string }).additionalProperty;
+      return { unknown: true, text: `unknown key ${parent ? `${parent}.` : ''}${key}${file ? ` in ${file}` : ''}` };
+    }
+    const value = getPath(raw, parent);
+    const where = sources.get(parent) ?? (file ? `file ${file}` : 'defaults');
+    return { unknown: false, text: `${parent} = ${JSON.stringify(value)} (from ${where}): expected ${describe(e)}` };
+  });
+  const code = lines.every((l) => l.unknown) ? 'VIGIL_ERR_CONFIG_UNKNOWN_KEY' : 'VIGIL_ERR_CONFIG_INVALID';
+  return new VigilError(code, lines.map((l) => l.text).join('; '));
+}
+
+function describe(e: ErrorObject): string {
+  const p = e.params as Record<string, unknown>;
+  switch (e.keyword) {
+    case 'type':
+      return `a value of type ${String(p['type'])}`;
+    case 'enum':
+      return `one of ${(p['allowedValues'] as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'minimum':
+    case 'maximum':
+      return `a number ${String(p['comparison'])} ${String(p['limit'])}`;
+    default:
+      return e.message ?? e.keyword;
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** The reference table README.md carries (`vigil config --docs`). */
+export function configDocs(): string {
+  const rows = leaves().map(({ path, leaf }) => {
+    const env = leaf.type === 'object' ? '(file only)' : `\`${envName(path)}\``;
+    const range =
+      'enum' in leaf && leaf.enum
+        ? leaf.enum.map((v) => `\`${v}\``).join(', ')
+        : 'minimum' in leaf && leaf.minimum !== undefined
+          ? `${leaf.minimum}–${leaf.maximum}`
+          : leaf.type === 'object'
+            ? `map to ${leaf.additionalProperties.enum.map((v) => `\`${v}\``).join(', ')}`
+            : leaf.type;
+    return `| \`${path}\` | ${env} | \`${JSON.stringify(leaf.default)}\` | ${range} | ${leaf.description} |`;
+  });
+  return ['| key | environment | default | allowed | description |', '|---|---|---|---|---|', ...rows].join('\n');
+}

@@ -1,0 +1,291 @@
+/**
+ * Vigil's configuration schema: the single source of truth for every option, its type, range,
+ * default and documentation. `vigil config --docs` renders it as the reference table in
+ * README.md (a test keeps the two in step). Environment variables are derived from the key path:
+ * `pipeline.maxInFlightBytes` is `VIGIL_PIPELINE_MAX_IN_FLIGHT_BYTES`.
+ */
+
+type Leaf = {
+  type: 'string' | 'integer' | 'number' | 'boolean' | 'array';
+  description: string;
+  default: unknown;
+  enum?: readonly string[];
+  minimum?: number;
+  maximum?: number;
+  minLength?: number;
+  minItems?: number;
+  items?: { type: 'string'; minLength?: number };
+  pattern?: string;
+};
+
+type Section = {
+  type: 'object';
+  description: string;
+  properties: Record<string, Leaf | Section | MapLeaf>;
+};
+
+/** A free-form map from a string key to an enumerated value (set from the file only). */
+type MapLeaf = {
+  type: 'object';
+  description: string;
+  default: Record<string, string>;
+  additionalProperties: { type: 'string'; enum: readonly string[] };
+};
+
+const port = (description: string, def: number): Leaf => ({
+  type: 'integer',
+  minimum: 1,
+  maximum: 65535,
+  description,
+  default: def,
+});
+
+export const INPUT_FORMATS = ['auto', 'json', 'influx', 'prometheus'] as const;
+export type InputFormat = (typeof INPUT_FORMATS)[number];
+
+export const configSchema = {
+  type: 'object',
+  description: 'Vigil configuration',
+  properties: {
+    dataDir: {
+      type: 'string',
+      minLength: 1,
+      description:
+        'Directory for everything the local stack writes (Kafka log dirs, ClickHouse data, Prometheus TSDB, pid files, logs). Relative paths are resolved against the working directory.',
+      default: '.vigil',
+    },
+    kafka: {
+      type: 'object',
+      description: 'Kafka connection and topics.',
+      properties: {
+        brokers: {
+          type: 'array',
+          minItems: 1,
+          items: { type: 'string', minLength: 1 },
+          description: 'Bootstrap brokers, `host:port`, comma-separated in the environment.',
+          default: ['127.0.0.1:9092'],
+        },
+        clientId: { type: 'string', minLength: 1, description: 'Kafka client id.', default: 'vigil' },
+        groupId: { type: 'string', minLength: 1, description: 'Consumer group id of the pipeline.', default: 'vigil' },
+        topics: {
+          type: 'array',
+          items: { type: 'string', minLength: 1 },
+          description: 'Metric topics to consume. Ignored when `kafka.topicPattern` is set.',
+          default: ['metrics'],
+        },
+        topicPattern: {
+          type: 'string',
+          description: 'Regular expression of metric topics to consume instead of `kafka.topics` (empty: use the list).',
+          default: '',
+        },
+        topicFormats: {
+          type: 'object',
+          description:
+            'Input format fixed per topic (`json`, `influx`, `prometheus`); topics not listed are detected per message (`auto`). File only.',
+          default: {},
+          additionalProperties: { type: 'string', enum: INPUT_FORMATS },
+        },
+        dlqTopic: { type: 'string', minLength: 1, description: 'Dead-letter topic for bad input.', default: 'metrics-dlq' },
+        alertsTopic: { type: 'string', minLength: 1, description: 'Topic alert events are produced to.', default: 'metrics-alerts' },
+        fromBeginning: {
+          type: 'boolean',
+          description: 'Where a new consumer group starts: the earliest offset (true) or the latest (false).',
+          default: true,
+        },
+        sessionTimeoutMs: {
+          type: 'integer',
+          minimum: 6000,
+          maximum: 300000,
+          description: 'Consumer group session timeout.',
+          default: 30000,
+        },
+      },
+    },
+    clickhouse: {
+      type: 'object',
+      description: 'ClickHouse connection.',
+      properties: {
+        url: { type: 'string', pattern: '^https?://', description: 'HTTP(S) endpoint.', default: 'http://127.0.0.1:8123' },
+        username: { type: 'string', description: 'User name.', default: 'default' },
+        password: { type: 'string', description: 'Password.', default: '' },
+        database: {
+          type: 'string',
+          pattern: '^[A-Za-z_][A-Za-z0-9_]*$',
+          description: 'Database Vigil creates and writes its tables in.',
+          default: 'vigil',
+        },
+        compression: {
+          type: 'string',
+          enum: ['none', 'gzip'],
+          description: 'Compression of insert bodies (done in the workers).',
+          default: 'none',
+        },
+        requestTimeoutMs: {
+          type: 'integer',
+          minimum: 1000,
+          maximum: 600000,
+          description: 'Timeout of one HTTP request to ClickHouse.',
+          default: 60000,
+        },
+      },
+    },
+    http: {
+      type: 'object',
+      description: "Vigil's own HTTP server: /metrics, /healthz, /readyz.",
+      properties: {
+        host: { type: 'string', minLength: 1, description: 'Listen address.', default: '127.0.0.1' },
+        port: port('Listen port (Prometheus scrapes /metrics here).', 9464),
+      },
+    },
+    log: {
+      type: 'object',
+      description: 'Logging (pino, JSON lines on stdout).',
+      properties: {
+        level: {
+          type: 'string',
+          enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+          description: 'Minimum level logged.',
+          default: 'info',
+        },
+      },
+    },
+    pipeline: {
+      type: 'object',
+      description: 'Batching, worker pool, backpressure and shutdown.',
+      properties: {
+        workers: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 256,
+          description: 'Worker threads in the pool (one series shard each).',
+          default: 2,
+        },
+        taskMaxMessages: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 1000000,
+          description: 'Messages per worker task at most.',
+          default: 5000,
+        },
+        taskMaxBytes: {
+          type: 'integer',
+          minimum: 1024,
+          maximum: 268435456,
+          description: 'Bytes of message values per worker task at most.',
+          default: 1048576,
+        },
+        taskLingerMs: {
+          type: 'integer',
+          minimum: 0,
+          maximum: 60000,
+          description: 'How long a partly filled task waits for more messages before it is sent.',
+          default: 20,
+        },
+        maxInFlightBytes: {
+          type: 'integer',
+          minimum: 65536,
+          maximum: 17179869184,
+          description:
+            'Message bytes consumed but not yet committed. Above it the consumer pauses its partitions; this bounds memory.',
+          default: 67108864,
+        },
+        maxMessageBytes: {
+          type: 'integer',
+          minimum: 64,
+          maximum: 104857600,
+          description: 'Larger messages go to the dead-letter topic (VIGIL_ERR_DECODE_TOO_LARGE).',
+          default: 1048576,
+        },
+        insertMaxRows: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 10000000,
+          description: 'Rows per ClickHouse insert at most.',
+          default: 200000,
+        },
+        insertLingerMs: {
+          type: 'integer',
+          minimum: 0,
+          maximum: 60000,
+          description: 'How long rows wait to fill an insert; keeps inserts to a few per second per table.',
+          default: 500,
+        },
+        retryInitialMs: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 60000,
+          description: 'First backoff after a retryable sink failure (doubles up to `pipeline.retryMaxMs`).',
+          default: 200,
+        },
+        retryMaxMs: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 600000,
+          description: 'Longest backoff between retries.',
+          default: 10000,
+        },
+        shutdownTimeoutMs: {
+          type: 'integer',
+          minimum: 0,
+          maximum: 3600000,
+          description: 'On SIGTERM/SIGINT, how long draining may take before Vigil exits non-zero.',
+          default: 30000,
+        },
+      },
+    },
+    infra: {
+      type: 'object',
+      description: 'The local stack `vigil infra` and `npm start` run when no external Kafka/ClickHouse is configured.',
+      properties: {
+        mode: {
+          type: 'string',
+          enum: ['auto', 'on', 'off'],
+          description:
+            '`auto`: `npm start` and `npm test` bring the local stack up only while `kafka.brokers` and `clickhouse.url` are at their loopback defaults; `on`: always; `off`: never.',
+          default: 'auto',
+        },
+        kafkaControllerPort: port('KRaft controller listener of the local Kafka.', 29093),
+        kafkaHeapMb: {
+          type: 'integer',
+          minimum: 128,
+          maximum: 16384,
+          description: 'Java heap of the local Kafka.',
+          default: 1024,
+        },
+        clickhouseTcpPort: port('Native TCP port of the local ClickHouse (clickhouse-client).', 9000),
+        clickhouseInterserverPort: port('Interserver HTTP port of the local ClickHouse.', 9009),
+        prometheusPort: port('Port of the local Prometheus.', 9090),
+        alertmanagerPort: port('Port of the local Alertmanager.', 9093),
+        readyTimeoutMs: {
+          type: 'integer',
+          minimum: 1000,
+          maximum: 600000,
+          description: 'How long `infra up` waits for each service to become ready.',
+          default: 90000,
+        },
+      },
+    },
+  },
+} as const satisfies Section;
+
+export type SchemaNode = Leaf | Section | MapLeaf;
+
+export function isSection(node: SchemaNode): node is Section {
+  return node.type === 'object' && 'properties' in node;
+}
+
+/** Each configurable leaf with its dotted path, in schema order. */
+export function leaves(node: Section = configSchema, prefix = ''): { path: string; leaf: Leaf | MapLeaf }[] {
+  const out: { path: string; leaf: Leaf | MapLeaf }[] = [];
+  for (const [key, child] of Object.entries(node.properties)) {
+    const path = prefix ? `${prefix}.${key}` : key;
+    if (isSection(child)) out.push(...leaves(child, path));
+    else out.push({ path, leaf: child });
+  }
+  return out;
+}
+
+/** `pipeline.maxInFlightBytes` → `VIGIL_PIPELINE_MAX_IN_FLIGHT_BYTES`. */
+export function envName(path: string): string {
+  return 'VIGIL_' + path.split('.').map((s) => s.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_');
+}

@@ -1,0 +1,49 @@
+/**
+ * The one error catalogue (STYLE.md). Every code is `VIGIL_ERR_<AREA>_<PROBLEM>`, documented in
+ * docs/errors.md (a test checks both lists agree), and doubles as a low-cardinality metric label.
+ */
+export const ErrorCodes = {
+  VIGIL_ERR_CONFIG_FILE: 'The configuration file could not be read or parsed.',
+  VIGIL_ERR_CONFIG_UNKNOWN_KEY: 'A configuration key (file or VIGIL_* environment variable) is not in the schema.',
+  VIGIL_ERR_CONFIG_INVALID: 'A configuration value has the wrong type or is out of range.',
+  VIGIL_ERR_CLI_USAGE: 'The command line names an unknown command or option.',
+  VIGIL_ERR_INFRA_INSTALL: 'A local service (Kafka, ClickHouse, Prometheus, Alertmanager) could not be installed.',
+  VIGIL_ERR_INFRA_START: 'A local service exited or did not become ready; the message names its log file.',
+  VIGIL_ERR_INFRA_PORT_BUSY: 'A local service port is taken by a process Vigil did not start.',
+  VIGIL_ERR_DECODE_EMPTY: 'A message has no content (empty or only whitespace).',
+  VIGIL_ERR_DECODE_TOO_LARGE: 'A message is larger than pipeline.maxMessageBytes.',
+  VIGIL_ERR_DECODE_UTF8: 'A message is not valid UTF-8.',
+  VIGIL_ERR_DECODE_JSON: 'A message (or one line of newline-delimited JSON) is not valid JSON.',
+  VIGIL_ERR_DECODE_SHAPE: 'A JSON value is not a metric point, an array of points or {"metrics": [...]}.',
+  VIGIL_ERR_DECODE_NAME: 'A point has no metric name, or the name is not a non-empty string.',
+  VIGIL_ERR_DECODE_VALUE: 'A point value is missing, not a number, NaN or infinite.',
+  VIGIL_ERR_DECODE_TIMESTAMP: 'A point timestamp is missing, unparseable, or outside the accepted range.',
+  VIGIL_ERR_DECODE_TAGS: 'A point has tags that are not a flat object of string values.',
+  VIGIL_ERR_DECODE_TYPE: 'A point has a metric_type Vigil does not know.',
+  VIGIL_ERR_DECODE_LINE_PROTOCOL: 'An Influx line-protocol line is malformed.',
+  VIGIL_ERR_CLICKHOUSE_UNAVAILABLE: 'ClickHouse did not answer (retryable).',
+  VIGIL_ERR_CLICKHOUSE_INSERT: 'ClickHouse rejected an insert.',
+  VIGIL_ERR_CLICKHOUSE_SCHEMA: 'A schema migration failed.',
+  VIGIL_ERR_KAFKA_UNAVAILABLE: 'The Kafka cluster did not answer (retryable).',
+  VIGIL_ERR_KAFKA_PRODUCE: 'Producing to Kafka (dead letters, alerts) failed.',
+  VIGIL_ERR_WORKER_FAILED: 'A worker task threw; the batch is retried.',
+  VIGIL_ERR_SHUTDOWN_TIMEOUT: 'Draining did not finish within pipeline.shutdownTimeoutMs.',
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export class VigilError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; retryable?: boolean } = {}) {
+    super(`${code}: ${message}`, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'VigilError';
+    this.code = code;
+    this.retryable = options.retryable ?? false;
+  }
+}
+
+export function isVigilError(err: unknown, code?: ErrorCode): err is VigilError {
+  return err instanceof VigilError && (code === undefined || err.code === code);
+}

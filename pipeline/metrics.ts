@@ -1,0 +1,97 @@
+import { Registry, collectDefaultMetrics, Counter, Gauge, Histogram } from 'prom-client';
+
+/**
+ * Vigil's self-metrics (DESIGN.md §9, STYLE.md instrumentation contract): one registry per
+ * process, created with `createMetrics()`. Label values are low-cardinality (error codes,
+ * topics, sink names), never series or offsets.
+ */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'vigil_process_' });
+  const reg = [registry];
+  return {
+    registry,
+    messagesReceived: new Counter({
+      name: 'vigil_messages_received_total',
+      help: 'Kafka messages consumed',
+      labelNames: ['topic'],
+      registers: reg,
+    }),
+    bytesReceived: new Counter({
+      name: 'vigil_bytes_received_total',
+      help: 'Bytes of Kafka message values consumed',
+      labelNames: ['topic'],
+      registers: reg,
+    }),
+    pointsProcessed: new Counter({
+      name: 'vigil_points_processed_total',
+      help: 'Valid points decoded by the workers',
+      registers: reg,
+    }),
+    deadLetters: new Counter({
+      name: 'vigil_dead_letters_total',
+      help: 'Messages or lines sent to the dead-letter topic, by error code',
+      labelNames: ['code'],
+      registers: reg,
+    }),
+    rowsInserted: new Counter({
+      name: 'vigil_rows_inserted_total',
+      help: 'Rows acknowledged by ClickHouse, by table',
+      labelNames: ['table'],
+      registers: reg,
+    }),
+    sinkErrors: new Counter({
+      name: 'vigil_sink_errors_total',
+      help: 'Failed sink requests (retried), by sink and error code',
+      labelNames: ['sink', 'code'],
+      registers: reg,
+    }),
+    insertSeconds: new Histogram({
+      name: 'vigil_insert_duration_seconds',
+      help: 'ClickHouse insert latency',
+      labelNames: ['table'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: reg,
+    }),
+    batchSeconds: new Histogram({
+      name: 'vigil_batch_duration_seconds',
+      help: 'Time from a worker task being sent to its offsets being committable',
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: reg,
+    }),
+    workerTaskSeconds: new Histogram({
+      name: 'vigil_worker_task_duration_seconds',
+      help: 'Time a worker spent on one task',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers: reg,
+    }),
+    workerUtilization: new Gauge({
+      name: 'vigil_worker_utilization_ratio',
+      help: 'Share of time the worker pool was busy (piscina utilization)',
+      registers: reg,
+    }),
+    inFlightBytes: new Gauge({
+      name: 'vigil_in_flight_bytes',
+      help: 'Message bytes consumed but not yet committed',
+      registers: reg,
+    }),
+    pausedPartitions: new Gauge({
+      name: 'vigil_paused_partitions',
+      help: 'Partitions paused by backpressure',
+      registers: reg,
+    }),
+    consumerLag: new Gauge({
+      name: 'vigil_consumer_lag_messages',
+      help: 'High watermark minus committed offset, summed per topic',
+      labelNames: ['topic'],
+      registers: reg,
+    }),
+    ready: new Gauge({
+      name: 'vigil_ready',
+      help: '1 when every dependency answers (the /readyz state)',
+      registers: reg,
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
