@@ -20,8 +20,10 @@ export interface ServiceStatus {
 }
 
 /** Installs what is missing (apt packages as root, Kafka jars with Maven); starts nothing. */
-export function install(config: VigilConfig, log: Logger): void {
-  const all = services(config).map((s) => ({ s, m: s.missing() }));
+export function install(config: VigilConfig, log: Logger, only?: readonly ServiceName[]): void {
+  const all = services(config)
+    .filter((s) => !only || only.includes(s.name))
+    .map((s) => ({ s, m: s.missing() }));
   const apt = [...new Set([...all.flatMap(({ m }) => m.apt), ...toolsMissing()])];
   if (apt.length > 0) {
     if (process.getuid?.() !== 0) {
@@ -65,7 +67,7 @@ function portOpen(port: number, host = '127.0.0.1'): Promise<boolean> {
  * setup can stop exactly those).
  */
 export async function up(config: VigilConfig, log: Logger, only?: readonly ServiceName[]): Promise<ServiceName[]> {
-  install(config, log);
+  install(config, log, only);
   const started: ServiceName[] = [];
   for (const s of services(config)) {
     if (only && !only.includes(s.name)) continue;

@@ -24,6 +24,8 @@ export const APT_PACKAGES = {
   clickhouse: ['clickhouse-server', 'clickhouse-client'],
   prometheus: ['prometheus'],
   alertmanager: ['prometheus-alertmanager'],
+  java: ['openjdk-17-jre-headless'],
+  maven: ['maven'],
   // Not a service: the independent Kafka client the tests and the benchmark baseline use.
   tools: ['kcat'],
 } as const;
@@ -77,22 +79,16 @@ export function services(config: VigilConfig): Service[] {
     ports: [broker.port, infra.kafkaControllerPort],
     proc: proc(dir, 'kafka'),
     missing() {
-      const other: (() => void)[] = [];
+      // A JDK and Maven come from Debian when the machine lacks them; the jars from Maven Central.
+      const apt = [...(onPath('java') ? [] : APT_PACKAGES.java), ...(onPath('mvn') ? [] : APT_PACKAGES.maven)];
       const hasJars = existsSync(kafkaLib) && readdirSync(kafkaLib).some((f) => f.startsWith('kafka_2.13-'));
-      if (!hasJars) {
-        other.push(() => {
-          if (!onPath('mvn')) throw new VigilError('VIGIL_ERR_INFRA_INSTALL', 'kafka: Maven (mvn) is not on PATH; install it (apt-get install -y maven)');
-          execFileSync(
-            'mvn',
-            ['-q', '-B', '-f', join(projectRoot(), 'infra', 'kafka', 'pom.xml'), 'dependency:copy-dependencies', `-DoutputDirectory=${kafkaLib}`],
-            { stdio: 'inherit' },
-          );
-        });
-      }
-      if (!onPath('java')) other.unshift(() => {
-        throw new VigilError('VIGIL_ERR_INFRA_INSTALL', 'kafka: java is not on PATH; install a JDK 17 (apt-get install -y openjdk-17-jre-headless)');
-      });
-      return { apt: [], other };
+      const fetchJars = () =>
+        execFileSync(
+          'mvn',
+          ['-q', '-B', '-f', join(projectRoot(), 'infra', 'kafka', 'pom.xml'), 'dependency:copy-dependencies', `-DoutputDirectory=${kafkaLib}`],
+          { stdio: 'inherit' },
+        );
+      return { apt, other: hasJars ? [] : [fetchJars] };
     },
     prepare() {
       const logDirs = join(kafkaDir, 'data');

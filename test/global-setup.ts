@@ -1,0 +1,19 @@
+import { loadConfig, usesLocalStack } from '../pipeline/config/index.js';
+import { componentLogger, rootLogger } from '../pipeline/log.js';
+import * as infra from '../infra/index.js';
+
+/**
+ * Brings the local stack up when the configuration points at it and it is not running, and
+ * stops afterwards exactly the services this run started (a stack started by hand with
+ * `npm run infra:up` is left running for the next run).
+ */
+export default async function setup(): Promise<() => Promise<void>> {
+  const config = loadConfig();
+  rootLogger(process.env['CI'] ? 'info' : 'warn');
+  if (!usesLocalStack(config)) return async () => undefined;
+  const log = componentLogger('test-setup');
+  const started = await infra.up(config, log);
+  return async () => {
+    if (started.length > 0) await infra.down(config, log, started);
+  };
+}

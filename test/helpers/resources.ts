@@ -1,0 +1,79 @@
+import { randomBytes } from 'node:crypto';
+import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { Kafka, logLevel, type Admin } from 'kafkajs';
+import { afterAll } from 'vitest';
+import { loadConfig, type VigilConfig } from '../../pipeline/config/index.js';
+
+/** A name no other test or run uses: letters, digits and underscores (valid for topics and databases). */
+export function uniqueName(prefix: string): string {
+  return `${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
+}
+
+export function testConfig(overrides: Record<string, unknown> = {}): VigilConfig {
+  return loadConfig({ overrides });
+}
+
+export function kafkaClient(config: VigilConfig = testConfig()): Kafka {
+  return new Kafka({ clientId: uniqueName('test'), brokers: [...config.kafka.brokers], logLevel: logLevel.NOTHING });
+}
+
+/**
+ * Per-file test resources: topics and databases created through it are removed in afterAll,
+ * clients are closed. Call once at the top level of a test file.
+ */
+export function useResources(config: VigilConfig = testConfig()) {
+  const topics: string[] = [];
+  const databases: string[] = [];
+  const closers: (() => Promise<unknown>)[] = [];
+  let admin: Admin | undefined;
+  let clickhouse: ClickHouseClient | undefined;
+
+  const res = {
+    config,
+    kafka: kafkaClient(config),
+    async admin(): Promise<Admin> {
+      if (!admin) {
+        admin = res.kafka.admin();
+        await admin.connect();
+      }
+      return admin;
+    },
+    clickhouse(): ClickHouseClient {
+      clickhouse ??= createClient({ url: config.clickhouse.url, username: config.clickhouse.username, password: config.clickhouse.password });
+      return clickhouse;
+    },
+    async topic(prefix: string, partitions = 1): Promise<string> {
+      const name = uniqueName(prefix);
+      topics.push(name);
+      await (await res.admin()).createTopics({ topics: [{ topic: name, numPartitions: partitions }], waitForLeaders: true });
+      return name;
+    },
+    async database(prefix: string): Promise<string> {
+      const name = uniqueName(prefix);
+      databases.push(name);
+      await res.clickhouse().command({ query: `CREATE DATABASE ${name}` });
+      return name;
+    },
+    /** Registers a database or topic created by the code under test (e.g. the pipeline's own). */
+    own(kind: 'topic' | 'database', name: string): void {
+      (kind === 'topic' ? topics : databases).push(name);
+    },
+    onClose(fn: () => Promise<unknown>): void {
+      closers.push(fn);
+    },
+  };
+
+  afterAll(async () => {
+    for (const fn of closers.reverse()) await fn().catch(() => undefined);
+    if (topics.length > 0) {
+      const a = await res.admin();
+      const existing = new Set(await a.listTopics());
+      const gone = topics.filter((t) => existing.has(t));
+      if (gone.length > 0) await a.deleteTopics({ topics: gone }).catch(() => undefined);
+    }
+    for (const db of databases) await res.clickhouse().command({ query: `DROP DATABASE IF EXISTS ${db}` });
+    await admin?.disconnect();
+    await clickhouse?.close();
+  });
+  return res;
+}
