@@ -1,0 +1,225 @@
+import { describe, it, expect } from 'vitest';
+import { MetricType } from '../../../../workers/decode/index.js';
+import { CTX, NOW, bytesOf, decode, oneReject, onePoint } from './collect.js';
+
+const T0 = Date.UTC(2024, 0, 15, 10, 30); // 1705314600000
+const NS = '1705314600000000000';
+
+describe('Influx line protocol: points', () => {
+  it('turns each numeric field into a gauge with consecutive point indexes and shared tags', () => {
+    const { points, rejects } = decode(`cpu,host=a,region=eu value=0.5,idle=98.5,user=1.5 ${NS}`);
+    expect(rejects).toEqual([]);
+    expect(points).toEqual([
+      { metric: 'cpu', tags: ['host', 'a', 'region', 'eu'], value: 0.5, tsMs: T0, type: MetricType.gauge, pointIndex: 0 },
+      { metric: 'cpu.idle', tags: ['host', 'a', 'region', 'eu'], value: 98.5, tsMs: T0, type: MetricType.gauge, pointIndex: 1 },
+      { metric: 'cpu.user', tags: ['host', 'a', 'region', 'eu'], value: 1.5, tsMs: T0, type: MetricType.gauge, pointIndex: 2 },
+    ]);
+  });
+
+  it('keeps tags in input order (not sorted)', () => {
+    expect(onePoint(`m,z=1,a=2 v=1 ${NS}`).tags).toEqual(['z', '1', 'a', '2']);
+  });
+
+  it('continues point indexes across lines', () => {
+    const { points } = decode(`a x=1,y=2 ${NS}\nb z=3 ${NS}`);
+    expect(points.map((p) => [p.metric, p.pointIndex])).toEqual([
+      ['a.x', 0],
+      ['a.y', 1],
+      ['b.z', 2],
+    ]);
+  });
+
+  it('reads floats, integers, unsigned integers and every boolean spelling', () => {
+    const line = 'm a=1,b=1.5,c=-1e3,d=1.5E+2,e=.5,f=12i,g=-12i,h=12u,i=9223372036854775807i,j=18446744073709551615u';
+    const { points, rejects } = decode(line);
+    expect(rejects).toEqual([]);
+    expect(points.map((p) => [p.metric, p.value])).toEqual([
+      ['m.a', 1],
+      ['m.b', 1.5],
+      ['m.c', -1000],
+      ['m.d', 150],
+      ['m.e', 0.5],
+      ['m.f', 12],
+      ['m.g', -12],
+      ['m.h', 12],
+      ['m.i', 2 ** 63], // the nearest float64
+      ['m.j', 2 ** 64],
+    ]);
+    const bools = decode('m a=t,b=T,c=true,d=True,e=TRUE,f=f,g=F,h=false,i=False,j=FALSE');
+    expect(bools.rejects).toEqual([]);
+    expect(bools.points.map((p) => p.value)).toEqual([1, 1, 1, 1, 1, 0, 0, 0, 0, 0]);
+  });
+
+  it('skips string fields when the line has another field, without spending a point index', () => {
+    const { points, rejects } = decode('m msg="hello, world = x",v=1,note="a b" 1705314600');
+    expect(rejects).toEqual([]);
+    expect(points).toEqual([expect.objectContaining({ metric: 'm.v', value: 1, pointIndex: 0, tsMs: T0 })]);
+  });
+
+  it('unescapes measurement, tag keys, tag values and field keys', () => {
+    const p = onePoint('my\\ meas\\,ure,tag\\ k\\,e\\=y=v\\ a\\,l\\=ue fi\\ e\\,l\\=d=1');
+    expect(p.metric).toBe('my meas,ure.fi e,l=d');
+    expect(p.tags).toEqual(['tag k,e=y', 'v a,l=ue']);
+  });
+
+  it('handles escapes in string field values without ending the string early', () => {
+    const p = onePoint('m s="say \\"hi\\", x=1 \\\\",v=2');
+    expect(p).toMatchObject({ metric: 'm.v', value: 2 });
+  });
+
+  it('keeps other backslashes literal, and reads a double backslash as one', () => {
+    expect(onePoint('dir\\path,k=a\\b value=1').metric).toBe('dir\\path');
+    expect(onePoint('dir\\path,k=a\\b v=1').tags).toEqual(['k', 'a\\b']);
+    expect(onePoint('m,k=a\\\\ v=1').tags).toEqual(['k', 'a\\']);
+    expect(onePoint('m\\=x value=1').metric).toBe('m\\=x'); // "=" needs no escape in a measurement
+  });
+
+  it('skips comment and blank lines, and counts them in line numbers', () => {
+    const { points, rejects } = decode(`# a comment\n\n   \n  # indented comment\nm v=1 ${NS}\n\nbad\n`);
+    expect(points).toEqual([expect.objectContaining({ metric: 'm.v', pointIndex: 0 })]);
+    expect(rejects).toEqual([expect.objectContaining({ code: 'VIGIL_ERR_DECODE_LINE_PROTOCOL', line: 7, text: 'bad' })]);
+  });
+
+  it('accepts CRLF line ends, and reports a bad line without its CR', () => {
+    const { points, rejects } = decode(`a v=1 ${NS}\r\nb v=oops ${NS}\r\nc v=3 ${NS}\r\n`);
+    expect(points.map((p) => [p.metric, p.value, p.pointIndex])).toEqual([
+      ['a.v', 1, 0],
+      ['c.v', 3, 2],
+    ]);
+    expect(rejects).toEqual([expect.objectContaining({ code: 'VIGIL_ERR_DECODE_VALUE', line: 2, text: `b v=oops ${NS}` })]);
+  });
+
+  it('reads timestamps in s, ms, µs and ns, and uses the Kafka timestamp when there is none', () => {
+    expect(onePoint('m v=1 1705314600').tsMs).toBe(T0);
+    expect(onePoint('m v=1 1705314600123').tsMs).toBe(T0 + 123);
+    expect(onePoint('m v=1 1705314600123456').tsMs).toBe(T0 + 123);
+    expect(onePoint('m v=1 1705314600123999999').tsMs).toBe(T0 + 123);
+    expect(onePoint('m v=1').tsMs).toBe(CTX.kafkaTimestampMs);
+    expect(onePoint('m v=1   ').tsMs).toBe(CTX.kafkaTimestampMs);
+  });
+
+  it('decodes multi-byte characters and reports them exactly in a rejected line', () => {
+    expect(onePoint('temp,room=küche\\ 🌡 v=21.5').tags).toEqual(['room', 'küche 🌡']);
+    const bad = 'temp,room=küche 🌡=x';
+    const r = oneReject(bad);
+    expect(r.bytes).toEqual(bytesOf(bad));
+  });
+});
+
+describe('Influx line protocol: rejects', () => {
+  it('rejects only the bad lines of a message, with their bytes, line numbers and offsets', () => {
+    const lines = [`ok1 v=1 ${NS}`, `cpu,host=a usage=1 ${NS} extra`, `ok2 v=2 ${NS}`, 'cpu,host=a,host=b v=1', `ok3 v=3 ${NS}`];
+    const { points, rejects } = decode(lines.join('\n'));
+    expect(points.map((p) => [p.metric, p.pointIndex])).toEqual([
+      ['ok1.v', 0],
+      ['ok2.v', 2],
+      ['ok3.v', 4],
+    ]);
+    expect(rejects).toEqual([
+      expect.objectContaining({ code: 'VIGIL_ERR_DECODE_LINE_PROTOCOL', line: 2, text: lines[1] }),
+      expect.objectContaining({ code: 'VIGIL_ERR_DECODE_LINE_PROTOCOL', line: 4, text: lines[3] }),
+    ]);
+    expect(rejects[0]?.reason).toBe('line 2, offset 39: expected the end of the line after the timestamp');
+    expect(rejects[1]?.reason).toBe('line 4, offset 11: expected tag keys to be unique, "host" repeats');
+  });
+
+  it('rejects lines with no field set', () => {
+    for (const line of ['cpu', 'cpu,host=a', 'cpu ', 'cpu,host=a ', 'cpu  ']) {
+      const r = oneReject(line);
+      expect(r.code, line).toBe('VIGIL_ERR_DECODE_LINE_PROTOCOL');
+      expect(r.reason).toContain('field set');
+    }
+  });
+
+  it('rejects malformed tags and fields', () => {
+    const cases: [string, string][] = [
+      ['cpu,=a v=1', 'expected a tag key'],
+      ['cpu,host v=1', 'expected "=" after tag key "host"'],
+      ['cpu,host= v=1', 'expected a value for tag "host"'],
+      ['cpu,host=a=b v=1', 'escaped'],
+      ['cpu, v=1', 'expected a tag key'],
+      ['cpu =1', 'expected a field key'],
+      ['cpu v', 'expected "=" after field key "v"'],
+      ['cpu v=', 'expected a value for field "v"'],
+      ['cpu v=,w=1', 'expected a value for field "v"'],
+      ['cpu v=1,', 'expected a field key'],
+      ['cpu s="unterminated', "closing '\"'"],
+      ['cpu s="a\\"', "closing '\"'"],
+      ['cpu s="a"x,v=1', 'after the closing'],
+    ];
+    for (const [line, why] of cases) {
+      const r = oneReject(line);
+      expect(r.code, line).toBe('VIGIL_ERR_DECODE_LINE_PROTOCOL');
+      expect(r.reason, line).toContain(why);
+      expect(r.text).toBe(line);
+      expect(r.line).toBe(1);
+    }
+  });
+
+  it('rejects bad field values, NaN and infinities with VIGIL_ERR_DECODE_VALUE', () => {
+    for (const v of ['NaN', 'nan', 'Inf', '+Inf', '-inf', 'Infinity', '1e999', '1.2.3', '0x10', 'abc', 'yes', '1.5i', '1_000', '-1u', '9223372036854775808i', '-9223372036854775809i', '18446744073709551616u', 'i', '"x"y']) {
+      const r = oneReject(`m v=${v}`);
+      expect(r.code, v).toBe(v === '"x"y' ? 'VIGIL_ERR_DECODE_LINE_PROTOCOL' : 'VIGIL_ERR_DECODE_VALUE');
+      expect(r.reason, v).toMatch(/^line 1, offset \d+: /);
+    }
+    expect(onePoint('m v=-9223372036854775808i').value).toBe(-9223372036854775808);
+  });
+
+  it('rejects a line with only string fields', () => {
+    const r = oneReject('m msg="hello",other="x"');
+    expect(r.code).toBe('VIGIL_ERR_DECODE_VALUE');
+    expect(r.reason).toContain('string fields are not points');
+  });
+
+  it('rejects a missing measurement or a name that is too long', () => {
+    expect(oneReject(',host=a v=1').code).toBe('VIGIL_ERR_DECODE_NAME');
+    expect(oneReject(`${'m'.repeat(1020)} field=1`).code).toBe('VIGIL_ERR_DECODE_NAME');
+    expect(onePoint(`${'m'.repeat(1020)} abc=1`).metric).toHaveLength(1024);
+  });
+
+  it('rejects more than 64 tags', () => {
+    const tags = (n: number): string => Array.from({ length: n }, (_, i) => `k${String(i)}=v`).join(',');
+    expect(onePoint(`m,${tags(64)} v=1`).tags).toHaveLength(128);
+    expect(oneReject(`m,${tags(65)} v=1`).code).toBe('VIGIL_ERR_DECODE_TAGS');
+  });
+
+  it('rejects non-integer and out-of-range timestamps', () => {
+    for (const ts of ['1705314600.5', 'abc', '1e9', '17053146OO']) {
+      const r = oneReject(`m v=1 ${ts}`);
+      expect(r.code, ts).toBe('VIGIL_ERR_DECODE_TIMESTAMP');
+      expect(r.reason).toContain(ts);
+    }
+    for (const ts of ['0', '-1705314600', '32503680000', String(NOW + CTX.maxFutureMs + 1)]) {
+      const r = oneReject(`m v=1 ${ts}`);
+      expect(r.code, ts).toBe('VIGIL_ERR_DECODE_TIMESTAMP');
+      expect(r.reason).toMatch(new RegExp(`^line 1, offset 6: timestamp ${ts} `));
+    }
+  });
+
+  it('keeps later point indexes stable when a line is rejected for its clock-dependent timestamp', () => {
+    const future = String(NOW + 3_600_000); // an hour ahead: too far now, fine an hour later
+    const message = `a x=1 ${NS}\nb x=1,y=2,z=3 ${future}\nbroken\nc x=1 ${NS}`;
+    const now = decode(message);
+    expect(now.points.map((p) => [p.metric, p.pointIndex])).toEqual([
+      ['a.x', 0],
+      ['c.x', 5],
+    ]);
+    expect(now.rejects.map((r) => [r.code, r.line])).toEqual([
+      ['VIGIL_ERR_DECODE_TIMESTAMP', 2],
+      ['VIGIL_ERR_DECODE_LINE_PROTOCOL', 3],
+    ]);
+    const later = decode(message, 'auto', { ...CTX, nowMs: NOW + 3_600_000 });
+    expect(later.points.map((p) => [p.metric, p.pointIndex])).toEqual([
+      ['a.x', 0],
+      ['b.x', 1],
+      ['b.y', 2],
+      ['b.z', 3],
+      ['c.x', 5],
+    ]);
+  });
+
+  it('gives the same points and rejects for the same bytes', () => {
+    const message = `a x=1,y=2 ${NS}\nbad\nb v=1\n{"not": "influx"}`;
+    expect(decode(message)).toEqual(decode(message));
+  });
+});
