@@ -7,7 +7,7 @@ import { Registry, collectDefaultMetrics, Counter, Gauge, Histogram } from 'prom
  */
 export function createMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'vigil_process_' });
+  collectDefaultMetrics({ register: registry, prefix: 'vigil_' });
   const reg = [registry];
   return {
     registry,
