@@ -1,19 +1,37 @@
 #!/usr/bin/env node
+import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { configDocs, loadConfig, usesLocalStack, type VigilConfig } from './config/index.js';
 import { isVigilError, VigilError } from './errors.js';
 import { componentLogger, rootLogger } from './log.js';
 import * as infra from '../infra/index.js';
-import { startHttpServer, Readiness } from './http.js';
-import { createMetrics } from './metrics.js';
+import { produce, type GenFormat } from '../bench/generator.js';
+import { capabilitiesOf, schemaStatements } from '../sinks/clickhouse/index.js';
+import { createKafka, ensureTopics } from './kafka.js';
+import { runPipeline, type RunningPipeline } from './run.js';
 
 const USAGE = `Usage: vigil <command> [options]
 
 Commands:
-  start                     local stack (when no external Kafka/ClickHouse is configured) + Vigil
+  start                     local stack (when no external Kafka/ClickHouse is configured), the
+                            pipeline and a demo producer, with a live summary line
+  run                       the pipeline alone against the configured Kafka and ClickHouse
+  produce [options]         load generator: realistic host, service and crypto-key metrics
+      --topic T             topic (default: the first of kafka.topics)
+      --series N            distinct series (default 1000)
+      --points-per-message N  (default 1)
+      --format F            json | influx | prometheus (default json)
+      --rate N              points per second, 0 = as fast as possible (default 10000)
+      --count N             stop after N points (default 0 = no limit)
+      --duration S          stop after S seconds (default 0 = no limit)
+      --interval-ms N       event-time step between points of one series (default: real-time
+                            pace, series*1000/rate; with --count and --rate 0, 10000 and the
+                            stream ends now)
+  schema [--server-version V]  print the ClickHouse DDL Vigil applies (default: 18.16 baseline)
   infra up|down|status|install
                             manage the local Kafka, ClickHouse, Prometheus and Alertmanager
-  config [--docs]           print the effective configuration (or the reference table)
+  config [--docs [--readme F]]  print the effective configuration, or the reference table
+                            (written into F between its config markers)
 
 Options:
   -c, --config FILE         configuration file (JSON or YAML); also $VIGIL_CONFIG
@@ -28,6 +46,16 @@ async function main(argv: string[]): Promise<number> {
     options: {
       config: { type: 'string', short: 'c' },
       docs: { type: 'boolean' },
+      readme: { type: 'string' },
+      topic: { type: 'string' },
+      series: { type: 'string' },
+      'points-per-message': { type: 'string' },
+      format: { type: 'string' },
+      rate: { type: 'string' },
+      count: { type: 'string' },
+      duration: { type: 'string' },
+      'interval-ms': { type: 'string' },
+      'server-version': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -37,7 +65,17 @@ async function main(argv: string[]): Promise<number> {
     return command === undefined && !values.help ? 2 : 0;
   }
   if (command === 'config' && values.docs) {
-    console.log(configDocs());
+    if (values.readme) {
+      // Rewrites the reference table between the config markers of the given README.
+      const text = readFileSync(values.readme, 'utf8');
+      const updated = text.replace(/<!-- config:begin -->[\s\S]*<!-- config:end -->/, `<!-- config:begin -->\n${configDocs()}\n<!-- config:end -->`);
+      writeFileSync(values.readme, updated);
+    } else console.log(configDocs());
+    return 0;
+  }
+  if (command === 'schema') {
+    const db = loadConfig({ file: values.config }).clickhouse.database;
+    for (const q of schemaStatements(db, capabilitiesOf(values['server-version'] ?? '18.16.1'))) console.log(`${q};\n`);
     return 0;
   }
   const config = loadConfig({ file: values.config });
@@ -51,6 +89,10 @@ async function main(argv: string[]): Promise<number> {
       return infraCommand(config, sub);
     case 'start':
       return start(config);
+    case 'run':
+      return run(config);
+    case 'produce':
+      return produceCommand(config, values);
     default:
       throw new VigilError('VIGIL_ERR_CLI_USAGE', `unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
   }
@@ -86,20 +128,93 @@ async function printStatus(config: VigilConfig): Promise<boolean> {
   return all.every((s) => s.state === 'running');
 }
 
-async function start(config: VigilConfig): Promise<number> {
-  const log = componentLogger('main');
-  if (usesLocalStack(config)) await infra.up(config, componentLogger('infra'));
-  const metrics = createMetrics();
-  const readiness = new Readiness();
-  readiness.set('http', true);
-  const server = await startHttpServer({ ...config.http, registry: metrics.registry, readiness, log: componentLogger('http') });
-  log.info({ metrics: `http://${config.http.host}:${server.port}/metrics` }, 'vigil started');
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
-  await server.close();
+function intOption(values: Record<string, unknown>, name: string, def: number, min = 0): number {
+  const raw = values[name];
+  if (raw === undefined) return def;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) throw new VigilError('VIGIL_ERR_CLI_USAGE', `--${name} = ${JSON.stringify(raw)}: expected an integer >= ${min}`);
+  return n;
+}
+
+function produceOptions(config: VigilConfig, values: Record<string, unknown>) {
+  const format = (values['format'] ?? 'json') as string;
+  if (!['json', 'influx', 'prometheus'].includes(format)) {
+    throw new VigilError('VIGIL_ERR_CLI_USAGE', `--format = ${JSON.stringify(format)}: expected json, influx or prometheus`);
+  }
+  const series = intOption(values, 'series', 1000, 1);
+  const rate = intOption(values, 'rate', 10000);
+  const points = intOption(values, 'count', 0);
+  // Event time must not run ahead of the wall clock (Vigil rejects points beyond
+  // pipeline.maxFutureMs): a rate-limited stream advances at real-time pace; a fixed count at
+  // full speed is laid out so that it ends now.
+  const intervalMs = intOption(values, 'interval-ms', rate > 0 ? Math.max(1, Math.round((series * 1000) / rate)) : 10000, 1);
+  const steps = points > 0 ? Math.ceil(points / series) : 0;
+  const startMs = rate > 0 || points === 0 ? Date.now() : Date.now() - steps * intervalMs;
+  return {
+    topic: (values['topic'] as string | undefined) ?? config.kafka.topics[0] ?? 'metrics',
+    series,
+    pointsPerMessage: intOption(values, 'points-per-message', 1, 1),
+    format: format as GenFormat,
+    rate,
+    points,
+    durationMs: intOption(values, 'duration', 0) * 1000,
+    intervalMs,
+    startMs,
+    seed: 1,
+  };
+}
+
+async function produceCommand(config: VigilConfig, values: Record<string, unknown>): Promise<number> {
+  const options = produceOptions(config, values);
+  const kafka = createKafka(config, componentLogger('produce'));
+  await ensureTopics(kafka, config, [options.topic]);
+  const abort = new AbortController();
+  process.once('SIGINT', () => abort.abort());
+  process.once('SIGTERM', () => abort.abort());
+  const summary = await produce(kafka, { ...options, signal: abort.signal });
+  console.log(JSON.stringify({ points: summary.points, messages: summary.messages, seconds: summary.elapsedMs / 1000, pointsPerSecond: Math.round((summary.points / summary.elapsedMs) * 1000) }));
   return 0;
+}
+
+/** Resolves on the first SIGINT/SIGTERM. */
+function terminationSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+}
+
+async function run(config: VigilConfig): Promise<number> {
+  const pipeline = await runPipeline(config);
+  const reason = await Promise.race([terminationSignal(), pipeline.done.then(() => 'fatal' as const)]);
+  return reason === 'fatal' ? 1 : pipeline.stop();
+}
+
+function summaryLine(p: RunningPipeline, previous: { at: number; points: number; rows: number }): string {
+  const s = p.ingestor.stats;
+  const now = Date.now();
+  const secs = Math.max(0.001, (now - previous.at) / 1000);
+  const line = `points/s in ${Math.round((s.points - previous.points) / secs)}  rows/s out ${Math.round((s.rowsInserted - previous.rows) / secs)}  lag ${s.lag}  dead letters ${s.deadLetters}  rows total ${s.rowsInserted}${s.paused ? '  [paused: backpressure]' : ''}`;
+  Object.assign(previous, { at: now, points: s.points, rows: s.rowsInserted });
+  return line;
+}
+
+async function start(config: VigilConfig): Promise<number> {
+  if (usesLocalStack(config)) await infra.up(config, componentLogger('infra'));
+  const pipeline = await runPipeline(config);
+  const abort = new AbortController();
+  const kafka = createKafka(config, componentLogger('produce'));
+  const demo = produce(kafka, { ...produceOptions(config, {}), rate: 5000, signal: abort.signal }).catch((err: unknown) => {
+    componentLogger('produce').error({ err }, 'demo producer failed');
+  });
+  const previous = { at: Date.now(), points: 0, rows: 0 };
+  const ticker = setInterval(() => process.stderr.write(`\r${summaryLine(pipeline, previous)}   `), 2000);
+  const reason = await Promise.race([terminationSignal(), pipeline.done.then(() => 'fatal' as const)]);
+  clearInterval(ticker);
+  abort.abort();
+  await demo;
+  process.stderr.write('\n');
+  return reason === 'fatal' ? 1 : pipeline.stop();
 }
 
 main(process.argv.slice(2)).then(

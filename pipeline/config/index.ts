@@ -19,6 +19,7 @@ export interface VigilConfig {
     readonly topicFormats: Readonly<Record<string, InputFormat>>;
     readonly dlqTopic: string;
     readonly alertsTopic: string;
+    readonly topicPartitions: number;
     readonly fromBeginning: boolean;
     readonly sessionTimeoutMs: number;
   };
@@ -39,6 +40,7 @@ export interface VigilConfig {
     readonly taskLingerMs: number;
     readonly maxInFlightBytes: number;
     readonly maxMessageBytes: number;
+    readonly maxFutureMs: number;
     readonly insertMaxRows: number;
     readonly insertLingerMs: number;
     readonly retryInitialMs: number;

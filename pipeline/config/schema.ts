@@ -87,6 +87,13 @@ export const configSchema = {
         },
         dlqTopic: { type: 'string', minLength: 1, description: 'Dead-letter topic for bad input.', default: 'metrics-dlq' },
         alertsTopic: { type: 'string', minLength: 1, description: 'Topic alert events are produced to.', default: 'metrics-alerts' },
+        topicPartitions: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 10000,
+          description: 'Partitions of the topics Vigil creates when they are missing (metric topics of `kafka.topics`, dead letters, alerts).',
+          default: 4,
+        },
         fromBeginning: {
           type: 'boolean',
           description: 'Where a new consumer group starts: the earliest offset (true) or the latest (false).',
@@ -209,6 +216,14 @@ export const configSchema = {
           maximum: 60000,
           description: 'How long rows wait to fill an insert; keeps inserts to a few per second per table.',
           default: 500,
+        },
+        maxFutureMs: {
+          type: 'integer',
+          minimum: 0,
+          maximum: 31536000000,
+          description:
+            'Points stamped further than this ahead of the wall clock are rejected (VIGIL_ERR_DECODE_TIMESTAMP): one absurd future timestamp would otherwise close every open bucket.',
+          default: 3600000,
         },
         retryInitialMs: {
           type: 'integer',

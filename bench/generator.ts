@@ -1,0 +1,195 @@
+import { Partitioners, type Kafka, type Message } from 'kafkajs';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/**
+ * Realistic metric streams (the original brief's host, service and crypto-key metrics) encoded
+ * in any of Vigil's input formats. Values follow smooth daily-ish cycles with noise; counters
+ * only grow. Deterministic for a given seed, so a run can be reproduced and checked.
+ */
+export type GenFormat = 'json' | 'influx' | 'prometheus';
+
+export interface SeriesSpec {
+  metric: string;
+  tags: Record<string, string>;
+  type: 'gauge' | 'counter';
+  base: number;
+  amplitude: number;
+  noise: number;
+}
+
+const METRICS: Omit<SeriesSpec, 'tags'>[] = [
+  { metric: 'system.cpu.usage_total', type: 'gauge', base: 45, amplitude: 25, noise: 5 },
+  { metric: 'system.memory.usage_percent', type: 'gauge', base: 60, amplitude: 10, noise: 2 },
+  { metric: 'http.server.requests', type: 'counter', base: 50, amplitude: 20, noise: 5 },
+  { metric: 'http.server.latency_ms', type: 'gauge', base: 120, amplitude: 40, noise: 15 },
+  { metric: 'crypto.key.access_count', type: 'counter', base: 10, amplitude: 5, noise: 2 },
+  { metric: 'crypto.key.unauthorized_access', type: 'counter', base: 0.05, amplitude: 0, noise: 0.05 },
+];
+
+/** Small deterministic PRNG (mulberry32). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function makeSeries(count: number): SeriesSpec[] {
+  return Array.from({ length: count }, (_, i) => {
+    const m = METRICS[i % METRICS.length] as Omit<SeriesSpec, 'tags'>;
+    const n = Math.floor(i / METRICS.length);
+    const tags: Record<string, string> = m.metric.startsWith('crypto.')
+      ? { key_id: `key-${n}`, key_type: n % 2 ? 'signing' : 'encryption' }
+      : m.metric.startsWith('http.')
+        ? { service: `svc-${n % 50}`, instance: `i-${n}` }
+        : { host: `host-${n}`, region: ['eu-west-1', 'us-east-1', 'ap-south-1'][n % 3] as string };
+    return { ...m, tags };
+  });
+}
+
+export interface Point {
+  series: SeriesSpec;
+  value: number;
+  tsMs: number;
+}
+
+function fmtValue(v: number): string {
+  return Number.isInteger(v) ? v.toFixed(1) : String(v);
+}
+
+function escInflux(s: string, extra: string): string {
+  return s.replace(new RegExp(`[,\\\\${extra}]`, 'g'), (c) => `\\${c}`);
+}
+
+/** Encodes one message's worth of points in `format`. */
+export function encode(points: readonly Point[], format: GenFormat): string {
+  switch (format) {
+    case 'influx':
+      return points
+        .map((p) => {
+          const { metric, tags } = p.series;
+          const tagText = Object.entries(tags)
+            .map(([k, v]) => `,${escInflux(k, '= ')}=${escInflux(v, '= ')}`)
+            .join('');
+          return `${escInflux(metric, ' ')}${tagText} value=${fmtValue(p.value)} ${p.tsMs}000000`;
+        })
+        .join('\n');
+    case 'prometheus':
+      return points
+        .map((p) => {
+          const name = p.series.metric.replaceAll('.', '_') + (p.series.type === 'counter' ? '_total' : '');
+          return JSON.stringify({ timestamp: new Date(p.tsMs).toISOString(), value: String(p.value), name, labels: { __name__: name, ...p.series.tags } });
+        })
+        .join('\n');
+    case 'json': {
+      const objs = points.map((p) => ({
+        metric_id: p.series.metric,
+        value: p.value,
+        timestamp: new Date(p.tsMs).toISOString(),
+        metric_type: p.series.type,
+        tags: p.series.tags,
+      }));
+      return JSON.stringify(objs.length === 1 ? objs[0] : objs);
+    }
+  }
+}
+
+export interface ProduceOptions {
+  topic: string;
+  series: number;
+  pointsPerMessage: number;
+  format: GenFormat;
+  /** Points per second; 0 means as fast as possible. */
+  rate: number;
+  /** Stop after this many points (0: no limit). */
+  points: number;
+  /** Stop after this long (0: no limit). */
+  durationMs: number;
+  /** Event-time spacing of successive points of one series. */
+  intervalMs: number;
+  startMs: number;
+  seed: number;
+  signal?: AbortSignal;
+  onProgress?: (sent: number) => void;
+}
+
+export interface ProduceSummary {
+  points: number;
+  messages: number;
+  valueSum: number;
+  perSeries: Map<string, number>;
+  elapsedMs: number;
+}
+
+export function seriesKey(s: SeriesSpec): string {
+  return JSON.stringify([s.metric, Object.entries(s.tags).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))]);
+}
+
+/** Produces the workload with acks=all; returns what was sent (for exact checks). */
+export async function produce(kafka: Kafka, o: ProduceOptions): Promise<ProduceSummary> {
+  const producer = kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
+  await producer.connect();
+  const series = makeSeries(o.series);
+  const rand = rng(o.seed);
+  const counters = new Float64Array(series.length);
+  const perSeries = new Map<string, number>();
+  let sent = 0;
+  let messages = 0;
+  let valueSum = 0;
+  let tick = 0;
+  const t0 = Date.now();
+  const batchMessages = 500;
+  try {
+    while (!o.signal?.aborted) {
+      if (o.points > 0 && sent >= o.points) break;
+      if (o.durationMs > 0 && Date.now() - t0 >= o.durationMs) break;
+      const out: Message[] = [];
+      let pending: Point[] = [];
+      while (out.length < batchMessages && !(o.points > 0 && sent + pending.length >= o.points)) {
+        const i = tick % series.length;
+        const s = series[i] as SeriesSpec;
+        const step = Math.floor(tick / series.length);
+        const tsMs = o.startMs + step * o.intervalMs;
+        const phase = (2 * Math.PI * step) / 360;
+        const raw = Math.max(0, s.base + s.amplitude * Math.sin(phase + i) + s.noise * (rand() * 2 - 1));
+        const value = s.type === 'counter' ? (counters[i] = (counters[i] as number) + Math.round(raw)) : Math.round(raw * 1000) / 1000;
+        pending.push({ series: s, value, tsMs });
+        tick++;
+        if (pending.length >= o.pointsPerMessage) {
+          out.push({ key: seriesKey(pending[0]?.series as SeriesSpec), value: encode(pending, o.format) });
+          for (const p of pending) {
+            valueSum += p.value;
+            const k = seriesKey(p.series);
+            perSeries.set(k, (perSeries.get(k) ?? 0) + 1);
+          }
+          sent += pending.length;
+          pending = [];
+        }
+      }
+      if (pending.length > 0) {
+        out.push({ key: seriesKey(pending[0]?.series as SeriesSpec), value: encode(pending, o.format) });
+        for (const p of pending) {
+          valueSum += p.value;
+          const k = seriesKey(p.series);
+          perSeries.set(k, (perSeries.get(k) ?? 0) + 1);
+        }
+        sent += pending.length;
+      }
+      if (out.length === 0) break;
+      await producer.send({ topic: o.topic, acks: -1, messages: out });
+      messages += out.length;
+      o.onProgress?.(sent);
+      if (o.rate > 0) {
+        const ahead = (sent / o.rate) * 1000 - (Date.now() - t0);
+        if (ahead > 0) await sleep(ahead);
+      }
+    }
+  } finally {
+    await producer.disconnect();
+  }
+  return { points: sent, messages, valueSum, perSeries, elapsedMs: Date.now() - t0 };
+}

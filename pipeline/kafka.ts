@@ -1,0 +1,42 @@
+import { Kafka, logLevel, type LogEntry } from 'kafkajs';
+import type { VigilConfig } from './config/index.js';
+import type { Logger } from './log.js';
+
+/** A kafkajs client whose logs go to the component's pino logger instead of the console. */
+export function createKafka(config: VigilConfig, log: Logger): Kafka {
+  const levels: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
+    [logLevel.ERROR]: 'error',
+    [logLevel.WARN]: 'warn',
+    [logLevel.INFO]: 'info',
+    [logLevel.DEBUG]: 'debug',
+  };
+  return new Kafka({
+    clientId: config.kafka.clientId,
+    brokers: [...config.kafka.brokers],
+    logLevel: logLevel.WARN,
+    logCreator:
+      () =>
+      ({ level, log: entry }: LogEntry) => {
+        const { message, ...rest } = entry;
+        log[levels[level] ?? 'info'](rest, message);
+      },
+    retry: { initialRetryTime: 300, retries: 8, maxRetryTime: 10_000 },
+  });
+}
+
+/** Creates missing topics (metric topics when listed, dead letters, alerts); existing ones are left as they are. */
+export async function ensureTopics(kafka: Kafka, config: VigilConfig, extra: readonly string[] = []): Promise<string[]> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const existing = new Set(await admin.listTopics());
+    const wanted = [...(config.kafka.topicPattern ? [] : config.kafka.topics), config.kafka.dlqTopic, config.kafka.alertsTopic, ...extra];
+    const missing = [...new Set(wanted)].filter((t) => !existing.has(t));
+    if (missing.length > 0) {
+      await admin.createTopics({ waitForLeaders: true, topics: missing.map((topic) => ({ topic, numPartitions: config.kafka.topicPartitions })) });
+    }
+    return missing;
+  } finally {
+    await admin.disconnect();
+  }
+}

@@ -1,0 +1,95 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ClickHouseSink } from '../sinks/clickhouse/index.js';
+import { DeadLetterProducer } from '../sinks/kafka/dlq.js';
+import type { VigilConfig } from './config/index.js';
+import { VigilError } from './errors.js';
+import { Readiness, startHttpServer } from './http.js';
+import { Ingestor } from './ingest.js';
+import { createKafka, ensureTopics } from './kafka.js';
+import { componentLogger, type Logger } from './log.js';
+import { createMetrics } from './metrics.js';
+import { createPool } from './pool.js';
+
+export interface RunningPipeline {
+  ingestor: Ingestor;
+  httpPort: number;
+  /** Drains and stops; resolves with the process exit code (0 drained, 1 timed out or failed). */
+  stop(): Promise<number>;
+  /** Resolves when the pipeline stopped by itself (a fatal error), with the exit code. */
+  done: Promise<number>;
+}
+
+/** Retries `op` with backoff until it succeeds (a dependency not up yet), logging each failure. */
+async function untilUp<T>(what: string, log: Logger, op: () => Promise<T>, config: VigilConfig): Promise<T> {
+  let delay = config.pipeline.retryInitialMs;
+  for (;;) {
+    try {
+      return await op();
+    } catch (err) {
+      if (err instanceof VigilError && !err.retryable) throw err;
+      log.warn({ err, retryInMs: delay }, `${what} not available yet`);
+      await sleep(delay);
+      delay = Math.min(config.pipeline.retryMaxMs, delay * 2);
+    }
+  }
+}
+
+/** `vigil run`: the pipeline alone against the configured Kafka and ClickHouse. */
+export async function runPipeline(config: VigilConfig): Promise<RunningPipeline> {
+  const log = componentLogger('pipeline');
+  const metrics = createMetrics();
+  const readiness = new Readiness();
+  readiness.set('kafka', false);
+  readiness.set('clickhouse', false);
+  const http = await startHttpServer({ ...config.http, registry: metrics.registry, readiness, log: componentLogger('http') });
+
+  const kafka = createKafka(config, componentLogger('kafka'));
+  const created = await untilUp('kafka', log, () => ensureTopics(kafka, config), config);
+  if (created.length > 0) log.info({ topics: created }, 'created topics');
+  const sink = new ClickHouseSink(config.clickhouse);
+  await untilUp('clickhouse', log, () => sink.start(), config);
+  readiness.set('clickhouse', true);
+  log.info({ version: sink.capabilities.version, database: sink.db }, 'clickhouse schema ready');
+  const dlq = new DeadLetterProducer(kafka, config.kafka.dlqTopic);
+  await untilUp('kafka producer', log, () => dlq.start(), config);
+
+  const pool = createPool(config.pipeline.workers, Math.max(64, config.pipeline.workers * 32));
+  let resolveDone: (code: number) => void = () => undefined;
+  const done = new Promise<number>((resolve) => (resolveDone = resolve));
+  let stopping: Promise<number> | undefined;
+
+  const stop = (): Promise<number> =>
+    (stopping ??= (async () => {
+      clearInterval(timer);
+      log.info('stopping: draining in-flight work');
+      const drained = await ingestor.stop(config.pipeline.shutdownTimeoutMs).catch((err: unknown) => {
+        log.error({ err }, 'drain failed');
+        return false;
+      });
+      if (!drained) log.error({ code: 'VIGIL_ERR_SHUTDOWN_TIMEOUT', timeoutMs: config.pipeline.shutdownTimeoutMs }, 'drain did not finish; uncommitted work will be re-read on restart');
+      await Promise.allSettled([pool.destroy(), dlq.close(), sink.close(), http.close()]);
+      log.info({ drained }, 'stopped');
+      return drained ? 0 : 1;
+    })());
+
+  const ingestor = new Ingestor(config, kafka, pool, sink, dlq, metrics, readiness, componentLogger('ingest'), () => {
+    readiness.set('pipeline', false);
+    void stop().then(() => resolveDone(1));
+  });
+  readiness.set('pipeline', true);
+
+  // Readiness follows ClickHouse even when no data flows; utilisation is sampled, not per task.
+  const timer = setInterval(() => {
+    metrics.workerUtilization.set(pool.utilization);
+    metrics.ready.set(readiness.ready ? 1 : 0);
+    sink.healthcheck().then(
+      (ok) => readiness.set('clickhouse', ok),
+      () => readiness.set('clickhouse', false),
+    );
+  }, 2000);
+  timer.unref();
+
+  await ingestor.start();
+  log.info({ topics: config.kafka.topicPattern || config.kafka.topics, workers: config.pipeline.workers }, 'pipeline running');
+  return { ingestor, httpPort: http.port, stop, done };
+}

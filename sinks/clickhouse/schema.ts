@@ -1,0 +1,86 @@
+import type { ClickHouseClient } from '@clickhouse/client';
+import { VigilError } from '../../pipeline/errors.js';
+import { POINT_COLUMNS } from '../../workers/encode/points.js';
+import type { Capabilities } from './capabilities.js';
+
+/**
+ * Vigil's tables, created and migrated by Vigil (DESIGN.md §5). Migrations are numbered, applied
+ * in order, recorded in `<db>.schema_migrations`, and idempotent (every statement is IF NOT
+ * EXISTS), so concurrent or repeated runs converge. `vigil schema` prints them.
+ *
+ * Read path: `points` is a ReplacingMergeTree whose sorting key includes the source
+ * topic/partition/offset and the point's index in its message, so a message replayed after a
+ * crash yields rows with the same key. They collapse on merge, and the `points_dedup` view
+ * (`FINAL`) never shows them twice. Query `points_dedup` for exact results.
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  statements(db: string, caps: Capabilities): string[];
+}
+
+function column(name: string, type: string, caps: Capabilities): string {
+  const quoted = name.includes('.') ? `\`${name}\`` : name;
+  if (caps.lowCardinality && (name === 'metric' || name === 'source_topic')) return `${quoted} LowCardinality(String)`;
+  if (caps.codecs && name === 'ts_ms') return `${quoted} ${type} CODEC(DoubleDelta, ZSTD(1))`;
+  if (caps.codecs && name === 'value') return `${quoted} ${type} CODEC(Gorilla, ZSTD(1))`;
+  return `${quoted} ${type}`;
+}
+
+function pointsColumns(caps: Capabilities): string {
+  const cols: string[] = [];
+  for (const [name, type] of POINT_COLUMNS) {
+    if (name === 'tags.value') continue;
+    if (name === 'tags.key') cols.push('tags Nested(key String, value String)');
+    else cols.push(column(name, type, caps));
+  }
+  return cols.join(',\n  ');
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'points',
+    statements: (db, caps) => [
+      `CREATE TABLE IF NOT EXISTS ${db}.points (\n  ${pointsColumns(caps)}\n) ENGINE = ReplacingMergeTree()\nPARTITION BY toYYYYMMDD(ts)\nORDER BY (metric, series_id, ts_ms, source_topic, source_partition, source_offset, point_index)`,
+      `CREATE VIEW IF NOT EXISTS ${db}.points_dedup AS SELECT * FROM ${db}.points FINAL`,
+    ],
+  },
+];
+
+export const POINTS_INSERT = (db: string) =>
+  `INSERT INTO ${db}.points (${POINT_COLUMNS.map(([n]) => (n.includes('.') ? `\`${n}\`` : n)).join(', ')}) FORMAT RowBinary`;
+
+/** Every statement a fresh database gets, in order (what `vigil schema` prints). */
+export function schemaStatements(db: string, caps: Capabilities): string[] {
+  return [
+    `CREATE DATABASE IF NOT EXISTS ${db}`,
+    `CREATE TABLE IF NOT EXISTS ${db}.schema_migrations (version UInt32, name String, applied_at DateTime) ENGINE = ReplacingMergeTree() ORDER BY version`,
+    ...MIGRATIONS.flatMap((m) => m.statements(db, caps)),
+  ];
+}
+
+/** Applies the migrations not yet recorded; returns the versions applied by this call. */
+export async function migrate(client: ClickHouseClient, db: string, caps: Capabilities): Promise<number[]> {
+  const [createDb, createLog] = schemaStatements(db, caps);
+  const applied: number[] = [];
+  try {
+    await client.command({ query: createDb as string });
+    await client.command({ query: createLog as string });
+    const rs = await client.query({ query: `SELECT DISTINCT version FROM ${db}.schema_migrations`, format: 'JSONEachRow' });
+    const done = new Set((await rs.json<{ version: number }>()).map((r) => Number(r.version)));
+    for (const m of MIGRATIONS) {
+      if (done.has(m.version)) continue;
+      for (const query of m.statements(db, caps)) await client.command({ query });
+      await client.insert({
+        table: `${db}.schema_migrations`,
+        values: [{ version: m.version, name: m.name, applied_at: Math.floor(Date.now() / 1000) }],
+        format: 'JSONEachRow',
+      });
+      applied.push(m.version);
+    }
+  } catch (err) {
+    throw new VigilError('VIGIL_ERR_CLICKHOUSE_SCHEMA', `migrating database ${db} failed: ${(err as Error).message}`, { cause: err });
+  }
+  return applied;
+}

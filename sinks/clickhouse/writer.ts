@@ -1,0 +1,68 @@
+import { Readable } from 'node:stream';
+import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import type { VigilConfig } from '../../pipeline/config/index.js';
+import { VigilError } from '../../pipeline/errors.js';
+import { capabilitiesOf, type Capabilities } from './capabilities.js';
+import { migrate, POINTS_INSERT } from './schema.js';
+
+/** The ClickHouse sink: detects the server, migrates the schema, sends worker-encoded insert bodies. */
+export class ClickHouseSink {
+  readonly client: ClickHouseClient;
+  readonly db: string;
+  private caps: Capabilities | undefined;
+
+  constructor(private readonly config: VigilConfig['clickhouse']) {
+    this.db = config.database;
+    this.client = createClient({
+      url: config.url,
+      username: config.username,
+      password: config.password,
+      request_timeout: config.requestTimeoutMs,
+      compression: { request: false, response: false },
+    });
+  }
+
+  get capabilities(): Capabilities {
+    if (!this.caps) throw new Error('ClickHouseSink.start() has not run');
+    return this.caps;
+  }
+
+  /** Detects the server version and applies pending migrations. Retryable when the server is down. */
+  async start(): Promise<void> {
+    let version: string;
+    try {
+      const rs = await this.client.query({ query: 'SELECT version() AS v', format: 'JSONEachRow' });
+      version = ((await rs.json<{ v: string }>())[0] as { v: string }).v;
+    } catch (err) {
+      throw new VigilError('VIGIL_ERR_CLICKHOUSE_UNAVAILABLE', `${this.config.url}: ${(err as Error).message}`, { cause: err, retryable: true });
+    }
+    this.caps = capabilitiesOf(version);
+    await migrate(this.client, this.db, this.caps);
+  }
+
+  async healthcheck(): Promise<boolean> {
+    return (await this.client.ping()).success;
+  }
+
+  /** Inserts one RowBinary body of `points` rows (gzip-compressed when `gzip`). */
+  async insertPoints(body: Uint8Array, gzip: boolean): Promise<void> {
+    try {
+      const result = await this.client.exec({
+        query: POINTS_INSERT(this.db),
+        values: Readable.from([Buffer.from(body.buffer, body.byteOffset, body.byteLength)], { objectMode: false }),
+        ...(gzip ? { http_headers: { 'Content-Encoding': 'gzip' } } : {}),
+      });
+      result.stream.resume();
+      await new Promise<void>((resolve, reject) => result.stream.once('end', resolve).once('error', reject));
+    } catch (err) {
+      const e = err as Error & { code?: string; type?: string };
+      // A ClickHouse exception (it has a numeric code) is a rejected insert; anything else is the network.
+      const rejected = typeof e.code === 'string' && /^\d+$/.test(e.code);
+      throw new VigilError(rejected ? 'VIGIL_ERR_CLICKHOUSE_INSERT' : 'VIGIL_ERR_CLICKHOUSE_UNAVAILABLE', e.message, { cause: err, retryable: true });
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}

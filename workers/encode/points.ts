@@ -1,0 +1,61 @@
+import { RowBinaryWriter } from './rowbinary.js';
+
+/**
+ * Columns of one `points` row in the order the worker encodes them; the INSERT statement and the
+ * table DDL (sinks/clickhouse/schema.ts) are built from this list so the three cannot drift.
+ */
+export const POINT_COLUMNS = [
+  ['series_id', 'UInt64'],
+  ['metric', 'String'],
+  ['tags.key', 'Array(String)'],
+  ['tags.value', 'Array(String)'],
+  ['type', "Enum8('gauge' = 1, 'counter' = 2)"],
+  ['ts', 'DateTime'],
+  ['ts_ms', 'Int64'],
+  ['value', 'Float64'],
+  ['source_topic', 'String'],
+  ['source_partition', 'UInt32'],
+  ['source_offset', 'UInt64'],
+  ['point_index', 'UInt32'],
+] as const;
+
+export class PointsEncoder {
+  readonly rows: RowBinaryWriter;
+  count = 0;
+
+  constructor(initialBytes?: number) {
+    this.rows = new RowBinaryWriter(initialBytes);
+  }
+
+  /** `sortedTags` is the flat [k1, v1, ...] array sorted by key; `type` is 0 gauge, 1 counter. */
+  add(
+    seriesId: bigint,
+    metric: string,
+    sortedTags: readonly string[],
+    type: number,
+    tsMs: number,
+    value: number,
+    topic: string,
+    partition: number,
+    offset: number,
+    pointIndex: number,
+  ): void {
+    const w = this.rows;
+    w.bigUint64(seriesId);
+    w.string(metric);
+    const n = sortedTags.length / 2;
+    w.varUint(n);
+    for (let i = 0; i < sortedTags.length; i += 2) w.string(sortedTags[i] as string);
+    w.varUint(n);
+    for (let i = 1; i < sortedTags.length; i += 2) w.string(sortedTags[i] as string);
+    w.uint8(type + 1);
+    w.uint32(Math.floor(tsMs / 1000));
+    w.int64(tsMs);
+    w.float64(value);
+    w.string(topic);
+    w.uint32(partition);
+    w.uint64(offset);
+    w.uint32(pointIndex);
+    this.count++;
+  }
+}

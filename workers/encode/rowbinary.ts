@@ -1,0 +1,102 @@
+/**
+ * A growable RowBinary writer (https://clickhouse.com/docs/en/interfaces/formats#rowbinary):
+ * little-endian fixed-width numbers, strings as LEB128 length + UTF-8 bytes, arrays as LEB128
+ * count + elements. RowBinary is the cheapest insert format ClickHouse 18.16 accepts (INFRA.md:
+ * ~0.5 s per 1M narrow rows versus ~0.75 s for JSONEachRow).
+ */
+export class RowBinaryWriter {
+  private buf: Uint8Array;
+  private view: DataView;
+  private pos = 0;
+  private readonly encoder = new TextEncoder();
+
+  constructor(initialBytes = 1 << 20) {
+    this.buf = new Uint8Array(initialBytes);
+    this.view = new DataView(this.buf.buffer);
+  }
+
+  get length(): number {
+    return this.pos;
+  }
+
+  private ensure(extra: number): void {
+    if (this.pos + extra <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.pos + extra) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(0, this.pos));
+    this.buf = next;
+    this.view = new DataView(next.buffer);
+  }
+
+  uint8(v: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = v;
+  }
+
+  uint32(v: number): void {
+    this.ensure(4);
+    this.view.setUint32(this.pos, v, true);
+    this.pos += 4;
+  }
+
+  /** A non-negative integer below 2^53 as UInt64/Int64. */
+  uint64(v: number): void {
+    this.ensure(8);
+    this.view.setUint32(this.pos, v % 0x100000000, true);
+    this.view.setUint32(this.pos + 4, Math.floor(v / 0x100000000), true);
+    this.pos += 8;
+  }
+
+  /** Any Int64 value given as a safe integer (negative allowed). */
+  int64(v: number): void {
+    this.ensure(8);
+    this.view.setBigInt64(this.pos, BigInt(v), true);
+    this.pos += 8;
+  }
+
+  bigUint64(v: bigint): void {
+    this.ensure(8);
+    this.view.setBigUint64(this.pos, v, true);
+    this.pos += 8;
+  }
+
+  float64(v: number): void {
+    this.ensure(8);
+    this.view.setFloat64(this.pos, v, true);
+    this.pos += 8;
+  }
+
+  varUint(v: number): void {
+    this.ensure(10);
+    while (v >= 0x80) {
+      this.buf[this.pos++] = (v & 0x7f) | 0x80;
+      v = Math.floor(v / 128);
+    }
+    this.buf[this.pos++] = v;
+  }
+
+  string(s: string): void {
+    // Reserve the worst case, write the bytes after a 1-byte length guess, fix up if longer.
+    const max = s.length * 3;
+    this.ensure(max + 10);
+    if (max < 128) {
+      const { written } = this.encoder.encodeInto(s, this.buf.subarray(this.pos + 1));
+      this.buf[this.pos] = written;
+      this.pos += 1 + written;
+      return;
+    }
+    const bytes = this.encoder.encode(s);
+    this.varUint(bytes.length);
+    this.buf.set(bytes, this.pos);
+    this.pos += bytes.length;
+  }
+
+  /** The written bytes in a fresh ArrayBuffer of exactly that size (transferable). */
+  finish(): Uint8Array {
+    const out = new Uint8Array(this.pos);
+    out.set(this.buf.subarray(0, this.pos));
+    this.pos = 0;
+    return out;
+  }
+}

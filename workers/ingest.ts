@@ -1,0 +1,104 @@
+import { gzipSync } from 'node:zlib';
+import { performance } from 'node:perf_hooks';
+import { Piscina } from 'piscina';
+import { decodeMessage, type DecodeContext, type DecodeErrorCode, type Format, type MetricTypeCode } from './decode/index.js';
+import { PointsEncoder } from './encode/points.js';
+import { hashCanonical, canonicalSeries, sortTags } from './series.js';
+
+/**
+ * The ingest task (piscina task module): raw Kafka message values of one topic-partition in,
+ * a ready ClickHouse insert body for `points` and the rejects out. The main thread copies the
+ * values once into `data` and transfers it; the body comes back transferred.
+ */
+export interface IngestTask {
+  topic: string;
+  partition: number;
+  format: Format;
+  /** Message values concatenated; message i is data[bounds[2i], bounds[2i+1]). */
+  data: Uint8Array;
+  bounds: Uint32Array;
+  offsets: Float64Array;
+  timestamps: Float64Array;
+  nowMs: number;
+  maxFutureMs: number;
+  compression: 'none' | 'gzip';
+}
+
+export interface IngestReject {
+  /** Index of the message in the task. */
+  message: number;
+  code: DecodeErrorCode;
+  reason: string;
+  line?: number;
+  element?: number;
+  /** The offending line or element; absent when the whole message is bad. */
+  bytes?: Uint8Array;
+}
+
+export interface IngestResult {
+  body: Uint8Array;
+  rows: number;
+  rejects: IngestReject[];
+  workerMs: number;
+}
+
+// Series ids are cached by canonical text: most points belong to series seen before.
+const SERIES_CACHE_MAX = 100_000;
+const seriesCache = new Map<string, bigint>();
+
+function seriesIdOf(metric: string, tags: string[]): bigint {
+  const canonical = canonicalSeries(metric, tags);
+  let id = seriesCache.get(canonical);
+  if (id === undefined) {
+    id = hashCanonical(canonical);
+    if (seriesCache.size >= SERIES_CACHE_MAX) seriesCache.clear();
+    seriesCache.set(canonical, id);
+  }
+  return id;
+}
+
+export function ingest(task: IngestTask): IngestResult {
+  const started = performance.now();
+  const encoder = new PointsEncoder(Math.max(1 << 16, task.data.length * 2));
+  const rejects: IngestReject[] = [];
+  const n = task.offsets.length;
+  let message = 0;
+  const ctx: DecodeContext = { kafkaTimestampMs: 0, nowMs: task.nowMs, maxFutureMs: task.maxFutureMs };
+  const points = {
+    point(metric: string, tags: string[], value: number, tsMs: number, type: MetricTypeCode, pointIndex: number) {
+      // In place: a line-protocol line shares one tags array across its fields, and sorting
+      // an already sorted array is a no-op, so later fields of the line see the same order.
+      sortTags(tags);
+      encoder.add(seriesIdOf(metric, tags), metric, tags, type, tsMs, value, task.topic, task.partition, task.offsets[message] as number, pointIndex);
+    },
+  };
+  const rejectSink = {
+    reject(code: DecodeErrorCode, reason: string, detail: { bytes?: Uint8Array; line?: number; element?: number }) {
+      rejects.push({ message, code, reason, ...detail });
+    },
+  };
+  for (; message < n; message++) {
+    ctx.kafkaTimestampMs = task.timestamps[message] as number;
+    decodeMessage(task.data, task.bounds[2 * message] as number, task.bounds[2 * message + 1] as number, task.format, ctx, points, rejectSink);
+  }
+  let body = encoder.rows.finish();
+  if (task.compression === 'gzip' && body.length > 0) {
+    const z = gzipSync(body, { level: 1 });
+    body = new Uint8Array(z.buffer, z.byteOffset, z.byteLength).slice();
+  }
+  return { body, rows: encoder.count, rejects, workerMs: performance.now() - started };
+}
+
+/** piscina entry: the result is posted back with its body transferred, not copied. */
+export default function run(task: IngestTask): IngestResult {
+  const result = ingest(task);
+  const movable = {
+    get [Piscina.transferableSymbol]() {
+      return [result.body.buffer];
+    },
+    get [Piscina.valueSymbol]() {
+      return result;
+    },
+  };
+  return Piscina.move(movable as unknown as Parameters<typeof Piscina.move>[0]) as unknown as IngestResult;
+}
