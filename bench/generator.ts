@@ -81,7 +81,7 @@ export function encode(points: readonly Point[], format: GenFormat): string {
     case 'prometheus':
       return points
         .map((p) => {
-          const name = p.series.metric.replaceAll('.', '_') + (p.series.type === 'counter' ? '_total' : '');
+          const name = wireName(p.series, 'prometheus');
           return JSON.stringify({ timestamp: new Date(p.tsMs).toISOString(), value: String(p.value), name, labels: { __name__: name, ...p.series.tags } });
         })
         .join('\n');
@@ -113,6 +113,8 @@ export interface ProduceOptions {
   intervalMs: number;
   startMs: number;
   seed: number;
+  /** Series numbering starts here, so several runs can produce disjoint series. */
+  seriesOffset?: number;
   signal?: AbortSignal;
   onProgress?: (sent: number) => void;
 }
@@ -125,15 +127,21 @@ export interface ProduceSummary {
   elapsedMs: number;
 }
 
-export function seriesKey(s: SeriesSpec): string {
-  return JSON.stringify([s.metric, Object.entries(s.tags).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))]);
+/** The metric name a format puts on the wire (Prometheus names use underscores and `_total`). */
+export function wireName(s: SeriesSpec, format: GenFormat): string {
+  return format === 'prometheus' ? s.metric.replaceAll('.', '_') + (s.type === 'counter' ? '_total' : '') : s.metric;
+}
+
+/** Vigil's canonical series text (workers/series.ts) of a generated series as sent in `format`. */
+export function seriesKey(s: SeriesSpec, format: GenFormat = 'json'): string {
+  return JSON.stringify([wireName(s, format), Object.entries(s.tags).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))]);
 }
 
 /** Produces the workload with acks=all; returns what was sent (for exact checks). */
 export async function produce(kafka: Kafka, o: ProduceOptions): Promise<ProduceSummary> {
   const producer = kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
   await producer.connect();
-  const series = makeSeries(o.series);
+  const series = makeSeries(o.series + (o.seriesOffset ?? 0)).slice(o.seriesOffset ?? 0);
   const rand = rng(o.seed);
   const counters = new Float64Array(series.length);
   const perSeries = new Map<string, number>();
@@ -163,7 +171,7 @@ export async function produce(kafka: Kafka, o: ProduceOptions): Promise<ProduceS
           out.push({ key: seriesKey(pending[0]?.series as SeriesSpec), value: encode(pending, o.format) });
           for (const p of pending) {
             valueSum += p.value;
-            const k = seriesKey(p.series);
+            const k = seriesKey(p.series, o.format);
             perSeries.set(k, (perSeries.get(k) ?? 0) + 1);
           }
           sent += pending.length;
@@ -174,7 +182,7 @@ export async function produce(kafka: Kafka, o: ProduceOptions): Promise<ProduceS
         out.push({ key: seriesKey(pending[0]?.series as SeriesSpec), value: encode(pending, o.format) });
         for (const p of pending) {
           valueSum += p.value;
-          const k = seriesKey(p.series);
+          const k = seriesKey(p.series, o.format);
           perSeries.set(k, (perSeries.get(k) ?? 0) + 1);
         }
         sent += pending.length;

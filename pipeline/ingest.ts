@@ -3,7 +3,7 @@ import type { Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage } from '
 import type { Piscina } from 'piscina';
 import type { ClickHouseSink } from '../sinks/clickhouse/index.js';
 import { DLQ_HEADERS, type DeadLetter, type DeadLetterProducer } from '../sinks/kafka/dlq.js';
-import type { IngestResult, IngestTask } from '../workers/ingest.js';
+import { SKIPPED, type IngestResult, type IngestTask } from '../workers/ingest-task.js';
 import type { VigilConfig } from './config/index.js';
 import { isVigilError, VigilError, type ErrorCode } from './errors.js';
 import type { Readiness } from './http.js';
@@ -168,6 +168,7 @@ export class Ingestor {
       timestamps[i] = Number(m.timestamp);
       bounds[2 * i] = pos;
       if (m.value && m.value.length > pipeline.maxMessageBytes) {
+        bounds[2 * i] = SKIPPED;
         mainRejects.push({
           message: i,
           code: 'VIGIL_ERR_DECODE_TOO_LARGE',

@@ -1,46 +1,14 @@
 import { gzipSync } from 'node:zlib';
 import { performance } from 'node:perf_hooks';
 import { Piscina } from 'piscina';
-import { decodeMessage, type DecodeContext, type DecodeErrorCode, type Format, type MetricTypeCode } from './decode/index.js';
+import { decodeMessage, type DecodeContext, type DecodeErrorCode, type MetricTypeCode } from './decode/index.js';
 import { PointsEncoder } from './encode/points.js';
 import { hashCanonical, canonicalSeries, sortTags } from './series.js';
+import { SKIPPED, type IngestReject, type IngestResult, type IngestTask } from './ingest-task.js';
 
-/**
- * The ingest task (piscina task module): raw Kafka message values of one topic-partition in,
- * a ready ClickHouse insert body for `points` and the rejects out. The main thread copies the
- * values once into `data` and transfers it; the body comes back transferred.
- */
-export interface IngestTask {
-  topic: string;
-  partition: number;
-  format: Format;
-  /** Message values concatenated; message i is data[bounds[2i], bounds[2i+1]). */
-  data: Uint8Array;
-  bounds: Uint32Array;
-  offsets: Float64Array;
-  timestamps: Float64Array;
-  nowMs: number;
-  maxFutureMs: number;
-  compression: 'none' | 'gzip';
-}
+export { SKIPPED } from './ingest-task.js';
+export type { IngestReject, IngestResult, IngestTask } from './ingest-task.js';
 
-export interface IngestReject {
-  /** Index of the message in the task. */
-  message: number;
-  code: DecodeErrorCode;
-  reason: string;
-  line?: number;
-  element?: number;
-  /** The offending line or element; absent when the whole message is bad. */
-  bytes?: Uint8Array;
-}
-
-export interface IngestResult {
-  body: Uint8Array;
-  rows: number;
-  rejects: IngestReject[];
-  workerMs: number;
-}
 
 // Series ids are cached by canonical text: most points belong to series seen before.
 const SERIES_CACHE_MAX = 100_000;
@@ -78,6 +46,7 @@ export function ingest(task: IngestTask): IngestResult {
     },
   };
   for (; message < n; message++) {
+    if (task.bounds[2 * message] === SKIPPED) continue;
     ctx.kafkaTimestampMs = task.timestamps[message] as number;
     decodeMessage(task.data, task.bounds[2 * message] as number, task.bounds[2 * message + 1] as number, task.format, ctx, points, rejectSink);
   }

@@ -1,31 +1,13 @@
 import { describe, expect, it } from 'vitest';
+import { readTopic } from '../../helpers/kafka.js';
 import { kcat } from '../../helpers/kcat.js';
 import { useResources } from '../../helpers/resources.js';
 
 const res = useResources();
 const broker = res.config.kafka.brokers[0] as string;
 
-async function consumeAll(topic: string, count: number): Promise<{ key: string; value: string; partition: number }[]> {
-  const consumer = res.kafka.consumer({ groupId: `${topic}-reader` });
-  await consumer.connect();
-  await consumer.subscribe({ topic, fromBeginning: true });
-  const seen: { key: string; value: string; partition: number }[] = [];
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`only ${seen.length}/${count} messages arrived`)), 30_000);
-    consumer
-      .run({
-        eachMessage: async ({ message, partition }) => {
-          seen.push({ key: message.key?.toString() ?? '', value: message.value?.toString() ?? '', partition });
-          if (seen.length >= count) {
-            clearTimeout(timer);
-            resolve();
-          }
-        },
-      })
-      .catch(reject);
-  });
-  await consumer.disconnect();
-  return seen;
+async function consumeAll(topic: string, count: number) {
+  return (await readTopic(res.kafka, topic, count)).map((m) => ({ key: m.key, value: m.value.toString(), partition: m.partition }));
 }
 
 describe('local Kafka broker', () => {

@@ -1,0 +1,41 @@
+import type { DecodeErrorCode, Format } from './decode/index.js';
+
+/**
+ * The contract of the ingest task (workers/ingest.ts, a piscina task module): raw Kafka message values of one topic-partition in,
+ * a ready ClickHouse insert body for `points` and the rejects out. The main thread copies the
+ * values once into `data` and transfers it; the body comes back transferred.
+ */
+export interface IngestTask {
+  topic: string;
+  partition: number;
+  format: Format;
+  /** Message values concatenated; message i is data[bounds[2i], bounds[2i+1]). */
+  data: Uint8Array;
+  bounds: Uint32Array;
+  offsets: Float64Array;
+  timestamps: Float64Array;
+  nowMs: number;
+  maxFutureMs: number;
+  compression: 'none' | 'gzip';
+}
+
+/** `bounds[2i]` of a message the main thread already rejected (too large): the worker skips it. */
+export const SKIPPED = 0xffffffff;
+
+export interface IngestReject {
+  /** Index of the message in the task. */
+  message: number;
+  code: DecodeErrorCode;
+  reason: string;
+  line?: number;
+  element?: number;
+  /** The offending line or element; absent when the whole message is bad. */
+  bytes?: Uint8Array;
+}
+
+export interface IngestResult {
+  body: Uint8Array;
+  rows: number;
+  rejects: IngestReject[];
+  workerMs: number;
+}
