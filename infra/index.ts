@@ -112,13 +112,16 @@ async function waitReady(s: Service, timeoutMs: number): Promise<boolean> {
   return false;
 }
 
-/** Stops only processes this project's infra started (pid files whose command line names the data dir). */
-export async function down(config: VigilConfig, log: Logger, only?: readonly ServiceName[]): Promise<ServiceName[]> {
+/**
+ * Stops only processes this project's infra started (pid files whose command line names the data
+ * dir). `kill` skips the graceful phase (SIGKILL at once): how the fault tests crash a service.
+ */
+export async function down(config: VigilConfig, log: Logger, only?: readonly ServiceName[], options: { kill?: boolean } = {}): Promise<ServiceName[]> {
   const stopped: ServiceName[] = [];
   // Reverse start order: the broker and the database go last.
   for (const s of services(config).reverse()) {
     if (only && !only.includes(s.name)) continue;
-    if (await stop(s.proc)) {
+    if (await stop(s.proc, options.kill ? 0 : undefined)) {
       log.info({ service: s.name }, 'stopped');
       stopped.push(s.name);
     }

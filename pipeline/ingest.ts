@@ -59,6 +59,9 @@ export class Ingestor {
   private flusher: Promise<void> | undefined;
   private commitChain: Promise<void> = Promise.resolve();
   private stopping = false;
+  /** Tasks handed to the pool and not yet returned; kept below the pool's maxQueue. */
+  private tasksInFlight = 0;
+  private readonly maxTasks: number;
   private fatal: Error | undefined;
 
   constructor(
@@ -72,6 +75,7 @@ export class Ingestor {
     private readonly log: Logger,
     private readonly onFatal: (err: Error) => void,
   ) {
+    this.maxTasks = pool.options.maxQueue;
     const maxBytes = Math.max(1 << 20, Math.min(10 << 20, Math.floor(config.pipeline.maxInFlightBytes / 4)));
     this.consumer = kafka.consumer({
       groupId: config.kafka.groupId,
@@ -114,11 +118,6 @@ export class Ingestor {
     if (this.stopping || !isRunning() || isStale() || batch.messages.length === 0) return;
     const { topic, partition } = batch;
     const { pipeline } = this.config;
-    // The pool queue is finite; wait (heartbeating) rather than let run() reject.
-    while (this.pool.queueSize >= this.pool.options.maxQueue - 1) {
-      await sleep(5);
-      await heartbeat();
-    }
     const lag = Number(batch.offsetLag());
     this.lagByPartition.set(`${topic}/${partition}`, lag);
     this.updateLag(topic);
@@ -128,6 +127,7 @@ export class Ingestor {
     for (const message of batch.messages) {
       const size = message.value?.length ?? 0;
       if (chunk.length > 0 && (chunk.length >= pipeline.taskMaxMessages || chunkBytes + size > pipeline.taskMaxBytes)) {
+        while (this.tasksInFlight >= this.maxTasks) await this.pauseForTasks(heartbeat);
         this.dispatch(topic, partition, chunk, chunkBytes);
         chunk = [];
         chunkBytes = 0;
@@ -135,8 +135,18 @@ export class Ingestor {
       chunk.push(message);
       chunkBytes += size;
     }
+    while (this.tasksInFlight >= this.maxTasks) await this.pauseForTasks(heartbeat);
     this.dispatch(topic, partition, chunk, chunkBytes);
     if (this.stats.inFlightBytes > pipeline.maxInFlightBytes && !this.stats.paused) this.setPaused(true);
+  }
+
+  /**
+   * Waits a moment, heartbeating. Callers re-check `tasksInFlight` synchronously right before
+   * dispatching, so concurrent batches can never overfill the pool's finite queue.
+   */
+  private async pauseForTasks(heartbeat: () => Promise<void>): Promise<void> {
+    await sleep(5);
+    await heartbeat();
   }
 
   private dispatch(topic: string, partition: number, messages: KafkaMessage[], bytes: number): void {
@@ -192,8 +202,10 @@ export class Ingestor {
       maxFutureMs: pipeline.maxFutureMs,
       compression: this.config.clickhouse.compression,
     };
+    this.tasksInFlight++;
     this.pool
       .run(task, { transferList: [data.buffer, bounds.buffer, offsets.buffer, timestamps.buffer] })
+      .finally(() => this.tasksInFlight--)
       .then(
         (result: IngestResult) => this.onResult(work, result, mainRejects),
         (err: unknown) => this.die(new VigilError('VIGIL_ERR_WORKER_FAILED', `ingest task for ${topic}/${partition} ${range.first}-${range.last} failed: ${(err as Error).message}`, { cause: err })),
@@ -356,7 +368,7 @@ export class Ingestor {
     this.stopping = true;
     this.setPaused(true);
     this.wake?.();
-    const deadline = Date.now() + timeoutMs;
+    const deadline = this.fatal ? 0 : Date.now() + timeoutMs;
     while ((this.stats.inFlightBytes > 0 || this.pendingInserts.length > 0) && Date.now() < deadline && !this.fatal) {
       this.wake?.();
       await sleep(20);
