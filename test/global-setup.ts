@@ -14,6 +14,8 @@ export default async function setup(): Promise<() => Promise<void>> {
   const log = componentLogger('test-setup');
   const started = await infra.up(config, log);
   return async () => {
+    // Quiet: the reporter's closing `N passed, N failed` line should stay the last one CI sees.
+    rootLogger('warn');
     if (started.length > 0) await infra.down(config, log, started);
   };
 }
