@@ -6,7 +6,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
  * in any of Vigil's input formats. Values follow smooth daily-ish cycles with noise; counters
  * only grow. Deterministic for a given seed, so a run can be reproduced and checked.
  */
-export type GenFormat = 'json' | 'influx' | 'prometheus';
+/** `ndjson`: JSON objects one per line (what JSONEachRow readers such as clickhouse-client take). */
+export type GenFormat = 'json' | 'ndjson' | 'influx' | 'prometheus';
 
 export interface SeriesSpec {
   metric: string;
@@ -85,6 +86,7 @@ export function encode(points: readonly Point[], format: GenFormat): string {
           return JSON.stringify({ timestamp: new Date(p.tsMs).toISOString(), value: String(p.value), name, labels: { __name__: name, ...p.series.tags } });
         })
         .join('\n');
+    case 'ndjson':
     case 'json': {
       const objs = points.map((p) => ({
         metric_id: p.series.metric,
@@ -93,6 +95,7 @@ export function encode(points: readonly Point[], format: GenFormat): string {
         metric_type: p.series.type,
         tags: p.series.tags,
       }));
+      if (format === 'ndjson') return objs.map((o) => JSON.stringify(o)).join('\n');
       return JSON.stringify(objs.length === 1 ? objs[0] : objs);
     }
   }
@@ -150,14 +153,18 @@ export async function produce(kafka: Kafka, o: ProduceOptions): Promise<ProduceS
   let valueSum = 0;
   let tick = 0;
   const t0 = Date.now();
+  // A produce request stays well under the broker's default 1 MiB record-batch limit.
   const batchMessages = 500;
+  const batchBytes = 512 * 1024;
+  let outBytes = 0;
   try {
     while (!o.signal?.aborted) {
       if (o.points > 0 && sent >= o.points) break;
       if (o.durationMs > 0 && Date.now() - t0 >= o.durationMs) break;
       const out: Message[] = [];
+      outBytes = 0;
       let pending: Point[] = [];
-      while (out.length < batchMessages && !(o.points > 0 && sent + pending.length >= o.points)) {
+      while (out.length < batchMessages && outBytes < batchBytes && !(o.points > 0 && sent + pending.length >= o.points)) {
         const i = tick % series.length;
         const s = series[i] as SeriesSpec;
         const step = Math.floor(tick / series.length);
@@ -168,7 +175,9 @@ export async function produce(kafka: Kafka, o: ProduceOptions): Promise<ProduceS
         pending.push({ series: s, value, tsMs });
         tick++;
         if (pending.length >= o.pointsPerMessage) {
-          out.push({ key: seriesKey(pending[0]?.series as SeriesSpec), value: encode(pending, o.format) });
+          const value = encode(pending, o.format);
+          outBytes += value.length;
+          out.push({ key: seriesKey(pending[0]?.series as SeriesSpec), value });
           for (const p of pending) {
             valueSum += p.value;
             const k = seriesKey(p.series, o.format);

@@ -5,7 +5,9 @@ import type { VigilConfig } from '../pipeline/config/index.js';
 import { VigilError } from '../pipeline/errors.js';
 import type { Logger } from '../pipeline/log.js';
 import { isAlive, runningPid, spawnDetached, stop } from './process.js';
-import { services, toolsMissing, type Service } from './services.js';
+import { installChdb, services, toolsMissing, type Service } from './services.js';
+
+export { chdbPython } from './services.js';
 
 export { projectRoot } from './services.js';
 
@@ -19,8 +21,11 @@ export interface ServiceStatus {
   log: string;
 }
 
-/** Installs what is missing (apt packages as root, Kafka jars with Maven); starts nothing. */
-export function install(config: VigilConfig, log: Logger, only?: readonly ServiceName[]): void {
+/**
+ * Installs what is missing (apt packages as root, Kafka jars with Maven); starts nothing. With
+ * `testTools`, also chdb in a venv under the data dir (what `vigil infra install` and CI do).
+ */
+export function install(config: VigilConfig, log: Logger, only?: readonly ServiceName[], options: { testTools?: boolean } = {}): void {
   const all = services(config)
     .filter((s) => !only || only.includes(s.name))
     .map((s) => ({ s, m: s.missing() }));
@@ -48,6 +53,10 @@ export function install(config: VigilConfig, log: Logger, only?: readonly Servic
         throw new VigilError('VIGIL_ERR_INFRA_INSTALL', `${s.name}: install step failed: ${(err as Error).message}`, { cause: err });
       }
     }
+  }
+  if (options.testTools) {
+    log.info('installing chdb (test tool)');
+    installChdb(config);
   }
 }
 

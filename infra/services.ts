@@ -286,3 +286,28 @@ export function services(config: VigilConfig): Service[] {
 export function toolsMissing(): string[] {
   return onPath('kcat') ? [] : [...APT_PACKAGES.tools];
 }
+
+/**
+ * chdb (PyPI: ClickHouse 25+ in-process) in `<dataDir>/venv`: the tests check the DDL Vigil gives
+ * newer servers, and the series-id function, against a current ClickHouse with it.
+ */
+export function chdbPython(config: VigilConfig): string {
+  return join(config.dataDir, 'venv', 'bin', 'python');
+}
+
+export function installChdb(config: VigilConfig): void {
+  const python = chdbPython(config);
+  try {
+    execFileSync(python, ['-c', 'import chdb'], { stdio: 'ignore' });
+    return;
+  } catch {
+    /* not installed yet */
+  }
+  const venv = join(config.dataDir, 'venv');
+  try {
+    if (!existsSync(python)) execFileSync('python3', ['-m', 'venv', venv], { stdio: 'inherit' });
+    execFileSync(join(venv, 'bin', 'pip'), ['install', '-q', 'chdb'], { stdio: 'inherit' });
+  } catch (err) {
+    throw new VigilError('VIGIL_ERR_INFRA_INSTALL', `chdb: pip install into ${venv} failed (needs python3-venv and PyPI)`, { cause: err });
+  }
+}

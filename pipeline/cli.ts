@@ -20,7 +20,8 @@ Commands:
       --topic T             topic (default: the first of kafka.topics)
       --series N            distinct series (default 1000)
       --points-per-message N  (default 1)
-      --format F            json | influx | prometheus (default json)
+      --format F            json | ndjson | influx | prometheus (default json; ndjson puts
+                            several points on separate lines of one message)
       --rate N              points per second, 0 = as fast as possible (default 10000)
       --count N             stop after N points (default 0 = no limit)
       --duration S          stop after S seconds (default 0 = no limit)
@@ -102,7 +103,7 @@ async function infraCommand(config: VigilConfig, sub: string | undefined): Promi
   const log = componentLogger('infra');
   switch (sub) {
     case 'install':
-      infra.install(config, log);
+      infra.install(config, log, undefined, { testTools: true });
       return 0;
     case 'up':
       await infra.up(config, log);
@@ -138,8 +139,8 @@ function intOption(values: Record<string, unknown>, name: string, def: number, m
 
 function produceOptions(config: VigilConfig, values: Record<string, unknown>) {
   const format = (values['format'] ?? 'json') as string;
-  if (!['json', 'influx', 'prometheus'].includes(format)) {
-    throw new VigilError('VIGIL_ERR_CLI_USAGE', `--format = ${JSON.stringify(format)}: expected json, influx or prometheus`);
+  if (!['json', 'ndjson', 'influx', 'prometheus'].includes(format)) {
+    throw new VigilError('VIGIL_ERR_CLI_USAGE', `--format = ${JSON.stringify(format)}: expected json, ndjson, influx or prometheus`);
   }
   const series = intOption(values, 'series', 1000, 1);
   const rate = intOption(values, 'rate', 10000);

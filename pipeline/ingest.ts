@@ -80,6 +80,7 @@ export class Ingestor {
     this.consumer = kafka.consumer({
       groupId: config.kafka.groupId,
       sessionTimeout: config.kafka.sessionTimeoutMs,
+      maxWaitTimeInMs: config.kafka.maxWaitTimeMs,
       maxBytes,
       maxBytesPerPartition: Math.min(maxBytes, Math.max(config.pipeline.taskMaxBytes, 1 << 20)),
       allowAutoTopicCreation: false,

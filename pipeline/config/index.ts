@@ -22,6 +22,7 @@ export interface VigilConfig {
     readonly topicPartitions: number;
     readonly fromBeginning: boolean;
     readonly sessionTimeoutMs: number;
+    readonly maxWaitTimeMs: number;
   };
   readonly clickhouse: {
     readonly url: string;

@@ -99,6 +99,14 @@ export const configSchema = {
           description: 'Where a new consumer group starts: the earliest offset (true) or the latest (false).',
           default: true,
         },
+        maxWaitTimeMs: {
+          type: 'integer',
+          minimum: 10,
+          maximum: 30000,
+          description:
+            'Longest a fetch waits on the broker for data. kafkajs also sleeps this long between checks while every partition is paused, so it bounds how fast consumption resumes after backpressure.',
+          default: 250,
+        },
         sessionTimeoutMs: {
           type: 'integer',
           minimum: 6000,

@@ -1,0 +1,174 @@
+/**
+ * Ingestion benchmark (issue 3's report): end-to-end points/s of Vigil for 1 and 100 points per
+ * message, JSON and Influx line protocol, against a raw copy of the same topic with
+ * `kcat -C | clickhouse-client` in the same run. Each topic is filled first, then drained, so the
+ * figure is the sustainable catch-up rate. Writes bench/results/ingest-<time>.{json,md}.
+ *
+ *   npm run bench:ingest -- [--points N] [--profile]
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { createClient } from '@clickhouse/client';
+import { loadConfig } from '../pipeline/config/index.js';
+import { createKafka } from '../pipeline/kafka.js';
+import { componentLogger, rootLogger } from '../pipeline/log.js';
+import { produce, type GenFormat } from './generator.js';
+import { cpuSecondsOf, PipelineProcess, waitFor } from './process.js';
+import { summariseProfiles } from './profile.js';
+
+const { values } = parseArgs({ options: { points: { type: 'string' }, profile: { type: 'boolean' } } });
+const basePoints = Number(values.points ?? 400_000);
+rootLogger('warn');
+const config = loadConfig();
+const ch = createClient({ url: config.clickhouse.url, username: config.clickhouse.username, password: config.clickhouse.password });
+const kafka = createKafka(config, componentLogger('bench'));
+const admin = kafka.admin();
+await admin.connect();
+const runId = Date.now().toString(36);
+const resultsDir = new URL('./results/', import.meta.url.includes('/dist/bench/') ? new URL('../../bench/', import.meta.url) : import.meta.url).pathname;
+mkdirSync(resultsDir, { recursive: true });
+
+function servicePid(name: string): number | undefined {
+  try {
+    return Number(readFileSync(join(config.dataDir, `${name}.pid`), 'utf8').trim());
+  } catch {
+    return undefined;
+  }
+}
+
+async function count(table: string): Promise<number> {
+  const rs = await ch.query({ query: `SELECT count() AS c FROM ${table}`, format: 'JSONEachRow' });
+  return Number((await rs.json<{ c: string }>())[0]?.c);
+}
+
+function sh(command: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', ['-o', 'pipefail', '-c', command], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${command}: exit ${code}: ${err}`))));
+  });
+}
+
+interface CaseResult {
+  case: string;
+  points: number;
+  messages: number;
+  vigilSeconds: number;
+  vigilPointsPerSec: number;
+  vigilCpuSeconds: number;
+  vigilRssMaxMb: number;
+  kafkaCpuSeconds: number;
+  clickhouseCpuSeconds: number;
+  refSeconds: number;
+  refPointsPerSec: number;
+  ratioToRef: number;
+}
+
+async function runCase(format: GenFormat, pointsPerMessage: number, points: number, profileDir?: string): Promise<CaseResult> {
+  const name = `${format}_${pointsPerMessage}ppm`;
+  const topic = `bench_${runId}_${name}`;
+  const db = `bench_${runId}_${name}`;
+  await admin.createTopics({ topics: [{ topic, numPartitions: 4 }], waitForLeaders: true });
+  const intervalMs = 1000;
+  const series = 1000;
+  const sent = await produce(kafka, { topic, series, pointsPerMessage, format, rate: 0, points, durationMs: 0, intervalMs, startMs: Date.now() - Math.ceil(points / series) * intervalMs - 60_000, seed: 11 });
+
+  // Vigil, from an empty group to every row stored.
+  const kafkaPid = servicePid('kafka');
+  const chPid = servicePid('clickhouse');
+  const pipeline = await PipelineProcess.start(
+    { VIGIL_KAFKA_TOPICS: topic, VIGIL_KAFKA_GROUP_ID: `bench_${runId}_${name}`, VIGIL_CLICKHOUSE_DATABASE: db, VIGIL_KAFKA_DLQ_TOPIC: `bench_${runId}_dlq`, VIGIL_KAFKA_ALERTS_TOPIC: `bench_${runId}_alerts` },
+    profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+  );
+  const cpu0 = pipeline.cpuSeconds();
+  const k0 = kafkaPid ? cpuSecondsOf(kafkaPid) : 0;
+  const c0 = chPid ? cpuSecondsOf(chPid) : 0;
+  const t0 = performance.now();
+  let rssMax = pipeline.rss();
+  await waitFor(`${name}: all rows`, async () => {
+    rssMax = Math.max(rssMax, pipeline.rss());
+    return (await count(`${db}.points`)) >= sent.points;
+  }, 600_000, 50);
+  const vigilSeconds = (performance.now() - t0) / 1000;
+  const vigilCpu = pipeline.cpuSeconds() - cpu0;
+  const kafkaCpu = kafkaPid ? cpuSecondsOf(kafkaPid) - k0 : 0;
+  const chCpu = chPid ? cpuSecondsOf(chPid) - c0 : 0;
+  pipeline.kill('SIGTERM');
+  await pipeline.exited;
+
+  // Reference: the same topic copied raw by kcat into clickhouse-client.
+  const json = format !== 'influx';
+  await ch.command({
+    query: json
+      ? `CREATE TABLE ${db}.ref (metric_id String, value Float64, timestamp String, metric_type String) ENGINE = MergeTree() ORDER BY tuple()`
+      : `CREATE TABLE ${db}.ref (line String) ENGINE = MergeTree() ORDER BY tuple()`,
+  });
+  const broker = config.kafka.brokers[0] as string;
+  const insert = json
+    ? `clickhouse-client --port ${config.infra.clickhouseTcpPort} --input_format_skip_unknown_fields=1 --query 'INSERT INTO ${db}.ref FORMAT JSONEachRow'`
+    : `clickhouse-client --port ${config.infra.clickhouseTcpPort} --query 'INSERT INTO ${db}.ref FORMAT TabSeparated'`;
+  const r0 = performance.now();
+  await sh(`kcat -C -b ${broker} -t ${topic} -e -q -f '%s\\n' | ${insert}`);
+  const refSeconds = (performance.now() - r0) / 1000;
+  const refRows = await count(`${db}.ref`);
+  if (refRows !== sent.points) throw new Error(`${name}: reference stored ${refRows} of ${sent.points} rows`);
+
+  await ch.command({ query: `DROP DATABASE ${db}` });
+  await admin.deleteTopics({ topics: [topic] });
+  return {
+    case: `${format === 'ndjson' ? 'json (ndjson)' : format}, ${pointsPerMessage} pt/msg`,
+    points: sent.points,
+    messages: sent.messages,
+    vigilSeconds,
+    vigilPointsPerSec: sent.points / vigilSeconds,
+    vigilCpuSeconds: vigilCpu,
+    vigilRssMaxMb: rssMax / 2 ** 20,
+    kafkaCpuSeconds: kafkaCpu,
+    clickhouseCpuSeconds: chCpu,
+    refSeconds,
+    refPointsPerSec: sent.points / refSeconds,
+    ratioToRef: refSeconds / vigilSeconds,
+  };
+}
+
+const cases: [GenFormat, number, number][] = [
+  ['json', 1, basePoints],
+  ['influx', 1, basePoints],
+  ['ndjson', 100, basePoints * 4],
+  ['influx', 100, basePoints * 4],
+];
+const results: CaseResult[] = [];
+for (const [format, ppm, points] of cases) {
+  const r = await runCase(format, ppm, points);
+  results.push(r);
+  console.log(`${r.case}: vigil ${Math.round(r.vigilPointsPerSec)} pts/s, reference ${Math.round(r.refPointsPerSec)} pts/s, ratio ${r.ratioToRef.toFixed(2)}`);
+}
+let profile: { fn: string; share: number }[] | undefined;
+if (values.profile) {
+  const dir = mkdtempSync(join(resultsDir, `profile-${runId}-`));
+  await runCase('json', 1, basePoints, dir);
+  profile = summariseProfiles(dir, 20);
+}
+await admin.disconnect();
+await ch.close();
+
+const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+const md = [
+  `# Ingestion benchmark ${new Date().toISOString()}`,
+  '',
+  `Machine: ${(await import('node:os')).cpus().length} cores. Topic pre-filled (4 partitions, 1,000 series), then drained by Vigil (\`vigil run\`, defaults) into \`points\`; reference: \`kcat -C | clickhouse-client\` copying the same topic raw into a plain MergeTree table. Ratio = reference time / Vigil time (above 1: Vigil is faster).`,
+  '',
+  '| case | points | Vigil pts/s | reference pts/s | ratio | Vigil CPU s | Kafka CPU s | ClickHouse CPU s | Vigil RSS max MiB |',
+  '|---|---|---|---|---|---|---|---|---|',
+  ...results.map((r) => `| ${r.case} | ${fmt(r.points)} | ${fmt(r.vigilPointsPerSec)} | ${fmt(r.refPointsPerSec)} | ${fmt(r.ratioToRef, 2)} | ${fmt(r.vigilCpuSeconds, 1)} | ${fmt(r.kafkaCpuSeconds, 1)} | ${fmt(r.clickhouseCpuSeconds, 1)} | ${fmt(r.vigilRssMaxMb)} |`),
+  ...(profile ? ['', '## Profile (json, 1 pt/msg; self time, all threads)', '', '| function | share |', '|---|---|', ...profile.map((p) => `| \`${p.fn}\` | ${(p.share * 100).toFixed(1)}% |`)] : []),
+  '',
+];
+const stem = join(resultsDir, `ingest-${new Date().toISOString().replaceAll(':', '-').slice(0, 19)}`);
+writeFileSync(`${stem}.json`, JSON.stringify({ runId, results, profile }, null, 2));
+writeFileSync(`${stem}.md`, md.join('\n'));
+console.log(md.join('\n'));
+console.log(`written ${stem}.{json,md}`);

@@ -1,0 +1,70 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { chdbPython } from '../../../../infra/index.js';
+import { capabilitiesOf, ClickHouseSink, MIGRATIONS, schemaStatements } from '../../../../sinks/clickhouse/index.js';
+import { seriesId, sortTags } from '../../../../workers/series.js';
+import { uniqueName, useResources } from '../../../helpers/resources.js';
+
+const res = useResources();
+
+/** Runs SQL statements in chdb (a current ClickHouse, in-process); returns the last result as CSV. */
+function chdb(statements: string[]): string {
+  const program = [
+    'import json, sys',
+    'from chdb import session',
+    's = session.Session()',
+    'out = ""',
+    'for q in json.load(sys.stdin):',
+    '    out = s.query(q, "CSV").bytes().decode()',
+    'print(out, end="")',
+  ].join('\n');
+  return execFileSync(chdbPython(res.config), ['-c', program], { input: JSON.stringify(statements) }).toString();
+}
+
+describe('ClickHouse schema', () => {
+  it('migrates an empty database on the test server, idempotently, and records each version once', async () => {
+    const db = uniqueName('schema');
+    res.own('database', db);
+    const sink = new ClickHouseSink({ ...res.config.clickhouse, database: db });
+    await sink.start();
+    await sink.start();
+    const rs = await res.clickhouse().query({ query: `SELECT version, count() AS n FROM ${db}.schema_migrations GROUP BY version ORDER BY version`, format: 'JSONEachRow' });
+    expect((await rs.json<{ version: number; n: string }>()).map((r) => [Number(r.version), Number(r.n)])).toEqual(MIGRATIONS.map((m) => [m.version, 1]));
+    const tables = await res.clickhouse().query({ query: `SELECT name FROM system.tables WHERE database = '${db}' ORDER BY name`, format: 'JSONEachRow' });
+    expect((await tables.json<{ name: string }>()).map((t) => t.name)).toEqual(['points', 'points_dedup', 'schema_migrations']);
+    await sink.close();
+  });
+
+  describe('on a current ClickHouse (chdb)', () => {
+    const python = chdbPython(res.config);
+    it('has chdb installed by `vigil infra install`', () => {
+      expect(existsSync(python)).toBe(true);
+    });
+
+    it('runs the DDL Vigil gives that server version (LowCardinality, codecs) and dedups replays in points_dedup', () => {
+      const version = chdb(['SELECT version()']).trim().replaceAll('"', '');
+      const caps = capabilitiesOf(version);
+      expect(caps.lowCardinality && caps.codecs).toBe(true);
+      const ddl = schemaStatements('vigil', caps);
+      expect(ddl.join('\n')).toContain('LowCardinality(String)');
+      const row = "(1, 'cpu', ['host'], ['a'], 'gauge', 1700000000, 1700000000000, 1.5, 't', 0, 5, 0)";
+      const insert = 'INSERT INTO vigil.points (series_id, metric, `tags.key`, `tags.value`, type, ts, ts_ms, value, source_topic, source_partition, source_offset, point_index) VALUES ';
+      const out = chdb([...ddl, insert + row, insert + row, insert + row.replace(', 5, 0)', ', 6, 0)'), 'SELECT count() FROM vigil.points_dedup']);
+      expect(out.trim()).toBe('2');
+    });
+
+    it("computes the same series id as ClickHouse's xxHash64 of the canonical text", () => {
+      const cases: [string, string[]][] = [
+        ['cpu', ['region', 'eu', 'host', 'a']],
+        ['crypto.key.access_count', ['key_type', 'encryption']],
+        ['naïve "quoted" \\ name', ['tag\nkey', 'välue', 'ключ', '値']],
+        ['no_tags', []],
+      ];
+      const canon = cases.map(([m, t]) => JSON.stringify([m, sortTags([...t]).reduce<string[][]>((acc, v, i) => (i % 2 ? (acc[acc.length - 1]?.push(v), acc) : [...acc, [v]]), [])]));
+      const sql = `SELECT ${canon.map((c) => `toString(xxHash64('${c.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'))`).join(', ')}`;
+      const fromClickHouse = chdb([sql]).trim().split(',').map((v) => v.replaceAll('"', ''));
+      expect(fromClickHouse).toEqual(cases.map(([m, t]) => seriesId(m, sortTags([...t])).toString()));
+    });
+  });
+});
