@@ -1,9 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage } from 'kafkajs';
-import type { Piscina } from 'piscina';
 import type { ClickHouseSink } from '../sinks/clickhouse/index.js';
 import { DLQ_HEADERS, type DeadLetter, type DeadLetterProducer } from '../sinks/kafka/dlq.js';
 import { SKIPPED, type IngestResult, type IngestTask } from '../workers/ingest-task.js';
+import { batchBuffers } from '../workers/shard-task.js';
+import type { ShardedPool } from './pool.js';
 import type { VigilConfig } from './config/index.js';
 import { isVigilError, VigilError, type ErrorCode } from './errors.js';
 import type { Readiness } from './http.js';
@@ -17,8 +18,10 @@ interface Work {
   messages: KafkaMessage[];
   bytes: number;
   startedAt: number;
-  /** Outputs not yet acknowledged: the ClickHouse insert and the dead letters. */
+  /** Outputs not yet acknowledged: the ClickHouse insert, the dead letters, the shard stage. */
   pending: number;
+  /** Set when the ingest task returned; shard shares wait for the partition's earlier tasks. */
+  result?: IngestResult;
 }
 
 interface Rejection {
@@ -52,6 +55,8 @@ export class Ingestor {
   private readonly tracker = new OffsetTracker();
   private readonly assigned = new Map<string, number[]>();
   private readonly lagByPartition = new Map<string, number>();
+  /** Per partition: works in offset order whose shard shares are not yet dispatched, and the max event time before them. */
+  private readonly shardOrder = new Map<string, { queue: Work[]; maxTsMs: number }>();
   private pendingInserts: { work: Work; result: IngestResult }[] = [];
   private pendingRows = 0;
   private firstPendingAt = 0;
@@ -67,7 +72,7 @@ export class Ingestor {
   constructor(
     private readonly config: VigilConfig,
     kafka: Kafka,
-    private readonly pool: Piscina,
+    private readonly pool: ShardedPool,
     private readonly sink: ClickHouseSink,
     private readonly dlq: DeadLetterProducer,
     private readonly metrics: Metrics,
@@ -75,7 +80,7 @@ export class Ingestor {
     private readonly log: Logger,
     private readonly onFatal: (err: Error) => void,
   ) {
-    this.maxTasks = pool.options.maxQueue;
+    this.maxTasks = config.pipeline.maxTasksInFlight;
     const maxBytes = Math.max(1 << 20, Math.min(10 << 20, Math.floor(config.pipeline.maxInFlightBytes / 4)));
     this.consumer = kafka.consumer({
       groupId: config.kafka.groupId,
@@ -158,7 +163,11 @@ export class Ingestor {
       first: Number((messages[0] as KafkaMessage).offset),
       last: Number((messages[messages.length - 1] as KafkaMessage).offset),
     });
-    const work: Work = { range, messages, bytes, startedAt: performance.now(), pending: 2 };
+    const work: Work = { range, messages, bytes, startedAt: performance.now(), pending: 3 };
+    const key = `${topic}/${partition}`;
+    let order = this.shardOrder.get(key);
+    if (!order) this.shardOrder.set(key, (order = { queue: [], maxTsMs: -Infinity }));
+    order.queue.push(work);
     this.stats.inFlightBytes += bytes;
     this.stats.messages += messages.length;
     this.metrics.inFlightBytes.set(this.stats.inFlightBytes);
@@ -202,19 +211,55 @@ export class Ingestor {
       nowMs: Date.now(),
       maxFutureMs: pipeline.maxFutureMs,
       compression: this.config.clickhouse.compression,
+      shards: this.pool.shards,
     };
     this.tasksInFlight++;
     this.pool
-      .run(task, { transferList: [data.buffer, bounds.buffer, offsets.buffer, timestamps.buffer] })
+      .runIngest(task, [data.buffer, bounds.buffer, offsets.buffer, timestamps.buffer] as ArrayBuffer[])
       .finally(() => this.tasksInFlight--)
       .then(
-        (result: IngestResult) => this.onResult(work, result, mainRejects),
+        (result: IngestResult) => this.onResult(work, result, mainRejects, order),
         (err: unknown) => this.die(new VigilError('VIGIL_ERR_WORKER_FAILED', `ingest task for ${topic}/${partition} ${range.first}-${range.last} failed: ${(err as Error).message}`, { cause: err })),
       );
   }
 
-  private onResult(work: Work, result: IngestResult, mainRejects: Rejection[]): void {
+  /**
+   * Hands the shard shares of a partition's finished ingest tasks to their shards, strictly in
+   * offset order (ingest tasks finish in any order), with the partition's max event time before
+   * each task: what per-partition watermarks need.
+   */
+  private dispatchShards(order: { queue: Work[]; maxTsMs: number }): void {
+    while (order.queue.length > 0 && (order.queue[0] as Work).result) {
+      const work = order.queue.shift() as Work;
+      const result = work.result as IngestResult;
+      work.result = undefined;
+      const shares = result.shardBatches
+        .map((batch, shard) => ({ batch, shard }))
+        .filter(({ batch }) => batch.count > 0);
+      let left = shares.length;
+      const { topic, partition } = work.range;
+      for (const { batch, shard } of shares) {
+        this.pool
+          .runShard(shard, { topic, partition, partitionMaxBeforeMs: order.maxTsMs, batch, nowMs: Date.now(), seriesIdleMs: this.config.pipeline.seriesIdleTimeoutMs }, batchBuffers(batch))
+          .then(
+            (stats) => {
+              this.metrics.seriesActive.set({ shard: String(shard) }, stats.series);
+              this.metrics.stateBytes.set({ shard: String(shard) }, stats.stateBytes);
+              if (stats.evicted > 0) this.metrics.seriesEvicted.inc(stats.evicted);
+              if (--left === 0) this.partDone(work);
+            },
+            (err: unknown) => this.die(new VigilError('VIGIL_ERR_WORKER_FAILED', `shard ${shard} task for ${topic}/${partition} failed: ${(err as Error).message}`, { cause: err })),
+          );
+      }
+      if (shares.length === 0) this.partDone(work);
+      if (result.maxTsMs > order.maxTsMs) order.maxTsMs = result.maxTsMs;
+    }
+  }
+
+  private onResult(work: Work, result: IngestResult, mainRejects: Rejection[], order: { queue: Work[]; maxTsMs: number }): void {
     this.metrics.workerTaskSeconds.observe(result.workerMs / 1000);
+    work.result = result;
+    this.dispatchShards(order);
     this.metrics.pointsProcessed.inc(result.rows);
     this.stats.points += result.rows;
     const rejects: Rejection[] = [...mainRejects, ...result.rejects];

@@ -86,6 +86,23 @@ export function createMetrics() {
       labelNames: ['topic'],
       registers: reg,
     }),
+    seriesActive: new Gauge({
+      name: 'vigil_series_active',
+      help: 'Series with state in a shard (evicted after pipeline.seriesIdleTimeoutMs of silence)',
+      labelNames: ['shard'],
+      registers: reg,
+    }),
+    stateBytes: new Gauge({
+      name: 'vigil_state_bytes',
+      help: 'Approximate bytes of per-series state in a shard',
+      labelNames: ['shard'],
+      registers: reg,
+    }),
+    seriesEvicted: new Counter({
+      name: 'vigil_series_evicted_total',
+      help: 'Series whose state was evicted after silence',
+      registers: reg,
+    }),
     ready: new Gauge({
       name: 'vigil_ready',
       help: '1 when every dependency answers (the /readyz state)',

@@ -1,10 +1,12 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
+import type { IngestResult, IngestTask } from '../workers/ingest-task.js';
+import type { ShardResult, ShardTask } from '../workers/shard-task.js';
 
 /**
- * The worker pool. Compiled code runs workers/ingest.js beside it; under vitest (TypeScript
- * sources) the compiled copy in dist/ is used, since worker threads load JavaScript.
+ * Compiled code runs the worker module beside it; under vitest (TypeScript sources) the compiled
+ * copy in dist/ is used, since worker threads load JavaScript.
  */
 export function workerFile(name: string): string {
   const beside = fileURLToPath(new URL(`../workers/${name}.js`, import.meta.url));
@@ -12,14 +14,62 @@ export function workerFile(name: string): string {
   return fileURLToPath(new URL(`../dist/workers/${name}.js`, import.meta.url));
 }
 
-export function createPool(threads: number, maxQueue: number): Piscina {
-  return new Piscina({
-    filename: workerFile('ingest'),
-    minThreads: threads,
-    maxThreads: threads,
-    // Work in flight is bounded in bytes by the consumer (pipeline.maxInFlightBytes); this finite
-    // queue is a second guard so that a bug can never queue without limit.
-    maxQueue,
-    idleTimeout: 60_000,
-  });
+/**
+ * One single-thread piscina pool per shard (DESIGN.md §1: a series' state lives in exactly one
+ * thread). Shard tasks go to their shard's pool, so its state stays in that thread; ingest tasks,
+ * which hold no state, go to the pool with the fewest tasks in flight. One pool per shard rather
+ * than a custom piscina loadBalancer: a balancer sees only task metadata, not the shard, and a
+ * dedicated pool keeps the thread-to-shard mapping explicit.
+ */
+export class ShardedPool {
+  private readonly pools: Piscina[];
+  private readonly inFlight: number[];
+
+  constructor(shards: number, maxQueue: number) {
+    this.pools = Array.from(
+      { length: shards },
+      (_, shard) =>
+        new Piscina({
+          filename: workerFile('worker'),
+          minThreads: 1,
+          maxThreads: 1,
+          // The consumer bounds work in flight (tasks and bytes); this finite queue is a second
+          // guard so that a bug can never queue without limit.
+          maxQueue,
+          idleTimeout: Number.MAX_SAFE_INTEGER,
+          workerData: { shard },
+        }),
+    );
+    this.inFlight = this.pools.map(() => 0);
+  }
+
+  get shards(): number {
+    return this.pools.length;
+  }
+
+  private run<T>(i: number, task: unknown, name: string, transferList: ArrayBuffer[]): Promise<T> {
+    this.inFlight[i] = (this.inFlight[i] as number) + 1;
+    return (this.pools[i] as Piscina).run(task, { name, transferList }).finally(() => {
+      this.inFlight[i] = (this.inFlight[i] as number) - 1;
+    }) as Promise<T>;
+  }
+
+  runIngest(task: IngestTask, transferList: ArrayBuffer[]): Promise<IngestResult> {
+    let best = 0;
+    for (let i = 1; i < this.inFlight.length; i++) if ((this.inFlight[i] as number) < (this.inFlight[best] as number)) best = i;
+    return this.run(best, task, 'ingest', transferList);
+  }
+
+  runShard(shard: number, task: ShardTask, transferList: ArrayBuffer[]): Promise<ShardResult> {
+    return this.run(shard, task, 'track', transferList);
+  }
+
+  /** Mean busy share of the threads since start (piscina utilization). */
+  get utilization(): number {
+    return this.pools.reduce((a, p) => a + p.utilization, 0) / this.pools.length;
+  }
+
+  async destroy(): Promise<void> {
+    await Promise.all(this.pools.map((p) => p.destroy()));
+  }
 }

@@ -8,7 +8,7 @@ import { Ingestor } from './ingest.js';
 import { createKafka, ensureTopics } from './kafka.js';
 import { componentLogger, type Logger } from './log.js';
 import { createMetrics } from './metrics.js';
-import { createPool } from './pool.js';
+import { ShardedPool } from './pool.js';
 
 export interface RunningPipeline {
   ingestor: Ingestor;
@@ -53,7 +53,8 @@ export async function runPipeline(config: VigilConfig): Promise<RunningPipeline>
   const dlq = new DeadLetterProducer(kafka, config.kafka.dlqTopic);
   await untilUp('kafka producer', log, () => dlq.start(), config);
 
-  const pool = createPool(config.pipeline.workers, Math.max(64, config.pipeline.workers * 32));
+  // Each pool's queue holds at most every ingest task plus one shard share per task in flight.
+  const pool = new ShardedPool(config.pipeline.workers, 2 * config.pipeline.maxTasksInFlight + 1);
   let resolveDone: (code: number) => void = () => undefined;
   const done = new Promise<number>((resolve) => (resolveDone = resolve));
   let stopping: Promise<number> | undefined;

@@ -1,4 +1,5 @@
 import type { DecodeErrorCode, Format } from './decode/index.js';
+import type { ShardBatch } from './shard-task.js';
 
 /**
  * The contract of the ingest task (workers/ingest.ts, a piscina task module): raw Kafka message values of one topic-partition in,
@@ -17,6 +18,8 @@ export interface IngestTask {
   nowMs: number;
   maxFutureMs: number;
   compression: 'none' | 'gzip';
+  /** Number of shards; a point's shard is its series id mod this. */
+  shards: number;
 }
 
 /** `bounds[2i]` of a message the main thread already rejected (too large): the worker skips it. */
@@ -36,6 +39,10 @@ export interface IngestReject {
 export interface IngestResult {
   body: Uint8Array;
   rows: number;
+  /** The task's points split by shard (index = shard). */
+  shardBatches: ShardBatch[];
+  /** Highest event time of the task's valid points (-Infinity when none). */
+  maxTsMs: number;
   rejects: IngestReject[];
   workerMs: number;
 }

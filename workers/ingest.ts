@@ -5,24 +5,26 @@ import { decodeMessage, type DecodeContext, type DecodeErrorCode, type MetricTyp
 import { PointsEncoder } from './encode/points.js';
 import { hashCanonical, canonicalSeries, sortTags } from './series.js';
 import { SKIPPED, type IngestReject, type IngestResult, type IngestTask } from './ingest-task.js';
+import { batchBuffers, ShardCollector } from './shard-task.js';
 
 export { SKIPPED } from './ingest-task.js';
 export type { IngestReject, IngestResult, IngestTask } from './ingest-task.js';
 
 
-// Series ids are cached by canonical text: most points belong to series seen before.
+// Series ids (and their shard) are cached by canonical text: most points belong to series seen before.
 const SERIES_CACHE_MAX = 100_000;
-const seriesCache = new Map<string, bigint>();
+const seriesCache = new Map<string, { id: bigint; shard: number; shards: number }>();
 
-function seriesIdOf(metric: string, tags: string[]): bigint {
+function seriesOf(metric: string, tags: string[], shards: number): { id: bigint; shard: number; shards: number } {
   const canonical = canonicalSeries(metric, tags);
-  let id = seriesCache.get(canonical);
-  if (id === undefined) {
-    id = hashCanonical(canonical);
+  let entry = seriesCache.get(canonical);
+  if (entry === undefined || entry.shards !== shards) {
+    const id = hashCanonical(canonical);
+    entry = { id, shard: Number(id % BigInt(shards)), shards };
     if (seriesCache.size >= SERIES_CACHE_MAX) seriesCache.clear();
-    seriesCache.set(canonical, id);
+    seriesCache.set(canonical, entry);
   }
-  return id;
+  return entry;
 }
 
 export function ingest(task: IngestTask): IngestResult {
@@ -32,12 +34,17 @@ export function ingest(task: IngestTask): IngestResult {
   const n = task.offsets.length;
   let message = 0;
   const ctx: DecodeContext = { kafkaTimestampMs: 0, nowMs: task.nowMs, maxFutureMs: task.maxFutureMs };
+  const collectors = Array.from({ length: task.shards }, () => new ShardCollector());
+  let runMax = -Infinity;
   const points = {
     point(metric: string, tags: string[], value: number, tsMs: number, type: MetricTypeCode, pointIndex: number) {
       // In place: a line-protocol line shares one tags array across its fields, and sorting
       // an already sorted array is a no-op, so later fields of the line see the same order.
       sortTags(tags);
-      encoder.add(seriesIdOf(metric, tags), metric, tags, type, tsMs, value, task.topic, task.partition, task.offsets[message] as number, pointIndex);
+      const series = seriesOf(metric, tags, task.shards);
+      encoder.add(series.id, metric, tags, type, tsMs, value, task.topic, task.partition, task.offsets[message] as number, pointIndex);
+      if (tsMs > runMax) runMax = tsMs;
+      (collectors[series.shard] as ShardCollector).add(series.id, tsMs, value, type, runMax);
     },
   };
   const rejectSink = {
@@ -55,7 +62,7 @@ export function ingest(task: IngestTask): IngestResult {
     const z = gzipSync(body, { level: 1 });
     body = new Uint8Array(z.buffer, z.byteOffset, z.byteLength).slice();
   }
-  return { body, rows: encoder.count, rejects, workerMs: performance.now() - started };
+  return { body, rows: encoder.count, rejects, shardBatches: collectors.map((c) => c.finish()), maxTsMs: runMax, workerMs: performance.now() - started };
 }
 
 /** piscina entry: the result is posted back with its body transferred, not copied. */
@@ -63,7 +70,7 @@ export default function run(task: IngestTask): IngestResult {
   const result = ingest(task);
   const movable = {
     get [Piscina.transferableSymbol]() {
-      return [result.body.buffer];
+      return [result.body.buffer, ...result.shardBatches.flatMap(batchBuffers)];
     },
     get [Piscina.valueSymbol]() {
       return result;

@@ -36,6 +36,8 @@ export interface VigilConfig {
   readonly log: { readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
   readonly pipeline: {
     readonly workers: number;
+    readonly maxTasksInFlight: number;
+    readonly seriesIdleTimeoutMs: number;
     readonly taskMaxMessages: number;
     readonly taskMaxBytes: number;
     readonly taskLingerMs: number;

@@ -172,8 +172,22 @@ export const configSchema = {
           type: 'integer',
           minimum: 1,
           maximum: 256,
-          description: 'Worker threads in the pool (one series shard each).',
+          description: 'Worker threads, one series shard each (a series belongs to shard series_id mod workers).',
           default: 2,
+        },
+        maxTasksInFlight: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 100000,
+          description: 'Ingest tasks handed to the pool and not yet returned, at most; fetching waits above it.',
+          default: 64,
+        },
+        seriesIdleTimeoutMs: {
+          type: 'integer',
+          minimum: 1000,
+          maximum: 31536000000,
+          description: 'State of a series silent for this long (wall time) is evicted from its shard.',
+          default: 3600000,
         },
         taskMaxMessages: {
           type: 'integer',

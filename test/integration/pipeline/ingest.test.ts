@@ -58,6 +58,7 @@ describe('ingestion: Kafka metric topics → workers → ClickHouse points, with
       VIGIL_CLICKHOUSE_DATABASE: db,
       VIGIL_PIPELINE_MAX_MESSAGE_BYTES: String(64 * 1024),
       VIGIL_PIPELINE_INSERT_LINGER_MS: '200',
+      VIGIL_PIPELINE_WORKERS: '2',
     });
   });
   afterAll(async () => pipeline?.stop());
@@ -152,6 +153,11 @@ describe('ingestion: Kafka metric topics → workers → ClickHouse points, with
     const element = byOffset.get(baseOffset + 14)?.[0];
     expect(element?.headers['vigil-source-element']).toBe('1');
     expect(JSON.parse(element?.value.toString() ?? '')).toEqual({ metric_id: 'arr', value: 'x', timestamp: ts });
+
+    // Pinned shards: every series has state in exactly one shard, and both shards hold some.
+    const perShard = await Promise.all([0, 1].map((shard) => pipeline.metric('vigil_series_active', { shard: String(shard) })));
+    expect(perShard.reduce((a, b) => a + b, 0)).toBe(stored.size);
+    expect(Math.min(...perShard)).toBeGreaterThan(0);
 
     // Counted in /metrics by code.
     expect(await pipeline.metric('vigil_dead_letters_total', { code: 'VIGIL_ERR_DECODE_VALUE' })).toBe(4);
