@@ -1,16 +1,16 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage } from 'kafkajs';
-import type { ClickHouseSink } from '../sinks/clickhouse/index.js';
+import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage } from 'kafkajs';
+import type { ClickHouseSink, InsertTable } from '../sinks/clickhouse/index.js';
 import { DLQ_HEADERS, type DeadLetter, type DeadLetterProducer } from '../sinks/kafka/dlq.js';
 import { SKIPPED, type IngestResult, type IngestTask } from '../workers/ingest-task.js';
-import { batchBuffers } from '../workers/shard-task.js';
-import type { ShardedPool } from './pool.js';
+import { batchBuffers, emptyBatch, type HeldOffset, type RollupSettings, type ShardResult, type ShardTask } from '../workers/shard-task.js';
 import type { VigilConfig } from './config/index.js';
 import { isVigilError, VigilError, type ErrorCode } from './errors.js';
 import type { Readiness } from './http.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { OffsetTracker, type OffsetRange } from './offsets.js';
+import type { ShardedPool } from './pool.js';
 
 /** One worker task's worth of messages and what is still owed before its offsets may move. */
 interface Work {
@@ -18,10 +18,20 @@ interface Work {
   messages: KafkaMessage[];
   bytes: number;
   startedAt: number;
-  /** Outputs not yet acknowledged: the ClickHouse insert, the dead letters, the shard stage. */
+  /** Outputs not yet acknowledged: the points insert, the dead letters, the shard stage (and its rollup rows). */
   pending: number;
   /** Set when the ingest task returned; shard shares wait for the partition's earlier tasks. */
   result?: IngestResult;
+  /** The partition's highest event time after this task (recorded with a commit). */
+  maxAfterMs: number;
+  /** The lowest bucket offset the shards still held after this task (null: none). */
+  held: HeldOffset | null;
+}
+
+/** What a commit needs to know of the last durable task before it. */
+interface CommitMeta {
+  maxAfterMs: number;
+  held: HeldOffset | null;
 }
 
 interface Rejection {
@@ -33,38 +43,79 @@ interface Rejection {
   bytes?: Uint8Array;
 }
 
+/** A body waiting for its insert; `work` is absent for rows of idle closes. */
+interface PendingInsert {
+  table: InsertTable;
+  body: Uint8Array;
+  rows: number;
+  work: Work | undefined;
+}
+
+/** Per partition, in offset order: works whose shard shares wait for earlier ones, the event-time maximum so far. */
+interface PartitionState {
+  topic: string;
+  partition: number;
+  queue: Work[];
+  maxTsMs: number;
+  lastMessageAt: number;
+}
+
 export interface IngestStats {
   messages: number;
   points: number;
   rowsInserted: number;
+  rollupRows: number;
   deadLetters: number;
   lag: number;
   inFlightBytes: number;
   paused: boolean;
 }
 
+/** Kafka commit metadata: the partition's highest event time before the committed offset. */
+export function commitMetadata(maxEventTimeMs: number): string {
+  return JSON.stringify({ v: 1, maxEventTimeMs: Number.isFinite(maxEventTimeMs) ? maxEventTimeMs : null });
+}
+
+export function parseCommitMetadata(metadata: string | null | undefined): number {
+  if (!metadata) return -Infinity;
+  try {
+    const parsed = JSON.parse(metadata) as { maxEventTimeMs?: number | null };
+    return typeof parsed.maxEventTimeMs === 'number' ? parsed.maxEventTimeMs : -Infinity;
+  } catch {
+    return -Infinity;
+  }
+}
+
 /**
- * The ingestion path (DESIGN.md §1, §7): a kafkajs consumer hands each fetched batch, cut into
- * tasks, to the worker pool; results are grouped into large ClickHouse inserts (one in flight at
- * a time) and their dead letters produced with acks=all; offsets are committed only over ranges
- * whose every output is acknowledged. The main thread parses no points.
+ * The ingestion path (DESIGN.md §1, §4, §7): a kafkajs consumer hands each fetched batch, cut
+ * into tasks, to the worker pool; each task's points go to their shards (rollup buckets) in
+ * offset order; points and rollup rows are grouped into large ClickHouse inserts (one flush at a
+ * time) and dead letters produced with acks=all. An offset is committed only when every output of
+ * the messages before it is acknowledged and no shard still holds a bucket that began before it;
+ * the commit records the partition's watermark base so a replay rebuilds the same rows.
+ * The main thread parses no points.
  */
 export class Ingestor {
-  readonly stats: IngestStats = { messages: 0, points: 0, rowsInserted: 0, deadLetters: 0, lag: 0, inFlightBytes: 0, paused: false };
+  readonly stats: IngestStats = { messages: 0, points: 0, rowsInserted: 0, rollupRows: 0, deadLetters: 0, lag: 0, inFlightBytes: 0, paused: false };
   private readonly consumer: Consumer;
-  private readonly tracker = new OffsetTracker();
+  private readonly admin: Admin;
+  private readonly tracker = new OffsetTracker<CommitMeta>();
   private readonly assigned = new Map<string, number[]>();
   private readonly lagByPartition = new Map<string, number>();
-  /** Per partition: works in offset order whose shard shares are not yet dispatched, and the max event time before them. */
-  private readonly shardOrder = new Map<string, { queue: Work[]; maxTsMs: number }>();
-  private pendingInserts: { work: Work; result: IngestResult }[] = [];
+  private readonly partitions = new Map<string, PartitionState>();
+  /** Seeding of a partition's watermark from its commit metadata (once per assignment). */
+  private readonly seeding = new Map<string, Promise<void>>();
+  private readonly committed = new Map<string, number>();
+  private readonly rollupSettings: RollupSettings | null;
+  private pendingInserts: PendingInsert[] = [];
   private pendingRows = 0;
   private firstPendingAt = 0;
   private wake: (() => void) | undefined;
   private flusher: Promise<void> | undefined;
   private commitChain: Promise<void> = Promise.resolve();
+  private idleTimer: NodeJS.Timeout | undefined;
   private stopping = false;
-  /** Tasks handed to the pool and not yet returned; kept below the pool's maxQueue. */
+  /** Ingest tasks handed to the pool and not yet returned. */
   private tasksInFlight = 0;
   private readonly maxTasks: number;
   private fatal: Error | undefined;
@@ -81,7 +132,10 @@ export class Ingestor {
     private readonly onFatal: (err: Error) => void,
   ) {
     this.maxTasks = config.pipeline.maxTasksInFlight;
+    const r = config.rollups;
+    this.rollupSettings = r.enabled ? { widthsMs: r.widthsSeconds.map((s) => s * 1000), latenessMs: r.allowedLatenessMs, retentionMs: r.lateRetentionMs } : null;
     const maxBytes = Math.max(1 << 20, Math.min(10 << 20, Math.floor(config.pipeline.maxInFlightBytes / 4)));
+    this.admin = kafka.admin();
     this.consumer = kafka.consumer({
       groupId: config.kafka.groupId,
       sessionTimeout: config.kafka.sessionTimeoutMs,
@@ -95,6 +149,13 @@ export class Ingestor {
       this.assigned.clear();
       for (const [topic, partitions] of Object.entries(e.payload.memberAssignment)) this.assigned.set(topic, [...partitions]);
       this.tracker.retain(this.assigned);
+      for (const [key, p] of this.partitions) {
+        if (!this.assigned.get(p.topic)?.includes(p.partition)) {
+          this.partitions.delete(key);
+          this.committed.delete(key);
+        }
+      }
+      this.seeding.clear();
       this.readiness.set('kafka', true);
       this.log.info({ assignment: e.payload.memberAssignment }, 'joined consumer group');
       if (this.stats.paused) this.setPaused(true);
@@ -109,10 +170,15 @@ export class Ingestor {
 
   async start(): Promise<void> {
     const { kafka, pipeline } = this.config;
+    await this.admin.connect();
     await this.consumer.connect();
     const topics = kafka.topicPattern ? [new RegExp(kafka.topicPattern)] : [...kafka.topics];
     await this.consumer.subscribe({ topics, fromBeginning: kafka.fromBeginning });
     this.flusher = this.flushLoop();
+    if (this.rollupSettings) {
+      this.idleTimer = setInterval(() => this.closeIdlePartitions(), Math.min(1000, this.config.rollups.idleTimeoutMs));
+      this.idleTimer.unref();
+    }
     await this.consumer.run({
       autoCommit: false,
       partitionsConsumedConcurrently: Math.max(1, pipeline.workers * 2),
@@ -120,12 +186,36 @@ export class Ingestor {
     });
   }
 
+  /**
+   * The partition's state, its watermark seeded from the committed offset's metadata: a replay
+   * starts from the same event-time maximum the crashed run had at that offset.
+   */
+  private async partitionState(topic: string, partition: number): Promise<PartitionState> {
+    const key = `${topic}/${partition}`;
+    let seeding = this.seeding.get(key);
+    if (!seeding) {
+      seeding = (async () => {
+        let maxTsMs = -Infinity;
+        const [committed] = await this.admin.fetchOffsets({ groupId: this.config.kafka.groupId, topics: [topic] });
+        const entry = committed?.partitions.find((p) => p.partition === partition);
+        if (entry && Number(entry.offset) >= 0) maxTsMs = parseCommitMetadata(entry.metadata);
+        if (!this.partitions.has(key)) {
+          this.partitions.set(key, { topic, partition, queue: [], maxTsMs, lastMessageAt: Date.now() });
+        }
+      })();
+      this.seeding.set(key, seeding);
+    }
+    await seeding;
+    return this.partitions.get(key) as PartitionState;
+  }
+
   private async eachBatch({ batch, isRunning, isStale, heartbeat }: EachBatchPayload): Promise<void> {
     if (this.stopping || !isRunning() || isStale() || batch.messages.length === 0) return;
     const { topic, partition } = batch;
     const { pipeline } = this.config;
-    const lag = Number(batch.offsetLag());
-    this.lagByPartition.set(`${topic}/${partition}`, lag);
+    const state = await this.partitionState(topic, partition);
+    state.lastMessageAt = Date.now();
+    this.lagByPartition.set(`${topic}/${partition}`, Number(batch.offsetLag()));
     this.updateLag(topic);
 
     let chunk: KafkaMessage[] = [];
@@ -133,8 +223,10 @@ export class Ingestor {
     for (const message of batch.messages) {
       const size = message.value?.length ?? 0;
       if (chunk.length > 0 && (chunk.length >= pipeline.taskMaxMessages || chunkBytes + size > pipeline.taskMaxBytes)) {
+        // Checked synchronously right before dispatching, so concurrent batches cannot overfill
+        // the pool's finite queues.
         while (this.tasksInFlight >= this.maxTasks) await this.pauseForTasks(heartbeat);
-        this.dispatch(topic, partition, chunk, chunkBytes);
+        this.dispatch(state, chunk, chunkBytes);
         chunk = [];
         chunkBytes = 0;
       }
@@ -142,32 +234,26 @@ export class Ingestor {
       chunkBytes += size;
     }
     while (this.tasksInFlight >= this.maxTasks) await this.pauseForTasks(heartbeat);
-    this.dispatch(topic, partition, chunk, chunkBytes);
+    this.dispatch(state, chunk, chunkBytes);
     if (this.stats.inFlightBytes > pipeline.maxInFlightBytes && !this.stats.paused) this.setPaused(true);
   }
 
-  /**
-   * Waits a moment, heartbeating. Callers re-check `tasksInFlight` synchronously right before
-   * dispatching, so concurrent batches can never overfill the pool's finite queue.
-   */
   private async pauseForTasks(heartbeat: () => Promise<void>): Promise<void> {
     await sleep(5);
     await heartbeat();
   }
 
-  private dispatch(topic: string, partition: number, messages: KafkaMessage[], bytes: number): void {
+  private dispatch(state: PartitionState, messages: KafkaMessage[], bytes: number): void {
     const { pipeline, kafka } = this.config;
+    const { topic, partition } = state;
     const range = this.tracker.register({
       topic,
       partition,
       first: Number((messages[0] as KafkaMessage).offset),
       last: Number((messages[messages.length - 1] as KafkaMessage).offset),
     });
-    const work: Work = { range, messages, bytes, startedAt: performance.now(), pending: 3 };
-    const key = `${topic}/${partition}`;
-    let order = this.shardOrder.get(key);
-    if (!order) this.shardOrder.set(key, (order = { queue: [], maxTsMs: -Infinity }));
-    order.queue.push(work);
+    const work: Work = { range, messages, bytes, startedAt: performance.now(), pending: 3, maxAfterMs: -Infinity, held: null };
+    state.queue.push(work);
     this.stats.inFlightBytes += bytes;
     this.stats.messages += messages.length;
     this.metrics.inFlightBytes.set(this.stats.inFlightBytes);
@@ -218,60 +304,117 @@ export class Ingestor {
       .runIngest(task, [data.buffer, bounds.buffer, offsets.buffer, timestamps.buffer] as ArrayBuffer[])
       .finally(() => this.tasksInFlight--)
       .then(
-        (result: IngestResult) => this.onResult(work, result, mainRejects, order),
+        (result: IngestResult) => this.onResult(work, result, mainRejects, state),
         (err: unknown) => this.die(new VigilError('VIGIL_ERR_WORKER_FAILED', `ingest task for ${topic}/${partition} ${range.first}-${range.last} failed: ${(err as Error).message}`, { cause: err })),
       );
   }
 
-  /**
-   * Hands the shard shares of a partition's finished ingest tasks to their shards, strictly in
-   * offset order (ingest tasks finish in any order), with the partition's max event time before
-   * each task: what per-partition watermarks need.
-   */
-  private dispatchShards(order: { queue: Work[]; maxTsMs: number }): void {
-    while (order.queue.length > 0 && (order.queue[0] as Work).result) {
-      const work = order.queue.shift() as Work;
-      const result = work.result as IngestResult;
-      work.result = undefined;
-      const shares = result.shardBatches
-        .map((batch, shard) => ({ batch, shard }))
-        .filter(({ batch }) => batch.count > 0);
-      let left = shares.length;
-      const { topic, partition } = work.range;
-      for (const { batch, shard } of shares) {
-        this.pool
-          .runShard(shard, { topic, partition, partitionMaxBeforeMs: order.maxTsMs, batch, nowMs: Date.now(), seriesIdleMs: this.config.pipeline.seriesIdleTimeoutMs }, batchBuffers(batch))
-          .then(
-            (stats) => {
-              this.metrics.seriesActive.set({ shard: String(shard) }, stats.series);
-              this.metrics.stateBytes.set({ shard: String(shard) }, stats.stateBytes);
-              if (stats.evicted > 0) this.metrics.seriesEvicted.inc(stats.evicted);
-              if (--left === 0) this.partDone(work);
-            },
-            (err: unknown) => this.die(new VigilError('VIGIL_ERR_WORKER_FAILED', `shard ${shard} task for ${topic}/${partition} failed: ${(err as Error).message}`, { cause: err })),
-          );
-      }
-      if (shares.length === 0) this.partDone(work);
-      if (result.maxTsMs > order.maxTsMs) order.maxTsMs = result.maxTsMs;
-    }
-  }
-
-  private onResult(work: Work, result: IngestResult, mainRejects: Rejection[], order: { queue: Work[]; maxTsMs: number }): void {
+  private onResult(work: Work, result: IngestResult, mainRejects: Rejection[], state: PartitionState): void {
     this.metrics.workerTaskSeconds.observe(result.workerMs / 1000);
-    work.result = result;
-    this.dispatchShards(order);
     this.metrics.pointsProcessed.inc(result.rows);
     this.stats.points += result.rows;
+    work.result = result;
     const rejects: Rejection[] = [...mainRejects, ...result.rejects];
     if (rejects.length > 0) void this.sendDeadLetters(work, rejects);
     else this.partDone(work);
-    if (result.rows === 0) {
-      this.partDone(work);
-      return;
+    if (result.rows === 0) this.partDone(work);
+    else this.enqueueInsert({ table: 'points', body: result.body, rows: result.rows, work });
+    this.dispatchShards(state);
+  }
+
+  /**
+   * Hands every shard its share of the partition's finished ingest tasks, strictly in offset
+   * order (ingest tasks finish in any order), with the partition's event-time maximum before
+   * and after each task: the watermark every shard judges and closes buckets by.
+   */
+  private dispatchShards(state: PartitionState): void {
+    while (state.queue.length > 0 && (state.queue[0] as Work).result) {
+      const work = state.queue.shift() as Work;
+      const result = work.result as IngestResult;
+      work.result = undefined;
+      const before = state.maxTsMs;
+      if (result.maxTsMs > state.maxTsMs) state.maxTsMs = result.maxTsMs;
+      work.maxAfterMs = state.maxTsMs;
+      const shares = result.shardBatches.map((batch, shard) => ({ batch, shard })).filter(({ batch }) => this.rollupSettings || batch.count > 0);
+      if (shares.length === 0) {
+        this.partDone(work);
+        continue;
+      }
+      let left = shares.length;
+      let rollupBodies: Uint8Array[] = [];
+      let rollupRows = 0;
+      for (const { batch, shard } of shares) {
+        const task = this.shardTask('data', state, batch, before, state.maxTsMs);
+        this.runShard(shard, task, (r) => {
+          if (r.rollupRows > 0) {
+            rollupBodies.push(r.rollupBody);
+            rollupRows += r.rollupRows;
+          }
+          if (r.held && (!work.held || r.held.offset < work.held.offset)) work.held = r.held;
+          if (--left > 0) return;
+          if (rollupRows > 0) this.enqueueInsert({ table: 'rollups', body: concat(rollupBodies), rows: rollupRows, work });
+          else this.partDone(work);
+          rollupBodies = [];
+        });
+      }
     }
+  }
+
+  private shardTask(kind: ShardTask['kind'], state: PartitionState, batch: ShardTask['batch'], beforeMs: number, afterMs: number, idleWatermarkMs = -Infinity): ShardTask {
+    return {
+      kind,
+      topic: state.topic,
+      partition: state.partition,
+      partitionMaxBeforeMs: beforeMs,
+      partitionMaxAfterMs: afterMs,
+      idleWatermarkMs,
+      batch,
+      nowMs: Date.now(),
+      seriesIdleMs: this.config.pipeline.seriesIdleTimeoutMs,
+      rollups: this.rollupSettings,
+    };
+  }
+
+  private runShard(shard: number, task: ShardTask, then: (r: ShardResult) => void): void {
+    this.pool.runShard(shard, task, batchBuffers(task.batch)).then(
+      (r) => {
+        this.metrics.seriesActive.set({ shard: String(shard) }, r.series);
+        this.metrics.stateBytes.set({ shard: String(shard) }, r.stateBytes);
+        if (r.evicted > 0) this.metrics.seriesEvicted.inc(r.evicted);
+        if (r.closed > 0) this.metrics.bucketsClosed.inc(r.closed);
+        if (r.late > 0) this.metrics.latePoints.inc(r.late);
+        if (r.counterOutOfOrder > 0) this.metrics.counterOutOfOrder.inc(r.counterOutOfOrder);
+        then(r);
+      },
+      (err: unknown) => this.die(new VigilError('VIGIL_ERR_WORKER_FAILED', `shard ${shard} task for ${task.topic}/${task.partition} failed: ${(err as Error).message}`, { cause: err })),
+    );
+  }
+
+  /**
+   * A partition without messages for rollups.idleTimeoutMs closes its buckets by wall time
+   * (minus the allowed lateness). Only once its earlier work has reached the shards.
+   */
+  private closeIdlePartitions(): void {
+    if (!this.rollupSettings || this.stopping) return;
+    const now = Date.now();
+    for (const state of this.partitions.values()) {
+      if (state.queue.length > 0 || now - state.lastMessageAt < this.config.rollups.idleTimeoutMs) continue;
+      const watermark = now - this.config.rollups.allowedLatenessMs;
+      for (let shard = 0; shard < this.pool.shards; shard++) {
+        const task = this.shardTask('idle', state, emptyBatch(), state.maxTsMs, state.maxTsMs, watermark);
+        // Idle closes only emit (the buckets stay held), so they never move a commit; their rows
+        // are queued before any later task's, and inserts are FIFO.
+        this.runShard(shard, task, (r) => {
+          if (r.rollupRows > 0) this.enqueueInsert({ table: 'rollups', body: r.rollupBody, rows: r.rollupRows, work: undefined });
+        });
+      }
+    }
+  }
+
+  private enqueueInsert(entry: PendingInsert): void {
     if (this.pendingInserts.length === 0) this.firstPendingAt = performance.now();
-    this.pendingInserts.push({ work, result });
-    this.pendingRows += result.rows;
+    this.pendingInserts.push(entry);
+    this.pendingRows += entry.rows;
     if (this.pendingRows >= this.config.pipeline.insertMaxRows) this.wake?.();
   }
 
@@ -336,31 +479,38 @@ export class Ingestor {
       }
       let rows = 0;
       let take = 0;
-      while (take < this.pendingInserts.length && (take === 0 || rows + (this.pendingInserts[take] as { result: IngestResult }).result.rows <= insertMaxRows)) {
-        rows += (this.pendingInserts[take] as { result: IngestResult }).result.rows;
+      while (take < this.pendingInserts.length && (take === 0 || rows + (this.pendingInserts[take] as PendingInsert).rows <= insertMaxRows)) {
+        rows += (this.pendingInserts[take] as PendingInsert).rows;
         take++;
       }
       const batch = this.pendingInserts.splice(0, take);
       this.pendingRows -= rows;
       if (this.pendingInserts.length > 0) this.firstPendingAt = performance.now();
-      const body = concat(batch.map((b) => b.result.body));
-      const t0 = performance.now();
-      try {
-        await this.retry('clickhouse', () => this.sink.insertPoints(body, this.config.clickhouse.compression === 'gzip'));
-      } catch {
-        return; // fatal: the process is going down without committing
+      // Points before rollups: a rollup row is never visible without its points.
+      for (const table of ['points', 'rollups'] as const) {
+        const parts = batch.filter((b) => b.table === table);
+        if (parts.length === 0) continue;
+        const body = concat(parts.map((b) => b.body));
+        const tableRows = parts.reduce((n, b) => n + b.rows, 0);
+        const t0 = performance.now();
+        try {
+          await this.retry('clickhouse', () => this.sink.insert(table, body, table === 'points' && this.config.clickhouse.compression === 'gzip'));
+        } catch {
+          return; // fatal: the process is going down without committing
+        }
+        this.metrics.insertSeconds.observe({ table }, (performance.now() - t0) / 1000);
+        this.metrics.rowsInserted.inc({ table }, tableRows);
+        if (table === 'points') this.stats.rowsInserted += tableRows;
+        else this.stats.rollupRows += tableRows;
       }
-      this.metrics.insertSeconds.observe({ table: 'points' }, (performance.now() - t0) / 1000);
-      this.metrics.rowsInserted.inc({ table: 'points' }, rows);
-      this.stats.rowsInserted += rows;
-      for (const b of batch) this.partDone(b.work);
+      for (const b of batch) if (b.work) this.partDone(b.work);
       this.commit();
     }
   }
 
   private partDone(work: Work): void {
     if (--work.pending > 0) return;
-    this.tracker.done(work.range);
+    this.tracker.done(work.range, { maxAfterMs: work.maxAfterMs, held: work.held });
     this.stats.inFlightBytes -= work.bytes;
     this.metrics.inFlightBytes.set(this.stats.inFlightBytes);
     this.metrics.batchSeconds.observe((performance.now() - work.startedAt) / 1000);
@@ -368,15 +518,32 @@ export class Ingestor {
     if (this.pendingInserts.length === 0) this.commit();
   }
 
-  /** Commits what became committable; commits are serialised so offsets only move forward. */
+  /**
+   * Commits what became committable: the tracker's position (every output before it durable),
+   * held back to the first offset of any bucket the shards still held after that position's
+   * last task, with the watermark base at the committed offset. The held state must be the one
+   * as of the last durable task: a later task may already have released a bucket whose final row
+   * is still waiting for its insert. Commits are serialised so offsets only move forward.
+   */
   private commit(): void {
     this.commitChain = this.commitChain.then(async () => {
-      const offsets = this.tracker.takeCommittable();
+      const offsets: { topic: string; partition: number; offset: string; metadata: string }[] = [];
+      for (const pos of this.tracker.positions()) {
+        const key = `${pos.topic}/${pos.partition}`;
+        let offset = pos.offset;
+        let maxBefore = pos.meta.maxAfterMs;
+        const held = pos.meta.held;
+        if (held && held.offset < offset) {
+          offset = held.offset;
+          maxBefore = held.maxBeforeMs;
+        }
+        if (offset > (this.committed.get(key) ?? -1)) offsets.push({ topic: pos.topic, partition: pos.partition, offset: String(offset), metadata: commitMetadata(maxBefore) });
+      }
       if (offsets.length === 0) return;
       try {
         await this.consumer.commitOffsets(offsets);
+        for (const o of offsets) this.committed.set(`${o.topic}/${o.partition}`, Number(o.offset));
       } catch (err) {
-        this.tracker.commitFailed(offsets);
         this.log.warn({ err }, 'offset commit failed; will retry with the next commit');
       }
     });
@@ -412,6 +579,7 @@ export class Ingestor {
   /** Stops fetching, drains what is in flight, commits, leaves the group. False on timeout. */
   async stop(timeoutMs: number): Promise<boolean> {
     this.stopping = true;
+    clearInterval(this.idleTimer);
     this.setPaused(true);
     this.wake?.();
     const deadline = this.fatal ? 0 : Date.now() + timeoutMs;
@@ -427,6 +595,7 @@ export class Ingestor {
       await this.commitChain;
     }
     await this.consumer.disconnect();
+    await this.admin.disconnect();
     return drained;
   }
 }

@@ -103,6 +103,21 @@ export function createMetrics() {
       help: 'Series whose state was evicted after silence',
       registers: reg,
     }),
+    bucketsClosed: new Counter({
+      name: 'vigil_buckets_closed_total',
+      help: 'Rollup buckets closed (handed to the closed-bucket stages)',
+      registers: reg,
+    }),
+    latePoints: new Counter({
+      name: 'vigil_late_points_total',
+      help: 'Points that reached a bucket after it closed (stored raw, corrected in rollups, not scored)',
+      registers: reg,
+    }),
+    counterOutOfOrder: new Counter({
+      name: 'vigil_counter_out_of_order_total',
+      help: 'Counter points older than their series\' previous point (stored raw, no rate)',
+      registers: reg,
+    }),
     ready: new Gauge({
       name: 'vigil_ready',
       help: '1 when every dependency answers (the /readyz state)',

@@ -3,6 +3,8 @@
  * in consumption order as ranges of offsets; ranges finish in any order; the committable offset
  * only moves past a range once it and every range before it are done (acknowledge after the
  * sink: an offset moves only when everything derived from the messages before it is durable).
+ * Each done range carries metadata of the owner's (Vigil's: the watermark base and the buckets
+ * held after it), reported with the position it ends.
  */
 export interface OffsetRange {
   readonly topic: string;
@@ -11,23 +13,29 @@ export interface OffsetRange {
   readonly last: number;
 }
 
-interface Entry {
+interface Entry<M> {
   range: OffsetRange;
   done: boolean;
+  meta: M | undefined;
 }
 
-export class OffsetTracker {
-  private readonly partitions = new Map<string, { queue: Entry[]; committable: number | undefined; committed: number | undefined }>();
+export interface Position<M> {
+  topic: string;
+  partition: number;
+  /** Next offset to read. */
+  offset: number;
+  /** Metadata of the last range before it. */
+  meta: M;
+}
 
-  private key(topic: string, partition: number): string {
-    return `${topic}\u0000${partition}`;
-  }
+export class OffsetTracker<M = undefined> {
+  private readonly partitions = new Map<string, { topic: string; partition: number; queue: Entry<M>[]; position: Position<M> | undefined }>();
 
   private state(topic: string, partition: number) {
-    const k = this.key(topic, partition);
+    const k = `${topic}\u0000${partition}`;
     let s = this.partitions.get(k);
     if (!s) {
-      s = { queue: [], committable: undefined, committed: undefined };
+      s = { topic, partition, queue: [], position: undefined };
       this.partitions.set(k, s);
     }
     return s;
@@ -40,45 +48,33 @@ export class OffsetTracker {
     if (prev && range.first <= prev.range.last) {
       throw new Error(`offset range ${range.first}-${range.last} of ${range.topic}/${range.partition} overlaps ${prev.range.first}-${prev.range.last}`);
     }
-    s.queue.push({ range, done: false });
+    s.queue.push({ range, done: false, meta: undefined });
     return range;
   }
 
-  /** Marks a range done and advances the partition's committable offset past the done prefix. */
-  done(range: OffsetRange): void {
+  /** Marks a range done and advances the partition's position past the done prefix. */
+  done(range: OffsetRange, meta: M): void {
     const s = this.state(range.topic, range.partition);
     const entry = s.queue.find((e) => e.range === range);
     if (!entry) return; // forgotten by a rebalance
     entry.done = true;
-    while (s.queue.length > 0 && (s.queue[0] as Entry).done) {
-      s.committable = (s.queue.shift() as Entry).range.last + 1;
+    entry.meta = meta;
+    while (s.queue.length > 0 && (s.queue[0] as Entry<M>).done) {
+      const head = s.queue.shift() as Entry<M>;
+      s.position = { topic: s.topic, partition: s.partition, offset: head.range.last + 1, meta: head.meta as M };
     }
   }
 
-  /** Offsets (next to read) that may be committed and were not yet; marks them committed. */
-  takeCommittable(): { topic: string; partition: number; offset: string }[] {
-    const out: { topic: string; partition: number; offset: string }[] = [];
-    for (const [k, s] of this.partitions) {
-      if (s.committable !== undefined && s.committable !== s.committed) {
-        const [topic, partition] = k.split('\u0000') as [string, string];
-        out.push({ topic, partition: Number(partition), offset: String(s.committable) });
-        s.committed = s.committable;
-      }
-    }
+  /** The position of every partition with finished work. */
+  positions(): Position<M>[] {
+    const out: Position<M>[] = [];
+    for (const s of this.partitions.values()) if (s.position) out.push(s.position);
     return out;
-  }
-
-  /** Un-marks offsets whose commit failed, so the next commit tries them again. */
-  commitFailed(offsets: readonly { topic: string; partition: number }[]): void {
-    for (const o of offsets) this.state(o.topic, o.partition).committed = undefined;
   }
 
   /** Drops all state of partitions this member no longer owns (after a rebalance). */
   retain(assigned: ReadonlyMap<string, readonly number[]>): void {
-    for (const k of [...this.partitions.keys()]) {
-      const [topic, partition] = k.split('\u0000') as [string, string];
-      if (!assigned.get(topic)?.includes(Number(partition))) this.partitions.delete(k);
-    }
+    for (const [k, s] of this.partitions) if (!assigned.get(s.topic)?.includes(s.partition)) this.partitions.delete(k);
   }
 
   get pendingRanges(): number {

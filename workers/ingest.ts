@@ -35,7 +35,10 @@ export function ingest(task: IngestTask): IngestResult {
   let message = 0;
   const ctx: DecodeContext = { kafkaTimestampMs: 0, nowMs: task.nowMs, maxFutureMs: task.maxFutureMs };
   const collectors = Array.from({ length: task.shards }, () => new ShardCollector());
+  // Event-time maximum of the task's messages before the current one (watermarks are judged per
+  // message, so the split of points across shards and tasks cannot change a point's fate).
   let runMax = -Infinity;
+  let maxBeforeMessage = -Infinity;
   const points = {
     point(metric: string, tags: string[], value: number, tsMs: number, type: MetricTypeCode, pointIndex: number) {
       // In place: a line-protocol line shares one tags array across its fields, and sorting
@@ -44,7 +47,7 @@ export function ingest(task: IngestTask): IngestResult {
       const series = seriesOf(metric, tags, task.shards);
       encoder.add(series.id, metric, tags, type, tsMs, value, task.topic, task.partition, task.offsets[message] as number, pointIndex);
       if (tsMs > runMax) runMax = tsMs;
-      (collectors[series.shard] as ShardCollector).add(series.id, tsMs, value, type, runMax);
+      (collectors[series.shard] as ShardCollector).add(series.id, metric, tags, tsMs, value, type, task.offsets[message] as number, pointIndex, maxBeforeMessage);
     },
   };
   const rejectSink = {
@@ -53,6 +56,7 @@ export function ingest(task: IngestTask): IngestResult {
     },
   };
   for (; message < n; message++) {
+    maxBeforeMessage = runMax;
     if (task.bounds[2 * message] === SKIPPED) continue;
     ctx.kafkaTimestampMs = task.timestamps[message] as number;
     decodeMessage(task.data, task.bounds[2 * message] as number, task.bounds[2 * message + 1] as number, task.format, ctx, points, rejectSink);

@@ -1,8 +1,8 @@
 /**
  * The contract of the shard stage (workers/shard.ts). A series belongs to exactly one shard
  * (its series id mod the shard count) and each shard's state lives in one pinned thread. The
- * ingest task splits its points by shard; the main thread hands each share, in offset order
- * per partition, to the shard's thread.
+ * ingest task splits its points by shard; the main thread hands every shard its share of every
+ * task (possibly empty: watermarks must advance everywhere), in offset order per partition.
  */
 export interface ShardBatch {
   count: number;
@@ -10,22 +10,47 @@ export interface ShardBatch {
   tsMs: Float64Array;
   values: Float64Array;
   types: Uint8Array;
+  offsets: Float64Array;
+  pointIndexes: Uint32Array;
   /**
-   * Highest event time of the whole task (every shard's points, in message order) up to and
-   * including this point: with the partition's maximum before the task, it gives the partition
-   * watermark at this point independently of how points were split across shards.
+   * Highest event time of the task's messages before this point's message (all shards'
+   * points; -Infinity for the first message). With the partition's maximum before the task it
+   * gives the watermark a point is judged by, independently of how points were split.
    */
-  runMaxMs: Float64Array;
+  maxBeforeMs: Float64Array;
+  /** Metric and tags of each distinct series of the share (rollup rows carry them). */
+  dictIds: BigUint64Array;
+  dictMetrics: string[];
+  dictTags: string[][];
+}
+
+export interface RollupSettings {
+  widthsMs: number[];
+  latenessMs: number;
+  retentionMs: number;
 }
 
 export interface ShardTask {
+  kind: 'data' | 'idle';
   topic: string;
   partition: number;
   /** Highest event time of the partition before this task (-Infinity when none). */
   partitionMaxBeforeMs: number;
+  /** Highest event time of the partition after this task. */
+  partitionMaxAfterMs: number;
+  /** For `idle` tasks: wall-clock watermark that closes (but never reclassifies) buckets. */
+  idleWatermarkMs: number;
   batch: ShardBatch;
   nowMs: number;
   seriesIdleMs: number;
+  rollups: RollupSettings | null;
+}
+
+export interface HeldOffset {
+  /** Lowest source offset of a bucket this shard still holds for the partition. */
+  offset: number;
+  /** The partition's highest event time before that offset's message (the watermark to resume with). */
+  maxBeforeMs: number;
 }
 
 export interface ShardResult {
@@ -34,7 +59,19 @@ export interface ShardResult {
   /** Approximate bytes of that state. */
   stateBytes: number;
   evicted: number;
+  /** RowBinary rows for `rollups` (empty when none). */
+  rollupBody: Uint8Array;
+  rollupRows: number;
+  /** Buckets closed for the first time (handed to the closed-bucket stages). */
+  closed: number;
+  /** Points that reached a bucket after it had closed. */
+  late: number;
+  /** Counter points older than their series' previous point (no rate). */
+  counterOutOfOrder: number;
+  held: HeldOffset | null;
 }
+
+const EMPTY_IDS = new BigUint64Array(0);
 
 /** Growable per-shard columns filled by the ingest task. */
 export class ShardCollector {
@@ -43,46 +80,62 @@ export class ShardCollector {
   tsMs = new Float64Array(256);
   values = new Float64Array(256);
   types = new Uint8Array(256);
-  runMaxMs = new Float64Array(256);
+  offsets = new Float64Array(256);
+  pointIndexes = new Uint32Array(256);
+  maxBeforeMs = new Float64Array(256);
+  private readonly dict = new Map<bigint, [string, string[]]>();
 
-  add(id: bigint, tsMs: number, value: number, type: number, runMaxMs: number): void {
+  add(id: bigint, metric: string, tags: string[], tsMs: number, value: number, type: number, offset: number, pointIndex: number, maxBeforeMs: number): void {
     if (this.count === this.tsMs.length) this.grow();
     const i = this.count++;
     this.seriesIds[i] = id;
     this.tsMs[i] = tsMs;
     this.values[i] = value;
     this.types[i] = type;
-    this.runMaxMs[i] = runMaxMs;
+    this.offsets[i] = offset;
+    this.pointIndexes[i] = pointIndex;
+    this.maxBeforeMs[i] = maxBeforeMs;
+    if (!this.dict.has(id)) this.dict.set(id, [metric, tags.slice()]);
   }
 
   private grow(): void {
     const n = this.tsMs.length * 2;
-    const grow = <T extends BigUint64Array | Float64Array | Uint8Array>(a: T, make: (n: number) => T): T => {
-      const b = make(n);
-      b.set(a as never);
-      return b;
-    };
-    this.seriesIds = grow(this.seriesIds, (k) => new BigUint64Array(k));
-    this.tsMs = grow(this.tsMs, (k) => new Float64Array(k));
-    this.values = grow(this.values, (k) => new Float64Array(k));
-    this.types = grow(this.types, (k) => new Uint8Array(k));
-    this.runMaxMs = grow(this.runMaxMs, (k) => new Float64Array(k));
+    const grown = <T extends { set(a: ArrayLike<never>): void }>(a: ArrayLike<never>, b: T): T => (b.set(a), b);
+    this.seriesIds = grown(this.seriesIds as never, new BigUint64Array(n));
+    this.tsMs = grown(this.tsMs as never, new Float64Array(n));
+    this.values = grown(this.values as never, new Float64Array(n));
+    this.types = grown(this.types as never, new Uint8Array(n));
+    this.offsets = grown(this.offsets as never, new Float64Array(n));
+    this.pointIndexes = grown(this.pointIndexes as never, new Uint32Array(n));
+    this.maxBeforeMs = grown(this.maxBeforeMs as never, new Float64Array(n));
   }
 
   /** Exact-length copies, ready to transfer. */
   finish(): ShardBatch {
     const n = this.count;
+    const entries = [...this.dict];
     return {
       count: n,
       seriesIds: this.seriesIds.slice(0, n),
       tsMs: this.tsMs.slice(0, n),
       values: this.values.slice(0, n),
       types: this.types.slice(0, n),
-      runMaxMs: this.runMaxMs.slice(0, n),
+      offsets: this.offsets.slice(0, n),
+      pointIndexes: this.pointIndexes.slice(0, n),
+      maxBeforeMs: this.maxBeforeMs.slice(0, n),
+      dictIds: entries.length ? BigUint64Array.from(entries.map(([id]) => id)) : EMPTY_IDS,
+      dictMetrics: entries.map(([, [m]]) => m),
+      dictTags: entries.map(([, [, t]]) => t),
     };
   }
 }
 
+export function emptyBatch(): ShardBatch {
+  return new ShardCollector().finish();
+}
+
 export function batchBuffers(b: ShardBatch): ArrayBuffer[] {
-  return [b.seriesIds.buffer, b.tsMs.buffer, b.values.buffer, b.types.buffer, b.runMaxMs.buffer] as ArrayBuffer[];
+  const buffers = [b.seriesIds.buffer, b.tsMs.buffer, b.values.buffer, b.types.buffer, b.offsets.buffer, b.pointIndexes.buffer, b.maxBeforeMs.buffer];
+  if (b.dictIds.length > 0) buffers.push(b.dictIds.buffer);
+  return buffers as ArrayBuffer[];
 }

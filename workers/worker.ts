@@ -3,5 +3,22 @@
  * name (`pool.run(task, { name })`): `ingest` runs on any thread, `track` on the thread that
  * owns the shard.
  */
+import { Piscina } from 'piscina';
+import { track as trackShard } from './shard.js';
+import type { ShardResult, ShardTask } from './shard-task.js';
+
 export { default as ingest } from './ingest.js';
-export { track } from './shard.js';
+
+/** The shard stage; its rollup body is transferred back, not copied. */
+export function track(task: ShardTask): ShardResult {
+  const result = trackShard(task);
+  const movable = {
+    get [Piscina.transferableSymbol]() {
+      return [result.rollupBody.buffer];
+    },
+    get [Piscina.valueSymbol]() {
+      return result;
+    },
+  };
+  return Piscina.move(movable as unknown as Parameters<typeof Piscina.move>[0]) as unknown as ShardResult;
+}

@@ -50,6 +50,13 @@ export interface VigilConfig {
     readonly retryMaxMs: number;
     readonly shutdownTimeoutMs: number;
   };
+  readonly rollups: {
+    readonly enabled: boolean;
+    readonly widthsSeconds: readonly number[];
+    readonly allowedLatenessMs: number;
+    readonly lateRetentionMs: number;
+    readonly idleTimeoutMs: number;
+  };
   readonly infra: {
     readonly mode: 'auto' | 'on' | 'off';
     readonly kafkaControllerPort: number;
@@ -101,6 +108,11 @@ export function loadConfig(options: LoadOptions = {}): VigilConfig {
   if (options.overrides) for (const [path, value] of Object.entries(options.overrides)) setPath(raw, path, value);
 
   if (!validate(raw)) throw configError(validate.errors ?? [], raw, sources, file);
+  const widths = (raw as { rollups: { widthsSeconds: number[] } }).rollups.widthsSeconds;
+  const bad = widths.find((w) => 86400 % w !== 0);
+  if (bad !== undefined) {
+    throw new VigilError('VIGIL_ERR_CONFIG_INVALID', `rollups.widthsSeconds = ${JSON.stringify(widths)}: expected widths that divide a day (86400 s), ${bad} does not`);
+  }
   const config = raw as unknown as { dataDir: string };
   if (!isAbsolute(config.dataDir)) config.dataDir = resolve(options.cwd ?? process.cwd(), config.dataDir);
   return deepFreeze(raw) as unknown as VigilConfig;
@@ -147,13 +159,13 @@ function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv, sources:
     if (entry.leaf.type === 'object') {
       throw new VigilError('VIGIL_ERR_CONFIG_UNKNOWN_KEY', `${entry.path} can only be set in the configuration file, not through ${name}`);
     }
-    setPath(raw, entry.path, fromEnv(name, text, entry.leaf.type));
+    setPath(raw, entry.path, fromEnv(name, text, entry.leaf.type, 'items' in entry.leaf ? entry.leaf.items?.type : undefined));
     sources.set(entry.path, `environment variable ${name}`);
   }
 }
 
 /** Environment values are text; convert by the schema type, leaving bad text for ajv to report with the key. */
-function fromEnv(name: string, text: string, type: string): unknown {
+function fromEnv(name: string, text: string, type: string, itemType?: string): unknown {
   switch (type) {
     case 'integer':
     case 'number':
@@ -161,7 +173,11 @@ function fromEnv(name: string, text: string, type: string): unknown {
     case 'boolean':
       return text === 'true' || text === '1' ? true : text === 'false' || text === '0' ? false : text;
     case 'array':
-      return text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+      return text
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '')
+        .map((s) => (itemType === 'integer' && /^-?\d+$/.test(s) ? Number(s) : s));
     default:
       return text;
   }

@@ -14,7 +14,7 @@ type Leaf = {
   maximum?: number;
   minLength?: number;
   minItems?: number;
-  items?: { type: 'string'; minLength?: number };
+  items?: { type: 'string'; minLength?: number } | { type: 'integer'; minimum: number; maximum: number };
   pattern?: string;
 };
 
@@ -266,6 +266,42 @@ export const configSchema = {
           minimum: 0,
           maximum: 3600000,
           description: 'On SIGTERM/SIGINT, how long draining may take before Vigil exits non-zero.',
+          default: 30000,
+        },
+      },
+    },
+    rollups: {
+      type: 'object',
+      description: 'Event-time buckets per series (the `rollups` table and the closed-bucket stream detectors and rules read).',
+      properties: {
+        enabled: { type: 'boolean', description: 'Compute rollups and closed buckets.', default: true },
+        widthsSeconds: {
+          type: 'array',
+          minItems: 1,
+          items: { type: 'integer', minimum: 1, maximum: 86400 },
+          description: 'Bucket widths in seconds; several run at once. Each must divide a day.',
+          default: [10, 60],
+        },
+        allowedLatenessMs: {
+          type: 'integer',
+          minimum: 0,
+          maximum: 86400000,
+          description: 'The partition watermark is the highest event time seen minus this; a bucket closes when the watermark passes its end.',
+          default: 10000,
+        },
+        lateRetentionMs: {
+          type: 'integer',
+          minimum: 0,
+          maximum: 86400000,
+          description:
+            'How long (in watermark time) a closed bucket keeps absorbing late points as new versions of its row; later points get a correction row of their own. Offsets are committed only behind buckets still held.',
+          default: 60000,
+        },
+        idleTimeoutMs: {
+          type: 'integer',
+          minimum: 100,
+          maximum: 86400000,
+          description: 'A partition without messages for this long closes its buckets by wall time (minus the allowed lateness).',
           default: 30000,
         },
       },

@@ -1,6 +1,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { VigilError } from '../../pipeline/errors.js';
 import { POINT_COLUMNS } from '../../workers/encode/points.js';
+import { ROLLUP_COLUMNS } from '../../workers/encode/rollups.js';
 import type { Capabilities } from './capabilities.js';
 
 /**
@@ -19,17 +20,19 @@ export interface Migration {
   statements(db: string, caps: Capabilities): string[];
 }
 
+const quote = (name: string) => (name.includes('.') ? `\`${name}\`` : name);
+
 function column(name: string, type: string, caps: Capabilities): string {
-  const quoted = name.includes('.') ? `\`${name}\`` : name;
-  if (caps.lowCardinality && (name === 'metric' || name === 'source_topic')) return `${quoted} LowCardinality(String)`;
-  if (caps.codecs && name === 'ts_ms') return `${quoted} ${type} CODEC(DoubleDelta, ZSTD(1))`;
-  if (caps.codecs && name === 'value') return `${quoted} ${type} CODEC(Gorilla, ZSTD(1))`;
-  return `${quoted} ${type}`;
+  if (caps.lowCardinality && (name === 'metric' || name === 'source_topic')) return `${name} LowCardinality(String)`;
+  if (caps.codecs && (name === 'ts_ms' || name === 'last_ts_ms')) return `${name} ${type} CODEC(DoubleDelta, ZSTD(1))`;
+  if (caps.codecs && name === 'value') return `${name} ${type} CODEC(Gorilla, ZSTD(1))`;
+  return `${quote(name)} ${type}`;
 }
 
-function pointsColumns(caps: Capabilities): string {
+/** Table columns from an encoder's column list; the two tags arrays become one Nested column. */
+function tableColumns(columns: readonly (readonly [string, string])[], caps: Capabilities): string {
   const cols: string[] = [];
-  for (const [name, type] of POINT_COLUMNS) {
+  for (const [name, type] of columns) {
     if (name === 'tags.value') continue;
     if (name === 'tags.key') cols.push('tags Nested(key String, value String)');
     else cols.push(column(name, type, caps));
@@ -42,14 +45,31 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 1,
     name: 'points',
     statements: (db, caps) => [
-      `CREATE TABLE IF NOT EXISTS ${db}.points (\n  ${pointsColumns(caps)}\n) ENGINE = ReplacingMergeTree()\nPARTITION BY toYYYYMMDD(ts)\nORDER BY (metric, series_id, ts_ms, source_topic, source_partition, source_offset, point_index)`,
+      `CREATE TABLE IF NOT EXISTS ${db}.points (\n  ${tableColumns(POINT_COLUMNS, caps)}\n) ENGINE = ReplacingMergeTree()\nPARTITION BY toYYYYMMDD(ts)\nORDER BY (metric, series_id, ts_ms, source_topic, source_partition, source_offset, point_index)`,
       `CREATE VIEW IF NOT EXISTS ${db}.points_dedup AS SELECT * FROM ${db}.points FINAL`,
+    ],
+  },
+  {
+    version: 2,
+    name: 'rollups',
+    statements: (db, caps) => [
+      `CREATE TABLE IF NOT EXISTS ${db}.rollups (\n  ${tableColumns(ROLLUP_COLUMNS, caps)}\n) ENGINE = ReplacingMergeTree(version)\nPARTITION BY toYYYYMMDD(bucket_start)\nORDER BY (metric, series_id, width_s, bucket_start, source_topic, source_partition, kind, correction_offset, correction_point)`,
+      // Versions of a bucket row replace each other (FINAL); partitions' partial rows and
+      // correction rows then merge per series and bucket.
+      `CREATE VIEW IF NOT EXISTS ${db}.rollups_merged AS SELECT series_id, metric, \`tags.key\`, \`tags.value\`, type, width_s, bucket_start, ` +
+        `sum(count) AS count, sum(sum) AS sum, min(min) AS min, max(max) AS max, argMax(last, last_ts_ms) AS last, max(last_ts_ms) AS last_ts_ms, sum(sumsq) AS sumsq, ` +
+        `sum / count AS mean, sqrt(greatest(sumsq / count - mean * mean, 0)) AS stddev ` +
+        `FROM ${db}.rollups FINAL GROUP BY series_id, metric, \`tags.key\`, \`tags.value\`, type, width_s, bucket_start`,
     ],
   },
 ];
 
-export const POINTS_INSERT = (db: string) =>
-  `INSERT INTO ${db}.points (${POINT_COLUMNS.map(([n]) => (n.includes('.') ? `\`${n}\`` : n)).join(', ')}) FORMAT RowBinary`;
+/** The tables workers encode rows for, with the column order of their RowBinary bodies. */
+export const INSERT_COLUMNS = { points: POINT_COLUMNS, rollups: ROLLUP_COLUMNS } as const;
+export type InsertTable = keyof typeof INSERT_COLUMNS;
+
+export const insertStatement = (db: string, table: InsertTable) =>
+  `INSERT INTO ${db}.${table} (${INSERT_COLUMNS[table].map(([n]) => quote(n)).join(', ')}) FORMAT RowBinary`;
 
 /** Every statement a fresh database gets, in order (what `vigil schema` prints). */
 export function schemaStatements(db: string, caps: Capabilities): string[] {

@@ -3,7 +3,7 @@ import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import type { VigilConfig } from '../../pipeline/config/index.js';
 import { VigilError } from '../../pipeline/errors.js';
 import { capabilitiesOf, type Capabilities } from './capabilities.js';
-import { migrate, POINTS_INSERT } from './schema.js';
+import { insertStatement, migrate, type InsertTable } from './schema.js';
 
 /** The ClickHouse sink: detects the server, migrates the schema, sends worker-encoded insert bodies. */
 export class ClickHouseSink {
@@ -44,11 +44,11 @@ export class ClickHouseSink {
     return (await this.client.ping()).success;
   }
 
-  /** Inserts one RowBinary body of `points` rows (gzip-compressed when `gzip`). */
-  async insertPoints(body: Uint8Array, gzip: boolean): Promise<void> {
+  /** Inserts one worker-encoded RowBinary body into `table` (gzip-compressed when `gzip`). */
+  async insert(table: InsertTable, body: Uint8Array, gzip: boolean): Promise<void> {
     try {
       const result = await this.client.exec({
-        query: POINTS_INSERT(this.db),
+        query: insertStatement(this.db, table),
         values: Readable.from([Buffer.from(body.buffer, body.byteOffset, body.byteLength)], { objectMode: false }),
         ...(gzip ? { http_headers: { 'Content-Encoding': 'gzip' } } : {}),
       });

@@ -1,30 +1,44 @@
 import { beforeEach, describe, expect, it } from 'vitest';
-import { ShardCollector } from '../../../workers/shard-task.js';
+import { ShardCollector, type ShardTask } from '../../../workers/shard-task.js';
 import { resetShardState, track } from '../../../workers/shard.js';
+
+function task(batch: ShardTask['batch'], nowMs: number, rollups: ShardTask['rollups'] = null): ShardTask {
+  return { kind: 'data', topic: 't', partition: 0, partitionMaxBeforeMs: -Infinity, partitionMaxAfterMs: 0, idleWatermarkMs: -Infinity, batch, nowMs, seriesIdleMs: 60_000, rollups };
+}
 
 describe('shard stage', () => {
   beforeEach(() => resetShardState());
 
-  it('collects columns past the initial capacity without losing order', () => {
+  it('collects columns past the initial capacity without losing order, with one dictionary entry per series', () => {
     const c = new ShardCollector();
-    for (let i = 0; i < 1000; i++) c.add(BigInt(i), i * 10, i / 2, i % 2, i * 10);
+    for (let i = 0; i < 1000; i++) c.add(BigInt(i % 10), `m${i % 10}`, ['k', 'v'], i * 10, i / 2, i % 2, i, 0, i * 10);
     const b = c.finish();
     expect(b.count).toBe(1000);
-    expect(b.seriesIds[999]).toBe(999n);
+    expect(b.seriesIds[999]).toBe(9n);
     expect(b.tsMs[500]).toBe(5000);
-    expect(b.values.length).toBe(1000);
-    expect(b.types[3]).toBe(1);
+    expect(b.offsets[700]).toBe(700);
+    expect(b.dictIds.length).toBe(10);
+    expect(b.dictMetrics[3]).toBe('m3');
   });
 
   it('holds one state per series and evicts series silent longer than the idle time', () => {
     const c = new ShardCollector();
-    for (const id of [1n, 2n, 1n, 3n]) c.add(id, 0, 1, 0, 0);
-    const base = { topic: 't', partition: 0, partitionMaxBeforeMs: -Infinity, seriesIdleMs: 60_000 };
-    expect(track({ ...base, batch: c.finish(), nowMs: 1_000_000 })).toMatchObject({ series: 3, evicted: 0 });
+    for (const id of [1n, 2n, 1n, 3n]) c.add(id, 'm', [], 0, 1, 0, 0, 0, -Infinity);
+    expect(track(task(c.finish(), 1_000_000))).toMatchObject({ series: 3, evicted: 0 });
     const d = new ShardCollector();
-    d.add(2n, 1, 1, 0, 1);
-    const later = track({ ...base, batch: d.finish(), nowMs: 1_000_000 + 61_000 });
+    d.add(2n, 'm', [], 1, 1, 0, 1, 0, -Infinity);
+    const later = track(task(d.finish(), 1_000_000 + 61_000));
     expect(later).toMatchObject({ series: 1, evicted: 2 });
     expect(later.stateBytes).toBeGreaterThan(0);
+  });
+
+  it('encodes the rows of closed buckets for ClickHouse', () => {
+    const c = new ShardCollector();
+    c.add(1n, 'cpu', ['host', 'a'], 1_000, 5, 0, 0, 0, -Infinity);
+    const t = { ...task(c.finish(), 0, { widthsMs: [10_000], latenessMs: 0, retentionMs: 0 }), partitionMaxAfterMs: 25_000 };
+    const r = track(t);
+    expect(r.rollupRows).toBe(1);
+    expect(r.closed).toBe(1);
+    expect(r.rollupBody.length).toBeGreaterThan(40);
   });
 });

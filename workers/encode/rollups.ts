@@ -1,0 +1,82 @@
+import { RowBinaryWriter } from './rowbinary.js';
+
+/** Columns of one `rollups` row in encoding order (the DDL in sinks/clickhouse/schema.ts is built from this). */
+export const ROLLUP_COLUMNS = [
+  ['series_id', 'UInt64'],
+  ['metric', 'String'],
+  ['tags.key', 'Array(String)'],
+  ['tags.value', 'Array(String)'],
+  ['type', "Enum8('gauge' = 1, 'counter' = 2)"],
+  ['width_s', 'UInt32'],
+  ['bucket_start', 'DateTime'],
+  ['source_topic', 'String'],
+  ['source_partition', 'UInt32'],
+  ['kind', "Enum8('bucket' = 1, 'correction' = 2)"],
+  ['correction_offset', 'UInt64'],
+  ['correction_point', 'UInt32'],
+  ['count', 'UInt64'],
+  ['sum', 'Float64'],
+  ['min', 'Float64'],
+  ['max', 'Float64'],
+  ['last', 'Float64'],
+  ['last_ts_ms', 'Int64'],
+  ['sumsq', 'Float64'],
+  ['version', 'UInt64'],
+] as const;
+
+export interface RollupRow {
+  seriesId: bigint;
+  metric: string;
+  tags: readonly string[];
+  type: number;
+  widthMs: number;
+  startMs: number;
+  topic: string;
+  partition: number;
+  /** 1 bucket row (versions replace each other), 2 correction row of one late point. */
+  kind: 1 | 2;
+  correctionOffset: number;
+  correctionPoint: number;
+  count: number;
+  sum: number;
+  min: number;
+  max: number;
+  last: number;
+  lastTsMs: number;
+  sumsq: number;
+  /** Bucket rows: the point count (the complete version is the highest). Correction rows: 1. */
+  version: number;
+}
+
+export class RollupEncoder {
+  readonly rows = new RowBinaryWriter(1 << 16);
+  count = 0;
+
+  add(r: RollupRow): void {
+    const w = this.rows;
+    w.bigUint64(r.seriesId);
+    w.string(r.metric);
+    const n = r.tags.length / 2;
+    w.varUint(n);
+    for (let i = 0; i < r.tags.length; i += 2) w.string(r.tags[i] as string);
+    w.varUint(n);
+    for (let i = 1; i < r.tags.length; i += 2) w.string(r.tags[i] as string);
+    w.uint8(r.type + 1);
+    w.uint32(r.widthMs / 1000);
+    w.uint32(Math.floor(r.startMs / 1000));
+    w.string(r.topic);
+    w.uint32(r.partition);
+    w.uint8(r.kind);
+    w.uint64(r.correctionOffset);
+    w.uint32(r.correctionPoint);
+    w.uint64(r.count);
+    w.float64(r.sum);
+    w.float64(r.min);
+    w.float64(r.max);
+    w.float64(r.last);
+    w.int64(r.lastTsMs);
+    w.float64(r.sumsq);
+    w.uint64(r.version);
+    this.count++;
+  }
+}

@@ -1,0 +1,313 @@
+import type { ShardBatch, HeldOffset, RollupSettings } from './shard-task.js';
+import type { RollupRow } from './encode/rollups.js';
+
+/**
+ * Event-time buckets of one shard (DESIGN.md §4), kept per (series, source partition, width,
+ * bucket). Every rule below depends only on the partition's message sequence, so a replay from
+ * a committed offset rebuilds exactly the rows the crashed run wrote, and ClickHouse collapses them:
+ *
+ * - Watermark of a partition = highest event time of its messages so far − allowed lateness. A
+ *   point is judged by the watermark before its own message.
+ * - A bucket closes when the watermark passes its end: its row is emitted and it is handed to the
+ *   closed-bucket stages, once. The row's version is its point count: a later version of the same
+ *   bucket only adds points, and a replay can only rebuild the same set or a subset of it (the
+ *   points after the commit offset), so the highest version is always the complete row.
+ * - A closed bucket is retained until the watermark passes end + retention. A late point in that
+ *   time joins it and re-emits the whole row with a higher version (the correction); the
+ *   ReplacingMergeTree keeps the latest. After that a late point gets a correction row of its own.
+ * - An idle partition's wall-clock watermark closes buckets (emission only) but never decides
+ *   whether a point is late: a point arriving later simply re-versions the bucket, which is what
+ *   a replay without the idle gap produces too.
+ * - Counters are aggregated as per-second rates between successive points of the series in the
+ *   partition, a decrease counting as a reset to zero (as Prometheus' rate()); a point older than
+ *   the previous one gives no rate, and neither does a gap above COUNTER_STALENESS_MS.
+ *
+ * Offsets must not be committed past a bucket that is still held (open or retained): `held()`
+ * gives, per partition, the lowest first offset of such a bucket and the watermark base there.
+ */
+export const COUNTER_STALENESS_MS = 5 * 60_000;
+
+export interface Bucket {
+  seriesId: bigint;
+  series: SeriesInfo;
+  widthMs: number;
+  startMs: number;
+  count: number;
+  sum: number;
+  min: number;
+  max: number;
+  last: number;
+  lastTsMs: number;
+  sumsq: number;
+  firstOffset: number;
+  /** The partition's highest event time before the first point's message. */
+  firstMaxBeforeMs: number;
+  closed: boolean;
+  evicted: boolean;
+}
+
+export interface SeriesInfo {
+  metric: string;
+  tags: string[];
+  type: number;
+}
+
+/** A closed bucket as the stages (detectors, alert rules) receive it. */
+export type ClosedBucket = Readonly<Bucket> & { readonly topic: string; readonly partition: number };
+export type ClosedBucketStage = (bucket: ClosedBucket) => void;
+
+interface PartSeries {
+  /** Per width: bucket start → bucket. */
+  buckets: Map<number, Bucket>[];
+  prevTs: number;
+  prevValue: number;
+}
+
+interface Partition {
+  topic: string;
+  partition: number;
+  /** Per series of this shard. */
+  series: Map<bigint, PartSeries>;
+  /** Open buckets by end time. */
+  open: Map<number, Bucket[]>;
+  /** Closed, retained buckets by eviction time (end + retention). */
+  retained: Map<number, Bucket[]>;
+  /** Held buckets in creation order, which is offset order: the first live one is the held minimum. */
+  fifo: Bucket[];
+  fifoHead: number;
+}
+
+export interface RollupOutput {
+  rows: RollupRow[];
+  closed: number;
+  late: number;
+  counterOutOfOrder: number;
+}
+
+function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
+  const list = m.get(k);
+  if (list) list.push(v);
+  else m.set(k, [v]);
+}
+
+export class RollupState {
+  private readonly parts = new Map<string, Partition>();
+  private readonly info = new Map<bigint, SeriesInfo>();
+  readonly stages: ClosedBucketStage[] = [];
+
+  constructor(private readonly settings: RollupSettings) {}
+
+  private part(topic: string, partition: number): Partition {
+    const key = `${topic}\u0000${partition}`;
+    let p = this.parts.get(key);
+    if (!p) {
+      p = { topic, partition, series: new Map(), open: new Map(), retained: new Map(), fifo: [], fifoHead: 0 };
+      this.parts.set(key, p);
+    }
+    return p;
+  }
+
+  get bucketCount(): number {
+    let n = 0;
+    for (const p of this.parts.values()) for (const list of p.open.values()) n += list.length;
+    for (const p of this.parts.values()) for (const list of p.retained.values()) n += list.length;
+    return n;
+  }
+
+  /** Applies one task's share of a partition, then closes and evicts by the watermark after it. */
+  apply(topic: string, partition: number, batch: ShardBatch, maxBeforeTaskMs: number, maxAfterTaskMs: number): RollupOutput {
+    const p = this.part(topic, partition);
+    const out: RollupOutput = { rows: [], closed: 0, late: 0, counterOutOfOrder: 0 };
+    for (let d = 0; d < batch.dictIds.length; d++) {
+      const id = batch.dictIds[d] as bigint;
+      if (!this.info.has(id)) this.info.set(id, { metric: batch.dictMetrics[d] as string, tags: batch.dictTags[d] as string[], type: 0 });
+    }
+    const dirty = new Set<Bucket>();
+    const { latenessMs, retentionMs, widthsMs } = this.settings;
+    for (let i = 0; i < batch.count; i++) {
+      const id = batch.seriesIds[i] as bigint;
+      const ts = batch.tsMs[i] as number;
+      const offset = batch.offsets[i] as number;
+      const type = batch.types[i] as number;
+      const info = this.info.get(id) as SeriesInfo;
+      info.type = type;
+      let ps = p.series.get(id);
+      if (!ps) {
+        ps = { buckets: widthsMs.map(() => new Map()), prevTs: -Infinity, prevValue: 0 };
+        p.series.set(id, ps);
+      }
+      let value = batch.values[i] as number;
+      if (type === 1) {
+        // Counter: the sample is the per-second rate since the previous point.
+        const prevTs = ps.prevTs;
+        if (ts <= prevTs) {
+          out.counterOutOfOrder++;
+          continue;
+        }
+        const prevValue = ps.prevValue;
+        ps.prevTs = ts;
+        ps.prevValue = value;
+        if (prevTs === -Infinity || ts - prevTs > COUNTER_STALENESS_MS) continue;
+        const increase = value >= prevValue ? value - prevValue : value;
+        value = increase / ((ts - prevTs) / 1000);
+      }
+      const maxBefore = Math.max(maxBeforeTaskMs, batch.maxBeforeMs[i] as number);
+      const watermark = maxBefore - latenessMs;
+      let late = false;
+      for (let w = 0; w < widthsMs.length; w++) {
+        const width = widthsMs[w] as number;
+        const start = Math.floor(ts / width) * width;
+        const end = start + width;
+        // Classified by the point's own watermark only (never by what happens to be in memory,
+        // which depends on where tasks were cut): past end + retention, a correction row.
+        if (end + retentionMs <= watermark) {
+          late = true;
+          out.rows.push(this.row(id, info, width, start, p, 2, offset, batch.pointIndexes[i] as number, 1, value, value, value, value, ts, value * value, 1));
+          continue;
+        }
+        const map = ps.buckets[w] as Map<number, Bucket>;
+        let b = map.get(start);
+        if (!b) {
+          b = {
+            seriesId: id,
+            series: info,
+            widthMs: width,
+            startMs: start,
+            count: 0,
+            sum: 0,
+            min: Infinity,
+            max: -Infinity,
+            last: 0,
+            lastTsMs: -Infinity,
+            sumsq: 0,
+            firstOffset: offset,
+            firstMaxBeforeMs: maxBefore,
+            closed: false,
+            evicted: false,
+          };
+          map.set(start, b);
+          p.fifo.push(b);
+          if (end <= watermark) {
+            // The bucket had already closed for this partition: born closed, retained.
+            b.closed = true;
+            push(p.retained, end + retentionMs, b);
+          } else {
+            push(p.open, end, b);
+          }
+        }
+        b.count++;
+        b.sum += value;
+        if (value < b.min) b.min = value;
+        if (value > b.max) b.max = value;
+        if (ts >= b.lastTsMs) {
+          b.last = value;
+          b.lastTsMs = ts;
+        }
+        b.sumsq += value * value;
+        if (b.closed) {
+          late = true;
+          dirty.add(b);
+        }
+      }
+      if (late) out.late++;
+    }
+    for (const b of dirty) out.rows.push(this.bucketRow(b, p));
+    const watermark = maxAfterTaskMs - latenessMs;
+    this.close(p, watermark, out);
+    this.evict(p, watermark);
+    return out;
+  }
+
+  /** Wall-clock close of an idle partition: emission only, the data watermark is untouched. */
+  idle(topic: string, partition: number, wallWatermarkMs: number): RollupOutput {
+    const out: RollupOutput = { rows: [], closed: 0, late: 0, counterOutOfOrder: 0 };
+    this.close(this.part(topic, partition), wallWatermarkMs, out);
+    return out;
+  }
+
+  private close(p: Partition, watermark: number, out: RollupOutput): void {
+    const ends = [...p.open.keys()].filter((e) => e <= watermark).sort((a, b) => a - b);
+    for (const end of ends) {
+      for (const b of p.open.get(end) as Bucket[]) {
+        b.closed = true;
+        out.rows.push(this.bucketRow(b, p));
+        out.closed++;
+        const closed: ClosedBucket = Object.assign(Object.create(b) as Bucket, { topic: p.topic, partition: p.partition });
+        for (const stage of this.stages) stage(closed);
+        push(p.retained, end + this.settings.retentionMs, b);
+      }
+      p.open.delete(end);
+    }
+  }
+
+  private evict(p: Partition, watermark: number): void {
+    for (const until of [...p.retained.keys()]) {
+      if (until > watermark) continue;
+      for (const b of p.retained.get(until) as Bucket[]) {
+        b.evicted = true;
+        const ps = p.series.get(b.seriesId);
+        const map = ps?.buckets[this.settings.widthsMs.indexOf(b.widthMs)];
+        if (map?.get(b.startMs) === b) map.delete(b.startMs);
+      }
+      p.retained.delete(until);
+    }
+    while (p.fifoHead < p.fifo.length && (p.fifo[p.fifoHead] as Bucket).evicted) p.fifoHead++;
+    if (p.fifoHead > 4096 && p.fifoHead * 2 > p.fifo.length) {
+      p.fifo = p.fifo.slice(p.fifoHead);
+      p.fifoHead = 0;
+    }
+  }
+
+  /** Lowest first offset of a bucket still held for the partition, with its watermark base. */
+  held(topic: string, partition: number): HeldOffset | null {
+    const p = this.part(topic, partition);
+    const b = p.fifo[p.fifoHead];
+    return b ? { offset: b.firstOffset, maxBeforeMs: b.firstMaxBeforeMs } : null;
+  }
+
+  /** Forgets series state of the given ids (idle eviction); their held buckets go with them. */
+  forget(ids: ReadonlySet<bigint>): void {
+    for (const p of this.parts.values()) {
+      for (const id of ids) {
+        const ps = p.series.get(id);
+        if (!ps) continue;
+        for (const map of ps.buckets) for (const b of map.values()) b.evicted = true;
+        p.series.delete(id);
+      }
+      for (const m of [p.open, p.retained]) {
+        for (const [k, list] of m) {
+          const keep = list.filter((b) => !b.evicted);
+          if (keep.length > 0) m.set(k, keep);
+          else m.delete(k);
+        }
+      }
+      while (p.fifoHead < p.fifo.length && (p.fifo[p.fifoHead] as Bucket).evicted) p.fifoHead++;
+    }
+    for (const id of ids) this.info.delete(id);
+  }
+
+  private bucketRow(b: Bucket, p: Partition): RollupRow {
+    return this.row(b.seriesId, b.series, b.widthMs, b.startMs, p, 1, 0, 0, b.count, b.sum, b.min, b.max, b.last, b.lastTsMs, b.sumsq, b.count);
+  }
+
+  private row(
+    seriesId: bigint,
+    info: SeriesInfo,
+    widthMs: number,
+    startMs: number,
+    p: Partition,
+    kind: 1 | 2,
+    correctionOffset: number,
+    correctionPoint: number,
+    count: number,
+    sum: number,
+    min: number,
+    max: number,
+    last: number,
+    lastTsMs: number,
+    sumsq: number,
+    version: number,
+  ): RollupRow {
+    return { seriesId, metric: info.metric, tags: info.tags, type: info.type, widthMs, startMs, topic: p.topic, partition: p.partition, kind, correctionOffset, correctionPoint, count, sum, min, max, last, lastTsMs, sumsq, version };
+  }
+}
