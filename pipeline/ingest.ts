@@ -29,7 +29,7 @@ interface Work {
 }
 
 /** What a commit needs to know of the last durable task before it. */
-interface CommitMeta {
+interface DoneMeta {
   maxAfterMs: number;
   held: HeldOffset | null;
 }
@@ -58,6 +58,8 @@ interface PartitionState {
   queue: Work[];
   maxTsMs: number;
   lastMessageAt: number;
+  /** Messages before this offset had every output stored by an earlier run: not written again. */
+  storedUpTo: number;
 }
 
 export interface IngestStats {
@@ -71,18 +73,32 @@ export interface IngestStats {
   paused: boolean;
 }
 
-/** Kafka commit metadata: the partition's highest event time before the committed offset. */
-export function commitMetadata(maxEventTimeMs: number): string {
-  return JSON.stringify({ v: 1, maxEventTimeMs: Number.isFinite(maxEventTimeMs) ? maxEventTimeMs : null });
+/**
+ * Kafka commit metadata, per partition: the highest event time before the committed offset (the
+ * watermark base a replay resumes with) and the offset up to which every output is already
+ * stored (a replay re-reads from the committed offset to rebuild bucket state, but does not
+ * write those messages' points and dead letters again).
+ */
+export interface CommitMeta {
+  maxEventTimeMs: number;
+  storedUpTo: number;
 }
 
-export function parseCommitMetadata(metadata: string | null | undefined): number {
-  if (!metadata) return -Infinity;
+export function commitMetadata(meta: CommitMeta): string {
+  return JSON.stringify({ v: 1, maxEventTimeMs: Number.isFinite(meta.maxEventTimeMs) ? meta.maxEventTimeMs : null, storedUpTo: meta.storedUpTo });
+}
+
+export function parseCommitMetadata(metadata: string | null | undefined): CommitMeta {
+  const none = { maxEventTimeMs: -Infinity, storedUpTo: -1 };
+  if (!metadata) return none;
   try {
-    const parsed = JSON.parse(metadata) as { maxEventTimeMs?: number | null };
-    return typeof parsed.maxEventTimeMs === 'number' ? parsed.maxEventTimeMs : -Infinity;
+    const parsed = JSON.parse(metadata) as { maxEventTimeMs?: number | null; storedUpTo?: number };
+    return {
+      maxEventTimeMs: typeof parsed.maxEventTimeMs === 'number' ? parsed.maxEventTimeMs : -Infinity,
+      storedUpTo: typeof parsed.storedUpTo === 'number' ? parsed.storedUpTo : -1,
+    };
   } catch {
-    return -Infinity;
+    return none;
   }
 }
 
@@ -99,13 +115,14 @@ export class Ingestor {
   readonly stats: IngestStats = { messages: 0, points: 0, rowsInserted: 0, rollupRows: 0, deadLetters: 0, lag: 0, inFlightBytes: 0, paused: false };
   private readonly consumer: Consumer;
   private readonly admin: Admin;
-  private readonly tracker = new OffsetTracker<CommitMeta>();
+  private readonly tracker = new OffsetTracker<DoneMeta>();
   private readonly assigned = new Map<string, number[]>();
   private readonly lagByPartition = new Map<string, number>();
   private readonly partitions = new Map<string, PartitionState>();
   /** Seeding of a partition's watermark from its commit metadata (once per assignment). */
   private readonly seeding = new Map<string, Promise<void>>();
-  private readonly committed = new Map<string, number>();
+  /** Last committed offset and stored-up-to offset per partition. */
+  private readonly committed = new Map<string, { offset: number; storedUpTo: number }>();
   private readonly rollupSettings: RollupSettings | null;
   private pendingInserts: PendingInsert[] = [];
   private pendingRows = 0;
@@ -195,12 +212,12 @@ export class Ingestor {
     let seeding = this.seeding.get(key);
     if (!seeding) {
       seeding = (async () => {
-        let maxTsMs = -Infinity;
+        let meta = parseCommitMetadata(null);
         const [committed] = await this.admin.fetchOffsets({ groupId: this.config.kafka.groupId, topics: [topic] });
         const entry = committed?.partitions.find((p) => p.partition === partition);
-        if (entry && Number(entry.offset) >= 0) maxTsMs = parseCommitMetadata(entry.metadata);
+        if (entry && Number(entry.offset) >= 0) meta = parseCommitMetadata(entry.metadata);
         if (!this.partitions.has(key)) {
-          this.partitions.set(key, { topic, partition, queue: [], maxTsMs, lastMessageAt: Date.now() });
+          this.partitions.set(key, { topic, partition, queue: [], maxTsMs: meta.maxEventTimeMs, lastMessageAt: Date.now(), storedUpTo: meta.storedUpTo });
         }
       })();
       this.seeding.set(key, seeding);
@@ -275,7 +292,7 @@ export class Ingestor {
       bounds[2 * i] = pos;
       if (m.value && m.value.length > pipeline.maxMessageBytes) {
         bounds[2 * i] = SKIPPED;
-        mainRejects.push({
+        if (Number(m.offset) >= state.storedUpTo) mainRejects.push({
           message: i,
           code: 'VIGIL_ERR_DECODE_TOO_LARGE',
           reason: `message of ${m.value.length} bytes exceeds pipeline.maxMessageBytes = ${pipeline.maxMessageBytes}`,
@@ -298,6 +315,7 @@ export class Ingestor {
       maxFutureMs: pipeline.maxFutureMs,
       compression: this.config.clickhouse.compression,
       shards: this.pool.shards,
+      storeFromOffset: state.storedUpTo,
     };
     this.tasksInFlight++;
     this.pool
@@ -537,12 +555,18 @@ export class Ingestor {
           offset = held.offset;
           maxBefore = held.maxBeforeMs;
         }
-        if (offset > (this.committed.get(key) ?? -1)) offsets.push({ topic: pos.topic, partition: pos.partition, offset: String(offset), metadata: commitMetadata(maxBefore) });
+        const storedUpTo = Math.max(pos.offset, this.partitions.get(key)?.storedUpTo ?? -1);
+        const last = this.committed.get(key) ?? { offset: -1, storedUpTo: -1 };
+        if (offset > last.offset || storedUpTo > last.storedUpTo) {
+          offsets.push({ topic: pos.topic, partition: pos.partition, offset: String(offset), metadata: commitMetadata({ maxEventTimeMs: maxBefore, storedUpTo }) });
+        }
       }
       if (offsets.length === 0) return;
       try {
         await this.consumer.commitOffsets(offsets);
-        for (const o of offsets) this.committed.set(`${o.topic}/${o.partition}`, Number(o.offset));
+        for (const o of offsets) {
+          this.committed.set(`${o.topic}/${o.partition}`, { offset: Number(o.offset), storedUpTo: parseCommitMetadata(o.metadata).storedUpTo });
+        }
       } catch (err) {
         this.log.warn({ err }, 'offset commit failed; will retry with the next commit');
       }

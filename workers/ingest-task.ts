@@ -20,6 +20,11 @@ export interface IngestTask {
   compression: 'none' | 'gzip';
   /** Number of shards; a point's shard is its series id mod this. */
   shards: number;
+  /**
+   * Messages at lower offsets were fully stored by an earlier run: they are decoded and handed
+   * to the shards (to rebuild bucket state) but produce no rows and no dead letters.
+   */
+  storeFromOffset: number;
 }
 
 /** `bounds[2i]` of a message the main thread already rejected (too large): the worker skips it. */

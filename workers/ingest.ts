@@ -45,14 +45,15 @@ export function ingest(task: IngestTask): IngestResult {
       // an already sorted array is a no-op, so later fields of the line see the same order.
       sortTags(tags);
       const series = seriesOf(metric, tags, task.shards);
-      encoder.add(series.id, metric, tags, type, tsMs, value, task.topic, task.partition, task.offsets[message] as number, pointIndex);
+      const offset = task.offsets[message] as number;
+      if (offset >= task.storeFromOffset) encoder.add(series.id, metric, tags, type, tsMs, value, task.topic, task.partition, offset, pointIndex);
       if (tsMs > runMax) runMax = tsMs;
-      (collectors[series.shard] as ShardCollector).add(series.id, metric, tags, tsMs, value, type, task.offsets[message] as number, pointIndex, maxBeforeMessage);
+      (collectors[series.shard] as ShardCollector).add(series.id, metric, tags, tsMs, value, type, offset, pointIndex, maxBeforeMessage);
     },
   };
   const rejectSink = {
     reject(code: DecodeErrorCode, reason: string, detail: { bytes?: Uint8Array; line?: number; element?: number }) {
-      rejects.push({ message, code, reason, ...detail });
+      if ((task.offsets[message] as number) >= task.storeFromOffset) rejects.push({ message, code, reason, ...detail });
     },
   };
   for (; message < n; message++) {

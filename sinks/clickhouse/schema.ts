@@ -56,10 +56,12 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE TABLE IF NOT EXISTS ${db}.rollups (\n  ${tableColumns(ROLLUP_COLUMNS, caps)}\n) ENGINE = ReplacingMergeTree(version)\nPARTITION BY toYYYYMMDD(bucket_start)\nORDER BY (metric, series_id, width_s, bucket_start, source_topic, source_partition, kind, correction_offset, correction_point)`,
       // Versions of a bucket row replace each other (FINAL); partitions' partial rows and
       // correction rows then merge per series and bucket.
+      // Source columns are renamed in the subquery so the output aliases cannot shadow them.
       `CREATE VIEW IF NOT EXISTS ${db}.rollups_merged AS SELECT series_id, metric, \`tags.key\`, \`tags.value\`, type, width_s, bucket_start, ` +
-        `sum(count) AS count, sum(sum) AS sum, min(min) AS min, max(max) AS max, argMax(last, last_ts_ms) AS last, max(last_ts_ms) AS last_ts_ms, sum(sumsq) AS sumsq, ` +
+        `sum(c) AS count, sum(s) AS sum, min(mn) AS min, max(mx) AS max, argMax(l, lt) AS last, max(lt) AS last_ts_ms, sum(sq) AS sumsq, ` +
         `sum / count AS mean, sqrt(greatest(sumsq / count - mean * mean, 0)) AS stddev ` +
-        `FROM ${db}.rollups FINAL GROUP BY series_id, metric, \`tags.key\`, \`tags.value\`, type, width_s, bucket_start`,
+        `FROM (SELECT series_id, metric, \`tags.key\`, \`tags.value\`, type, width_s, bucket_start, count AS c, sum AS s, min AS mn, max AS mx, last AS l, last_ts_ms AS lt, sumsq AS sq FROM ${db}.rollups FINAL) ` +
+        `GROUP BY series_id, metric, \`tags.key\`, \`tags.value\`, type, width_s, bucket_start`,
     ],
   },
 ];
