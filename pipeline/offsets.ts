@@ -29,13 +29,13 @@ export interface Position<M> {
 }
 
 export class OffsetTracker<M = undefined> {
-  private readonly partitions = new Map<string, { topic: string; partition: number; queue: Entry<M>[]; position: Position<M> | undefined }>();
+  private readonly partitions = new Map<string, { topic: string; partition: number; queue: Entry<M>[]; position: Position<M> | undefined; last: number }>();
 
   private state(topic: string, partition: number) {
     const k = `${topic}\u0000${partition}`;
     let s = this.partitions.get(k);
     if (!s) {
-      s = { topic, partition, queue: [], position: undefined };
+      s = { topic, partition, queue: [], position: undefined, last: -1 };
       this.partitions.set(k, s);
     }
     return s;
@@ -44,10 +44,12 @@ export class OffsetTracker<M = undefined> {
   /** Registers a range; ranges of one partition must be registered in offset order. */
   register(range: OffsetRange): OffsetRange {
     const s = this.state(range.topic, range.partition);
-    const prev = s.queue[s.queue.length - 1];
-    if (prev && range.first <= prev.range.last) {
-      throw new Error(`offset range ${range.first}-${range.last} of ${range.topic}/${range.partition} overlaps ${prev.range.first}-${prev.range.last}`);
+    // Compared with the last range ever registered, not only the queued ones: a range behind a
+    // finished one would otherwise let the position skip it.
+    if (range.first <= s.last) {
+      throw new Error(`offset range ${range.first}-${range.last} of ${range.topic}/${range.partition} overlaps one registered before (up to ${s.last})`);
     }
+    s.last = range.last;
     s.queue.push({ range, done: false, meta: undefined });
     return range;
   }

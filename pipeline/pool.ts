@@ -24,6 +24,8 @@ export function workerFile(name: string): string {
 export class ShardedPool {
   private readonly pools: Piscina[];
   private readonly inFlight: number[];
+  /** Per shard, the previous shard task: the next one is submitted only after it settles. */
+  private readonly shardChains: Promise<unknown>[];
 
   constructor(shards: number, maxQueue: number) {
     this.pools = Array.from(
@@ -36,11 +38,12 @@ export class ShardedPool {
           // The consumer bounds work in flight (tasks and bytes); this finite queue is a second
           // guard so that a bug can never queue without limit.
           maxQueue,
-          idleTimeout: Number.MAX_SAFE_INTEGER,
+          idleTimeout: Infinity,
           workerData: { shard },
         }),
     );
     this.inFlight = this.pools.map(() => 0);
+    this.shardChains = this.pools.map(() => Promise.resolve());
   }
 
   get shards(): number {
@@ -60,8 +63,18 @@ export class ShardedPool {
     return this.run(best, task, 'ingest', transferList);
   }
 
+  /**
+   * Shard tasks must run in submission order (a partition's shares in offset order). A pool's
+   * single thread does not guarantee that on its own: piscina may hold a task in a side queue
+   * while the thread is busy and run a later one first, so each shard's tasks are chained.
+   */
   runShard(shard: number, task: ShardTask, transferList: ArrayBuffer[]): Promise<ShardResult> {
-    return this.run(shard, task, 'track', transferList);
+    const next = (this.shardChains[shard] as Promise<unknown>).then(
+      () => this.run<ShardResult>(shard, task, 'track', transferList),
+      () => this.run<ShardResult>(shard, task, 'track', transferList),
+    );
+    this.shardChains[shard] = next.catch(() => undefined);
+    return next;
   }
 
   /** Mean busy share of the threads since start (piscina utilization). */

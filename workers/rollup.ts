@@ -75,6 +75,8 @@ interface Partition {
   /** Held buckets in creation order, which is offset order: the first live one is the held minimum. */
   fifo: Bucket[];
   fifoHead: number;
+  /** Highest source offset applied: shares must arrive in offset order. */
+  lastOffset: number;
 }
 
 export interface RollupOutput {
@@ -101,7 +103,7 @@ export class RollupState {
     const key = `${topic}\u0000${partition}`;
     let p = this.parts.get(key);
     if (!p) {
-      p = { topic, partition, series: new Map(), open: new Map(), retained: new Map(), fifo: [], fifoHead: 0 };
+      p = { topic, partition, series: new Map(), open: new Map(), retained: new Map(), fifo: [], fifoHead: 0, lastOffset: -1 };
       this.parts.set(key, p);
     }
     return p;
@@ -117,6 +119,13 @@ export class RollupState {
   /** Applies one task's share of a partition, then closes and evicts by the watermark after it. */
   apply(topic: string, partition: number, batch: ShardBatch, maxBeforeTaskMs: number, maxAfterTaskMs: number): RollupOutput {
     const p = this.part(topic, partition);
+    if (batch.count > 0) {
+      const first = batch.offsets[0] as number;
+      // Everything here (watermarks, held offsets, versions) assumes offset order; out of
+      // order it would silently lose points, so it fails loudly instead.
+      if (first <= p.lastOffset) throw new Error(`shard share of ${topic}/${partition} starts at offset ${first}, at or before ${p.lastOffset} already applied`);
+      p.lastOffset = batch.offsets[batch.count - 1] as number;
+    }
     const out: RollupOutput = { rows: [], closed: 0, late: 0, counterOutOfOrder: 0 };
     for (let d = 0; d < batch.dictIds.length; d++) {
       const id = batch.dictIds[d] as bigint;

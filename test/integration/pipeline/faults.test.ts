@@ -6,6 +6,7 @@ import { usesLocalStack } from '../../../pipeline/config/index.js';
 import { componentLogger } from '../../../pipeline/log.js';
 import { PipelineProcess, waitFor } from '../../helpers/pipeline.js';
 import { uniqueName, useResources } from '../../helpers/resources.js';
+import { expectRollupsMatchPoints } from '../../helpers/rollups.js';
 
 const res = useResources();
 const running: PipelineProcess[] = [];
@@ -36,6 +37,11 @@ async function setup(prefix: string) {
     VIGIL_CLICKHOUSE_DATABASE: db,
     // A killed member holds its partitions until its session times out; 6 s is the broker's minimum.
     VIGIL_KAFKA_SESSION_TIMEOUT_MS: '6000',
+    // The stream's event times are real time: its last buckets close by wall time once it
+    // stops, after their end plus the lateness, so short widths keep the wait short.
+    VIGIL_ROLLUPS_IDLE_TIMEOUT_MS: '1000',
+    VIGIL_ROLLUPS_WIDTHS_SECONDS: '5,10',
+    VIGIL_ROLLUPS_ALLOWED_LATENESS_MS: '1000',
   };
   return { topic, db, env };
 }
@@ -76,6 +82,10 @@ describe('delivery guarantees under faults', () => {
     await expectExactlyOnce(db, ctx.sent);
     // The raw table may hold replayed rows (collapsed by ReplacingMergeTree); never fewer.
     expect(await scalar(`SELECT count() FROM ${db}.points`)).toBeGreaterThanOrEqual(ctx.sent.points);
+    // Rollups rebuilt by the replay merge to exactly the aggregates of the raw points.
+    const gauges = await scalar(`SELECT count() FROM ${db}.points_dedup WHERE type = 'gauge'`);
+    await waitFor('every gauge point in both widths of the rollups', async () => (await scalar(`SELECT sum(count) FROM ${db}.rollups_merged WHERE type = 'gauge'`)) >= 2 * gauges, 60_000, 500);
+    await expectRollupsMatchPoints(res.clickhouse(), db, [5, 10]);
   });
 
   it('SIGTERM drains and commits: exit 0, everything recorded as stored, nothing stored again after restart', async () => {

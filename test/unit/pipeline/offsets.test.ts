@@ -26,6 +26,13 @@ describe('OffsetTracker', () => {
     expect(t.pendingRanges).toBe(1);
   });
 
+  it('rejects a range registered behind one that already finished (regression: the position skipped it)', () => {
+    const t = new OffsetTracker<number>();
+    const late = { topic: 't', partition: 0, first: 100, last: 199 };
+    t.done(t.register({ topic: 't', partition: 0, first: 200, last: 299 }), 0);
+    expect(() => t.register(late)).toThrow(/overlaps/);
+  });
+
   it('rejects a range registered out of offset order', () => {
     const t = new OffsetTracker();
     t.register({ topic: 't', partition: 0, first: 10, last: 19 });
