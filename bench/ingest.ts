@@ -67,8 +67,8 @@ interface CaseResult {
   ratioToRef: number;
 }
 
-async function runCase(format: GenFormat, pointsPerMessage: number, points: number, profileDir?: string): Promise<CaseResult> {
-  const name = `${format}_${pointsPerMessage}ppm`;
+async function runCase(format: GenFormat, pointsPerMessage: number, points: number, profileDir?: string, rollups = true): Promise<CaseResult> {
+  const name = `${format}_${pointsPerMessage}ppm${rollups ? '' : '_norollups'}`;
   const topic = `bench_${runId}_${name}`;
   const db = `bench_${runId}_${name}`;
   await admin.createTopics({ topics: [{ topic, numPartitions: 4 }], waitForLeaders: true });
@@ -80,7 +80,14 @@ async function runCase(format: GenFormat, pointsPerMessage: number, points: numb
   const kafkaPid = servicePid('kafka');
   const chPid = servicePid('clickhouse');
   const pipeline = await PipelineProcess.start(
-    { VIGIL_KAFKA_TOPICS: topic, VIGIL_KAFKA_GROUP_ID: `bench_${runId}_${name}`, VIGIL_CLICKHOUSE_DATABASE: db, VIGIL_KAFKA_DLQ_TOPIC: `bench_${runId}_dlq`, VIGIL_KAFKA_ALERTS_TOPIC: `bench_${runId}_alerts` },
+    {
+      VIGIL_KAFKA_TOPICS: topic,
+      VIGIL_KAFKA_GROUP_ID: `bench_${runId}_${name}`,
+      VIGIL_CLICKHOUSE_DATABASE: db,
+      VIGIL_KAFKA_DLQ_TOPIC: `bench_${runId}_dlq`,
+      VIGIL_KAFKA_ALERTS_TOPIC: `bench_${runId}_alerts`,
+      VIGIL_ROLLUPS_ENABLED: String(rollups),
+    },
     profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
   );
   const cpu0 = pipeline.cpuSeconds();
@@ -119,7 +126,7 @@ async function runCase(format: GenFormat, pointsPerMessage: number, points: numb
   await ch.command({ query: `DROP DATABASE ${db}` });
   await admin.deleteTopics({ topics: [topic] });
   return {
-    case: `${format === 'ndjson' ? 'json (ndjson)' : format}, ${pointsPerMessage} pt/msg`,
+    case: `${format === 'ndjson' ? 'json (ndjson)' : format}, ${pointsPerMessage} pt/msg${rollups ? '' : ', rollups off'}`,
     points: sent.points,
     messages: sent.messages,
     vigilSeconds,
@@ -134,15 +141,18 @@ async function runCase(format: GenFormat, pointsPerMessage: number, points: numb
   };
 }
 
-const cases: [GenFormat, number, number][] = [
-  ['json', 1, basePoints],
-  ['influx', 1, basePoints],
-  ['ndjson', 100, basePoints * 4],
-  ['influx', 100, basePoints * 4],
+// Rollups are on by default; the same workloads with them off measure their cost in this run.
+const cases: [GenFormat, number, number, boolean][] = [
+  ['json', 1, basePoints, true],
+  ['json', 1, basePoints, false],
+  ['influx', 1, basePoints, true],
+  ['ndjson', 100, basePoints * 4, true],
+  ['ndjson', 100, basePoints * 4, false],
+  ['influx', 100, basePoints * 4, true],
 ];
 const results: CaseResult[] = [];
-for (const [format, ppm, points] of cases) {
-  const r = await runCase(format, ppm, points);
+for (const [format, ppm, points, rollups] of cases) {
+  const r = await runCase(format, ppm, points, undefined, rollups);
   results.push(r);
   console.log(`${r.case}: vigil ${Math.round(r.vigilPointsPerSec)} pts/s, reference ${Math.round(r.refPointsPerSec)} pts/s, ratio ${r.ratioToRef.toFixed(2)}`);
 }

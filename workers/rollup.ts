@@ -1,5 +1,5 @@
 import type { ShardBatch, HeldOffset, RollupSettings } from './shard-task.js';
-import type { RollupRow } from './encode/rollups.js';
+import type { Aggregate, RollupRow } from './encode/rollups.js';
 
 /**
  * Event-time buckets of one shard (DESIGN.md §4), kept per (series, source partition, width,
@@ -27,18 +27,11 @@ import type { RollupRow } from './encode/rollups.js';
  */
 export const COUNTER_STALENESS_MS = 5 * 60_000;
 
-export interface Bucket {
+export interface Bucket extends Aggregate {
   seriesId: bigint;
   series: SeriesInfo;
   widthMs: number;
   startMs: number;
-  count: number;
-  sum: number;
-  min: number;
-  max: number;
-  last: number;
-  lastTsMs: number;
-  sumsq: number;
   firstOffset: number;
   /** The partition's highest event time before the first point's message. */
   firstMaxBeforeMs: number;

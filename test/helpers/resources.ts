@@ -61,6 +61,11 @@ export function useResources(config: VigilConfig = testConfig()) {
     onClose(fn: () => Promise<unknown>): void {
       closers.push(fn);
     },
+    /** The first column of the first row of a ClickHouse query, as a number. */
+    async scalar(query: string): Promise<number> {
+      const rs = await res.clickhouse().query({ query, format: 'JSONEachRow' });
+      return Number(Object.values((await rs.json<Record<string, string>>())[0] ?? {})[0]);
+    },
   };
 
   afterAll(async () => {

@@ -181,19 +181,37 @@ class LineDecoder {
     return true;
   }
 
+  /**
+   * A tag or field key and the "=" after it; leaves `pos` after the "=". Sets `keyStart`,
+   * `keyEnd` and `keyEscaped`; false (with the error set) when the key is empty or has no "=".
+   */
+  private keyStart = 0;
+  private keyEnd = 0;
+  private keyEscaped = false;
+
+  private scanKey(what: 'tag key' | 'field key', missing: string): boolean {
+    const text = this.text;
+    const kStart = this.pos;
+    this.scanName(true);
+    const kEnd = this.pos;
+    this.keyStart = kStart;
+    this.keyEnd = kEnd;
+    this.keyEscaped = this.sawBackslash;
+    if (kEnd === kStart) return this.fail('VIGIL_ERR_DECODE_LINE_PROTOCOL', missing, kStart);
+    if (kEnd >= this.end || text.charCodeAt(kEnd) !== EQUALS) {
+      return this.fail('VIGIL_ERR_DECODE_LINE_PROTOCOL', `expected "=" after ${what} ${quote(text.slice(kStart, kEnd))}`, kEnd);
+    }
+    this.pos++;
+    return true;
+  }
+
   /** `key=value` after a comma in the tag set. */
   private parseTag(): boolean {
     const text = this.text;
     const end = this.end;
-    const kStart = this.pos;
-    this.scanName(true);
-    const kEnd = this.pos;
-    const keyEscaped = this.sawBackslash;
-    if (kEnd === kStart) return this.fail('VIGIL_ERR_DECODE_LINE_PROTOCOL', 'expected a tag key after ","', kStart);
-    if (kEnd >= end || text.charCodeAt(kEnd) !== EQUALS) {
-      return this.fail('VIGIL_ERR_DECODE_LINE_PROTOCOL', `expected "=" after tag key ${quote(text.slice(kStart, kEnd))}`, kEnd);
-    }
-    const vStart = ++this.pos;
+    if (!this.scanKey('tag key', 'expected a tag key after ","')) return false;
+    const { keyStart: kStart, keyEnd: kEnd, keyEscaped } = this;
+    const vStart = this.pos;
     this.scanName(true);
     const vEnd = this.pos;
     if (vEnd === vStart) {
@@ -217,15 +235,9 @@ class LineDecoder {
   private parseField(): boolean {
     const text = this.text;
     const end = this.end;
-    const kStart = this.pos;
-    this.scanName(true);
-    const kEnd = this.pos;
-    const keyEscaped = this.sawBackslash;
-    if (kEnd === kStart) return this.fail('VIGIL_ERR_DECODE_LINE_PROTOCOL', 'expected a field key', kStart);
-    if (kEnd >= end || text.charCodeAt(kEnd) !== EQUALS) {
-      return this.fail('VIGIL_ERR_DECODE_LINE_PROTOCOL', `expected "=" after field key ${quote(text.slice(kStart, kEnd))}`, kEnd);
-    }
-    const vStart = ++this.pos;
+    if (!this.scanKey('field key', 'expected a field key')) return false;
+    const { keyStart: kStart, keyEnd: kEnd, keyEscaped } = this;
+    const vStart = this.pos;
     const first = vStart < end ? text.charCodeAt(vStart) : SPACE;
     if (first === SPACE || first === COMMA) {
       return this.fail('VIGIL_ERR_DECODE_LINE_PROTOCOL', `expected a value for field ${quote(text.slice(kStart, kEnd))}`, vStart);

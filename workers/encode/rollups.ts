@@ -24,7 +24,18 @@ export const ROLLUP_COLUMNS = [
   ['version', 'UInt64'],
 ] as const;
 
-export interface RollupRow {
+/** The partial aggregate of a bucket (counters: of per-second rates). */
+export interface Aggregate {
+  count: number;
+  sum: number;
+  min: number;
+  max: number;
+  last: number;
+  lastTsMs: number;
+  sumsq: number;
+}
+
+export interface RollupRow extends Aggregate {
   seriesId: bigint;
   metric: string;
   tags: readonly string[];
@@ -37,13 +48,6 @@ export interface RollupRow {
   kind: 1 | 2;
   correctionOffset: number;
   correctionPoint: number;
-  count: number;
-  sum: number;
-  min: number;
-  max: number;
-  last: number;
-  lastTsMs: number;
-  sumsq: number;
   /** Bucket rows: the point count (the complete version is the highest). Correction rows: 1. */
   version: number;
 }

@@ -20,10 +20,7 @@ async function start(env: Record<string, string>): Promise<PipelineProcess> {
   return p;
 }
 
-async function scalar(query: string): Promise<number> {
-  const rs = await res.clickhouse().query({ query, format: 'JSONEachRow' });
-  return Number(Object.values((await rs.json<Record<string, string>>())[0] ?? {})[0]);
-}
+const scalar = (query: string) => res.scalar(query);
 
 async function setup(prefix: string) {
   const topic = await res.topic(`${prefix}_metrics`, 4);

@@ -25,10 +25,7 @@ async function storedSeries(db: string, topic?: string): Promise<Map<string, { n
   return out;
 }
 
-async function count(db: string, table = 'points_dedup', where = ''): Promise<number> {
-  const rs = await res.clickhouse().query({ query: `SELECT count() AS c FROM ${db}.${table} ${where}`, format: 'JSONEachRow' });
-  return Number((await rs.json<{ c: string }>())[0]?.c);
-}
+const count = (db: string, table = 'points_dedup', where = '') => res.scalar(`SELECT count() FROM ${db}.${table} ${where}`);
 
 function expectSeries(stored: Map<string, { n: number; sum: number }>, sent: ProduceSummary[], extra: Record<string, number> = {}): void {
   const expected = new Map<string, number>(Object.entries(extra));
@@ -36,7 +33,8 @@ function expectSeries(stored: Map<string, { n: number; sum: number }>, sent: Pro
   expect(new Map([...stored].map(([k, v]) => [k, v.n]))).toEqual(expected);
 }
 
-describe('ingestion: Kafka metric topics → workers → ClickHouse points, with dead letters', () => {
+// Both insert encodings: plain RowBinary, and gzip members compressed per task in the workers.
+describe.each(['none', 'gzip'])('ingestion (clickhouse.compression = %s): Kafka metric topics → workers → ClickHouse points, with dead letters', (compression) => {
   let topic: string;
   let kcatTopic: string;
   let dlq: string;
@@ -59,6 +57,7 @@ describe('ingestion: Kafka metric topics → workers → ClickHouse points, with
       VIGIL_PIPELINE_MAX_MESSAGE_BYTES: String(64 * 1024),
       VIGIL_PIPELINE_INSERT_LINGER_MS: '200',
       VIGIL_PIPELINE_WORKERS: '2',
+      VIGIL_CLICKHOUSE_COMPRESSION: compression,
     });
   });
   afterAll(async () => pipeline?.stop());

@@ -10,10 +10,7 @@ afterAll(async () => {
   for (const p of running) await p.stop();
 });
 
-async function scalar(query: string): Promise<number> {
-  const rs = await res.clickhouse().query({ query, format: 'JSONEachRow' });
-  return Number(Object.values((await rs.json<Record<string, string>>())[0] ?? {})[0]);
-}
+const scalar = (query: string) => res.scalar(query);
 
 async function pipelineFor(prefix: string, partitions: number, extra: Record<string, string> = {}) {
   const topic = await res.topic(`${prefix}_metrics`, partitions);

@@ -1,0 +1,52 @@
+/**
+ * Bytes of per-series state in one shard thread (issue 5's report): the series registry plus
+ * rollup buckets for the default widths, measured as V8 heap growth after GC for N series that
+ * each have open and retained buckets. Run: `node --expose-gc dist/bench/state.js [--series N]`.
+ */
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../pipeline/config/index.js';
+import { resetShardState, track } from '../workers/shard.js';
+import { ShardCollector, type ShardTask } from '../workers/shard-task.js';
+
+const { values } = parseArgs({ options: { series: { type: 'string' } } });
+const seriesCount = Number(values.series ?? 200_000);
+const gc = (globalThis as { gc?: () => void }).gc;
+if (!gc) throw new Error('run with node --expose-gc');
+const config = loadConfig({ env: {} });
+const rollups = { widthsMs: config.rollups.widthsSeconds.map((s) => s * 1000), latenessMs: config.rollups.allowedLatenessMs, retentionMs: config.rollups.lateRetentionMs };
+
+function heap(): number {
+  gc?.();
+  gc?.();
+  return process.memoryUsage().heapUsed;
+}
+
+resetShardState();
+const before = heap();
+const t0 = 1_700_000_000_000;
+let offset = 0;
+let maxTs = -Infinity;
+// Three points per series 30 s apart: each series ends with open and closed-but-retained buckets.
+for (let round = 0; round < 3; round++) {
+  for (let start = 0; start < seriesCount; start += 10_000) {
+    const c = new ShardCollector();
+    for (let i = start; i < Math.min(seriesCount, start + 10_000); i++) {
+      const ts = t0 + round * 30_000 + (i % 1000);
+      c.add(BigInt(i) * 2654435761n, 'system.cpu.usage_total', ['host', `host-${i}`, 'region', 'eu-west-1'], ts, i % 100, 0, offset++, 0, maxTs);
+      if (ts > maxTs) maxTs = ts;
+    }
+    const task: ShardTask = { kind: 'data', topic: 'state', partition: 0, partitionMaxBeforeMs: maxTs, partitionMaxAfterMs: maxTs, idleWatermarkMs: -Infinity, batch: c.finish(), nowMs: Date.now(), seriesIdleMs: 3_600_000, rollups };
+    track(task);
+  }
+}
+const bytes = heap() - before;
+const perSeries = bytes / seriesCount;
+console.log(
+  JSON.stringify({
+    series: seriesCount,
+    widthsSeconds: config.rollups.widthsSeconds,
+    heapBytes: bytes,
+    bytesPerSeries: Math.round(perSeries),
+    seriesPerGiB: Math.floor(2 ** 30 / perSeries),
+  }),
+);
