@@ -6,8 +6,7 @@
  *
  *   npm run bench:ingest -- [--points N] [--profile]
  */
-import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createClient } from '@clickhouse/client';
@@ -17,6 +16,7 @@ import { componentLogger, rootLogger } from '../pipeline/log.js';
 import { produce, type GenFormat } from './generator.js';
 import { cpuSecondsOf, PipelineProcess, waitFor } from './process.js';
 import { summariseProfiles } from './profile.js';
+import { countRows, kcatReference, servicePid } from './reference.js';
 
 const { values } = parseArgs({ options: { points: { type: 'string' }, profile: { type: 'boolean' } } });
 const basePoints = Number(values.points ?? 400_000);
@@ -29,28 +29,6 @@ await admin.connect();
 const runId = Date.now().toString(36);
 const resultsDir = new URL('./results/', import.meta.url.includes('/dist/bench/') ? new URL('../../bench/', import.meta.url) : import.meta.url).pathname;
 mkdirSync(resultsDir, { recursive: true });
-
-function servicePid(name: string): number | undefined {
-  try {
-    return Number(readFileSync(join(config.dataDir, `${name}.pid`), 'utf8').trim());
-  } catch {
-    return undefined;
-  }
-}
-
-async function count(table: string): Promise<number> {
-  const rs = await ch.query({ query: `SELECT count() AS c FROM ${table}`, format: 'JSONEachRow' });
-  return Number((await rs.json<{ c: string }>())[0]?.c);
-}
-
-function sh(command: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['-o', 'pipefail', '-c', command], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${command}: exit ${code}: ${err}`))));
-  });
-}
 
 interface CaseResult {
   case: string;
@@ -77,8 +55,8 @@ async function runCase(format: GenFormat, pointsPerMessage: number, points: numb
   const sent = await produce(kafka, { topic, series, pointsPerMessage, format, rate: 0, points, durationMs: 0, intervalMs, startMs: Date.now() - Math.ceil(points / series) * intervalMs - 60_000, seed: 11 });
 
   // Vigil, from an empty group to every row stored.
-  const kafkaPid = servicePid('kafka');
-  const chPid = servicePid('clickhouse');
+  const kafkaPid = servicePid(config, 'kafka');
+  const chPid = servicePid(config, 'clickhouse');
   const pipeline = await PipelineProcess.start(
     {
       VIGIL_KAFKA_TOPICS: topic,
@@ -97,7 +75,7 @@ async function runCase(format: GenFormat, pointsPerMessage: number, points: numb
   let rssMax = pipeline.rss();
   await waitFor(`${name}: all rows`, async () => {
     rssMax = Math.max(rssMax, pipeline.rss());
-    return (await count(`${db}.points`)) >= sent.points;
+    return (await countRows(ch, `${db}.points`)) >= sent.points;
   }, 600_000, 50);
   const vigilSeconds = (performance.now() - t0) / 1000;
   const vigilCpu = pipeline.cpuSeconds() - cpu0;
@@ -107,21 +85,7 @@ async function runCase(format: GenFormat, pointsPerMessage: number, points: numb
   await pipeline.exited;
 
   // Reference: the same topic copied raw by kcat into clickhouse-client.
-  const json = format !== 'influx';
-  await ch.command({
-    query: json
-      ? `CREATE TABLE ${db}.ref (metric_id String, value Float64, timestamp String, metric_type String) ENGINE = MergeTree() ORDER BY tuple()`
-      : `CREATE TABLE ${db}.ref (line String) ENGINE = MergeTree() ORDER BY tuple()`,
-  });
-  const broker = config.kafka.brokers[0] as string;
-  const insert = json
-    ? `clickhouse-client --port ${config.infra.clickhouseTcpPort} --input_format_skip_unknown_fields=1 --query 'INSERT INTO ${db}.ref FORMAT JSONEachRow'`
-    : `clickhouse-client --port ${config.infra.clickhouseTcpPort} --query 'INSERT INTO ${db}.ref FORMAT TabSeparated'`;
-  const r0 = performance.now();
-  await sh(`kcat -C -b ${broker} -t ${topic} -e -q -f '%s\\n' | ${insert}`);
-  const refSeconds = (performance.now() - r0) / 1000;
-  const refRows = await count(`${db}.ref`);
-  if (refRows !== sent.points) throw new Error(`${name}: reference stored ${refRows} of ${sent.points} rows`);
+  const refSeconds = await kcatReference(config, ch, db, topic, format !== 'influx', sent.points);
 
   await ch.command({ query: `DROP DATABASE ${db}` });
   await admin.deleteTopics({ topics: [topic] });

@@ -6,6 +6,8 @@ import { isVigilError, VigilError } from './errors.js';
 import { componentLogger, rootLogger } from './log.js';
 import * as infra from '../infra/index.js';
 import { produce, type GenFormat } from '../bench/generator.js';
+import { PRESETS, runBench } from '../bench/harness.js';
+import { join } from 'node:path';
 import { capabilitiesOf, schemaStatements } from '../sinks/clickhouse/index.js';
 import { createKafka, ensureTopics } from './kafka.js';
 import { runPipeline, type RunningPipeline } from './run.js';
@@ -29,6 +31,13 @@ Commands:
                             pace, series*1000/rate; with --count and --rate 0, 10000 and the
                             stream ends now)
   schema [--server-version V]  print the ClickHouse DDL Vigil applies (default: 18.16 baseline)
+  bench [options]           benchmark harness (bench/harness.ts), also npm run bench:
+      --preset P            smoke | default | drain | batched (default: default)
+      --series, --points-per-message, --format, --rate, --count, --duration  as for produce
+      --stages S            raw | rollups
+      --workers N, --partitions N
+      --out DIR             results folder (default bench/results)
+      --compare FILE        earlier result JSON; exit 1 when a figure falls below 0.85x
   infra up|down|status|install
                             manage the local Kafka, ClickHouse, Prometheus and Alertmanager
   config [--docs [--readme F]]  print the effective configuration, or the reference table
@@ -57,6 +66,12 @@ async function main(argv: string[]): Promise<number> {
       duration: { type: 'string' },
       'interval-ms': { type: 'string' },
       'server-version': { type: 'string' },
+      preset: { type: 'string' },
+      stages: { type: 'string' },
+      workers: { type: 'string' },
+      partitions: { type: 'string' },
+      out: { type: 'string' },
+      compare: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -94,6 +109,8 @@ async function main(argv: string[]): Promise<number> {
       return run(config);
     case 'produce':
       return produceCommand(config, values);
+    case 'bench':
+      return benchCommand(config, values);
     default:
       throw new VigilError('VIGIL_ERR_CLI_USAGE', `unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
   }
@@ -175,6 +192,36 @@ async function produceCommand(config: VigilConfig, values: Record<string, unknow
   const summary = await produce(kafka, { ...options, signal: abort.signal });
   console.log(JSON.stringify({ points: summary.points, messages: summary.messages, seconds: summary.elapsedMs / 1000, pointsPerSecond: Math.round((summary.points / summary.elapsedMs) * 1000) }));
   return 0;
+}
+
+async function benchCommand(config: VigilConfig, values: Record<string, unknown>): Promise<number> {
+  const presetName = (values['preset'] as string | undefined) ?? 'default';
+  const preset = PRESETS[presetName];
+  if (!preset) throw new VigilError('VIGIL_ERR_CLI_USAGE', `--preset = ${JSON.stringify(presetName)}: expected one of ${Object.keys(PRESETS).join(', ')}`);
+  const stages = (values['stages'] as string | undefined) ?? preset.stages ?? 'rollups';
+  if (stages !== 'raw' && stages !== 'rollups') throw new VigilError('VIGIL_ERR_CLI_USAGE', `--stages = ${JSON.stringify(stages)}: expected raw or rollups`);
+  const format = (values['format'] as string | undefined) ?? preset.format ?? 'json';
+  if (!['json', 'ndjson', 'influx', 'prometheus'].includes(format)) throw new VigilError('VIGIL_ERR_CLI_USAGE', `--format = ${JSON.stringify(format)}: expected json, ndjson, influx or prometheus`);
+  if (usesLocalStack(config)) await infra.up(config, componentLogger('infra'));
+  const result = await runBench(config, {
+    series: intOption(values, 'series', preset.series ?? 1000, 1),
+    pointsPerMessage: intOption(values, 'points-per-message', preset.pointsPerMessage ?? 1, 1),
+    format: format as GenFormat,
+    rate: intOption(values, 'rate', preset.rate ?? 20000),
+    durationSeconds: intOption(values, 'duration', preset.durationSeconds ?? 30, 1),
+    points: intOption(values, 'count', preset.points ?? 400_000, 1),
+    stages,
+    workers: intOption(values, 'workers', preset.workers ?? config.pipeline.workers, 1),
+    partitions: intOption(values, 'partitions', preset.partitions ?? 4, 1),
+    outDir: (values['out'] as string | undefined) ?? join(infra.projectRoot(), 'bench', 'results'),
+    compare: values['compare'] as string | undefined,
+    regressionRatio: 0.85,
+    progress: (line) => process.stderr.write(`\r${line}   `),
+  });
+  process.stderr.write('\n');
+  console.log(readFileSync(result.files.markdown, 'utf8'));
+  console.log(`written ${result.files.json}, ${result.files.markdown}, ${result.files.chart}`);
+  return result.regressions.length > 0 ? 1 : 0;
 }
 
 /** Resolves on the first SIGINT/SIGTERM. */

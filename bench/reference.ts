@@ -1,0 +1,51 @@
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { VigilConfig } from '../pipeline/config/index.js';
+
+/** Pid of a local-stack service from its pid file (undefined when it is not ours or not running). */
+export function servicePid(config: VigilConfig, name: 'kafka' | 'clickhouse'): number | undefined {
+  try {
+    return Number(readFileSync(join(config.dataDir, `${name}.pid`), 'utf8').trim());
+  } catch {
+    return undefined;
+  }
+}
+
+export async function countRows(ch: ClickHouseClient, table: string): Promise<number> {
+  const rs = await ch.query({ query: `SELECT count() AS c FROM ${table}`, format: 'JSONEachRow' });
+  return Number((await rs.json<{ c: string }>())[0]?.c);
+}
+
+function sh(command: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', ['-o', 'pipefail', '-c', command], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${command}: exit ${code}: ${err}`))));
+  });
+}
+
+/**
+ * The raw-copy baseline: `kcat -C | clickhouse-client` copies a topic into a plain MergeTree table
+ * in `db` (JSON messages by their scalar fields, line protocol as raw lines). Returns the seconds it
+ * took; throws unless `expectedRows` rows arrived.
+ */
+export async function kcatReference(config: VigilConfig, ch: ClickHouseClient, db: string, topic: string, json: boolean, expectedRows: number): Promise<number> {
+  await ch.command({
+    query: json
+      ? `CREATE TABLE ${db}.ref (metric_id String, value Float64, timestamp String, metric_type String) ENGINE = MergeTree() ORDER BY tuple()`
+      : `CREATE TABLE ${db}.ref (line String) ENGINE = MergeTree() ORDER BY tuple()`,
+  });
+  const broker = config.kafka.brokers[0] as string;
+  const insert = json
+    ? `clickhouse-client --port ${config.infra.clickhouseTcpPort} --input_format_skip_unknown_fields=1 --query 'INSERT INTO ${db}.ref FORMAT JSONEachRow'`
+    : `clickhouse-client --port ${config.infra.clickhouseTcpPort} --query 'INSERT INTO ${db}.ref FORMAT TabSeparated'`;
+  const t0 = performance.now();
+  await sh(`kcat -C -b ${broker} -t ${topic} -e -q -f '%s\\n' | ${insert}`);
+  const seconds = (performance.now() - t0) / 1000;
+  const rows = await countRows(ch, `${db}.ref`);
+  if (rows !== expectedRows) throw new Error(`reference stored ${rows} of ${expectedRows} rows`);
+  return seconds;
+}

@@ -1,0 +1,53 @@
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { compareResults, PRESETS, runBench, type BenchOptions, type BenchResult } from '../../../bench/harness.js';
+import { testConfig } from '../../helpers/resources.js';
+
+const outDir = mkdtempSync(join(tmpdir(), 'vigil-bench-'));
+const base = { ...(PRESETS['smoke'] as BenchOptions), outDir, regressionRatio: 0.85, points: 0 };
+
+function expectComplete(r: BenchResult): void {
+  expect(r.pointsProduced).toBeGreaterThan(0);
+  expect(r.rowsStored).toBe(r.pointsProduced);
+  expect(r.deadLetters).toBe(0);
+  expect(r.rowsPerSecondOut).toBeGreaterThan(0);
+  expect(r.cpuSeconds.vigil).toBeGreaterThan(0);
+  expect(r.vigilRssMaxMiB).toBeGreaterThan(0);
+  expect(r.reference.pointsPerSecond).toBeGreaterThan(0);
+  for (const f of Object.values(r.files)) expect(existsSync(f)).toBe(true);
+  expect(JSON.parse(readFileSync(r.files.json, 'utf8'))).toEqual(JSON.parse(JSON.stringify(r)));
+  const md = readFileSync(r.files.markdown, 'utf8');
+  for (const row of ['points/s in', 'rows/s out', 'ratio to reference', 'latency produce→ClickHouse', 'CPU s: Vigil / Kafka / ClickHouse', 'Vigil RSS max', 'dead letters']) expect(md).toContain(row);
+  // Every table row has the same number of cells (no stray "|" in a cell).
+  const rows = md.split('\n').filter((l) => l.startsWith('|'));
+  expect(new Set(rows.map((l) => l.replaceAll('\\|', '').split('|').length)).size).toBe(1);
+  const svg = readFileSync(r.files.chart, 'utf8');
+  expect(svg.startsWith('<svg')).toBe(true);
+  expect(svg.match(/<polyline /g)).toHaveLength(2);
+}
+
+describe('benchmark harness (tiny presets; structure and consistency, no timings)', () => {
+  it('reports a live run completely, with ordered latency percentiles and a timeline', async () => {
+    const r = await runBench(testConfig(), base);
+    expectComplete(r);
+    expect(r.latencyMs).not.toBeNull();
+    const l = r.latencyMs as NonNullable<BenchResult['latencyMs']>;
+    expect(l.p50).toBeLessThanOrEqual(l.p95);
+    expect(l.p95).toBeLessThanOrEqual(l.p99);
+    expect(l.p99).toBeLessThanOrEqual(l.max);
+    expect(r.timeline.length).toBeGreaterThanOrEqual(2);
+    expect(r.ratioToReference).toBeNull();
+  });
+
+  it('reports a drain run against the reference, and the comparison flags a regression', async () => {
+    const r = await runBench(testConfig(), { ...base, rate: 0, points: 20_000, stages: 'raw' });
+    expectComplete(r);
+    expect(r.latencyMs).toBeNull();
+    expect(r.ratioToReference).toBeGreaterThan(0);
+    expect(compareResults(r, r, 0.85)).toEqual([]);
+    const better = { ...r, ratioToReference: (r.ratioToReference as number) * 2 };
+    expect(compareResults(better, r, 0.85)).toEqual([expect.stringContaining('ratio to reference')]);
+  });
+});
