@@ -61,6 +61,23 @@ export function useResources(config: VigilConfig = testConfig()) {
     onClose(fn: () => Promise<unknown>): void {
       closers.push(fn);
     },
+    /**
+     * Topics (metrics with `partitions`, dead letters, alerts), a database and a consumer group of
+     * their own for one pipeline under test, as its VIGIL_* environment.
+     */
+    async pipelineEnv(prefix: string, partitions: number): Promise<{ topic: string; db: string; env: Record<string, string> }> {
+      const topic = await res.topic(`${prefix}_metrics`, partitions);
+      const db = uniqueName(prefix);
+      res.own('database', db);
+      const env = {
+        VIGIL_KAFKA_TOPICS: topic,
+        VIGIL_KAFKA_DLQ_TOPIC: await res.topic(`${prefix}_dlq`, 1),
+        VIGIL_KAFKA_ALERTS_TOPIC: await res.topic(`${prefix}_alerts`, 1),
+        VIGIL_KAFKA_GROUP_ID: uniqueName(`${prefix}_group`),
+        VIGIL_CLICKHOUSE_DATABASE: db,
+      };
+      return { topic, db, env };
+    },
     /** The first column of the first row of a ClickHouse query, as a number. */
     async scalar(query: string): Promise<number> {
       const rs = await res.clickhouse().query({ query, format: 'JSONEachRow' });

@@ -5,7 +5,7 @@ import * as infra from '../../../infra/index.js';
 import { usesLocalStack } from '../../../pipeline/config/index.js';
 import { componentLogger } from '../../../pipeline/log.js';
 import { PipelineProcess, waitFor } from '../../helpers/pipeline.js';
-import { uniqueName, useResources } from '../../helpers/resources.js';
+import { useResources } from '../../helpers/resources.js';
 import { expectRollupsMatchPoints } from '../../helpers/rollups.js';
 
 const res = useResources();
@@ -23,15 +23,9 @@ async function start(env: Record<string, string>): Promise<PipelineProcess> {
 const scalar = (query: string) => res.scalar(query);
 
 async function setup(prefix: string) {
-  const topic = await res.topic(`${prefix}_metrics`, 4);
-  const db = uniqueName(prefix);
-  res.own('database', db);
+  const { topic, db, env: base } = await res.pipelineEnv(prefix, 4);
   const env = {
-    VIGIL_KAFKA_TOPICS: topic,
-    VIGIL_KAFKA_DLQ_TOPIC: await res.topic(`${prefix}_dlq`, 1),
-    VIGIL_KAFKA_ALERTS_TOPIC: await res.topic(`${prefix}_alerts`, 1),
-    VIGIL_KAFKA_GROUP_ID: uniqueName(`${prefix}_group`),
-    VIGIL_CLICKHOUSE_DATABASE: db,
+    ...base,
     // A killed member holds its partitions until its session times out; 6 s is the broker's minimum.
     VIGIL_KAFKA_SESSION_TIMEOUT_MS: '6000',
     // The stream's event times are real time: its last buckets close by wall time once it

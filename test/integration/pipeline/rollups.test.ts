@@ -1,7 +1,7 @@
 import { Partitioners } from 'kafkajs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PipelineProcess, waitFor } from '../../helpers/pipeline.js';
-import { uniqueName, useResources } from '../../helpers/resources.js';
+import { useResources } from '../../helpers/resources.js';
 import { expectRollupsMatchPoints, groupByPoints } from '../../helpers/rollups.js';
 
 const res = useResources();
@@ -13,18 +13,8 @@ afterAll(async () => {
 const scalar = (query: string) => res.scalar(query);
 
 async function pipelineFor(prefix: string, partitions: number, extra: Record<string, string> = {}) {
-  const topic = await res.topic(`${prefix}_metrics`, partitions);
-  const db = uniqueName(prefix);
-  res.own('database', db);
-  const p = await PipelineProcess.start({
-    VIGIL_KAFKA_TOPICS: topic,
-    VIGIL_KAFKA_DLQ_TOPIC: await res.topic(`${prefix}_dlq`, 1),
-    VIGIL_KAFKA_ALERTS_TOPIC: await res.topic(`${prefix}_alerts`, 1),
-    VIGIL_KAFKA_GROUP_ID: uniqueName(`${prefix}_group`),
-    VIGIL_CLICKHOUSE_DATABASE: db,
-    VIGIL_PIPELINE_INSERT_LINGER_MS: '100',
-    ...extra,
-  });
+  const { topic, db, env } = await res.pipelineEnv(prefix, partitions);
+  const p = await PipelineProcess.start({ ...env, VIGIL_PIPELINE_INSERT_LINGER_MS: '100', ...extra });
   running.push(p);
   return { topic, db, pipeline: p };
 }

@@ -41,50 +41,46 @@ function run(state: RollupState, points: P[], from: number, to: number, taskSize
   return { rows, rowsByTask, held };
 }
 
+type Acc = { count: number; sum: number; min: number; max: number; last: number; lastTs: number };
+
+/** Adds a partial aggregate (count, sum, min, max, last at lastTs) to the accumulator under `key`. */
+function accumulate(out: Map<string, Acc>, key: string, a: Acc): void {
+  const m = out.get(key) ?? { count: 0, sum: 0, min: Infinity, max: -Infinity, last: 0, lastTs: -Infinity };
+  m.count += a.count;
+  m.sum += a.sum;
+  m.min = Math.min(m.min, a.min);
+  m.max = Math.max(m.max, a.max);
+  if (a.lastTs >= m.lastTs) {
+    m.last = a.last;
+    m.lastTs = a.lastTs;
+  }
+  out.set(key, m);
+}
+
+function withoutLastTs(out: Map<string, Acc>): Map<string, Omit<Acc, 'lastTs'>> {
+  return new Map([...out].map(([k, { lastTs: _lastTs, ...m }]) => [k, m]));
+}
+
 /** ReplacingMergeTree(version) FINAL, then the rollups_merged aggregation. */
-function merged(rows: RollupRow[]): Map<string, { count: number; sum: number; min: number; max: number; last: number }> {
+function merged(rows: RollupRow[]): Map<string, Omit<Acc, 'lastTs'>> {
   const latest = new Map<string, RollupRow>();
   for (const r of rows) {
     const key = [r.seriesId, r.widthMs, r.startMs, r.partition, r.kind, r.correctionOffset, r.correctionPoint].join('/');
     const prev = latest.get(key);
     if (!prev || r.version >= prev.version) latest.set(key, r);
   }
-  const out = new Map<string, { count: number; sum: number; min: number; max: number; last: number; lastTs: number }>();
-  for (const r of latest.values()) {
-    const key = [r.seriesId, r.widthMs, r.startMs].join('/');
-    const m = out.get(key) ?? { count: 0, sum: 0, min: Infinity, max: -Infinity, last: 0, lastTs: -Infinity };
-    m.count += r.count;
-    m.sum += r.sum;
-    m.min = Math.min(m.min, r.min);
-    m.max = Math.max(m.max, r.max);
-    if (r.lastTsMs >= m.lastTs) {
-      m.last = r.last;
-      m.lastTs = r.lastTsMs;
-    }
-    out.set(key, m);
-  }
-  return new Map([...out].map(([k, { lastTs: _lastTs, ...m }]) => [k, m]));
+  const out = new Map<string, Acc>();
+  for (const r of latest.values()) accumulate(out, [r.seriesId, r.widthMs, r.startMs].join('/'), { ...r, lastTs: r.lastTsMs });
+  return withoutLastTs(out);
 }
 
 /** GROUP BY over raw points: what merged rollups of gauges must equal. */
-function groupBy(points: P[]): Map<string, { count: number; sum: number; min: number; max: number; last: number }> {
-  const out = new Map<string, { count: number; sum: number; min: number; max: number; last: number; lastTs: number }>();
+function groupBy(points: P[]): Map<string, Omit<Acc, 'lastTs'>> {
+  const out = new Map<string, Acc>();
   for (const p of points) {
-    for (const w of settings.widthsMs) {
-      const key = [p.id, w, Math.floor(p.ts / w) * w].join('/');
-      const m = out.get(key) ?? { count: 0, sum: 0, min: Infinity, max: -Infinity, last: 0, lastTs: -Infinity };
-      m.count++;
-      m.sum += p.v;
-      m.min = Math.min(m.min, p.v);
-      m.max = Math.max(m.max, p.v);
-      if (p.ts >= m.lastTs) {
-        m.last = p.v;
-        m.lastTs = p.ts;
-      }
-      out.set(key, m);
-    }
+    for (const w of settings.widthsMs) accumulate(out, [p.id, w, Math.floor(p.ts / w) * w].join('/'), { count: 1, sum: p.v, min: p.v, max: p.v, last: p.v, lastTs: p.ts });
   }
-  return new Map([...out].map(([k, { lastTs: _lastTs, ...m }]) => [k, m]));
+  return withoutLastTs(out);
 }
 
 /** Gauges of 3 series every second, out of order within ±3 s, some late by 8-60 s. */
