@@ -41,17 +41,13 @@ export function spawnDetached(p: ManagedProcess, command: string, args: string[]
   }
 }
 
-function alive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
   } catch {
     return false;
   }
-}
-
-export function isAlive(pid: number): boolean {
-  return alive(pid);
 }
 
 /** SIGTERM to the process group, SIGKILL after `graceMs`; removes the pid file. */
@@ -74,10 +70,10 @@ export async function stop(p: ManagedProcess, graceMs = 30000): Promise<boolean>
   };
   signal('SIGTERM');
   const deadline = Date.now() + graceMs;
-  while (alive(pid) && Date.now() < deadline) await sleep(100);
-  if (alive(pid)) {
+  while (isAlive(pid) && Date.now() < deadline) await sleep(100);
+  if (isAlive(pid)) {
     signal('SIGKILL');
-    while (alive(pid)) await sleep(50);
+    while (isAlive(pid)) await sleep(50);
   }
   rmSync(p.pidFile, { force: true });
   return true;

@@ -359,7 +359,7 @@ export class Ingestor {
         continue;
       }
       let left = shares.length;
-      let rollupBodies: Uint8Array[] = [];
+      const rollupBodies: Uint8Array[] = [];
       let rollupRows = 0;
       for (const { batch, shard } of shares) {
         const task = this.shardTask('data', state, batch, before, state.maxTsMs);
@@ -372,7 +372,6 @@ export class Ingestor {
           if (--left > 0) return;
           if (rollupRows > 0) this.enqueueInsert({ table: 'rollups', body: concat(rollupBodies), rows: rollupRows, work });
           else this.partDone(work);
-          rollupBodies = [];
         });
       }
     }

@@ -1,4 +1,4 @@
-import { RowBinaryWriter } from './rowbinary.js';
+import { RowBinaryWriter, writeSeries } from './rowbinary.js';
 
 /**
  * Columns of one `points` row in the order the worker encodes them; the INSERT statement and the
@@ -41,13 +41,7 @@ export class PointsEncoder {
     pointIndex: number,
   ): void {
     const w = this.rows;
-    w.bigUint64(seriesId);
-    w.string(metric);
-    const n = sortedTags.length / 2;
-    w.varUint(n);
-    for (let i = 0; i < sortedTags.length; i += 2) w.string(sortedTags[i] as string);
-    w.varUint(n);
-    for (let i = 1; i < sortedTags.length; i += 2) w.string(sortedTags[i] as string);
+    writeSeries(w, seriesId, metric, sortedTags);
     w.uint8(type + 1);
     w.uint32(Math.floor(tsMs / 1000));
     w.int64(tsMs);

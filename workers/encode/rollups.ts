@@ -1,4 +1,4 @@
-import { RowBinaryWriter } from './rowbinary.js';
+import { RowBinaryWriter, writeSeries } from './rowbinary.js';
 
 /** Columns of one `rollups` row in encoding order (the DDL in sinks/clickhouse/schema.ts is built from this). */
 export const ROLLUP_COLUMNS = [
@@ -58,13 +58,7 @@ export class RollupEncoder {
 
   add(r: RollupRow): void {
     const w = this.rows;
-    w.bigUint64(r.seriesId);
-    w.string(r.metric);
-    const n = r.tags.length / 2;
-    w.varUint(n);
-    for (let i = 0; i < r.tags.length; i += 2) w.string(r.tags[i] as string);
-    w.varUint(n);
-    for (let i = 1; i < r.tags.length; i += 2) w.string(r.tags[i] as string);
+    writeSeries(w, r.seriesId, r.metric, r.tags);
     w.uint8(r.type + 1);
     w.uint32(r.widthMs / 1000);
     w.uint32(Math.floor(r.startMs / 1000));

@@ -100,3 +100,17 @@ export class RowBinaryWriter {
     return out;
   }
 }
+
+/**
+ * The series columns every Vigil table starts with: series_id UInt64, metric String,
+ * tags.key Array(String), tags.value Array(String), from a flat [k1, v1, ...] tag array.
+ */
+export function writeSeries(w: RowBinaryWriter, seriesId: bigint, metric: string, tags: readonly string[]): void {
+  w.bigUint64(seriesId);
+  w.string(metric);
+  const n = tags.length / 2;
+  w.varUint(n);
+  for (let i = 0; i < tags.length; i += 2) w.string(tags[i] as string);
+  w.varUint(n);
+  for (let i = 1; i < tags.length; i += 2) w.string(tags[i] as string);
+}
