@@ -27,6 +27,15 @@ export const ErrorCodes = {
   VIGIL_ERR_KAFKA_UNAVAILABLE: 'The Kafka cluster did not answer (retryable).',
   VIGIL_ERR_KAFKA_PRODUCE: 'Producing to Kafka (dead letters, alerts) failed.',
   VIGIL_ERR_WORKER_FAILED: 'A worker task threw; the batch is retried.',
+  VIGIL_ERR_BACKTEST_INPUT: 'A backtest CSV row has a bad timestamp or value, or the header lacks timestamp/value (the message names the line).',
+  VIGIL_ERR_MODEL_LOAD: 'An LSTM model directory is missing a file or holds weights that do not fit its metadata.',
+  VIGIL_ERR_MODEL_TRAIN: 'Training found too little history (fewer windows than it needs) or failed.',
+  VIGIL_ERR_RULES_FILE: 'The alert rules file could not be read, watched, or parsed as YAML/JSON.',
+  VIGIL_ERR_RULES_INVALID: 'The alert rules file breaks the rules format; the message lists each problem with file:line:column.',
+  VIGIL_ERR_ALERTMANAGER_SEND: 'A POST to Alertmanager failed (network, timeout, 408, 429, 5xx); retried with backoff.',
+  VIGIL_ERR_ALERTMANAGER_REJECTED: 'Alertmanager answered another 4xx or a 3xx; the batch is dropped and counted.',
+  VIGIL_ERR_WEBHOOK_SEND: 'A POST to the alert webhook failed (network, timeout, 408, 429, 5xx); retried with backoff.',
+  VIGIL_ERR_WEBHOOK_REJECTED: 'The alert webhook answered another 4xx or a 3xx; the batch is dropped and counted.',
   VIGIL_ERR_SHUTDOWN_TIMEOUT: 'Draining did not finish within pipeline.shutdownTimeoutMs.',
 } as const;
 

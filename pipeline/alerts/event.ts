@@ -1,0 +1,30 @@
+/**
+ * The alert event of DESIGN.md §6: what goes to the alerts topic (JSON, keyed by fingerprint),
+ * the ClickHouse `alerts` table, Alertmanager and the webhook. One event per state change.
+ */
+export type AlertStatus = 'firing' | 'resolved';
+export type RuleKind = 'threshold' | 'rate' | 'anomaly' | 'absent';
+export type Severity = 'info' | 'warning' | 'critical';
+
+export interface AlertEvent {
+  version: 1;
+  /** Unique per event (fingerprint + status + startsAt/endsAt): consumers dedupe on it. */
+  id: string;
+  /** Stable per (rule, series): 16 hex digits. */
+  fingerprint: string;
+  status: AlertStatus;
+  rule: { id: string; name: string; kind: RuleKind };
+  severity: Severity;
+  series: { metric: string; tags: Record<string, string> };
+  value: number;
+  threshold: number | null;
+  score: number | null;
+  /** RFC 3339. */
+  startsAt: string;
+  endsAt: string | null;
+  observedAt: string;
+  explanation: Record<string, unknown>;
+  /** Rendered labels (rule labels + series tags) and annotations (summary, description, ...). */
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+}
