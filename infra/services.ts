@@ -257,7 +257,7 @@ export function services(config: VigilConfig): Service[] {
           '# Written by `vigil infra up`. Add receivers (email, Slack, PagerDuty) here for a real deployment.',
           'route:',
           '  receiver: vigil-default',
-          "  group_by: ['alertname', 'rule', 'severity']",
+          "  group_by: ['alertname', 'rule_id', 'severity']",
           '  group_wait: 1s',
           '  group_interval: 5s',
           '  repeat_interval: 1h',
@@ -288,26 +288,36 @@ export function toolsMissing(): string[] {
 }
 
 /**
- * chdb (PyPI: ClickHouse 25+ in-process) in `<dataDir>/venv`: the tests check the DDL Vigil gives
- * newer servers, and the series-id function, against a current ClickHouse with it.
+ * The Python test tools (PyPI) in `<dataDir>/venv`: chdb (ClickHouse 25+ in-process), against
+ * which the tests check the DDL Vigil gives newer servers and the series-id function, and
+ * scikit-learn, the parity reference of the isolation forest (models/iforest.ts).
  */
-export function chdbPython(config: VigilConfig): string {
+const PYTHON_TOOLS = [
+  { module: 'chdb', package: 'chdb' },
+  { module: 'sklearn', package: 'scikit-learn' },
+];
+
+export function venvPython(config: VigilConfig): string {
   return join(config.dataDir, 'venv', 'bin', 'python');
 }
 
-export function installChdb(config: VigilConfig): void {
-  const python = chdbPython(config);
-  try {
-    execFileSync(python, ['-c', 'import chdb'], { stdio: 'ignore' });
-    return;
-  } catch {
-    /* not installed yet */
-  }
+export function installPythonTools(config: VigilConfig): void {
+  const python = venvPython(config);
+  const missing = PYTHON_TOOLS.filter(({ module }) => {
+    try {
+      execFileSync(python, ['-c', `import ${module}`], { stdio: 'ignore' });
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  if (missing.length === 0) return;
   const venv = join(config.dataDir, 'venv');
+  const packages = missing.map((t) => t.package);
   try {
     if (!existsSync(python)) execFileSync('python3', ['-m', 'venv', venv], { stdio: 'inherit' });
-    execFileSync(join(venv, 'bin', 'pip'), ['install', '-q', 'chdb'], { stdio: 'inherit' });
+    execFileSync(join(venv, 'bin', 'pip'), ['install', '-q', ...packages], { stdio: 'inherit' });
   } catch (err) {
-    throw new VigilError('VIGIL_ERR_INFRA_INSTALL', `chdb: pip install into ${venv} failed (needs python3-venv and PyPI)`, { cause: err });
+    throw new VigilError('VIGIL_ERR_INFRA_INSTALL', `${packages.join(', ')}: pip install into ${venv} failed (needs python3-venv and PyPI)`, { cause: err });
   }
 }
