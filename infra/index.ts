@@ -5,9 +5,9 @@ import type { VigilConfig } from '../pipeline/config/index.js';
 import { VigilError } from '../pipeline/errors.js';
 import type { Logger } from '../pipeline/log.js';
 import { isAlive, runningPid, spawnDetached, stop } from './process.js';
-import { installChdb, services, toolsMissing, type Service } from './services.js';
+import { installPythonTools, services, toolsMissing, type Service } from './services.js';
 
-export { chdbPython } from './services.js';
+export { venvPython } from './services.js';
 
 export { projectRoot } from './services.js';
 
@@ -55,8 +55,8 @@ export function install(config: VigilConfig, log: Logger, only?: readonly Servic
     }
   }
   if (options.testTools) {
-    log.info('installing chdb (test tool)');
-    installChdb(config);
+    log.info('installing Python test tools (chdb, scikit-learn)');
+    installPythonTools(config);
   }
 }
 

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { chdbPython } from '../../../../infra/index.js';
+import { venvPython } from '../../../../infra/index.js';
 import { capabilitiesOf, ClickHouseSink, MIGRATIONS, schemaStatements } from '../../../../sinks/clickhouse/index.js';
 import { seriesId, sortTags } from '../../../../workers/series.js';
 import { uniqueName, useResources } from '../../../helpers/resources.js';
@@ -19,7 +19,7 @@ function chdb(statements: string[]): string {
     '    out = s.query(q, "CSV").bytes().decode()',
     'print(out, end="")',
   ].join('\n');
-  return execFileSync(chdbPython(res.config), ['-c', program], { input: JSON.stringify(statements) }).toString();
+  return execFileSync(venvPython(res.config), ['-c', program], { input: JSON.stringify(statements) }).toString();
 }
 
 describe('ClickHouse schema', () => {
@@ -37,7 +37,7 @@ describe('ClickHouse schema', () => {
   });
 
   describe('on a current ClickHouse (chdb)', () => {
-    const python = chdbPython(res.config);
+    const python = venvPython(res.config);
     it('has chdb installed by `vigil infra install`', () => {
       expect(existsSync(python)).toBe(true);
     });
