@@ -11,6 +11,12 @@ import { join } from 'node:path';
 import { capabilitiesOf, schemaStatements } from '../sinks/clickhouse/index.js';
 import { createKafka, ensureTopics } from './kafka.js';
 import { runPipeline, type RunningPipeline } from './run.js';
+import { modelSettings } from './ingest.js';
+import { createClient } from '@clickhouse/client';
+import { defaultLabelledOptions, labelledWorkload, produceLabelled } from '../bench/anomalies.js';
+import { BACKTEST_HEADER, backtest, backtestLine, readBacktestCsv } from '../models/backtest.js';
+import { loadLstm } from '../models/lstm-detector.js';
+import { readHistory, trainCsv, trainSeries } from '../models/train.js';
 
 const USAGE = `Usage: vigil <command> [options]
 
@@ -30,6 +36,22 @@ Commands:
       --interval-ms N       event-time step between points of one series (default: real-time
                             pace, series*1000/rate; with --count and --rate 0, 10000 and the
                             stream ends now)
+      --labelled            instead: the labelled anomaly workload (bench/anomalies.ts):
+                            seasonal and flat series with spikes, dips, level shifts, trend
+                            and variance changes, seasonality breaks and dropouts
+        --days D            event-time span ending now (default 3), 60 s buckets
+        --points-per-bucket N  (default 2)
+        --labels FILE       write the labels (JSON: series key, kind, start, end)
+  backtest --input F        score a CSV of timestamp,value[,series][,label] rows with the
+                            configured detectors, in streaming order; per-row scores and
+                            explanations to --output F (default stdout); with a label column,
+                            precision/recall/F1/delay to stderr
+      --lstm DIR            LSTM model (default models.lstmModelDir)
+  train --output DIR        train the LSTM forecaster on ClickHouse history (rollups_merged,
+                            width models.widthSeconds) or on --input F (CSV as for backtest)
+      --metric PATTERN      LIKE pattern on metric names (default all)
+      --hours H             only the last H hours of history (default all)
+      --epochs N            (default 10)
   schema [--server-version V]  print the ClickHouse DDL Vigil applies (default: 18.16 baseline)
   bench [options]           benchmark harness (bench/harness.ts), also npm run bench:
       --preset P            smoke | default | drain | batched (default: default)
@@ -72,6 +94,16 @@ async function main(argv: string[]): Promise<number> {
       partitions: { type: 'string' },
       out: { type: 'string' },
       compare: { type: 'string' },
+      labelled: { type: 'boolean' },
+      labels: { type: 'string' },
+      days: { type: 'string' },
+      'points-per-bucket': { type: 'string' },
+      input: { type: 'string' },
+      output: { type: 'string' },
+      lstm: { type: 'string' },
+      metric: { type: 'string' },
+      hours: { type: 'string' },
+      epochs: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -111,6 +143,10 @@ async function main(argv: string[]): Promise<number> {
       return produceCommand(config, values);
     case 'bench':
       return benchCommand(config, values);
+    case 'backtest':
+      return backtestCommand(config, values);
+    case 'train':
+      return trainCommand(config, values);
     default:
       throw new VigilError('VIGIL_ERR_CLI_USAGE', `unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
   }
@@ -183,6 +219,7 @@ function produceOptions(config: VigilConfig, values: Record<string, unknown>) {
 }
 
 async function produceCommand(config: VigilConfig, values: Record<string, unknown>): Promise<number> {
+  if (values['labelled']) return produceLabelledCommand(config, values);
   const options = produceOptions(config, values);
   const kafka = createKafka(config, componentLogger('produce'));
   await ensureTopics(kafka, config, [options.topic]);
@@ -191,6 +228,70 @@ async function produceCommand(config: VigilConfig, values: Record<string, unknow
   process.once('SIGTERM', () => abort.abort());
   const summary = await produce(kafka, { ...options, signal: abort.signal });
   console.log(JSON.stringify({ points: summary.points, messages: summary.messages, seconds: summary.elapsedMs / 1000, pointsPerSecond: Math.round((summary.points / summary.elapsedMs) * 1000) }));
+  return 0;
+}
+
+async function produceLabelledCommand(config: VigilConfig, values: Record<string, unknown>): Promise<number> {
+  const topic = (values['topic'] as string | undefined) ?? config.kafka.topics[0] ?? 'metrics';
+  const days = intOption(values, 'days', 3, 1);
+  const widthMs = 60_000;
+  const buckets = Math.round((days * 86_400_000) / widthMs);
+  // The stream ends now: Vigil rejects points beyond pipeline.maxFutureMs.
+  const startMs = Math.floor(Date.now() / widthMs) * widthMs - buckets * widthMs;
+  const workload = labelledWorkload(defaultLabelledOptions({ series: intOption(values, 'series', 20, 1), buckets, widthMs, startMs }));
+  const kafka = createKafka(config, componentLogger('produce'));
+  await ensureTopics(kafka, config, [topic]);
+  const format = (values['format'] ?? 'json') as GenFormat;
+  const t0 = Date.now();
+  const { points, labels } = await produceLabelled(kafka, { topic, workload, format, pointsPerBucket: intOption(values, 'points-per-bucket', 2, 1), pointsPerMessage: intOption(values, 'points-per-message', 100, 1) });
+  if (values['labels']) {
+    const rows = labels.map((l) => ({ key: l.key, kind: l.kind, start: new Date(l.startMs).toISOString(), end: new Date(l.endMs).toISOString(), magnitude: +l.magnitude.toFixed(2) }));
+    writeFileSync(values['labels'] as string, JSON.stringify(rows, null, 2) + '\n');
+  }
+  console.log(JSON.stringify({ points, series: workload.series.length, buckets, anomalies: labels.length, seconds: (Date.now() - t0) / 1000 }));
+  return 0;
+}
+
+async function backtestCommand(config: VigilConfig, values: Record<string, unknown>): Promise<number> {
+  const input = values['input'] as string | undefined;
+  if (!input) throw new VigilError('VIGIL_ERR_CLI_USAGE', 'vigil backtest: --input FILE (CSV of timestamp,value[,series][,label]) is required');
+  const settings = modelSettings(config);
+  if (!settings) throw new VigilError('VIGIL_ERR_CLI_USAGE', 'vigil backtest: models.enabled is false');
+  const lstmDir = (values['lstm'] as string | undefined) ?? settings.lstmModelDir;
+  const lstm = lstmDir && settings.ensemble.detectors.includes('lstm') ? await loadLstm(lstmDir) : null;
+  const output = values['output'] as string | undefined;
+  const lines: string[] = [BACKTEST_HEADER];
+  const result = backtest(readBacktestCsv(input), { settings: settings.ensemble, lstm, onRow: (row, score) => lines.push(backtestLine(row, score)) });
+  const text = lines.join('\n') + '\n';
+  if (output) writeFileSync(output, text);
+  else process.stdout.write(text);
+  const summary = { rows: result.rows, series: result.series, lstm: lstm ? lstm.dir : null, ...(result.quality ? { quality: result.quality } : {}) };
+  console.error(JSON.stringify(summary, null, 2));
+  return 0;
+}
+
+async function trainCommand(config: VigilConfig, values: Record<string, unknown>): Promise<number> {
+  const output = values['output'] as string | undefined;
+  if (!output) throw new VigilError('VIGIL_ERR_CLI_USAGE', 'vigil train: --output DIR (where model.json, weights.bin and metadata.json go) is required');
+  const options = { epochs: intOption(values, 'epochs', 10, 1) };
+  const input = values['input'] as string | undefined;
+  let metadata;
+  if (input) metadata = await trainCsv(input, options, output);
+  else {
+    const client = createClient({ url: config.clickhouse.url, username: config.clickhouse.username, password: config.clickhouse.password });
+    try {
+      const history = await readHistory(client, {
+        database: config.clickhouse.database,
+        widthSeconds: config.models.widthSeconds,
+        ...(values['metric'] ? { metricLike: values['metric'] as string } : {}),
+        hours: intOption(values, 'hours', 0),
+      });
+      metadata = await trainSeries(history, options, output);
+    } finally {
+      await client.close();
+    }
+  }
+  console.log(JSON.stringify({ output, ...metadata }, null, 2));
   return 0;
 }
 

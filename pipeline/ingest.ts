@@ -3,7 +3,7 @@ import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage }
 import type { ClickHouseSink, InsertTable } from '../sinks/clickhouse/index.js';
 import { DLQ_HEADERS, type DeadLetter, type DeadLetterProducer } from '../sinks/kafka/dlq.js';
 import { SKIPPED, type IngestResult, type IngestTask } from '../workers/ingest-task.js';
-import { batchBuffers, emptyBatch, type HeldOffset, type RollupSettings, type ShardResult, type ShardTask } from '../workers/shard-task.js';
+import { batchBuffers, emptyBatch, type HeldOffset, type ModelSettings, type RollupSettings, type ShardResult, type ShardTask } from '../workers/shard-task.js';
 import type { VigilConfig } from './config/index.js';
 import { isVigilError, VigilError, type ErrorCode } from './errors.js';
 import type { Readiness } from './http.js';
@@ -67,6 +67,7 @@ export interface IngestStats {
   points: number;
   rowsInserted: number;
   rollupRows: number;
+  anomalyRows: number;
   deadLetters: number;
   lag: number;
   inFlightBytes: number;
@@ -112,7 +113,7 @@ export function parseCommitMetadata(metadata: string | null | undefined): Commit
  * The main thread parses no points.
  */
 export class Ingestor {
-  readonly stats: IngestStats = { messages: 0, points: 0, rowsInserted: 0, rollupRows: 0, deadLetters: 0, lag: 0, inFlightBytes: 0, paused: false };
+  readonly stats: IngestStats = { messages: 0, points: 0, rowsInserted: 0, rollupRows: 0, anomalyRows: 0, deadLetters: 0, lag: 0, inFlightBytes: 0, paused: false };
   private readonly consumer: Consumer;
   private readonly admin: Admin;
   private readonly tracker = new OffsetTracker<DoneMeta>();
@@ -124,6 +125,7 @@ export class Ingestor {
   /** Last committed offset and stored-up-to offset per partition. */
   private readonly committed = new Map<string, { offset: number; storedUpTo: number }>();
   private readonly rollupSettings: RollupSettings | null;
+  private readonly modelSettings: ModelSettings | null;
   private pendingInserts: PendingInsert[] = [];
   private pendingRows = 0;
   private firstPendingAt = 0;
@@ -151,6 +153,7 @@ export class Ingestor {
     this.maxTasks = config.pipeline.maxTasksInFlight;
     const r = config.rollups;
     this.rollupSettings = r.enabled ? { widthsMs: r.widthsSeconds.map((s) => s * 1000), latenessMs: r.allowedLatenessMs, retentionMs: r.lateRetentionMs } : null;
+    this.modelSettings = this.rollupSettings ? modelSettings(config) : null;
     const maxBytes = Math.max(1 << 20, Math.min(10 << 20, Math.floor(config.pipeline.maxInFlightBytes / 4)));
     this.admin = kafka.admin();
     this.consumer = kafka.consumer({
@@ -359,19 +362,17 @@ export class Ingestor {
         continue;
       }
       let left = shares.length;
-      const rollupBodies: Uint8Array[] = [];
-      let rollupRows = 0;
+      const out = shardOutputs();
       for (const { batch, shard } of shares) {
         const task = this.shardTask('data', state, batch, before, state.maxTsMs);
         this.runShard(shard, task, (r) => {
-          if (r.rollupRows > 0) {
-            rollupBodies.push(r.rollupBody);
-            rollupRows += r.rollupRows;
-          }
+          out.add(r);
           if (r.held && (!work.held || r.held.offset < work.held.offset)) work.held = r.held;
           if (--left > 0) return;
-          if (rollupRows > 0) this.enqueueInsert({ table: 'rollups', body: concat(rollupBodies), rows: rollupRows, work });
-          else this.partDone(work);
+          const inserts = out.inserts(work);
+          if (inserts.length === 0) this.partDone(work);
+          work.pending += Math.max(0, inserts.length - 1);
+          for (const insert of inserts) this.enqueueInsert(insert);
         });
       }
     }
@@ -389,6 +390,7 @@ export class Ingestor {
       nowMs: Date.now(),
       seriesIdleMs: this.config.pipeline.seriesIdleTimeoutMs,
       rollups: this.rollupSettings,
+      models: this.modelSettings,
     };
   }
 
@@ -401,6 +403,8 @@ export class Ingestor {
         if (r.closed > 0) this.metrics.bucketsClosed.inc(r.closed);
         if (r.late > 0) this.metrics.latePoints.inc(r.late);
         if (r.counterOutOfOrder > 0) this.metrics.counterOutOfOrder.inc(r.counterOutOfOrder);
+        if (r.scored > 0) this.metrics.bucketsScored.inc(r.scored);
+        if (r.flagged > 0) this.metrics.anomaliesFlagged.inc(r.flagged);
         then(r);
       },
       (err: unknown) => this.die(new VigilError('VIGIL_ERR_WORKER_FAILED', `shard ${shard} task for ${task.topic}/${task.partition} failed: ${(err as Error).message}`, { cause: err })),
@@ -422,7 +426,9 @@ export class Ingestor {
         // Idle closes only emit (the buckets stay held), so they never move a commit; their rows
         // are queued before any later task's, and inserts are FIFO.
         this.runShard(shard, task, (r) => {
-          if (r.rollupRows > 0) this.enqueueInsert({ table: 'rollups', body: r.rollupBody, rows: r.rollupRows, work: undefined });
+          const out = shardOutputs();
+          out.add(r);
+          for (const insert of out.inserts(undefined)) this.enqueueInsert(insert);
         });
       }
     }
@@ -503,8 +509,8 @@ export class Ingestor {
       const batch = this.pendingInserts.splice(0, take);
       this.pendingRows -= rows;
       if (this.pendingInserts.length > 0) this.firstPendingAt = performance.now();
-      // Points before rollups: a rollup row is never visible without its points.
-      for (const table of ['points', 'rollups'] as const) {
+      // Points before rollups and anomalies: a derived row is never visible without its points.
+      for (const table of ['points', 'rollups', 'anomalies'] as const) {
         const parts = batch.filter((b) => b.table === table);
         if (parts.length === 0) continue;
         const body = concat(parts.map((b) => b.body));
@@ -518,7 +524,8 @@ export class Ingestor {
         this.metrics.insertSeconds.observe({ table }, (performance.now() - t0) / 1000);
         this.metrics.rowsInserted.inc({ table }, tableRows);
         if (table === 'points') this.stats.rowsInserted += tableRows;
-        else this.stats.rollupRows += tableRows;
+        else if (table === 'rollups') this.stats.rollupRows += tableRows;
+        else this.stats.anomalyRows += tableRows;
       }
       for (const b of batch) if (b.work) this.partDone(b.work);
       this.commit();
@@ -632,4 +639,41 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
     pos += p.length;
   }
   return out;
+}
+
+/** The insert bodies of one task's shard results, gathered per table. */
+function shardOutputs() {
+  const parts = { rollups: [] as Uint8Array[], anomalies: [] as Uint8Array[] };
+  const rows = { rollups: 0, anomalies: 0 };
+  return {
+    add(r: ShardResult): void {
+      parts.rollups.push(r.rollupBody);
+      rows.rollups += r.rollupRows;
+      parts.anomalies.push(r.anomalyBody);
+      rows.anomalies += r.anomalyRows;
+    },
+    inserts(work: Work | undefined): PendingInsert[] {
+      return (['rollups', 'anomalies'] as const).filter((t) => rows[t] > 0).map((table) => ({ table, body: concat(parts[table]), rows: rows[table], work }));
+    },
+  };
+}
+
+/** What the shard threads need to score closed buckets (models/ensemble.ts). */
+export function modelSettings(config: VigilConfig): ModelSettings | null {
+  const m = config.models;
+  if (!m.enabled) return null;
+  return {
+    widthMs: m.widthSeconds * 1000,
+    lstmModelDir: m.lstmModelDir,
+    minScore: m.minScore,
+    ensemble: {
+      detectors: [...m.detectors],
+      threshold: m.threshold,
+      topK: m.agreement,
+      seasonal: { periodMs: m.seasonalPeriodSeconds * 1000, slots: m.seasonalSlots },
+      robust: { window: m.robustWindow },
+      ewma: { alpha: m.ewmaAlpha },
+      iforest: { trees: m.forestTrees, samples: m.forestSamples, refitEvery: m.forestRefitEvery, reservoir: Math.max(m.forestSamples * 16, 4096), seed: 1 },
+    },
+  };
 }

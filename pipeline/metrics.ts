@@ -103,6 +103,16 @@ export function createMetrics() {
       help: 'Series whose state was evicted after silence',
       registers: reg,
     }),
+    bucketsScored: new Counter({
+      name: 'vigil_buckets_scored_total',
+      help: 'Closed buckets scored by the anomaly ensemble',
+      registers: reg,
+    }),
+    anomaliesFlagged: new Counter({
+      name: 'vigil_anomalies_flagged_total',
+      help: 'Scored buckets at or above models.threshold',
+      registers: reg,
+    }),
     bucketsClosed: new Counter({
       name: 'vigil_buckets_closed_total',
       help: 'Rollup buckets closed (handed to the closed-bucket stages)',

@@ -1,3 +1,5 @@
+import type { EnsembleSettings } from '../models/ensemble.js';
+
 /**
  * The contract of the shard stage (workers/shard.ts). A series belongs to exactly one shard
  * (its series id mod the shard count) and each shard's state lives in one pinned thread. The
@@ -30,6 +32,16 @@ export interface RollupSettings {
   retentionMs: number;
 }
 
+export interface ModelSettings {
+  /** The rollup width whose closed buckets are scored. */
+  widthMs: number;
+  ensemble: EnsembleSettings;
+  /** A `vigil train` model directory; empty: no LSTM. */
+  lstmModelDir: string;
+  /** Rows below this ensemble score are not written to `anomalies`. */
+  minScore: number;
+}
+
 export interface ShardTask {
   kind: 'data' | 'idle';
   topic: string;
@@ -44,6 +56,8 @@ export interface ShardTask {
   nowMs: number;
   seriesIdleMs: number;
   rollups: RollupSettings | null;
+  /** Anomaly scoring of closed buckets (needs rollups). */
+  models: ModelSettings | null;
 }
 
 export interface HeldOffset {
@@ -62,6 +76,12 @@ export interface ShardResult {
   /** RowBinary rows for `rollups` (empty when none). */
   rollupBody: Uint8Array;
   rollupRows: number;
+  /** RowBinary rows for `anomalies` (empty when none). */
+  anomalyBody: Uint8Array;
+  anomalyRows: number;
+  /** Closed buckets the ensemble scored, and how many of them it flagged. */
+  scored: number;
+  flagged: number;
   /** Buckets closed for the first time (handed to the closed-bucket stages). */
   closed: number;
   /** Points that reached a bucket after it had closed. */

@@ -1,6 +1,9 @@
 import { RollupEncoder } from './encode/rollups.js';
-import { RollupState, type ClosedBucketStage } from './rollup.js';
-import type { RollupSettings, ShardResult, ShardTask } from './shard-task.js';
+import { AnomalyEncoder } from './encode/anomalies.js';
+import { RollupState, type ClosedBucket, type ClosedBucketStage } from './rollup.js';
+import type { ModelSettings, RollupSettings, ShardResult, ShardTask } from './shard-task.js';
+import { Ensemble, type SeriesModels } from '../models/ensemble.js';
+import { loadLstm } from '../models/lstm-detector.js';
 
 /**
  * Per-series state of this thread's shard: the series registry (last seen, for eviction) and the
@@ -9,6 +12,8 @@ import type { RollupSettings, ShardResult, ShardTask } from './shard-task.js';
  */
 interface SeriesState {
   lastSeenMs: number;
+  /** Detector state, created at the series' first scored bucket. */
+  models: SeriesModels | null;
 }
 
 /** Rough per-series bytes: a Map entry, its bigint key and the state object. */
@@ -20,6 +25,67 @@ let rollups: RollupState | undefined;
 let rollupKey = '';
 let lastSweepMs = 0;
 const stages: ClosedBucketStage[] = [];
+
+let scoring: { key: string; settings: ModelSettings; ensemble: Ensemble } | undefined;
+/** Closed buckets of the scored width, collected by the stage below during one task. */
+const toScore: ClosedBucket[] = [];
+stages.push((b) => {
+  if (scoring && b.widthMs === scoring.settings.widthMs) toScore.push(b);
+});
+
+/**
+ * Makes the ensemble for `settings` (loading the LSTM model, the one asynchronous part) before
+ * `track` needs it. Idempotent for unchanged settings; new settings start the detectors afresh.
+ */
+export async function prepareModels(settings: ModelSettings): Promise<void> {
+  const key = JSON.stringify(settings);
+  if (scoring?.key === key) return;
+  const lstm = settings.lstmModelDir && settings.ensemble.detectors.includes('lstm') ? await loadLstm(settings.lstmModelDir) : null;
+  scoring = { key, settings, ensemble: new Ensemble(settings.ensemble, lstm?.weights ?? null, lstm?.validationRmse ?? 1) };
+  for (const s of series.values()) s.models = null;
+}
+
+/** Scores the closed buckets of this task, in closing order, into `anomalies` rows. */
+function scoreClosed(encoder: AnomalyEncoder): { scored: number; flagged: number } {
+  let scored = 0;
+  let flagged = 0;
+  if (!scoring) return { scored, flagged };
+  const { ensemble, settings } = scoring;
+  for (const b of toScore) {
+    const s = series.get(b.seriesId);
+    if (!s) continue;
+    const m = (s.models ??= ensemble.init());
+    // A series split over partitions closes one partial bucket per partition: the first is scored.
+    if (b.startMs <= m.lastTsMs) continue;
+    const mean = b.sum / b.count;
+    const std = Math.sqrt(Math.max(0, b.sumsq / b.count - mean * mean));
+    const r = ensemble.step(m, { tsMs: b.startMs, widthMs: b.widthMs, value: mean, count: b.count, min: b.min, max: b.max, std });
+    scored++;
+    if (r.anomaly) flagged++;
+    if (r.score < settings.minScore) continue;
+    encoder.add({
+      seriesId: b.seriesId,
+      metric: b.series.metric,
+      tags: b.series.tags,
+      type: b.series.type,
+      widthMs: b.widthMs,
+      startMs: b.startMs,
+      value: mean,
+      expected: r.expected,
+      lower: r.lower,
+      upper: r.upper,
+      score: r.score,
+      anomaly: r.anomaly,
+      scores: r.scores,
+      explanation: JSON.stringify(r.explanation),
+      topic: b.topic,
+      partition: b.partition,
+      version: m.n,
+    });
+  }
+  toScore.length = 0;
+  return { scored, flagged };
+}
 
 /** Registers a consumer of closed buckets (detectors, alert rules) in this thread. */
 export function addClosedBucketStage(stage: ClosedBucketStage): void {
@@ -43,7 +109,7 @@ export function track(task: ShardTask): ShardResult {
     const id = batch.seriesIds[i] as bigint;
     const s = series.get(id);
     if (s) s.lastSeenMs = nowMs;
-    else series.set(id, { lastSeenMs: nowMs });
+    else series.set(id, { lastSeenMs: nowMs, models: null });
   }
   const encoder = new RollupEncoder();
   let closed = 0;
@@ -58,6 +124,8 @@ export function track(task: ShardTask): ShardResult {
     for (const row of out.rows) encoder.add(row);
     ({ closed, late, counterOutOfOrder } = out);
   }
+  const anomalies = new AnomalyEncoder();
+  const { scored, flagged } = task.models ? scoreClosed(anomalies) : ((toScore.length = 0), { scored: 0, flagged: 0 });
   let evicted = 0;
   // Eviction sweeps at most once a second: state of a series silent for seriesIdleMs goes.
   if (nowMs - lastSweepMs >= 1000) {
@@ -75,6 +143,10 @@ export function track(task: ShardTask): ShardResult {
     evicted,
     rollupBody: encoder.rows.finish(),
     rollupRows: encoder.count,
+    anomalyBody: anomalies.rows.finish(),
+    anomalyRows: anomalies.count,
+    scored,
+    flagged,
     closed,
     late,
     counterOutOfOrder,
@@ -87,5 +159,6 @@ export function resetShardState(): void {
   series.clear();
   rollups = undefined;
   rollupKey = '';
+  scoring = undefined;
   lastSweepMs = 0;
 }

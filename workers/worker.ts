@@ -4,17 +4,18 @@
  * owns the shard.
  */
 import { Piscina } from 'piscina';
-import { track as trackShard } from './shard.js';
+import { prepareModels, track as trackShard } from './shard.js';
 import type { ShardResult, ShardTask } from './shard-task.js';
 
 export { default as ingest } from './ingest.js';
 
-/** The shard stage; its rollup body is transferred back, not copied. */
-export function track(task: ShardTask): ShardResult {
+/** The shard stage; its insert bodies are transferred back, not copied. */
+export async function track(task: ShardTask): Promise<ShardResult> {
+  if (task.models) await prepareModels(task.models);
   const result = trackShard(task);
   const movable = {
     get [Piscina.transferableSymbol]() {
-      return [result.rollupBody.buffer];
+      return [result.rollupBody.buffer, result.anomalyBody.buffer];
     },
     get [Piscina.valueSymbol]() {
       return result;

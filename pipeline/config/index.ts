@@ -57,6 +57,22 @@ export interface VigilConfig {
     readonly lateRetentionMs: number;
     readonly idleTimeoutMs: number;
   };
+  readonly models: {
+    readonly enabled: boolean;
+    readonly widthSeconds: number;
+    readonly detectors: readonly ('robust' | 'ewma' | 'seasonal' | 'iforest' | 'lstm')[];
+    readonly threshold: number;
+    readonly agreement: number;
+    readonly seasonalPeriodSeconds: number;
+    readonly seasonalSlots: number;
+    readonly robustWindow: number;
+    readonly ewmaAlpha: number;
+    readonly forestTrees: number;
+    readonly forestSamples: number;
+    readonly forestRefitEvery: number;
+    readonly lstmModelDir: string;
+    readonly minScore: number;
+  };
   readonly infra: {
     readonly mode: 'auto' | 'on' | 'off';
     readonly kafkaControllerPort: number;
@@ -112,6 +128,10 @@ export function loadConfig(options: LoadOptions = {}): VigilConfig {
   const bad = widths.find((w) => 86400 % w !== 0);
   if (bad !== undefined) {
     throw new VigilError('VIGIL_ERR_CONFIG_INVALID', `rollups.widthsSeconds = ${JSON.stringify(widths)}: expected widths that divide a day (86400 s), ${bad} does not`);
+  }
+  const models = (raw as { models: { enabled: boolean; widthSeconds: number } }).models;
+  if (models.enabled && !widths.includes(models.widthSeconds)) {
+    throw new VigilError('VIGIL_ERR_CONFIG_INVALID', `models.widthSeconds = ${models.widthSeconds}: expected one of rollups.widthsSeconds ${JSON.stringify(widths)}`);
   }
   const config = raw as unknown as { dataDir: string };
   if (!isAbsolute(config.dataDir)) config.dataDir = resolve(options.cwd ?? process.cwd(), config.dataDir);

@@ -14,7 +14,7 @@ type Leaf = {
   maximum?: number;
   minLength?: number;
   minItems?: number;
-  items?: { type: 'string'; minLength?: number } | { type: 'integer'; minimum: number; maximum: number };
+  items?: { type: 'string'; minLength?: number; enum?: readonly string[] } | { type: 'integer'; minimum: number; maximum: number };
   pattern?: string;
 };
 
@@ -303,6 +303,65 @@ export const configSchema = {
           maximum: 86400000,
           description: 'A partition without messages for this long closes its buckets by wall time (minus the allowed lateness).',
           default: 30000,
+        },
+      },
+    },
+    models: {
+      type: 'object',
+      description: 'Anomaly detection on closed buckets (models/): the detectors, the ensemble and the `anomalies` table.',
+      properties: {
+        enabled: { type: 'boolean', description: 'Score closed buckets and write the `anomalies` table (needs rollups).', default: true },
+        widthSeconds: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 86400,
+          description: 'The rollup width whose closed buckets are scored; one of `rollups.widthsSeconds`.',
+          default: 60,
+        },
+        detectors: {
+          type: 'array',
+          items: { type: 'string', enum: ['robust', 'ewma', 'seasonal', 'iforest', 'lstm'] },
+          description: 'Detectors in the ensemble (`lstm` also needs `models.lstmModelDir`).',
+          default: ['robust', 'ewma', 'seasonal', 'iforest', 'lstm'],
+        },
+        threshold: {
+          type: 'number',
+          minimum: 0,
+          maximum: 1,
+          description: 'Ensemble score at or above which a bucket is an anomaly (lower is more sensitive).',
+          default: 0.5,
+        },
+        agreement: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 5,
+          description: 'The ensemble score is the mean of this many highest detector scores: 2 makes two detectors agree before a bucket is flagged.',
+          default: 2,
+        },
+        seasonalPeriodSeconds: { type: 'integer', minimum: 60, maximum: 31536000, description: 'Season length of the seasonal baseline (a day; 604800 for a week).', default: 86400 },
+        seasonalSlots: { type: 'integer', minimum: 2, maximum: 1008, description: 'Profile slots per season (24: hours of the day; 168 with a weekly season).', default: 24 },
+        robustWindow: { type: 'integer', minimum: 8, maximum: 1024, description: 'Buckets in the robust z-score\'s rolling median/MAD window.', default: 128 },
+        ewmaAlpha: { type: 'number', minimum: 0.001, maximum: 1, description: 'Smoothing factor of the EWMA detector (mean and variance).', default: 0.1 },
+        forestTrees: { type: 'integer', minimum: 1, maximum: 1000, description: 'Isolation forest trees (sklearn default 100).', default: 100 },
+        forestSamples: { type: 'integer', minimum: 16, maximum: 4096, description: 'Isolation forest samples per tree (sklearn default 256).', default: 256 },
+        forestRefitEvery: {
+          type: 'integer',
+          minimum: 256,
+          maximum: 10000000,
+          description: 'A shard refits its forest after this many scored buckets, on a reservoir sample of its recent feature vectors.',
+          default: 16384,
+        },
+        lstmModelDir: {
+          type: 'string',
+          description: 'Directory of a model written by `vigil train` (model.json, weights.bin, metadata.json); empty: no LSTM.',
+          default: '',
+        },
+        minScore: {
+          type: 'number',
+          minimum: 0,
+          maximum: 1,
+          description: 'Only buckets scoring at least this are written to `anomalies` (0: every scored bucket, the full record).',
+          default: 0,
         },
       },
     },

@@ -2,6 +2,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { VigilError } from '../../pipeline/errors.js';
 import { POINT_COLUMNS } from '../../workers/encode/points.js';
 import { ROLLUP_COLUMNS } from '../../workers/encode/rollups.js';
+import { ANOMALY_COLUMNS } from '../../workers/encode/anomalies.js';
 import type { Capabilities } from './capabilities.js';
 
 /**
@@ -64,10 +65,19 @@ export const MIGRATIONS: readonly Migration[] = [
         `GROUP BY series_id, metric, \`tags.key\`, \`tags.value\`, type, width_s, bucket_start`,
     ],
   },
+  {
+    version: 3,
+    name: 'anomalies',
+    statements: (db, caps) => [
+      `CREATE TABLE IF NOT EXISTS ${db}.anomalies (\n  ${tableColumns(ANOMALY_COLUMNS, caps)}\n) ENGINE = ReplacingMergeTree(version)\nPARTITION BY toYYYYMMDD(bucket_start)\nORDER BY (metric, series_id, width_s, bucket_start)`,
+      // One row per series and bucket: a replay's re-scored rows (lower version) lose to the originals.
+      `CREATE VIEW IF NOT EXISTS ${db}.anomalies_dedup AS SELECT * FROM ${db}.anomalies FINAL`,
+    ],
+  },
 ];
 
 /** The tables workers encode rows for, with the column order of their RowBinary bodies. */
-export const INSERT_COLUMNS = { points: POINT_COLUMNS, rollups: ROLLUP_COLUMNS } as const;
+export const INSERT_COLUMNS = { points: POINT_COLUMNS, rollups: ROLLUP_COLUMNS, anomalies: ANOMALY_COLUMNS } as const;
 export type InsertTable = keyof typeof INSERT_COLUMNS;
 
 export const insertStatement = (db: string, table: InsertTable) =>

@@ -1,9 +1,10 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { ShardCollector, type ShardTask } from '../../../workers/shard-task.js';
-import { resetShardState, track } from '../../../workers/shard.js';
+import { prepareModels, resetShardState, track } from '../../../workers/shard.js';
+import { DEFAULT_ENSEMBLE } from '../../../models/ensemble.js';
 
 function task(batch: ShardTask['batch'], nowMs: number, rollups: ShardTask['rollups'] = null): ShardTask {
-  return { kind: 'data', topic: 't', partition: 0, partitionMaxBeforeMs: -Infinity, partitionMaxAfterMs: 0, idleWatermarkMs: -Infinity, batch, nowMs, seriesIdleMs: 60_000, rollups };
+  return { kind: 'data', topic: 't', partition: 0, partitionMaxBeforeMs: -Infinity, partitionMaxAfterMs: 0, idleWatermarkMs: -Infinity, batch, nowMs, seriesIdleMs: 60_000, rollups, models: null };
 }
 
 describe('shard stage', () => {
@@ -40,5 +41,32 @@ describe('shard stage', () => {
     expect(r.rollupRows).toBe(1);
     expect(r.closed).toBe(1);
     expect(r.rollupBody.length).toBeGreaterThan(40);
+  });
+
+  it('scores closed buckets of the models width into anomalies rows, one per series and bucket, flagging a spike', async () => {
+    const models = { widthMs: 10_000, ensemble: DEFAULT_ENSEMBLE, lstmModelDir: '', minScore: 0 };
+    await prepareModels(models);
+    const rollups = { widthsMs: [10_000], latenessMs: 0, retentionMs: 0 };
+    let rows = 0;
+    let flagged = 0;
+    let maxTs = -Infinity;
+    for (let i = 0; i < 200; i++) {
+      const c = new ShardCollector();
+      const value = i === 150 ? 500 : 50 + (i % 5);
+      c.add(1n, 'cpu', ['host', 'a'], i * 10_000, value, 0, i, 0, maxTs);
+      c.add(2n, 'cpu', ['host', 'b'], i * 10_000, 20, 0, i, 1, maxTs);
+      const before = maxTs;
+      maxTs = i * 10_000;
+      const r = track({ ...task(c.finish(), 0, rollups), partitionMaxBeforeMs: before, partitionMaxAfterMs: maxTs, models });
+      rows += r.anomalyRows;
+      flagged += r.flagged;
+      if (i === 151) {
+        expect(r.flagged).toBe(1);
+        expect(r.anomalyBody.length).toBeGreaterThan(100);
+      }
+    }
+    // Bucket i closes when the point of bucket i+1 arrives: 199 closed buckets per series.
+    expect(rows).toBe(2 * 199);
+    expect(flagged).toBe(1);
   });
 });

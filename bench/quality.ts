@@ -1,0 +1,80 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ANOMALY_KINDS, defaultLabelledOptions, labelledWorkload, type LabelledWorkload } from './anomalies.js';
+import { backtest, type BacktestRow } from '../models/backtest.js';
+import { evaluate, type LabelSpan, type ScoredBucket } from '../models/evaluate.js';
+import { DEFAULT_ENSEMBLE, DETECTORS, type DetectorName, type EnsembleSettings } from '../models/ensemble.js';
+import type { Quality } from '../models/evaluate.js';
+import { loadLstm } from '../models/lstm-detector.js';
+
+/**
+ * `npm run bench:quality`: detection quality on the labelled synthetic workload (bench/anomalies.ts)
+ * per detector alone and for the ensemble at default settings, plus the ensemble's scoring cost
+ * per series-bucket. Options: --series N --days D --seed S --lstm DIR (a trained model).
+ */
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? (process.argv[i + 1] ?? fallback) : fallback;
+}
+
+export function workloadRows(w: LabelledWorkload): BacktestRow[] {
+  const rows: BacktestRow[] = [];
+  w.series.forEach((s, i) => {
+    const labels = w.labels.filter((l) => l.series === i);
+    s.values.forEach((v, t) => {
+      if (Number.isNaN(v)) return;
+      const tsMs = w.options.startMs + t * w.options.widthMs;
+      rows.push({ series: `s${i}`, tsMs, value: v, label: labels.find((l) => tsMs >= l.startMs && tsMs < l.endMs)?.kind ?? '' });
+    });
+  });
+  return rows;
+}
+
+function fmt(x: number, d = 3): string {
+  return Number.isFinite(x) ? x.toFixed(d) : '–';
+}
+
+async function main(): Promise<void> {
+  const days = Number(arg('days', '5'));
+  const opts = defaultLabelledOptions({ series: Number(arg('series', '30')), seed: Number(arg('seed', '1')) });
+  opts.buckets = Math.round((days * opts.periodMs) / opts.widthMs);
+  const w = labelledWorkload(opts);
+  const rows = workloadRows(w);
+  const lstmDir = arg('lstm', '');
+  const lstm = lstmDir ? await loadLstm(lstmDir) : null;
+  const runs: { name: string; settings: EnsembleSettings }[] = [
+    ...DETECTORS.filter((d) => d !== 'lstm' || lstm).map((d) => ({ name: d, settings: { ...DEFAULT_ENSEMBLE, detectors: [d] as DetectorName[], topK: 1 } })),
+    { name: 'ensemble', settings: { ...DEFAULT_ENSEMBLE, detectors: DETECTORS.filter((d) => d !== 'lstm' || lstm) } },
+  ];
+  // The workload's own labels: dropouts have no rows to carry a label column.
+  const labels: LabelSpan[] = w.labels.map((l) => ({ series: `s${l.series}`, kind: l.kind, startMs: l.startMs, endMs: l.endMs }));
+  const results: Record<string, Quality & { usPerBucket: number }> = {};
+  for (const run of runs) {
+    const scored: ScoredBucket[] = [];
+    const r = backtest(rows, { settings: run.settings, lstm, onRow: (row, s) => scored.push({ series: row.series, tsMs: row.tsMs, flagged: s.anomaly }) });
+    results[run.name] = { ...evaluate(scored, labels, opts.widthMs), usPerBucket: r.stepNs / 1000 / r.rows };
+  }
+  const lines = [
+    `# Detection quality (${w.series.length} series × ${opts.buckets} buckets of ${opts.widthMs / 1000}s, ${w.labels.length} labelled anomalies, seed ${opts.seed})`,
+    '',
+    '| detector | precision | recall | F1 | false alarms | FP buckets / 1000 | mean delay (buckets) | µs / bucket |',
+    '|---|---|---|---|---|---|---|---|',
+    ...Object.entries(results).map(([n, q]) => `| ${n} | ${fmt(q.precision)} | ${fmt(q.recall)} | ${fmt(q.f1)} | ${q.falseAlarms} | ${fmt(q.fpPerThousand, 2)} | ${fmt(q.meanDelayBuckets, 1)} | ${fmt(q.usPerBucket, 2)} |`),
+    '',
+    `Recall by anomaly kind (detected / events, mean delay in buckets):`,
+    '',
+    `| detector | ${ANOMALY_KINDS.join(' | ')} |`,
+    `|---|${ANOMALY_KINDS.map(() => '---').join('|')}|`,
+    ...Object.entries(results).map(
+      ([n, q]) => `| ${n} | ${ANOMALY_KINDS.map((k) => (q.byKind[k] ? `${q.byKind[k].detected}/${q.byKind[k].events} (${fmt(q.byKind[k].meanDelayBuckets, 1)})` : '–')).join(' | ')} |`,
+    ),
+  ];
+  console.log(lines.join('\n'));
+  const dir = join('bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
+  writeFileSync(join(dir, `quality-${stamp}.json`), JSON.stringify({ options: opts, results }, null, 2));
+  writeFileSync(join(dir, `quality-${stamp}.md`), lines.join('\n') + '\n');
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await main();
