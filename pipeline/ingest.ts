@@ -10,6 +10,8 @@ import type { Readiness } from './http.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { OffsetTracker, type OffsetRange } from './offsets.js';
+import type { Alerting } from './alerts/index.js';
+import type { Transition } from '../workers/alerts.js';
 import type { ShardedPool } from './pool.js';
 
 /** One worker task's worth of messages and what is still owed before its offsets may move. */
@@ -149,6 +151,7 @@ export class Ingestor {
     private readonly readiness: Readiness,
     private readonly log: Logger,
     private readonly onFatal: (err: Error) => void,
+    private readonly alerting: Alerting | null = null,
   ) {
     this.maxTasks = config.pipeline.maxTasksInFlight;
     const r = config.rollups;
@@ -196,7 +199,10 @@ export class Ingestor {
     await this.consumer.subscribe({ topics, fromBeginning: kafka.fromBeginning });
     this.flusher = this.flushLoop();
     if (this.rollupSettings) {
-      this.idleTimer = setInterval(() => this.closeIdlePartitions(), Math.min(1000, this.config.rollups.idleTimeoutMs));
+      this.idleTimer = setInterval(() => {
+        this.closeIdlePartitions();
+        this.publishLooseAlerts();
+      }, Math.min(1000, this.config.rollups.idleTimeoutMs));
       this.idleTimer.unref();
     }
     await this.consumer.run({
@@ -364,12 +370,18 @@ export class Ingestor {
       let left = shares.length;
       const out = shardOutputs();
       for (const { batch, shard } of shares) {
-        const task = this.shardTask('data', state, batch, before, state.maxTsMs);
+        const task = this.shardTask(shard, 'data', state, batch, before, state.maxTsMs);
         this.runShard(shard, task, (r) => {
           out.add(r);
           if (r.held && (!work.held || r.held.offset < work.held.offset)) work.held = r.held;
           if (--left > 0) return;
           const inserts = out.inserts(work);
+          const alerts = this.alerting ? this.alerting.handle(out.transitions) : [];
+          if (alerts.length > 0) {
+            // The task's offsets wait for its alert events too (acks=all topic, alerts table).
+            work.pending++;
+            void this.retry('alerts', () => (this.alerting as Alerting).publish(alerts)).then(() => this.partDone(work), () => undefined);
+          }
           if (inserts.length === 0) this.partDone(work);
           work.pending += Math.max(0, inserts.length - 1);
           for (const insert of inserts) this.enqueueInsert(insert);
@@ -378,7 +390,7 @@ export class Ingestor {
     }
   }
 
-  private shardTask(kind: ShardTask['kind'], state: PartitionState, batch: ShardTask['batch'], beforeMs: number, afterMs: number, idleWatermarkMs = -Infinity): ShardTask {
+  private shardTask(shard: number, kind: ShardTask['kind'], state: PartitionState, batch: ShardTask['batch'], beforeMs: number, afterMs: number, idleWatermarkMs = -Infinity): ShardTask {
     return {
       kind,
       topic: state.topic,
@@ -391,6 +403,8 @@ export class Ingestor {
       seriesIdleMs: this.config.pipeline.seriesIdleTimeoutMs,
       rollups: this.rollupSettings,
       models: this.modelSettings,
+      alerts: this.rollupSettings && this.alerting ? this.alerting.settingsFor(shard) : null,
+      alertWidthMs: this.alerting?.widthMs ?? 0,
     };
   }
 
@@ -422,16 +436,25 @@ export class Ingestor {
       if (state.queue.length > 0 || now - state.lastMessageAt < this.config.rollups.idleTimeoutMs) continue;
       const watermark = now - this.config.rollups.allowedLatenessMs;
       for (let shard = 0; shard < this.pool.shards; shard++) {
-        const task = this.shardTask('idle', state, emptyBatch(), state.maxTsMs, state.maxTsMs, watermark);
+        const task = this.shardTask(shard, 'idle', state, emptyBatch(), state.maxTsMs, state.maxTsMs, watermark);
         // Idle closes only emit (the buckets stay held), so they never move a commit; their rows
         // are queued before any later task's, and inserts are FIFO.
         this.runShard(shard, task, (r) => {
           const out = shardOutputs();
           out.add(r);
           for (const insert of out.inserts(undefined)) this.enqueueInsert(insert);
+          const alerts = this.alerting ? this.alerting.handle(out.transitions) : [];
+          if (alerts.length > 0) void this.retry('alerts', () => (this.alerting as Alerting).publish(alerts)).catch(() => undefined);
         });
       }
     }
+  }
+
+  /** Alert events no task carries (repeats, resolves of removed rules): published on the idle tick. */
+  private publishLooseAlerts(): void {
+    if (!this.alerting || this.stopping) return;
+    const alerts = this.alerting.pending();
+    if (alerts.length > 0) void this.retry('alerts', () => (this.alerting as Alerting).publish(alerts)).catch(() => undefined);
   }
 
   private enqueueInsert(entry: PendingInsert): void {
@@ -464,7 +487,7 @@ export class Ingestor {
   }
 
   /** Retries a sink operation with exponential backoff until it succeeds or the pipeline dies. */
-  private async retry(sink: 'clickhouse' | 'dlq', op: () => Promise<void>): Promise<void> {
+  private async retry(sink: 'clickhouse' | 'dlq' | 'alerts', op: () => Promise<void>): Promise<void> {
     const { retryInitialMs, retryMaxMs } = this.config.pipeline;
     let delay = retryInitialMs;
     const check = sink === 'clickhouse' ? 'clickhouse' : 'kafka';
@@ -645,8 +668,11 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
 function shardOutputs() {
   const parts = { rollups: [] as Uint8Array[], anomalies: [] as Uint8Array[] };
   const rows = { rollups: 0, anomalies: 0 };
+  const transitions: Transition[] = [];
   return {
+    transitions,
     add(r: ShardResult): void {
+      transitions.push(...r.alerts);
       parts.rollups.push(r.rollupBody);
       rows.rollups += r.rollupRows;
       parts.anomalies.push(r.anomalyBody);

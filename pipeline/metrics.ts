@@ -103,6 +103,30 @@ export function createMetrics() {
       help: 'Series whose state was evicted after silence',
       registers: reg,
     }),
+    alertEvents: new Counter({
+      name: 'vigil_alert_events_total',
+      help: 'Alert events made durable (alerts topic and table), by status',
+      labelNames: ['status'],
+      registers: reg,
+    }),
+    alertsDelivered: new Counter({
+      name: 'vigil_alerts_delivered_total',
+      help: 'Alert events accepted by a best-effort output (alertmanager, webhook)',
+      labelNames: ['sink'],
+      registers: reg,
+    }),
+    alertsDropped: new Counter({
+      name: 'vigil_alerts_dropped_total',
+      help: 'Alert events an output gave up on, by sink and reason (queue_full, rejected, max_attempts, shutdown, ...)',
+      labelNames: ['sink', 'reason'],
+      registers: reg,
+    }),
+    rulesReloads: new Counter({
+      name: 'vigil_rules_reloads_total',
+      help: 'Alert rules file reloads, by result (ok, error: the previous rules stay)',
+      labelNames: ['result'],
+      registers: reg,
+    }),
     bucketsScored: new Counter({
       name: 'vigil_buckets_scored_total',
       help: 'Closed buckets scored by the anomaly ensemble',

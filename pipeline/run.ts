@@ -9,9 +9,11 @@ import { createKafka, ensureTopics } from './kafka.js';
 import { componentLogger, type Logger } from './log.js';
 import { createMetrics } from './metrics.js';
 import { ShardedPool } from './pool.js';
+import { Alerting } from './alerts/index.js';
 
 export interface RunningPipeline {
   ingestor: Ingestor;
+  alerting: Alerting | null;
   httpPort: number;
   /** Drains and stops; resolves with the process exit code (0 drained, 1 timed out or failed). */
   stop(): Promise<number>;
@@ -53,6 +55,9 @@ export async function runPipeline(config: VigilConfig): Promise<RunningPipeline>
   const dlq = new DeadLetterProducer(kafka, config.kafka.dlqTopic);
   await untilUp('kafka producer', log, () => dlq.start(), config);
 
+  const alerting = config.alerts.enabled && config.alerts.rulesFile ? new Alerting(config, kafka, sink.client, config.pipeline.workers, metrics, componentLogger('alerts')) : null;
+  if (alerting) await untilUp('alerting', log, () => alerting.start(), config);
+
   // Each pool's queue holds at most every ingest task plus one shard share per task in flight.
   const pool = new ShardedPool(config.pipeline.workers, 2 * config.pipeline.maxTasksInFlight + 1);
   let resolveDone: (code: number) => void = () => undefined;
@@ -68,7 +73,7 @@ export async function runPipeline(config: VigilConfig): Promise<RunningPipeline>
         return false;
       });
       if (!drained) log.error({ code: 'VIGIL_ERR_SHUTDOWN_TIMEOUT', timeoutMs: config.pipeline.shutdownTimeoutMs }, 'drain did not finish; uncommitted work will be re-read on restart');
-      await Promise.allSettled([pool.destroy(), dlq.close(), sink.close(), http.close()]);
+      await Promise.allSettled([pool.destroy(), dlq.close(), alerting?.close(), sink.close(), http.close()]);
       log.info({ drained }, 'stopped');
       return drained ? 0 : 1;
     })());
@@ -76,7 +81,7 @@ export async function runPipeline(config: VigilConfig): Promise<RunningPipeline>
   const ingestor = new Ingestor(config, kafka, pool, sink, dlq, metrics, readiness, componentLogger('ingest'), () => {
     readiness.set('pipeline', false);
     void stop().then(() => resolveDone(1));
-  });
+  }, alerting);
   readiness.set('pipeline', true);
 
   // Readiness follows ClickHouse even when no data flows; utilisation is sampled, not per task.
@@ -92,5 +97,5 @@ export async function runPipeline(config: VigilConfig): Promise<RunningPipeline>
 
   await ingestor.start();
   log.info({ topics: config.kafka.topicPattern || config.kafka.topics, workers: config.pipeline.workers }, 'pipeline running');
-  return { ingestor, httpPort: http.port, stop, done };
+  return { ingestor, alerting, httpPort: http.port, stop, done };
 }

@@ -1,4 +1,5 @@
 import type { EnsembleSettings } from '../models/ensemble.js';
+import type { AlertRulesSettings, Transition } from './alerts.js';
 
 /**
  * The contract of the shard stage (workers/shard.ts). A series belongs to exactly one shard
@@ -58,6 +59,9 @@ export interface ShardTask {
   rollups: RollupSettings | null;
   /** Anomaly scoring of closed buckets (needs rollups). */
   models: ModelSettings | null;
+  /** Alert rules evaluated on closed buckets of `alertWidthMs` (needs rollups). */
+  alerts: AlertRulesSettings | null;
+  alertWidthMs: number;
 }
 
 export interface HeldOffset {
@@ -82,6 +86,8 @@ export interface ShardResult {
   /** Closed buckets the ensemble scored, and how many of them it flagged. */
   scored: number;
   flagged: number;
+  /** Alert condition transitions, in event order. */
+  alerts: Transition[];
   /** Buckets closed for the first time (handed to the closed-bucket stages). */
   closed: number;
   /** Points that reached a bucket after it had closed. */

@@ -4,6 +4,7 @@ import { RollupState, type ClosedBucket, type ClosedBucketStage } from './rollup
 import type { ModelSettings, RollupSettings, ShardResult, ShardTask } from './shard-task.js';
 import { Ensemble, type SeriesModels } from '../models/ensemble.js';
 import { loadLstm } from '../models/lstm-detector.js';
+import { RuleEvaluator } from './alerts.js';
 
 /**
  * Per-series state of this thread's shard: the series registry (last seen, for eviction) and the
@@ -27,10 +28,12 @@ let lastSweepMs = 0;
 const stages: ClosedBucketStage[] = [];
 
 let scoring: { key: string; settings: ModelSettings; ensemble: Ensemble } | undefined;
-/** Closed buckets of the scored width, collected by the stage below during one task. */
+let rules = new RuleEvaluator();
+let rulesWidthMs = 0;
+/** Closed buckets of the scored (or rules') width, collected by the stage below during one task. */
 const toScore: ClosedBucket[] = [];
 stages.push((b) => {
-  if (scoring && b.widthMs === scoring.settings.widthMs) toScore.push(b);
+  if ((scoring && b.widthMs === scoring.settings.widthMs) || (rules.ruleCount > 0 && b.widthMs === rulesWidthMs)) toScore.push(b);
 });
 
 /**
@@ -45,15 +48,21 @@ export async function prepareModels(settings: ModelSettings): Promise<void> {
   for (const s of series.values()) s.models = null;
 }
 
-/** Scores the closed buckets of this task, in closing order, into `anomalies` rows. */
-function scoreClosed(encoder: AnomalyEncoder): { scored: number; flagged: number } {
+/**
+ * Scores the closed buckets of this task, in closing order, into `anomalies` rows, and runs the
+ * alert rules on them (anomaly rules read the score of the same bucket).
+ */
+function scoreClosed(encoder: AnomalyEncoder, withModels: boolean): { scored: number; flagged: number } {
   let scored = 0;
   let flagged = 0;
-  if (!scoring) return { scored, flagged };
-  const { ensemble, settings } = scoring;
   for (const b of toScore) {
     const s = series.get(b.seriesId);
     if (!s) continue;
+    if (!scoring || !withModels || b.widthMs !== scoring.settings.widthMs) {
+      if (b.widthMs === rulesWidthMs) rules.onBucket(b, null);
+      continue;
+    }
+    const { ensemble, settings } = scoring;
     const m = (s.models ??= ensemble.init());
     // A series split over partitions closes one partial bucket per partition: the first is scored.
     if (b.startMs <= m.lastTsMs) continue;
@@ -62,6 +71,7 @@ function scoreClosed(encoder: AnomalyEncoder): { scored: number; flagged: number
     const r = ensemble.step(m, { tsMs: b.startMs, widthMs: b.widthMs, value: mean, count: b.count, min: b.min, max: b.max, std });
     scored++;
     if (r.anomaly) flagged++;
+    if (b.widthMs === rulesWidthMs) rules.onBucket(b, r);
     if (r.score < settings.minScore) continue;
     encoder.add({
       seriesId: b.seriesId,
@@ -124,8 +134,16 @@ export function track(task: ShardTask): ShardResult {
     for (const row of out.rows) encoder.add(row);
     ({ closed, late, counterOutOfOrder } = out);
   }
+  if (task.alerts) {
+    rules.configure(task.alerts);
+    rulesWidthMs = task.alertWidthMs;
+  }
   const anomalies = new AnomalyEncoder();
-  const { scored, flagged } = task.models ? scoreClosed(anomalies) : ((toScore.length = 0), { scored: 0, flagged: 0 });
+  const { scored, flagged } = scoreClosed(anomalies, task.models !== null);
+  if (task.rollups && rules.ruleCount > 0) {
+    const watermark = task.kind === 'idle' ? task.idleWatermarkMs : task.partitionMaxAfterMs - task.rollups.latenessMs;
+    rules.checkAbsent(task.topic, task.partition, watermark, nowMs);
+  }
   let evicted = 0;
   // Eviction sweeps at most once a second: state of a series silent for seriesIdleMs goes.
   if (nowMs - lastSweepMs >= 1000) {
@@ -134,6 +152,7 @@ export function track(task: ShardTask): ShardResult {
     for (const [id, s] of series) if (nowMs - s.lastSeenMs > task.seriesIdleMs) gone.add(id);
     for (const id of gone) series.delete(id);
     if (gone.size > 0) rollups?.forget(gone);
+    if (gone.size > 0) rules.forget(gone);
     evicted = gone.size;
   }
   const buckets = rollups?.bucketCount ?? 0;
@@ -147,6 +166,7 @@ export function track(task: ShardTask): ShardResult {
     anomalyRows: anomalies.count,
     scored,
     flagged,
+    alerts: rules.take(),
     closed,
     late,
     counterOutOfOrder,
@@ -160,5 +180,7 @@ export function resetShardState(): void {
   rollups = undefined;
   rollupKey = '';
   scoring = undefined;
+  rules = new RuleEvaluator();
+  rulesWidthMs = 0;
   lastSweepMs = 0;
 }

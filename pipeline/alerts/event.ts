@@ -16,7 +16,7 @@ export interface AlertEvent {
   rule: { id: string; name: string; kind: RuleKind };
   severity: Severity;
   series: { metric: string; tags: Record<string, string> };
-  value: number;
+  value: number | null;
   threshold: number | null;
   score: number | null;
   /** RFC 3339. */

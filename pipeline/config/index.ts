@@ -73,6 +73,12 @@ export interface VigilConfig {
     readonly lstmModelDir: string;
     readonly minScore: number;
   };
+  readonly alerts: {
+    readonly enabled: boolean;
+    readonly rulesFile: string;
+    readonly alertmanagerUrl: string;
+    readonly webhookUrl: string;
+  };
   readonly infra: {
     readonly mode: 'auto' | 'on' | 'off';
     readonly kafkaControllerPort: number;

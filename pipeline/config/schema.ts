@@ -365,6 +365,24 @@ export const configSchema = {
         },
       },
     },
+    alerts: {
+      type: 'object',
+      description: 'Alert rules on closed buckets of `models.widthSeconds` (pipeline/alerts/README.md) and their outputs.',
+      properties: {
+        enabled: { type: 'boolean', description: 'Evaluate the rules file (when one is set).', default: true },
+        rulesFile: {
+          type: 'string',
+          description: 'YAML or JSON rules file, reloaded on change (rules/example.yaml holds the predefined rules); empty: no alerting.',
+          default: '',
+        },
+        alertmanagerUrl: {
+          type: 'string',
+          description: 'Prometheus Alertmanager base URL (e.g. http://127.0.0.1:9093) alerts are posted to (`/api/v2/alerts`); empty: off.',
+          default: '',
+        },
+        webhookUrl: { type: 'string', description: 'URL alert events are POSTed to as `{"version":1,"alerts":[...]}`, with retries; empty: off.', default: '' },
+      },
+    },
     infra: {
       type: 'object',
       description: 'The local stack `vigil infra` and `npm start` run when no external Kafka/ClickHouse is configured.',

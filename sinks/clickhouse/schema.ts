@@ -74,6 +74,16 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE VIEW IF NOT EXISTS ${db}.anomalies_dedup AS SELECT * FROM ${db}.anomalies FINAL`,
     ],
   },
+  {
+    version: 4,
+    name: 'alerts',
+    statements: (db) => [
+      // Every alert state change, as on the alerts topic. An event's id is derived from event time
+      // (fingerprint, status, episode start), so a replay re-inserts the same key and FINAL keeps one.
+      `CREATE TABLE IF NOT EXISTS ${db}.alerts (\n  id String,\n  fingerprint String,\n  status Enum8('firing' = 1, 'resolved' = 2),\n  rule_id String,\n  rule_name String,\n  rule_kind Enum8('threshold' = 1, 'rate' = 2, 'anomaly' = 3, 'absent' = 4),\n  severity Enum8('info' = 1, 'warning' = 2, 'critical' = 3),\n  metric String,\n  tags Nested(key String, value String),\n  value Nullable(Float64),\n  threshold Nullable(Float64),\n  score Nullable(Float64),\n  starts_at DateTime,\n  ends_at Nullable(DateTime),\n  observed_at DateTime,\n  observed_ms Int64,\n  explanation String,\n  labels String,\n  annotations String,\n  event String\n) ENGINE = ReplacingMergeTree(observed_ms)\nPARTITION BY toYYYYMM(starts_at)\nORDER BY (fingerprint, id)`,
+      `CREATE VIEW IF NOT EXISTS ${db}.alerts_dedup AS SELECT * FROM ${db}.alerts FINAL`,
+    ],
+  },
 ];
 
 /** The tables workers encode rows for, with the column order of their RowBinary bodies. */

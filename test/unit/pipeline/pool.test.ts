@@ -15,7 +15,7 @@ describe('ShardedPool', () => {
       // Uneven sizes so some tasks take longer than others.
       const n = i % 7 === 0 ? 2000 : 5;
       for (let k = 0; k < n; k++) c.add(BigInt(k % 50), 'm', [], 1_700_000_000_000 + i * 1000 + k, k, 0, i * 10_000 + k, 0, -Infinity);
-      const task: ShardTask = { kind: 'data', topic: 'order', partition: 0, partitionMaxBeforeMs: -Infinity, partitionMaxAfterMs: 1_700_000_000_000 + i * 1000, idleWatermarkMs: -Infinity, batch: c.finish(), nowMs: Date.now(), seriesIdleMs: 3_600_000, rollups, models: null };
+      const task: ShardTask = { kind: 'data', topic: 'order', partition: 0, partitionMaxBeforeMs: -Infinity, partitionMaxAfterMs: 1_700_000_000_000 + i * 1000, idleWatermarkMs: -Infinity, batch: c.finish(), nowMs: Date.now(), seriesIdleMs: 3_600_000, rollups, models: null, alerts: null, alertWidthMs: 0 };
       // The worker's rollup state throws when a share arrives behind one already applied.
       results.push(pool.runShard(0, task, []));
     }

@@ -4,7 +4,7 @@ import { prepareModels, resetShardState, track } from '../../../workers/shard.js
 import { DEFAULT_ENSEMBLE } from '../../../models/ensemble.js';
 
 function task(batch: ShardTask['batch'], nowMs: number, rollups: ShardTask['rollups'] = null): ShardTask {
-  return { kind: 'data', topic: 't', partition: 0, partitionMaxBeforeMs: -Infinity, partitionMaxAfterMs: 0, idleWatermarkMs: -Infinity, batch, nowMs, seriesIdleMs: 60_000, rollups, models: null };
+  return { kind: 'data', topic: 't', partition: 0, partitionMaxBeforeMs: -Infinity, partitionMaxAfterMs: 0, idleWatermarkMs: -Infinity, batch, nowMs, seriesIdleMs: 60_000, rollups, models: null, alerts: null, alertWidthMs: 0 };
 }
 
 describe('shard stage', () => {

@@ -1,0 +1,130 @@
+import { readFileSync } from 'node:fs';
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { Kafka, Producer } from 'kafkajs';
+import { AlertmanagerOutput } from '../../sinks/alertmanager/index.js';
+import { WebhookOutput } from '../../sinks/webhook/index.js';
+import type { AlertRulesSettings, Transition } from '../../workers/alerts.js';
+import type { VigilConfig } from '../config/index.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { AlertEvent } from './event.js';
+import { AlertLifecycle } from './lifecycle.js';
+import { loadRules, type RuleSet } from './rules.js';
+import { watchRules } from './watch.js';
+
+export type { AlertEvent, AlertStatus, RuleKind, Severity } from './event.js';
+export { AlertLifecycle } from './lifecycle.js';
+export type { AlertSinks } from './lifecycle.js';
+
+/**
+ * Alerting as the pipeline runs it: the rules file (loaded, watched, shipped to the shard
+ * threads when it changes), the lifecycle, and its outputs. The ingestor asks it for each shard
+ * task's rule settings and hands it every task's transitions.
+ */
+export class Alerting {
+  private rules: RuleSet;
+  private text: string;
+  private readonly sentHash: string[];
+  private restored: string[] = [];
+  private readonly restoredSent: boolean[];
+  private readonly lifecycle: AlertLifecycle;
+  private readonly producer: Producer;
+  private readonly outputs: (AlertmanagerOutput | WebhookOutput)[] = [];
+  private watcher: { close(): void } | undefined;
+  private repeatTimer: NodeJS.Timeout | undefined;
+  /** Events the watcher or repeat timer made, waiting for the next publish (they derive from no offset). */
+  private loose: AlertEvent[] = [];
+  readonly widthMs: number;
+
+  constructor(
+    private readonly config: VigilConfig,
+    kafka: Kafka,
+    clickhouse: ClickHouseClient,
+    shards: number,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {
+    this.widthMs = config.models.widthSeconds * 1000;
+    this.rules = loadRules(config.alerts.rulesFile);
+    this.text = readText(config.alerts.rulesFile);
+    this.sentHash = new Array<string>(shards).fill('');
+    this.restoredSent = new Array<boolean>(shards).fill(false);
+    this.producer = kafka.producer({ allowAutoTopicCreation: false, idempotent: false });
+    const stats = (sink: string) => ({
+      onSent: (n: number) => metrics.alertsDelivered.inc({ sink }, n),
+      onFailed: (code: string) => metrics.sinkErrors.inc({ sink, code }),
+      onDropped: (n: number, reason: string) => metrics.alertsDropped.inc({ sink, reason }, n),
+    });
+    const { alertmanagerUrl, webhookUrl } = config.alerts;
+    if (alertmanagerUrl) this.outputs.push(new AlertmanagerOutput({ url: alertmanagerUrl, stats: stats('alertmanager'), logger: log }));
+    if (webhookUrl) this.outputs.push(new WebhookOutput({ url: webhookUrl, stats: stats('webhook'), logger: log }));
+    this.lifecycle = new AlertLifecycle({ producer: this.producer, topic: config.kafka.alertsTopic, clickhouse, database: config.clickhouse.database, others: this.outputs });
+    this.lifecycle.setRules(this.rules);
+  }
+
+  get counts() {
+    return { ...this.lifecycle.counts, active: this.lifecycle.firing };
+  }
+
+  async start(): Promise<void> {
+    await this.producer.connect();
+    this.restored = await this.lifecycle.restore();
+    for (const o of this.outputs) o.start();
+    this.log.info({ rules: this.rules.rules.length, file: this.config.alerts.rulesFile, firing: this.restored.length }, 'alert rules loaded');
+    this.watcher = watchRules(this.config.alerts.rulesFile, {
+      current: this.rules,
+      onReload: (rules) => {
+        this.rules = rules;
+        this.text = readText(this.config.alerts.rulesFile);
+        this.loose.push(...this.lifecycle.setRules(rules));
+        this.metrics.rulesReloads.inc({ result: 'ok' });
+        this.log.info({ rules: rules.rules.length }, 'alert rules reloaded');
+      },
+      onError: (err) => {
+        this.metrics.rulesReloads.inc({ result: 'error' });
+        this.log.error({ err }, 'alert rules file rejected; the previous rules stay');
+      },
+    });
+    this.repeatTimer = setInterval(() => this.loose.push(...this.lifecycle.repeats()), 5000);
+    this.repeatTimer.unref();
+  }
+
+  /** Rule settings for the next task of `shard`: the text only when the shard has another version. */
+  settingsFor(shard: number): AlertRulesSettings {
+    const hash = this.rules.hash;
+    const first = !this.restoredSent[shard];
+    this.restoredSent[shard] = true;
+    const text = this.sentHash[shard] === hash ? null : this.text;
+    this.sentHash[shard] = hash;
+    return { hash, text, file: this.config.alerts.rulesFile, active: first ? this.restored : null };
+  }
+
+  /** The alert events of one task's transitions, plus any waiting loose events. */
+  handle(transitions: readonly Transition[]): AlertEvent[] {
+    const events = this.lifecycle.handle(transitions);
+    if (this.loose.length === 0) return events;
+    const all = [...this.loose, ...events];
+    this.loose = [];
+    return all;
+  }
+
+  /** Loose events only (called on a timer when no task comes along). */
+  pending(): AlertEvent[] {
+    return this.handle([]);
+  }
+
+  async publish(events: readonly AlertEvent[]): Promise<void> {
+    await this.lifecycle.publish(events);
+    for (const e of events) this.metrics.alertEvents.inc({ status: e.status });
+  }
+
+  async close(): Promise<void> {
+    this.watcher?.close();
+    clearInterval(this.repeatTimer);
+    await Promise.allSettled([...this.outputs.map((o) => o.close()), this.producer.disconnect()]);
+  }
+}
+
+function readText(path: string): string {
+  return readFileSync(path, 'utf8');
+}

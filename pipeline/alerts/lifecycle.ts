@@ -1,0 +1,225 @@
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { Producer } from 'kafkajs';
+import type { Transition } from '../../workers/alerts.js';
+import type { AlertEvent } from './event.js';
+import { renderAnnotations, type CompiledRule, type RuleSet } from './rules.js';
+
+/**
+ * The alert lifecycle on the main thread (DESIGN.md §6). Shard threads report condition
+ * transitions; this turns them into alert events with the Alertmanager-grade rules users expect:
+ *
+ * - one firing event per episode: a firing transition for a fingerprint already firing (a replay,
+ *   or a restart whose worker state started cold) is dropped, as is a resolve for one not firing;
+ * - a rate limit per rule (token bucket) on firing events; a suppressed firing is remembered so
+ *   its resolve is suppressed too (nobody heard of it), while resolves of announced alerts are
+ *   always delivered;
+ * - a repeat of each firing event every `repeatInterval` while the episode lasts;
+ * - alerts of a rule removed from the file resolve.
+ *
+ * The firing set is restored at start from the `alerts` table (the last event of each
+ * fingerprint), so a restart neither re-fires nor forgets what it must resolve.
+ */
+export interface AlertSinks {
+  /** Kafka: the alerts topic (acks=all, key fingerprint). */
+  producer: Producer;
+  topic: string;
+  clickhouse: ClickHouseClient;
+  database: string;
+  /** Best-effort outputs (Alertmanager, webhook): queued, never blocking. */
+  others: { send(event: AlertEvent): void }[];
+}
+
+interface Active {
+  event: AlertEvent;
+  lastSentMs: number;
+}
+
+export class AlertLifecycle {
+  private rules: RuleSet | null = null;
+  private readonly active = new Map<string, Active>();
+  private readonly suppressed = new Set<string>();
+  private readonly tokens = new Map<string, { left: number; refillAt: number }>();
+  /** Events produced so far, by status (for the summary line and tests). */
+  readonly counts = { firing: 0, resolved: 0, suppressed: 0, repeats: 0 };
+
+  constructor(
+    private readonly sinks: AlertSinks,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  get firing(): number {
+    return this.active.size;
+  }
+
+  /** The firing alerts as of the last event of each fingerprint in ClickHouse; returns their fingerprints. */
+  async restore(): Promise<string[]> {
+    const rs = await this.sinks.clickhouse.query({
+      query: `SELECT fingerprint, argMax(status, observed_ms) AS last, argMax(event, observed_ms) AS event FROM ${this.sinks.database}.alerts_dedup GROUP BY fingerprint HAVING last = 'firing'`,
+      format: 'JSONEachRow',
+    });
+    for (const row of await rs.json<{ fingerprint: string; event: string }>()) {
+      this.active.set(row.fingerprint, { event: JSON.parse(row.event) as AlertEvent, lastSentMs: this.now() });
+    }
+    return [...this.active.keys()];
+  }
+
+  /** New rules; alerts of rules that are gone resolve (returned for publishing). */
+  setRules(rules: RuleSet): AlertEvent[] {
+    this.rules = rules;
+    const ids = new Set(rules.rules.map((r) => r.id));
+    const out: AlertEvent[] = [];
+    for (const [fp, a] of this.active) {
+      if (ids.has(a.event.rule.id)) continue;
+      this.active.delete(fp);
+      out.push(this.resolvedOf(a.event, this.now(), { reason: 'rule removed' }));
+    }
+    return out;
+  }
+
+  private rule(id: string): CompiledRule | undefined {
+    return this.rules?.rules.find((r) => r.id === id);
+  }
+
+  private allow(rule: CompiledRule): boolean {
+    if (!rule.rateLimit) return true;
+    const now = this.now();
+    let t = this.tokens.get(rule.id);
+    if (!t || now >= t.refillAt) this.tokens.set(rule.id, (t = { left: rule.rateLimit.max, refillAt: now + rule.rateLimit.perMs }));
+    if (t.left <= 0) return false;
+    t.left--;
+    return true;
+  }
+
+  /** Alert events for the transitions of one task, in order. */
+  handle(transitions: readonly Transition[]): AlertEvent[] {
+    const out: AlertEvent[] = [];
+    for (const t of transitions) {
+      const rule = this.rule(t.ruleId);
+      if (t.status === 'firing') {
+        if (this.active.has(t.fingerprint) || this.suppressed.has(t.fingerprint) || !rule) continue;
+        if (!this.allow(rule)) {
+          this.suppressed.add(t.fingerprint);
+          this.counts.suppressed++;
+          continue;
+        }
+        const event = this.firingOf(rule, t);
+        this.active.set(t.fingerprint, { event, lastSentMs: this.now() });
+        out.push(event);
+      } else {
+        if (this.suppressed.delete(t.fingerprint)) continue;
+        const a = this.active.get(t.fingerprint);
+        if (!a) continue;
+        this.active.delete(t.fingerprint);
+        out.push(this.resolvedOf(a.event, t.atMs, t.explanation, t.value, t.score));
+      }
+    }
+    return out;
+  }
+
+  /** Firing events due for a repeat (the episode outlived the rule's repeat interval since the last send). */
+  repeats(): AlertEvent[] {
+    const now = this.now();
+    const out: AlertEvent[] = [];
+    for (const a of this.active.values()) {
+      const interval = this.rule(a.event.rule.id)?.repeatIntervalMs ?? 0;
+      if (interval <= 0 || now - a.lastSentMs < interval) continue;
+      a.lastSentMs = now;
+      a.event = { ...a.event, observedAt: new Date(now).toISOString() };
+      out.push(a.event);
+      this.counts.repeats++;
+    }
+    return out;
+  }
+
+  private firingOf(rule: CompiledRule, t: Transition): AlertEvent {
+    const tags: Record<string, string> = {};
+    for (let i = 0; i + 1 < t.tags.length; i += 2) tags[t.tags[i] as string] = t.tags[i + 1] as string;
+    const startsAt = new Date(t.startsAtMs).toISOString();
+    const observedAt = new Date(this.now()).toISOString();
+    const value = Number.isFinite(t.value) ? t.value : null;
+    return {
+      version: 1,
+      id: `${t.fingerprint}-firing-${t.startsAtMs}`,
+      fingerprint: t.fingerprint,
+      status: 'firing',
+      rule: { id: rule.id, name: rule.name, kind: rule.kind },
+      severity: rule.severity,
+      series: { metric: t.metric, tags },
+      value,
+      threshold: rule.kind === 'absent' ? null : rule.threshold,
+      score: t.score,
+      startsAt,
+      endsAt: null,
+      observedAt,
+      explanation: t.explanation,
+      labels: { ...rule.labels },
+      annotations: renderAnnotations(rule, { value, score: t.score, metric: t.metric, tags, status: 'firing', startsAt, observedAt }),
+    };
+  }
+
+  private resolvedOf(firing: AlertEvent, atMs: number, explanation: Record<string, unknown>, value = Number.NaN, score: number | null = null): AlertEvent {
+    const endsAt = new Date(Math.max(atMs, Date.parse(firing.startsAt))).toISOString();
+    const rule = this.rule(firing.rule.id);
+    const observedAt = new Date(this.now()).toISOString();
+    const v = Number.isFinite(value) ? value : null;
+    return {
+      ...firing,
+      id: `${firing.fingerprint}-resolved-${Date.parse(firing.startsAt)}`,
+      status: 'resolved',
+      value: v,
+      score,
+      endsAt,
+      observedAt,
+      explanation,
+      annotations: rule ? renderAnnotations(rule, { value: v, score, metric: firing.series.metric, tags: firing.series.tags, status: 'resolved', startsAt: firing.startsAt, observedAt }) : firing.annotations,
+    };
+  }
+
+  /**
+   * Makes events durable: the alerts topic (acks=all) and the `alerts` table; only then are they
+   * handed to the best-effort outputs. Throws on a Kafka or ClickHouse failure (the caller retries:
+   * an offset is not committed past a task whose alerts are not durable).
+   */
+  async publish(events: readonly AlertEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    await this.sinks.producer.send({
+      topic: this.sinks.topic,
+      acks: -1,
+      messages: events.map((e) => ({ key: e.fingerprint, value: JSON.stringify(e), headers: { 'vigil-alert-status': e.status } })),
+    });
+    await this.sinks.clickhouse.insert({ table: `${this.sinks.database}.alerts`, values: events.map(row), format: 'JSONEachRow' });
+    for (const e of events) {
+      if (e.status === 'firing') this.counts.firing++;
+      else this.counts.resolved++;
+      for (const o of this.sinks.others) o.send(e);
+    }
+  }
+}
+
+const seconds = (iso: string): number => Math.floor(Date.parse(iso) / 1000);
+
+function row(e: AlertEvent): Record<string, unknown> {
+  return {
+    id: e.id,
+    fingerprint: e.fingerprint,
+    status: e.status,
+    rule_id: e.rule.id,
+    rule_name: e.rule.name,
+    rule_kind: e.rule.kind,
+    severity: e.severity,
+    metric: e.series.metric,
+    'tags.key': Object.keys(e.series.tags),
+    'tags.value': Object.values(e.series.tags),
+    value: e.value,
+    threshold: e.threshold,
+    score: e.score,
+    starts_at: seconds(e.startsAt),
+    ends_at: e.endsAt ? seconds(e.endsAt) : null,
+    observed_at: seconds(e.observedAt),
+    observed_ms: Date.parse(e.observedAt),
+    explanation: JSON.stringify(e.explanation),
+    labels: JSON.stringify(e.labels),
+    annotations: JSON.stringify(e.annotations),
+    event: JSON.stringify(e),
+  };
+}

@@ -1,0 +1,313 @@
+import { compare, matchesSeries, parseRules, shouldResolve, type CompiledRule, type RuleSet } from '../pipeline/alerts/rules.js';
+import type { EnsembleScore } from '../models/ensemble.js';
+import type { ClosedBucket } from './rollup.js';
+
+/**
+ * Rule evaluation in the shard threads (DESIGN.md §6): every closed bucket of the rules' width is
+ * checked against the rules matching its series, and the per (rule, series) condition state lives
+ * here, next to the series' other state. What leaves the thread is a transition — the condition
+ * started firing or resolved — never a per-bucket verdict. The main thread (pipeline/alerts/)
+ * owns what needs the whole picture: dedupe across restarts, rate limits, repeats, outputs.
+ *
+ * Time is event time: `for` is measured in bucket time, so a replay gives the same transitions.
+ */
+export interface AlertRulesSettings {
+  /** Content hash of the rules file; the text only travels when the thread has another hash. */
+  hash: string;
+  text: string | null;
+  file: string;
+  /** Fingerprints firing when the pipeline started (restored state): their conditions start as firing. */
+  active: string[] | null;
+}
+
+export interface Transition {
+  fingerprint: string;
+  ruleId: string;
+  status: 'firing' | 'resolved';
+  metric: string;
+  /** Flat key, value pairs. */
+  tags: string[];
+  value: number;
+  score: number | null;
+  /** Event time the episode started (the bucket end that completed `for`). */
+  startsAtMs: number;
+  /** Event time of this transition (end of the deciding bucket, or the watermark for absent). */
+  atMs: number;
+  explanation: Record<string, unknown>;
+}
+
+interface RuleState {
+  rule: CompiledRule;
+  fingerprint: string;
+  metric: string;
+  tags: string[];
+  firing: boolean;
+  /** Start of the current run of buckets meeting the condition (NaN: none). */
+  since: number;
+  /** End of the last bucket where the alert could not resolve (keep-firing-for counts from it). */
+  lastBad: number;
+  startsAt: number;
+  /** Consecutive buckets at or above the level (anomaly rules). */
+  streak: number;
+  /** Rate rules: per-bucket [sum, count, max, increase] over the window, a ring by bucket index. */
+  ring: Float64Array | null;
+  ringStart: number;
+  /** Absent rules: end of the series' last bucket. */
+  lastEnd: number;
+  topic: string;
+  partition: number;
+}
+
+const FNV_OFFSET = 0xcbf29ce484222325n;
+const FNV_PRIME = 0x100000001b3n;
+const MASK = 0xffffffffffffffffn;
+
+/** Stable per (rule id, series id): FNV-1a 64 over the id's UTF-16 units, then the series id's bytes. 16 hex digits. */
+export function fingerprint(ruleId: string, seriesId: bigint): string {
+  let h = FNV_OFFSET;
+  for (let i = 0; i < ruleId.length; i++) h = ((h ^ BigInt(ruleId.charCodeAt(i))) * FNV_PRIME) & MASK;
+  for (let i = 0n; i < 64n; i += 8n) h = ((h ^ ((seriesId >> i) & 0xffn)) * FNV_PRIME) & MASK;
+  return h.toString(16).padStart(16, '0');
+}
+
+function tagRecord(tags: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i + 1 < tags.length; i += 2) out[tags[i] as string] = tags[i + 1] as string;
+  return out;
+}
+
+export class RuleEvaluator {
+  private rules: RuleSet | null = null;
+  private hash = '';
+  /** Per series: the states of the rules matching it (computed once per series and rule set). */
+  private readonly bySeries = new Map<bigint, RuleState[]>();
+  /** Absent-rule states by source partition, checked against that partition's watermark. */
+  private readonly absent = new Map<string, Set<RuleState>>();
+  private readonly seeded = new Set<string>();
+  private lastAbsentCheck = new Map<string, number>();
+  transitions: Transition[] = [];
+
+  get ruleCount(): number {
+    return this.rules?.rules.length ?? 0;
+  }
+
+  configure(settings: AlertRulesSettings): void {
+    if (settings.active) for (const f of settings.active) this.seeded.add(f);
+    if (settings.hash === this.hash || settings.text === null) return;
+    this.rules = parseRules(settings.text, settings.file);
+    this.hash = settings.hash;
+    // States of rules that still exist (same id) carry over; the others go, and the main thread
+    // resolves their alerts (it knows which rules disappeared).
+    const keep = new Map<string, CompiledRule>(this.rules.rules.map((r) => [r.id, r]));
+    for (const [id, states] of this.bySeries) {
+      const kept = states.filter((s) => keep.has(s.rule.id));
+      for (const s of kept) s.rule = keep.get(s.rule.id) as CompiledRule;
+      if (kept.length === states.length && kept.length > 0) continue;
+      this.bySeries.delete(id);
+      // Re-matched lazily at the series' next bucket, with the surviving states kept.
+      if (kept.length > 0) this.carried.set(id, kept);
+    }
+    for (const set of this.absent.values()) for (const s of set) if (!keep.has(s.rule.id)) set.delete(s);
+  }
+
+  private readonly carried = new Map<bigint, RuleState[]>();
+
+  private states(b: ClosedBucket): RuleState[] {
+    let list = this.bySeries.get(b.seriesId);
+    if (list) return list;
+    list = [];
+    const rules = this.rules;
+    if (rules) {
+      const tags = tagRecord(b.series.tags);
+      const carried = this.carried.get(b.seriesId);
+      const candidates = [...(rules.byExactMetric.get(b.series.metric) ?? []), ...rules.patterned];
+      for (const rule of candidates) {
+        if (!matchesSeries(rule, b.series.metric, tags)) continue;
+        const old = carried?.find((s) => s.rule.id === rule.id);
+        list.push(old ?? this.newState(rule, b));
+      }
+      this.carried.delete(b.seriesId);
+    }
+    this.bySeries.set(b.seriesId, list);
+    return list;
+  }
+
+  private newState(rule: CompiledRule, b: ClosedBucket): RuleState {
+    const fp = fingerprint(rule.id, b.seriesId);
+    const firing = this.seeded.delete(fp);
+    const n = rule.kind === 'rate' ? Math.max(1, Math.ceil(rule.windowMs / b.widthMs)) : 0;
+    const s: RuleState = {
+      rule,
+      fingerprint: fp,
+      metric: b.series.metric,
+      tags: [...b.series.tags],
+      firing,
+      since: Number.NaN,
+      lastBad: b.startMs,
+      startsAt: firing ? b.startMs : Number.NaN,
+      streak: 0,
+      ring: n > 0 ? new Float64Array(n * 4) : null,
+      ringStart: Number.NaN,
+      lastEnd: b.startMs + b.widthMs,
+      topic: b.topic,
+      partition: b.partition,
+    };
+    if (rule.kind === 'absent') {
+      const key = `${b.topic}\u0000${b.partition}`;
+      let set = this.absent.get(key);
+      if (!set) this.absent.set(key, (set = new Set()));
+      set.add(s);
+    }
+    return s;
+  }
+
+  /** Evaluates one closed bucket of the rules' width (with its anomaly score when scored). */
+  onBucket(b: ClosedBucket, anomaly: EnsembleScore | null): void {
+    if (!this.rules) return;
+    const end = b.startMs + b.widthMs;
+    const mean = b.sum / b.count;
+    for (const s of this.states(b)) {
+      const rule = s.rule;
+      switch (rule.kind) {
+        case 'threshold': {
+          const v = rule.of === 'mean' ? mean : rule.of === 'count' ? b.count : b[rule.of];
+          this.held(s, b, end, compare(rule.op, v, rule.threshold), shouldResolve(rule, v), v, null, { of: rule.of, op: rule.op });
+          break;
+        }
+        case 'rate': {
+          const v = this.windowValue(s, b, mean);
+          this.held(s, b, end, compare(rule.op, v, rule.threshold), shouldResolve(rule, v), v, null, { aggregate: rule.aggregate, op: rule.op, windowMs: rule.windowMs });
+          break;
+        }
+        case 'anomaly': {
+          if (!anomaly) break;
+          const score = anomaly.score;
+          const met = compare(rule.op, score, rule.threshold);
+          s.streak = met ? s.streak + 1 : 0;
+          const details = { expected: anomaly.expected, lower: anomaly.lower, upper: anomaly.upper, scores: anomaly.scores, ...anomaly.explanation, streak: s.streak };
+          this.decide(s, end, s.streak >= rule.buckets, shouldResolve(rule, score), mean, score, details);
+          break;
+        }
+        case 'absent': {
+          s.lastEnd = end;
+          if (s.firing) this.emit(s, 'resolved', end, mean, null, { reason: 'data returned' });
+          break;
+        }
+      }
+    }
+  }
+
+  /** threshold and rate: the condition must hold for `for` of bucket time before firing. */
+  private held(s: RuleState, b: ClosedBucket, end: number, met: boolean, resolvable: boolean, v: number, score: number | null, details: Record<string, unknown>): void {
+    if (met) {
+      if (Number.isNaN(s.since)) s.since = b.startMs;
+    } else s.since = Number.NaN;
+    const heldMs = met ? end - s.since : 0;
+    this.decide(s, end, met && heldMs >= s.rule.forMs, resolvable, v, score, { ...details, heldMs });
+  }
+
+  private decide(s: RuleState, end: number, fire: boolean, resolvable: boolean, v: number, score: number | null, details: Record<string, unknown>): void {
+    if (!s.firing) {
+      if (fire) {
+        s.startsAt = end;
+        this.emit(s, 'firing', end, v, score, details);
+      }
+      s.lastBad = end;
+      return;
+    }
+    // Firing: resolve once the value has been resolvable for longer than keep-firing-for.
+    if (!resolvable) s.lastBad = end;
+    else if (end - s.lastBad > s.rule.keepFiringForMs) this.emit(s, 'resolved', end, v, score, details);
+  }
+
+  /** Rate rules: the window aggregate after adding this bucket (missing buckets count as empty). */
+  private windowValue(s: RuleState, b: ClosedBucket, mean: number): number {
+    const ring = s.ring as Float64Array;
+    const n = ring.length / 4;
+    const idx = Math.floor(b.startMs / b.widthMs);
+    if (Number.isNaN(s.ringStart) || idx - s.ringStart >= 2 * n) ring.fill(0);
+    else for (let k = s.ringStart + 1; k < idx && k <= s.ringStart + n; k++) ring.fill(0, (k % n) * 4, (k % n) * 4 + 4);
+    if (!Number.isNaN(s.ringStart) && idx <= s.ringStart - n) return Number.NaN;
+    s.ringStart = Math.max(Number.isNaN(s.ringStart) ? idx : s.ringStart, idx);
+    const o = (idx % n) * 4;
+    ring[o] = b.sum;
+    ring[o + 1] = b.count;
+    ring[o + 2] = b.max;
+    ring[o + 3] = (mean * b.widthMs) / 1000;
+    let sum = 0;
+    let count = 0;
+    let max = -Infinity;
+    let increase = 0;
+    for (let i = 0; i < n; i++) {
+      if (ring[i * 4 + 1] === 0) continue;
+      sum += ring[i * 4] as number;
+      count += ring[i * 4 + 1] as number;
+      max = Math.max(max, ring[i * 4 + 2] as number);
+      increase += ring[i * 4 + 3] as number;
+    }
+    switch (s.rule.aggregate) {
+      case 'increase':
+        return increase;
+      case 'rate':
+        return increase / (s.rule.windowMs / 1000);
+      case 'sum':
+        return sum;
+      case 'count':
+        return count;
+      case 'mean':
+        return count ? sum / count : 0;
+      case 'max':
+        return max;
+    }
+  }
+
+  /** Absent rules of one partition against its watermark (at most once a second of wall time). */
+  checkAbsent(topic: string, partition: number, watermarkMs: number, nowMs: number): void {
+    const key = `${topic}\u0000${partition}`;
+    const set = this.absent.get(key);
+    if (!set || set.size === 0 || nowMs - (this.lastAbsentCheck.get(key) ?? 0) < 1000) return;
+    this.lastAbsentCheck.set(key, nowMs);
+    for (const s of set) {
+      if (s.firing || watermarkMs - s.lastEnd < s.rule.forMs) continue;
+      s.startsAt = s.lastEnd + s.rule.forMs;
+      this.emit(s, 'firing', s.startsAt, Number.NaN, null, { lastDataMs: s.lastEnd, forMs: s.rule.forMs, watermarkMs });
+    }
+  }
+
+  private emit(s: RuleState, status: Transition['status'], atMs: number, value: number, score: number | null, details: Record<string, unknown>): void {
+    s.firing = status === 'firing';
+    if (status === 'resolved') {
+      s.since = Number.NaN;
+      s.streak = 0;
+    }
+    this.transitions.push({
+      fingerprint: s.fingerprint,
+      ruleId: s.rule.id,
+      status,
+      metric: s.metric,
+      tags: s.tags,
+      value,
+      score,
+      startsAtMs: s.startsAt,
+      atMs,
+      explanation: { rule: { id: s.rule.id, kind: s.rule.kind }, threshold: s.rule.kind === 'absent' ? null : s.rule.threshold, value, ...details },
+    });
+  }
+
+  /** Drops the states of evicted series (absent-rule states stay: silence is what they watch). */
+  forget(ids: Iterable<bigint>): void {
+    for (const id of ids) {
+      const list = this.bySeries.get(id);
+      if (!list) continue;
+      const keep = list.filter((s) => s.rule.kind === 'absent');
+      if (keep.length) this.carried.set(id, keep);
+      this.bySeries.delete(id);
+    }
+  }
+
+  take(): Transition[] {
+    const out = this.transitions;
+    this.transitions = [];
+    return out;
+  }
+}
