@@ -141,7 +141,7 @@ describe('alert lifecycle', () => {
     expect(l.repeats()).toEqual([]);
     now = 11 * 60_000;
     expect(l.repeats().map((e) => [e.id, e.status])).toEqual([['a-firing-1', 'firing']]);
-    const gone = l.setRules(parseRules(RULES.replace(/  - id: auth[\s\S]*?window: 5m\n/, ''), 'r.yaml'));
+    const gone = l.setRules(parseRules(RULES.replace(/ {2}- id: auth[\s\S]*?window: 5m\n/, ''), 'r.yaml'));
     expect(gone.map((e) => [e.fingerprint, e.status, e.explanation])).toEqual([['a', 'resolved', { reason: 'rule removed' }]]);
   });
 });
