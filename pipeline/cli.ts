@@ -136,7 +136,7 @@ async function main(argv: string[]): Promise<number> {
     case 'infra':
       return infraCommand(config, sub);
     case 'start':
-      return start(config);
+      return start(config, values.config);
     case 'run':
       return run(config);
     case 'produce':
@@ -343,16 +343,38 @@ function summaryLine(p: RunningPipeline, previous: { at: number; points: number;
   const s = p.ingestor.stats;
   const now = Date.now();
   const secs = Math.max(0.001, (now - previous.at) / 1000);
-  const line = `points/s in ${Math.round((s.points - previous.points) / secs)}  rows/s out ${Math.round((s.rowsInserted - previous.rows) / secs)}  lag ${s.lag}  dead letters ${s.deadLetters}  rows total ${s.rowsInserted}${s.paused ? '  [paused: backpressure]' : ''}`;
+  const a = p.alerting?.counts;
+  const alerts = a ? `  alerts firing ${a.active} (events ${a.firing} fired, ${a.resolved} resolved)` : '';
+  const line = `points/s in ${Math.round((s.points - previous.points) / secs)}  rows/s out ${Math.round((s.rowsInserted - previous.rows) / secs)}  lag ${s.lag}  dead letters ${s.deadLetters}  rows total ${s.rowsInserted}  anomalies ${s.anomalies}${alerts}${s.paused ? '  [paused: backpressure]' : ''}`;
   Object.assign(previous, { at: now, points: s.points, rows: s.rowsInserted });
   return line;
 }
 
-async function start(config: VigilConfig): Promise<number> {
-  if (usesLocalStack(config)) await infra.up(config, componentLogger('infra'));
+async function start(given: VigilConfig, file: string | undefined): Promise<number> {
+  const local = usesLocalStack(given);
+  if (local) await infra.up(given, componentLogger('infra'));
+  // The demo alerts with the predefined rules, and through the local Alertmanager when it runs.
+  const overrides: Record<string, unknown> = {};
+  if (!given.alerts.rulesFile) overrides['alerts.rulesFile'] = join(infra.projectRoot(), 'rules', 'example.yaml');
+  if (!given.alerts.alertmanagerUrl && local) overrides['alerts.alertmanagerUrl'] = `http://127.0.0.1:${given.infra.alertmanagerPort}`;
+  // The labelled history goes to a topic of its own per run: on a topic the group has read
+  // before, history would arrive behind the committed watermark, as late data. Deleted on exit.
+  const demoTopic = `metrics-demo-${Date.now().toString(36)}`;
+  overrides['kafka.topics'] = [...given.kafka.topics, demoTopic];
+  overrides['kafka.fromBeginning'] = true;
+  const config = loadConfig({ file, overrides });
   const pipeline = await runPipeline(config);
   const abort = new AbortController();
   const kafka = createKafka(config, componentLogger('produce'));
+  // First a day of labelled history with injected anomalies (spikes, shifts, dropouts, ...) for
+  // the detectors, then the live stream: history produced after it would arrive behind the
+  // partitions' watermarks, as late data.
+  const widthMs = config.models.widthSeconds * 1000;
+  const buckets = Math.round(86_400_000 / widthMs);
+  const workload = labelledWorkload(defaultLabelledOptions({ series: 12, buckets, widthMs, startMs: Math.floor(Date.now() / widthMs) * widthMs - buckets * widthMs, cleanBuckets: Math.round(buckets / 4) }));
+  await produceLabelled(kafka, { topic: demoTopic, workload, format: 'json', pointsPerBucket: 2, pointsPerMessage: 100 }).catch((err: unknown) => {
+    componentLogger('produce').error({ err }, 'labelled demo producer failed');
+  });
   const demo = produce(kafka, { ...produceOptions(config, {}), rate: 5000, signal: abort.signal }).catch((err: unknown) => {
     componentLogger('produce').error({ err }, 'demo producer failed');
   });
@@ -363,7 +385,14 @@ async function start(config: VigilConfig): Promise<number> {
   abort.abort();
   await demo;
   process.stderr.write('\n');
-  return reason === 'fatal' ? 1 : pipeline.stop();
+  const code = reason === 'fatal' ? 1 : await pipeline.stop();
+  const admin = kafka.admin();
+  await admin
+    .connect()
+    .then(() => admin.deleteTopics({ topics: [demoTopic] }))
+    .catch((err: unknown) => componentLogger('produce').warn({ err, topic: demoTopic }, 'could not delete the demo topic'))
+    .finally(() => admin.disconnect());
+  return code;
 }
 
 main(process.argv.slice(2)).then(

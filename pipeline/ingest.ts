@@ -70,6 +70,8 @@ export interface IngestStats {
   rowsInserted: number;
   rollupRows: number;
   anomalyRows: number;
+  /** Scored buckets at or above models.threshold. */
+  anomalies: number;
   deadLetters: number;
   lag: number;
   inFlightBytes: number;
@@ -115,7 +117,7 @@ export function parseCommitMetadata(metadata: string | null | undefined): Commit
  * The main thread parses no points.
  */
 export class Ingestor {
-  readonly stats: IngestStats = { messages: 0, points: 0, rowsInserted: 0, rollupRows: 0, anomalyRows: 0, deadLetters: 0, lag: 0, inFlightBytes: 0, paused: false };
+  readonly stats: IngestStats = { messages: 0, points: 0, rowsInserted: 0, rollupRows: 0, anomalyRows: 0, anomalies: 0, deadLetters: 0, lag: 0, inFlightBytes: 0, paused: false };
   private readonly consumer: Consumer;
   private readonly admin: Admin;
   private readonly tracker = new OffsetTracker<DoneMeta>();
@@ -419,6 +421,7 @@ export class Ingestor {
         if (r.counterOutOfOrder > 0) this.metrics.counterOutOfOrder.inc(r.counterOutOfOrder);
         if (r.scored > 0) this.metrics.bucketsScored.inc(r.scored);
         if (r.flagged > 0) this.metrics.anomaliesFlagged.inc(r.flagged);
+        this.stats.anomalies += r.flagged;
         then(r);
       },
       (err: unknown) => this.die(new VigilError('VIGIL_ERR_WORKER_FAILED', `shard ${shard} task for ${task.topic}/${task.partition} failed: ${(err as Error).message}`, { cause: err })),
