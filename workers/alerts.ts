@@ -49,6 +49,8 @@ interface RuleState {
   startsAt: number;
   /** Consecutive buckets at or above the level (anomaly rules). */
   streak: number;
+  /** threshold and rate: how long the condition has held, as of the last bucket. */
+  heldMs: number;
   /** Rate rules: per-bucket [sum, count, max, increase] over the window, a ring by bucket index. */
   ring: Float64Array | null;
   ringStart: number;
@@ -84,6 +86,8 @@ export class RuleEvaluator {
   /** Absent-rule states by source partition, checked against that partition's watermark. */
   private readonly absent = new Map<string, Set<RuleState>>();
   private readonly seeded = new Set<string>();
+  /** The anomaly score of the bucket being evaluated (anomaly rules explain with it). */
+  private anomaly: EnsembleScore | null = null;
   private lastAbsentCheck = new Map<string, number>();
   transitions: Transition[] = [];
 
@@ -146,6 +150,7 @@ export class RuleEvaluator {
       lastBad: b.startMs,
       startsAt: firing ? b.startMs : Number.NaN,
       streak: 0,
+      heldMs: 0,
       ring: n > 0 ? new Float64Array(n * 4) : null,
       ringStart: Number.NaN,
       lastEnd: b.startMs + b.widthMs,
@@ -166,31 +171,30 @@ export class RuleEvaluator {
     if (!this.rules) return;
     const end = b.startMs + b.widthMs;
     const mean = b.sum / b.count;
+    this.anomaly = anomaly;
     for (const s of this.states(b)) {
       const rule = s.rule;
       switch (rule.kind) {
         case 'threshold': {
           const v = rule.of === 'mean' ? mean : rule.of === 'count' ? b.count : b[rule.of];
-          this.held(s, b, end, compare(rule.op, v, rule.threshold), shouldResolve(rule, v), v, null, { of: rule.of, op: rule.op });
+          this.held(s, b, end, compare(rule.op, v, rule.threshold), shouldResolve(rule, v), v);
           break;
         }
         case 'rate': {
           const v = this.windowValue(s, b, mean);
-          this.held(s, b, end, compare(rule.op, v, rule.threshold), shouldResolve(rule, v), v, null, { aggregate: rule.aggregate, op: rule.op, windowMs: rule.windowMs });
+          this.held(s, b, end, compare(rule.op, v, rule.threshold), shouldResolve(rule, v), v);
           break;
         }
         case 'anomaly': {
           if (!anomaly) break;
           const score = anomaly.score;
-          const met = compare(rule.op, score, rule.threshold);
-          s.streak = met ? s.streak + 1 : 0;
-          const details = { expected: anomaly.expected, lower: anomaly.lower, upper: anomaly.upper, scores: anomaly.scores, ...anomaly.explanation, streak: s.streak };
-          this.decide(s, end, s.streak >= rule.buckets, shouldResolve(rule, score), mean, score, details);
+          s.streak = compare(rule.op, score, rule.threshold) ? s.streak + 1 : 0;
+          this.decide(s, end, s.streak >= rule.buckets, shouldResolve(rule, score), mean, score);
           break;
         }
         case 'absent': {
           s.lastEnd = end;
-          if (s.firing) this.emit(s, 'resolved', end, mean, null, { reason: 'data returned' });
+          if (s.firing) this.emit(s, 'resolved', end, mean, null);
           break;
         }
       }
@@ -198,26 +202,27 @@ export class RuleEvaluator {
   }
 
   /** threshold and rate: the condition must hold for `for` of bucket time before firing. */
-  private held(s: RuleState, b: ClosedBucket, end: number, met: boolean, resolvable: boolean, v: number, score: number | null, details: Record<string, unknown>): void {
+  private held(s: RuleState, b: ClosedBucket, end: number, met: boolean, resolvable: boolean, v: number): void {
     if (met) {
       if (Number.isNaN(s.since)) s.since = b.startMs;
     } else s.since = Number.NaN;
     const heldMs = met ? end - s.since : 0;
-    this.decide(s, end, met && heldMs >= s.rule.forMs, resolvable, v, score, { ...details, heldMs });
+    s.heldMs = heldMs;
+    this.decide(s, end, met && heldMs >= s.rule.forMs, resolvable, v, null);
   }
 
-  private decide(s: RuleState, end: number, fire: boolean, resolvable: boolean, v: number, score: number | null, details: Record<string, unknown>): void {
+  private decide(s: RuleState, end: number, fire: boolean, resolvable: boolean, v: number, score: number | null): void {
     if (!s.firing) {
       if (fire) {
         s.startsAt = end;
-        this.emit(s, 'firing', end, v, score, details);
+        this.emit(s, 'firing', end, v, score);
       }
       s.lastBad = end;
       return;
     }
     // Firing: resolve once the value has been resolvable for longer than keep-firing-for.
     if (!resolvable) s.lastBad = end;
-    else if (end - s.lastBad > s.rule.keepFiringForMs) this.emit(s, 'resolved', end, v, score, details);
+    else if (end - s.lastBad > s.rule.keepFiringForMs) this.emit(s, 'resolved', end, v, score);
   }
 
   /** Rate rules: the window aggregate after adding this bucket (missing buckets count as empty). */
@@ -270,11 +275,29 @@ export class RuleEvaluator {
     for (const s of set) {
       if (s.firing || watermarkMs - s.lastEnd < s.rule.forMs) continue;
       s.startsAt = s.lastEnd + s.rule.forMs;
-      this.emit(s, 'firing', s.startsAt, Number.NaN, null, { lastDataMs: s.lastEnd, forMs: s.rule.forMs, watermarkMs });
+      this.emit(s, 'firing', s.startsAt, Number.NaN, null, { watermarkMs });
     }
   }
 
-  private emit(s: RuleState, status: Transition['status'], atMs: number, value: number, score: number | null, details: Record<string, unknown>): void {
+  /** What the explanation says beyond value and threshold, by rule kind (built only for transitions). */
+  private details(s: RuleState): Record<string, unknown> {
+    const r = s.rule;
+    switch (r.kind) {
+      case 'threshold':
+        return { of: r.of, op: r.op, heldMs: s.heldMs, forMs: r.forMs };
+      case 'rate':
+        return { aggregate: r.aggregate, op: r.op, windowMs: r.windowMs, heldMs: s.heldMs };
+      case 'anomaly': {
+        const a = this.anomaly;
+        return a ? { expected: a.expected, lower: a.lower, upper: a.upper, scores: a.scores, ...a.explanation, streak: s.streak } : { streak: s.streak };
+      }
+      case 'absent':
+        return { lastDataMs: s.lastEnd, forMs: r.forMs };
+    }
+  }
+
+  private emit(s: RuleState, status: Transition['status'], atMs: number, value: number, score: number | null, extra: Record<string, unknown> = {}): void {
+    const details = { ...this.details(s), ...extra };
     s.firing = status === 'firing';
     if (status === 'resolved') {
       s.since = Number.NaN;
