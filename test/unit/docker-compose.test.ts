@@ -420,11 +420,11 @@ describe('Prometheus and Alertmanager config (infra/docker)', () => {
     }
   });
 
-  it('routes Alertmanager alerts by alertname, rule and severity to a default receiver', () => {
+  it('routes Alertmanager alerts by alertname, rule_id and severity to a default receiver', () => {
     const amFile = './infra/docker/alertmanager.yml';
     expect(mountTarget('alertmanager', amFile)).toMatch(/alertmanager\.yml$/);
     const am = readYaml<{ route: { receiver: string; group_by: string[] }; receivers: { name: string }[] }>(amFile);
-    expect(am.route.group_by).toEqual(['alertname', 'rule', 'severity']);
+    expect(am.route.group_by).toEqual(['alertname', 'rule_id', 'severity']);
     expect(am.receivers.map((r) => r.name)).toContain(am.route.receiver);
   });
 });
