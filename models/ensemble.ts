@@ -62,7 +62,8 @@ export interface EnsembleScore {
   scores: Record<DetectorName, number>;
   /** What drove the score: the leading detectors, their z values, the features of the forest. */
   explanation: {
-    drivers: DetectorName[];
+    /** Detectors at or above half the threshold, and `gap` when a dropout raised the score. */
+    drivers: (DetectorName | 'gap')[];
     detectors: Partial<Record<DetectorName, Record<string, number>>>;
     /** Set when the series resumed after a dropout. */
     gap?: { missingBuckets: number };
@@ -248,7 +249,7 @@ export class Ensemble {
       upper: band.upper,
       scores,
       explanation: {
-        drivers: ready.filter(([, s]) => s >= this.settings.threshold / 2).map(([n]) => n),
+        drivers: [...ready.filter(([, s]) => s >= this.settings.threshold / 2).map(([n]) => n), ...(gap >= this.settings.threshold / 2 ? (['gap'] as const) : [])],
         detectors,
         ...(gap > 0 ? { gap: { missingBuckets: missing } } : {}),
         ...(forest.ready ? { features: Object.fromEntries(FEATURES.map((f, i) => [f, round(this.row[i] as number)])) } : {}),

@@ -4,7 +4,7 @@ import { RowBinaryWriter, writeSeries } from './rowbinary.js';
  * Columns of one `anomalies` row in encoding order (the DDL in sinks/clickhouse/schema.ts is
  * built from this): per series and scored bucket, the value, the expected value and band, each
  * detector's score, the ensemble's, and the explanation as JSON. `version` is how many buckets of
- * the series the detectors had learnt from: after a restart the replayed buckets are scored again
+ * the series the detectors have scored, this one included: after a restart the replayed buckets are scored again
  * by detectors that know less, and the ReplacingMergeTree keeps the better-informed row.
  */
 export const ANOMALY_COLUMNS = [
