@@ -16,8 +16,11 @@ export interface AlertRulesSettings {
   hash: string;
   text: string | null;
   file: string;
-  /** Fingerprints firing when the pipeline started (restored state): their conditions start as firing. */
-  active: string[] | null;
+  /**
+   * Alerts firing when the pipeline started (restored state): their conditions start as firing,
+   * and buckets up to the episode's start (a replay from before it) cannot resolve them.
+   */
+  active: { fingerprint: string; startsAtMs: number }[] | null;
 }
 
 export interface Transition {
@@ -51,6 +54,8 @@ interface RuleState {
   streak: number;
   /** threshold and rate: how long the condition has held, as of the last bucket. */
   heldMs: number;
+  /** Restored as firing: the episode's start; buckets ending by then cannot resolve it (-Infinity: not restored). */
+  seededAt: number;
   /** Rate rules: per-bucket [sum, count, max, increase] over the window, a ring by bucket index. */
   ring: Float64Array | null;
   ringStart: number;
@@ -85,7 +90,7 @@ export class RuleEvaluator {
   private readonly bySeries = new Map<bigint, RuleState[]>();
   /** Absent-rule states by source partition, checked against that partition's watermark. */
   private readonly absent = new Map<string, Set<RuleState>>();
-  private readonly seeded = new Set<string>();
+  private readonly seeded = new Map<string, number>();
   /** The anomaly score of the bucket being evaluated (anomaly rules explain with it). */
   private anomaly: EnsembleScore | null = null;
   private lastAbsentCheck = new Map<string, number>();
@@ -96,7 +101,7 @@ export class RuleEvaluator {
   }
 
   configure(settings: AlertRulesSettings): void {
-    if (settings.active) for (const f of settings.active) this.seeded.add(f);
+    if (settings.active) for (const a of settings.active) this.seeded.set(a.fingerprint, a.startsAtMs);
     if (settings.hash === this.hash || settings.text === null) return;
     this.rules = parseRules(settings.text, settings.file);
     this.hash = settings.hash;
@@ -106,9 +111,8 @@ export class RuleEvaluator {
     for (const [id, states] of this.bySeries) {
       const kept = states.filter((s) => keep.has(s.rule.id));
       for (const s of kept) s.rule = keep.get(s.rule.id) as CompiledRule;
-      if (kept.length === states.length && kept.length > 0) continue;
+      // Re-matched lazily at the series' next bucket (a new rule may match it), surviving states kept.
       this.bySeries.delete(id);
-      // Re-matched lazily at the series' next bucket, with the surviving states kept.
       if (kept.length > 0) this.carried.set(id, kept);
     }
     for (const set of this.absent.values()) for (const s of set) if (!keep.has(s.rule.id)) set.delete(s);
@@ -138,7 +142,9 @@ export class RuleEvaluator {
 
   private newState(rule: CompiledRule, b: ClosedBucket): RuleState {
     const fp = fingerprint(rule.id, b.seriesId);
-    const firing = this.seeded.delete(fp);
+    const seededAt = this.seeded.get(fp);
+    const firing = seededAt !== undefined;
+    this.seeded.delete(fp);
     const n = rule.kind === 'rate' ? Math.max(1, Math.ceil(rule.windowMs / b.widthMs)) : 0;
     const s: RuleState = {
       rule,
@@ -148,7 +154,8 @@ export class RuleEvaluator {
       firing,
       since: Number.NaN,
       lastBad: b.startMs,
-      startsAt: firing ? b.startMs : Number.NaN,
+      startsAt: seededAt ?? Number.NaN,
+      seededAt: seededAt ?? -Infinity,
       streak: 0,
       heldMs: 0,
       ring: n > 0 ? new Float64Array(n * 4) : null,
@@ -193,6 +200,12 @@ export class RuleEvaluator {
           break;
         }
         case 'absent': {
+          // A gap the watermark check did not see (replayed or backfilled data closes fast) is
+          // judged here too, from the bucket times alone: a replay decides the same.
+          if (!s.firing && b.startMs - s.lastEnd >= rule.forMs) {
+            s.startsAt = s.lastEnd + rule.forMs;
+            this.emit(s, 'firing', s.startsAt, Number.NaN, null);
+          }
           s.lastEnd = end;
           if (s.firing) this.emit(s, 'resolved', end, mean, null);
           break;
@@ -221,7 +234,7 @@ export class RuleEvaluator {
       return;
     }
     // Firing: resolve once the value has been resolvable for longer than keep-firing-for.
-    if (!resolvable) s.lastBad = end;
+    if (!resolvable || end <= s.seededAt) s.lastBad = end;
     else if (end - s.lastBad > s.rule.keepFiringForMs) this.emit(s, 'resolved', end, v, score);
   }
 

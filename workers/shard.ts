@@ -121,6 +121,11 @@ export function track(task: ShardTask): ShardResult {
     if (s) s.lastSeenMs = nowMs;
     else series.set(id, { lastSeenMs: nowMs, models: null });
   }
+  // Rules first: the buckets this task closes are collected for them.
+  if (task.alerts) {
+    rules.configure(task.alerts);
+    rulesWidthMs = task.alertWidthMs;
+  }
   const encoder = new RollupEncoder();
   let closed = 0;
   let late = 0;
@@ -133,10 +138,6 @@ export function track(task: ShardTask): ShardResult {
         : state.apply(task.topic, task.partition, batch, task.partitionMaxBeforeMs, task.partitionMaxAfterMs);
     for (const row of out.rows) encoder.add(row);
     ({ closed, late, counterOutOfOrder } = out);
-  }
-  if (task.alerts) {
-    rules.configure(task.alerts);
-    rulesWidthMs = task.alertWidthMs;
   }
   const anomalies = new AnomalyEncoder();
   const { scored, flagged } = scoreClosed(anomalies, task.models !== null);

@@ -24,7 +24,7 @@ export interface AlertEvent {
   endsAt: string | null;
   observedAt: string;
   explanation: Record<string, unknown>;
-  /** Rendered labels (rule labels + series tags) and annotations (summary, description, ...). */
+  /** The rule's labels (the series tags are in `series.tags`) and its rendered annotations (summary, description, ...). */
   labels: Record<string, string>;
   annotations: Record<string, string>;
 }

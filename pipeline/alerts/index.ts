@@ -25,7 +25,7 @@ export class Alerting {
   private rules: RuleSet;
   private text: string;
   private readonly sentHash: string[];
-  private restored: string[] = [];
+  private restored: { fingerprint: string; startsAtMs: number }[] = [];
   private readonly restoredSent: boolean[];
   private readonly lifecycle: AlertLifecycle;
   private readonly producer: Producer;

@@ -51,8 +51,8 @@ export class AlertLifecycle {
     return this.active.size;
   }
 
-  /** The firing alerts as of the last event of each fingerprint in ClickHouse; returns their fingerprints. */
-  async restore(): Promise<string[]> {
+  /** The firing alerts as of the last event of each fingerprint in ClickHouse; returns them for the shard threads. */
+  async restore(): Promise<{ fingerprint: string; startsAtMs: number }[]> {
     const rs = await this.sinks.clickhouse.query({
       query: `SELECT fingerprint, argMax(status, observed_ms) AS last, argMax(event, observed_ms) AS event FROM ${this.sinks.database}.alerts_dedup GROUP BY fingerprint HAVING last = 'firing'`,
       format: 'JSONEachRow',
@@ -60,7 +60,7 @@ export class AlertLifecycle {
     for (const row of await rs.json<{ fingerprint: string; event: string }>()) {
       this.active.set(row.fingerprint, { event: JSON.parse(row.event) as AlertEvent, lastSentMs: this.now() });
     }
-    return [...this.active.keys()];
+    return [...this.active].map(([fingerprint, a]) => ({ fingerprint, startsAtMs: Date.parse(a.event.startsAt) }));
   }
 
   /** New rules; alerts of rules that are gone resolve (returned for publishing). */

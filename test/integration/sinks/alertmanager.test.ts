@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { AlertEvent } from '../../../pipeline/alerts/event.js';
 import { AlertmanagerOutput, RESEND_ENDS_AT_FACTOR, type AlertmanagerOutputOptions } from '../../../sinks/alertmanager/index.js';
 import { testConfig, uniqueName } from '../../helpers/resources.js';
-import { alertEvent, recordingStats, until } from '../../unit/sinks/receiver.js';
+import { alertEvent, recordingStats, until } from '../../helpers/receiver.js';
 
 /** The local Alertmanager of the test stack (Debian's 0.25). */
 const amUrl = `http://127.0.0.1:${testConfig().infra.alertmanagerPort}`;

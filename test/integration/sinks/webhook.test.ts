@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { AlertEvent } from '../../../pipeline/alerts/event.js';
 import { WebhookOutput, type WebhookOutputOptions } from '../../../sinks/webhook/index.js';
-import { alertEvent, freePort, quietLogger, recordingStats, startReceiver, until, type Receiver, type Respond } from '../../unit/sinks/receiver.js';
+import { alertEvent, freePort, quietLogger, recordingStats, startReceiver, until, type Receiver, type Respond } from '../../helpers/receiver.js';
 
 const cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {

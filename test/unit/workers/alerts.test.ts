@@ -45,7 +45,7 @@ function bucket(seriesId: bigint, metric: string, i: number, value: number, coun
   } as ClosedBucket;
 }
 
-function evaluator(active: string[] | null = null): RuleEvaluator {
+function evaluator(active: { fingerprint: string; startsAtMs: number }[] | null = null): RuleEvaluator {
   const e = new RuleEvaluator();
   e.configure({ hash: 'h1', text: RULES, file: 'rules.yaml', active });
   return e;
@@ -95,11 +95,32 @@ describe('rule evaluation on closed buckets', () => {
 
   it('a fingerprint restored as firing resolves on the first good bucket after a restart, without firing again', () => {
     const fp = fingerprint('cpu', 1n);
-    const e = evaluator([fp]);
-    e.onBucket(bucket(1n, 'cpu', 0, 95), null);
+    // The episode started at the end of bucket 2; the replay begins before it, at bucket 0.
+    const e = evaluator([{ fingerprint: fp, startsAtMs: 3 * W }]);
+    e.onBucket(bucket(1n, 'cpu', 0, 50), null);
+    e.onBucket(bucket(1n, 'cpu', 1, 95), null);
+    e.onBucket(bucket(1n, 'cpu', 2, 95), null);
     expect(e.take()).toEqual([]);
+    e.onBucket(bucket(1n, 'cpu', 3, 50), null);
+    expect(e.take().map((t) => [t.fingerprint, t.status, t.startsAtMs, t.atMs])).toEqual([[fp, 'resolved', 3 * W, 4 * W]]);
+  });
+
+  it('absent: a gap inside one burst of replayed buckets fires and resolves from bucket times alone', () => {
+    const e = evaluator();
+    e.onBucket(bucket(3n, 'hb.api', 0, 1), null);
+    e.onBucket(bucket(3n, 'hb.api', 6, 1), null);
+    expect(e.take().map((t) => [t.status, t.startsAtMs / W, t.atMs / W])).toEqual([
+      ['firing', 4, 4],
+      ['resolved', 4, 7],
+    ]);
+  });
+
+  it('a rule added by a reload is evaluated on series other rules already watch', () => {
+    const e = evaluator();
+    e.onBucket(bucket(1n, 'cpu', 0, 50), null);
+    e.configure({ hash: 'h2', text: RULES + '  - id: cpu-now\n    expr: "cpu > 40 for 0s"\n', file: 'rules.yaml', active: null });
     e.onBucket(bucket(1n, 'cpu', 1, 50), null);
-    expect(e.take().map((t) => [t.fingerprint, t.status])).toEqual([[fp, 'resolved']]);
+    expect(e.take().map((t) => [t.ruleId, t.status])).toEqual([['cpu-now', 'firing']]);
   });
 
   it('fingerprints are stable 16-hex values distinct per rule and series', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { alertmanagerAnnotations, alertmanagerLabels, sanitizeLabelName, toAlertmanagerAlert } from '../../../../sinks/alertmanager/index.js';
-import { alertEvent } from '../receiver.js';
+import { alertEvent } from '../../../helpers/receiver.js';
 
 describe('Alertmanager mapping', () => {
   it('turns any name into [a-zA-Z_][a-zA-Z0-9_]*', () => {
