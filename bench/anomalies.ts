@@ -190,8 +190,6 @@ export interface LabelledProduceOptions {
   /** Points per series and bucket (their mean is the bucket's value). */
   pointsPerBucket: number;
   format: GenFormat;
-  /** Points per Kafka message (of one series and bucket at most pointsPerBucket, else of several series). */
-  pointsPerMessage: number;
 }
 
 /** The series a labelled workload's index stands for on the wire. */
@@ -203,7 +201,10 @@ export function labelledSeriesSpec(w: LabelledWorkload, i: number): SeriesSpec {
 /**
  * Produces a labelled workload to Kafka, bucket by bucket in event time: each series gets
  * `pointsPerBucket` points spread over the bucket, whose mean is exactly the bucket's value
- * (symmetric offsets), none where it drops out. Returns the labels with the series' wire keys.
+ * (symmetric offsets), none where it drops out. One message per series and bucket, keyed by the
+ * series: a series stays in one partition (detectors score it there) and every partition's event
+ * time advances bucket by bucket (longer messages would make other series' points late).
+ * Returns the labels with the series' wire keys.
  */
 export async function produceLabelled(kafka: Kafka, o: LabelledProduceOptions): Promise<{ points: number; labels: (AnomalyLabel & { key: string })[] }> {
   const { workload: w } = o;
@@ -215,15 +216,20 @@ export async function produceLabelled(kafka: Kafka, o: LabelledProduceOptions): 
     const { widthMs, startMs } = w.options;
     const step = widthMs / o.pointsPerBucket;
     let out: Message[] = [];
+    let outBytes = 0;
     let pending: Point[] = [];
+    // A produce request stays well under the broker's default 1 MiB record-batch limit.
     const flush = async (force: boolean): Promise<void> => {
       if (pending.length > 0) {
-        out.push({ key: seriesKey(pending[0]?.series as SeriesSpec), value: encode(pending, o.format) });
+        const value = encode(pending, o.format);
+        out.push({ key: seriesKey(pending[0]?.series as SeriesSpec), value });
+        outBytes += value.length;
         pending = [];
       }
-      if (out.length > 0 && (force || out.length >= 500)) {
+      if (out.length > 0 && (force || out.length >= 500 || outBytes >= 256 * 1024)) {
         await producer.send({ topic: o.topic, acks: -1, messages: out });
         out = [];
+        outBytes = 0;
       }
     };
     for (let t = 0; t < w.options.buckets; t++) {
@@ -236,8 +242,8 @@ export async function produceLabelled(kafka: Kafka, o: LabelledProduceOptions): 
           const offset = k === o.pointsPerBucket - 1 && o.pointsPerBucket % 2 ? 0 : (k % 2 ? -1 : 1) * spread;
           pending.push({ series: specs[i] as SeriesSpec, value: Math.round((v + offset) * 1e6) / 1e6, tsMs: startMs + t * widthMs + Math.floor(k * step) });
           points++;
-          if (pending.length >= o.pointsPerMessage) await flush(false);
         }
+        await flush(false);
       }
     }
     await flush(true);

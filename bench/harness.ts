@@ -15,8 +15,14 @@ import { createKafka } from '../pipeline/kafka.js';
 import { componentLogger } from '../pipeline/log.js';
 import { lineChart } from './chart.js';
 import { produce, type GenFormat } from './generator.js';
+import { defaultLabelledOptions, labelledWorkload, produceLabelled } from './anomalies.js';
+import { evaluate, type Quality } from '../models/evaluate.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { Partitioners } from 'kafkajs';
 import { cpuSecondsOf, PipelineProcess } from './process.js';
 import { countRows, kcatReference, servicePid } from './reference.js';
+import { kafkaEngineReference } from './kafka-engine.js';
 
 export interface BenchOptions {
   series: number;
@@ -27,7 +33,13 @@ export interface BenchOptions {
   durationSeconds: number;
   /** With `rate` 0: how many points to pre-fill. */
   points: number;
-  stages: 'raw' | 'rollups';
+  /**
+   * raw: points only; rollups: + event-time buckets; scoring: + the anomaly ensemble (anomalies
+   * table); alerts: + rules (a probe threshold rule and the predefined rules) and their outputs.
+   */
+  stages: BenchStages;
+  /** Also produce a labelled workload with injected anomalies first (its series count), and report detection quality. */
+  anomalies: number;
   workers: number;
   partitions: number;
   outDir: string;
@@ -38,12 +50,25 @@ export interface BenchOptions {
   progress?: ((line: string) => void) | undefined;
 }
 
+export const BENCH_STAGES = ['raw', 'rollups', 'scoring', 'alerts'] as const;
+export type BenchStages = (typeof BENCH_STAGES)[number];
+
 export const PRESETS: Record<string, Partial<BenchOptions>> = {
-  smoke: { series: 20, pointsPerMessage: 1, format: 'json', rate: 2000, durationSeconds: 3, stages: 'rollups', workers: 2, partitions: 2 },
-  default: { series: 1000, pointsPerMessage: 1, format: 'json', rate: 20000, durationSeconds: 30, stages: 'rollups', workers: 2, partitions: 4 },
-  drain: { series: 1000, pointsPerMessage: 1, format: 'json', rate: 0, points: 400_000, stages: 'rollups', workers: 2, partitions: 4 },
-  batched: { series: 1000, pointsPerMessage: 100, format: 'influx', rate: 0, points: 1_600_000, stages: 'rollups', workers: 2, partitions: 4 },
+  smoke: { series: 20, pointsPerMessage: 1, format: 'json', rate: 2000, durationSeconds: 12, stages: 'alerts', anomalies: 4, workers: 2, partitions: 2 },
+  default: { series: 1000, pointsPerMessage: 1, format: 'json', rate: 20000, durationSeconds: 60, stages: 'alerts', anomalies: 20, workers: 2, partitions: 4 },
+  drain: { series: 1000, pointsPerMessage: 1, format: 'json', rate: 0, points: 400_000, stages: 'alerts', anomalies: 0, workers: 2, partitions: 4 },
+  batched: { series: 1000, pointsPerMessage: 100, format: 'influx', rate: 0, points: 1_600_000, stages: 'alerts', anomalies: 0, workers: 2, partitions: 4 },
 };
+
+/** Rules of the `alerts` stage: a probe rule the harness times, plus the predefined rules. */
+const PROBE_METRIC = 'bench.probe';
+const PROBE_RULES = `rules:
+  - id: bench-probe
+    expr: "${PROBE_METRIC} > 50 for 0s"
+    keepFiringFor: 0s
+`;
+/** The alerts stage scores and evaluates 10 s buckets with 1 s of lateness, so an alert can come within ~11 s of its cause. */
+const ALERT_ENV = { VIGIL_ROLLUPS_WIDTHS_SECONDS: '10,60', VIGIL_MODELS_WIDTH_SECONDS: '10', VIGIL_ROLLUPS_ALLOWED_LATENESS_MS: '1000', VIGIL_ROLLUPS_IDLE_TIMEOUT_MS: '2000' };
 
 export interface BenchResult {
   version: 1;
@@ -56,10 +81,25 @@ export interface BenchResult {
   pointsPerSecondIn: number;
   rowsPerSecondOut: number;
   latencyMs: { p50: number; p95: number; p99: number; max: number } | null;
+  /**
+   * Produce→alert: from producing a probe series' first point above its rule's threshold to the
+   * alert event arriving on the alerts topic (live runs with the alerts stage). The bucket width
+   * (10 s) and the lateness (1 s) are its floor: a rule decides on closed buckets.
+   */
+  alertLatencyMs: { probes: number; p50: number; p95: number; p99: number; max: number } | null;
+  /** Detection quality on the injected labelled anomalies, read back from `anomalies_dedup`. */
+  quality: (Pick<Quality, 'events' | 'detected' | 'falseAlarms' | 'precision' | 'recall' | 'f1' | 'fpPerThousand' | 'meanDelayBuckets'> & { buckets: number; workloadBuckets: number }) | null;
   cpuSeconds: { vigil: number; kafka: number | null; clickhouse: number | null };
   vigilRssMaxMiB: number;
   timeline: { t: number; rowsPerSecond: number; lag: number }[];
   reference: { name: 'kcat -C | clickhouse-client'; seconds: number; pointsPerSecond: number };
+  /**
+   * What a user would set up instead: ClickHouse's Kafka table engine with a materialized view into
+   * a MergeTree table, reading the same topic (bench/kafka-engine.ts; tags kept). Null when it failed.
+   */
+  kafkaEngine: { seconds: number; pointsPerSecond: number; notes: string } | null;
+  /** Vigil's rows/s out over the Kafka engine's points/s (drain runs). */
+  ratioToKafkaEngine: number | null;
   /**
    * Vigil's rows/s out over the reference's points/s (above 1: Vigil is faster). Drain runs only
    * (`rate` 0): a live run is paced by its producer, so its throughput is no capacity figure.
@@ -105,6 +145,21 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
     seed: 17,
     intervalMs: live ? Math.max(1, Math.round((o.series * 1000) / o.rate)) : 1000,
   };
+  // The labelled history ends now and goes first, so the main workload's event times follow it.
+  let labelled: { points: number; labels: { series: number; kind: string; startMs: number; endMs: number }[]; widthMs: number; buckets: number } | undefined;
+  // Its buckets are the scored width, its season 240 buckets (the seasonal detector is told), five seasons long.
+  const widthMs = o.stages === 'alerts' ? 10_000 : 60_000;
+  const periodMs = 240 * widthMs;
+  if (o.anomalies > 0) {
+    const buckets = 5 * 240;
+    const startMs = Math.floor(Date.now() / widthMs) * widthMs - buckets * widthMs - (live ? 0 : Math.ceil(o.points / o.series) * 1000 + 120_000);
+    const workload = labelledWorkload(defaultLabelledOptions({ series: o.anomalies, buckets, widthMs, periodMs, startMs, anomaliesPerSeries: 4 }));
+    // ndjson: the kcat|clickhouse-client baseline reads newline-delimited objects.
+    const r = await produceLabelled(kafka, { topic, workload, format: 'ndjson', pointsPerBucket: 2 });
+    // Buckets with data (dropouts have none): what Vigil should have scored.
+    const present = workload.series.reduce((n, x) => n + x.values.filter((v) => !Number.isNaN(v)).length, 0);
+    labelled = { points: r.points, labels: r.labels, widthMs, buckets: present };
+  }
   let prefilled: Awaited<ReturnType<typeof produce>> | undefined;
   if (!live) {
     prefilled = await produce(kafka, { ...gen, points: o.points, durationMs: 0, startMs: Date.now() - Math.ceil(o.points / o.series) * 1000 - 60_000 });
@@ -118,6 +173,9 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
     VIGIL_CLICKHOUSE_DATABASE: db,
     VIGIL_PIPELINE_WORKERS: String(o.workers),
     VIGIL_ROLLUPS_ENABLED: String(o.stages !== 'raw'),
+    VIGIL_MODELS_ENABLED: String(o.stages === 'scoring' || o.stages === 'alerts'),
+    VIGIL_MODELS_SEASONAL_PERIOD_SECONDS: String(periodMs / 1000),
+    ...(o.stages === 'alerts' ? { ...ALERT_ENV, VIGIL_ALERTS_RULES_FILE: rulesFile() } : {}),
   });
   const kafkaPid = servicePid(config, 'kafka');
   const chPid = servicePid(config, 'clickhouse');
@@ -127,15 +185,19 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
   const visible: [number, number][] = [[0, 0]];
   const timeline: BenchResult['timeline'] = [];
   let rssMax = pipeline.rss();
-  let target = prefilled?.points ?? Infinity;
+  const extra = labelled?.points ?? 0;
+  let target = prefilled ? prefilled.points + extra : Infinity;
+  const probes = live && o.stages === 'alerts' ? startProbes(kafka, topic, `${topic}_alerts`, o.durationSeconds) : undefined;
 
   const producing = live
-    ? produce(kafka, { ...gen, points: 0, durationMs: o.durationSeconds * 1000, startMs: Date.now(), onProgress: (sent) => produced.push([elapsed(), sent]) })
+    ? produce(kafka, { ...gen, points: 0, durationMs: o.durationSeconds * 1000, startMs: Date.now(), onProgress: (sent) => produced.push([elapsed(), sent + extra]) })
     : Promise.resolve(prefilled);
   if (!live) produced.push([0, target]);
+  else if (extra > 0) produced.push([0, extra]);
   let lastSample = 0;
   let done = false;
-  void producing.then((s) => (target = s?.points ?? 0));
+  // Probe points share the topic: the target counts them once the probes have stopped.
+  void Promise.all([producing, probes?.producing]).then(([s, probePoints]) => (target = (s?.points ?? 0) + extra + (probePoints ?? 0)));
   while (!done) {
     await new Promise((r) => setTimeout(r, 100));
     const rows = await countRows(ch, `${db}.points`).catch(() => (visible[visible.length - 1] as [number, number])[1]);
@@ -160,6 +222,8 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
     clickhouse: chPid ? cpuSecondsOf(chPid) - cpu0.ch : null,
   };
   const deadLetters = await pipeline.metric('vigil_dead_letters_total');
+  const alertLatencyMs = probes ? await probes.finish() : null;
+  const quality = labelled ? await readQuality(ch, db, labelled) : null;
   pipeline.kill('SIGTERM');
   await pipeline.exited;
 
@@ -167,7 +231,7 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
   if (live) {
     const samples: number[] = [];
     for (let q = 1; q <= 200; q++) {
-      const k = Math.ceil((q / 200) * sent.points);
+      const k = extra + Math.ceil((q / 200) * sent.points);
       const tp = firstTimeAtLeast(produced, k);
       const tv = firstTimeAtLeast(visible, k);
       if (tp !== undefined && tv !== undefined) samples.push(Math.max(0, (tv - tp) * 1000));
@@ -176,9 +240,19 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
     latencyMs = { p50: Math.round(percentile(samples, 0.5)), p95: Math.round(percentile(samples, 0.95)), p99: Math.round(percentile(samples, 0.99)), max: Math.round(samples[samples.length - 1] ?? 0) };
   }
 
-  const refSeconds = await kcatReference(config, ch, db, topic, o.format !== 'influx', sent.points);
-  await ch.command({ query: `DROP DATABASE ${db}` });
-  await admin.deleteTopics({ topics: [topic, `${topic}_dlq`, `${topic}_alerts`] }).catch(() => undefined);
+  const probePoints = probes ? await probes.producing : 0;
+  const total = sent.points + extra + probePoints;
+  const refSeconds = await kcatReference(config, ch, db, topic, o.format !== 'influx', total);
+  const engine = await kafkaEngineReference(config, ch, db, topic, o.format, total).then(
+    (r) => ({ seconds: r.seconds, pointsPerSecond: total / r.seconds, notes: r.notes }),
+    (err: unknown) => {
+      o.progress?.(`Kafka engine baseline failed: ${(err as Error).message}`);
+      return null;
+    },
+  );
+  // BENCH_KEEP=1 keeps the database and topics for a look afterwards.
+  if (!process.env['BENCH_KEEP']) await ch.command({ query: `DROP DATABASE ${db}` });
+  if (!process.env['BENCH_KEEP']) await admin.deleteTopics({ topics: [topic, `${topic}_dlq`, `${topic}_alerts`] }).catch(() => undefined);
   await admin.disconnect();
   await ch.close();
 
@@ -188,18 +262,22 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
     version: 1,
     startedAt: new Date(Date.now() - seconds * 1000).toISOString(),
     options,
-    pointsProduced: sent.points,
+    pointsProduced: sent.points + extra + probePoints,
     rowsStored,
     deadLetters,
     seconds,
-    pointsPerSecondIn: live ? sent.points / (sent.elapsedMs / 1000) : sent.points / seconds,
+    pointsPerSecondIn: live ? sent.points / (sent.elapsedMs / 1000) : (sent.points + extra) / seconds,
     rowsPerSecondOut: rowsStored / seconds,
     latencyMs,
     cpuSeconds: cpu,
     vigilRssMaxMiB: Math.round(rssMax / 2 ** 20),
     timeline,
-    reference: { name: 'kcat -C | clickhouse-client', seconds: refSeconds, pointsPerSecond: sent.points / refSeconds },
-    ratioToReference: live ? null : rowsStored / seconds / (sent.points / refSeconds),
+    reference: { name: 'kcat -C | clickhouse-client', seconds: refSeconds, pointsPerSecond: (sent.points + extra + probePoints) / refSeconds },
+    ratioToReference: live ? null : rowsStored / seconds / ((sent.points + extra + probePoints) / refSeconds),
+    kafkaEngine: engine,
+    ratioToKafkaEngine: live || !engine ? null : rowsStored / seconds / engine.pointsPerSecond,
+    alertLatencyMs,
+    quality,
     regressions: [],
     files: { json: '', markdown: '', chart: '' },
   };
@@ -219,7 +297,10 @@ export function compareResults(previous: BenchResult, current: BenchResult, rati
   if (previous.ratioToReference !== null && current.ratioToReference !== null) {
     check('ratio to reference (rows/s out)', previous.ratioToReference, current.ratioToReference, true);
   }
+  if (previous.ratioToKafkaEngine && current.ratioToKafkaEngine) check('ratio to Kafka engine (rows/s out)', previous.ratioToKafkaEngine, current.ratioToKafkaEngine, true);
   if (previous.latencyMs && current.latencyMs) check('latency p99 ms', previous.latencyMs.p99, current.latencyMs.p99, false);
+  if (previous.alertLatencyMs && current.alertLatencyMs) check('alert latency p99 ms', previous.alertLatencyMs.p99, current.alertLatencyMs.p99, false);
+  if (previous.quality && current.quality) check('detection F1', previous.quality.f1, current.quality.f1, true);
   return out;
 }
 
@@ -232,7 +313,7 @@ function writeReport(r: BenchResult, outDir: string): void {
   const md = [
     `# Vigil benchmark ${r.startedAt}`,
     '',
-    `Workload: ${o.series} series, ${o.pointsPerMessage} point(s) per message, ${o.format}, ${o.rate > 0 ? `${o.rate} points/s for ${o.durationSeconds} s` : `${o.points} points pre-filled, drained`}; stages: ${o.stages}; ${o.workers} workers; ${o.partitions} partitions.`,
+    `Workload: ${o.series} series, ${o.pointsPerMessage} point(s) per message, ${o.format}, ${o.rate > 0 ? `${o.rate} points/s for ${o.durationSeconds} s` : `${o.points} points pre-filled, drained`}; stages: ${o.stages}; ${o.anomalies > 0 ? `labelled anomaly workload of ${o.anomalies} series first; ` : ''}${o.workers} workers; ${o.partitions} partitions.`,
     '',
     '| figure | value |',
     '|---|---|',
@@ -241,7 +322,11 @@ function writeReport(r: BenchResult, outDir: string): void {
     `| rows/s out | ${fmt(r.rowsPerSecondOut)} |`,
     `| reference (${r.reference.name.replace('|', '\\|')}) points/s | ${fmt(r.reference.pointsPerSecond)} |`,
     `| **ratio to reference** (drain runs) | **${r.ratioToReference === null ? '– (live run)' : fmt(r.ratioToReference, 2)}** |`,
+    `| ClickHouse Kafka engine + materialized view points/s | ${r.kafkaEngine ? fmt(r.kafkaEngine.pointsPerSecond) : '– (failed)'} |`,
+    `| **ratio to Kafka engine** (drain runs) | **${r.ratioToKafkaEngine === null ? '–' : fmt(r.ratioToKafkaEngine, 2)}** |`,
     `| latency produce→ClickHouse p50 / p95 / p99 / max (ms) | ${r.latencyMs ? `${r.latencyMs.p50} / ${r.latencyMs.p95} / ${r.latencyMs.p99} / ${r.latencyMs.max}` : '– (drain run)'} |`,
+    `| latency produce→alert p50 / p95 / p99 / max (ms), probes | ${r.alertLatencyMs ? `${r.alertLatencyMs.p50} / ${r.alertLatencyMs.p95} / ${r.alertLatencyMs.p99} / ${r.alertLatencyMs.max}, ${r.alertLatencyMs.probes}` : '– (needs a live run with the alerts stage)'} |`,
+    `| detection on injected anomalies: precision / recall / F1, false buckets per 1,000, delay (buckets) | ${r.quality ? `${fmt(r.quality.precision, 3)} / ${fmt(r.quality.recall, 3)} / ${fmt(r.quality.f1, 3)}, ${fmt(r.quality.fpPerThousand, 2)}, ${fmt(r.quality.meanDelayBuckets, 1)} (${r.quality.detected}/${r.quality.events} events, ${fmt(r.quality.buckets)} buckets)` : '– (no anomalies injected, or scoring off)'} |`,
     `| CPU s: Vigil / Kafka / ClickHouse | ${fmt(r.cpuSeconds.vigil, 1)} / ${fmt(r.cpuSeconds.kafka, 1)} / ${fmt(r.cpuSeconds.clickhouse, 1)} |`,
     `| Vigil RSS max | ${r.vigilRssMaxMiB} MiB |`,
     `| dead letters | ${fmt(r.deadLetters)} |`,
@@ -257,4 +342,92 @@ function writeReport(r: BenchResult, outDir: string): void {
   writeFileSync(r.files.json, JSON.stringify(r, null, 2));
   writeFileSync(r.files.markdown, md);
   writeFileSync(r.files.chart, svg);
+}
+
+function rulesFile(): string {
+  const path = join(mkdtempSync(join(tmpdir(), 'vigil-bench-rules-')), 'rules.yaml');
+  writeFileSync(path, PROBE_RULES);
+  return path;
+}
+
+/**
+ * Probe series for produce→alert latency: every 2 s a new probe series gets points above the
+ * probe rule's threshold (one a second for 3 s, then below it); the time from producing its
+ * first high point to its firing event on the alerts topic is one sample.
+ */
+function startProbes(kafka: ReturnType<typeof createKafka>, topic: string, alertsTopic: string, durationSeconds: number) {
+  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  const consumer = kafka.consumer({ groupId: `${alertsTopic}_probe`, maxWaitTimeInMs: 100 });
+  const sentAt = new Map<string, number>();
+  const latencies: number[] = [];
+  let stop = false;
+  let points = 0;
+  const running = (async () => {
+    await producer.connect();
+    await consumer.connect();
+    await consumer.subscribe({ topics: [alertsTopic], fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ message }) => {
+        const e = JSON.parse(message.value?.toString() ?? '{}') as { status?: string; rule?: { id?: string }; series?: { tags?: Record<string, string> } };
+        const probe = e.series?.tags?.['probe'];
+        const at = probe === undefined ? undefined : sentAt.get(probe);
+        if (e.status === 'firing' && e.rule?.id === 'bench-probe' && at !== undefined) {
+          latencies.push(Date.now() - at);
+          sentAt.delete(probe as string);
+        }
+      },
+    });
+    const t0 = Date.now();
+    const active: { id: string; left: number }[] = [];
+    let n = 0;
+    for (let tick = 0; !stop && Date.now() - t0 < durationSeconds * 1000; tick++) {
+      if (tick % 2 === 0) active.push({ id: String(n++), left: 6 });
+      const now = Date.now();
+      const messages = active.map((p) => ({
+        key: `probe-${p.id}`,
+        value: JSON.stringify({ metric_id: PROBE_METRIC, value: p.left > 3 ? 100 : 0, timestamp: new Date(now).toISOString(), tags: { probe: p.id } }),
+      }));
+      for (const p of active) if (p.left === 6) sentAt.set(p.id, now);
+      await producer.send({ topic, acks: -1, messages });
+      points += messages.length;
+      for (const p of active) p.left--;
+      while (active.length && (active[0] as { left: number }).left <= 0) active.shift();
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    return points;
+  })();
+  return {
+    /** Resolves with the probe points produced, when the probes stop. */
+    producing: running,
+    async finish(): Promise<NonNullable<BenchResult['alertLatencyMs']>> {
+      stop = true;
+      await running;
+      // Alerts of the last probes may still be on their way: wait for their buckets to close.
+      const deadline = Date.now() + 15_000;
+      while (sentAt.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      await Promise.allSettled([consumer.disconnect(), producer.disconnect()]);
+      const sorted = [...latencies].sort((a, b) => a - b);
+      const pick = (p: number) => (sorted.length ? percentile(sorted, p) : Number.NaN);
+      return { probes: sorted.length, p50: pick(0.5), p95: pick(0.95), p99: pick(0.99), max: sorted[sorted.length - 1] ?? Number.NaN };
+    },
+  };
+}
+
+/** Detection quality of the injected workload, from the flags Vigil wrote to `anomalies_dedup`. */
+async function readQuality(ch: ReturnType<typeof createClient>, db: string, l: { labels: { series: number; kind: string; startMs: number; endMs: number }[]; widthMs: number; buckets: number }): Promise<BenchResult['quality']> {
+  const rs = await ch
+    .query({
+      query: `SELECT tags.value[indexOf(tags.key, 'series')] AS s, toUInt32(bucket_start) AS b, anomaly FROM ${db}.anomalies_dedup WHERE metric = 'synthetic.value' AND width_s = ${l.widthMs / 1000}`,
+      format: 'JSONEachRow',
+    })
+    .catch(() => null);
+  if (!rs) return null;
+  const rows = await rs.json<{ s: string; b: number; anomaly: number }>();
+  if (rows.length === 0) return null;
+  const q = evaluate(
+    rows.map((r) => ({ series: r.s, tsMs: Number(r.b) * 1000, flagged: Number(r.anomaly) === 1 })),
+    l.labels.map((x) => ({ series: `s${x.series}`, kind: x.kind, startMs: x.startMs, endMs: x.endMs })),
+    l.widthMs,
+  );
+  return { events: q.events, detected: q.detected, falseAlarms: q.falseAlarms, precision: q.precision, recall: q.recall, f1: q.f1, fpPerThousand: q.fpPerThousand, meanDelayBuckets: q.meanDelayBuckets, buckets: rows.length, workloadBuckets: l.buckets };
 }

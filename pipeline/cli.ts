@@ -6,7 +6,7 @@ import { isVigilError, VigilError } from './errors.js';
 import { componentLogger, rootLogger } from './log.js';
 import * as infra from '../infra/index.js';
 import { produce, type GenFormat } from '../bench/generator.js';
-import { PRESETS, runBench } from '../bench/harness.js';
+import { BENCH_STAGES, PRESETS, runBench, type BenchStages } from '../bench/harness.js';
 import { join } from 'node:path';
 import { capabilitiesOf, schemaStatements } from '../sinks/clickhouse/index.js';
 import { createKafka, ensureTopics } from './kafka.js';
@@ -56,7 +56,9 @@ Commands:
   bench [options]           benchmark harness (bench/harness.ts), also npm run bench:
       --preset P            smoke | default | drain | batched (default: default)
       --series, --points-per-message, --format, --rate, --count, --duration  as for produce
-      --stages S            raw | rollups
+      --stages S            raw | rollups | scoring | alerts (each adds to the one before)
+      --anomalies N         first a labelled workload of N series with injected anomalies;
+                            reports detection precision/recall/F1 (0: none)
       --workers N, --partitions N
       --out DIR             results folder (default bench/results)
       --compare FILE        earlier result JSON; exit 1 when a figure falls below 0.85x
@@ -95,6 +97,7 @@ async function main(argv: string[]): Promise<number> {
       out: { type: 'string' },
       compare: { type: 'string' },
       labelled: { type: 'boolean' },
+      anomalies: { type: 'string' },
       labels: { type: 'string' },
       days: { type: 'string' },
       'points-per-bucket': { type: 'string' },
@@ -243,7 +246,7 @@ async function produceLabelledCommand(config: VigilConfig, values: Record<string
   await ensureTopics(kafka, config, [topic]);
   const format = (values['format'] ?? 'json') as GenFormat;
   const t0 = Date.now();
-  const { points, labels } = await produceLabelled(kafka, { topic, workload, format, pointsPerBucket: intOption(values, 'points-per-bucket', 2, 1), pointsPerMessage: intOption(values, 'points-per-message', 100, 1) });
+  const { points, labels } = await produceLabelled(kafka, { topic, workload, format, pointsPerBucket: intOption(values, 'points-per-bucket', 2, 1) });
   if (values['labels']) {
     const rows = labels.map((l) => ({ key: l.key, kind: l.kind, start: new Date(l.startMs).toISOString(), end: new Date(l.endMs).toISOString(), magnitude: +l.magnitude.toFixed(2) }));
     writeFileSync(values['labels'] as string, JSON.stringify(rows, null, 2) + '\n');
@@ -300,7 +303,7 @@ async function benchCommand(config: VigilConfig, values: Record<string, unknown>
   const preset = PRESETS[presetName];
   if (!preset) throw new VigilError('VIGIL_ERR_CLI_USAGE', `--preset = ${JSON.stringify(presetName)}: expected one of ${Object.keys(PRESETS).join(', ')}`);
   const stages = (values['stages'] as string | undefined) ?? preset.stages ?? 'rollups';
-  if (stages !== 'raw' && stages !== 'rollups') throw new VigilError('VIGIL_ERR_CLI_USAGE', `--stages = ${JSON.stringify(stages)}: expected raw or rollups`);
+  if (!(BENCH_STAGES as readonly string[]).includes(stages)) throw new VigilError('VIGIL_ERR_CLI_USAGE', `--stages = ${JSON.stringify(stages)}: expected one of ${BENCH_STAGES.join(', ')}`);
   const format = (values['format'] as string | undefined) ?? preset.format ?? 'json';
   if (!['json', 'ndjson', 'influx', 'prometheus'].includes(format)) throw new VigilError('VIGIL_ERR_CLI_USAGE', `--format = ${JSON.stringify(format)}: expected json, ndjson, influx or prometheus`);
   if (usesLocalStack(config)) await infra.up(config, componentLogger('infra'));
@@ -311,7 +314,8 @@ async function benchCommand(config: VigilConfig, values: Record<string, unknown>
     rate: intOption(values, 'rate', preset.rate ?? 20000),
     durationSeconds: intOption(values, 'duration', preset.durationSeconds ?? 30, 1),
     points: intOption(values, 'count', preset.points ?? 400_000, 1),
-    stages,
+    stages: stages as BenchStages,
+    anomalies: intOption(values, 'anomalies', preset.anomalies ?? 0),
     workers: intOption(values, 'workers', preset.workers ?? config.pipeline.workers, 1),
     partitions: intOption(values, 'partitions', preset.partitions ?? 4, 1),
     outDir: (values['out'] as string | undefined) ?? join(infra.projectRoot(), 'bench', 'results'),
@@ -372,7 +376,7 @@ async function start(given: VigilConfig, file: string | undefined): Promise<numb
   const widthMs = config.models.widthSeconds * 1000;
   const buckets = Math.round(86_400_000 / widthMs);
   const workload = labelledWorkload(defaultLabelledOptions({ series: 12, buckets, widthMs, startMs: Math.floor(Date.now() / widthMs) * widthMs - buckets * widthMs, cleanBuckets: Math.round(buckets / 4) }));
-  await produceLabelled(kafka, { topic: demoTopic, workload, format: 'json', pointsPerBucket: 2, pointsPerMessage: 100 }).catch((err: unknown) => {
+  await produceLabelled(kafka, { topic: demoTopic, workload, format: 'json', pointsPerBucket: 2 }).catch((err: unknown) => {
     componentLogger('produce').error({ err }, 'labelled demo producer failed');
   });
   const demo = produce(kafka, { ...produceOptions(config, {}), rate: 5000, signal: abort.signal }).catch((err: unknown) => {

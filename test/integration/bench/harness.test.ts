@@ -16,10 +16,12 @@ function expectComplete(r: BenchResult): void {
   expect(r.cpuSeconds.vigil).toBeGreaterThan(0);
   expect(r.vigilRssMaxMiB).toBeGreaterThan(0);
   expect(r.reference.pointsPerSecond).toBeGreaterThan(0);
+  // The Kafka-engine baseline read the same topic: all of it, or the run says it failed.
+  expect(r.kafkaEngine?.pointsPerSecond).toBeGreaterThan(0);
   for (const f of Object.values(r.files)) expect(existsSync(f)).toBe(true);
   expect(JSON.parse(readFileSync(r.files.json, 'utf8'))).toEqual(JSON.parse(JSON.stringify(r)));
   const md = readFileSync(r.files.markdown, 'utf8');
-  for (const row of ['points/s in', 'rows/s out', 'ratio to reference', 'latency produce→ClickHouse', 'CPU s: Vigil / Kafka / ClickHouse', 'Vigil RSS max', 'dead letters']) expect(md).toContain(row);
+  for (const row of ['points/s in', 'rows/s out', 'ratio to reference', 'Kafka engine', 'ratio to Kafka engine', 'latency produce→ClickHouse', 'latency produce→alert', 'detection on injected anomalies', 'CPU s: Vigil / Kafka / ClickHouse', 'Vigil RSS max', 'dead letters']) expect(md).toContain(row);
   // Every table row has the same number of cells (no stray "|" in a cell).
   const rows = md.split('\n').filter((l) => l.startsWith('|'));
   expect(new Set(rows.map((l) => l.replaceAll('\\|', '').split('|').length)).size).toBe(1);
@@ -29,9 +31,22 @@ function expectComplete(r: BenchResult): void {
 }
 
 describe('benchmark harness (tiny presets; structure and consistency, no timings)', () => {
-  it('reports a live run completely, with ordered latency percentiles and a timeline', async () => {
+  it('reports a live run with all stages completely: ordered latency percentiles, produce→alert latency, detection quality, a timeline', async () => {
     const r = await runBench(testConfig(), base);
     expectComplete(r);
+    expect(r.options.stages).toBe('alerts');
+    const a = r.alertLatencyMs as NonNullable<BenchResult['alertLatencyMs']>;
+    expect(a.probes).toBeGreaterThan(0);
+    expect(a.p50).toBeLessThanOrEqual(a.p95);
+    expect(a.p95).toBeLessThanOrEqual(a.max);
+    // Quality is read back from anomalies_dedup: every bucket of the injected workload was scored.
+    const q = r.quality as NonNullable<BenchResult['quality']>;
+    expect(q.events).toBeGreaterThan(0);
+    expect(q.buckets).toBe(q.workloadBuckets);
+    expect(q.workloadBuckets).toBeGreaterThan(base.anomalies * 4 * 240);
+    expect(q.detected).toBeLessThanOrEqual(q.events);
+    expect(q.f1).toBeGreaterThanOrEqual(0);
+    expect(q.f1).toBeLessThanOrEqual(1);
     expect(r.latencyMs).not.toBeNull();
     const l = r.latencyMs as NonNullable<BenchResult['latencyMs']>;
     expect(l.p50).toBeLessThanOrEqual(l.p95);
@@ -42,10 +57,13 @@ describe('benchmark harness (tiny presets; structure and consistency, no timings
   });
 
   it('reports a drain run against the reference, and the comparison flags a regression', async () => {
-    const r = await runBench(testConfig(), { ...base, rate: 0, points: 20_000, stages: 'raw' });
+    const r = await runBench(testConfig(), { ...base, rate: 0, points: 20_000, stages: 'raw', anomalies: 0 });
     expectComplete(r);
     expect(r.latencyMs).toBeNull();
+    expect(r.alertLatencyMs).toBeNull();
+    expect(r.quality).toBeNull();
     expect(r.ratioToReference).toBeGreaterThan(0);
+    expect(r.ratioToKafkaEngine).toBeGreaterThan(0);
     expect(compareResults(r, r, 0.85)).toEqual([]);
     const better = { ...r, ratioToReference: (r.ratioToReference as number) * 2 };
     expect(compareResults(better, r, 0.85)).toEqual([expect.stringContaining('ratio to reference')]);

@@ -160,7 +160,7 @@ describe('anomalies: closed buckets scored end to end', () => {
     const { topic, db, env } = await res.pipelineEnv('anomalies', 2);
     await start({ ...env, ...MODEL_ENV });
     const w = workloadEndingNow({ series: 6, seed: 11 });
-    const { labels } = await produceLabelled(res.kafka, { topic, workload: w, pointsPerBucket: 2, format: 'json', pointsPerMessage: 2 });
+    const { labels } = await produceLabelled(res.kafka, { topic, workload: w, pointsPerBucket: 2, format: 'json' });
     const want = expectedBuckets(w);
     expect(labels.some((l) => l.kind === 'dropout')).toBe(true);
 
@@ -247,7 +247,7 @@ describe('anomalies: closed buckets scored end to end', () => {
     const chunk = 240;
     const producing = (async () => {
       for (let from = 0; from < w.options.buckets; from += chunk) {
-        await produceLabelled(res.kafka, { topic, workload: slice(w, from, Math.min(from + chunk, w.options.buckets)), pointsPerBucket: 2, format: 'json', pointsPerMessage: 1 });
+        await produceLabelled(res.kafka, { topic, workload: slice(w, from, Math.min(from + chunk, w.options.buckets)), pointsPerBucket: 2, format: 'json' });
       }
     })();
     await waitFor('some anomalies rows stored', async () => (await scalar(`SELECT count() FROM ${db}.anomalies`)) >= total(want) / 3, 60_000, 50);
