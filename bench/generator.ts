@@ -1,3 +1,4 @@
+import { mulberry32 } from '../models/random.js';
 import { Partitioners, type Kafka, type Message } from 'kafkajs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -27,17 +28,8 @@ const METRICS: Omit<SeriesSpec, 'tags'>[] = [
   { metric: 'crypto.key.unauthorized_access', type: 'counter', base: 0.05, amplitude: 0, noise: 0.05 },
 ];
 
-/** Small deterministic PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Small deterministic PRNG (models/random.ts). */
+export const rng = mulberry32;
 
 export function makeSeries(count: number): SeriesSpec[] {
   return Array.from({ length: count }, (_, i) => {

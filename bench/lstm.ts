@@ -1,3 +1,4 @@
+import { mulberry32 } from '../models/random.js';
 /**
  * LSTM forecaster inference cost per scored bucket: (a) the hand-written cell, one step per
  * series-bucket with persistent per-series state (what workers do), against (b) TensorFlow.js
@@ -25,16 +26,6 @@ const repeats = Number(args.repeats ?? 5);
 const resultsDir = new URL('./results/', import.meta.url.includes('/dist/bench/') ? new URL('../../bench/', import.meta.url) : import.meta.url).pathname;
 mkdirSync(resultsDir, { recursive: true });
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);

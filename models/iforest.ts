@@ -1,3 +1,4 @@
+import { mulberry32 } from './random.js';
 /**
  * Isolation Forest (Liu, Ting & Zhou 2008), the algorithm of scikit-learn's `IsolationForest`:
  * each tree is grown on `maxSamples` rows drawn without replacement, to depth
@@ -54,16 +55,6 @@ export function averagePathLength(n: number): number {
   return 2 * (Math.log(n - 1) + EULER_GAMMA) - (2 * (n - 1)) / n;
 }
 
-/** mulberry32: a 32-bit state PRNG, uniform in [0, 1); small, fast and enough for sampling. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function positiveInteger(name: string, value: number): number {
   if (!Number.isInteger(value) || value < 1) throw new RangeError(`IsolationForest: ${name} must be an integer >= 1, got ${value}`);

@@ -1,3 +1,4 @@
+import { mulberry32 } from '../random.js';
 /**
  * The LSTM forecaster: LSTM(units, last output only) + Dense(1) over windows of `window`
  * normalised bucket values, trained with TensorFlow.js to forecast the next value. One global
@@ -319,17 +320,6 @@ function optionError(key: string, value: unknown, expected: string): VigilError 
   return new VigilError('VIGIL_ERR_CONFIG_INVALID', `LSTM training option ${key} must be ${expected}, got ${JSON.stringify(value)}`);
 }
 
-/** Small seeded PRNG (mulberry32): uniform in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function shuffle(a: Int32Array, random: () => number): void {
   for (let i = a.length - 1; i > 0; i--) {

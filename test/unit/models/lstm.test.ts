@@ -1,3 +1,4 @@
+import { mulberry32 as prng } from '../../../models/random.js';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -23,17 +24,6 @@ import {
 } from '../../../models/lstm/index.js';
 import { VigilError } from '../../../pipeline/errors.js';
 
-/** mulberry32: the tests' only source of randomness. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function gaussian(random: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
