@@ -136,7 +136,8 @@ export function loadConfig(options: LoadOptions = {}): VigilConfig {
     throw new VigilError('VIGIL_ERR_CONFIG_INVALID', `rollups.widthsSeconds = ${JSON.stringify(widths)}: expected widths that divide a day (86400 s), ${bad} does not`);
   }
   const models = (raw as { models: { enabled: boolean; widthSeconds: number } }).models;
-  if (models.enabled && !widths.includes(models.widthSeconds)) {
+  if (models.widthSeconds === 0) models.widthSeconds = Math.max(...widths);
+  else if (!widths.includes(models.widthSeconds)) {
     throw new VigilError('VIGIL_ERR_CONFIG_INVALID', `models.widthSeconds = ${models.widthSeconds}: expected one of rollups.widthsSeconds ${JSON.stringify(widths)}`);
   }
   const config = raw as unknown as { dataDir: string };

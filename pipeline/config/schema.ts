@@ -313,10 +313,10 @@ export const configSchema = {
         enabled: { type: 'boolean', description: 'Score closed buckets and write the `anomalies` table (needs rollups).', default: true },
         widthSeconds: {
           type: 'integer',
-          minimum: 1,
+          minimum: 0,
           maximum: 86400,
-          description: 'The rollup width whose closed buckets are scored; one of `rollups.widthsSeconds`.',
-          default: 60,
+          description: 'The rollup width whose closed buckets detectors score and alert rules read; one of `rollups.widthsSeconds`, 0: the widest of them.',
+          default: 0,
         },
         detectors: {
           type: 'array',

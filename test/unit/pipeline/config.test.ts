@@ -27,6 +27,8 @@ describe('configuration', () => {
     for (const { path, leaf } of leaves()) {
       const value = path.split('.').reduce<unknown>((n, k) => (n as Record<string, unknown>)[k], config);
       if (path === 'dataDir') expect(value).toBe('/srv/x/.vigil');
+      // 0 stands for the widest rollup width.
+      else if (path === 'models.widthSeconds') expect(value).toBe(60);
       else expect(value).toEqual(leaf.default);
     }
     expect(Object.isFrozen(config.kafka.brokers)).toBe(true);
@@ -51,6 +53,13 @@ describe('configuration', () => {
     expect(err.message).toContain('http.port = "abc" (from environment variable VIGIL_HTTP_PORT): expected a value of type integer');
     const err2 = loadError(() => loadConfig({ file: file('t.json', '{"kafka":{"fromBeginning":"yes"}}'), env: {} }));
     expect(err2.message).toMatch(/kafka\.fromBeginning = "yes" \(from file .*t\.json\): expected a value of type boolean/);
+  });
+
+  it('scores the widest rollup width unless told otherwise, and rejects a width rollups do not compute', () => {
+    expect(loadConfig({ env: { VIGIL_ROLLUPS_WIDTHS_SECONDS: '5,10' } }).models.widthSeconds).toBe(10);
+    expect(loadConfig({ env: { VIGIL_MODELS_WIDTH_SECONDS: '10' } }).models.widthSeconds).toBe(10);
+    const err = loadError(() => loadConfig({ env: { VIGIL_MODELS_WIDTH_SECONDS: '30' } }));
+    expect(err.message).toContain('models.widthSeconds = 30: expected one of rollups.widthsSeconds [10,60]');
   });
 
   it('rejects an out-of-range port with the allowed range', () => {
