@@ -15,7 +15,12 @@ export type DetectorName = (typeof DETECTORS)[number];
 export interface EnsembleSettings {
   /** Detectors that take part (the others are not run). */
   detectors: readonly DetectorName[];
-  /** Ensemble score at or above which a bucket is an anomaly. */
+  /**
+   * Ensemble score at or above which a bucket is an anomaly. The default 0.6 asks two detectors
+   * for about |z| = 5 each: on the labelled workloads it trades ~2 points of recall for half the
+   * false alarms (F1 0.92 → 0.96), and real series, with heavier tails than any generator, need
+   * the margin more.
+   */
   threshold: number;
   /**
    * How many of the highest detector scores are averaged. 2 asks two detectors to agree, which
@@ -30,7 +35,7 @@ export interface EnsembleSettings {
 
 export const DEFAULT_ENSEMBLE: EnsembleSettings = {
   detectors: DETECTORS,
-  threshold: 0.5,
+  threshold: 0.6,
   topK: 2,
   seasonal: { periodMs: 86_400_000, slots: 24 },
   robust: { window: 128 },

@@ -329,7 +329,7 @@ export const configSchema = {
           minimum: 0,
           maximum: 1,
           description: 'Ensemble score at or above which a bucket is an anomaly (lower is more sensitive).',
-          default: 0.5,
+          default: 0.6,
         },
         agreement: {
           type: 'integer',
