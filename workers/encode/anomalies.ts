@@ -1,20 +1,16 @@
-import { RowBinaryWriter, writeSeries } from './rowbinary.js';
+import { RowBinaryWriter } from './rowbinary.js';
+import { BUCKET_KEY_COLUMNS, writeBucketKey, type BucketKey } from './rollups.js';
 
 /**
  * Columns of one `anomalies` row in encoding order (the DDL in sinks/clickhouse/schema.ts is
  * built from this): per series and scored bucket, the value, the expected value and band, each
  * detector's score, the ensemble's, and the explanation as JSON. `version` is how many buckets of
- * the series the detectors have scored, this one included: after a restart the replayed buckets are scored again
- * by detectors that know less, and the ReplacingMergeTree keeps the better-informed row.
+ * the series the detectors have scored, this one included: after a restart the replayed buckets
+ * are scored again by detectors that know less, and the ReplacingMergeTree keeps the
+ * better-informed row.
  */
 export const ANOMALY_COLUMNS = [
-  ['series_id', 'UInt64'],
-  ['metric', 'String'],
-  ['tags.key', 'Array(String)'],
-  ['tags.value', 'Array(String)'],
-  ['type', "Enum8('gauge' = 1, 'counter' = 2)"],
-  ['width_s', 'UInt32'],
-  ['bucket_start', 'DateTime'],
+  ...BUCKET_KEY_COLUMNS,
   ['value', 'Float64'],
   ['expected', 'Float64'],
   ['lower', 'Float64'],
@@ -32,13 +28,7 @@ export const ANOMALY_COLUMNS = [
   ['version', 'UInt64'],
 ] as const;
 
-export interface AnomalyRow {
-  seriesId: bigint;
-  metric: string;
-  tags: readonly string[];
-  type: number;
-  widthMs: number;
-  startMs: number;
+export interface AnomalyRow extends BucketKey {
   value: number;
   expected: number;
   lower: number;
@@ -58,10 +48,7 @@ export class AnomalyEncoder {
 
   add(r: AnomalyRow): void {
     const w = this.rows;
-    writeSeries(w, r.seriesId, r.metric, r.tags);
-    w.uint8(r.type + 1);
-    w.uint32(r.widthMs / 1000);
-    w.uint32(Math.floor(r.startMs / 1000));
+    writeBucketKey(w, r);
     w.float64(r.value);
     w.float64(r.expected);
     w.float64(r.lower);

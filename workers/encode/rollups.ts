@@ -1,7 +1,7 @@
 import { RowBinaryWriter, writeSeries } from './rowbinary.js';
 
-/** Columns of one `rollups` row in encoding order (the DDL in sinks/clickhouse/schema.ts is built from this). */
-export const ROLLUP_COLUMNS = [
+/** The columns every per-bucket table (`rollups`, `anomalies`) starts with: the series and its bucket. */
+export const BUCKET_KEY_COLUMNS = [
   ['series_id', 'UInt64'],
   ['metric', 'String'],
   ['tags.key', 'Array(String)'],
@@ -9,6 +9,29 @@ export const ROLLUP_COLUMNS = [
   ['type', "Enum8('gauge' = 1, 'counter' = 2)"],
   ['width_s', 'UInt32'],
   ['bucket_start', 'DateTime'],
+] as const;
+
+/** A series and one of its buckets: the leading fields of a per-bucket row. */
+export interface BucketKey {
+  seriesId: bigint;
+  metric: string;
+  tags: readonly string[];
+  type: number;
+  widthMs: number;
+  startMs: number;
+}
+
+/** Writes the BUCKET_KEY_COLUMNS of a row. */
+export function writeBucketKey(w: RowBinaryWriter, k: BucketKey): void {
+  writeSeries(w, k.seriesId, k.metric, k.tags);
+  w.uint8(k.type + 1);
+  w.uint32(k.widthMs / 1000);
+  w.uint32(Math.floor(k.startMs / 1000));
+}
+
+/** Columns of one `rollups` row in encoding order (the DDL in sinks/clickhouse/schema.ts is built from this). */
+export const ROLLUP_COLUMNS = [
+  ...BUCKET_KEY_COLUMNS,
   ['source_topic', 'String'],
   ['source_partition', 'UInt32'],
   ['kind', "Enum8('bucket' = 1, 'correction' = 2)"],
@@ -35,13 +58,7 @@ export interface Aggregate {
   sumsq: number;
 }
 
-export interface RollupRow extends Aggregate {
-  seriesId: bigint;
-  metric: string;
-  tags: readonly string[];
-  type: number;
-  widthMs: number;
-  startMs: number;
+export interface RollupRow extends Aggregate, BucketKey {
   topic: string;
   partition: number;
   /** 1 bucket row (versions replace each other), 2 correction row of one late point. */
@@ -58,10 +75,7 @@ export class RollupEncoder {
 
   add(r: RollupRow): void {
     const w = this.rows;
-    writeSeries(w, r.seriesId, r.metric, r.tags);
-    w.uint8(r.type + 1);
-    w.uint32(r.widthMs / 1000);
-    w.uint32(Math.floor(r.startMs / 1000));
+    writeBucketKey(w, r);
     w.string(r.topic);
     w.uint32(r.partition);
     w.uint8(r.kind);
