@@ -1,4 +1,4 @@
-import { compare, matchesSeries, parseRules, shouldResolve, type CompiledRule, type RuleSet } from '../pipeline/alerts/rules.js';
+import { compare, matchesSeries, parseRules, shouldResolve, tagObject, type CompiledRule, type RuleSet } from '../pipeline/alerts/rules.js';
 import type { EnsembleScore } from '../models/ensemble.js';
 import type { ClosedBucket } from './rollup.js';
 
@@ -77,23 +77,19 @@ export function fingerprint(ruleId: string, seriesId: bigint): string {
   return h.toString(16).padStart(16, '0');
 }
 
-function tagRecord(tags: readonly string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (let i = 0; i + 1 < tags.length; i += 2) out[tags[i] as string] = tags[i + 1] as string;
-  return out;
-}
-
 export class RuleEvaluator {
   private rules: RuleSet | null = null;
   private hash = '';
   /** Per series: the states of the rules matching it (computed once per series and rule set). */
   private readonly bySeries = new Map<bigint, RuleState[]>();
+  /** States of series whose rules were reloaded, kept until the series is matched again. */
+  private readonly carried = new Map<bigint, RuleState[]>();
   /** Absent-rule states by source partition, checked against that partition's watermark. */
   private readonly absent = new Map<string, Set<RuleState>>();
   private readonly seeded = new Map<string, number>();
   /** The anomaly score of the bucket being evaluated (anomaly rules explain with it). */
   private anomaly: EnsembleScore | null = null;
-  private lastAbsentCheck = new Map<string, number>();
+  private readonly lastAbsentCheck = new Map<string, number>();
   transitions: Transition[] = [];
 
   get ruleCount(): number {
@@ -118,15 +114,13 @@ export class RuleEvaluator {
     for (const set of this.absent.values()) for (const s of set) if (!keep.has(s.rule.id)) set.delete(s);
   }
 
-  private readonly carried = new Map<bigint, RuleState[]>();
-
   private states(b: ClosedBucket): RuleState[] {
     let list = this.bySeries.get(b.seriesId);
     if (list) return list;
     list = [];
     const rules = this.rules;
     if (rules) {
-      const tags = tagRecord(b.series.tags);
+      const tags = tagObject(b.series.tags);
       const carried = this.carried.get(b.seriesId);
       const candidates = [...(rules.byExactMetric.get(b.series.metric) ?? []), ...rules.patterned];
       for (const rule of candidates) {

@@ -7,8 +7,8 @@ import { loadLstm } from '../models/lstm-detector.js';
 import { RuleEvaluator } from './alerts.js';
 
 /**
- * Per-series state of this thread's shard: the series registry (last seen, for eviction) and the
- * rollup buckets; detector state joins here. Module scope is per thread and a thread serves
+ * Per-series state of this thread's shard: the series registry (last seen, for eviction), the
+ * rollup buckets, detector state and alert-rule state. Module scope is per thread and a thread serves
  * exactly one shard (pipeline/pool.ts), so nothing here is shared.
  */
 interface SeriesState {
@@ -95,12 +95,6 @@ function scoreClosed(encoder: AnomalyEncoder, withModels: boolean): { scored: nu
   }
   toScore.length = 0;
   return { scored, flagged };
-}
-
-/** Registers a consumer of closed buckets (detectors, alert rules) in this thread. */
-export function addClosedBucketStage(stage: ClosedBucketStage): void {
-  stages.push(stage);
-  rollups?.stages.push(stage);
 }
 
 function rollupState(settings: RollupSettings): RollupState {

@@ -2,7 +2,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { Producer } from 'kafkajs';
 import type { Transition } from '../../workers/alerts.js';
 import type { AlertEvent } from './event.js';
-import { renderAnnotations, type CompiledRule, type RuleSet } from './rules.js';
+import { renderAnnotations, tagObject, type CompiledRule, type RuleSet } from './rules.js';
 
 /**
  * The alert lifecycle on the main thread (DESIGN.md §6). Shard threads report condition
@@ -132,8 +132,7 @@ export class AlertLifecycle {
   }
 
   private firingOf(rule: CompiledRule, t: Transition): AlertEvent {
-    const tags: Record<string, string> = {};
-    for (let i = 0; i + 1 < t.tags.length; i += 2) tags[t.tags[i] as string] = t.tags[i + 1] as string;
+    const tags = tagObject(t.tags);
     const startsAt = new Date(t.startsAtMs).toISOString();
     const observedAt = new Date(this.now()).toISOString();
     const value = Number.isFinite(t.value) ? t.value : null;

@@ -229,6 +229,13 @@ export function shouldResolve(rule: CompiledRule, value: number): boolean {
   return rule.op === '>' || rule.op === '>=' ? value < rule.resolveThreshold : value > rule.resolveThreshold;
 }
 
+/** A flat [k1, v1, k2, v2, ...] tag array (as series carry them) as the object rules match on. */
+export function tagObject(tags: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i + 1 < tags.length; i += 2) out[tags[i] as string] = tags[i + 1] as string;
+  return out;
+}
+
 export function matchesSeries(rule: CompiledRule, metric: string, tags: Readonly<Record<string, string>>): boolean {
   if (!rule.metric.test(metric)) return false;
   for (const { key, match } of rule.tags) {
