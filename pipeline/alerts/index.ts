@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Kafka, Producer } from 'kafkajs';
 import { AlertmanagerOutput } from '../../sinks/alertmanager/index.js';
@@ -23,7 +22,6 @@ export type { AlertSinks } from './lifecycle.js';
  */
 export class Alerting {
   private rules: RuleSet;
-  private text: string;
   private readonly sentHash: string[];
   private restored: { fingerprint: string; startsAtMs: number }[] = [];
   private readonly restoredSent: boolean[];
@@ -46,7 +44,6 @@ export class Alerting {
   ) {
     this.widthMs = config.models.widthSeconds * 1000;
     this.rules = loadRules(config.alerts.rulesFile);
-    this.text = readText(config.alerts.rulesFile);
     this.sentHash = new Array<string>(shards).fill('');
     this.restoredSent = new Array<boolean>(shards).fill(false);
     this.producer = kafka.producer({ allowAutoTopicCreation: false, idempotent: false });
@@ -75,7 +72,6 @@ export class Alerting {
       current: this.rules,
       onReload: (rules) => {
         this.rules = rules;
-        this.text = readText(this.config.alerts.rulesFile);
         this.loose.push(...this.lifecycle.setRules(rules));
         this.metrics.rulesReloads.inc({ result: 'ok' });
         this.log.info({ rules: rules.rules.length }, 'alert rules reloaded');
@@ -94,7 +90,7 @@ export class Alerting {
     const hash = this.rules.hash;
     const first = !this.restoredSent[shard];
     this.restoredSent[shard] = true;
-    const text = this.sentHash[shard] === hash ? null : this.text;
+    const text = this.sentHash[shard] === hash ? null : this.rules.text;
     this.sentHash[shard] = hash;
     return { hash, text, file: this.config.alerts.rulesFile, active: first ? this.restored : null };
   }
@@ -123,8 +119,4 @@ export class Alerting {
     clearInterval(this.repeatTimer);
     await Promise.allSettled([...this.outputs.map((o) => o.close()), this.producer.disconnect()]);
   }
-}
-
-function readText(path: string): string {
-  return readFileSync(path, 'utf8');
 }

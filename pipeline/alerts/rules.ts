@@ -79,6 +79,8 @@ export interface RuleSet {
   patterned: CompiledRule[];
   /** sha256 of the file text: equal hashes mean equal rules. */
   hash: string;
+  /** The text the rules were parsed from (what the shard threads parse their copy from). */
+  text: string;
   file: string;
 }
 
@@ -319,10 +321,10 @@ export function parseRules(text: string, file: string): RuleSet {
   if (!validateFile(raw)) for (const e of validateFile.errors ?? []) checker.schemaIssue(e);
   const rules = compileFile(raw as Record<string, unknown>, checker);
   if (checker.issues.length > 0) throw checker.error();
-  return buildSet(rules, hash, file);
+  return buildSet(rules, hash, text, file);
 }
 
-function buildSet(rules: CompiledRule[], hash: string, file: string): RuleSet {
+function buildSet(rules: CompiledRule[], hash: string, text: string, file: string): RuleSet {
   const byExactMetric = new Map<string, CompiledRule[]>();
   const patterned: CompiledRule[] = [];
   for (const rule of rules) {
@@ -334,7 +336,7 @@ function buildSet(rules: CompiledRule[], hash: string, file: string): RuleSet {
     if (list) list.push(rule);
     else byExactMetric.set(rule.metric.text, [rule]);
   }
-  return { rules, byExactMetric, patterned, hash, file };
+  return { rules, byExactMetric, patterned, hash, text, file };
 }
 
 // ---------------------------------------------------------------------------------------------
