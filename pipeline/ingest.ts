@@ -203,7 +203,7 @@ export class Ingestor {
     if (this.rollupSettings) {
       this.idleTimer = setInterval(() => {
         this.closeIdlePartitions();
-        this.publishLooseAlerts();
+        if (!this.stopping) this.publishAlerts([], undefined);
       }, Math.min(1000, this.config.rollups.idleTimeoutMs));
       this.idleTimer.unref();
     }
@@ -378,12 +378,7 @@ export class Ingestor {
           if (r.held && (!work.held || r.held.offset < work.held.offset)) work.held = r.held;
           if (--left > 0) return;
           const inserts = out.inserts(work);
-          const alerts = this.alerting ? this.alerting.handle(out.transitions) : [];
-          if (alerts.length > 0) {
-            // The task's offsets wait for its alert events too (acks=all topic, alerts table).
-            work.pending++;
-            void this.retry('alerts', () => (this.alerting as Alerting).publish(alerts)).then(() => this.partDone(work), () => undefined);
-          }
+          this.publishAlerts(out.transitions, work);
           if (inserts.length === 0) this.partDone(work);
           work.pending += Math.max(0, inserts.length - 1);
           for (const insert of inserts) this.enqueueInsert(insert);
@@ -446,18 +441,27 @@ export class Ingestor {
           const out = shardOutputs();
           out.add(r);
           for (const insert of out.inserts(undefined)) this.enqueueInsert(insert);
-          const alerts = this.alerting ? this.alerting.handle(out.transitions) : [];
-          if (alerts.length > 0) void this.retry('alerts', () => (this.alerting as Alerting).publish(alerts)).catch(() => undefined);
+          this.publishAlerts(out.transitions, undefined);
         });
       }
     }
   }
 
-  /** Alert events no task carries (repeats, resolves of removed rules): published on the idle tick. */
-  private publishLooseAlerts(): void {
-    if (!this.alerting || this.stopping) return;
-    const alerts = this.alerting.pending();
-    if (alerts.length > 0) void this.retry('alerts', () => (this.alerting as Alerting).publish(alerts)).catch(() => undefined);
+  /**
+   * Turns shard transitions (plus any loose events: repeats, resolves of removed rules) into alert
+   * events and makes them durable, retrying. With `work`, the task's offsets wait for them too
+   * (acks=all topic, alerts table); idle closes and the idle tick pass none.
+   */
+  private publishAlerts(transitions: readonly Transition[], work: Work | undefined): void {
+    const alerting = this.alerting;
+    if (!alerting) return;
+    const alerts = alerting.handle(transitions);
+    if (alerts.length === 0) return;
+    if (work) work.pending++;
+    void this.retry('alerts', () => alerting.publish(alerts)).then(
+      () => work && this.partDone(work),
+      () => undefined,
+    );
   }
 
   private enqueueInsert(entry: PendingInsert): void {

@@ -95,18 +95,13 @@ export class Alerting {
     return { hash, text, file: this.config.alerts.rulesFile, active: first ? this.restored : null };
   }
 
-  /** The alert events of one task's transitions, plus any waiting loose events. */
+  /** The alert events of one task's transitions (none: the idle tick), plus any waiting loose events. */
   handle(transitions: readonly Transition[]): AlertEvent[] {
     const events = this.lifecycle.handle(transitions);
     if (this.loose.length === 0) return events;
     const all = [...this.loose, ...events];
     this.loose = [];
     return all;
-  }
-
-  /** Loose events only (called on a timer when no task comes along). */
-  pending(): AlertEvent[] {
-    return this.handle([]);
   }
 
   async publish(events: readonly AlertEvent[]): Promise<void> {

@@ -35,7 +35,8 @@ interface Active {
 }
 
 export class AlertLifecycle {
-  private rules: RuleSet | null = null;
+  /** The current rules by id. */
+  private rules = new Map<string, CompiledRule>();
   private readonly active = new Map<string, Active>();
   private readonly suppressed = new Set<string>();
   private readonly tokens = new Map<string, { left: number; refillAt: number }>();
@@ -65,11 +66,10 @@ export class AlertLifecycle {
 
   /** New rules; alerts of rules that are gone resolve (returned for publishing). */
   setRules(rules: RuleSet): AlertEvent[] {
-    this.rules = rules;
-    const ids = new Set(rules.rules.map((r) => r.id));
+    this.rules = new Map(rules.rules.map((r) => [r.id, r]));
     const out: AlertEvent[] = [];
     for (const [fp, a] of this.active) {
-      if (ids.has(a.event.rule.id)) continue;
+      if (this.rules.has(a.event.rule.id)) continue;
       this.active.delete(fp);
       out.push(this.resolvedOf(a.event, this.now(), { reason: 'rule removed' }));
     }
@@ -77,7 +77,7 @@ export class AlertLifecycle {
   }
 
   private rule(id: string): CompiledRule | undefined {
-    return this.rules?.rules.find((r) => r.id === id);
+    return this.rules.get(id);
   }
 
   private allow(rule: CompiledRule): boolean {
