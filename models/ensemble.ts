@@ -1,6 +1,6 @@
 import { NOT_READY, zScore, type Observation, type Score } from './detector.js';
 import { IsolationForest } from './iforest.js';
-import { Ewma, RobustZ, Seasonal, type EwmaState, type RobustState, type SeasonalState } from './statistical.js';
+import { Ewma, EWMA_DEFAULTS, ROBUST_DEFAULTS, RobustZ, Seasonal, SEASONAL_DEFAULTS, type EwmaState, type RobustState, type SeasonalState } from './statistical.js';
 import { LstmForecaster, type LstmWeights } from './lstm/index.js';
 
 /**
@@ -183,9 +183,9 @@ export class Ensemble {
     lstmWeights: LstmWeights | null = null,
     private readonly lstmValidationRmse = 1,
   ) {
-    this.robust = new RobustZ({ window: settings.robust.window, warmup: 30 });
-    this.ewma = new Ewma({ alpha: settings.ewma.alpha, varianceAlpha: 0.03, trendAlpha: 0.02, warmup: 30, clip: 4, regimeAfter: 5 });
-    this.seasonal = new Seasonal({ ...settings.seasonal, alpha: 0.3, levelAlpha: 0.02, warmupPeriods: 2, explains: 0.5 });
+    this.robust = new RobustZ({ ...ROBUST_DEFAULTS, ...settings.robust });
+    this.ewma = new Ewma({ ...EWMA_DEFAULTS, ...settings.ewma });
+    this.seasonal = new Seasonal({ ...SEASONAL_DEFAULTS, ...settings.seasonal });
     this.forest = new ShardForest(settings.iforest);
     this.on = Object.fromEntries(DETECTORS.map((d) => [d, settings.detectors.includes(d)])) as Record<DetectorName, boolean>;
     this.lstm = this.on.lstm && lstmWeights ? new LstmForecaster(lstmWeights) : null;
@@ -208,7 +208,7 @@ export class Ensemble {
 
   /** Scores one closed bucket of the series, then learns it. */
   step(m: SeriesModels, obs: Observation): EnsembleScore {
-    const missing = m.n >= 30 ? Math.round((obs.tsMs - m.lastTsMs) / obs.widthMs) - 1 : 0;
+    const missing = m.n >= this.robust.options.warmup ? Math.round((obs.tsMs - m.lastTsMs) / obs.widthMs) - 1 : 0;
     const robust = this.on.robust || this.on.iforest || this.on.lstm ? this.robust.step(m.robust, obs) : NOT_READY;
     const ewma = this.on.ewma || this.on.iforest ? this.ewma.step(m.ewma, obs) : NOT_READY;
     const seasonal = this.on.seasonal ? this.seasonal.step(m.seasonal, obs) : NOT_READY;

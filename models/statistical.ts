@@ -67,6 +67,8 @@ export interface RobustOptions {
   warmup: number;
 }
 
+export const ROBUST_DEFAULTS: Readonly<RobustOptions> = Object.freeze({ window: 128, warmup: 30 });
+
 export interface RobustState {
   /** The window in arrival order (a ring) and the same values kept sorted. */
   ring: Float64Array;
@@ -85,7 +87,7 @@ export interface RobustState {
 export class RobustZ implements Detector<RobustState> {
   readonly name = 'robust';
 
-  constructor(readonly options: RobustOptions = { window: 128, warmup: 30 }) {}
+  constructor(readonly options: RobustOptions = ROBUST_DEFAULTS) {}
 
   init(): RobustState {
     const w = this.options.window;
@@ -151,6 +153,8 @@ export interface EwmaOptions {
   regimeAfter: number;
 }
 
+export const EWMA_DEFAULTS: Readonly<EwmaOptions> = Object.freeze({ alpha: 0.1, varianceAlpha: 0.03, trendAlpha: 0.02, warmup: 30, clip: 4, regimeAfter: 5 });
+
 export interface EwmaState {
   mean: number;
   trend: number;
@@ -163,7 +167,7 @@ export interface EwmaState {
 export class Ewma implements Detector<EwmaState> {
   readonly name = 'ewma';
 
-  constructor(readonly options: EwmaOptions = { alpha: 0.1, varianceAlpha: 0.03, trendAlpha: 0.02, warmup: 30, clip: 4, regimeAfter: 5 }) {}
+  constructor(readonly options: EwmaOptions = EWMA_DEFAULTS) {}
 
   init(): EwmaState {
     return { mean: 0, trend: 0, variance: 0, n: 0, outliers: 0 };
@@ -225,6 +229,8 @@ export interface SeasonalOptions {
   explains: number;
 }
 
+export const SEASONAL_DEFAULTS: Readonly<SeasonalOptions> = Object.freeze({ periodMs: 86_400_000, slots: 24, alpha: 0.3, levelAlpha: 0.02, warmupPeriods: 2, explains: 0.5 });
+
 export interface SeasonalState {
   /** Per slot: profile value (mean of the slot's buckets, minus nothing: absolute level). */
   profile: Float64Array;
@@ -252,7 +258,7 @@ export interface SeasonalState {
 export class Seasonal implements Detector<SeasonalState> {
   readonly name = 'seasonal';
 
-  constructor(readonly options: SeasonalOptions = { periodMs: 86_400_000, slots: 24, alpha: 0.3, levelAlpha: 0.02, warmupPeriods: 2, explains: 0.5 }) {}
+  constructor(readonly options: SeasonalOptions = SEASONAL_DEFAULTS) {}
 
   init(): SeasonalState {
     const k = this.options.slots;
