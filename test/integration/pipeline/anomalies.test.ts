@@ -1,19 +1,10 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { defaultLabelledOptions, labelledWorkload, produceLabelled, type AnomalyKind, type AnomalyLabel, type LabelledWorkload } from '../../../bench/anomalies.js';
-import { PipelineProcess, waitFor } from '../../helpers/pipeline.js';
+import { usePipelines, waitFor } from '../../helpers/pipeline.js';
 import { useResources } from '../../helpers/resources.js';
 
 const res = useResources();
-const running: PipelineProcess[] = [];
-afterAll(async () => {
-  for (const p of running) await p.stop();
-});
-
-async function start(env: Record<string, string>): Promise<PipelineProcess> {
-  const p = await PipelineProcess.start(env);
-  running.push(p);
-  return p;
-}
+const start = usePipelines();
 
 const scalar = (query: string) => res.scalar(query);
 

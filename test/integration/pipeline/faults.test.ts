@@ -1,24 +1,15 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { produce, type ProduceSummary } from '../../../bench/generator.js';
 import * as infra from '../../../infra/index.js';
 import { usesLocalStack } from '../../../pipeline/config/index.js';
 import { componentLogger } from '../../../pipeline/log.js';
-import { PipelineProcess, waitFor } from '../../helpers/pipeline.js';
+import { usePipelines, waitFor, type PipelineProcess } from '../../helpers/pipeline.js';
 import { useResources } from '../../helpers/resources.js';
 import { expectRollupsMatchPoints } from '../../helpers/rollups.js';
 
 const res = useResources();
-const running: PipelineProcess[] = [];
-afterAll(async () => {
-  for (const p of running) await p.stop();
-});
-
-async function start(env: Record<string, string>): Promise<PipelineProcess> {
-  const p = await PipelineProcess.start(env);
-  running.push(p);
-  return p;
-}
+const start = usePipelines();
 
 const scalar = (query: string) => res.scalar(query);
 

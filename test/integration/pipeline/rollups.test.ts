@@ -1,21 +1,17 @@
 import { Partitioners } from 'kafkajs';
-import { afterAll, describe, expect, it } from 'vitest';
-import { PipelineProcess, waitFor } from '../../helpers/pipeline.js';
+import { describe, expect, it } from 'vitest';
+import { usePipelines, waitFor } from '../../helpers/pipeline.js';
 import { useResources } from '../../helpers/resources.js';
 import { expectRollupsMatchPoints, groupByPoints } from '../../helpers/rollups.js';
 
 const res = useResources();
-const running: PipelineProcess[] = [];
-afterAll(async () => {
-  for (const p of running) await p.stop();
-});
+const start = usePipelines();
 
 const scalar = (query: string) => res.scalar(query);
 
 async function pipelineFor(prefix: string, partitions: number, extra: Record<string, string> = {}) {
   const { topic, db, env } = await res.pipelineEnv(prefix, partitions);
-  const p = await PipelineProcess.start({ ...env, VIGIL_PIPELINE_INSERT_LINGER_MS: '100', ...extra });
-  running.push(p);
+  const p = await start({ ...env, VIGIL_PIPELINE_INSERT_LINGER_MS: '100', ...extra });
   return { topic, db, pipeline: p };
 }
 
@@ -34,7 +30,7 @@ function lcg(seed: number): () => number {
 
 describe('rollups: event-time buckets, watermarks, late data, counter rates', () => {
   it('merged rollups equal a GROUP BY over the raw points for out-of-order and late data, for two widths', async () => {
-    const { topic, db } = await pipelineFor('rollups', 2, {
+    const { topic, db, pipeline } = await pipelineFor('rollups', 2, {
       VIGIL_ROLLUPS_WIDTHS_SECONDS: '10,60',
       VIGIL_ROLLUPS_ALLOWED_LATENESS_MS: '3000',
       VIGIL_ROLLUPS_LATE_RETENTION_MS: '20000',
@@ -60,7 +56,7 @@ describe('rollups: event-time buckets, watermarks, late data, counter rates', ()
     await waitFor('every point in both widths of the rollups', async () => (await scalar(`SELECT sum(count) FROM ${db}.rollups_merged`)) === 2 * messages.length, 90_000, 500);
     await expectRollupsMatchPoints(res.clickhouse(), db, [10, 60]);
     // Late points were seen as such and still counted (above), not dropped.
-    expect(await running[running.length - 1]?.metric('vigil_late_points_total')).toBeGreaterThan(0);
+    expect(await pipeline.metric('vigil_late_points_total')).toBeGreaterThan(0);
   });
 
   it('computes counter rates with resets against hand-computed values', async () => {
