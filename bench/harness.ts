@@ -9,19 +9,17 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createClient } from '@clickhouse/client';
+import type { ClickHouseClient } from '@clickhouse/client';
 import type { VigilConfig } from '../pipeline/config/index.js';
-import { createKafka } from '../pipeline/kafka.js';
-import { componentLogger } from '../pipeline/log.js';
 import { lineChart } from './chart.js';
 import { produce, type GenFormat } from './generator.js';
 import { defaultLabelledOptions, labelledWorkload, produceLabelled } from './anomalies.js';
 import { evaluate, type Quality } from '../models/evaluate.js';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { Partitioners } from 'kafkajs';
+import { Partitioners, type Kafka } from 'kafkajs';
 import { cpuSecondsOf, PipelineProcess } from './process.js';
-import { countRows, kcatReference, servicePid } from './reference.js';
+import { benchClients, countRows, kcatReference, servicePid } from './reference.js';
 import { kafkaEngineReference } from './kafka-engine.js';
 
 export interface BenchOptions {
@@ -129,10 +127,8 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
   const runId = Date.now().toString(36);
   const topic = `bench_${runId}`;
   const db = `bench_${runId}`;
-  const kafka = createKafka(config, componentLogger('bench'));
-  const ch = createClient({ url: config.clickhouse.url, username: config.clickhouse.username, password: config.clickhouse.password });
-  const admin = kafka.admin();
-  await admin.connect();
+  const clients = await benchClients(config);
+  const { kafka, ch, admin } = clients;
   await admin.createTopics({ topics: [{ topic, numPartitions: o.partitions }], waitForLeaders: true });
   const produced: [number, number][] = [];
   const live = o.rate > 0;
@@ -253,8 +249,7 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
   // BENCH_KEEP=1 keeps the database and topics for a look afterwards.
   if (!process.env['BENCH_KEEP']) await ch.command({ query: `DROP DATABASE ${db}` });
   if (!process.env['BENCH_KEEP']) await admin.deleteTopics({ topics: [topic, `${topic}_dlq`, `${topic}_alerts`] }).catch(() => undefined);
-  await admin.disconnect();
-  await ch.close();
+  await clients.close();
 
   const { progress: _p, outDir: _o, compare: _c, ...options } = o;
   const rowsStored = (visible[visible.length - 1] as [number, number])[1];
@@ -355,7 +350,7 @@ function rulesFile(): string {
  * probe rule's threshold (one a second for 3 s, then below it); the time from producing its
  * first high point to its firing event on the alerts topic is one sample.
  */
-function startProbes(kafka: ReturnType<typeof createKafka>, topic: string, alertsTopic: string, durationSeconds: number) {
+function startProbes(kafka: Kafka, topic: string, alertsTopic: string, durationSeconds: number) {
   const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
   const consumer = kafka.consumer({ groupId: `${alertsTopic}_probe`, maxWaitTimeInMs: 100 });
   const sentAt = new Map<string, number>();
@@ -414,7 +409,7 @@ function startProbes(kafka: ReturnType<typeof createKafka>, topic: string, alert
 }
 
 /** Detection quality of the injected workload, from the flags Vigil wrote to `anomalies_dedup`. */
-async function readQuality(ch: ReturnType<typeof createClient>, db: string, l: { labels: { series: number; kind: string; startMs: number; endMs: number }[]; widthMs: number; buckets: number }): Promise<BenchResult['quality']> {
+async function readQuality(ch: ClickHouseClient, db: string, l: { labels: { series: number; kind: string; startMs: number; endMs: number }[]; widthMs: number; buckets: number }): Promise<BenchResult['quality']> {
   const rs = await ch
     .query({
       query: `SELECT tags.value[indexOf(tags.key, 'series')] AS s, toUInt32(bucket_start) AS b, anomaly FROM ${db}.anomalies_dedup WHERE metric = 'synthetic.value' AND width_s = ${l.widthMs / 1000}`,

@@ -9,23 +9,19 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createClient } from '@clickhouse/client';
 import { loadConfig } from '../pipeline/config/index.js';
-import { createKafka } from '../pipeline/kafka.js';
-import { componentLogger, rootLogger } from '../pipeline/log.js';
+import { rootLogger } from '../pipeline/log.js';
 import { produce, type GenFormat } from './generator.js';
 import { cpuSecondsOf, PipelineProcess, waitFor } from './process.js';
 import { summariseProfiles } from './profile.js';
-import { countRows, kcatReference, servicePid } from './reference.js';
+import { benchClients, countRows, kcatReference, servicePid } from './reference.js';
 
 const { values } = parseArgs({ options: { points: { type: 'string' }, profile: { type: 'boolean' } } });
 const basePoints = Number(values.points ?? 400_000);
 rootLogger('warn');
 const config = loadConfig();
-const ch = createClient({ url: config.clickhouse.url, username: config.clickhouse.username, password: config.clickhouse.password });
-const kafka = createKafka(config, componentLogger('bench'));
-const admin = kafka.admin();
-await admin.connect();
+const clients = await benchClients(config);
+const { ch, kafka, admin } = clients;
 const runId = Date.now().toString(36);
 const resultsDir = new URL('./results/', import.meta.url.includes('/dist/bench/') ? new URL('../../bench/', import.meta.url) : import.meta.url).pathname;
 mkdirSync(resultsDir, { recursive: true });
@@ -126,8 +122,7 @@ if (values.profile) {
   await runCase('json', 1, basePoints, dir);
   profile = summariseProfiles(dir, 20);
 }
-await admin.disconnect();
-await ch.close();
+await clients.close();
 
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 const md = [

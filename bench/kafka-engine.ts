@@ -25,12 +25,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import type { ClickHouseClient } from '@clickhouse/client';
 import { loadConfig, type VigilConfig } from '../pipeline/config/index.js';
 import { createKafka } from '../pipeline/kafka.js';
 import { componentLogger, rootLogger } from '../pipeline/log.js';
 import { produce, type GenFormat } from './generator.js';
-import { countRows, kcatReference } from './reference.js';
+import { benchClients, countRows, kcatReference } from './reference.js';
 
 /** How JSON messages are read: typed JSONEachRow columns (tags dropped) or raw lines parsed in the view (tags kept). */
 export type KafkaEngineJsonMode = 'lines' | 'JSONEachRow';
@@ -263,10 +263,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const consumers = Number(values.consumers ?? 1);
   rootLogger('warn');
   const config = loadConfig();
-  const ch = createClient({ url: config.clickhouse.url, username: config.clickhouse.username, password: config.clickhouse.password });
-  const kafka = createKafka(config, componentLogger('bench'));
-  const admin = kafka.admin();
-  await admin.connect();
+  const clients = await benchClients(config);
+  const { ch, kafka, admin } = clients;
   const runId = `${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
   const topic = `bench_ke_${runId}`;
   const db = `bench_ke_${runId}`;
@@ -308,7 +306,6 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   } finally {
     await ch.command({ query: `DROP DATABASE IF EXISTS ${db}` });
     await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
-    await admin.disconnect();
-    await ch.close();
+    await clients.close();
   }
 }

@@ -1,8 +1,28 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ClickHouseClient } from '@clickhouse/client';
+import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import type { Admin, Kafka } from 'kafkajs';
+import { createKafka } from '../pipeline/kafka.js';
+import { componentLogger } from '../pipeline/log.js';
 import type { VigilConfig } from '../pipeline/config/index.js';
+
+/** The clients a benchmark drives the stack with: ClickHouse, Kafka and a connected Kafka admin. */
+export async function benchClients(config: VigilConfig): Promise<{ ch: ClickHouseClient; kafka: Kafka; admin: Admin; close(): Promise<void> }> {
+  const ch = createClient({ url: config.clickhouse.url, username: config.clickhouse.username, password: config.clickhouse.password });
+  const kafka = createKafka(config, componentLogger('bench'));
+  const admin = kafka.admin();
+  await admin.connect();
+  return {
+    ch,
+    kafka,
+    admin,
+    async close() {
+      await admin.disconnect();
+      await ch.close();
+    },
+  };
+}
 
 /** Pid of a local-stack service from its pid file (undefined when it is not ours or not running). */
 export function servicePid(config: VigilConfig, name: 'kafka' | 'clickhouse'): number | undefined {
