@@ -1,13 +1,16 @@
 /**
  * The benchmark harness (DESIGN.md §10): drives the real stack end to end and reports sustained
- * points/s in and rows/s out, produce→ClickHouse latency percentiles, CPU of Vigil, Kafka and
- * ClickHouse, Vigil's RSS, consumer lag over time and dead letters, against the raw-copy baseline
- * `kcat -C | clickhouse-client` on the same topic in the same run. Writes <out>/bench-<time>.{json,md,svg}.
+ * points/s in and rows/s out, produce→ClickHouse and produce→alert latency percentiles, detection
+ * quality on injected anomalies, CPU of Vigil, Kafka and ClickHouse, Vigil's RSS, consumer lag over
+ * time and dead letters, against two baselines on the same topic in the same run: the raw copy
+ * `kcat -C | clickhouse-client` and ClickHouse's Kafka engine with a materialized view.
+ * Writes <out>/bench-<time>.{json,md,svg}.
  *
  * Latency: the k-th point acknowledged by Kafka is matched with the k-th row visible in ClickHouse
  * (both curves are monotone), which measures the pipeline's delay to the polling resolution.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { VigilConfig } from '../pipeline/config/index.js';
@@ -15,8 +18,6 @@ import { lineChart } from './chart.js';
 import { produce, type GenFormat } from './generator.js';
 import { defaultLabelledOptions, labelledWorkload, produceLabelled } from './anomalies.js';
 import { evaluate, type Quality } from '../models/evaluate.js';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { Partitioners, type Kafka } from 'kafkajs';
 import { cpuSecondsOf, PipelineProcess } from './process.js';
 import { benchClients, countRows, kcatReference, servicePid } from './reference.js';
