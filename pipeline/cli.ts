@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync, writeFileSync } from 'node:fs';
+import { constants } from 'node:os';
 import { parseArgs } from 'node:util';
 import { configDocs, loadConfig, usesLocalStack, type VigilConfig } from './config/index.js';
 import { isVigilError, VigilError } from './errors.js';
@@ -329,18 +330,56 @@ async function benchCommand(config: VigilConfig, values: Record<string, unknown>
   return result.regressions.length > 0 ? 1 : 0;
 }
 
-/** Resolves on the first SIGINT/SIGTERM. */
+/** How long after the drain deadline a process that still has not exited is ended (code 1). */
+const EXIT_GRACE_MS = 3000;
+
+/**
+ * Resolves on the first SIGINT/SIGTERM; a second one exits at once with 128 + the signal's
+ * number. The handlers stay installed for the life of the process (a one-shot handler would
+ * leave the next signal ignored).
+ */
 function terminationSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
-    process.once('SIGINT', () => resolve('SIGINT'));
-    process.once('SIGTERM', () => resolve('SIGTERM'));
+    let first: NodeJS.Signals | undefined;
+    const on = (signal: NodeJS.Signals): void => {
+      if (first) {
+        safely(() => componentLogger('pipeline').warn({ signal }, 'second signal: exiting now without draining'));
+        process.exit(128 + (constants.signals[signal] ?? 0));
+      }
+      first = signal;
+      resolve(signal);
+    };
+    process.on('SIGINT', on);
+    process.on('SIGTERM', on);
   });
+}
+
+/** Ends the process with `code` once `ms` have passed, whatever still holds the event loop. */
+function exitAfter(ms: number, code: number): void {
+  setTimeout(() => process.exit(code), ms).unref();
+}
+
+function safely(fn: () => void): void {
+  try {
+    fn();
+  } catch {
+    // Logging must never stand in the way of exiting (a closed stdout).
+  }
+}
+
+/** Stops the pipeline after a signal or a fatal error, within pipeline.shutdownTimeoutMs. */
+async function shutdown(pipeline: RunningPipeline, config: VigilConfig, reason: NodeJS.Signals | 'fatal'): Promise<number> {
+  exitAfter(config.pipeline.shutdownTimeoutMs + EXIT_GRACE_MS, 1);
+  const code = reason === 'fatal' ? 1 : await pipeline.stop();
+  // Stopped: nothing left to wait for, even if a client library still holds a socket or timer.
+  exitAfter(1000, code);
+  return code;
 }
 
 async function run(config: VigilConfig): Promise<number> {
   const pipeline = await runPipeline(config);
   const reason = await Promise.race([terminationSignal(), pipeline.done.then(() => 'fatal' as const)]);
-  return reason === 'fatal' ? 1 : pipeline.stop();
+  return shutdown(pipeline, config, reason);
 }
 
 function summaryLine(p: RunningPipeline, previous: { at: number; points: number; rows: number }): string {
@@ -389,7 +428,7 @@ async function start(given: VigilConfig, file: string | undefined): Promise<numb
   abort.abort();
   await demo;
   process.stderr.write('\n');
-  const code = reason === 'fatal' ? 1 : await pipeline.stop();
+  const code = await shutdown(pipeline, config, reason);
   const admin = kafka.admin();
   await admin
     .connect()

@@ -26,6 +26,7 @@ export const ErrorCodes = {
   VIGIL_ERR_CLICKHOUSE_SCHEMA: 'A schema migration failed.',
   VIGIL_ERR_KAFKA_UNAVAILABLE: 'The Kafka cluster did not answer (retryable).',
   VIGIL_ERR_KAFKA_PRODUCE: 'Producing to Kafka (dead letters, alerts) failed.',
+  VIGIL_ERR_KAFKA_CONSUMER: 'The Kafka consumer crashed with an error kafkajs does not restart from; the process exits for its supervisor to restart it.',
   VIGIL_ERR_WORKER_FAILED: 'A worker task threw; the batch is retried.',
   VIGIL_ERR_BACKTEST_INPUT: 'A backtest CSV row has a bad timestamp or value, or the header lacks timestamp/value (the message names the line).',
   VIGIL_ERR_MODEL_LOAD: 'An LSTM model directory is missing a file or holds weights that do not fit its metadata.',

@@ -9,30 +9,27 @@ import { isVigilError, VigilError, type ErrorCode } from './errors.js';
 import type { Readiness } from './http.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
-import { OffsetTracker, type OffsetRange } from './offsets.js';
+import { Committer, parseCommitMetadata, partitionKey } from './commit.js';
+import type { OffsetRange } from './offsets.js';
 import type { Alerting } from './alerts/index.js';
 import type { Transition } from '../workers/alerts.js';
 import type { ShardedPool } from './pool.js';
 
-/** One worker task's worth of messages and what is still owed before its offsets may move. */
+/** One worker task's worth of messages and the outputs owed before its offsets may move. */
 interface Work {
+  /** The consumer group generation it was fetched in (Committer.epoch). */
+  epoch: number;
   range: OffsetRange;
   messages: KafkaMessage[];
   bytes: number;
   startedAt: number;
-  /** Outputs not yet acknowledged: the points insert, the dead letters, the shard stage (and its rollup rows). */
-  pending: number;
+  /** Each output's acknowledgement: the points insert, the dead letters, rollup and anomaly inserts, alert events. */
+  outputs: Promise<void>[];
   /** Set when the ingest task returned; shard shares wait for the partition's earlier tasks. */
   result?: IngestResult;
   /** The partition's highest event time after this task (recorded with a commit). */
   maxAfterMs: number;
   /** The lowest bucket offset the shards still held after this task (null: none). */
-  held: HeldOffset | null;
-}
-
-/** What a commit needs to know of the last durable task before it. */
-interface DoneMeta {
-  maxAfterMs: number;
   held: HeldOffset | null;
 }
 
@@ -45,23 +42,27 @@ interface Rejection {
   bytes?: Uint8Array;
 }
 
-/** A body waiting for its insert; `work` is absent for rows of idle closes. */
+/** A body waiting for its insert; settled when it is stored (or can never be). */
 interface PendingInsert {
   table: InsertTable;
   body: Uint8Array;
   rows: number;
-  work: Work | undefined;
+  resolve: () => void;
+  reject: (err: Error) => void;
 }
 
-/** Per partition, in offset order: works whose shard shares wait for earlier ones, the event-time maximum so far. */
+/** Per partition and generation, in offset order: works whose shard shares wait for earlier ones, the event-time maximum so far. */
 interface PartitionState {
   topic: string;
   partition: number;
+  epoch: number;
   queue: Work[];
   maxTsMs: number;
   lastMessageAt: number;
   /** Messages before this offset had every output stored by an earlier run: not written again. */
   storedUpTo: number;
+  /** Next offset not yet dispatched in this generation: a re-delivered message below it is skipped. */
+  nextOffset: number;
 }
 
 export interface IngestStats {
@@ -76,36 +77,12 @@ export interface IngestStats {
   lag: number;
   inFlightBytes: number;
   paused: boolean;
+  /** Consumer group (re)joins, and consumer crashes kafkajs reported. */
+  rebalances: number;
+  consumerCrashes: number;
 }
 
-/**
- * Kafka commit metadata, per partition: the highest event time before the committed offset (the
- * watermark base a replay resumes with) and the offset up to which every output is already
- * stored (a replay re-reads from the committed offset to rebuild bucket state, but does not
- * write those messages' points and dead letters again).
- */
-export interface CommitMeta {
-  maxEventTimeMs: number;
-  storedUpTo: number;
-}
-
-export function commitMetadata(meta: CommitMeta): string {
-  return JSON.stringify({ v: 1, maxEventTimeMs: Number.isFinite(meta.maxEventTimeMs) ? meta.maxEventTimeMs : null, storedUpTo: meta.storedUpTo });
-}
-
-export function parseCommitMetadata(metadata: string | null | undefined): CommitMeta {
-  const none = { maxEventTimeMs: -Infinity, storedUpTo: -1 };
-  if (!metadata) return none;
-  try {
-    const parsed = JSON.parse(metadata) as { maxEventTimeMs?: number | null; storedUpTo?: number };
-    return {
-      maxEventTimeMs: typeof parsed.maxEventTimeMs === 'number' ? parsed.maxEventTimeMs : -Infinity,
-      storedUpTo: typeof parsed.storedUpTo === 'number' ? parsed.storedUpTo : -1,
-    };
-  } catch {
-    return none;
-  }
-}
+export { commitMetadata, parseCommitMetadata, type CommitMeta } from './commit.js';
 
 /**
  * The ingestion path (DESIGN.md §1, §4, §7): a kafkajs consumer hands each fetched batch, cut
@@ -117,17 +94,31 @@ export function parseCommitMetadata(metadata: string | null | undefined): Commit
  * The main thread parses no points.
  */
 export class Ingestor {
-  readonly stats: IngestStats = { messages: 0, points: 0, rowsInserted: 0, rollupRows: 0, anomalyRows: 0, anomalies: 0, deadLetters: 0, lag: 0, inFlightBytes: 0, paused: false };
+  readonly stats: IngestStats = {
+    messages: 0,
+    points: 0,
+    rowsInserted: 0,
+    rollupRows: 0,
+    anomalyRows: 0,
+    anomalies: 0,
+    deadLetters: 0,
+    lag: 0,
+    inFlightBytes: 0,
+    paused: false,
+    rebalances: 0,
+    consumerCrashes: 0,
+  };
   private readonly consumer: Consumer;
   private readonly admin: Admin;
-  private readonly tracker = new OffsetTracker<DoneMeta>();
+  private readonly committer: Committer;
   private readonly assigned = new Map<string, number[]>();
   private readonly lagByPartition = new Map<string, number>();
+  /** Partitions of the current generation. */
   private readonly partitions = new Map<string, PartitionState>();
-  /** Seeding of a partition's watermark from its commit metadata (once per assignment). */
-  private readonly seeding = new Map<string, Promise<void>>();
-  /** Last committed offset and stored-up-to offset per partition. */
-  private readonly committed = new Map<string, { offset: number; storedUpTo: number }>();
+  /** Seeding of a partition's watermark from its commit metadata (once per generation). */
+  private readonly seeding = new Map<string, Promise<PartitionState | null>>();
+  /** Shard state reset and alert state restored for the current generation; batches wait for it. */
+  private assignmentReady: Promise<void> = Promise.resolve();
   private readonly rollupSettings: RollupSettings | null;
   private readonly modelSettings: ModelSettings | null;
   private pendingInserts: PendingInsert[] = [];
@@ -135,13 +126,16 @@ export class Ingestor {
   private firstPendingAt = 0;
   private wake: (() => void) | undefined;
   private flusher: Promise<void> | undefined;
-  private commitChain: Promise<void> = Promise.resolve();
   private idleTimer: NodeJS.Timeout | undefined;
   private stopping = false;
+  /** Wall time after which retries give up (set by stop()). */
+  private deadline = Infinity;
   /** Ingest tasks handed to the pool and not yet returned. */
   private tasksInFlight = 0;
   private readonly maxTasks: number;
   private fatal: Error | undefined;
+  /** Last time nothing waited (no lag, nothing in flight): a stall is measured from there or from the last commit. */
+  private lastIdleAt = Date.now();
 
   constructor(
     private readonly config: VigilConfig,
@@ -169,26 +163,24 @@ export class Ingestor {
       maxBytesPerPartition: Math.min(maxBytes, Math.max(config.pipeline.taskMaxBytes, 1 << 20)),
       allowAutoTopicCreation: false,
     });
-    const { GROUP_JOIN, CRASH, DISCONNECT, FETCH } = this.consumer.events;
-    this.consumer.on(GROUP_JOIN, (e) => {
-      this.assigned.clear();
-      for (const [topic, partitions] of Object.entries(e.payload.memberAssignment)) this.assigned.set(topic, [...partitions]);
-      this.tracker.retain(this.assigned);
-      for (const [key, p] of this.partitions) {
-        if (!this.assigned.get(p.topic)?.includes(p.partition)) {
-          this.partitions.delete(key);
-          this.committed.delete(key);
-        }
-      }
-      this.seeding.clear();
-      this.readiness.set('kafka', true);
-      this.log.info({ assignment: e.payload.memberAssignment }, 'joined consumer group');
-      if (this.stats.paused) this.setPaused(true);
+    this.committer = new Committer({ commitOffsets: (offsets) => this.consumer.commitOffsets(offsets) }, log);
+    const { GROUP_JOIN, CRASH, DISCONNECT, FETCH, REBALANCING } = this.consumer.events;
+    this.consumer.on(GROUP_JOIN, (e) => this.onAssignment(e.payload.memberAssignment));
+    this.consumer.on(REBALANCING, () => {
+      // Nothing fetched from here on belongs to the old generation; what is durable is committed
+      // while the broker still takes the old generation's commits.
+      this.log.info('consumer group rebalancing');
+      void this.committer.commit((key) => this.partitions.get(key)?.storedUpTo ?? -1);
     });
     this.consumer.on(FETCH, () => this.readiness.set('kafka', true));
     this.consumer.on(CRASH, (e) => {
+      this.stats.consumerCrashes++;
+      this.metrics.consumerCrashes.inc({ restart: String(e.payload.restart) });
       this.readiness.set('kafka', false);
       this.log.error({ err: e.payload.error, restart: e.payload.restart }, 'consumer crashed');
+      // kafkajs restarts the consumer itself for retriable errors; otherwise this process can no
+      // longer consume and exits for its supervisor to restart it.
+      if (!e.payload.restart && !this.stopping) this.die(new VigilError('VIGIL_ERR_KAFKA_CONSUMER', `the Kafka consumer stopped: ${e.payload.error.message}`, { cause: e.payload.error }));
     });
     this.consumer.on(DISCONNECT, () => this.readiness.set('kafka', false));
   }
@@ -203,7 +195,7 @@ export class Ingestor {
     if (this.rollupSettings) {
       this.idleTimer = setInterval(() => {
         this.closeIdlePartitions();
-        if (!this.stopping) this.publishAlerts([], undefined);
+        if (!this.stopping) void this.publishAlerts([]);
       }, Math.min(1000, this.config.rollups.idleTimeoutMs));
       this.idleTimer.unref();
     }
@@ -215,26 +207,64 @@ export class Ingestor {
   }
 
   /**
-   * The partition's state, its watermark seeded from the committed offset's metadata: a replay
-   * starts from the same event-time maximum the crashed run had at that offset.
+   * A (re)join of the consumer group: a new generation. kafkajs re-delivers every assigned
+   * partition, kept or new, from its committed offset, so every partition starts over exactly as
+   * after a restart: offsets and partition state forgotten, the shard threads' series state
+   * dropped (behind the tasks already queued for them), the firing alerts restored from the
+   * alerts table. Work of the old generation still finishes, but moves no offset and reaches no
+   * shard.
    */
-  private async partitionState(topic: string, partition: number): Promise<PartitionState> {
-    const key = `${topic}/${partition}`;
+  private onAssignment(assignment: Record<string, number[]>): void {
+    const epoch = this.committer.reset();
+    this.stats.rebalances++;
+    this.metrics.rebalances.inc();
+    this.assigned.clear();
+    for (const [topic, partitions] of Object.entries(assignment)) this.assigned.set(topic, [...partitions]);
+    this.partitions.clear();
+    this.seeding.clear();
+    for (const key of [...this.lagByPartition.keys()]) {
+      const [topic, partition] = splitKey(key);
+      if (!this.assigned.get(topic)?.includes(partition)) this.lagByPartition.delete(key);
+    }
+    for (const topic of this.assigned.keys()) this.updateLag(topic);
+    this.readiness.set('kafka', true);
+    this.log.info({ assignment, generation: epoch }, 'joined consumer group');
+    const previous = this.assignmentReady;
+    this.assignmentReady = (async () => {
+      await previous;
+      const alerting = this.alerting;
+      let seeds: Awaited<ReturnType<Alerting['restore']>> | null = null;
+      if (alerting) await this.retry('alerts', async () => void (seeds = await alerting.restore())).catch(() => undefined);
+      await Promise.all(Array.from({ length: this.pool.shards }, (_, shard) => this.pool.runShard(shard, resetTask(seeds), [])));
+    })().catch((err: unknown) => this.die(new VigilError('VIGIL_ERR_WORKER_FAILED', `resetting shard state after a rebalance failed: ${(err as Error).message}`, { cause: err })));
+    if (this.stats.paused) this.setPaused(true);
+  }
+
+  /**
+   * The partition's state in the current generation, its watermark seeded from the committed
+   * offset's metadata: a replay starts from the same event-time maximum the crashed run (or the
+   * previous owner) had at that offset. Null when the generation changed meanwhile.
+   */
+  private partitionState(topic: string, partition: number): Promise<PartitionState | null> {
+    const key = partitionKey(topic, partition);
     let seeding = this.seeding.get(key);
     if (!seeding) {
+      const epoch = this.committer.epoch;
       seeding = (async () => {
-        let meta = parseCommitMetadata(null);
+        await this.assignmentReady;
         const [committed] = await this.admin.fetchOffsets({ groupId: this.config.kafka.groupId, topics: [topic] });
         const entry = committed?.partitions.find((p) => p.partition === partition);
-        if (entry && Number(entry.offset) >= 0) meta = parseCommitMetadata(entry.metadata);
-        if (!this.partitions.has(key)) {
-          this.partitions.set(key, { topic, partition, queue: [], maxTsMs: meta.maxEventTimeMs, lastMessageAt: Date.now(), storedUpTo: meta.storedUpTo });
-        }
+        const meta = parseCommitMetadata(entry && Number(entry.offset) >= 0 ? entry.metadata : null);
+        if (epoch !== this.committer.epoch) return null;
+        const state: PartitionState = { topic, partition, epoch, queue: [], maxTsMs: meta.maxEventTimeMs, lastMessageAt: Date.now(), storedUpTo: meta.storedUpTo, nextOffset: -1 };
+        this.partitions.set(key, state);
+        return state;
       })();
       this.seeding.set(key, seeding);
+      // A failed lookup is retried by the next batch.
+      seeding.catch(() => this.seeding.get(key) === seeding && this.seeding.delete(key));
     }
-    await seeding;
-    return this.partitions.get(key) as PartitionState;
+    return seeding;
   }
 
   private async eachBatch({ batch, isRunning, isStale, heartbeat }: EachBatchPayload): Promise<void> {
@@ -242,27 +272,34 @@ export class Ingestor {
     const { topic, partition } = batch;
     const { pipeline } = this.config;
     const state = await this.partitionState(topic, partition);
+    if (!state || state.epoch !== this.committer.epoch || this.stopping || isStale()) return;
     state.lastMessageAt = Date.now();
-    this.lagByPartition.set(`${topic}/${partition}`, Number(batch.offsetLag()));
+    this.lagByPartition.set(partitionKey(topic, partition), Number(batch.offsetLag()));
     this.updateLag(topic);
 
     let chunk: KafkaMessage[] = [];
     let chunkBytes = 0;
+    const flush = async (): Promise<boolean> => {
+      // Checked synchronously right before dispatching, so concurrent batches cannot overfill
+      // the pool's finite queues.
+      while (this.tasksInFlight >= this.maxTasks) await this.pauseForTasks(heartbeat);
+      if (state.epoch !== this.committer.epoch || this.stopping || isStale()) return false;
+      if (chunk.length > 0) this.dispatch(state, chunk, chunkBytes);
+      chunk = [];
+      chunkBytes = 0;
+      return true;
+    };
     for (const message of batch.messages) {
+      // kafkajs may hand a range again (a retried fetch); what this generation dispatched is in flight.
+      if (Number(message.offset) < state.nextOffset) continue;
       const size = message.value?.length ?? 0;
       if (chunk.length > 0 && (chunk.length >= pipeline.taskMaxMessages || chunkBytes + size > pipeline.taskMaxBytes)) {
-        // Checked synchronously right before dispatching, so concurrent batches cannot overfill
-        // the pool's finite queues.
-        while (this.tasksInFlight >= this.maxTasks) await this.pauseForTasks(heartbeat);
-        this.dispatch(state, chunk, chunkBytes);
-        chunk = [];
-        chunkBytes = 0;
+        if (!(await flush())) return;
       }
       chunk.push(message);
       chunkBytes += size;
     }
-    while (this.tasksInFlight >= this.maxTasks) await this.pauseForTasks(heartbeat);
-    this.dispatch(state, chunk, chunkBytes);
+    if (!(await flush())) return;
     if (this.stats.inFlightBytes > pipeline.maxInFlightBytes && !this.stats.paused) this.setPaused(true);
   }
 
@@ -274,13 +311,14 @@ export class Ingestor {
   private dispatch(state: PartitionState, messages: KafkaMessage[], bytes: number): void {
     const { pipeline, kafka } = this.config;
     const { topic, partition } = state;
-    const range = this.tracker.register({
+    const range = this.committer.register({
       topic,
       partition,
       first: Number((messages[0] as KafkaMessage).offset),
       last: Number((messages[messages.length - 1] as KafkaMessage).offset),
     });
-    const work: Work = { range, messages, bytes, startedAt: performance.now(), pending: 3, maxAfterMs: -Infinity, held: null };
+    state.nextOffset = range.last + 1;
+    const work: Work = { epoch: state.epoch, range, messages, bytes, startedAt: performance.now(), outputs: [], maxAfterMs: -Infinity, held: null };
     state.queue.push(work);
     this.stats.inFlightBytes += bytes;
     this.stats.messages += messages.length;
@@ -303,11 +341,13 @@ export class Ingestor {
       bounds[2 * i] = pos;
       if (m.value && m.value.length > pipeline.maxMessageBytes) {
         bounds[2 * i] = SKIPPED;
-        if (Number(m.offset) >= state.storedUpTo) mainRejects.push({
-          message: i,
-          code: 'VIGIL_ERR_DECODE_TOO_LARGE',
-          reason: `message of ${m.value.length} bytes exceeds pipeline.maxMessageBytes = ${pipeline.maxMessageBytes}`,
-        });
+        if (Number(m.offset) >= state.storedUpTo) {
+          mainRejects.push({
+            message: i,
+            code: 'VIGIL_ERR_DECODE_TOO_LARGE',
+            reason: `message of ${m.value.length} bytes exceeds pipeline.maxMessageBytes = ${pipeline.maxMessageBytes}`,
+          });
+        }
       } else if (m.value) {
         data.set(m.value, pos);
         pos += m.value.length;
@@ -340,14 +380,16 @@ export class Ingestor {
 
   private onResult(work: Work, result: IngestResult, mainRejects: Rejection[], state: PartitionState): void {
     this.metrics.workerTaskSeconds.observe(result.workerMs / 1000);
-    this.metrics.pointsProcessed.inc(result.rows);
-    this.stats.points += result.rows;
     work.result = result;
-    const rejects: Rejection[] = [...mainRejects, ...result.rejects];
-    if (rejects.length > 0) void this.sendDeadLetters(work, rejects);
-    else this.partDone(work);
-    if (result.rows === 0) this.partDone(work);
-    else this.enqueueInsert({ table: 'points', body: result.body, rows: result.rows, work });
+    // Fetched before a rebalance: the new generation re-reads it from the committed offset, so
+    // it writes nothing (dispatchShards lets it go in order).
+    if (work.epoch === this.committer.epoch) {
+      this.metrics.pointsProcessed.inc(result.rows);
+      this.stats.points += result.rows;
+      const rejects: Rejection[] = [...mainRejects, ...result.rejects];
+      if (rejects.length > 0) work.outputs.push(this.sendDeadLetters(work, rejects));
+      if (result.rows > 0) work.outputs.push(this.enqueueInsert('points', result.body, result.rows));
+    }
     this.dispatchShards(state);
   }
 
@@ -361,12 +403,17 @@ export class Ingestor {
       const work = state.queue.shift() as Work;
       const result = work.result as IngestResult;
       work.result = undefined;
+      if (state.epoch !== this.committer.epoch) {
+        // The shards were reset for a new generation: an old share would apply twice.
+        this.seal(work);
+        continue;
+      }
       const before = state.maxTsMs;
       if (result.maxTsMs > state.maxTsMs) state.maxTsMs = result.maxTsMs;
       work.maxAfterMs = state.maxTsMs;
       const shares = result.shardBatches.map((batch, shard) => ({ batch, shard })).filter(({ batch }) => this.rollupSettings || batch.count > 0);
       if (shares.length === 0) {
-        this.partDone(work);
+        this.seal(work);
         continue;
       }
       let left = shares.length;
@@ -377,14 +424,32 @@ export class Ingestor {
           out.add(r);
           if (r.held && (!work.held || r.held.offset < work.held.offset)) work.held = r.held;
           if (--left > 0) return;
-          const inserts = out.inserts(work);
-          this.publishAlerts(out.transitions, work);
-          if (inserts.length === 0) this.partDone(work);
-          work.pending += Math.max(0, inserts.length - 1);
-          for (const insert of inserts) this.enqueueInsert(insert);
+          for (const insert of out.inserts()) work.outputs.push(this.enqueueInsert(insert.table, insert.body, insert.rows));
+          const alerts = this.publishAlerts(out.transitions);
+          if (alerts) work.outputs.push(alerts);
+          this.seal(work);
         });
       }
     }
+  }
+
+  /** Every output of the work is known: when all are acknowledged, its range is done. */
+  private seal(work: Work): void {
+    Promise.all(work.outputs).then(
+      () => this.finish(work, true),
+      // Only a fatal error or the shutdown deadline ends a retry: the range is never done, and
+      // a restart re-reads it.
+      () => this.finish(work, false),
+    );
+  }
+
+  private finish(work: Work, durable: boolean): void {
+    if (durable) this.committer.done(work.epoch, work.range, { maxAfterMs: work.maxAfterMs, held: work.held });
+    this.stats.inFlightBytes -= work.bytes;
+    this.metrics.inFlightBytes.set(this.stats.inFlightBytes);
+    this.metrics.batchSeconds.observe((performance.now() - work.startedAt) / 1000);
+    if (this.stats.paused && !this.stopping && this.stats.inFlightBytes <= this.config.pipeline.maxInFlightBytes / 2) this.setPaused(false);
+    if (durable && this.pendingInserts.length === 0) this.commit();
   }
 
   private shardTask(shard: number, kind: ShardTask['kind'], state: PartitionState, batch: ShardTask['batch'], beforeMs: number, afterMs: number, idleWatermarkMs = -Infinity): ShardTask {
@@ -438,10 +503,11 @@ export class Ingestor {
         // Idle closes only emit (the buckets stay held), so they never move a commit; their rows
         // are queued before any later task's, and inserts are FIFO.
         this.runShard(shard, task, (r) => {
+          if (state.epoch !== this.committer.epoch) return;
           const out = shardOutputs();
           out.add(r);
-          for (const insert of out.inserts(undefined)) this.enqueueInsert(insert);
-          this.publishAlerts(out.transitions, undefined);
+          for (const insert of out.inserts()) void this.enqueueInsert(insert.table, insert.body, insert.rows).catch(() => undefined);
+          void this.publishAlerts(out.transitions)?.catch(() => undefined);
         });
       }
     }
@@ -449,26 +515,23 @@ export class Ingestor {
 
   /**
    * Turns shard transitions (plus any loose events: repeats, resolves of removed rules) into alert
-   * events and makes them durable, retrying. With `work`, the task's offsets wait for them too
-   * (acks=all topic, alerts table); idle closes and the idle tick pass none.
+   * events and makes them durable, retrying; null when there is nothing to publish.
    */
-  private publishAlerts(transitions: readonly Transition[], work: Work | undefined): void {
+  private publishAlerts(transitions: readonly Transition[]): Promise<void> | null {
     const alerting = this.alerting;
-    if (!alerting) return;
+    if (!alerting) return null;
     const alerts = alerting.handle(transitions);
-    if (alerts.length === 0) return;
-    if (work) work.pending++;
-    void this.retry('alerts', () => alerting.publish(alerts)).then(
-      () => work && this.partDone(work),
-      () => undefined,
-    );
+    if (alerts.length === 0) return null;
+    return this.retry('alerts', () => alerting.publish(alerts));
   }
 
-  private enqueueInsert(entry: PendingInsert): void {
-    if (this.pendingInserts.length === 0) this.firstPendingAt = performance.now();
-    this.pendingInserts.push(entry);
-    this.pendingRows += entry.rows;
-    if (this.pendingRows >= this.config.pipeline.insertMaxRows) this.wake?.();
+  private enqueueInsert(table: InsertTable, body: Uint8Array, rows: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (this.pendingInserts.length === 0) this.firstPendingAt = performance.now();
+      this.pendingInserts.push({ table, body, rows, resolve, reject });
+      this.pendingRows += rows;
+      if (this.pendingRows >= this.config.pipeline.insertMaxRows) this.wake?.();
+    });
   }
 
   private async sendDeadLetters(work: Work, rejects: Rejection[]): Promise<void> {
@@ -490,11 +553,13 @@ export class Ingestor {
     await this.retry('dlq', () => this.dlq.send(letters));
     for (const r of rejects) this.metrics.deadLetters.inc({ code: r.code });
     this.stats.deadLetters += rejects.length;
-    this.partDone(work);
   }
 
-  /** Retries a sink operation with exponential backoff until it succeeds or the pipeline dies. */
-  private async retry(sink: 'clickhouse' | 'dlq' | 'alerts', op: () => Promise<void>): Promise<void> {
+  /**
+   * Retries a sink operation with exponential backoff until it succeeds, the pipeline dies, or
+   * the shutdown deadline passes (then it rejects: what it owed stays uncommitted).
+   */
+  private async retry(sink: 'clickhouse' | 'dlq' | 'alerts', op: () => Promise<unknown>): Promise<void> {
     const { retryInitialMs, retryMaxMs } = this.config.pipeline;
     let delay = retryInitialMs;
     const check = sink === 'clickhouse' ? 'clickhouse' : 'kafka';
@@ -508,8 +573,10 @@ export class Ingestor {
         const code = isVigilError(err) ? err.code : 'VIGIL_ERR_KAFKA_PRODUCE';
         this.metrics.sinkErrors.inc({ sink, code });
         this.readiness.set(check, false);
+        const left = this.deadline - Date.now();
+        if (left <= 0) throw new VigilError('VIGIL_ERR_SHUTDOWN_TIMEOUT', `${sink} write still failing at the shutdown deadline`, { cause: err });
         this.log.warn({ err, sink, retryInMs: delay }, 'sink write failed; retrying');
-        await sleep(delay);
+        await sleep(Math.min(delay, left));
         delay = Math.min(retryMaxMs, delay * 2);
       }
     }
@@ -518,7 +585,7 @@ export class Ingestor {
   private async flushLoop(): Promise<void> {
     const { insertMaxRows, insertLingerMs } = this.config.pipeline;
     while (!(this.stopping && this.pendingInserts.length === 0 && this.stats.inFlightBytes === 0)) {
-      if (this.fatal) return;
+      if (this.fatal || Date.now() > this.deadline) break;
       const age = performance.now() - this.firstPendingAt;
       const due = this.pendingInserts.length > 0 && (this.pendingRows >= insertMaxRows || age >= insertLingerMs || this.stopping);
       if (!due) {
@@ -539,74 +606,50 @@ export class Ingestor {
       const batch = this.pendingInserts.splice(0, take);
       this.pendingRows -= rows;
       if (this.pendingInserts.length > 0) this.firstPendingAt = performance.now();
-      // Points before rollups and anomalies: a derived row is never visible without its points.
-      for (const table of ['points', 'rollups', 'anomalies'] as const) {
-        const parts = batch.filter((b) => b.table === table);
-        if (parts.length === 0) continue;
-        const body = concat(parts.map((b) => b.body));
-        const tableRows = parts.reduce((n, b) => n + b.rows, 0);
-        const t0 = performance.now();
-        try {
-          await this.retry('clickhouse', () => this.sink.insert(table, body, table === 'points' && this.config.clickhouse.compression === 'gzip'));
-        } catch {
-          return; // fatal: the process is going down without committing
-        }
-        this.metrics.insertSeconds.observe({ table }, (performance.now() - t0) / 1000);
-        this.metrics.rowsInserted.inc({ table }, tableRows);
-        if (table === 'points') this.stats.rowsInserted += tableRows;
-        else if (table === 'rollups') this.stats.rollupRows += tableRows;
-        else this.stats.anomalyRows += tableRows;
+      try {
+        await this.insertBatch(batch);
+      } catch (err) {
+        for (const b of batch) b.reject(err as Error);
+        break; // fatal, or the shutdown deadline: the process is going down without committing
       }
-      for (const b of batch) if (b.work) this.partDone(b.work);
+      for (const b of batch) b.resolve();
       this.commit();
+    }
+    // Whatever is left can no longer be stored by this process.
+    const left = this.pendingInserts.splice(0);
+    this.pendingRows = 0;
+    for (const b of left) b.reject(new VigilError('VIGIL_ERR_SHUTDOWN_TIMEOUT', 'insert abandoned: the pipeline is stopping'));
+  }
+
+  /** Points before rollups and anomalies: a derived row is never visible without its points. */
+  private async insertBatch(batch: readonly PendingInsert[]): Promise<void> {
+    for (const table of ['points', 'rollups', 'anomalies'] as const) {
+      const parts = batch.filter((b) => b.table === table);
+      if (parts.length === 0) continue;
+      const body = concat(parts.map((b) => b.body));
+      const tableRows = parts.reduce((n, b) => n + b.rows, 0);
+      const t0 = performance.now();
+      await this.retry('clickhouse', () => this.sink.insert(table, body, table === 'points' && this.config.clickhouse.compression === 'gzip'));
+      this.metrics.insertSeconds.observe({ table }, (performance.now() - t0) / 1000);
+      this.metrics.rowsInserted.inc({ table }, tableRows);
+      if (table === 'points') this.stats.rowsInserted += tableRows;
+      else if (table === 'rollups') this.stats.rollupRows += tableRows;
+      else this.stats.anomalyRows += tableRows;
     }
   }
 
-  private partDone(work: Work): void {
-    if (--work.pending > 0) return;
-    this.tracker.done(work.range, { maxAfterMs: work.maxAfterMs, held: work.held });
-    this.stats.inFlightBytes -= work.bytes;
-    this.metrics.inFlightBytes.set(this.stats.inFlightBytes);
-    this.metrics.batchSeconds.observe((performance.now() - work.startedAt) / 1000);
-    if (this.stats.paused && this.stats.inFlightBytes <= this.config.pipeline.maxInFlightBytes / 2) this.setPaused(false);
-    if (this.pendingInserts.length === 0) this.commit();
+  private commit(): void {
+    void this.committer.commit((key) => this.partitions.get(key)?.storedUpTo ?? -1);
   }
 
   /**
-   * Commits what became committable: the tracker's position (every output before it durable),
-   * held back to the first offset of any bucket the shards still held after that position's
-   * last task, with the watermark base at the committed offset. The held state must be the one
-   * as of the last durable task: a later task may already have released a bucket whose final row
-   * is still waiting for its insert. Commits are serialised so offsets only move forward.
+   * True while input waits (lag or work in flight) and no commit has moved for `stallMs`: the
+   * pipeline is alive but not making progress (readiness reports it).
    */
-  private commit(): void {
-    this.commitChain = this.commitChain.then(async () => {
-      const offsets: { topic: string; partition: number; offset: string; metadata: string }[] = [];
-      for (const pos of this.tracker.positions()) {
-        const key = `${pos.topic}/${pos.partition}`;
-        let offset = pos.offset;
-        let maxBefore = pos.meta.maxAfterMs;
-        const held = pos.meta.held;
-        if (held && held.offset < offset) {
-          offset = held.offset;
-          maxBefore = held.maxBeforeMs;
-        }
-        const storedUpTo = Math.max(pos.offset, this.partitions.get(key)?.storedUpTo ?? -1);
-        const last = this.committed.get(key) ?? { offset: -1, storedUpTo: -1 };
-        if (offset > last.offset || storedUpTo > last.storedUpTo) {
-          offsets.push({ topic: pos.topic, partition: pos.partition, offset: String(offset), metadata: commitMetadata({ maxEventTimeMs: maxBefore, storedUpTo }) });
-        }
-      }
-      if (offsets.length === 0) return;
-      try {
-        await this.consumer.commitOffsets(offsets);
-        for (const o of offsets) {
-          this.committed.set(`${o.topic}/${o.partition}`, { offset: Number(o.offset), storedUpTo: parseCommitMetadata(o.metadata).storedUpTo });
-        }
-      } catch (err) {
-        this.log.warn({ err }, 'offset commit failed; will retry with the next commit');
-      }
-    });
+  stalled(stallMs: number): boolean {
+    const now = Date.now();
+    if (this.stats.lag === 0 && this.stats.inFlightBytes === 0) this.lastIdleAt = now;
+    return now - Math.max(this.lastIdleAt, this.committer.lastProgressAt) > stallMs;
   }
 
   private setPaused(paused: boolean): void {
@@ -636,28 +679,68 @@ export class Ingestor {
     this.onFatal(err);
   }
 
-  /** Stops fetching, drains what is in flight, commits, leaves the group. False on timeout. */
+  /**
+   * Stops fetching, drains what is in flight, commits, leaves the group. False when the drain did
+   * not finish by `timeoutMs` (retries give up at that deadline).
+   */
   async stop(timeoutMs: number): Promise<boolean> {
     this.stopping = true;
+    this.deadline = this.fatal ? Date.now() : Date.now() + timeoutMs;
     clearInterval(this.idleTimer);
     this.setPaused(true);
     this.wake?.();
-    const deadline = this.fatal ? 0 : Date.now() + timeoutMs;
-    while ((this.stats.inFlightBytes > 0 || this.pendingInserts.length > 0) && Date.now() < deadline && !this.fatal) {
+    while ((this.stats.inFlightBytes > 0 || this.pendingInserts.length > 0) && Date.now() < this.deadline && !this.fatal) {
       this.wake?.();
       await sleep(20);
     }
-    const drained = this.stats.inFlightBytes === 0 && this.pendingInserts.length === 0;
+    const drained = this.stats.inFlightBytes === 0 && this.pendingInserts.length === 0 && !this.fatal;
+    this.wake?.();
+    await this.flusher;
     if (drained) {
-      this.wake?.();
-      await this.flusher;
       this.commit();
-      await this.commitChain;
+      await this.committer.settled();
     }
-    await this.consumer.disconnect();
-    await this.admin.disconnect();
+    // Leaving the group needs the broker; past the deadline nobody waits for it.
+    const left = Math.max(1000, this.deadline - Date.now());
+    await withTimeout(this.consumer.disconnect(), left);
+    await withTimeout(this.admin.disconnect(), 1000);
     return drained;
   }
+}
+
+function splitKey(key: string): [string, number] {
+  const i = key.lastIndexOf('/');
+  return [key.slice(0, i), Number(key.slice(i + 1))];
+}
+
+function withTimeout(p: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    p.then(
+      () => (clearTimeout(t), resolve()),
+      () => (clearTimeout(t), resolve()),
+    );
+  });
+}
+
+/** The shard task that drops a shard's series state at a new generation (seeded with the firing alerts). */
+function resetTask(seeds: { fingerprint: string; startsAtMs: number }[] | null): ShardTask {
+  return {
+    kind: 'reset',
+    topic: '',
+    partition: -1,
+    partitionMaxBeforeMs: -Infinity,
+    partitionMaxAfterMs: -Infinity,
+    idleWatermarkMs: -Infinity,
+    batch: emptyBatch(),
+    nowMs: Date.now(),
+    seriesIdleMs: 0,
+    rollups: null,
+    models: null,
+    alerts: null,
+    alertWidthMs: 0,
+    seeds,
+  };
 }
 
 function concat(parts: readonly Uint8Array[]): Uint8Array {
@@ -685,8 +768,8 @@ function shardOutputs() {
       parts.anomalies.push(r.anomalyBody);
       rows.anomalies += r.anomalyRows;
     },
-    inserts(work: Work | undefined): PendingInsert[] {
-      return (['rollups', 'anomalies'] as const).filter((t) => rows[t] > 0).map((table) => ({ table, body: concat(parts[table]), rows: rows[table], work }));
+    inserts(): { table: InsertTable; body: Uint8Array; rows: number }[] {
+      return (['rollups', 'anomalies'] as const).filter((t) => rows[t] > 0).map((table) => ({ table, body: concat(parts[table]), rows: rows[table] }));
     },
   };
 }

@@ -154,7 +154,23 @@ export function createMetrics() {
     }),
     ready: new Gauge({
       name: 'vigil_ready',
-      help: '1 when every dependency answers (the /readyz state)',
+      help: '1 when every dependency answers and commits advance (the /readyz state)',
+      registers: reg,
+    }),
+    rebalances: new Counter({
+      name: 'vigil_rebalances_total',
+      help: 'Consumer group (re)joins: each starts every assigned partition over from its committed offset',
+      registers: reg,
+    }),
+    consumerCrashes: new Counter({
+      name: 'vigil_consumer_crashes_total',
+      help: 'Kafka consumer crashes kafkajs reported (restart: whether it restarted the consumer itself)',
+      labelNames: ['restart'] as const,
+      registers: reg,
+    }),
+    commitStalled: new Gauge({
+      name: 'vigil_commit_stalled',
+      help: '1 while input waits and no offset commit has advanced for pipeline.stallTimeoutMs',
       registers: reg,
     }),
   };

@@ -58,7 +58,7 @@ export class OffsetTracker<M = undefined> {
   done(range: OffsetRange, meta: M): void {
     const s = this.state(range.topic, range.partition);
     const entry = s.queue.find((e) => e.range === range);
-    if (!entry) return; // forgotten by a rebalance
+    if (!entry) throw new Error(`offset range ${range.first}-${range.last} of ${range.topic}/${range.partition} was never registered or is already done`);
     entry.done = true;
     entry.meta = meta;
     while (s.queue.length > 0 && (s.queue[0] as Entry<M>).done) {
@@ -72,11 +72,6 @@ export class OffsetTracker<M = undefined> {
     const out: Position<M>[] = [];
     for (const s of this.partitions.values()) if (s.position) out.push(s.position);
     return out;
-  }
-
-  /** Drops all state of partitions this member no longer owns (after a rebalance). */
-  retain(assigned: ReadonlyMap<string, readonly number[]>): void {
-    for (const [k, s] of this.partitions) if (!assigned.get(s.topic)?.includes(s.partition)) this.partitions.delete(k);
   }
 
   get pendingRanges(): number {

@@ -87,6 +87,9 @@ export async function runPipeline(config: VigilConfig): Promise<RunningPipeline>
   // Readiness follows ClickHouse even when no data flows; utilisation is sampled, not per task.
   const timer = setInterval(() => {
     metrics.workerUtilization.set(pool.utilization);
+    const stalled = ingestor.stalled(config.pipeline.stallTimeoutMs);
+    metrics.commitStalled.set(stalled ? 1 : 0);
+    readiness.set('commits', !stalled);
     metrics.ready.set(readiness.ready ? 1 : 0);
     sink.healthcheck().then(
       (ok) => readiness.set('clickhouse', ok),

@@ -324,6 +324,21 @@ export class RuleEvaluator {
     });
   }
 
+  /**
+   * Forgets every series' state (a new consumer group generation re-reads every partition); the
+   * rules stay, and the given firing alerts seed the states made from here on.
+   */
+  reset(seeds: readonly { fingerprint: string; startsAtMs: number }[]): void {
+    this.bySeries.clear();
+    this.carried.clear();
+    this.absent.clear();
+    this.lastAbsentCheck.clear();
+    this.seeded.clear();
+    for (const a of seeds) this.seeded.set(a.fingerprint, a.startsAtMs);
+    this.anomaly = null;
+    this.transitions = [];
+  }
+
   /** Drops the states of evicted series (absent-rule states stay: silence is what they watch). */
   forget(ids: Iterable<bigint>): void {
     for (const id of ids) {

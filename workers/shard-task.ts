@@ -44,7 +44,12 @@ export interface ModelSettings {
 }
 
 export interface ShardTask {
-  kind: 'data' | 'idle';
+  /**
+   * `data`: a share of one task; `idle`: a wall-clock close of an idle partition; `reset`: a new
+   * consumer group generation, every series' state is dropped (as in a fresh thread) and the
+   * alert rules start from `seeds` (the firing alerts).
+   */
+  kind: 'data' | 'idle' | 'reset';
   topic: string;
   partition: number;
   /** Highest event time of the partition before this task (-Infinity when none). */
@@ -62,6 +67,8 @@ export interface ShardTask {
   /** Alert rules evaluated on closed buckets of `alertWidthMs` (needs rollups). */
   alerts: AlertRulesSettings | null;
   alertWidthMs: number;
+  /** For `reset` tasks: the alerts firing now (null: no alerting). */
+  seeds?: { fingerprint: string; startsAtMs: number }[] | null;
 }
 
 export interface HeldOffset {

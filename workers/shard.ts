@@ -107,7 +107,41 @@ function rollupState(settings: RollupSettings): RollupState {
   return rollups;
 }
 
+/**
+ * A new consumer group generation: every partition is re-read from its committed offset, so every
+ * series starts over as in a fresh thread (rollup buckets, detector state, rule state); the
+ * parsed rules and the ensemble stay, and rules seed their firing state from `seeds`.
+ */
+function resetSeries(seeds: ShardTask['seeds']): ShardResult {
+  series.clear();
+  rollups = undefined;
+  rollupKey = '';
+  toScore.length = 0;
+  rules.reset(seeds ?? []);
+  return emptyResult();
+}
+
+function emptyResult(): ShardResult {
+  return {
+    series: 0,
+    stateBytes: 0,
+    evicted: 0,
+    rollupBody: new Uint8Array(0),
+    rollupRows: 0,
+    anomalyBody: new Uint8Array(0),
+    anomalyRows: 0,
+    scored: 0,
+    flagged: 0,
+    alerts: [],
+    closed: 0,
+    late: 0,
+    counterOutOfOrder: 0,
+    held: null,
+  };
+}
+
 export function track(task: ShardTask): ShardResult {
+  if (task.kind === 'reset') return resetSeries(task.seeds);
   const { batch, nowMs } = task;
   for (let i = 0; i < batch.count; i++) {
     const id = batch.seriesIds[i] as bigint;

@@ -85,6 +85,14 @@ export class Alerting {
     this.repeatTimer.unref();
   }
 
+  /**
+   * The firing alerts after a consumer group (re)join: the lifecycle's, plus what the alerts
+   * table says (another member may have fired or resolved them); the shard threads seed from it.
+   */
+  async restore(): Promise<{ fingerprint: string; startsAtMs: number }[]> {
+    return this.lifecycle.restore();
+  }
+
   /** Rule settings for the next task of `shard`: the text only when the shard has another version. */
   settingsFor(shard: number): AlertRulesSettings {
     const hash = this.rules.hash;

@@ -49,6 +49,7 @@ export interface VigilConfig {
     readonly retryInitialMs: number;
     readonly retryMaxMs: number;
     readonly shutdownTimeoutMs: number;
+    readonly stallTimeoutMs: number;
   };
   readonly rollups: {
     readonly enabled: boolean;

@@ -88,13 +88,56 @@ describe('delivery guarantees under faults', () => {
     }
 
     const rawBefore = await scalar(`SELECT count() FROM ${db}.points`);
+    // The restart re-reads everything from the committed offsets (behind the open buckets) to the
+    // end, to rebuild bucket state: wait until it has, then nothing may have been written again.
+    let replay = 0;
+    for (const e of ends) replay += Number(e.high) - Number(byPartition.get(e.partition)?.offset);
+    expect(replay).toBeGreaterThan(0);
     const again = await start(env);
-    await sleep(3000);
+    await waitFor('the restart to re-read the replay range', async () => (await again.metric('vigil_messages_received_total')) >= replay, 60_000);
+    await waitFor('the replayed work to settle', async () => (await again.metric('vigil_in_flight_bytes')) === 0, 60_000);
+    expect(await again.metric('vigil_messages_received_total')).toBe(replay);
     expect(await again.metric('vigil_rows_inserted_total', { table: 'points' })).toBe(0);
     expect(await again.metric('vigil_dead_letters_total')).toBe(0);
     expect(await scalar(`SELECT count() FROM ${db}.points`)).toBe(rawBefore);
     again.kill('SIGTERM');
     expect((await again.exited).code).toBe(0);
+  });
+
+  // Stops and restarts the local ClickHouse; an external server is not the tests' to stop.
+  it.runIf(usesLocalStack(res.config))('SIGTERM during a ClickHouse outage: exits 1 at the shutdown deadline (stdout closed under it), a second signal exits at once, a restart loses nothing', async () => {
+    const { topic, db, env } = await setup('termdown');
+    const timeoutMs = 5000;
+    const tuned = { ...env, VIGIL_PIPELINE_SHUTDOWN_TIMEOUT_MS: String(timeoutMs), VIGIL_PIPELINE_RETRY_MAX_MS: '500', VIGIL_LOG_LEVEL: 'info' };
+    const a = await start(tuned);
+    const b = await start(tuned);
+    const producing = stream(topic, 100_000, 10_000);
+    await waitFor('rows flowing', async () => (await scalar(`SELECT count() FROM ${db}.points`)) > 5_000, 60_000, 100);
+    const log = componentLogger('test-faults');
+    await infra.down(res.config, log, ['clickhouse'], { kill: true });
+    try {
+      await waitFor('inserts failing', async () => (await a.metric('vigil_sink_errors_total', { sink: 'clickhouse' })) > 0 && (await b.metric('vigil_sink_errors_total', { sink: 'clickhouse' })) > 0, 30_000);
+      // The reader of a's stdout goes away: every log line from here on meets EPIPE.
+      a.child.stdout?.destroy();
+      const t0 = Date.now();
+      a.kill('SIGTERM');
+      const exitA = await a.exited;
+      const tookMs = Date.now() - t0;
+      expect(exitA).toEqual({ code: 1, signal: null });
+      // Exits at the deadline (plus the grace for closing), not before it and not never.
+      expect(tookMs).toBeGreaterThanOrEqual(timeoutMs - 500);
+      expect(tookMs).toBeLessThan(timeoutMs + 3000 + 5000);
+
+      b.kill('SIGTERM');
+      await sleep(300);
+      b.kill('SIGTERM');
+      // 128 + SIGTERM: the second signal's exit, which does not wait for the drain.
+      expect(await b.exited).toEqual({ code: 143, signal: null });
+    } finally {
+      await infra.up(res.config, log, ['clickhouse']);
+    }
+    await start(env);
+    await expectExactlyOnce(db, await producing);
   });
 
   // Stops and restarts the local ClickHouse; an external server is not the tests' to stop.

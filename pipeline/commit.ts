@@ -1,0 +1,163 @@
+import type { HeldOffset } from '../workers/shard-task.js';
+import type { Logger } from './log.js';
+import { OffsetTracker, type OffsetRange, type Position } from './offsets.js';
+
+/**
+ * The commit stage: acknowledgements in, Kafka offsets and commit metadata out (DESIGN.md §7).
+ * Every task's range is registered in consumption order and marked done when all its outputs are
+ * durable; a partition's offset moves past the done prefix, held back to the first offset of a
+ * bucket the shards still hold, with the watermark base there in the commit metadata.
+ *
+ * Ownership follows the consumer group's generation: `reset()` at every (re)join forgets every
+ * range and position, because kafkajs re-delivers each assigned partition from its committed
+ * offset after a rebalance. Work of an earlier generation may still finish (its outputs are
+ * idempotent for the documented views) but never moves an offset again: a commit sent with the
+ * new generation for a partition another member now owns would rewind that member.
+ */
+
+/**
+ * Kafka commit metadata, per partition: the highest event time before the committed offset (the
+ * watermark base a replay resumes with) and the offset up to which every output is already
+ * stored (a replay re-reads from the committed offset to rebuild bucket state, but does not
+ * write those messages' points and dead letters again).
+ */
+export interface CommitMeta {
+  maxEventTimeMs: number;
+  storedUpTo: number;
+}
+
+/** What a commit needs to know of the last durable task before it. */
+export interface DoneMeta {
+  /** The partition's highest event time after the task. */
+  maxAfterMs: number;
+  /** The lowest bucket offset the shards still held after the task (null: none). */
+  held: HeldOffset | null;
+}
+
+export interface OffsetCommit {
+  topic: string;
+  partition: number;
+  offset: string;
+  metadata: string;
+}
+
+export function commitMetadata(meta: CommitMeta): string {
+  return JSON.stringify({ v: 1, maxEventTimeMs: Number.isFinite(meta.maxEventTimeMs) ? meta.maxEventTimeMs : null, storedUpTo: meta.storedUpTo });
+}
+
+export function parseCommitMetadata(metadata: string | null | undefined): CommitMeta {
+  const none = { maxEventTimeMs: -Infinity, storedUpTo: -1 };
+  if (!metadata) return none;
+  try {
+    const parsed = JSON.parse(metadata) as { maxEventTimeMs?: unknown; storedUpTo?: unknown };
+    return {
+      maxEventTimeMs: typeof parsed.maxEventTimeMs === 'number' ? parsed.maxEventTimeMs : -Infinity,
+      storedUpTo: typeof parsed.storedUpTo === 'number' ? parsed.storedUpTo : -1,
+    };
+  } catch {
+    return none;
+  }
+}
+
+export const partitionKey = (topic: string, partition: number): string => `${topic}/${partition}`;
+
+/**
+ * The offsets to commit now (pure): each position held back to the first offset of a bucket
+ * still held after its last task, with the watermark base at the committed offset; only
+ * partitions whose offset or stored-up-to moved past what was last committed. The held state
+ * must be the one as of the last durable task: a later task may already have released a bucket
+ * whose final row is still waiting for its insert.
+ */
+export function offsetsToCommit(
+  positions: readonly Position<DoneMeta>[],
+  storedUpToOf: (key: string) => number,
+  lastCommitted: ReadonlyMap<string, { offset: number; storedUpTo: number }>,
+): OffsetCommit[] {
+  const out: OffsetCommit[] = [];
+  for (const pos of positions) {
+    const key = partitionKey(pos.topic, pos.partition);
+    let offset = pos.offset;
+    let maxBefore = pos.meta.maxAfterMs;
+    const held = pos.meta.held;
+    if (held && held.offset < offset) {
+      offset = held.offset;
+      maxBefore = held.maxBeforeMs;
+    }
+    const storedUpTo = Math.max(pos.offset, storedUpToOf(key));
+    const last = lastCommitted.get(key) ?? { offset: -1, storedUpTo: -1 };
+    if (offset > last.offset || storedUpTo > last.storedUpTo) {
+      out.push({ topic: pos.topic, partition: pos.partition, offset: String(offset), metadata: commitMetadata({ maxEventTimeMs: maxBefore, storedUpTo }) });
+    }
+  }
+  return out;
+}
+
+export interface CommitTarget {
+  commitOffsets(offsets: OffsetCommit[]): Promise<void>;
+}
+
+export class Committer {
+  private tracker = new OffsetTracker<DoneMeta>();
+  private readonly committed = new Map<string, { offset: number; storedUpTo: number }>();
+  private chain: Promise<void> = Promise.resolve();
+  private generation = 0;
+  /** Wall time of the last commit that moved an offset or stored-up-to (readiness watches it). */
+  lastProgressAt = Date.now();
+  commits = 0;
+
+  constructor(
+    private readonly target: CommitTarget,
+    private readonly log: Logger,
+  ) {}
+
+  /** The consumer group's generation as this stage counts it (one per join). */
+  get epoch(): number {
+    return this.generation;
+  }
+
+  /** A new generation: every range and position of the last one is forgotten. */
+  reset(): number {
+    this.tracker = new OffsetTracker<DoneMeta>();
+    this.committed.clear();
+    this.lastProgressAt = Date.now();
+    return ++this.generation;
+  }
+
+  register(range: OffsetRange): OffsetRange {
+    return this.tracker.register(range);
+  }
+
+  /** The range's outputs are durable. A range of an earlier generation changes nothing. */
+  done(epoch: number, range: OffsetRange, meta: DoneMeta): void {
+    if (epoch === this.generation) this.tracker.done(range, meta);
+  }
+
+  get pendingRanges(): number {
+    return this.tracker.pendingRanges;
+  }
+
+  /** Commits what became committable; serialised so that offsets only move forward. */
+  commit(storedUpToOf: (key: string) => number): Promise<void> {
+    const epoch = this.generation;
+    this.chain = this.chain.then(async () => {
+      if (epoch !== this.generation) return;
+      const offsets = offsetsToCommit(this.tracker.positions(), storedUpToOf, this.committed);
+      if (offsets.length === 0) return;
+      try {
+        await this.target.commitOffsets(offsets);
+        if (epoch !== this.generation) return;
+        for (const o of offsets) this.committed.set(partitionKey(o.topic, o.partition), { offset: Number(o.offset), storedUpTo: parseCommitMetadata(o.metadata).storedUpTo });
+        this.lastProgressAt = Date.now();
+        this.commits++;
+      } catch (err) {
+        this.log.warn({ err }, 'offset commit failed; will retry with the next commit');
+      }
+    });
+    return this.chain;
+  }
+
+  /** Resolves when every commit asked for so far has been sent (or failed). */
+  settled(): Promise<void> {
+    return this.chain;
+  }
+}

@@ -1,0 +1,115 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { produce, type ProduceSummary } from '../../../bench/generator.js';
+import { mulberry32 } from '../../../models/random.js';
+import { usePipelines, waitFor, type PipelineProcess } from '../../helpers/pipeline.js';
+import { useResources } from '../../helpers/resources.js';
+import { expectRollupsMatchPoints } from '../../helpers/rollups.js';
+
+const res = useResources();
+const start = usePipelines();
+const scalar = (query: string) => res.scalar(query);
+
+const SERIES = 500;
+
+async function setup(prefix: string) {
+  const { topic, db, env: base } = await res.pipelineEnv(prefix, 4);
+  const env = {
+    ...base,
+    // A killed member holds its partitions until its session times out; 6 s is the broker's minimum.
+    VIGIL_KAFKA_SESSION_TIMEOUT_MS: '6000',
+    VIGIL_ROLLUPS_IDLE_TIMEOUT_MS: '1000',
+    VIGIL_ROLLUPS_WIDTHS_SECONDS: '5,10',
+    VIGIL_ROLLUPS_ALLOWED_LATENESS_MS: '1000',
+    // Small tasks and inserts: kills land between acknowledged and unacknowledged work.
+    VIGIL_PIPELINE_INSERT_MAX_ROWS: '5000',
+    VIGIL_PIPELINE_INSERT_LINGER_MS: '100',
+    VIGIL_PIPELINE_TASK_MAX_MESSAGES: '1000',
+    VIGIL_PIPELINE_SHUTDOWN_TIMEOUT_MS: '10000',
+  };
+  return { topic, db, env };
+}
+
+/** A steady stream in real event time, keyed by series (the generator's default). */
+function stream(topic: string, points: number, rate: number): Promise<ProduceSummary> {
+  return produce(res.kafka, { topic, series: SERIES, pointsPerMessage: 1, format: 'json', rate, points, durationMs: 0, intervalMs: Math.round((SERIES * 1000) / rate), startMs: Date.now(), seed: 11 });
+}
+
+async function expectExactlyOnce(db: string, sent: ProduceSummary): Promise<void> {
+  await waitFor('every point in points_dedup', async () => (await scalar(`SELECT count() FROM ${db}.points_dedup`)) >= sent.points, 180_000, 1000);
+  expect(await scalar(`SELECT count() FROM ${db}.points_dedup`)).toBe(sent.points);
+  expect(await scalar(`SELECT sum(value) FROM ${db}.points_dedup`)).toBeCloseTo(sent.valueSum, 3);
+  expect(await scalar(`SELECT uniqExact(series_id) FROM ${db}.points_dedup`)).toBe(sent.perSeries.size);
+  expect(await scalar(`SELECT count() FROM (SELECT series_id, count() AS c FROM ${db}.points_dedup GROUP BY series_id HAVING c != ${sent.points / sent.perSeries.size})`)).toBe(0);
+}
+
+/** What no member of a healthy group ever logs: a crashed consumer or a fatal pipeline error. */
+function expectNoCrash(all: readonly PipelineProcess[]): void {
+  for (const p of all) {
+    expect(p.output, `pid ${p.child.pid}`).not.toMatch(/consumer crashed|fatal pipeline error|Error when calling eachBatch|overlaps one registered|already applied/);
+  }
+}
+
+describe('a consumer group of Vigil instances', () => {
+  it('2-3 instances, one killed with SIGKILL and restarted every few seconds, one added and one removed: every point exactly once, rollups exact', async ({ annotate }) => {
+    const { topic, db, env } = await setup('chaos');
+    const rand = mulberry32(7);
+    const all: PipelineProcess[] = [];
+    const live: PipelineProcess[] = [];
+    const launch = async (): Promise<PipelineProcess> => {
+      const p = await start(env);
+      all.push(p);
+      live.push(p);
+      return p;
+    };
+    await launch();
+    await launch();
+    const total = 300_000;
+    // About two minutes of stream: a kill cycle lasts up to the 6 s session timeout plus a rejoin.
+    const producing = stream(topic, total, 2500);
+    let done = false;
+    let sent: ProduceSummary | undefined;
+    void producing.then((s) => ((done = true), (sent = s)));
+
+    let kills = 0;
+    let added = false;
+    let removed = false;
+    let lastKillAt = 0;
+    while (!done || kills < 10) {
+      await sleep(1500 + rand() * 2500);
+      if (!added && kills === 3) {
+        added = true;
+        await launch();
+        continue;
+      }
+      if (!removed && kills === 7 && live.length > 1) {
+        // A graceful leave: SIGTERM drains, commits and leaves the group.
+        removed = true;
+        const gone = live.splice(Math.floor(rand() * live.length), 1)[0] as PipelineProcess;
+        gone.kill('SIGTERM');
+        expect((await gone.exited).code, gone.output).toBe(0);
+        continue;
+      }
+      const victim = live.splice(Math.floor(rand() * live.length), 1)[0] as PipelineProcess;
+      victim.kill('SIGKILL');
+      await victim.exited;
+      kills++;
+      lastKillAt = Date.now();
+      // Restarted at once, or after a moment: both happen to operators.
+      if (rand() < 0.5) await sleep(rand() * 3000);
+      await launch();
+    }
+    expect(kills).toBeGreaterThanOrEqual(10);
+    expect(added && removed).toBe(true);
+    await expectExactlyOnce(db, sent as ProduceSummary);
+    const drainSeconds = (Date.now() - lastKillAt) / 1000;
+    // Rollups rebuilt by every replay merge to exactly the aggregates of the raw points.
+    const gauges = await scalar(`SELECT count() FROM ${db}.points_dedup WHERE type = 'gauge'`);
+    await waitFor('every gauge point in both widths of the rollups', async () => (await scalar(`SELECT sum(count) FROM ${db}.rollups_merged WHERE type = 'gauge'`)) >= 2 * gauges, 120_000, 1000);
+    await expectRollupsMatchPoints(res.clickhouse(), db, [5, 10]);
+    expectNoCrash(all);
+    // Every live member still ready: commits advance, no consumer failure.
+    for (const p of live) expect(await p.readyz(), p.output).toBe(200);
+    await annotate(JSON.stringify({ instancesMax: 3, kills, points: total, drainSecondsAfterLastKill: Math.round(drainSeconds) }), 'chaos');
+  }, 600_000);
+});
