@@ -13,7 +13,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ClickHouseClient } from '@clickhouse/client';
-import type { VigilConfig } from '../pipeline/config/index.js';
+import type { VigilConfig } from '../core/config/index.js';
 import { lineChart } from './chart.js';
 import { produce, type GenFormat } from './generator.js';
 import { defaultLabelledOptions, labelledWorkload, produceLabelled } from './anomalies.js';

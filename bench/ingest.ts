@@ -9,8 +9,8 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../pipeline/config/index.js';
-import { rootLogger } from '../pipeline/log.js';
+import { loadConfig } from '../core/config/index.js';
+import { rootLogger } from '../core/log.js';
 import { produce, type GenFormat } from './generator.js';
 import { cpuSecondsOf, PipelineProcess, waitFor } from './process.js';
 import { summariseProfiles } from './profile.js';

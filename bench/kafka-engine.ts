@@ -26,9 +26,9 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import type { ClickHouseClient } from '@clickhouse/client';
-import { loadConfig, type VigilConfig } from '../pipeline/config/index.js';
+import { loadConfig, type VigilConfig } from '../core/config/index.js';
 import { createKafka } from '../pipeline/kafka.js';
-import { componentLogger, rootLogger } from '../pipeline/log.js';
+import { componentLogger, rootLogger } from '../core/log.js';
 import { produce, type GenFormat } from './generator.js';
 import { benchClients, countRows, kcatReference } from './reference.js';
 

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import type { Admin, Kafka } from 'kafkajs';
 import { createKafka } from '../pipeline/kafka.js';
-import { componentLogger } from '../pipeline/log.js';
-import type { VigilConfig } from '../pipeline/config/index.js';
+import { componentLogger } from '../core/log.js';
+import type { VigilConfig } from '../core/config/index.js';
 
 /** The clients a benchmark drives the stack with: ClickHouse, Kafka and a connected Kafka admin. */
 export async function benchClients(config: VigilConfig): Promise<{ ch: ClickHouseClient; kafka: Kafka; admin: Admin; close(): Promise<void> }> {

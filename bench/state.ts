@@ -4,7 +4,7 @@
  * each have open and retained buckets. Run: `node --expose-gc dist/bench/state.js [--series N]`.
  */
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../pipeline/config/index.js';
+import { loadConfig } from '../core/config/index.js';
 import { resetShardState, track } from '../workers/shard.js';
 import { ShardCollector, type ShardTask } from '../workers/shard-task.js';
 

@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { createConnection } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { VigilConfig } from '../pipeline/config/index.js';
-import { VigilError } from '../pipeline/errors.js';
-import type { Logger } from '../pipeline/log.js';
+import type { VigilConfig } from '../core/config/index.js';
+import { VigilError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
 import { isAlive, runningPid, spawnDetached, stop } from './process.js';
 import { installPythonTools, services, toolsMissing, type Service } from './services.js';
 

@@ -3,8 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
-import type { VigilConfig } from '../pipeline/config/index.js';
-import { VigilError } from '../pipeline/errors.js';
+import type { VigilConfig } from '../core/config/index.js';
+import { VigilError } from '../core/errors.js';
 import type { ManagedProcess } from './process.js';
 
 /** One local service: how to install it, how to start it, how to tell that it is ready. */

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { VigilError } from '../pipeline/errors.js';
+import { VigilError } from '../core/errors.js';
 import type { Observation } from './detector.js';
 import { DETECTORS, Ensemble, type EnsembleScore, type EnsembleSettings, type SeriesModels } from './ensemble.js';
 import { evaluate, type LabelSpan, type Quality } from './evaluate.js';

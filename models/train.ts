@@ -1,5 +1,5 @@
 import type { ClickHouseClient } from '@clickhouse/client';
-import { VigilError } from '../pipeline/errors.js';
+import { VigilError } from '../core/errors.js';
 import { normalise, save, train, trainFromCsv, type LstmMetadata, type TrainOptions } from './lstm/index.js';
 
 /**

@@ -1,5 +1,5 @@
 import type { HeldOffset } from '../workers/shard-task.js';
-import type { Logger } from './log.js';
+import type { Logger } from '../core/log.js';
 import { OffsetTracker, type OffsetRange, type Position } from './offsets.js';
 
 /**

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
-import type { Logger } from './log.js';
+import type { Logger } from '../core/log.js';
 
 /** Readiness of each dependency by name; /readyz is 200 only when every one is true. */
 export class Readiness {

@@ -4,10 +4,11 @@ import type { ClickHouseSink, InsertTable } from '../sinks/clickhouse/index.js';
 import { DLQ_HEADERS, type DeadLetter, type DeadLetterProducer } from '../sinks/kafka/dlq.js';
 import { SKIPPED, type IngestResult, type IngestTask } from '../workers/ingest-task.js';
 import { batchBuffers, emptyBatch, type HeldOffset, type ModelSettings, type RollupSettings, type ShardResult, type ShardTask } from '../workers/shard-task.js';
-import type { VigilConfig } from './config/index.js';
-import { isVigilError, VigilError, type ErrorCode } from './errors.js';
+import type { VigilConfig } from '../core/config/index.js';
+import { isVigilError, VigilError, type ErrorCode } from '../core/errors.js';
+import { retry } from '../core/retry.js';
 import type { Readiness } from './http.js';
-import type { Logger } from './log.js';
+import type { Logger } from '../core/log.js';
 import type { Metrics } from './metrics.js';
 import { Committer, parseCommitMetadata, partitionKey } from './commit.js';
 import type { OffsetRange } from './offsets.js';
@@ -560,26 +561,24 @@ export class Ingestor {
    * the shutdown deadline passes (then it rejects: what it owed stays uncommitted).
    */
   private async retry(sink: 'clickhouse' | 'dlq' | 'alerts', op: () => Promise<unknown>): Promise<void> {
-    const { retryInitialMs, retryMaxMs } = this.config.pipeline;
-    let delay = retryInitialMs;
     const check = sink === 'clickhouse' ? 'clickhouse' : 'kafka';
-    for (;;) {
-      try {
-        await op();
-        this.readiness.set(check, true);
-        return;
-      } catch (err) {
-        if (this.fatal) throw this.fatal;
-        const code = isVigilError(err) ? err.code : 'VIGIL_ERR_KAFKA_PRODUCE';
-        this.metrics.sinkErrors.inc({ sink, code });
-        this.readiness.set(check, false);
-        const left = this.deadline - Date.now();
-        if (left <= 0) throw new VigilError('VIGIL_ERR_SHUTDOWN_TIMEOUT', `${sink} write still failing at the shutdown deadline`, { cause: err });
-        this.log.warn({ err, sink, retryInMs: delay }, 'sink write failed; retrying');
-        await sleep(Math.min(delay, left));
-        delay = Math.min(retryMaxMs, delay * 2);
-      }
+    try {
+      await retry(op, {
+        initialMs: this.config.pipeline.retryInitialMs,
+        maxMs: this.config.pipeline.retryMaxMs,
+        deadline: () => (this.fatal ? 0 : this.deadline),
+        onRetry: (err, retryInMs) => {
+          this.metrics.sinkErrors.inc({ sink, code: isVigilError(err) ? err.code : 'VIGIL_ERR_KAFKA_PRODUCE' });
+          this.readiness.set(check, false);
+          this.log.warn({ err, sink, retryInMs }, 'sink write failed; retrying');
+        },
+      });
+    } catch (err) {
+      if (this.fatal) throw this.fatal;
+      this.metrics.sinkErrors.inc({ sink, code: isVigilError(err) ? err.code : 'VIGIL_ERR_KAFKA_PRODUCE' });
+      throw new VigilError('VIGIL_ERR_SHUTDOWN_TIMEOUT', `${sink} write still failing at the shutdown deadline`, { cause: err });
     }
+    this.readiness.set(check, true);
   }
 
   private async flushLoop(): Promise<void> {

@@ -1,6 +1,6 @@
 import { Kafka, logLevel, type LogEntry } from 'kafkajs';
-import type { VigilConfig } from './config/index.js';
-import type { Logger } from './log.js';
+import type { VigilConfig } from '../core/config/index.js';
+import type { Logger } from '../core/log.js';
 
 /** A kafkajs client whose logs go to the component's pino logger instead of the console. */
 export function createKafka(config: VigilConfig, log: Logger): Kafka {

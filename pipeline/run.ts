@@ -1,12 +1,12 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ClickHouseSink } from '../sinks/clickhouse/index.js';
 import { DeadLetterProducer } from '../sinks/kafka/dlq.js';
-import type { VigilConfig } from './config/index.js';
-import { VigilError } from './errors.js';
+import type { VigilConfig } from '../core/config/index.js';
+import { VigilError } from '../core/errors.js';
+import { retry } from '../core/retry.js';
 import { Readiness, startHttpServer } from './http.js';
 import { Ingestor } from './ingest.js';
 import { createKafka, ensureTopics } from './kafka.js';
-import { componentLogger, type Logger } from './log.js';
+import { componentLogger, type Logger } from '../core/log.js';
 import { createMetrics } from './metrics.js';
 import { ShardedPool } from './pool.js';
 import { Alerting } from './alerts/index.js';
@@ -22,18 +22,13 @@ export interface RunningPipeline {
 }
 
 /** Retries `op` with backoff until it succeeds (a dependency not up yet), logging each failure. */
-async function untilUp<T>(what: string, log: Logger, op: () => Promise<T>, config: VigilConfig): Promise<T> {
-  let delay = config.pipeline.retryInitialMs;
-  for (;;) {
-    try {
-      return await op();
-    } catch (err) {
-      if (err instanceof VigilError && !err.retryable) throw err;
-      log.warn({ err, retryInMs: delay }, `${what} not available yet`);
-      await sleep(delay);
-      delay = Math.min(config.pipeline.retryMaxMs, delay * 2);
-    }
-  }
+function untilUp<T>(what: string, log: Logger, op: () => Promise<T>, config: VigilConfig): Promise<T> {
+  return retry(op, {
+    initialMs: config.pipeline.retryInitialMs,
+    maxMs: config.pipeline.retryMaxMs,
+    retryable: (err) => !(err instanceof VigilError && !err.retryable),
+    onRetry: (err, retryInMs) => log.warn({ err, retryInMs }, `${what} not available yet`),
+  });
 }
 
 /** `vigil run`: the pipeline alone against the configured Kafka and ClickHouse. */

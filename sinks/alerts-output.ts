@@ -1,5 +1,5 @@
-import { VigilError } from '../pipeline/errors.js';
-import type { Logger } from '../pipeline/log.js';
+import { VigilError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
 
 /**
  * What the alert outputs (Alertmanager, webhook) share: a bounded queue in which resolved alerts
@@ -8,7 +8,7 @@ import type { Logger } from '../pipeline/log.js';
  */
 
 /**
- * Codes of failed POSTs. They are not in pipeline/errors.ts yet; until they are, OutputSendError
+ * Codes of failed POSTs. They are not in core/errors.ts yet; until they are, OutputSendError
  * carries them with the same shape as VigilError (`code`, `retryable`, `cause`).
  */
 export type OutputErrorCode =

@@ -1,5 +1,5 @@
-import { loadConfig, usesLocalStack } from '../pipeline/config/index.js';
-import { componentLogger, rootLogger } from '../pipeline/log.js';
+import { loadConfig, usesLocalStack } from '../core/config/index.js';
+import { componentLogger, rootLogger } from '../core/log.js';
 import * as infra from '../infra/index.js';
 
 /**

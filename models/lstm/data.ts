@@ -3,7 +3,7 @@
  * CSV files (the `vigil backtest` input shape).
  */
 import { readFile } from 'node:fs/promises';
-import { VigilError } from '../../pipeline/errors.js';
+import { VigilError } from '../../core/errors.js';
 
 /** Normal-consistency factor of the MAD: 1.4826·MAD estimates σ for Gaussian data. */
 const MAD_TO_SIGMA = 1.4826;

@@ -5,7 +5,7 @@ import { mulberry32 } from '../random.js';
  * model is trained across many series, each normalised by its own median and MAD (`normalise`).
  */
 import type { LayersModel, Sequential, Tensor } from '@tensorflow/tfjs';
-import { VigilError } from '../../pipeline/errors.js';
+import { VigilError } from '../../core/errors.js';
 import { initTf, type Tf, type TfBackend } from './backend.js';
 import { LstmForecaster } from './cell.js';
 import { normalise, readSeriesCsv } from './data.js';

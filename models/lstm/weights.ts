@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { VigilError } from '../../pipeline/errors.js';
+import { VigilError } from '../../core/errors.js';
 import type { LstmMetadata } from './model.js';
 
 export const MODEL_FILE = 'model.json';

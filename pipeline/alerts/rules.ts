@@ -87,7 +87,7 @@ export interface RuleSet {
 // ---------------------------------------------------------------------------------------------
 // Errors
 
-/** Error codes to move into pipeline/errors.ts (the catalogue) when it takes them. */
+/** Error codes to move into core/errors.ts (the catalogue) when it takes them. */
 export type RulesErrorCode = 'VIGIL_ERR_RULES_FILE' | 'VIGIL_ERR_RULES_INVALID';
 
 export interface RuleIssue {

@@ -1,5 +1,5 @@
 import type { AlertEvent } from '../../pipeline/alerts/event.js';
-import { componentLogger } from '../../pipeline/log.js';
+import { componentLogger } from '../../core/log.js';
 import { AlertsOutput, optionInt, type AlertsOutputOptions } from '../alerts-output.js';
 import { toAlertmanagerAlert, type AlertmanagerAlert } from './mapping.js';
 

@@ -1,5 +1,5 @@
 import type { ClickHouseClient } from '@clickhouse/client';
-import { VigilError } from '../../pipeline/errors.js';
+import { VigilError } from '../../core/errors.js';
 import { POINT_COLUMNS } from '../../workers/encode/points.js';
 import { ROLLUP_COLUMNS } from '../../workers/encode/rollups.js';
 import { ANOMALY_COLUMNS } from '../../workers/encode/anomalies.js';

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
-import type { VigilConfig } from '../../pipeline/config/index.js';
-import { VigilError } from '../../pipeline/errors.js';
+import type { VigilConfig } from '../../core/config/index.js';
+import { VigilError } from '../../core/errors.js';
 import { capabilitiesOf, type Capabilities } from './capabilities.js';
 import { insertStatement, migrate, type InsertTable } from './schema.js';
 

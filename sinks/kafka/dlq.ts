@@ -1,5 +1,5 @@
 import { Partitioners, type IHeaders, type Kafka, type Producer } from 'kafkajs';
-import { VigilError } from '../../pipeline/errors.js';
+import { VigilError } from '../../core/errors.js';
 
 /**
  * Dead letters (DESIGN.md §3): the offending message (or line, or JSON element) with the

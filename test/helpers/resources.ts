@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
 import { afterAll } from 'vitest';
-import { loadConfig, type VigilConfig } from '../../pipeline/config/index.js';
+import { loadConfig, type VigilConfig } from '../../core/config/index.js';
 
 /** A name no other test or run uses: letters, digits and underscores (valid for topics and databases). */
 export function uniqueName(prefix: string): string {

@@ -3,8 +3,8 @@ import { join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { envName, leaves } from '../../pipeline/config/schema.js';
-import { CONFIG_FILE_ENV, loadConfig, usesLocalStack } from '../../pipeline/config/index.js';
+import { envName, leaves } from '../../core/config/schema.js';
+import { CONFIG_FILE_ENV, loadConfig, usesLocalStack } from '../../core/config/index.js';
 import { createMetrics } from '../../pipeline/metrics.js';
 
 /**

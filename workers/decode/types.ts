@@ -1,4 +1,4 @@
-import type { ErrorCode } from '../../pipeline/errors.js';
+import type { ErrorCode } from '../../core/errors.js';
 
 /** Metric types as small integers so a point can travel in a typed column. No TS enums (STYLE.md). */
 export const MetricType = { gauge: 0, counter: 1 } as const;

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as infra from '../../../infra/index.js';
-import { loadConfig, usesLocalStack } from '../../../pipeline/config/index.js';
-import { componentLogger } from '../../../pipeline/log.js';
+import { loadConfig, usesLocalStack } from '../../../core/config/index.js';
+import { componentLogger } from '../../../core/log.js';
 import { testConfig } from '../../helpers/resources.js';
 
 /** Processes whose command line names `marker`, read from /proc (what `down` must leave none of). */

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Readiness, startHttpServer } from '../../../pipeline/http.js';
-import { componentLogger } from '../../../pipeline/log.js';
+import { componentLogger } from '../../../core/log.js';
 import { createMetrics } from '../../../pipeline/metrics.js';
 import { testConfig } from '../../helpers/resources.js';
 

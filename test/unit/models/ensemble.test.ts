@@ -3,7 +3,7 @@ import { defaultLabelledOptions, labelledWorkload, workloadCsv } from '../../../
 import { backtest, parseBacktestCsv } from '../../../models/backtest.js';
 import { DEFAULT_ENSEMBLE, Ensemble } from '../../../models/ensemble.js';
 import { evaluate } from '../../../models/evaluate.js';
-import { isVigilError } from '../../../pipeline/errors.js';
+import { isVigilError } from '../../../core/errors.js';
 
 describe('evaluate', () => {
   it('counts an event detected by a flag in its span or grace, and each run of flags outside as one false alarm', () => {

@@ -22,7 +22,7 @@ import {
   type LstmWeights,
   type Trained,
 } from '../../../models/lstm/index.js';
-import { VigilError } from '../../../pipeline/errors.js';
+import { VigilError } from '../../../core/errors.js';
 
 
 function gaussian(random: () => number): number {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Committer, commitMetadata, offsetsToCommit, parseCommitMetadata, type DoneMeta, type OffsetCommit } from '../../../pipeline/commit.js';
-import { rootLogger } from '../../../pipeline/log.js';
+import { rootLogger } from '../../../core/log.js';
 import type { Position } from '../../../pipeline/offsets.js';
 
 const log = rootLogger('silent');

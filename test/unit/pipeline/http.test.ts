@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { Readiness, startHttpServer } from '../../../pipeline/http.js';
-import { componentLogger } from '../../../pipeline/log.js';
+import { componentLogger } from '../../../core/log.js';
 import { createMetrics } from '../../../pipeline/metrics.js';
 
 describe('HTTP server', async () => {

@@ -1,5 +1,5 @@
 import { expect } from 'vitest';
-import { ErrorCodes } from '../../../../pipeline/errors.js';
+import { ErrorCodes } from '../../../../core/errors.js';
 import { decodeMessage } from '../../../../workers/decode/index.js';
 import type { DecodeContext, DecodeErrorCode, Format, MetricTypeCode } from '../../../../workers/decode/index.js';
 

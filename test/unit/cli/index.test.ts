@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
-const cli = new URL('../../../dist/pipeline/cli.js', import.meta.url).pathname;
+const cli = new URL('../../../dist/cli/index.js', import.meta.url).pathname;
 
 async function vigil(args: string[], env: Record<string, string> = {}) {
   try {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ErrorCodes, VigilError } from '../../../pipeline/errors.js';
+import { ErrorCodes, VigilError } from '../../../core/errors.js';
 
 describe('error catalogue', () => {
   const doc = readFileSync(new URL('../../../docs/errors.md', import.meta.url), 'utf8');

@@ -2,8 +2,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { configDocs, envName, leaves, loadConfig } from '../../../pipeline/config/index.js';
-import { VigilError } from '../../../pipeline/errors.js';
+import { configDocs, envName, leaves, loadConfig } from '../../../core/config/index.js';
+import { VigilError } from '../../../core/errors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vigil-config-'));
 function file(name: string, text: string): string {
