@@ -376,7 +376,7 @@ describe('docker-compose.yml', () => {
     const cmd = JSON.parse(instr('CMD').at(-1) ?? '[]') as string[];
     expect(cmd.length).toBeGreaterThan(0);
     // The default command must be one the CLI dispatches on.
-    const cli = readFileSync(join(root, 'pipeline', 'cli.ts'), 'utf8');
+    const cli = readFileSync(join(root, 'cli', 'index.ts'), 'utf8');
     expect(cli).toContain(`case '${cmd[0]}':`);
   });
 });
