@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { RuleEvaluator } from '../workers/alerts.js';
+import { RuleEvaluator } from '../workers/alerts/evaluator.js';
 import type { ClosedBucket } from '../workers/rollup.js';
 
 /**

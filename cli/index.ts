@@ -6,15 +6,15 @@ import { configDocs, loadConfig, usesLocalStack, type VigilConfig } from '../cor
 import { isVigilError, VigilError } from '../core/errors.js';
 import { componentLogger, rootLogger } from '../core/log.js';
 import * as infra from '../infra/index.js';
-import { produce, type GenFormat } from '../bench/generator.js';
-import { BENCH_STAGES, PRESETS, runBench, type BenchStages } from '../bench/harness.js';
+// bench/ is loaded only by the commands that drive workloads (produce, start, bench), never by `run`.
+import type { GenFormat } from '../bench/generator.js';
+import type { BenchStages } from '../bench/harness.js';
 import { join } from 'node:path';
 import { capabilitiesOf, schemaStatements } from '../sinks/clickhouse/index.js';
 import { createKafka, ensureTopics } from '../pipeline/kafka.js';
 import { runPipeline, type RunningPipeline } from '../pipeline/run.js';
 import { modelSettings } from '../pipeline/ingest.js';
 import { createClient } from '@clickhouse/client';
-import { defaultLabelledOptions, labelledWorkload, produceLabelled } from '../bench/anomalies.js';
 import { BACKTEST_HEADER, backtest, backtestLine, readBacktestCsv } from '../models/backtest.js';
 import { loadLstm } from '../models/lstm-detector.js';
 import { readHistory, trainCsv, trainSeries } from '../models/train.js';
@@ -230,12 +230,14 @@ async function produceCommand(config: VigilConfig, values: Record<string, unknow
   const abort = new AbortController();
   process.once('SIGINT', () => abort.abort());
   process.once('SIGTERM', () => abort.abort());
+  const { produce } = await import('../bench/generator.js');
   const summary = await produce(kafka, { ...options, signal: abort.signal });
   console.log(JSON.stringify({ points: summary.points, messages: summary.messages, seconds: summary.elapsedMs / 1000, pointsPerSecond: Math.round((summary.points / summary.elapsedMs) * 1000) }));
   return 0;
 }
 
 async function produceLabelledCommand(config: VigilConfig, values: Record<string, unknown>): Promise<number> {
+  const { defaultLabelledOptions, labelledWorkload, produceLabelled } = await import('../bench/anomalies.js');
   const topic = (values['topic'] as string | undefined) ?? config.kafka.topics[0] ?? 'metrics';
   const days = intOption(values, 'days', 3, 1);
   const widthMs = 60_000;
@@ -300,6 +302,7 @@ async function trainCommand(config: VigilConfig, values: Record<string, unknown>
 }
 
 async function benchCommand(config: VigilConfig, values: Record<string, unknown>): Promise<number> {
+  const { BENCH_STAGES, PRESETS, runBench } = await import('../bench/harness.js');
   const presetName = (values['preset'] as string | undefined) ?? 'default';
   const preset = PRESETS[presetName];
   if (!preset) throw new VigilError('VIGIL_ERR_CLI_USAGE', `--preset = ${JSON.stringify(presetName)}: expected one of ${Object.keys(PRESETS).join(', ')}`);
@@ -412,6 +415,8 @@ async function start(given: VigilConfig, file: string | undefined): Promise<numb
   // First a day of labelled history with injected anomalies (spikes, shifts, dropouts, ...) for
   // the detectors, then the live stream: history produced after it would arrive behind the
   // partitions' watermarks, as late data.
+  const { defaultLabelledOptions, labelledWorkload, produceLabelled } = await import('../bench/anomalies.js');
+  const { produce } = await import('../bench/generator.js');
   const widthMs = config.models.widthSeconds * 1000;
   const buckets = Math.round(86_400_000 / widthMs);
   const workload = labelledWorkload(defaultLabelledOptions({ series: 12, buckets, widthMs, startMs: Math.floor(Date.now() / widthMs) * widthMs - buckets * widthMs, cleanBuckets: Math.round(buckets / 4) }));

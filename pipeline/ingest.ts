@@ -13,7 +13,7 @@ import type { Metrics } from './metrics.js';
 import { Committer, parseCommitMetadata, partitionKey } from './commit.js';
 import type { OffsetRange } from './offsets.js';
 import type { Alerting } from './alerts/index.js';
-import type { Transition } from '../workers/alerts.js';
+import type { Transition } from '../workers/alerts/evaluator.js';
 import type { ShardedPool } from './pool.js';
 
 /** One worker task's worth of messages and the outputs owed before its offsets may move. */
@@ -426,7 +426,10 @@ export class Ingestor {
           if (r.held && (!work.held || r.held.offset < work.held.offset)) work.held = r.held;
           if (--left > 0) return;
           for (const insert of out.inserts()) work.outputs.push(this.enqueueInsert(insert.table, insert.body, insert.rows));
-          const alerts = this.publishAlerts(out.transitions);
+          // Transitions of a generation that ended are not the lifecycle's to see: whoever owns the
+          // partition now re-derives them from its committed offset, after restoring the firing
+          // alerts (a late firing here would be a second one for the same episode).
+          const alerts = work.epoch === this.committer.epoch ? this.publishAlerts(out.transitions) : null;
           if (alerts) work.outputs.push(alerts);
           this.seal(work);
         });

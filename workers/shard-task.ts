@@ -1,5 +1,5 @@
 import type { EnsembleSettings } from '../models/ensemble.js';
-import type { AlertRulesSettings, Transition } from './alerts.js';
+import type { AlertRulesSettings, Transition } from './alerts/evaluator.js';
 
 /**
  * The contract of the shard stage (workers/shard.ts). A series belongs to exactly one shard

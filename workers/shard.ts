@@ -4,7 +4,7 @@ import { RollupState, type ClosedBucket, type ClosedBucketStage } from './rollup
 import type { ModelSettings, RollupSettings, ShardResult, ShardTask } from './shard-task.js';
 import { Ensemble, type SeriesModels } from '../models/ensemble.js';
 import { loadLstm } from '../models/lstm-detector.js';
-import { RuleEvaluator } from './alerts.js';
+import { RuleEvaluator } from './alerts/evaluator.js';
 
 /**
  * Per-series state of this thread's shard: the series registry (last seen, for eviction), the

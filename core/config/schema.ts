@@ -374,7 +374,7 @@ export const configSchema = {
     },
     alerts: {
       type: 'object',
-      description: 'Alert rules on closed buckets of `models.widthSeconds` (pipeline/alerts/README.md) and their outputs.',
+      description: 'Alert rules on closed buckets of `models.widthSeconds` (workers/alerts/README.md) and their outputs.',
       properties: {
         enabled: { type: 'boolean', description: 'Evaluate the rules file (when one is set).', default: true },
         rulesFile: {

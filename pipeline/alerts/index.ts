@@ -2,16 +2,16 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { Kafka, Producer } from 'kafkajs';
 import { AlertmanagerOutput } from '../../sinks/alertmanager/index.js';
 import { WebhookOutput } from '../../sinks/webhook/index.js';
-import type { AlertRulesSettings, Transition } from '../../workers/alerts.js';
+import type { AlertRulesSettings, Transition } from '../../workers/alerts/evaluator.js';
 import type { VigilConfig } from '../../core/config/index.js';
 import type { Logger } from '../../core/log.js';
 import type { Metrics } from '../metrics.js';
-import type { AlertEvent } from './event.js';
+import type { AlertEvent } from '../../sinks/alerts/event.js';
 import { AlertLifecycle } from './lifecycle.js';
-import { loadRules, type RuleSet } from './rules.js';
+import { loadRules, type RuleSet } from '../../workers/alerts/rules.js';
 import { watchRules } from './watch.js';
 
-export type { AlertEvent, AlertStatus, RuleKind, Severity } from './event.js';
+export type { AlertEvent, AlertStatus, RuleKind, Severity } from '../../sinks/alerts/event.js';
 export { AlertLifecycle } from './lifecycle.js';
 export type { AlertSinks } from './lifecycle.js';
 

@@ -1,8 +1,8 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Producer } from 'kafkajs';
-import type { Transition } from '../../workers/alerts.js';
-import type { AlertEvent } from './event.js';
-import { renderAnnotations, tagObject, type CompiledRule, type RuleSet } from './rules.js';
+import type { Transition } from '../../workers/alerts/evaluator.js';
+import type { AlertEvent } from '../../sinks/alerts/event.js';
+import { renderAnnotations, tagObject, type CompiledRule, type RuleSet } from '../../workers/alerts/rules.js';
 
 /**
  * The alert lifecycle on the main thread (DESIGN.md §6). Shard threads report condition

@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { watch, readFileSync, type FSWatcher } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { RulesError, parseRules, type RuleSet } from './rules.js';
+import { RulesError, parseRules, type RuleSet } from '../../workers/alerts/rules.js';
 
 export interface WatchRulesOptions {
   /** A new, valid rule set whose content differs from the last one seen. Exceptions it throws are not caught. */

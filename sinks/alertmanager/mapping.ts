@@ -1,4 +1,4 @@
-import type { AlertEvent } from '../../pipeline/alerts/event.js';
+import type { AlertEvent } from '../alerts/event.js';
 
 /** One element of the body of Alertmanager's `POST /api/v2/alerts`. */
 export interface AlertmanagerAlert {

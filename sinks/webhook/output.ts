@@ -1,6 +1,6 @@
-import type { AlertEvent } from '../../pipeline/alerts/event.js';
+import type { AlertEvent } from '../alerts/event.js';
 import { componentLogger } from '../../core/log.js';
-import { AlertsOutput, optionInt, type AlertsOutputOptions } from '../alerts-output.js';
+import { AlertsOutput, optionInt, type AlertsOutputOptions } from '../alerts/output.js';
 
 export interface WebhookOutputOptions extends AlertsOutputOptions {
   /** Where alerts are POSTed. */

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Kafka, Producer } from 'kafkajs';
 import { expect } from 'vitest';
-import type { AlertEvent } from '../../pipeline/alerts/event.js';
+import type { AlertEvent } from '../../sinks/alerts/event.js';
 import { kcat } from './kcat.js';
 
 export const MINUTE_MS = 60_000;
@@ -44,7 +44,7 @@ export async function readAlertsTopic(broker: string, topic: string): Promise<To
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
 
-/** The alert event contract of DESIGN.md §6 and pipeline/alerts/event.ts, for one message. */
+/** The alert event contract of DESIGN.md §6 and sinks/alerts/event.ts, for one message. */
 export function expectWellFormed(m: TopicAlert): void {
   const e = m.event;
   const where = `${e.rule.id} ${e.status} ${e.id}`;

@@ -2,8 +2,8 @@ import { once } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
-import type { AlertEvent } from '../../pipeline/alerts/event.js';
-import type { DropReason, OutputErrorCode, OutputStats } from '../../sinks/alerts-output.js';
+import type { AlertEvent } from '../../sinks/alerts/event.js';
+import type { DropReason, OutputErrorCode, OutputStats } from '../../sinks/alerts/output.js';
 
 /**
  * A real HTTP receiver on 127.0.0.1 for the alert output tests: records every request and answers

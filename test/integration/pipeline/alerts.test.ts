@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { AlertEvent } from '../../../pipeline/alerts/event.js';
-import { fingerprint } from '../../../workers/alerts.js';
+import type { AlertEvent } from '../../../sinks/alerts/event.js';
+import { fingerprint } from '../../../workers/alerts/evaluator.js';
 import { seriesId, sortTags } from '../../../workers/series.js';
 import { MINUTE_MS, PointProducer, RulesFile, alertmanagerAlerts, episodeOf, expectWellFormed, iso, readAlertsTopic, type Point, type TopicAlert } from '../../helpers/alerts.js';
 import { PipelineProcess, waitFor } from '../../helpers/pipeline.js';

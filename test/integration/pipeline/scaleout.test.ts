@@ -1,7 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { produce, type ProduceSummary } from '../../../bench/generator.js';
+import * as infra from '../../../infra/index.js';
+import { usesLocalStack } from '../../../core/config/index.js';
+import { componentLogger } from '../../../core/log.js';
 import { mulberry32 } from '../../../models/random.js';
+import { RulesFile, readAlertsTopic } from '../../helpers/alerts.js';
 import { usePipelines, waitFor, type PipelineProcess } from '../../helpers/pipeline.js';
 import { useResources } from '../../helpers/resources.js';
 import { expectRollupsMatchPoints } from '../../helpers/rollups.js';
@@ -11,10 +15,26 @@ const start = usePipelines();
 const scalar = (query: string) => res.scalar(query);
 
 const SERIES = 500;
+const broker = res.config.kafka.brokers[0] as string;
+
+/**
+ * A threshold rule the generator's CPU series cross about once per 72 s cycle (45 ± 25 around a
+ * sine of 360 steps): many episodes, each of which must fire exactly once whatever is killed.
+ */
+const rules = new RulesFile(`rules:
+  - id: cpu-hot
+    kind: threshold
+    metric: system.cpu.usage_total
+    op: ">"
+    value: 65
+    of: mean
+    for: 5s
+`);
+res.onClose(async () => rules.remove());
 
 async function setup(prefix: string) {
   const { topic, db, env: base } = await res.pipelineEnv(prefix, 4);
-  const env = {
+  const env: Record<string, string> = {
     ...base,
     // A killed member holds its partitions until its session times out; 6 s is the broker's minimum.
     VIGIL_KAFKA_SESSION_TIMEOUT_MS: '6000',
@@ -26,6 +46,8 @@ async function setup(prefix: string) {
     VIGIL_PIPELINE_INSERT_LINGER_MS: '100',
     VIGIL_PIPELINE_TASK_MAX_MESSAGES: '1000',
     VIGIL_PIPELINE_SHUTDOWN_TIMEOUT_MS: '10000',
+    VIGIL_MODELS_WIDTH_SECONDS: '5',
+    VIGIL_ALERTS_RULES_FILE: rules.path,
   };
   return { topic, db, env };
 }
@@ -41,6 +63,21 @@ async function expectExactlyOnce(db: string, sent: ProduceSummary): Promise<void
   expect(await scalar(`SELECT sum(value) FROM ${db}.points_dedup`)).toBeCloseTo(sent.valueSum, 3);
   expect(await scalar(`SELECT uniqExact(series_id) FROM ${db}.points_dedup`)).toBe(sent.perSeries.size);
   expect(await scalar(`SELECT count() FROM (SELECT series_id, count() AS c FROM ${db}.points_dedup GROUP BY series_id HAVING c != ${sent.points / sent.perSeries.size})`)).toBe(0);
+}
+
+/** Every alert episode (fingerprint and start) fired once on the alerts topic, and episodes of a fingerprint alternate firing/resolved. */
+async function expectOneFiringPerEpisode(alertsTopic: string): Promise<number> {
+  const msgs = await readAlertsTopic(broker, alertsTopic);
+  const firing = msgs.filter((m) => m.event.status === 'firing');
+  expect(firing.length).toBeGreaterThan(0);
+  const ids = firing.map((m) => m.event.id);
+  expect(ids.length - new Set(ids).size, 'firing events repeated for one episode').toBe(0);
+  const last = new Map<string, string>();
+  for (const m of msgs) {
+    expect(last.get(m.event.fingerprint), `${m.event.fingerprint} ${m.event.status} twice in a row`).not.toBe(m.event.status);
+    last.set(m.event.fingerprint, m.event.status);
+  }
+  return firing.length;
 }
 
 /** What no member of a healthy group ever logs: a crashed consumer or a fatal pipeline error. */
@@ -108,8 +145,41 @@ describe('a consumer group of Vigil instances', () => {
     await waitFor('every gauge point in both widths of the rollups', async () => (await scalar(`SELECT sum(count) FROM ${db}.rollups_merged WHERE type = 'gauge'`)) >= 2 * gauges, 120_000, 1000);
     await expectRollupsMatchPoints(res.clickhouse(), db, [5, 10]);
     expectNoCrash(all);
+    const episodes = await expectOneFiringPerEpisode(env['VIGIL_KAFKA_ALERTS_TOPIC'] as string);
     // Every live member still ready: commits advance, no consumer failure.
     for (const p of live) expect(await p.readyz(), p.output).toBe(200);
-    await annotate(JSON.stringify({ instancesMax: 3, kills, points: total, drainSecondsAfterLastKill: Math.round(drainSeconds) }), 'chaos');
+    await annotate(JSON.stringify({ instancesMax: 3, kills, points: total, episodes, drainSecondsAfterLastKill: Math.round(drainSeconds) }), 'chaos');
+  }, 600_000);
+
+  // Stops and restarts the local broker; an external cluster is not the tests' to stop.
+  it.runIf(usesLocalStack(res.config))('the broker stopped and restarted mid-stream under one instance: it reconnects by itself, every point exactly once, rollups exact', async () => {
+    const { topic, db, env } = await setup('brokerbounce');
+    const p = await start(env);
+    const half = 60_000;
+    const first = await stream(topic, half, 10_000);
+    await waitFor('part of the first half stored', async () => (await scalar(`SELECT count() FROM ${db}.points`)) > 10_000, 60_000, 100);
+    const log = componentLogger('test-scaleout');
+    await infra.down(res.config, log, ['kafka']);
+    try {
+      await sleep(3000);
+      expect(p.child.exitCode, p.output).toBeNull();
+    } finally {
+      await infra.up(res.config, log, ['kafka']);
+    }
+    await waitFor('/readyz 200 again', async () => (await p.readyz()) === 200, 120_000);
+    const second = await produce(res.kafka, { topic, series: SERIES, pointsPerMessage: 1, format: 'json', rate: 10_000, points: half, durationMs: 0, intervalMs: 50, startMs: Date.now(), seed: 12 });
+    const sent: ProduceSummary = {
+      points: first.points + second.points,
+      messages: first.messages + second.messages,
+      valueSum: first.valueSum + second.valueSum,
+      perSeries: new Map([...first.perSeries].map(([k, v]) => [k, v + (second.perSeries.get(k) ?? 0)])),
+      elapsedMs: 0,
+    };
+    await expectExactlyOnce(db, sent);
+    const gauges = await scalar(`SELECT count() FROM ${db}.points_dedup WHERE type = 'gauge'`);
+    await waitFor('every gauge point in both widths of the rollups', async () => (await scalar(`SELECT sum(count) FROM ${db}.rollups_merged WHERE type = 'gauge'`)) >= 2 * gauges, 120_000, 1000);
+    await expectRollupsMatchPoints(res.clickhouse(), db, [5, 10]);
+    expect(p.child.exitCode, p.output).toBeNull();
+    expect(p.output).not.toMatch(/fatal pipeline error|overlaps one registered|already applied/);
   }, 600_000);
 });

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { AlertEvent } from '../../../pipeline/alerts/event.js';
+import type { AlertEvent } from '../../../sinks/alerts/event.js';
 import { AlertmanagerOutput, RESEND_ENDS_AT_FACTOR, type AlertmanagerOutputOptions } from '../../../sinks/alertmanager/index.js';
 import { testConfig, uniqueName } from '../../helpers/resources.js';
 import { alertEvent, recordingStats, until } from '../../helpers/receiver.js';

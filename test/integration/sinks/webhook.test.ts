@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { AlertEvent } from '../../../pipeline/alerts/event.js';
+import type { AlertEvent } from '../../../sinks/alerts/event.js';
 import { WebhookOutput, type WebhookOutputOptions } from '../../../sinks/webhook/index.js';
 import { alertEvent, freePort, quietLogger, recordingStats, startReceiver, until, type Receiver, type Respond } from '../../helpers/receiver.js';
 

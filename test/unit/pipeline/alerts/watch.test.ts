@@ -2,7 +2,7 @@ import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { loadRules, type RuleSet, type RulesError } from '../../../../pipeline/alerts/rules.js';
+import { loadRules, type RuleSet, type RulesError } from '../../../../workers/alerts/rules.js';
 import { watchRules, type RulesWatcher } from '../../../../pipeline/alerts/watch.js';
 
 const DEBOUNCE = 50;

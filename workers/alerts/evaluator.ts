@@ -1,6 +1,6 @@
-import { compare, matchesSeries, parseRules, shouldResolve, tagObject, type CompiledRule, type RuleSet } from '../pipeline/alerts/rules.js';
-import type { EnsembleScore } from '../models/ensemble.js';
-import type { ClosedBucket } from './rollup.js';
+import { compare, matchesSeries, parseRules, shouldResolve, tagObject, type CompiledRule, type RuleSet } from './rules.js';
+import type { EnsembleScore } from '../../models/ensemble.js';
+import type { ClosedBucket } from '../rollup.js';
 
 /**
  * Rule evaluation in the shard threads (DESIGN.md §6): every closed bucket of the rules' width is

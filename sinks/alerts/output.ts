@@ -1,5 +1,5 @@
-import { VigilError } from '../core/errors.js';
-import type { Logger } from '../core/log.js';
+import { VigilError } from '../../core/errors.js';
+import type { Logger } from '../../core/log.js';
 
 /**
  * What the alert outputs (Alertmanager, webhook) share: a bounded queue in which resolved alerts

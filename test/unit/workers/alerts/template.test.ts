@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TEMPLATE_VARIABLES, TemplateError, compileTemplate } from '../../../../pipeline/alerts/template.js';
+import { TEMPLATE_VARIABLES, TemplateError, compileTemplate } from '../../../../workers/alerts/template.js';
 
 const render = (source: string, context: Parameters<ReturnType<typeof compileTemplate>['render']>[0]) => compileTemplate(source).render(context);
 

@@ -19,10 +19,10 @@ import {
   shouldResolve,
   type CompiledRule,
   type RuleSet,
-} from '../../../../pipeline/alerts/rules.js';
+} from '../../../../workers/alerts/rules.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../../../rules/example.yaml', import.meta.url));
-const README = fileURLToPath(new URL('../../../../pipeline/alerts/README.md', import.meta.url));
+const README = fileURLToPath(new URL('../../../../workers/alerts/README.md', import.meta.url));
 
 function rulesError(text: string, file = 'rules.yaml'): RulesError {
   try {
@@ -401,7 +401,7 @@ describe('errors name the file, line, column, key, value and what was expected',
   });
 });
 
-describe('pipeline/alerts/README.md', () => {
+describe('workers/alerts/README.md', () => {
   const readme = readFileSync(README, 'utf8');
 
   it('documents every rule key, default key and template variable', () => {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { fingerprint, RuleEvaluator, type Transition } from '../../../workers/alerts.js';
-import type { ClosedBucket } from '../../../workers/rollup.js';
-import { AlertLifecycle } from '../../../pipeline/alerts/lifecycle.js';
-import { parseRules } from '../../../pipeline/alerts/rules.js';
+import { fingerprint, RuleEvaluator, type Transition } from '../../../../workers/alerts/evaluator.js';
+import type { ClosedBucket } from '../../../../workers/rollup.js';
+import { AlertLifecycle } from '../../../../pipeline/alerts/lifecycle.js';
+import { parseRules } from '../../../../workers/alerts/rules.js';
 
 const W = 60_000;
 const RULES = `

@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { isVigilError } from '../../../core/errors.js';
-import { AlertmanagerOutput, RESEND_ENDS_AT_FACTOR, type AlertmanagerAlert, type AlertmanagerOutputOptions } from '../../../sinks/alertmanager/index.js';
-import { WebhookOutput } from '../../../sinks/webhook/index.js';
-import { alertEvent, quietLogger, recordingStats, startReceiver, until, type Receiver } from '../../helpers/receiver.js';
+import { isVigilError } from '../../../../core/errors.js';
+import { AlertmanagerOutput, RESEND_ENDS_AT_FACTOR, type AlertmanagerAlert, type AlertmanagerOutputOptions } from '../../../../sinks/alertmanager/index.js';
+import { WebhookOutput } from '../../../../sinks/webhook/index.js';
+import { alertEvent, quietLogger, recordingStats, startReceiver, until, type Receiver } from '../../../helpers/receiver.js';
 
 const cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
