@@ -17,8 +17,14 @@ import { renderAnnotations, tagObject, type CompiledRule, type RuleSet } from '.
  * - alerts of a rule removed from the file resolve.
  *
  * The firing set is restored at start from the `alerts` table (the last event of each
- * fingerprint), so a restart neither re-fires nor forgets what it must resolve.
+ * fingerprint), so a restart neither re-fires nor forgets what it must resolve. Event ids derive
+ * from event time (fingerprint, status, episode start), so a replay re-derives the same ids: an
+ * event whose id was already published (this process, or any member of the group in the last
+ * PUBLISHED_MEMORY_MS, read from the table at each restore) is not published again, even when the
+ * episode it belongs to has ended since (a replay after kill -9 re-lives the whole episode).
  */
+export const PUBLISHED_MEMORY_MS = 86_400_000;
+
 export interface AlertSinks {
   /** Kafka: the alerts topic (acks=all, key fingerprint). */
   producer: Producer;
@@ -40,6 +46,9 @@ export class AlertLifecycle {
   private readonly active = new Map<string, Active>();
   private readonly suppressed = new Set<string>();
   private readonly tokens = new Map<string, { left: number; refillAt: number }>();
+  /** Ids of events published within PUBLISHED_MEMORY_MS, with when (pruned as they age). */
+  private readonly published = new Map<string, number>();
+  private lastPruneMs = 0;
   /** Events produced so far, by status (for the summary line and tests). */
   readonly counts = { firing: 0, resolved: 0, suppressed: 0, repeats: 0 };
 
@@ -61,6 +70,9 @@ export class AlertLifecycle {
     for (const row of await rs.json<{ fingerprint: string; event: string }>()) {
       this.active.set(row.fingerprint, { event: JSON.parse(row.event) as AlertEvent, lastSentMs: this.now() });
     }
+    const since = this.now() - PUBLISHED_MEMORY_MS;
+    const ids = await this.sinks.clickhouse.query({ query: `SELECT id, max(observed_ms) AS at FROM ${this.sinks.database}.alerts WHERE observed_ms >= ${since} GROUP BY id`, format: 'JSONEachRow' });
+    for (const row of await ids.json<{ id: string; at: string | number }>()) this.published.set(row.id, Number(row.at));
     return [...this.active].map(([fingerprint, a]) => ({ fingerprint, startsAtMs: Date.parse(a.event.startsAt) }));
   }
 
@@ -93,10 +105,12 @@ export class AlertLifecycle {
   /** Alert events for the transitions of one task, in order. */
   handle(transitions: readonly Transition[]): AlertEvent[] {
     const out: AlertEvent[] = [];
+    this.prune();
     for (const t of transitions) {
       const rule = this.rule(t.ruleId);
       if (t.status === 'firing') {
         if (this.active.has(t.fingerprint) || this.suppressed.has(t.fingerprint) || !rule) continue;
+        if (this.published.has(firingId(t.fingerprint, t.startsAtMs))) continue;
         if (!this.allow(rule)) {
           this.suppressed.add(t.fingerprint);
           this.counts.suppressed++;
@@ -110,10 +124,20 @@ export class AlertLifecycle {
         const a = this.active.get(t.fingerprint);
         if (!a) continue;
         this.active.delete(t.fingerprint);
-        out.push(this.resolvedOf(a.event, t.atMs, t.explanation, t.value, t.score));
+        const resolved = this.resolvedOf(a.event, t.atMs, t.explanation, t.value, t.score);
+        if (this.published.has(resolved.id)) continue;
+        out.push(resolved);
       }
     }
+    for (const e of out) this.published.set(e.id, this.now());
     return out;
+  }
+
+  private prune(): void {
+    const now = this.now();
+    if (now - this.lastPruneMs < 60_000) return;
+    this.lastPruneMs = now;
+    for (const [id, at] of this.published) if (at < now - PUBLISHED_MEMORY_MS) this.published.delete(id);
   }
 
   /** Firing events due for a repeat (the episode outlived the rule's repeat interval since the last send). */
@@ -138,7 +162,7 @@ export class AlertLifecycle {
     const value = Number.isFinite(t.value) ? t.value : null;
     return {
       version: 1,
-      id: `${t.fingerprint}-firing-${t.startsAtMs}`,
+      id: firingId(t.fingerprint, t.startsAtMs),
       fingerprint: t.fingerprint,
       status: 'firing',
       rule: { id: rule.id, name: rule.name, kind: rule.kind },
@@ -194,6 +218,8 @@ export class AlertLifecycle {
     }
   }
 }
+
+const firingId = (fingerprint: string, startsAtMs: number): string => `${fingerprint}-firing-${startsAtMs}`;
 
 const seconds = (iso: string): number => Math.floor(Date.parse(iso) / 1000);
 
