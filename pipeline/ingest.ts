@@ -3,7 +3,7 @@ import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage }
 import type { ClickHouseSink, InsertTable } from '../sinks/clickhouse/index.js';
 import { DLQ_HEADERS, type DeadLetter, type DeadLetterProducer } from '../sinks/kafka/dlq.js';
 import { SKIPPED, type IngestResult, type IngestTask } from '../workers/ingest-task.js';
-import { batchBuffers, emptyBatch, type HeldOffset, type ModelSettings, type RollupSettings, type ShardResult, type ShardTask } from '../workers/shard-task.js';
+import { batchBuffers, emptyBatch, stateKey, type HeldOffset, type ModelSettings, type RollupSettings, type ShardResult, type ShardTask } from '../workers/shard-task.js';
 import type { VigilConfig } from '../core/config/index.js';
 import { isVigilError, VigilError, type ErrorCode } from '../core/errors.js';
 import { retry } from '../core/retry.js';
@@ -64,6 +64,8 @@ interface PartitionState {
   storedUpTo: number;
   /** Next offset not yet dispatched in this generation: a re-delivered message below it is skipped. */
   nextOffset: number;
+  /** Messages behind the partition's end at the last fetch: a partition with lag is not idle. */
+  lag: number;
 }
 
 export interface IngestStats {
@@ -237,8 +239,54 @@ export class Ingestor {
       let seeds: Awaited<ReturnType<Alerting['restore']>> | null = null;
       if (alerting) await this.retry('alerts', async () => void (seeds = await alerting.restore())).catch(() => undefined);
       await Promise.all(Array.from({ length: this.pool.shards }, (_, shard) => this.pool.runShard(shard, resetTask(seeds), [])));
+      await this.restoreDetectorState(assignment);
     })().catch((err: unknown) => this.die(new VigilError('VIGIL_ERR_WORKER_FAILED', `resetting shard state after a rebalance failed: ${(err as Error).message}`, { cause: err })));
     if (this.stats.paused) this.setPaused(true);
+  }
+
+  /**
+   * Detector state of the assigned partitions' series, read back from `detector_state` and handed
+   * to their shards before the generation's first data: scores continue where the last owner (or
+   * this process before a restart) left them, instead of warming up again.
+   */
+  private async restoreDetectorState(assignment: Record<string, number[]>): Promise<void> {
+    const settings = this.modelSettings;
+    if (!settings) return;
+    const key = stateKey(settings);
+    const perShard = Array.from({ length: this.pool.shards }, () => ({ ids: [] as bigint[], states: [] as Uint8Array[], bytes: 0 }));
+    for (const [topic, partitions] of Object.entries(assignment)) {
+      const rows = await retry(() => this.sink.readDetectorState(topic, partitions, settings.widthMs / 1000, key), {
+        initialMs: this.config.pipeline.retryInitialMs,
+        maxMs: this.config.pipeline.retryMaxMs,
+        deadline: () => (this.fatal ? 0 : this.deadline),
+        onRetry: (err, retryInMs) => this.log.warn({ err, retryInMs }, 'reading detector state failed; retrying'),
+      });
+      for (const r of rows) {
+        const s = perShard[Number(r.id % BigInt(this.pool.shards))] as (typeof perShard)[number];
+        s.ids.push(r.id);
+        s.states.push(r.state);
+        s.bytes += r.state.length;
+      }
+    }
+    let restored = 0;
+    await Promise.all(
+      perShard.map((s, shard) => {
+        if (s.ids.length === 0) return undefined;
+        restored += s.ids.length;
+        const data = new Uint8Array(s.bytes);
+        const bounds = new Uint32Array(s.ids.length * 2);
+        let pos = 0;
+        s.states.forEach((b, i) => {
+          bounds[2 * i] = pos;
+          data.set(b, pos);
+          pos += b.length;
+          bounds[2 * i + 1] = pos;
+        });
+        const task: ShardTask = { ...resetTask(null), kind: 'restore', models: settings, restore: { ids: BigUint64Array.from(s.ids), bounds, data } };
+        return this.pool.runShard(shard, task, [data.buffer, bounds.buffer] as ArrayBuffer[]);
+      }),
+    );
+    if (restored > 0) this.log.info({ series: restored }, 'detector state restored');
   }
 
   /**
@@ -257,7 +305,7 @@ export class Ingestor {
         const entry = committed?.partitions.find((p) => p.partition === partition);
         const meta = parseCommitMetadata(entry && Number(entry.offset) >= 0 ? entry.metadata : null);
         if (epoch !== this.committer.epoch) return null;
-        const state: PartitionState = { topic, partition, epoch, queue: [], maxTsMs: meta.maxEventTimeMs, lastMessageAt: Date.now(), storedUpTo: meta.storedUpTo, nextOffset: -1 };
+        const state: PartitionState = { topic, partition, epoch, queue: [], maxTsMs: meta.maxEventTimeMs, lastMessageAt: Date.now(), storedUpTo: meta.storedUpTo, nextOffset: -1, lag: 0 };
         this.partitions.set(key, state);
         return state;
       })();
@@ -275,7 +323,8 @@ export class Ingestor {
     const state = await this.partitionState(topic, partition);
     if (!state || state.epoch !== this.committer.epoch || this.stopping || isStale()) return;
     state.lastMessageAt = Date.now();
-    this.lagByPartition.set(partitionKey(topic, partition), Number(batch.offsetLag()));
+    state.lag = Number(batch.offsetLag());
+    this.lagByPartition.set(partitionKey(topic, partition), state.lag);
     this.updateLag(topic);
 
     let chunk: KafkaMessage[] = [];
@@ -494,13 +543,15 @@ export class Ingestor {
 
   /**
    * A partition without messages for rollups.idleTimeoutMs closes its buckets by wall time
-   * (minus the allowed lateness). Only once its earlier work has reached the shards.
+   * (minus the allowed lateness). Only once its earlier work has reached the shards, and only
+   * when it was caught up at its last fetch: a partition with lag (paused by backpressure,
+   * behind after a rebalance) is not idle, its buckets close by its data.
    */
   private closeIdlePartitions(): void {
     if (!this.rollupSettings || this.stopping) return;
     const now = Date.now();
     for (const state of this.partitions.values()) {
-      if (state.queue.length > 0 || now - state.lastMessageAt < this.config.rollups.idleTimeoutMs) continue;
+      if (state.queue.length > 0 || state.lag > 0 || now - state.lastMessageAt < this.config.rollups.idleTimeoutMs) continue;
       const watermark = now - this.config.rollups.allowedLatenessMs;
       for (let shard = 0; shard < this.pool.shards; shard++) {
         const task = this.shardTask(shard, 'idle', state, emptyBatch(), state.maxTsMs, state.maxTsMs, watermark);
@@ -625,7 +676,7 @@ export class Ingestor {
 
   /** Points before rollups and anomalies: a derived row is never visible without its points. */
   private async insertBatch(batch: readonly PendingInsert[]): Promise<void> {
-    for (const table of ['points', 'rollups', 'anomalies'] as const) {
+    for (const table of ['points', 'rollups', 'anomalies', 'detector_state'] as const) {
       const parts = batch.filter((b) => b.table === table);
       if (parts.length === 0) continue;
       const body = concat(parts.map((b) => b.body));
@@ -636,7 +687,7 @@ export class Ingestor {
       this.metrics.rowsInserted.inc({ table }, tableRows);
       if (table === 'points') this.stats.rowsInserted += tableRows;
       else if (table === 'rollups') this.stats.rollupRows += tableRows;
-      else this.stats.anomalyRows += tableRows;
+      else if (table === 'anomalies') this.stats.anomalyRows += tableRows;
     }
   }
 
@@ -758,8 +809,8 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
 
 /** The insert bodies of one task's shard results, gathered per table. */
 function shardOutputs() {
-  const parts = { rollups: [] as Uint8Array[], anomalies: [] as Uint8Array[] };
-  const rows = { rollups: 0, anomalies: 0 };
+  const parts = { rollups: [] as Uint8Array[], anomalies: [] as Uint8Array[], detector_state: [] as Uint8Array[] };
+  const rows = { rollups: 0, anomalies: 0, detector_state: 0 };
   const transitions: Transition[] = [];
   return {
     transitions,
@@ -769,9 +820,12 @@ function shardOutputs() {
       rows.rollups += r.rollupRows;
       parts.anomalies.push(r.anomalyBody);
       rows.anomalies += r.anomalyRows;
+      parts.detector_state.push(r.stateBody);
+      rows.detector_state += r.stateRows;
     },
     inserts(): { table: InsertTable; body: Uint8Array; rows: number }[] {
-      return (['rollups', 'anomalies'] as const).filter((t) => rows[t] > 0).map((table) => ({ table, body: concat(parts[table]), rows: rows[table] }));
+      // detector_state last: a state is never durable before the anomalies rows it has scored.
+      return (['rollups', 'anomalies', 'detector_state'] as const).filter((t) => rows[t] > 0).map((table) => ({ table, body: concat(parts[table]), rows: rows[table] }));
     },
   };
 }

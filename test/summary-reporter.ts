@@ -12,6 +12,8 @@ export default class SummaryReporter implements Reporter {
     for (const m of modules) {
       if (m.state() === 'failed' && [...m.children.allTests()].length === 0) failed++;
       for (const t of m.children.allTests()) {
+        // Measurements tests record (chaos runs, detection quality) belong in CI's log.
+        for (const a of t.annotations()) process.stdout.write(`[${a.type}] ${t.fullName}: ${a.message}\n`);
         const state = t.result().state;
         if (state === 'passed') passed++;
         else if (state === 'failed') failed++;

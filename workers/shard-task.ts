@@ -43,13 +43,25 @@ export interface ModelSettings {
   minScore: number;
 }
 
+/**
+ * What a series' detector state belongs to: the ensemble settings that shaped it (minScore only
+ * filters rows). 16 hex digits of FNV-1a 64 over their JSON; a restored state must match it.
+ */
+export function stateKey(settings: ModelSettings): string {
+  const text = JSON.stringify({ ...settings, minScore: undefined });
+  let h = 0xcbf29ce484222325n;
+  for (let i = 0; i < text.length; i++) h = ((h ^ BigInt(text.charCodeAt(i))) * 0x100000001b3n) & 0xffffffffffffffffn;
+  return h.toString(16).padStart(16, '0');
+}
+
 export interface ShardTask {
   /**
    * `data`: a share of one task; `idle`: a wall-clock close of an idle partition; `reset`: a new
    * consumer group generation, every series' state is dropped (as in a fresh thread) and the
-   * alert rules start from `seeds` (the firing alerts).
+   * alert rules start from `seeds` (the firing alerts); `restore`: detector state of the series
+   * in `restore` (read back from `detector_state`) before the generation's first data.
    */
-  kind: 'data' | 'idle' | 'reset';
+  kind: 'data' | 'idle' | 'reset' | 'restore';
   topic: string;
   partition: number;
   /** Highest event time of the partition before this task (-Infinity when none). */
@@ -69,6 +81,8 @@ export interface ShardTask {
   alertWidthMs: number;
   /** For `reset` tasks: the alerts firing now (null: no alerting). */
   seeds?: { fingerprint: string; startsAtMs: number }[] | null;
+  /** For `restore` tasks: series ids and their serialised detector state (`data[bounds[2i] .. bounds[2i+1]]`). */
+  restore?: { ids: BigUint64Array; bounds: Uint32Array; data: Uint8Array };
 }
 
 export interface HeldOffset {
@@ -90,6 +104,9 @@ export interface ShardResult {
   /** RowBinary rows for `anomalies` (empty when none). */
   anomalyBody: Uint8Array;
   anomalyRows: number;
+  /** RowBinary rows for `detector_state`: the state of each series scored by this task. */
+  stateBody: Uint8Array;
+  stateRows: number;
   /** Closed buckets the ensemble scored, and how many of them it flagged. */
   scored: number;
   flagged: number;

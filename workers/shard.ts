@@ -1,7 +1,9 @@
+import { deserialize, serialize } from 'node:v8';
 import { RollupEncoder } from './encode/rollups.js';
+import { StateEncoder } from './encode/state.js';
 import { AnomalyEncoder } from './encode/anomalies.js';
 import { RollupState, type ClosedBucket, type ClosedBucketStage } from './rollup.js';
-import type { ModelSettings, RollupSettings, ShardResult, ShardTask } from './shard-task.js';
+import { stateKey, type ModelSettings, type RollupSettings, type ShardResult, type ShardTask } from './shard-task.js';
 import { Ensemble, type SeriesModels } from '../models/ensemble.js';
 import { loadLstm } from '../models/lstm-detector.js';
 import { RuleEvaluator } from './alerts/evaluator.js';
@@ -27,7 +29,7 @@ let rollupKey = '';
 let lastSweepMs = 0;
 const stages: ClosedBucketStage[] = [];
 
-let scoring: { key: string; settings: ModelSettings; ensemble: Ensemble } | undefined;
+let scoring: { key: string; stateKey: string; settings: ModelSettings; ensemble: Ensemble } | undefined;
 let rules = new RuleEvaluator();
 let rulesWidthMs = 0;
 /** Closed buckets of the scored (or rules') width, collected by the stage below during one task. */
@@ -44,17 +46,19 @@ export async function prepareModels(settings: ModelSettings): Promise<void> {
   const key = JSON.stringify(settings);
   if (scoring?.key === key) return;
   const lstm = settings.lstmModelDir && settings.ensemble.detectors.includes('lstm') ? await loadLstm(settings.lstmModelDir) : null;
-  scoring = { key, settings, ensemble: new Ensemble(settings.ensemble, lstm?.weights ?? null, lstm?.validationRmse ?? 1) };
+  scoring = { key, stateKey: stateKey(settings), settings, ensemble: new Ensemble(settings.ensemble, lstm?.weights ?? null, lstm?.validationRmse ?? 1) };
   for (const s of series.values()) s.models = null;
 }
 
 /**
  * Scores the closed buckets of this task, in closing order, into `anomalies` rows, and runs the
- * alert rules on them (anomaly rules read the score of the same bucket).
+ * alert rules on them (anomaly rules read the score of the same bucket). Each scored series'
+ * state after the task goes to `states` (detector_state), written after its anomalies rows.
  */
-function scoreClosed(encoder: AnomalyEncoder, withModels: boolean): { scored: number; flagged: number } {
+function scoreClosed(encoder: AnomalyEncoder, states: StateEncoder, withModels: boolean): { scored: number; flagged: number } {
   let scored = 0;
   let flagged = 0;
+  const touched = new Map<bigint, { topic: string; partition: number; models: SeriesModels }>();
   for (const b of toScore) {
     const s = series.get(b.seriesId);
     if (!s) continue;
@@ -69,6 +73,7 @@ function scoreClosed(encoder: AnomalyEncoder, withModels: boolean): { scored: nu
     const mean = b.sum / b.count;
     const std = Math.sqrt(Math.max(0, b.sumsq / b.count - mean * mean));
     const r = ensemble.step(m, { tsMs: b.startMs, widthMs: b.widthMs, value: mean, count: b.count, min: b.min, max: b.max, std });
+    touched.set(b.seriesId, { topic: b.topic, partition: b.partition, models: m });
     scored++;
     if (r.anomaly) flagged++;
     if (b.widthMs === rulesWidthMs) rules.onBucket(b, r);
@@ -94,7 +99,25 @@ function scoreClosed(encoder: AnomalyEncoder, withModels: boolean): { scored: nu
     });
   }
   toScore.length = 0;
+  if (scoring) {
+    const { stateKey: settings, settings: s } = scoring;
+    for (const [seriesId, t] of touched) {
+      states.add({ topic: t.topic, partition: t.partition, seriesId, widthMs: s.widthMs, settings, lastBucketMs: t.models.lastTsMs, version: t.models.n, state: serialize(t.models) });
+    }
+  }
   return { scored, flagged };
+}
+
+/** Detector state read back from `detector_state` (a new generation): the series continue from it. */
+function restoreSeries(task: ShardTask): ShardResult {
+  const r = task.restore;
+  if (r) {
+    for (let i = 0; i < r.ids.length; i++) {
+      const models = deserialize(r.data.subarray(r.bounds[2 * i] as number, r.bounds[2 * i + 1] as number)) as SeriesModels;
+      series.set(r.ids[i] as bigint, { lastSeenMs: task.nowMs, models });
+    }
+  }
+  return emptyResult();
 }
 
 function rollupState(settings: RollupSettings): RollupState {
@@ -130,6 +153,8 @@ function emptyResult(): ShardResult {
     rollupRows: 0,
     anomalyBody: new Uint8Array(0),
     anomalyRows: 0,
+    stateBody: new Uint8Array(0),
+    stateRows: 0,
     scored: 0,
     flagged: 0,
     alerts: [],
@@ -142,6 +167,7 @@ function emptyResult(): ShardResult {
 
 export function track(task: ShardTask): ShardResult {
   if (task.kind === 'reset') return resetSeries(task.seeds);
+  if (task.kind === 'restore') return restoreSeries(task);
   const { batch, nowMs } = task;
   for (let i = 0; i < batch.count; i++) {
     const id = batch.seriesIds[i] as bigint;
@@ -168,7 +194,8 @@ export function track(task: ShardTask): ShardResult {
     ({ closed, late, counterOutOfOrder } = out);
   }
   const anomalies = new AnomalyEncoder();
-  const { scored, flagged } = scoreClosed(anomalies, task.models !== null);
+  const states = new StateEncoder();
+  const { scored, flagged } = scoreClosed(anomalies, states, task.models !== null);
   if (task.rollups && rules.ruleCount > 0) {
     const watermark = task.kind === 'idle' ? task.idleWatermarkMs : task.partitionMaxAfterMs - task.rollups.latenessMs;
     rules.checkAbsent(task.topic, task.partition, watermark, nowMs);
@@ -193,6 +220,8 @@ export function track(task: ShardTask): ShardResult {
     rollupRows: encoder.count,
     anomalyBody: anomalies.rows.finish(),
     anomalyRows: anomalies.count,
+    stateBody: states.rows.finish(),
+    stateRows: states.count,
     scored,
     flagged,
     alerts: rules.take(),

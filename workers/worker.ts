@@ -15,7 +15,7 @@ export async function track(task: ShardTask): Promise<ShardResult> {
   const result = trackShard(task);
   const movable = {
     get [Piscina.transferableSymbol]() {
-      return [result.rollupBody.buffer, result.anomalyBody.buffer];
+      return [result.rollupBody.buffer, result.anomalyBody.buffer, result.stateBody.buffer];
     },
     get [Piscina.valueSymbol]() {
       return result;

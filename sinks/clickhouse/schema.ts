@@ -3,6 +3,7 @@ import { VigilError } from '../../core/errors.js';
 import { POINT_COLUMNS } from '../../workers/encode/points.js';
 import { ROLLUP_COLUMNS } from '../../workers/encode/rollups.js';
 import { ANOMALY_COLUMNS } from '../../workers/encode/anomalies.js';
+import { STATE_COLUMNS } from '../../workers/encode/state.js';
 import type { Capabilities } from './capabilities.js';
 
 /**
@@ -84,10 +85,19 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE VIEW IF NOT EXISTS ${db}.alerts_dedup AS SELECT * FROM ${db}.alerts FINAL`,
     ],
   },
+  {
+    version: 5,
+    name: 'detector_state',
+    // Internal: the detectors' per-series state, restored at every consumer group generation.
+    // One row per source partition, series and width survives merges (highest version).
+    statements: (db, caps) => [
+      `CREATE TABLE IF NOT EXISTS ${db}.detector_state (\n  ${tableColumns(STATE_COLUMNS, caps)}\n) ENGINE = ReplacingMergeTree(version)\nORDER BY (source_topic, source_partition, series_id, width_s)`,
+    ],
+  },
 ];
 
 /** The tables workers encode rows for, with the column order of their RowBinary bodies. */
-export const INSERT_COLUMNS = { points: POINT_COLUMNS, rollups: ROLLUP_COLUMNS, anomalies: ANOMALY_COLUMNS } as const;
+export const INSERT_COLUMNS = { points: POINT_COLUMNS, rollups: ROLLUP_COLUMNS, anomalies: ANOMALY_COLUMNS, detector_state: STATE_COLUMNS } as const;
 export type InsertTable = keyof typeof INSERT_COLUMNS;
 
 export const insertStatement = (db: string, table: InsertTable) =>

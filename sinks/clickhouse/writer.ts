@@ -5,6 +5,11 @@ import { VigilError } from '../../core/errors.js';
 import { capabilitiesOf, type Capabilities } from './capabilities.js';
 import { insertStatement, migrate, type InsertTable } from './schema.js';
 
+/** A string literal for ClickHouse SQL (18.16 has no query parameters). */
+function sqlString(s: string): string {
+  return `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+}
+
 /** The ClickHouse sink: detects the server, migrates the schema, sends worker-encoded insert bodies. */
 export class ClickHouseSink {
   readonly client: ClickHouseClient;
@@ -60,6 +65,22 @@ export class ClickHouseSink {
       const rejected = typeof e.code === 'string' && /^\d+$/.test(e.code);
       throw new VigilError(rejected ? 'VIGIL_ERR_CLICKHOUSE_INSERT' : 'VIGIL_ERR_CLICKHOUSE_UNAVAILABLE', e.message, { cause: err, retryable: true });
     }
+  }
+
+  /**
+   * The latest detector state per series of the given source partitions (highest version of
+   * any of them), for the ensemble settings `settings` at width `widthS`.
+   */
+  async readDetectorState(topic: string, partitions: readonly number[], widthS: number, settings: string): Promise<{ id: bigint; state: Uint8Array }[]> {
+    if (partitions.length === 0) return [];
+    const rs = await this.client.query({
+      query:
+        `SELECT toString(series_id) AS id, hex(argMax(state, version)) AS state FROM ${this.db}.detector_state ` +
+        `WHERE source_topic = ${sqlString(topic)} AND source_partition IN (${partitions.map((p) => Math.trunc(p)).join(', ')}) ` +
+        `AND width_s = ${Math.trunc(widthS)} AND settings = ${sqlString(settings)} GROUP BY series_id`,
+      format: 'JSONEachRow',
+    });
+    return (await rs.json<{ id: string; state: string }>()).map((r) => ({ id: BigInt(r.id), state: Buffer.from(r.state, 'hex') }));
   }
 
   async close(): Promise<void> {

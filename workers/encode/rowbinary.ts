@@ -92,6 +92,14 @@ export class RowBinaryWriter {
     this.pos += bytes.length;
   }
 
+  /** A String column of raw bytes (length-prefixed, not re-encoded). */
+  bytes(b: Uint8Array): void {
+    this.ensure(b.length + 10);
+    this.varUint(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+  }
+
   /** The written bytes in a fresh ArrayBuffer of exactly that size (transferable). */
   finish(): Uint8Array {
     const out = new Uint8Array(this.pos);

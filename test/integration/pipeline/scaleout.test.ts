@@ -38,15 +38,21 @@ async function setup(prefix: string) {
     ...base,
     // A killed member holds its partitions until its session times out; 6 s is the broker's minimum.
     VIGIL_KAFKA_SESSION_TIMEOUT_MS: '6000',
-    VIGIL_ROLLUPS_IDLE_TIMEOUT_MS: '1000',
-    VIGIL_ROLLUPS_WIDTHS_SECONDS: '5,10',
+    // The stream's event time is real time: its last buckets close by wall time once it stops.
+    // 5 s: a producer's short stall must not look like an idle partition.
+    VIGIL_ROLLUPS_IDLE_TIMEOUT_MS: '5000',
+    // 1 s buckets scored: about 120 per series in two minutes, past the detectors' warm-up.
+    VIGIL_ROLLUPS_WIDTHS_SECONDS: '1,5',
     VIGIL_ROLLUPS_ALLOWED_LATENESS_MS: '1000',
     // Small tasks and inserts: kills land between acknowledged and unacknowledged work.
     VIGIL_PIPELINE_INSERT_MAX_ROWS: '5000',
     VIGIL_PIPELINE_INSERT_LINGER_MS: '100',
     VIGIL_PIPELINE_TASK_MAX_MESSAGES: '1000',
     VIGIL_PIPELINE_SHUTDOWN_TIMEOUT_MS: '10000',
-    VIGIL_MODELS_WIDTH_SECONDS: '5',
+    VIGIL_MODELS_WIDTH_SECONDS: '1',
+    // Per-series detectors only: their state is handed over; the shard's isolation forest is not.
+    VIGIL_MODELS_DETECTORS: 'robust,ewma,seasonal',
+    VIGIL_MODELS_MIN_SCORE: '0',
     VIGIL_ALERTS_RULES_FILE: rules.path,
   };
   return { topic, db, env };
@@ -78,6 +84,16 @@ async function expectOneFiringPerEpisode(alertsTopic: string): Promise<number> {
     last.set(m.event.fingerprint, m.event.status);
   }
   return firing.length;
+}
+
+type Scored = Map<string, string>;
+
+/** Every row of anomalies_dedup: series and bucket → score, expected value, version. */
+async function anomalies(db: string): Promise<Scored> {
+  const rs = await res.clickhouse().query({ query: `SELECT toString(series_id) AS s, toUInt32(bucket_start) AS b, score, expected, version FROM ${db}.anomalies_dedup`, format: 'JSONEachRow' });
+  const out: Scored = new Map();
+  for (const r of await rs.json<{ s: string; b: number; score: number; expected: number; version: string }>()) out.set(`${r.s}/${r.b}`, `${r.score} ${r.expected} ${r.version}`);
+  return out;
 }
 
 /** What no member of a healthy group ever logs: a crashed consumer or a fatal pipeline error. */
@@ -143,12 +159,28 @@ describe('a consumer group of Vigil instances', () => {
     // Rollups rebuilt by every replay merge to exactly the aggregates of the raw points.
     const gauges = await scalar(`SELECT count() FROM ${db}.points_dedup WHERE type = 'gauge'`);
     await waitFor('every gauge point in both widths of the rollups', async () => (await scalar(`SELECT sum(count) FROM ${db}.rollups_merged WHERE type = 'gauge'`)) >= 2 * gauges, 120_000, 1000);
-    await expectRollupsMatchPoints(res.clickhouse(), db, [5, 10]);
+    await expectRollupsMatchPoints(res.clickhouse(), db, [1, 5]);
     expectNoCrash(all);
     const episodes = await expectOneFiringPerEpisode(env['VIGIL_KAFKA_ALERTS_TOPIC'] as string);
+
+    // The same topic through one instance that is never killed, into a database of its own: the
+    // anomaly rows equal the chaos run's (detector state restored at every handoff and restart).
+    const refDb = `${db}_ref`;
+    res.own('database', refDb);
+    const reference = await start({ ...env, VIGIL_CLICKHOUSE_DATABASE: refDb, VIGIL_KAFKA_GROUP_ID: `${env['VIGIL_KAFKA_GROUP_ID'] as string}_ref`, VIGIL_KAFKA_ALERTS_TOPIC: await res.topic('chaos_ref_alerts') });
+    const chaosRows = await anomalies(db);
+    expect(chaosRows.size).toBeGreaterThan(SERIES * 60);
+    await waitFor('the reference run to score every bucket', async () => (await scalar(`SELECT count() FROM ${refDb}.anomalies_dedup`)) >= chaosRows.size, 180_000, 1000);
+    await sleep(3000);
+    const refRows = await anomalies(refDb);
+    let differing = 0;
+    for (const [k, v] of refRows) if (chaosRows.get(k) !== v) differing++;
+    expect(refRows.size).toBe(chaosRows.size);
+    expect(differing, 'anomaly rows differing from a run without kills').toBe(0);
+    reference.kill('SIGTERM');
     // Every live member still ready: commits advance, no consumer failure.
     for (const p of live) expect(await p.readyz(), p.output).toBe(200);
-    await annotate(JSON.stringify({ instancesMax: 3, kills, points: total, episodes, drainSecondsAfterLastKill: Math.round(drainSeconds) }), 'chaos');
+    await annotate(JSON.stringify({ instancesMax: 3, kills, points: total, lost: 0, duplicated: 0, anomalyRows: chaosRows.size, anomalyRowsDiffering: differing, episodes, drainSecondsAfterLastKill: Math.round(drainSeconds) }), 'chaos');
   }, 600_000);
 
   // Stops and restarts the local broker; an external cluster is not the tests' to stop.
@@ -178,7 +210,7 @@ describe('a consumer group of Vigil instances', () => {
     await expectExactlyOnce(db, sent);
     const gauges = await scalar(`SELECT count() FROM ${db}.points_dedup WHERE type = 'gauge'`);
     await waitFor('every gauge point in both widths of the rollups', async () => (await scalar(`SELECT sum(count) FROM ${db}.rollups_merged WHERE type = 'gauge'`)) >= 2 * gauges, 120_000, 1000);
-    await expectRollupsMatchPoints(res.clickhouse(), db, [5, 10]);
+    await expectRollupsMatchPoints(res.clickhouse(), db, [1, 5]);
     expect(p.child.exitCode, p.output).toBeNull();
     expect(p.output).not.toMatch(/fatal pipeline error|overlaps one registered|already applied/);
   }, 600_000);

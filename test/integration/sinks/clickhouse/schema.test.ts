@@ -32,7 +32,7 @@ describe('ClickHouse schema', () => {
     const rs = await res.clickhouse().query({ query: `SELECT version, count() AS n FROM ${db}.schema_migrations GROUP BY version ORDER BY version`, format: 'JSONEachRow' });
     expect((await rs.json<{ version: number; n: string }>()).map((r) => [Number(r.version), Number(r.n)])).toEqual(MIGRATIONS.map((m) => [m.version, 1]));
     const tables = await res.clickhouse().query({ query: `SELECT name FROM system.tables WHERE database = '${db}' ORDER BY name`, format: 'JSONEachRow' });
-    expect((await tables.json<{ name: string }>()).map((t) => t.name)).toEqual(['alerts', 'alerts_dedup', 'anomalies', 'anomalies_dedup', 'points', 'points_dedup', 'rollups', 'rollups_merged', 'schema_migrations']);
+    expect((await tables.json<{ name: string }>()).map((t) => t.name)).toEqual(['alerts', 'alerts_dedup', 'anomalies', 'anomalies_dedup', 'detector_state', 'points', 'points_dedup', 'rollups', 'rollups_merged', 'schema_migrations']);
     await sink.close();
   });
 
