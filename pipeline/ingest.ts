@@ -11,6 +11,7 @@ import type { Readiness } from './http.js';
 import type { Logger } from '../core/log.js';
 import type { Metrics } from './metrics.js';
 import { Committer, parseCommitMetadata, partitionKey } from './commit.js';
+import { concat, InsertBatcher } from '../sinks/clickhouse/index.js';
 import type { OffsetRange } from './offsets.js';
 import type { Alerting } from './alerts/index.js';
 import type { Transition } from '../workers/alerts/evaluator.js';
@@ -41,15 +42,6 @@ interface Rejection {
   line?: number;
   element?: number;
   bytes?: Uint8Array;
-}
-
-/** A body waiting for its insert; settled when it is stored (or can never be). */
-interface PendingInsert {
-  table: InsertTable;
-  body: Uint8Array;
-  rows: number;
-  resolve: () => void;
-  reject: (err: Error) => void;
 }
 
 /** Per partition and generation, in offset order: works whose shard shares wait for earlier ones, the event-time maximum so far. */
@@ -124,11 +116,8 @@ export class Ingestor {
   private assignmentReady: Promise<void> = Promise.resolve();
   private readonly rollupSettings: RollupSettings | null;
   private readonly modelSettings: ModelSettings | null;
-  private pendingInserts: PendingInsert[] = [];
-  private pendingRows = 0;
-  private firstPendingAt = 0;
-  private wake: (() => void) | undefined;
-  private flusher: Promise<void> | undefined;
+  private readonly inserts: InsertBatcher;
+  private commitScheduled = false;
   private idleTimer: NodeJS.Timeout | undefined;
   private stopping = false;
   /** Wall time after which retries give up (set by stop()). */
@@ -139,6 +128,9 @@ export class Ingestor {
   private fatal: Error | undefined;
   /** Last time nothing waited (no lag, nothing in flight): a stall is measured from there or from the last commit. */
   private lastIdleAt = Date.now();
+  /** Wall time of the last completed fetch, and whether a rebalance is under way (no idle closes then). */
+  private lastFetchAt = 0;
+  private rebalancing = false;
 
   constructor(
     private readonly config: VigilConfig,
@@ -167,15 +159,42 @@ export class Ingestor {
       allowAutoTopicCreation: false,
     });
     this.committer = new Committer({ commitOffsets: (offsets) => this.consumer.commitOffsets(offsets) }, log);
+    const gzip = config.clickhouse.compression === 'gzip';
+    this.inserts = new InsertBatcher({
+      maxRows: config.pipeline.insertMaxRows,
+      lingerMs: config.pipeline.insertLingerMs,
+      retryInitialMs: config.pipeline.retryInitialMs,
+      retryMaxMs: config.pipeline.retryMaxMs,
+      // Points bodies are gzip-compressed by the workers when clickhouse.compression asks for it.
+      insert: (table, body) => this.sink.insert(table, body, gzip && table === 'points'),
+      deadline: () => (this.fatal ? 0 : this.deadline),
+      onRetry: (err, retryInMs) => {
+        this.metrics.sinkErrors.inc({ sink: 'clickhouse', code: isVigilError(err) ? err.code : 'VIGIL_ERR_CLICKHOUSE_UNAVAILABLE' });
+        this.readiness.set('clickhouse', false);
+        this.log.warn({ err, sink: 'clickhouse', retryInMs }, 'sink write failed; retrying');
+      },
+      onStored: (table, rows, seconds) => {
+        this.readiness.set('clickhouse', true);
+        this.metrics.insertSeconds.observe({ table }, seconds);
+        this.metrics.rowsInserted.inc({ table }, rows);
+        if (table === 'points') this.stats.rowsInserted += rows;
+        else if (table === 'rollups') this.stats.rollupRows += rows;
+        else if (table === 'anomalies') this.stats.anomalyRows += rows;
+      },
+    });
     const { GROUP_JOIN, CRASH, DISCONNECT, FETCH, REBALANCING } = this.consumer.events;
     this.consumer.on(GROUP_JOIN, (e) => this.onAssignment(e.payload.memberAssignment));
     this.consumer.on(REBALANCING, () => {
+      this.rebalancing = true;
       // Nothing fetched from here on belongs to the old generation; what is durable is committed
       // while the broker still takes the old generation's commits.
       this.log.info('consumer group rebalancing');
       void this.committer.commit((key) => this.partitions.get(key)?.storedUpTo ?? -1);
     });
-    this.consumer.on(FETCH, () => this.readiness.set('kafka', true));
+    this.consumer.on(FETCH, () => {
+      this.lastFetchAt = Date.now();
+      this.readiness.set('kafka', true);
+    });
     this.consumer.on(CRASH, (e) => {
       this.stats.consumerCrashes++;
       this.metrics.consumerCrashes.inc({ restart: String(e.payload.restart) });
@@ -194,7 +213,6 @@ export class Ingestor {
     await this.consumer.connect();
     const topics = kafka.topicPattern ? [new RegExp(kafka.topicPattern)] : [...kafka.topics];
     await this.consumer.subscribe({ topics, fromBeginning: kafka.fromBeginning });
-    this.flusher = this.flushLoop();
     if (this.rollupSettings) {
       this.idleTimer = setInterval(() => {
         this.closeIdlePartitions();
@@ -219,6 +237,7 @@ export class Ingestor {
    */
   private onAssignment(assignment: Record<string, number[]>): void {
     const epoch = this.committer.reset();
+    this.rebalancing = false;
     this.stats.rebalances++;
     this.metrics.rebalances.inc();
     this.assigned.clear();
@@ -502,7 +521,7 @@ export class Ingestor {
     this.metrics.inFlightBytes.set(this.stats.inFlightBytes);
     this.metrics.batchSeconds.observe((performance.now() - work.startedAt) / 1000);
     if (this.stats.paused && !this.stopping && this.stats.inFlightBytes <= this.config.pipeline.maxInFlightBytes / 2) this.setPaused(false);
-    if (durable && this.pendingInserts.length === 0) this.commit();
+    if (durable) this.commit();
   }
 
   private shardTask(shard: number, kind: ShardTask['kind'], state: PartitionState, batch: ShardTask['batch'], beforeMs: number, afterMs: number, idleWatermarkMs = -Infinity): ShardTask {
@@ -544,14 +563,17 @@ export class Ingestor {
   /**
    * A partition without messages for rollups.idleTimeoutMs closes its buckets by wall time
    * (minus the allowed lateness). Only once its earlier work has reached the shards, and only
-   * when it was caught up at its last fetch: a partition with lag (paused by backpressure,
-   * behind after a rebalance) is not idle, its buckets close by its data.
+   * when the partition is idle rather than unread: it was caught up at its last fetch, and the
+   * consumer kept fetching for the idle time without getting anything for it. While a rebalance
+   * is under way, partitions are paused by backpressure, or fetches stall (a broker down), nothing
+   * is idle: buckets then close by their data, as in a run without the pause.
    */
   private closeIdlePartitions(): void {
-    if (!this.rollupSettings || this.stopping) return;
+    if (!this.rollupSettings || this.stopping || this.rebalancing || this.stats.paused) return;
     const now = Date.now();
+    const idleMs = this.config.rollups.idleTimeoutMs;
     for (const state of this.partitions.values()) {
-      if (state.queue.length > 0 || state.lag > 0 || now - state.lastMessageAt < this.config.rollups.idleTimeoutMs) continue;
+      if (state.queue.length > 0 || state.lag > 0 || now - state.lastMessageAt < idleMs || this.lastFetchAt - state.lastMessageAt < idleMs) continue;
       const watermark = now - this.config.rollups.allowedLatenessMs;
       for (let shard = 0; shard < this.pool.shards; shard++) {
         const task = this.shardTask(shard, 'idle', state, emptyBatch(), state.maxTsMs, state.maxTsMs, watermark);
@@ -581,12 +603,7 @@ export class Ingestor {
   }
 
   private enqueueInsert(table: InsertTable, body: Uint8Array, rows: number): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      if (this.pendingInserts.length === 0) this.firstPendingAt = performance.now();
-      this.pendingInserts.push({ table, body, rows, resolve, reject });
-      this.pendingRows += rows;
-      if (this.pendingRows >= this.config.pipeline.insertMaxRows) this.wake?.();
-    });
+    return this.inserts.write(table, body, rows);
   }
 
   private async sendDeadLetters(work: Work, rejects: Rejection[]): Promise<void> {
@@ -635,64 +652,14 @@ export class Ingestor {
     this.readiness.set(check, true);
   }
 
-  private async flushLoop(): Promise<void> {
-    const { insertMaxRows, insertLingerMs } = this.config.pipeline;
-    while (!(this.stopping && this.pendingInserts.length === 0 && this.stats.inFlightBytes === 0)) {
-      if (this.fatal || Date.now() > this.deadline) break;
-      const age = performance.now() - this.firstPendingAt;
-      const due = this.pendingInserts.length > 0 && (this.pendingRows >= insertMaxRows || age >= insertLingerMs || this.stopping);
-      if (!due) {
-        const wait = this.pendingInserts.length > 0 ? Math.max(1, insertLingerMs - age) : insertLingerMs || 50;
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, wait);
-          this.wake = () => (clearTimeout(t), resolve());
-        });
-        this.wake = undefined;
-        continue;
-      }
-      let rows = 0;
-      let take = 0;
-      while (take < this.pendingInserts.length && (take === 0 || rows + (this.pendingInserts[take] as PendingInsert).rows <= insertMaxRows)) {
-        rows += (this.pendingInserts[take] as PendingInsert).rows;
-        take++;
-      }
-      const batch = this.pendingInserts.splice(0, take);
-      this.pendingRows -= rows;
-      if (this.pendingInserts.length > 0) this.firstPendingAt = performance.now();
-      try {
-        await this.insertBatch(batch);
-      } catch (err) {
-        for (const b of batch) b.reject(err as Error);
-        break; // fatal, or the shutdown deadline: the process is going down without committing
-      }
-      for (const b of batch) b.resolve();
-      this.commit();
-    }
-    // Whatever is left can no longer be stored by this process.
-    const left = this.pendingInserts.splice(0);
-    this.pendingRows = 0;
-    for (const b of left) b.reject(new VigilError('VIGIL_ERR_SHUTDOWN_TIMEOUT', 'insert abandoned: the pipeline is stopping'));
-  }
-
-  /** Points before rollups and anomalies: a derived row is never visible without its points. */
-  private async insertBatch(batch: readonly PendingInsert[]): Promise<void> {
-    for (const table of ['points', 'rollups', 'anomalies', 'detector_state'] as const) {
-      const parts = batch.filter((b) => b.table === table);
-      if (parts.length === 0) continue;
-      const body = concat(parts.map((b) => b.body));
-      const tableRows = parts.reduce((n, b) => n + b.rows, 0);
-      const t0 = performance.now();
-      await this.retry('clickhouse', () => this.sink.insert(table, body, table === 'points' && this.config.clickhouse.compression === 'gzip'));
-      this.metrics.insertSeconds.observe({ table }, (performance.now() - t0) / 1000);
-      this.metrics.rowsInserted.inc({ table }, tableRows);
-      if (table === 'points') this.stats.rowsInserted += tableRows;
-      else if (table === 'rollups') this.stats.rollupRows += tableRows;
-      else if (table === 'anomalies') this.stats.anomalyRows += tableRows;
-    }
-  }
-
+  /** Asks for a commit; the requests of one turn of the event loop make one. */
   private commit(): void {
-    void this.committer.commit((key) => this.partitions.get(key)?.storedUpTo ?? -1);
+    if (this.commitScheduled) return;
+    this.commitScheduled = true;
+    setImmediate(() => {
+      this.commitScheduled = false;
+      void this.committer.commit((key) => this.partitions.get(key)?.storedUpTo ?? -1);
+    });
   }
 
   /**
@@ -741,16 +708,12 @@ export class Ingestor {
     this.deadline = this.fatal ? Date.now() : Date.now() + timeoutMs;
     clearInterval(this.idleTimer);
     this.setPaused(true);
-    this.wake?.();
-    while ((this.stats.inFlightBytes > 0 || this.pendingInserts.length > 0) && Date.now() < this.deadline && !this.fatal) {
-      this.wake?.();
-      await sleep(20);
-    }
-    const drained = this.stats.inFlightBytes === 0 && this.pendingInserts.length === 0 && !this.fatal;
-    this.wake?.();
-    await this.flusher;
+    this.inserts.drain();
+    while ((this.stats.inFlightBytes > 0 || this.inserts.pending > 0) && Date.now() < this.deadline && !this.fatal) await sleep(20);
+    const drained = this.stats.inFlightBytes === 0 && this.inserts.pending === 0 && !this.fatal;
+    await this.inserts.close();
     if (drained) {
-      this.commit();
+      await this.committer.commit((key) => this.partitions.get(key)?.storedUpTo ?? -1);
       await this.committer.settled();
     }
     // Leaving the group needs the broker; past the deadline nobody waits for it.
@@ -794,17 +757,6 @@ function resetTask(seeds: { fingerprint: string; startsAtMs: number }[] | null):
     alertWidthMs: 0,
     seeds,
   };
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0] as Uint8Array;
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let pos = 0;
-  for (const p of parts) {
-    out.set(p, pos);
-    pos += p.length;
-  }
-  return out;
 }
 
 /** The insert bodies of one task's shard results, gathered per table. */

@@ -1,0 +1,139 @@
+import { retry } from '../../core/retry.js';
+import type { InsertTable } from './schema.js';
+
+/**
+ * The ClickHouse output as the pipeline writes to it: `write(table, body, rows)` takes one
+ * worker-encoded RowBinary body and resolves when it is stored. Bodies are grouped into inserts of
+ * up to `maxRows` rows, sent at most every `lingerMs` (sooner when full), one insert in flight, in
+ * arrival order; per flush, tables go in INSERT_ORDER, so a derived row is never stored before
+ * what it derives from. A failed insert is retried with backoff until it succeeds or the deadline
+ * passes; then it and everything queued behind it reject (nothing is retried forever).
+ */
+export const INSERT_ORDER: readonly InsertTable[] = ['points', 'rollups', 'anomalies', 'detector_state'];
+
+export interface BatcherOptions {
+  maxRows: number;
+  lingerMs: number;
+  retryInitialMs: number;
+  retryMaxMs: number;
+  /** Sends one insert body (the writer: ClickHouseSink.insert). */
+  insert(table: InsertTable, body: Uint8Array): Promise<void>;
+  /** Wall time after which a failing insert is given up (Infinity: never). */
+  deadline(): number;
+  onRetry(err: unknown, retryInMs: number): void;
+  onStored(table: InsertTable, rows: number, seconds: number): void;
+}
+
+interface Pending {
+  table: InsertTable;
+  body: Uint8Array;
+  rows: number;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+export class InsertBatcher {
+  private queue: Pending[] = [];
+  private rows = 0;
+  private firstAt = 0;
+  private wake: (() => void) | undefined;
+  private closing = false;
+  /** Set by drain(): every queued body is due at once. */
+  private urgent = false;
+  private readonly loop: Promise<void>;
+
+  constructor(private readonly o: BatcherOptions) {
+    this.loop = this.run();
+  }
+
+  /** Bodies waiting for their insert (the one in flight excluded). */
+  get pending(): number {
+    return this.queue.length;
+  }
+
+  write(table: InsertTable, body: Uint8Array, rows: number): Promise<void> {
+    if (this.closing) return Promise.reject(new Error('the ClickHouse batcher is closed'));
+    return new Promise<void>((resolve, reject) => {
+      if (this.queue.length === 0) this.firstAt = performance.now();
+      this.queue.push({ table, body, rows, resolve, reject });
+      this.rows += rows;
+      if (this.rows >= this.o.maxRows) this.wake?.();
+    });
+  }
+
+  /** From now on, sends what is queued without waiting for the linger (a shutdown drain). */
+  drain(): void {
+    this.urgent = true;
+    this.wake?.();
+  }
+
+  /** Stores what is queued (until the deadline), then stops; what could not be stored rejects. */
+  async close(): Promise<void> {
+    this.closing = true;
+    this.wake?.();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    const { maxRows, lingerMs } = this.o;
+    while (!(this.closing && this.queue.length === 0)) {
+      const age = performance.now() - this.firstAt;
+      const due = this.queue.length > 0 && (this.rows >= maxRows || age >= lingerMs || this.urgent || this.closing);
+      if (!due) {
+        const wait = this.queue.length > 0 ? Math.max(1, lingerMs - age) : lingerMs || 50;
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, wait);
+          this.wake = () => (clearTimeout(t), resolve());
+        });
+        this.wake = undefined;
+        continue;
+      }
+      let rows = 0;
+      let take = 0;
+      while (take < this.queue.length && (take === 0 || rows + (this.queue[take] as Pending).rows <= maxRows)) {
+        rows += (this.queue[take] as Pending).rows;
+        take++;
+      }
+      const batch = this.queue.splice(0, take);
+      this.rows -= rows;
+      if (this.queue.length > 0) this.firstAt = performance.now();
+      try {
+        await this.send(batch);
+      } catch (err) {
+        for (const b of [...batch, ...this.queue.splice(0)]) b.reject(err as Error);
+        this.rows = 0;
+        if (this.closing) break;
+        continue;
+      }
+      for (const b of batch) b.resolve();
+    }
+  }
+
+  private async send(batch: readonly Pending[]): Promise<void> {
+    for (const table of INSERT_ORDER) {
+      const parts = batch.filter((b) => b.table === table);
+      if (parts.length === 0) continue;
+      const body = concat(parts.map((b) => b.body));
+      const rows = parts.reduce((n, b) => n + b.rows, 0);
+      const t0 = performance.now();
+      await retry(() => this.o.insert(table, body), {
+        initialMs: this.o.retryInitialMs,
+        maxMs: this.o.retryMaxMs,
+        deadline: this.o.deadline,
+        onRetry: this.o.onRetry,
+      });
+      this.o.onStored(table, rows, (performance.now() - t0) / 1000);
+    }
+  }
+}
+
+export function concat(parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0] as Uint8Array;
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let pos = 0;
+  for (const p of parts) {
+    out.set(p, pos);
+    pos += p.length;
+  }
+  return out;
+}
