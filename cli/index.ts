@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { capabilitiesOf, schemaStatements } from '../sinks/clickhouse/index.js';
 import { createKafka, ensureTopics } from '../pipeline/kafka.js';
 import { runPipeline, type RunningPipeline } from '../pipeline/run.js';
-import { modelSettings } from '../pipeline/ingest.js';
+import { modelSettings } from '../pipeline/shards.js';
 import { createClient } from '@clickhouse/client';
 import { BACKTEST_HEADER, backtest, backtestLine, readBacktestCsv } from '../models/backtest.js';
 import { loadLstm } from '../models/lstm-detector.js';

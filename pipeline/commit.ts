@@ -115,12 +115,13 @@ export class Committer {
     return this.generation;
   }
 
-  /** A new generation: every range and position of the last one is forgotten. */
-  reset(): number {
+  /** A new generation (the next one, or the consumer's number for it): every range and position of the last one is forgotten. */
+  reset(generation = this.generation + 1): number {
     this.tracker = new OffsetTracker<DoneMeta>();
     this.committed.clear();
     this.lastProgressAt = Date.now();
-    return ++this.generation;
+    this.generation = generation;
+    return generation;
   }
 
   register(range: OffsetRange): OffsetRange {

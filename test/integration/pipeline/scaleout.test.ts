@@ -168,11 +168,15 @@ describe('a consumer group of Vigil instances', () => {
     const refDb = `${db}_ref`;
     res.own('database', refDb);
     const reference = await start({ ...env, VIGIL_CLICKHOUSE_DATABASE: refDb, VIGIL_KAFKA_GROUP_ID: `${env['VIGIL_KAFKA_GROUP_ID'] as string}_ref`, VIGIL_KAFKA_ALERTS_TOPIC: await res.topic('chaos_ref_alerts') });
+    // Every closed bucket of the scored width has its row (rollups and anomalies are separate inserts).
+    const scoredBuckets = (d: string) => scalar(`SELECT count() FROM (SELECT DISTINCT series_id, bucket_start FROM ${d}.rollups_merged WHERE width_s = 1)`);
+    const buckets = await scoredBuckets(db);
+    expect(buckets).toBeGreaterThan(SERIES * 100);
+    await waitFor('the chaos run to have scored every bucket', async () => (await scalar(`SELECT count() FROM ${db}.anomalies_dedup`)) >= buckets, 60_000, 500);
+    await waitFor('the reference run to have scored every bucket', async () => (await scalar(`SELECT count() FROM ${refDb}.anomalies_dedup`)) >= buckets && (await scoredBuckets(refDb)) === buckets, 180_000, 1000);
     const chaosRows = await anomalies(db);
-    expect(chaosRows.size).toBeGreaterThan(SERIES * 60);
-    await waitFor('the reference run to score every bucket', async () => (await scalar(`SELECT count() FROM ${refDb}.anomalies_dedup`)) >= chaosRows.size, 180_000, 1000);
-    await sleep(3000);
     const refRows = await anomalies(refDb);
+    expect(chaosRows.size).toBe(buckets);
     const differ = [...refRows].filter(([k, v]) => chaosRows.get(k) !== v);
     const differing = differ.length;
     const sample = differ.slice(0, 5).map(([k, v]) => `${k}: ${v} (reference) vs ${String(chaosRows.get(k))}`);

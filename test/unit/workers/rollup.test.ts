@@ -148,6 +148,37 @@ describe('rollup buckets', () => {
     expect(merged(rows).get(`1/10000/${t0}`)).toMatchObject({ count: 3, sum: 111 });
   });
 
+  it('a late point exactly at end + retention gets a correction row of its own: the bucket keeps both points (regression: a strict comparison lost it)', () => {
+    const state = new RollupState({ widthsMs: [10_000], latenessMs: 0, retentionMs: 30_000 });
+    const t0 = 1_700_000_000_000;
+    const pts: P[] = [
+      { id: 1n, ts: t0 + 1_000, v: 1 },
+      { id: 1n, ts: t0 + 40_000, v: 2 }, // watermark = end of [0,10) + retention: evicted
+      { id: 1n, ts: t0 + 2_000, v: 10 }, // judged by exactly that watermark
+    ];
+    const { rows } = run(state, pts, 0, pts.length, 1, -Infinity);
+    expect(rows.filter((r) => r.startMs === t0).map((r) => [r.kind, r.count, r.sum, r.version])).toEqual([
+      [1, 1, 1, 1],
+      [2, 1, 10, 1],
+    ]);
+    expect(merged(rows).get(`1/10000/${t0}`)).toMatchObject({ count: 2, sum: 11 });
+  });
+
+  it('a late point one millisecond inside retention re-versions the retained bucket', () => {
+    const state = new RollupState({ widthsMs: [10_000], latenessMs: 0, retentionMs: 30_000 });
+    const t0 = 1_700_000_000_000;
+    const pts: P[] = [
+      { id: 1n, ts: t0 + 1_000, v: 1 },
+      { id: 1n, ts: t0 + 39_999, v: 2 },
+      { id: 1n, ts: t0 + 2_000, v: 10 },
+    ];
+    const { rows } = run(state, pts, 0, pts.length, 1, -Infinity);
+    expect(rows.filter((r) => r.startMs === t0).map((r) => [r.kind, r.count, r.sum, r.version])).toEqual([
+      [1, 1, 1, 1],
+      [1, 2, 11, 2],
+    ]);
+  });
+
   it('aggregates counters as per-second rates with resets handled as Prometheus rate() does', () => {
     const state = new RollupState({ widthsMs: [60_000], latenessMs: 0, retentionMs: 0 });
     const t0 = 1_699_999_980_000; // a minute boundary

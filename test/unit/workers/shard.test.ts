@@ -4,6 +4,7 @@ import { prepareModels, resetShardState, track } from '../../../workers/shard.js
 import { DEFAULT_ENSEMBLE } from '../../../models/ensemble.js';
 import { mulberry32 } from '../../../models/random.js';
 import { ANOMALY_COLUMNS } from '../../../workers/encode/anomalies.js';
+import { ROLLUP_COLUMNS } from '../../../workers/encode/rollups.js';
 import { STATE_COLUMNS } from '../../../workers/encode/state.js';
 import { decodeRowBinary } from '../../helpers/rowbinary.js';
 
@@ -64,7 +65,30 @@ describe('shard stage', () => {
     const r = track(t);
     expect(r.rollupRows).toBe(1);
     expect(r.closed).toBe(1);
-    expect(r.rollupBody.length).toBeGreaterThan(40);
+    expect(decodeRowBinary(r.rollupBody, ROLLUP_COLUMNS)).toEqual([
+      {
+        series_id: 1n,
+        metric: 'cpu',
+        'tags.key': ['host'],
+        'tags.value': ['a'],
+        type: 1,
+        width_s: 10,
+        bucket_start: 0,
+        source_topic: 't',
+        source_partition: 0,
+        kind: 1,
+        correction_offset: 0n,
+        correction_point: 0,
+        count: 1n,
+        sum: 5,
+        min: 5,
+        max: 5,
+        last: 5,
+        last_ts_ms: 1000n,
+        sumsq: 25,
+        version: 1n,
+      },
+    ]);
   });
 
   it('scores closed buckets of the models width into anomalies rows, one per series and bucket, flagging a spike', async () => {
@@ -86,7 +110,10 @@ describe('shard stage', () => {
       flagged += r.flagged;
       if (i === 151) {
         expect(r.flagged).toBe(1);
-        expect(r.anomalyBody.length).toBeGreaterThan(100);
+        const spike = decodeRowBinary(r.anomalyBody, ANOMALY_COLUMNS).find((row) => row['series_id'] === 1n);
+        expect(spike).toMatchObject({ bucket_start: 1500, value: 500, anomaly: 1 });
+        expect(spike?.['score'] as number).toBeGreaterThanOrEqual(DEFAULT_ENSEMBLE.threshold);
+        expect(spike?.['expected'] as number).toBeLessThan(60);
       }
     }
     // Bucket i closes when the point of bucket i+1 arrives: 199 closed buckets per series.

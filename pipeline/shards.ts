@@ -1,0 +1,179 @@
+import type { VigilConfig } from '../core/config/index.js';
+import { retry, type RetryPolicy } from '../core/retry.js';
+import type { Logger } from '../core/log.js';
+import { concat, type ClickHouseSink, type InsertTable } from '../sinks/clickhouse/index.js';
+import type { Transition } from '../workers/alerts/evaluator.js';
+import { emptyBatch, stateKey, batchBuffers, type ModelSettings, type RollupSettings, type ShardBatch, type ShardResult, type ShardTask } from '../workers/shard-task.js';
+import type { Alerting } from './alerts/index.js';
+import type { Metrics } from './metrics.js';
+import type { ShardedPool } from './pool.js';
+
+/**
+ * The shard stage on the main thread: builds the tasks of the shard threads (where each series'
+ * buckets, detector state and rule state live), runs them with their metrics, and prepares the
+ * threads for a new consumer group generation (reset, then detector state restored). Per shard,
+ * tasks run in submission order (pipeline/pool.ts), which is what keeps a partition's shares in
+ * offset order.
+ */
+export class ShardStage {
+  readonly rollups: RollupSettings | null;
+  readonly models: ModelSettings | null;
+  /** Anomalies scored and flagged so far (the summary line). */
+  flagged = 0;
+
+  constructor(
+    private readonly config: VigilConfig,
+    private readonly pool: ShardedPool,
+    private readonly sink: ClickHouseSink,
+    private readonly alerting: Alerting | null,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {
+    const r = config.rollups;
+    this.rollups = r.enabled ? { widthsMs: r.widthsSeconds.map((s) => s * 1000), latenessMs: r.allowedLatenessMs, retentionMs: r.lateRetentionMs } : null;
+    this.models = this.rollups ? modelSettings(config) : null;
+  }
+
+  get count(): number {
+    return this.pool.shards;
+  }
+
+  task(shard: number, kind: 'data' | 'idle', topic: string, partition: number, batch: ShardBatch, beforeMs: number, afterMs: number, idleWatermarkMs = -Infinity): ShardTask {
+    return {
+      kind,
+      topic,
+      partition,
+      partitionMaxBeforeMs: beforeMs,
+      partitionMaxAfterMs: afterMs,
+      idleWatermarkMs,
+      batch,
+      nowMs: Date.now(),
+      seriesIdleMs: this.config.pipeline.seriesIdleTimeoutMs,
+      rollups: this.rollups,
+      models: this.models,
+      alerts: this.rollups && this.alerting ? this.alerting.settingsFor(shard) : null,
+      alertWidthMs: this.alerting?.widthMs ?? 0,
+    };
+  }
+
+  /** Runs a task on its shard's thread; the result's counters go to the metrics. */
+  async run(shard: number, task: ShardTask): Promise<ShardResult> {
+    const r = await this.pool.runShard(shard, task, batchBuffers(task.batch));
+    const m = this.metrics;
+    m.seriesActive.set({ shard: String(shard) }, r.series);
+    m.stateBytes.set({ shard: String(shard) }, r.stateBytes);
+    if (r.evicted > 0) m.seriesEvicted.inc(r.evicted);
+    if (r.closed > 0) m.bucketsClosed.inc(r.closed);
+    if (r.late > 0) m.latePoints.inc(r.late);
+    if (r.counterOutOfOrder > 0) m.counterOutOfOrder.inc(r.counterOutOfOrder);
+    if (r.scored > 0) m.bucketsScored.inc(r.scored);
+    if (r.flagged > 0) m.anomaliesFlagged.inc(r.flagged);
+    this.flagged += r.flagged;
+    return r;
+  }
+
+  /**
+   * A new generation: every shard drops its series state behind the tasks already queued for it,
+   * its rules seeded with the firing alerts; then the assigned partitions' detector state is
+   * restored from `detector_state`, so scores continue where the last owner (or this process
+   * before a restart) left them instead of warming up again.
+   */
+  async prepare(seeds: { fingerprint: string; startsAtMs: number }[] | null, assignment: Record<string, number[]>, policy: RetryPolicy): Promise<void> {
+    await Promise.all(Array.from({ length: this.count }, (_, shard) => this.pool.runShard(shard, resetTask(seeds), [])));
+    const settings = this.models;
+    if (!settings) return;
+    const key = stateKey(settings);
+    const perShard = Array.from({ length: this.count }, () => ({ ids: [] as bigint[], states: [] as Uint8Array[], bytes: 0 }));
+    for (const [topic, partitions] of Object.entries(assignment)) {
+      const rows = await retry(() => this.sink.readDetectorState(topic, partitions, settings.widthMs / 1000, key), policy);
+      for (const r of rows) {
+        const s = perShard[Number(r.id % BigInt(this.count))] as (typeof perShard)[number];
+        s.ids.push(r.id);
+        s.states.push(r.state);
+        s.bytes += r.state.length;
+      }
+    }
+    let restored = 0;
+    await Promise.all(
+      perShard.map((s, shard) => {
+        if (s.ids.length === 0) return undefined;
+        restored += s.ids.length;
+        const data = new Uint8Array(s.bytes);
+        const bounds = new Uint32Array(s.ids.length * 2);
+        let pos = 0;
+        s.states.forEach((b, i) => {
+          bounds[2 * i] = pos;
+          data.set(b, pos);
+          pos += b.length;
+          bounds[2 * i + 1] = pos;
+        });
+        const task: ShardTask = { ...resetTask(null), kind: 'restore', models: settings, restore: { ids: BigUint64Array.from(s.ids), bounds, data } };
+        return this.pool.runShard(shard, task, [data.buffer, bounds.buffer] as ArrayBuffer[]);
+      }),
+    );
+    if (restored > 0) this.log.info({ series: restored }, 'detector state restored');
+  }
+}
+
+/** The shard task that drops a shard's series state at a new generation (seeded with the firing alerts). */
+function resetTask(seeds: { fingerprint: string; startsAtMs: number }[] | null): ShardTask {
+  return {
+    kind: 'reset',
+    topic: '',
+    partition: -1,
+    partitionMaxBeforeMs: -Infinity,
+    partitionMaxAfterMs: -Infinity,
+    idleWatermarkMs: -Infinity,
+    batch: emptyBatch(),
+    nowMs: Date.now(),
+    seriesIdleMs: 0,
+    rollups: null,
+    models: null,
+    alerts: null,
+    alertWidthMs: 0,
+    seeds,
+  };
+}
+
+/** The insert bodies and alert transitions of one task's shard results, gathered per table. */
+export function shardOutputs() {
+  const parts = { rollups: [] as Uint8Array[], anomalies: [] as Uint8Array[], detector_state: [] as Uint8Array[] };
+  const rows = { rollups: 0, anomalies: 0, detector_state: 0 };
+  const transitions: Transition[] = [];
+  return {
+    transitions,
+    add(r: ShardResult): void {
+      transitions.push(...r.alerts);
+      parts.rollups.push(r.rollupBody);
+      rows.rollups += r.rollupRows;
+      parts.anomalies.push(r.anomalyBody);
+      rows.anomalies += r.anomalyRows;
+      parts.detector_state.push(r.stateBody);
+      rows.detector_state += r.stateRows;
+    },
+    inserts(): { table: InsertTable; body: Uint8Array; rows: number }[] {
+      // detector_state last: a state is never durable before the anomalies rows it has scored.
+      return (['rollups', 'anomalies', 'detector_state'] as const).filter((t) => rows[t] > 0).map((table) => ({ table, body: concat(parts[table]), rows: rows[table] }));
+    },
+  };
+}
+
+/** What the shard threads need to score closed buckets (models/ensemble.ts). */
+export function modelSettings(config: VigilConfig): ModelSettings | null {
+  const m = config.models;
+  if (!m.enabled) return null;
+  return {
+    widthMs: m.widthSeconds * 1000,
+    lstmModelDir: m.lstmModelDir,
+    minScore: m.minScore,
+    ensemble: {
+      detectors: [...m.detectors],
+      threshold: m.threshold,
+      topK: m.agreement,
+      seasonal: { periodMs: m.seasonalPeriodSeconds * 1000, slots: m.seasonalSlots },
+      robust: { window: m.robustWindow },
+      ewma: { alpha: m.ewmaAlpha },
+      iforest: { trees: m.forestTrees, samples: m.forestSamples, refitEvery: m.forestRefitEvery, reservoir: Math.max(m.forestSamples * 16, 4096), seed: 1 },
+    },
+  };
+}

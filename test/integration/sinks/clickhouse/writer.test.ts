@@ -1,0 +1,76 @@
+import { gzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { isVigilError } from '../../../../core/errors.js';
+import { ClickHouseSink } from '../../../../sinks/clickhouse/index.js';
+import { PointsEncoder } from '../../../../workers/encode/points.js';
+import { StateEncoder } from '../../../../workers/encode/state.js';
+import { uniqueName, useResources } from '../../../helpers/resources.js';
+
+const res = useResources();
+
+async function sink(): Promise<{ s: ClickHouseSink; db: string }> {
+  const db = uniqueName('writer');
+  res.own('database', db);
+  const s = new ClickHouseSink({ ...res.config.clickhouse, database: db });
+  await s.start();
+  res.onClose(() => s.close());
+  return { s, db };
+}
+
+describe('ClickHouse writer (the real server)', () => {
+  it('stores a worker-encoded RowBinary body exactly, plain and gzip-compressed', async () => {
+    const { s, db } = await sink();
+    const e = new PointsEncoder(64);
+    e.add(0xfedcba9876543210n, 'cpu', ['host', 'é'], 1, 1_700_000_000_123, -0.1, 'm', 3, 2 ** 40, 2);
+    e.add(7n, 'mem', [], 0, 1_700_000_001_000, 1e300, 'm', 0, 5, 0);
+    const body = e.rows.finish();
+    await s.insert('points', body, false);
+    await s.insert('points', new Uint8Array(gzipSync(body)), true);
+    const rs = await res.clickhouse().query({
+      query: `SELECT toString(series_id) AS id, metric, tags.key AS k, tags.value AS v, toString(type) AS type, toUInt32(ts) AS ts, ts_ms, value, source_partition, source_offset, point_index FROM ${db}.points ORDER BY series_id, value`,
+      format: 'JSONEachRow',
+    });
+    const rows = await rs.json<Record<string, unknown>>();
+    const cpu = { id: String(0xfedcba9876543210n), metric: 'cpu', k: ['host'], v: ['é'], type: 'counter', ts: 1_700_000_000, ts_ms: '1700000000123', value: -0.1, source_partition: 3, source_offset: String(2 ** 40), point_index: 2 };
+    const mem = { id: '7', metric: 'mem', k: [], v: [], type: 'gauge', ts: 1_700_000_001, ts_ms: '1700000001000', value: 1e300, source_partition: 0, source_offset: '5', point_index: 0 };
+    expect(rows).toEqual([mem, mem, cpu, cpu]);
+  });
+
+  it('reads back the latest detector state per series of the asked partitions, settings and width, bytes intact', async () => {
+    const { s } = await sink();
+    const e = new StateEncoder();
+    const bytes = (n: number) => new Uint8Array([n, 0, 255, 10, 13, 0x27, 0x5c]);
+    e.add({ topic: "it's", partition: 0, seriesId: 1n, widthMs: 60_000, settings: 'k1', lastBucketMs: 60_000, version: 1, state: bytes(1) });
+    e.add({ topic: "it's", partition: 0, seriesId: 1n, widthMs: 60_000, settings: 'k1', lastBucketMs: 120_000, version: 2, state: bytes(2) });
+    e.add({ topic: "it's", partition: 1, seriesId: 2n, widthMs: 60_000, settings: 'k1', lastBucketMs: 60_000, version: 5, state: bytes(3) });
+    e.add({ topic: "it's", partition: 2, seriesId: 3n, widthMs: 60_000, settings: 'k1', lastBucketMs: 60_000, version: 5, state: bytes(4) });
+    e.add({ topic: "it's", partition: 0, seriesId: 4n, widthMs: 60_000, settings: 'other', lastBucketMs: 60_000, version: 5, state: bytes(5) });
+    e.add({ topic: "it's", partition: 0, seriesId: 5n, widthMs: 10_000, settings: 'k1', lastBucketMs: 60_000, version: 5, state: bytes(6) });
+    await s.insert('detector_state', e.rows.finish(), false);
+    const got = await s.readDetectorState("it's", [0, 1], 60, 'k1');
+    expect(got.sort((a, b) => Number(a.id - b.id)).map((r) => [r.id, [...r.state]])).toEqual([
+      [1n, [...bytes(2)]],
+      [2n, [...bytes(3)]],
+    ]);
+    expect(await s.readDetectorState("it's", [], 60, 'k1')).toEqual([]);
+  });
+
+  it('classifies a body the server rejects as VIGIL_ERR_CLICKHOUSE_INSERT and an unreachable server as VIGIL_ERR_CLICKHOUSE_UNAVAILABLE', async () => {
+    const { s, db } = await sink();
+    // Three bytes where a points row needs dozens: ClickHouse answers with an exception.
+    const rejected = await s.insert('points', new Uint8Array([1, 2, 3]), false).then(
+      () => null,
+      (err: unknown) => err,
+    );
+    expect(isVigilError(rejected, 'VIGIL_ERR_CLICKHOUSE_INSERT'), String(rejected)).toBe(true);
+    expect(await res.scalar(`SELECT count() FROM ${db}.points`)).toBe(0);
+
+    const down = new ClickHouseSink({ ...res.config.clickhouse, url: 'http://127.0.0.1:1', database: db, requestTimeoutMs: 2000 });
+    const unavailable = await down.insert('points', new Uint8Array([1]), false).then(
+      () => null,
+      (err: unknown) => err,
+    );
+    expect(isVigilError(unavailable, 'VIGIL_ERR_CLICKHOUSE_UNAVAILABLE'), String(unavailable)).toBe(true);
+    await down.close();
+  });
+});

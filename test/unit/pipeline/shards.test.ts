@@ -1,0 +1,53 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../../core/config/index.js';
+import { modelSettings, shardOutputs } from '../../../pipeline/shards.js';
+import type { ShardResult } from '../../../workers/shard-task.js';
+import { stateKey } from '../../../workers/shard-task.js';
+
+function result(tag: number, rows: { rollups: number; anomalies: number; state: number }): ShardResult {
+  return {
+    series: 0,
+    stateBytes: 0,
+    evicted: 0,
+    rollupBody: new Uint8Array(rows.rollups).fill(tag),
+    rollupRows: rows.rollups,
+    anomalyBody: new Uint8Array(rows.anomalies).fill(tag + 10),
+    anomalyRows: rows.anomalies,
+    stateBody: new Uint8Array(rows.state).fill(tag + 20),
+    stateRows: rows.state,
+    scored: 0,
+    flagged: 0,
+    alerts: [],
+    closed: 0,
+    late: 0,
+    counterOutOfOrder: 0,
+    held: null,
+  };
+}
+
+describe('shard stage', () => {
+  it('gathers a task’s shard results per table, state rows last, skipping empty tables', () => {
+    const out = shardOutputs();
+    out.add(result(1, { rollups: 2, anomalies: 1, state: 1 }));
+    out.add(result(2, { rollups: 1, anomalies: 0, state: 2 }));
+    expect(out.inserts().map((i) => [i.table, i.rows, [...i.body]])).toEqual([
+      ['rollups', 3, [1, 1, 2]],
+      ['anomalies', 1, [11]],
+      ['detector_state', 3, [21, 22, 22]],
+    ]);
+    const none = shardOutputs();
+    none.add(result(3, { rollups: 0, anomalies: 0, state: 0 }));
+    expect(none.inserts()).toEqual([]);
+  });
+
+  it('keys detector state by every ensemble setting but the row filter minScore', () => {
+    const base = modelSettings(loadConfig({ env: {} }));
+    expect(base).not.toBeNull();
+    const s = base as NonNullable<typeof base>;
+    expect(stateKey(s)).toMatch(/^[0-9a-f]{16}$/);
+    expect(stateKey({ ...s, minScore: 0.9 })).toBe(stateKey(s));
+    expect(stateKey({ ...s, ensemble: { ...s.ensemble, robust: { window: 64 } } })).not.toBe(stateKey(s));
+    expect(stateKey({ ...s, widthMs: s.widthMs * 2 })).not.toBe(stateKey(s));
+    expect(modelSettings(loadConfig({ env: {}, overrides: { 'models.enabled': false } }))).toBeNull();
+  });
+});
