@@ -61,15 +61,21 @@ export class AlertLifecycle {
     return this.active.size;
   }
 
-  /** The firing alerts as of the last event of each fingerprint in ClickHouse; returns them for the shard threads. */
+  /**
+   * The firing set as the alerts table has it (the last event of each fingerprint), replacing
+   * this process's own, as at a restart: after a rebalance another member may have resolved or
+   * fired what this one remembers. Events this process published that are not in the table yet
+   * belong to uncommitted work, which the shards replay: the transitions re-derive them (and
+   * their ids keep them from being published twice). Returns the set for the shard threads.
+   */
   async restore(): Promise<{ fingerprint: string; startsAtMs: number }[]> {
     const rs = await this.sinks.clickhouse.query({
       query: `SELECT fingerprint, argMax(status, observed_ms) AS last, argMax(event, observed_ms) AS event FROM ${this.sinks.database}.alerts_dedup GROUP BY fingerprint HAVING last = 'firing'`,
       format: 'JSONEachRow',
     });
-    for (const row of await rs.json<{ fingerprint: string; event: string }>()) {
-      this.active.set(row.fingerprint, { event: JSON.parse(row.event) as AlertEvent, lastSentMs: this.now() });
-    }
+    const rows = await rs.json<{ fingerprint: string; event: string }>();
+    this.active.clear();
+    for (const row of rows) this.active.set(row.fingerprint, { event: JSON.parse(row.event) as AlertEvent, lastSentMs: this.now() });
     const since = this.now() - PUBLISHED_MEMORY_MS;
     const ids = await this.sinks.clickhouse.query({ query: `SELECT id, max(observed_ms) AS at FROM ${this.sinks.database}.alerts WHERE observed_ms >= ${since} GROUP BY id`, format: 'JSONEachRow' });
     for (const row of await ids.json<{ id: string; at: string | number }>()) this.published.set(row.id, Number(row.at));
@@ -110,15 +116,16 @@ export class AlertLifecycle {
       const rule = this.rule(t.ruleId);
       if (t.status === 'firing') {
         if (this.active.has(t.fingerprint) || this.suppressed.has(t.fingerprint) || !rule) continue;
-        if (this.published.has(firingId(t.fingerprint, t.startsAtMs))) continue;
-        if (!this.allow(rule)) {
+        // A replay of an episode already announced: firing again, but not published again.
+        const known = this.published.has(firingId(t.fingerprint, t.startsAtMs));
+        if (!known && !this.allow(rule)) {
           this.suppressed.add(t.fingerprint);
           this.counts.suppressed++;
           continue;
         }
         const event = this.firingOf(rule, t);
         this.active.set(t.fingerprint, { event, lastSentMs: this.now() });
-        out.push(event);
+        if (!known) out.push(event);
       } else {
         if (this.suppressed.delete(t.fingerprint)) continue;
         const a = this.active.get(t.fingerprint);

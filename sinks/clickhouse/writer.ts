@@ -1,9 +1,22 @@
 import { Readable } from 'node:stream';
-import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { ClickHouseError, createClient, type ClickHouseClient } from '@clickhouse/client';
 import type { VigilConfig } from '../../core/config/index.js';
 import { VigilError } from '../../core/errors.js';
 import { capabilitiesOf, type Capabilities } from './capabilities.js';
 import { insertStatement, migrate, type InsertTable } from './schema.js';
+
+/**
+ * Whether the server answered with an exception (it rejected the request) rather than not
+ * answering. @clickhouse/client parses current servers' errors into a ClickHouseError with a
+ * numeric code; 18.16's text (`Code: 33, e.displayText() = DB::Exception: ...`) it leaves as a
+ * plain Error, so the text is recognised too.
+ */
+export function isServerException(err: unknown): boolean {
+  if (err instanceof ClickHouseError) return true;
+  const e = err as { code?: unknown; message?: unknown };
+  if (typeof e.code === 'string' && /^\d+$/.test(e.code)) return true;
+  return typeof e.message === 'string' && /(^|\s)Code: \d+[.,]/.test(e.message) && e.message.includes('DB::Exception');
+}
 
 /** A string literal for ClickHouse SQL (18.16 has no query parameters). */
 function sqlString(s: string): string {
@@ -60,10 +73,7 @@ export class ClickHouseSink {
       result.stream.resume();
       await new Promise<void>((resolve, reject) => result.stream.once('end', resolve).once('error', reject));
     } catch (err) {
-      const e = err as Error & { code?: string; type?: string };
-      // A ClickHouse exception (it has a numeric code) is a rejected insert; anything else is the network.
-      const rejected = typeof e.code === 'string' && /^\d+$/.test(e.code);
-      throw new VigilError(rejected ? 'VIGIL_ERR_CLICKHOUSE_INSERT' : 'VIGIL_ERR_CLICKHOUSE_UNAVAILABLE', e.message, { cause: err, retryable: true });
+      throw new VigilError(isServerException(err) ? 'VIGIL_ERR_CLICKHOUSE_INSERT' : 'VIGIL_ERR_CLICKHOUSE_UNAVAILABLE', (err as Error).message, { cause: err, retryable: true });
     }
   }
 

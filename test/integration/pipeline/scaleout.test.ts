@@ -80,7 +80,8 @@ async function expectOneFiringPerEpisode(alertsTopic: string): Promise<number> {
   expect(ids.length - new Set(ids).size, 'firing events repeated for one episode').toBe(0);
   const last = new Map<string, string>();
   for (const m of msgs) {
-    expect(last.get(m.event.fingerprint), `${m.event.fingerprint} ${m.event.status} twice in a row`).not.toBe(m.event.status);
+    const history = () => msgs.filter((x) => x.event.fingerprint === m.event.fingerprint).map((x) => `${x.offset} ${x.event.id} observed ${x.event.observedAt}`);
+    expect(last.get(m.event.fingerprint), `${m.event.fingerprint} ${m.event.status} twice in a row:\n${history().join('\n')}`).not.toBe(m.event.status);
     last.set(m.event.fingerprint, m.event.status);
   }
   return firing.length;

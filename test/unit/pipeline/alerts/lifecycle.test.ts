@@ -42,4 +42,28 @@ describe('AlertLifecycle', () => {
     now += 86_400_000 + 120_000;
     expect(l.handle(episode)).toHaveLength(2);
   });
+
+  it('after a restore a replay re-derives the firing state without publishing it again, and still publishes the resolve it never sent', async () => {
+    // The alerts table as a restarted member reads it: the firing event is there, no resolve yet.
+    const firingEvent = (() => {
+      const l = new AlertLifecycle(sinks, () => 1_000_000);
+      l.setRules(rules);
+      return l.handle([transition('firing', 60_000, 60_000)])[0];
+    })();
+    const table = {
+      query: async ({ query }: { query: string }) => ({
+        json: async () => (query.includes('HAVING last') ? [] : [{ id: firingEvent?.id, at: 1_000_000 }]),
+      }),
+    };
+    const l = new AlertLifecycle({ ...sinks, clickhouse: table, database: 'db' } as unknown as AlertSinks, () => 1_000_500);
+    l.setRules(rules);
+    // The firing set the table reports is empty here (say, read before the insert was visible), so
+    // the shards replay the episode from its start.
+    expect(await l.restore()).toEqual([]);
+    expect(l.handle([transition('firing', 60_000, 60_000)])).toEqual([]);
+    expect(l.firing).toBe(1);
+    expect(l.handle([transition('resolved', 60_000, 180_000)]).map((e) => e.id)).toEqual(['f1-resolved-60000']);
+    expect(l.firing).toBe(0);
+  });
 });
+
