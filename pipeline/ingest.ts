@@ -331,6 +331,8 @@ export class Ingestor {
           // alerts (a late firing here would be a second one for the same episode).
           const alerts = work.epoch === this.committer.epoch ? this.publishAlerts(out.transitions) : null;
           if (alerts) work.outputs.push(alerts);
+          const state = out.state();
+          if (state) work.outputs.push((alerts ?? Promise.resolve()).then(() => this.inserts.write('detector_state', state.body, state.rows)));
           this.seal(work);
         },
         (err: unknown) => this.die(new VigilError('VIGIL_ERR_WORKER_FAILED', `shard task for ${state.topic}/${state.partition} ${work.range.first}-${work.range.last} failed: ${(err as Error).message}`, { cause: err })),
@@ -377,7 +379,9 @@ export class Ingestor {
             const out = shardOutputs();
             out.add(r);
             for (const insert of out.inserts()) void this.inserts.write(insert.table, insert.body, insert.rows).catch(() => undefined);
-            void this.publishAlerts(out.transitions)?.catch(() => undefined);
+            const alerts = this.publishAlerts(out.transitions) ?? Promise.resolve();
+            const rows = out.state();
+            void alerts.then(() => (rows ? this.inserts.write('detector_state', rows.body, rows.rows) : undefined)).catch(() => undefined);
           },
           (err: unknown) => this.die(new VigilError('VIGIL_ERR_WORKER_FAILED', `idle close of ${state.topic}/${state.partition} on shard ${shard} failed: ${(err as Error).message}`, { cause: err })),
         );

@@ -3,7 +3,7 @@ import { retry, type RetryPolicy } from '../core/retry.js';
 import type { Logger } from '../core/log.js';
 import { concat, type ClickHouseSink, type InsertTable } from '../sinks/clickhouse/index.js';
 import type { Transition } from '../workers/alerts/evaluator.js';
-import { emptyBatch, stateKey, batchBuffers, type ModelSettings, type RollupSettings, type ShardBatch, type ShardResult, type ShardTask } from '../workers/shard-task.js';
+import { emptyBatch, snapshotKey, batchBuffers, type ModelSettings, type RollupSettings, type ShardBatch, type ShardResult, type ShardTask } from '../workers/shard-task.js';
 import type { Alerting } from './alerts/index.js';
 import type { Metrics } from './metrics.js';
 import type { ShardedPool } from './pool.js';
@@ -81,11 +81,12 @@ export class ShardStage {
   async prepare(seeds: { fingerprint: string; startsAtMs: number }[] | null, assignment: Record<string, number[]>, policy: RetryPolicy): Promise<void> {
     await Promise.all(Array.from({ length: this.count }, (_, shard) => this.pool.runShard(shard, resetTask(seeds), [])));
     const settings = this.models;
-    if (!settings) return;
-    const key = stateKey(settings);
+    const widthMs = settings?.widthMs ?? (this.rollups && this.alerting ? this.alerting.widthMs : 0);
+    if (widthMs <= 0) return;
+    const key = snapshotKey(settings, widthMs);
     const perShard = Array.from({ length: this.count }, () => ({ ids: [] as bigint[], states: [] as Uint8Array[], bytes: 0 }));
     for (const [topic, partitions] of Object.entries(assignment)) {
-      const rows = await retry(() => this.sink.readDetectorState(topic, partitions, settings.widthMs / 1000, key), policy);
+      const rows = await retry(() => this.sink.readDetectorState(topic, partitions, widthMs / 1000, key), policy);
       for (const r of rows) {
         const s = perShard[Number(r.id % BigInt(this.count))] as (typeof perShard)[number];
         s.ids.push(r.id);
@@ -152,8 +153,15 @@ export function shardOutputs() {
       rows.detector_state += r.stateRows;
     },
     inserts(): { table: InsertTable; body: Uint8Array; rows: number }[] {
-      // detector_state last: a state is never durable before the anomalies rows it has scored.
-      return (['rollups', 'anomalies', 'detector_state'] as const).filter((t) => rows[t] > 0).map((table) => ({ table, body: concat(parts[table]), rows: rows[table] }));
+      return (['rollups', 'anomalies'] as const).filter((t) => rows[t] > 0).map((table) => ({ table, body: concat(parts[table]), rows: rows[table] }));
+    },
+    /**
+     * The series state rows, to be written once the task's alert events are durable (and after its
+     * anomalies rows, which the insert queue's order guarantees): a restored state never skips a
+     * bucket whose outputs could still be missing.
+     */
+    state(): { body: Uint8Array; rows: number } | null {
+      return rows.detector_state > 0 ? { body: concat(parts.detector_state), rows: rows.detector_state } : null;
     },
   };
 }

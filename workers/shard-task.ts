@@ -54,6 +54,14 @@ export function stateKey(settings: ModelSettings): string {
   return h.toString(16).padStart(16, '0');
 }
 
+/**
+ * The `settings` of a series' detector_state rows: the ensemble's key, or, with scoring off, a key
+ * for rule state alone at that width.
+ */
+export function snapshotKey(models: ModelSettings | null, widthMs: number): string {
+  return models ? stateKey(models) : `rules-only-${widthMs}`;
+}
+
 export interface ShardTask {
   /**
    * `data`: a share of one task; `idle`: a wall-clock close of an idle partition; `reset`: a new

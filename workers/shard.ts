@@ -3,10 +3,10 @@ import { RollupEncoder } from './encode/rollups.js';
 import { StateEncoder } from './encode/state.js';
 import { AnomalyEncoder } from './encode/anomalies.js';
 import { RollupState, type ClosedBucket, type ClosedBucketStage } from './rollup.js';
-import { stateKey, type ModelSettings, type RollupSettings, type ShardResult, type ShardTask } from './shard-task.js';
+import { snapshotKey, type ModelSettings, type RollupSettings, type ShardResult, type ShardTask } from './shard-task.js';
 import { Ensemble, type SeriesModels } from '../models/ensemble.js';
 import { loadLstm } from '../models/lstm-detector.js';
-import { RuleEvaluator } from './alerts/evaluator.js';
+import { RuleEvaluator, type RuleSnapshot } from './alerts/evaluator.js';
 
 /**
  * Per-series state of this thread's shard: the series registry (last seen, for eviction), the
@@ -17,6 +17,21 @@ interface SeriesState {
   lastSeenMs: number;
   /** Detector state, created at the series' first scored bucket. */
   models: SeriesModels | null;
+  /**
+   * Start of the last bucket of the scored width the detectors and rules have seen (NaN: none),
+   * and how many they have: a bucket at or before it is not judged again (a replay after a
+   * restore, or the second partial bucket of a series split over partitions).
+   */
+  lastBucketMs: number;
+  buckets: number;
+}
+
+/** What `detector_state` holds per series: everything a replay needs to judge the next bucket exactly as without it. */
+interface SeriesSnapshot {
+  lastBucketMs: number;
+  buckets: number;
+  models: SeriesModels | null;
+  rules: RuleSnapshot[] | null;
 }
 
 /** Rough per-series bytes: a Map entry, its bigint key and the state object. */
@@ -29,7 +44,7 @@ let rollupKey = '';
 let lastSweepMs = 0;
 const stages: ClosedBucketStage[] = [];
 
-let scoring: { key: string; stateKey: string; settings: ModelSettings; ensemble: Ensemble } | undefined;
+let scoring: { key: string; settings: ModelSettings; ensemble: Ensemble } | undefined;
 let rules = new RuleEvaluator();
 let rulesWidthMs = 0;
 /** Closed buckets of the scored (or rules') width, collected by the stage below during one task. */
@@ -46,7 +61,7 @@ export async function prepareModels(settings: ModelSettings): Promise<void> {
   const key = JSON.stringify(settings);
   if (scoring?.key === key) return;
   const lstm = settings.lstmModelDir && settings.ensemble.detectors.includes('lstm') ? await loadLstm(settings.lstmModelDir) : null;
-  scoring = { key, stateKey: stateKey(settings), settings, ensemble: new Ensemble(settings.ensemble, lstm?.weights ?? null, lstm?.validationRmse ?? 1) };
+  scoring = { key, settings, ensemble: new Ensemble(settings.ensemble, lstm?.weights ?? null, lstm?.validationRmse ?? 1) };
   for (const s of series.values()) s.models = null;
 }
 
@@ -55,28 +70,30 @@ export async function prepareModels(settings: ModelSettings): Promise<void> {
  * alert rules on them (anomaly rules read the score of the same bucket). Each scored series'
  * state after the task goes to `states` (detector_state), written after its anomalies rows.
  */
-function scoreClosed(encoder: AnomalyEncoder, states: StateEncoder, withModels: boolean): { scored: number; flagged: number } {
+function scoreClosed(encoder: AnomalyEncoder, states: StateEncoder, withModels: boolean, widthMs: number): { scored: number; flagged: number } {
   let scored = 0;
   let flagged = 0;
-  const touched = new Map<bigint, { topic: string; partition: number; models: SeriesModels }>();
+  const touched = new Map<bigint, { topic: string; partition: number; s: SeriesState }>();
+  const model = scoring && withModels && scoring.settings.widthMs === widthMs ? scoring : null;
   for (const b of toScore) {
     const s = series.get(b.seriesId);
-    if (!s) continue;
-    if (!scoring || !withModels || b.widthMs !== scoring.settings.widthMs) {
-      if (b.widthMs === rulesWidthMs) rules.onBucket(b, null);
+    if (!s || b.widthMs !== widthMs) continue;
+    if (b.startMs <= s.lastBucketMs) continue;
+    s.lastBucketMs = b.startMs;
+    s.buckets++;
+    touched.set(b.seriesId, { topic: b.topic, partition: b.partition, s });
+    if (!model) {
+      rules.onBucket(b, null);
       continue;
     }
-    const { ensemble, settings } = scoring;
+    const { ensemble, settings } = model;
     const m = (s.models ??= ensemble.init());
-    // A series split over partitions closes one partial bucket per partition: the first is scored.
-    if (b.startMs <= m.lastTsMs) continue;
     const mean = b.sum / b.count;
     const std = Math.sqrt(Math.max(0, b.sumsq / b.count - mean * mean));
     const r = ensemble.step(m, { tsMs: b.startMs, widthMs: b.widthMs, value: mean, count: b.count, min: b.min, max: b.max, std });
-    touched.set(b.seriesId, { topic: b.topic, partition: b.partition, models: m });
     scored++;
     if (r.anomaly) flagged++;
-    if (b.widthMs === rulesWidthMs) rules.onBucket(b, r);
+    rules.onBucket(b, r);
     if (r.score < settings.minScore) continue;
     encoder.add({
       seriesId: b.seriesId,
@@ -99,22 +116,23 @@ function scoreClosed(encoder: AnomalyEncoder, states: StateEncoder, withModels: 
     });
   }
   toScore.length = 0;
-  if (scoring) {
-    const { stateKey: settings, settings: s } = scoring;
-    for (const [seriesId, t] of touched) {
-      states.add({ topic: t.topic, partition: t.partition, seriesId, widthMs: s.widthMs, settings, lastBucketMs: t.models.lastTsMs, version: t.models.n, state: serialize(t.models) });
-    }
+  const settings = snapshotKey(model ? model.settings : null, widthMs);
+  for (const [seriesId, t] of touched) {
+    const snapshot: SeriesSnapshot = { lastBucketMs: t.s.lastBucketMs, buckets: t.s.buckets, models: t.s.models, rules: rules.snapshot(seriesId) };
+    states.add({ topic: t.topic, partition: t.partition, seriesId, widthMs, settings, lastBucketMs: t.s.lastBucketMs, version: t.s.buckets, state: serialize(snapshot) });
   }
   return { scored, flagged };
 }
 
-/** Detector state read back from `detector_state` (a new generation): the series continue from it. */
+/** Series state read back from `detector_state` (a new generation): detectors and rules continue from it. */
 function restoreSeries(task: ShardTask): ShardResult {
   const r = task.restore;
   if (r) {
     for (let i = 0; i < r.ids.length; i++) {
-      const models = deserialize(r.data.subarray(r.bounds[2 * i] as number, r.bounds[2 * i + 1] as number)) as SeriesModels;
-      series.set(r.ids[i] as bigint, { lastSeenMs: task.nowMs, models });
+      const id = r.ids[i] as bigint;
+      const snap = deserialize(r.data.subarray(r.bounds[2 * i] as number, r.bounds[2 * i + 1] as number)) as SeriesSnapshot;
+      series.set(id, { lastSeenMs: task.nowMs, models: task.models ? snap.models : null, lastBucketMs: snap.lastBucketMs, buckets: snap.buckets });
+      if (snap.rules) rules.restoreSeries(id, snap.rules);
     }
   }
   return emptyResult();
@@ -173,7 +191,7 @@ export function track(task: ShardTask): ShardResult {
     const id = batch.seriesIds[i] as bigint;
     const s = series.get(id);
     if (s) s.lastSeenMs = nowMs;
-    else series.set(id, { lastSeenMs: nowMs, models: null });
+    else series.set(id, { lastSeenMs: nowMs, models: null, lastBucketMs: Number.NaN, buckets: 0 });
   }
   // Rules first: the buckets this task closes are collected for them.
   if (task.alerts) {
@@ -195,7 +213,7 @@ export function track(task: ShardTask): ShardResult {
   }
   const anomalies = new AnomalyEncoder();
   const states = new StateEncoder();
-  const { scored, flagged } = scoreClosed(anomalies, states, task.models !== null);
+  const { scored, flagged } = scoreClosed(anomalies, states, task.models !== null, task.models?.widthMs ?? task.alertWidthMs);
   if (task.rollups && rules.ruleCount > 0) {
     const watermark = task.kind === 'idle' ? task.idleWatermarkMs : task.partitionMaxAfterMs - task.rollups.latenessMs;
     rules.checkAbsent(task.topic, task.partition, watermark, nowMs);

@@ -65,6 +65,9 @@ interface RuleState {
   partition: number;
 }
 
+/** The changing part of a rule state: what `detector_state` carries; the rule and series are re-attached by id. */
+export type RuleSnapshot = Pick<RuleState, 'firing' | 'since' | 'lastBad' | 'startsAt' | 'streak' | 'heldMs' | 'seededAt' | 'ring' | 'ringStart' | 'lastEnd'> & { ruleId: string };
+
 const FNV_OFFSET = 0xcbf29ce484222325n;
 const FNV_PRIME = 0x100000001b3n;
 const MASK = 0xffffffffffffffffn;
@@ -84,6 +87,8 @@ export class RuleEvaluator {
   private readonly bySeries = new Map<bigint, RuleState[]>();
   /** States of series whose rules were reloaded, kept until the series is matched again. */
   private readonly carried = new Map<bigint, RuleState[]>();
+  /** Snapshots restored at a new generation, applied when the series' states are made. */
+  private readonly restored = new Map<bigint, RuleSnapshot[]>();
   /** Absent-rule states by source partition, checked against that partition's watermark. */
   private readonly absent = new Map<string, Set<RuleState>>();
   private readonly seeded = new Map<string, number>();
@@ -123,12 +128,25 @@ export class RuleEvaluator {
       const tags = tagObject(b.series.tags);
       const carried = this.carried.get(b.seriesId);
       const candidates = [...(rules.byExactMetric.get(b.series.metric) ?? []), ...rules.patterned];
+      const restored = this.restored.get(b.seriesId);
       for (const rule of candidates) {
         if (!matchesSeries(rule, b.series.metric, tags)) continue;
         const old = carried?.find((s) => s.rule.id === rule.id);
-        list.push(old ?? this.newState(rule, b));
+        if (old) {
+          list.push(old);
+          continue;
+        }
+        const s = this.newState(rule, b);
+        // The snapshot is as of the series' last judged bucket: it supersedes the seeded firing set.
+        const snap = restored?.find((r) => r.ruleId === rule.id);
+        if (snap) {
+          const { ruleId: _id, ...dynamic } = snap;
+          Object.assign(s, dynamic);
+        }
+        list.push(s);
       }
       this.carried.delete(b.seriesId);
+      this.restored.delete(b.seriesId);
     }
     this.bySeries.set(b.seriesId, list);
     return list;
@@ -331,6 +349,7 @@ export class RuleEvaluator {
   reset(seeds: readonly { fingerprint: string; startsAtMs: number }[]): void {
     this.bySeries.clear();
     this.carried.clear();
+    this.restored.clear();
     this.absent.clear();
     this.lastAbsentCheck.clear();
     this.seeded.clear();
@@ -339,9 +358,35 @@ export class RuleEvaluator {
     this.transitions = [];
   }
 
+  /** The changing part of a series' rule states (null: none), for `detector_state`. */
+  snapshot(seriesId: bigint): RuleSnapshot[] | null {
+    const list = this.bySeries.get(seriesId) ?? this.carried.get(seriesId);
+    if (!list || list.length === 0) return null;
+    return list.map((s) => ({
+      ruleId: s.rule.id,
+      firing: s.firing,
+      since: s.since,
+      lastBad: s.lastBad,
+      startsAt: s.startsAt,
+      streak: s.streak,
+      heldMs: s.heldMs,
+      seededAt: s.seededAt,
+      ring: s.ring ? s.ring.slice() : null,
+      ringStart: s.ringStart,
+      lastEnd: s.lastEnd,
+    }));
+  }
+
+  /** Rule states of a series as a snapshot left them (applied when its next bucket makes its states). */
+  restoreSeries(seriesId: bigint, snaps: RuleSnapshot[]): void {
+    this.bySeries.delete(seriesId);
+    this.restored.set(seriesId, snaps);
+  }
+
   /** Drops the states of evicted series (absent-rule states stay: silence is what they watch). */
   forget(ids: Iterable<bigint>): void {
     for (const id of ids) {
+      this.restored.delete(id);
       const list = this.bySeries.get(id);
       if (!list) continue;
       const keep = list.filter((s) => s.rule.kind === 'absent');

@@ -26,18 +26,21 @@ function result(tag: number, rows: { rollups: number; anomalies: number; state: 
 }
 
 describe('shard stage', () => {
-  it('gathers a task’s shard results per table, state rows last, skipping empty tables', () => {
+  it('gathers a task’s shard results per table, state rows apart (written after the alerts), skipping empty tables', () => {
     const out = shardOutputs();
     out.add(result(1, { rollups: 2, anomalies: 1, state: 1 }));
     out.add(result(2, { rollups: 1, anomalies: 0, state: 2 }));
     expect(out.inserts().map((i) => [i.table, i.rows, [...i.body]])).toEqual([
       ['rollups', 3, [1, 1, 2]],
       ['anomalies', 1, [11]],
-      ['detector_state', 3, [21, 22, 22]],
     ]);
+    const state = out.state();
+    expect(state?.rows).toBe(3);
+    expect([...(state?.body ?? [])]).toEqual([21, 22, 22]);
     const none = shardOutputs();
     none.add(result(3, { rollups: 0, anomalies: 0, state: 0 }));
     expect(none.inserts()).toEqual([]);
+    expect(none.state()).toBeNull();
   });
 
   it('keys detector state by every ensemble setting but the row filter minScore', () => {

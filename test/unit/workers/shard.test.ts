@@ -121,14 +121,18 @@ describe('shard stage', () => {
     expect(flagged).toBe(1);
   });
 
-  it('detector state written after scoring and restored after a reset makes a replay score exactly as a run without the reset', async () => {
+  it('series state (detectors and rules) written after each task and restored after a reset makes a replay score and alert exactly as a run without the reset', async () => {
     // The statistical detectors are per series; the isolation forest is the shard's (not handed over).
     const models = { widthMs: 10_000, ensemble: { ...DEFAULT_ENSEMBLE, detectors: ['robust', 'ewma', 'seasonal'] as const }, lstmModelDir: '', minScore: 0 };
     const rollups = { widthsMs: [10_000], latenessMs: 0, retentionMs: 0 };
     const rand = mulberry32(5);
     const values = Array.from({ length: 200 }, (_, i) => [50 + 10 * Math.sin(i / 7) + rand() * 3 + (i === 170 ? 80 : 0), 20 + rand()]);
+    // A threshold held for 30 s on the sine: its episodes (buckets 92-106, 136-150) span the reset (bucket 99).
+    const text = 'rules:\n  - id: hot\n    kind: threshold\n    metric: cpu\n    op: ">"\n    value: 55\n    for: 30s\n';
+    const alerts = { hash: 'h1', text, file: 'rules.yaml', active: null };
     type Scored = { score: number; expected: number; version: bigint };
-    const run = (from: number, to: number, out: Map<string, Scored>, states: Map<bigint, Uint8Array>) => {
+    const fired: string[][] = [[], []];
+    const run = (from: number, to: number, out: Map<string, Scored>, states: Map<bigint, Uint8Array>, log: string[] = []) => {
       let maxTs = from === 0 ? -Infinity : (from - 1) * 10_000;
       for (let i = from; i < to; i++) {
         const c = new ShardCollector();
@@ -136,7 +140,8 @@ describe('shard stage', () => {
         c.add(2n, 'cpu', ['host', 'b'], i * 10_000, values[i]?.[1] as number, 0, i, 1, maxTs);
         const before = maxTs;
         maxTs = i * 10_000;
-        const r = track({ ...task(c.finish(), 0, rollups), partitionMaxBeforeMs: before, partitionMaxAfterMs: maxTs, models });
+        const r = track({ ...task(c.finish(), 0, rollups), partitionMaxBeforeMs: before, partitionMaxAfterMs: maxTs, models, alerts, alertWidthMs: 10_000 });
+        for (const t of r.alerts) log.push(`${t.fingerprint} ${t.status} ${t.startsAtMs} at ${t.atMs}`);
         for (const row of decodeRowBinary(r.anomalyBody, ANOMALY_COLUMNS)) {
           out.set(`${String(row['series_id'])}/${String(row['bucket_start'])}`, { score: row['score'] as number, expected: row['expected'] as number, version: row['version'] as bigint });
         }
@@ -150,14 +155,15 @@ describe('shard stage', () => {
     };
     await prepareModels(models);
     const reference = new Map<string, Scored>();
-    run(0, 200, reference, new Map());
+    run(0, 200, reference, new Map(), fired[0]);
     expect(reference.size).toBe(2 * 199);
+    expect(fired[0]?.filter((t) => t.includes(' firing ')).length).toBeGreaterThan(3);
 
     resetShardState();
     await prepareModels(models);
     const before = new Map<string, Scored>();
     const states = new Map<bigint, Uint8Array>();
-    run(0, 120, before, states);
+    run(0, 100, before, states, fired[1]);
     expect([...states.keys()].sort()).toEqual([1n, 2n]);
     // A new generation: everything dropped, the saved state restored, the partition replayed from
     // an offset before the last scored bucket (its held buckets).
@@ -175,9 +181,11 @@ describe('shard stage', () => {
     });
     track({ ...task(emptyBatch(), 0), kind: 'restore', models, restore: { ids: BigUint64Array.from(ids), bounds, data } });
     const after = new Map<string, Scored>();
-    run(100, 200, after, new Map());
+    run(80, 200, after, new Map(), fired[1]);
+    // The replay from bucket 80 re-judges nothing the state had judged: the same transitions, once each.
+    expect(fired[1]).toEqual(fired[0]);
     // Buckets the restored state had scored are not scored again; every later one is, exactly as without the reset.
-    expect(Math.min(...[...after.keys()].map((k) => Number(k.split('/')[1])))).toBe(119 * 10);
+    expect(Math.min(...[...after.keys()].map((k) => Number(k.split('/')[1])))).toBe(99 * 10);
     for (const [k, v] of after) expect(v, k).toEqual(reference.get(k));
     for (const [k, v] of before) expect(v, k).toEqual(reference.get(k));
     expect(before.size + after.size).toBe(reference.size);

@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+/**
+ * The unit suite as StrykerJS runs it (`npm run test:mutation`): pure modules and their tests,
+ * without the global setup (no build, no local stack), so every mutant runs in well under a second.
+ */
+export default defineConfig({
+  test: {
+    include: ['test/unit/**/*.test.ts'],
+    exclude: ['test/unit/pipeline/pool.test.ts', 'test/unit/pipeline/http.test.ts', 'test/unit/cli/**', 'test/unit/docker-compose.test.ts'],
+    testTimeout: 30_000,
+  },
+});
