@@ -23,7 +23,11 @@ import type { Aggregate, RollupRow } from './encode/rollups.js';
  *   the previous one gives no rate, and neither does a gap above COUNTER_STALENESS_MS.
  *
  * Offsets must not be committed past a bucket that is still held (open or retained): `held()`
- * gives, per partition, the lowest first offset of such a bucket and the watermark base there.
+ * gives, per partition, the lowest offset a replay must start from to rebuild every held bucket
+ * exactly, and the watermark base there. For a gauge bucket that is its first point; for a counter
+ * bucket it is the point before (the one its first rate is computed from), so a replay re-reads
+ * the rate's base too. Points re-read before a held bucket only rebuild partial copies of buckets
+ * already stored complete (a lower version) or the same correction rows, which the views collapse.
  */
 export const COUNTER_STALENESS_MS = 5 * 60_000;
 
@@ -35,6 +39,9 @@ export interface Bucket extends Aggregate {
   firstOffset: number;
   /** The partition's highest event time before the first point's message. */
   firstMaxBeforeMs: number;
+  /** Where a replay must start to rebuild the bucket (counters: the point before its first), and the watermark base there. */
+  baseOffset: number;
+  baseMaxBeforeMs: number;
   closed: boolean;
   evicted: boolean;
 }
@@ -54,6 +61,9 @@ interface PartSeries {
   buckets: Map<number, Bucket>[];
   prevTs: number;
   prevValue: number;
+  /** Counters: the previous point's offset and the partition's highest event time before it. */
+  prevOffset: number;
+  prevMaxBeforeMs: number;
 }
 
 interface Partition {
@@ -65,9 +75,8 @@ interface Partition {
   open: Map<number, Bucket[]>;
   /** Closed, retained buckets by eviction time (end + retention). */
   retained: Map<number, Bucket[]>;
-  /** Held buckets in creation order, which is offset order: the first live one is the held minimum. */
-  fifo: Bucket[];
-  fifoHead: number;
+  /** Held buckets by base offset (a min-heap; evicted ones leave lazily): the top is the held minimum. */
+  heap: Bucket[];
   /** Highest source offset applied: shares must arrive in offset order. */
   lastOffset: number;
 }
@@ -96,7 +105,7 @@ export class RollupState {
     const key = `${topic}\u0000${partition}`;
     let p = this.parts.get(key);
     if (!p) {
-      p = { topic, partition, series: new Map(), open: new Map(), retained: new Map(), fifo: [], fifoHead: 0, lastOffset: -1 };
+      p = { topic, partition, series: new Map(), open: new Map(), retained: new Map(), heap: [], lastOffset: -1 };
       this.parts.set(key, p);
     }
     return p;
@@ -135,10 +144,13 @@ export class RollupState {
       info.type = type;
       let ps = p.series.get(id);
       if (!ps) {
-        ps = { buckets: widthsMs.map(() => new Map()), prevTs: -Infinity, prevValue: 0 };
+        ps = { buckets: widthsMs.map(() => new Map()), prevTs: -Infinity, prevValue: 0, prevOffset: -1, prevMaxBeforeMs: -Infinity };
         p.series.set(id, ps);
       }
       let value = batch.values[i] as number;
+      const maxBefore = Math.max(maxBeforeTaskMs, batch.maxBeforeMs[i] as number);
+      let baseOffset = offset;
+      let baseMaxBeforeMs = maxBefore;
       if (type === 1) {
         // Counter: the sample is the per-second rate since the previous point.
         const prevTs = ps.prevTs;
@@ -147,13 +159,16 @@ export class RollupState {
           continue;
         }
         const prevValue = ps.prevValue;
+        baseOffset = ps.prevOffset;
+        baseMaxBeforeMs = ps.prevMaxBeforeMs;
         ps.prevTs = ts;
         ps.prevValue = value;
+        ps.prevOffset = offset;
+        ps.prevMaxBeforeMs = maxBefore;
         if (prevTs === -Infinity || ts - prevTs > COUNTER_STALENESS_MS) continue;
         const increase = value >= prevValue ? value - prevValue : value;
         value = increase / ((ts - prevTs) / 1000);
       }
-      const maxBefore = Math.max(maxBeforeTaskMs, batch.maxBeforeMs[i] as number);
       const watermark = maxBefore - latenessMs;
       let late = false;
       for (let w = 0; w < widthsMs.length; w++) {
@@ -184,11 +199,13 @@ export class RollupState {
             sumsq: 0,
             firstOffset: offset,
             firstMaxBeforeMs: maxBefore,
+            baseOffset,
+            baseMaxBeforeMs,
             closed: false,
             evicted: false,
           };
           map.set(start, b);
-          p.fifo.push(b);
+          heapPush(p.heap, b);
           if (end <= watermark) {
             // The bucket had already closed for this partition: born closed, retained.
             b.closed = true;
@@ -253,18 +270,14 @@ export class RollupState {
       }
       p.retained.delete(until);
     }
-    while (p.fifoHead < p.fifo.length && (p.fifo[p.fifoHead] as Bucket).evicted) p.fifoHead++;
-    if (p.fifoHead > 4096 && p.fifoHead * 2 > p.fifo.length) {
-      p.fifo = p.fifo.slice(p.fifoHead);
-      p.fifoHead = 0;
-    }
+    while (p.heap.length > 0 && (p.heap[0] as Bucket).evicted) heapPop(p.heap);
   }
 
-  /** Lowest first offset of a bucket still held for the partition, with its watermark base. */
+  /** Lowest offset a replay must start from to rebuild every bucket still held for the partition, with its watermark base. */
   held(topic: string, partition: number): HeldOffset | null {
     const p = this.part(topic, partition);
-    const b = p.fifo[p.fifoHead];
-    return b ? { offset: b.firstOffset, maxBeforeMs: b.firstMaxBeforeMs } : null;
+    const b = p.heap[0];
+    return b ? { offset: b.baseOffset, maxBeforeMs: b.baseMaxBeforeMs } : null;
   }
 
   /** Forgets series state of the given ids (idle eviction); their held buckets go with them. */
@@ -283,7 +296,7 @@ export class RollupState {
           else m.delete(k);
         }
       }
-      while (p.fifoHead < p.fifo.length && (p.fifo[p.fifoHead] as Bucket).evicted) p.fifoHead++;
+      while (p.heap.length > 0 && (p.heap[0] as Bucket).evicted) heapPop(p.heap);
     }
     for (const id of ids) this.info.delete(id);
   }
@@ -311,5 +324,38 @@ export class RollupState {
     version: number,
   ): RollupRow {
     return { seriesId, metric: info.metric, tags: info.tags, type: info.type, widthMs, startMs, topic: p.topic, partition: p.partition, kind, correctionOffset, correctionPoint, count, sum, min, max, last, lastTsMs, sumsq, version };
+  }
+}
+
+/** A binary min-heap of buckets by base offset (ties: first offset). */
+function before(a: Bucket, b: Bucket): boolean {
+  return a.baseOffset < b.baseOffset || (a.baseOffset === b.baseOffset && a.firstOffset < b.firstOffset);
+}
+
+function heapPush(h: Bucket[], b: Bucket): void {
+  h.push(b);
+  let i = h.length - 1;
+  while (i > 0) {
+    const parent = (i - 1) >> 1;
+    if (!before(h[i] as Bucket, h[parent] as Bucket)) break;
+    [h[i], h[parent]] = [h[parent] as Bucket, h[i] as Bucket];
+    i = parent;
+  }
+}
+
+function heapPop(h: Bucket[]): void {
+  const last = h.pop() as Bucket;
+  if (h.length === 0) return;
+  h[0] = last;
+  let i = 0;
+  for (;;) {
+    const l = 2 * i + 1;
+    const r = l + 1;
+    let m = i;
+    if (l < h.length && before(h[l] as Bucket, h[m] as Bucket)) m = l;
+    if (r < h.length && before(h[r] as Bucket, h[m] as Bucket)) m = r;
+    if (m === i) return;
+    [h[i], h[m]] = [h[m] as Bucket, h[i] as Bucket];
+    i = m;
   }
 }
