@@ -176,11 +176,18 @@ describe('anomalies: closed buckets scored end to end', () => {
       return true;
     });
     expect(missed.map((l) => `${l.kind} s${l.series}@${l.startMs / 1000} (${l.magnitude.toFixed(1)}σ)`)).toEqual([]);
-    const detected = (kind: AnomalyKind) => {
+    const hits = (kind: AnomalyKind) => {
       const of = labels.filter((l) => l.kind === kind);
       const hit = of.filter((l) => flagged.some((r) => `s${l.series}` === r.s && r.b * 1000 >= l.startMs && r.b * 1000 < l.endMs + GRACE_BUCKETS * WIDTH_MS));
-      return `${hit.length}/${of.length}`;
+      return { of, hit };
     };
+    const detected = (kind: AnomalyKind) => `${hits(kind).hit.length}/${hits(kind).of.length}`;
+    // Level shifts are flagged while they last or within the grace after; a dropout when the series resumes.
+    for (const kind of ['level_shift', 'dropout'] as const) {
+      const { of, hit } = hits(kind);
+      expect(of.length, kind).toBeGreaterThan(0);
+      expect(of.filter((l) => !hit.includes(l)).map((l) => `${kind} s${l.series}@${l.startMs / 1000}`)).toEqual([]);
+    }
 
     // False flags: flagged buckets outside every label (and its grace), against the normal buckets.
     const normal = records.filter((r) => !inLabel(labels, r.s, r.b));
