@@ -1,7 +1,8 @@
 import type { VigilConfig } from '../core/config/index.js';
 import { retry, type RetryPolicy } from '../core/retry.js';
 import type { Logger } from '../core/log.js';
-import { concat, type ClickHouseSink, type InsertTable } from '../sinks/clickhouse/index.js';
+import { concat } from '../core/bytes.js';
+import type { ClickHouseSink, InsertTable } from '../sinks/clickhouse/index.js';
 import type { Transition } from '../workers/alerts/evaluator.js';
 import { emptyBatch, snapshotKey, batchBuffers, type ModelSettings, type RollupSettings, type ShardBatch, type ShardResult, type ShardTask } from '../workers/shard-task.js';
 import type { Alerting } from './alerts/index.js';

@@ -129,6 +129,28 @@ export interface ShardResult {
   held: HeldOffset | null;
 }
 
+/** A shard result with nothing in it (a reset, a restore); tests spread their figures over it. */
+export function emptyShardResult(): ShardResult {
+  return {
+    series: 0,
+    stateBytes: 0,
+    evicted: 0,
+    rollupBody: new Uint8Array(0),
+    rollupRows: 0,
+    anomalyBody: new Uint8Array(0),
+    anomalyRows: 0,
+    stateBody: new Uint8Array(0),
+    stateRows: 0,
+    scored: 0,
+    flagged: 0,
+    alerts: [],
+    closed: 0,
+    late: 0,
+    counterOutOfOrder: 0,
+    held: null,
+  };
+}
+
 const EMPTY_IDS = new BigUint64Array(0);
 
 /** Growable per-shard columns filled by the ingest task. */

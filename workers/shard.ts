@@ -3,7 +3,7 @@ import { RollupEncoder } from './encode/rollups.js';
 import { StateEncoder } from './encode/state.js';
 import { AnomalyEncoder } from './encode/anomalies.js';
 import { RollupState, type ClosedBucket, type ClosedBucketStage } from './rollup.js';
-import { snapshotKey, type ModelSettings, type RollupSettings, type ShardResult, type ShardTask } from './shard-task.js';
+import { emptyShardResult, snapshotKey, type ModelSettings, type RollupSettings, type ShardResult, type ShardTask } from './shard-task.js';
 import { Ensemble, type SeriesModels } from '../models/ensemble.js';
 import { loadLstm } from '../models/lstm-detector.js';
 import { RuleEvaluator, type RuleSnapshot } from './alerts/evaluator.js';
@@ -135,7 +135,7 @@ function restoreSeries(task: ShardTask): ShardResult {
       if (snap.rules) rules.restoreSeries(id, snap.rules);
     }
   }
-  return emptyResult();
+  return emptyShardResult();
 }
 
 function rollupState(settings: RollupSettings): RollupState {
@@ -159,29 +159,9 @@ function resetSeries(seeds: ShardTask['seeds']): ShardResult {
   rollupKey = '';
   toScore.length = 0;
   rules.reset(seeds ?? []);
-  return emptyResult();
+  return emptyShardResult();
 }
 
-function emptyResult(): ShardResult {
-  return {
-    series: 0,
-    stateBytes: 0,
-    evicted: 0,
-    rollupBody: new Uint8Array(0),
-    rollupRows: 0,
-    anomalyBody: new Uint8Array(0),
-    anomalyRows: 0,
-    stateBody: new Uint8Array(0),
-    stateRows: 0,
-    scored: 0,
-    flagged: 0,
-    alerts: [],
-    closed: 0,
-    late: 0,
-    counterOutOfOrder: 0,
-    held: null,
-  };
-}
 
 export function track(task: ShardTask): ShardResult {
   if (task.kind === 'reset') return resetSeries(task.seeds);

@@ -1,3 +1,4 @@
+import { concat } from '../../core/bytes.js';
 import { retry } from '../../core/retry.js';
 import type { InsertTable } from './schema.js';
 
@@ -125,15 +126,4 @@ export class InsertBatcher {
       this.o.onStored(table, rows, (performance.now() - t0) / 1000);
     }
   }
-}
-
-export function concat(parts: readonly Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0] as Uint8Array;
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let pos = 0;
-  for (const p of parts) {
-    out.set(p, pos);
-    pos += p.length;
-  }
-  return out;
 }

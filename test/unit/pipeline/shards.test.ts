@@ -2,26 +2,17 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../core/config/index.js';
 import { modelSettings, shardOutputs } from '../../../pipeline/shards.js';
 import type { ShardResult } from '../../../workers/shard-task.js';
-import { stateKey } from '../../../workers/shard-task.js';
+import { emptyShardResult, stateKey } from '../../../workers/shard-task.js';
 
 function result(tag: number, rows: { rollups: number; anomalies: number; state: number }): ShardResult {
   return {
-    series: 0,
-    stateBytes: 0,
-    evicted: 0,
+    ...emptyShardResult(),
     rollupBody: new Uint8Array(rows.rollups).fill(tag),
     rollupRows: rows.rollups,
     anomalyBody: new Uint8Array(rows.anomalies).fill(tag + 10),
     anomalyRows: rows.anomalies,
     stateBody: new Uint8Array(rows.state).fill(tag + 20),
     stateRows: rows.state,
-    scored: 0,
-    flagged: 0,
-    alerts: [],
-    closed: 0,
-    late: 0,
-    counterOutOfOrder: 0,
-    held: null,
   };
 }
 
