@@ -133,10 +133,6 @@ export class Committer {
     if (epoch === this.generation) this.tracker.done(range, meta);
   }
 
-  get pendingRanges(): number {
-    return this.tracker.pendingRanges;
-  }
-
   /** Commits what became committable; serialised so that offsets only move forward. */
   commit(storedUpToOf: (key: string) => number): Promise<void> {
     const epoch = this.generation;

@@ -63,6 +63,9 @@ describe('offsetsToCommit', () => {
     expect(offsetsToCommit(positions, () => -1, last).map((o) => [o.partition, o.offset])).toEqual([[0, '40']]);
     last.set('t/0', { offset: 40, storedUpTo: 100 });
     expect(offsetsToCommit(positions, () => -1, last)).toEqual([]);
+    // The held bucket released (held offset moves) while the position stays: the offset alone moved.
+    const released = [pos(0, 100, { maxAfterMs: 1, held: { offset: 60, maxBeforeMs: 0 } })];
+    expect(offsetsToCommit(released, () => -1, last).map((o) => [o.partition, o.offset])).toEqual([[0, '60']]);
   });
 });
 
@@ -94,18 +97,56 @@ describe('Committer', () => {
     await c.commit(() => -1);
     expect(t.sent.map((s) => s.map((o) => o.offset))).toEqual([['10']]);
     expect(c.commits).toBe(1);
+    // What was committed is remembered as such: the next range moves the offset on.
+    c.done(epoch, b, { maxAfterMs: 20, held: null });
+    await c.commit(() => -1);
+    expect(t.sent.map((s) => s.map((o) => o.offset))).toEqual([['10'], ['20']]);
+    t.sent.splice(1);
+    const c2 = c.register({ topic: 't', partition: 0, first: 20, last: 29 });
 
-    // A rebalance: the range b belonged to the old generation; finishing it moves nothing, and a
+    // A rebalance: the range c2 belonged to the old generation; finishing it moves nothing, and a
     // range of the new generation may start where the old one did (kafkajs re-delivers it).
     const next = c.reset();
     expect(next).toBe(epoch + 1);
-    c.done(epoch, b, { maxAfterMs: 20, held: null });
+    expect(c.epoch).toBe(next);
+    expect(c.reset(7)).toBe(7);
+    expect(c.epoch).toBe(7);
+    c.done(epoch, c2, { maxAfterMs: 30, held: null });
     await c.commit(() => -1);
     expect(t.sent).toHaveLength(1);
     const again = c.register({ topic: 't', partition: 0, first: 10, last: 19 });
-    c.done(next, again, { maxAfterMs: 20, held: null });
-    await c.commit(() => -1);
+    c.done(7, again, { maxAfterMs: 20, held: null });
+    void c.commit(() => -1);
+    await c.settled();
     expect(t.sent.map((s) => s.map((o) => o.offset))).toEqual([['10'], ['20']]);
+  });
+
+  it('does not remember a commit answered after its generation ended: the new generation commits the same offset again', async () => {
+    let release: () => void = () => undefined;
+    const sent: string[] = [];
+    const c = new Committer(
+      {
+        commitOffsets: async (offsets: OffsetCommit[]) => {
+          await new Promise<void>((r) => (release = r));
+          sent.push(...offsets.map((o) => o.offset));
+        },
+      },
+      log,
+    );
+    const first = c.reset();
+    c.done(first, c.register({ topic: 't', partition: 0, first: 0, last: 9 }), { maxAfterMs: 0, held: null });
+    const inFlight = c.commit(() => -1);
+    await new Promise((r) => setTimeout(r, 5));
+    const second = c.reset();
+    release();
+    await inFlight;
+    // kafkajs re-delivers 0-9 in the new generation; committing offset 10 again is right.
+    c.done(second, c.register({ topic: 't', partition: 0, first: 0, last: 9 }), { maxAfterMs: 0, held: null });
+    const again = c.commit(() => -1);
+    await new Promise((r) => setTimeout(r, 5));
+    release();
+    await again;
+    expect(sent).toEqual(['10', '10']);
   });
 
   it('drops a commit whose generation ended while it waited in the chain', async () => {
@@ -134,4 +175,15 @@ describe('Committer', () => {
     expect(t.sent.map((s) => s.map((o) => o.offset))).toEqual([['5']]);
     expect(c.lastProgressAt).toBeGreaterThan(before);
   });
+
+  it('settled() waits for every commit asked for so far', async () => {
+    const sent: string[] = [];
+    const c = new Committer({ commitOffsets: async (o: OffsetCommit[]) => void (await new Promise((r) => setTimeout(r, 20)), sent.push(...o.map((x) => x.offset))) }, log);
+    const g = c.reset();
+    c.done(g, c.register({ topic: 't', partition: 0, first: 0, last: 2 }), { maxAfterMs: 0, held: null });
+    void c.commit(() => -1);
+    await c.settled();
+    expect(sent).toEqual(['3']);
+  });
 });
+
