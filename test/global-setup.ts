@@ -24,8 +24,11 @@ export default async function setup(): Promise<() => Promise<void>> {
   build();
   const config = loadConfig();
   rootLogger(process.env['CI'] ? 'info' : 'warn');
-  if (!usesLocalStack(config)) return async () => undefined;
   const log = componentLogger('test-setup');
+  // The test tools every run needs, whichever Kafka and ClickHouse it uses: kcat, and chdb and
+  // scikit-learn in the project's venv (idempotent: a quick import check when they are there).
+  infra.install(config, log, [], { testTools: true });
+  if (!usesLocalStack(config)) return async () => undefined;
   const started = await infra.up(config, log);
   return async () => {
     // Quiet: the reporter's closing `N passed, N failed` line should stay the last one CI sees.
