@@ -36,17 +36,21 @@ describe('retry', () => {
     const deadline = Date.now() + 30;
     const delays: number[] = [];
     let calls = 0;
-    await expect(
-      retry(
-        async () => {
-          calls++;
-          throw new Error(`fail ${calls}`);
-        },
-        { initialMs: 1000, maxMs: 1000, deadline: () => deadline, onRetry: (_err, ms) => delays.push(ms) },
-      ),
-    ).rejects.toThrow(/fail 2/);
-    expect(calls).toBe(2);
-    expect(delays).toHaveLength(1);
-    expect(delays[0]).toBeLessThanOrEqual(30);
+    const err = await retry(
+      async () => {
+        calls++;
+        throw new Error(`fail ${calls}`);
+      },
+      { initialMs: 1000, maxMs: 1000, deadline: () => deadline, onRetry: (_err, ms) => delays.push(ms) },
+    ).then(
+      () => null,
+      (e: unknown) => e as Error,
+    );
+    // The backoff (1 s) is cut to what is left of the deadline (a timer may wake a moment early,
+    // so one more short attempt can fit); the error is the last attempt's.
+    expect(calls).toBeGreaterThanOrEqual(2);
+    expect(err?.message).toBe(`fail ${calls}`);
+    expect(delays).toHaveLength(calls - 1);
+    expect(delays.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(30);
   });
 });

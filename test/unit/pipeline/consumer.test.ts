@@ -126,12 +126,12 @@ describe('PartitionConsumer', () => {
     ready();
     await k.batch(0, 1, 5);
     const idleMs = 20;
-    await new Promise((r) => setTimeout(r, idleMs + 5));
+    await new Promise((r) => setTimeout(r, idleMs + 15));
     k.fetch();
     // Lag at its last fetch: unread, not idle.
     expect(c.idle(idleMs)).toEqual([]);
     await k.batch(1, 1, 0);
-    await new Promise((r) => setTimeout(r, idleMs + 5));
+    await new Promise((r) => setTimeout(r, idleMs + 15));
     // Caught up, but no fetch since: the consumer may be stalled.
     expect(c.idle(idleMs)).toEqual([]);
     k.fetch();
