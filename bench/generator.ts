@@ -110,6 +110,11 @@ export interface ProduceOptions {
   seed: number;
   /** Series numbering starts here, so several runs can produce disjoint series. */
   seriesOffset?: number;
+  /**
+   * An idempotent producer: a send retried after a broker restart cannot write a message twice
+   * (tests that count exactly what reached the topic need it; one request in flight).
+   */
+  idempotent?: boolean;
   signal?: AbortSignal;
   onProgress?: (sent: number) => void;
 }
@@ -134,7 +139,7 @@ export function seriesKey(s: SeriesSpec, format: GenFormat = 'json'): string {
 
 /** Produces the workload with acks=all; returns what was sent (for exact checks). */
 export async function produce(kafka: Kafka, o: ProduceOptions): Promise<ProduceSummary> {
-  const producer = kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
+  const producer = kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner, ...(o.idempotent ? { idempotent: true, maxInFlightRequests: 1 } : {}) });
   await producer.connect();
   const series = makeSeries(o.series + (o.seriesOffset ?? 0)).slice(o.seriesOffset ?? 0);
   const rand = rng(o.seed);

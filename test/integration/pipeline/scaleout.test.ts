@@ -214,7 +214,8 @@ describe('a consumer group of Vigil instances', () => {
       await infra.up(res.config, log, ['kafka']);
     }
     await waitFor('/readyz 200 again', async () => (await p.readyz()) === 200, 120_000);
-    const second = await produce(res.kafka, { topic, series: SERIES, pointsPerMessage: 1, format: 'json', rate: 10_000, points: half, durationMs: 0, intervalMs: 50, startMs: Date.now(), seed: 12 });
+    // Idempotent: the broker just came back, and a retried send must not write a message twice.
+    const second = await produce(res.kafka, { topic, series: SERIES, pointsPerMessage: 1, format: 'json', rate: 10_000, points: half, durationMs: 0, intervalMs: 50, startMs: Date.now(), seed: 12, idempotent: true });
     const sent: ProduceSummary = {
       points: first.points + second.points,
       messages: first.messages + second.messages,
@@ -222,6 +223,9 @@ describe('a consumer group of Vigil instances', () => {
       perSeries: new Map([...first.perSeries].map(([k, v]) => [k, v + (second.perSeries.get(k) ?? 0)])),
       elapsedMs: 0,
     };
+    // What reached the topic, once each (the first half was produced before the broker stopped).
+    const ends = await (await res.admin()).fetchTopicOffsets(topic);
+    expect(ends.reduce((n, e) => n + Number(e.high), 0), 'messages on the topic').toBe(sent.points);
     await expectExactlyOnce(db, sent);
     const gauges = await scalar(`SELECT count() FROM ${db}.points_dedup WHERE type = 'gauge'`);
     await waitFor('every gauge point in both widths of the rollups', async () => (await scalar(`SELECT sum(count) FROM ${db}.rollups_merged WHERE type = 'gauge'`)) >= 2 * gauges, 120_000, 1000);
