@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { RollupRow } from '../../../workers/encode/rollups.js';
-import { RollupState, type ClosedBucket } from '../../../workers/rollup.js';
+import { COUNTER_STALENESS_MS, RollupState, type ClosedBucket } from '../../../workers/rollup.js';
 import { ShardCollector, type RollupSettings } from '../../../workers/shard-task.js';
 
 interface P {
@@ -247,4 +247,107 @@ describe('rollup buckets', () => {
       }
     }
   });
+
+  it('forgets an idle series: its buckets are no longer held or counted, and it starts afresh', () => {
+    const state = new RollupState({ widthsMs: [10_000], latenessMs: 0, retentionMs: 60_000 });
+    const t0 = 1_700_000_000_000;
+    const pts: P[] = [
+      { id: 1n, ts: t0 + 1_000, v: 1 },
+      { id: 2n, ts: t0 + 2_000, v: 2 },
+      { id: 1n, ts: t0 + 3_000, v: 3 },
+    ];
+    run(state, pts, 0, pts.length, 3, -Infinity);
+    expect(state.bucketCount).toBe(2);
+    expect(state.held('t', 0)).toMatchObject({ offset: 0 });
+    state.forget(new Set([1n]));
+    expect(state.bucketCount).toBe(1);
+    expect(state.held('t', 0)).toMatchObject({ offset: 1 });
+    state.forget(new Set([2n]));
+    expect(state.bucketCount).toBe(0);
+    expect(state.held('t', 0)).toBeNull();
+    // Series 1 again: a new bucket of its own, not the forgotten one.
+    const c = new ShardCollector();
+    c.add(1n, 'm1', ['k', '1'], t0 + 4_000, 10, 0, 3, 0, t0 + 3_000);
+    const out = state.apply('t', 0, c.finish(), t0 + 3_000, t0 + 25_000);
+    expect(out.rows.map((r) => [r.seriesId, r.count, r.sum])).toEqual([[1n, 1, 10]]);
+  });
+
+  it('holds the counter base of each held bucket: the commit follows the lowest base, not the oldest bucket', () => {
+    const state = new RollupState({ widthsMs: [10_000], latenessMs: 0, retentionMs: 0 });
+    const t0 = 1_700_000_000_000;
+    const c = new ShardCollector();
+    // Counter 7 reports at offsets 0 and 5; counter 8 at 1, 2, 3; gauge 9 at 4.
+    c.add(7n, 'c7', [], t0 + 1_000, 100, 1, 0, 0, -Infinity);
+    c.add(8n, 'c8', [], t0 + 1_100, 10, 1, 1, 0, t0 + 1_000);
+    c.add(8n, 'c8', [], t0 + 1_200, 20, 1, 2, 0, t0 + 1_100);
+    c.add(8n, 'c8', [], t0 + 1_300, 30, 1, 3, 0, t0 + 1_200);
+    c.add(9n, 'g9', [], t0 + 1_400, 5, 0, 4, 0, t0 + 1_300);
+    c.add(7n, 'c7', [], t0 + 1_500, 110, 1, 5, 0, t0 + 1_400);
+    const out = state.apply('t', 0, c.finish(), -Infinity, t0 + 1_500);
+    expect(out.rows).toEqual([]);
+    // The open buckets began at offsets 2 (counter 8's first rate, based on offset 1), 4 (the
+    // gauge) and 5 (counter 7's first rate, based on offset 0): the replay must start at 0.
+    expect(state.held('t', 0)).toEqual({ offset: 0, maxBeforeMs: -Infinity });
+  });
+
+  it('refuses a share that goes back in offsets, also after an empty share', () => {
+    const state = new RollupState({ widthsMs: [10_000], latenessMs: 0, retentionMs: 0 });
+    const t0 = 1_700_000_000_000;
+    const one = (offset: number) => {
+      const c = new ShardCollector();
+      c.add(1n, 'm', [], t0 + offset, 1, 0, offset, 0, -Infinity);
+      return c.finish();
+    };
+    state.apply('t', 0, one(10), -Infinity, t0 + 10);
+    state.apply('t', 0, new ShardCollector().finish(), t0 + 10, t0 + 10);
+    expect(() => state.apply('t', 0, one(10), t0 + 10, t0 + 10)).toThrow(/at or before 10 already applied/);
+    expect(() => state.apply('t', 0, one(11), t0 + 10, t0 + 11)).not.toThrow();
+  });
+
+  it('gives no counter rate across a gap longer than COUNTER_STALENESS_MS, and counts late points exactly', () => {
+    const state = new RollupState({ widthsMs: [60_000], latenessMs: 0, retentionMs: 0 });
+    const t0 = 1_699_999_980_000;
+    const pts: P[] = [
+      { id: 3n, ts: t0, v: 100, type: 1 },
+      { id: 3n, ts: t0 + 10_000, v: 110, type: 1 }, // 1/s
+      { id: 3n, ts: t0 + 10_000 + COUNTER_STALENESS_MS + 1, v: 500, type: 1 }, // stale: no rate
+      { id: 3n, ts: t0 + 20_000 + COUNTER_STALENESS_MS + 1, v: 520, type: 1 }, // 2/s
+    ];
+    const { rows } = run(state, pts, 0, pts.length, 1, -Infinity);
+    rows.push(...flushAll(state));
+    expect(merged(rows).get(`3/60000/${t0}`)).toMatchObject({ count: 1, sum: 1 });
+    const later = [...merged(rows).entries()].filter(([k]) => k !== `3/60000/${t0}`).map(([, a]) => a);
+    expect(later).toEqual([{ count: 1, sum: 2, min: 2, max: 2, last: 2 }]);
+
+    // A counter that stays put has rate 0 (not a reset); a point at the previous one's timestamp is
+    // out of order (no rate), counted.
+    const flat = new RollupState({ widthsMs: [60_000], latenessMs: 0, retentionMs: 0 });
+    const c = new ShardCollector();
+    c.add(5n, 'c5', [], t0, 40, 1, 0, 0, -Infinity);
+    c.add(5n, 'c5', [], t0 + 10_000, 40, 1, 1, 0, t0);
+    c.add(5n, 'c5', [], t0 + 10_000, 41, 1, 2, 0, t0 + 10_000);
+    const flatOut = flat.apply('t', 0, c.finish(), -Infinity, t0 + 10_000);
+    expect(flatOut.counterOutOfOrder).toBe(1);
+    expect(flat.idle('t', 0, Number.MAX_SAFE_INTEGER).rows.map((r) => [r.count, r.sum])).toEqual([[1, 0]]);
+
+    // A gauge point whose bucket ends exactly at the watermark is born closed: late, counted once.
+    const g = new RollupState({ widthsMs: [10_000], latenessMs: 0, retentionMs: 60_000 });
+    const gp: P[] = [
+      { id: 4n, ts: t0 + 20_000, v: 1 },
+      { id: 4n, ts: t0 + 5_000, v: 2 }, // [0,10) ends at 10 s ≤ watermark 20 s: born closed
+      { id: 4n, ts: t0 + 15_000, v: 3 }, // [10,20) ends at 20 s = watermark: born closed too
+      { id: 4n, ts: t0 + 21_000, v: 4 }, // on time
+    ];
+    let late = 0;
+    let maxTs = -Infinity;
+    gp.forEach((p, i) => {
+      const c = new ShardCollector();
+      c.add(p.id, 'g', [], p.ts, p.v, 0, i, 0, -Infinity);
+      const before = maxTs;
+      maxTs = Math.max(maxTs, p.ts);
+      late += g.apply('t', 0, c.finish(), before, maxTs).late;
+    });
+    expect(late).toBe(2);
+  });
 });
+
