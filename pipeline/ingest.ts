@@ -10,7 +10,7 @@ import type { Transition } from '../workers/alerts/evaluator.js';
 import { SKIPPED, type IngestResult, type IngestTask } from '../workers/ingest-task.js';
 import { emptyBatch, type HeldOffset } from '../workers/shard-task.js';
 import type { Alerting } from './alerts/index.js';
-import { Committer, type CommitMeta } from './commit.js';
+import { Committer, partitionKey, type CommitMeta } from './commit.js';
 import { PartitionConsumer } from './consumer.js';
 import type { Readiness } from './http.js';
 import type { Metrics } from './metrics.js';
@@ -18,7 +18,6 @@ import type { OffsetRange } from './offsets.js';
 import type { ShardedPool } from './pool.js';
 import { ShardStage, shardOutputs } from './shards.js';
 
-export { commitMetadata, parseCommitMetadata, type CommitMeta } from './commit.js';
 
 /** One worker task's worth of messages and the outputs owed before its offsets may move. */
 interface Work {
@@ -203,7 +202,7 @@ export class Ingestor {
 
   private openPartition(topic: string, partition: number, epoch: number, meta: CommitMeta): PartitionState {
     const state: PartitionState = { topic, partition, epoch, queue: [], maxTsMs: meta.maxEventTimeMs, storedUpTo: meta.storedUpTo };
-    this.partitions.set(`${topic}/${partition}`, state);
+    this.partitions.set(partitionKey(topic, partition), state);
     return state;
   }
 
@@ -452,13 +451,16 @@ export class Ingestor {
     this.readiness.set('kafka', true);
   }
 
+  /** Per partition of this generation, the offset before which every output was stored by an earlier run. */
+  private readonly storedUpTo = (key: string): number => this.partitions.get(key)?.storedUpTo ?? -1;
+
   /** Asks for a commit; the requests of one turn of the event loop make one. */
   private commit(): void {
     if (this.commitScheduled) return;
     this.commitScheduled = true;
     setImmediate(() => {
       this.commitScheduled = false;
-      void this.committer.commit((key) => this.partitions.get(key)?.storedUpTo ?? -1);
+      void this.committer.commit(this.storedUpTo);
     });
   }
 
@@ -499,7 +501,7 @@ export class Ingestor {
     const drained = this.counts.inFlightBytes === 0 && this.inserts.pending === 0 && this.abandoned === 0 && !this.fatal;
     await this.inserts.close();
     if (drained) {
-      await this.committer.commit((key) => this.partitions.get(key)?.storedUpTo ?? -1);
+      await this.committer.commit(this.storedUpTo);
       await this.committer.settled();
     }
     await this.consumer.disconnect(Math.max(1000, this.deadline - Date.now()));

@@ -36,10 +36,7 @@ export interface Bucket extends Aggregate {
   series: SeriesInfo;
   widthMs: number;
   startMs: number;
-  firstOffset: number;
-  /** The partition's highest event time before the first point's message. */
-  firstMaxBeforeMs: number;
-  /** Where a replay must start to rebuild the bucket (counters: the point before its first), and the watermark base there. */
+  /** Where a replay must start to rebuild the bucket (its first point; counters: the point before it), and the watermark base there. */
   baseOffset: number;
   baseMaxBeforeMs: number;
   closed: boolean;
@@ -197,8 +194,6 @@ export class RollupState {
             last: 0,
             lastTsMs: -Infinity,
             sumsq: 0,
-            firstOffset: offset,
-            firstMaxBeforeMs: maxBefore,
             baseOffset,
             baseMaxBeforeMs,
             closed: false,
@@ -327,9 +322,9 @@ export class RollupState {
   }
 }
 
-/** A binary min-heap of buckets by base offset (ties: first offset). */
+/** A binary min-heap of buckets by base offset (buckets with one base share its watermark base too). */
 function before(a: Bucket, b: Bucket): boolean {
-  return a.baseOffset < b.baseOffset || (a.baseOffset === b.baseOffset && a.firstOffset < b.firstOffset);
+  return a.baseOffset < b.baseOffset;
 }
 
 function heapPush(h: Bucket[], b: Bucket): void {

@@ -162,7 +162,6 @@ function resetSeries(seeds: ShardTask['seeds']): ShardResult {
   return emptyShardResult();
 }
 
-
 export function track(task: ShardTask): ShardResult {
   if (task.kind === 'reset') return resetSeries(task.seeds);
   if (task.kind === 'restore') return restoreSeries(task);
@@ -232,9 +231,7 @@ export function track(task: ShardTask): ShardResult {
 
 /** Test hook: forget everything (a fresh thread has nothing). */
 export function resetShardState(): void {
-  series.clear();
-  rollups = undefined;
-  rollupKey = '';
+  resetSeries([]);
   scoring = undefined;
   rules = new RuleEvaluator();
   rulesWidthMs = 0;

@@ -86,10 +86,7 @@ export class RowBinaryWriter {
       this.pos += 1 + written;
       return;
     }
-    const bytes = this.encoder.encode(s);
-    this.varUint(bytes.length);
-    this.buf.set(bytes, this.pos);
-    this.pos += bytes.length;
+    this.bytes(this.encoder.encode(s));
   }
 
   /** A String column of raw bytes (length-prefixed, not re-encoded). */
