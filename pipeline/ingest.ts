@@ -1,11 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { IHeaders, Kafka, KafkaMessage } from 'kafkajs';
+import type { Kafka, KafkaMessage } from 'kafkajs';
 import type { VigilConfig } from '../core/config/index.js';
-import { isVigilError, VigilError, type ErrorCode } from '../core/errors.js';
+import { isVigilError, VigilError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { retry, type RetryPolicy } from '../core/retry.js';
 import { InsertBatcher, type ClickHouseSink } from '../sinks/clickhouse/index.js';
-import { DLQ_HEADERS, type DeadLetter, type DeadLetterProducer } from '../sinks/kafka/dlq.js';
+import { deadLetterFor, DLQ_HEADERS, type DeadLetterOutcome, type DeadLetterProducer, type Rejected } from '../sinks/kafka/dlq.js';
 import type { Transition } from '../workers/alerts/evaluator.js';
 import { SKIPPED, type IngestResult, type IngestTask } from '../workers/ingest-task.js';
 import { emptyBatch, type HeldOffset } from '../workers/shard-task.js';
@@ -37,13 +37,9 @@ interface Work {
   held: HeldOffset | null;
 }
 
-interface Rejection {
+/** A message's folded rejects (workers/rejects.ts), or the main thread's own (too large). */
+interface Rejection extends Rejected {
   message: number;
-  code: ErrorCode;
-  reason: string;
-  line?: number;
-  element?: number;
-  bytes?: Uint8Array;
 }
 
 /** Per partition and generation, in offset order: works whose shard shares wait for earlier ones, the event-time maximum so far. */
@@ -245,6 +241,7 @@ export class Ingestor {
             message: i,
             code: 'VIGIL_ERR_DECODE_TOO_LARGE',
             reason: `message of ${m.value.length} bytes exceeds pipeline.maxMessageBytes = ${pipeline.maxMessageBytes}`,
+            count: 1,
           });
         }
       } else if (m.value) {
@@ -401,24 +398,26 @@ export class Ingestor {
   }
 
   private async sendDeadLetters(work: Work, rejects: Rejection[]): Promise<void> {
-    const letters: DeadLetter[] = rejects.map((r) => {
-      const m = work.messages[r.message] as KafkaMessage;
-      const headers: IHeaders = {
-        ...(m.headers ?? {}),
-        [DLQ_HEADERS.code]: r.code,
-        [DLQ_HEADERS.reason]: r.reason,
-        [DLQ_HEADERS.topic]: work.range.topic,
-        [DLQ_HEADERS.partition]: String(work.range.partition),
-        [DLQ_HEADERS.offset]: m.offset,
-      };
-      if (r.line !== undefined) headers[DLQ_HEADERS.line] = String(r.line);
-      if (r.element !== undefined) headers[DLQ_HEADERS.element] = String(r.element);
-      const value = r.bytes ? Buffer.from(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength) : (m.value ?? Buffer.alloc(0));
-      return { key: m.key, value, headers };
+    const { topic, partition } = work.range;
+    const letters = rejects.map((r) => deadLetterFor(work.messages[r.message] as KafkaMessage, r, topic, partition));
+    let outcome: DeadLetterOutcome | undefined;
+    await this.retrySink('dlq', async () => {
+      outcome = await this.dlq.send(letters);
     });
-    await this.retrySink('dlq', () => this.dlq.send(letters));
-    for (const r of rejects) this.metrics.deadLetters.inc({ code: r.code });
+    for (const r of rejects) {
+      this.metrics.deadLetters.inc({ code: r.code });
+      this.metrics.rejectedItems.inc({ code: r.code }, r.count);
+    }
     this.counts.deadLetters += rejects.length;
+    if (outcome && outcome.cut > 0) this.metrics.deadLettersSetAside.inc({ outcome: 'cut' }, outcome.cut);
+    for (const letter of outcome?.dropped ?? []) {
+      this.metrics.deadLettersSetAside.inc({ outcome: 'dropped' });
+      const h = letter.headers;
+      this.log.error(
+        { topic, partition, offset: h[DLQ_HEADERS.offset], code: h[DLQ_HEADERS.code], cut: h[DLQ_HEADERS.cut] },
+        'the broker refused a dead letter even cut to 1 KiB; it is set aside (the source offset is committed)',
+      );
+    }
   }
 
   private retryPolicy(onRetry: RetryPolicy['onRetry']): RetryPolicy {

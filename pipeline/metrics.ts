@@ -30,8 +30,20 @@ export function createMetrics() {
     }),
     deadLetters: new Counter({
       name: 'vigil_dead_letters_total',
-      help: 'Messages or lines sent to the dead-letter topic, by error code',
+      help: 'Dead letters produced (one per bad message), by the code of its first bad line or element',
       labelNames: ['code'],
+      registers: reg,
+    }),
+    rejectedItems: new Counter({
+      name: 'vigil_rejected_items_total',
+      help: 'Bad lines, elements or whole messages inside the dead letters, by code of their letter',
+      labelNames: ['code'],
+      registers: reg,
+    }),
+    deadLettersSetAside: new Counter({
+      name: 'vigil_dead_letters_set_aside_total',
+      help: 'Dead letters the broker refused for good, by outcome: cut (produced cut to 1 KiB) or dropped (refused even then; logged)',
+      labelNames: ['outcome'],
       registers: reg,
     }),
     rowsInserted: new Counter({

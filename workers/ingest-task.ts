@@ -30,15 +30,23 @@ export interface IngestTask {
 /** `bounds[2i]` of a message the main thread already rejected (too large): the worker skips it. */
 export const SKIPPED = 0xffffffff;
 
+/** A message's rejects, folded into one (workers/rejects.ts): one dead letter per bad message. */
 export interface IngestReject {
   /** Index of the message in the task. */
   message: number;
+  /** The first reject's code. */
   code: DecodeErrorCode;
+  /** The first few reasons, `; `-joined, with `… and N more`. */
   reason: string;
+  /** Bad lines or elements (1 for a whole-message reject). */
+  count: number;
+  /** The first bad line (1-based) or element (0-based). */
   line?: number;
   element?: number;
-  /** The offending line or element; absent when the whole message is bad. */
+  /** The bad lines or elements, newline-joined; absent when the whole message is the letter. */
   bytes?: Uint8Array;
+  /** How many of the `count` bad items `bytes` carries (the rest did not fit). */
+  items?: number;
 }
 
 export interface IngestResult {

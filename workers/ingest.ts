@@ -4,7 +4,8 @@ import { Piscina } from 'piscina';
 import { decodeMessage, type DecodeContext, type DecodeErrorCode, type MetricTypeCode } from './decode/index.js';
 import { PointsEncoder } from './encode/points.js';
 import { hashCanonical, canonicalSeries, sortTags } from './series.js';
-import { SKIPPED, type IngestReject, type IngestResult, type IngestTask } from './ingest-task.js';
+import { SKIPPED, type IngestResult, type IngestTask } from './ingest-task.js';
+import { RejectCollector } from './rejects.js';
 import { batchBuffers, ShardCollector } from './shard-task.js';
 
 export { SKIPPED } from './ingest-task.js';
@@ -27,10 +28,26 @@ function seriesOf(metric: string, tags: string[], shards: number): { id: bigint;
   return entry;
 }
 
+/**
+ * Decodes a task's messages. A message whose decoding throws (a decoder bug, or input past a limit
+ * of the runtime such as JSON nesting deeper than the stack) is poison: the pass goes on to find
+ * every such message, then the task is decoded again without them, each set aside whole with
+ * VIGIL_ERR_DECODE_INTERNAL, so a bad message never fails the task and leaves nothing half-stored.
+ * Decoding is deterministic, so the second pass normally finds nothing new; it repeats if it does.
+ */
 export function ingest(task: IngestTask): IngestResult {
+  const poisoned = new Map<number, string>();
+  for (;;) {
+    const found = poisoned.size;
+    const result = ingestPass(task, poisoned);
+    if (poisoned.size === found) return result;
+  }
+}
+
+function ingestPass(task: IngestTask, poisoned: Map<number, string>): IngestResult {
   const started = performance.now();
   const encoder = new PointsEncoder(Math.max(1 << 16, task.data.length * 2));
-  const rejects: IngestReject[] = [];
+  const rejects = new RejectCollector();
   const n = task.offsets.length;
   let message = 0;
   const ctx: DecodeContext = { kafkaTimestampMs: 0, nowMs: task.nowMs, maxFutureMs: task.maxFutureMs };
@@ -53,21 +70,31 @@ export function ingest(task: IngestTask): IngestResult {
   };
   const rejectSink = {
     reject(code: DecodeErrorCode, reason: string, detail: { bytes?: Uint8Array; line?: number; element?: number }) {
-      if ((task.offsets[message] as number) >= task.storeFromOffset) rejects.push({ message, code, reason, ...detail });
+      if ((task.offsets[message] as number) >= task.storeFromOffset) rejects.add(message, code, reason, detail);
     },
   };
   for (; message < n; message++) {
     maxBeforeMessage = runMax;
     if (task.bounds[2 * message] === SKIPPED) continue;
+    const poison = poisoned.get(message);
+    if (poison !== undefined) {
+      rejectSink.reject('VIGIL_ERR_DECODE_INTERNAL', `decoding the message threw: ${poison}`, {});
+      continue;
+    }
     ctx.kafkaTimestampMs = task.timestamps[message] as number;
-    decodeMessage(task.data, task.bounds[2 * message] as number, task.bounds[2 * message + 1] as number, task.format, ctx, points, rejectSink);
+    try {
+      decodeMessage(task.data, task.bounds[2 * message] as number, task.bounds[2 * message + 1] as number, task.format, ctx, points, rejectSink);
+    } catch (err) {
+      // This pass's output is now partial for this message; the caller runs another without it.
+      poisoned.set(message, err instanceof Error ? `${err.name}: ${err.message}` : String(err));
+    }
   }
   let body = encoder.rows.finish();
   if (task.compression === 'gzip' && body.length > 0) {
     const z = gzipSync(body, { level: 1 });
     body = new Uint8Array(z.buffer, z.byteOffset, z.byteLength).slice();
   }
-  return { body, rows: encoder.count, rejects, shardBatches: collectors.map((c) => c.finish()), maxTsMs: runMax, workerMs: performance.now() - started };
+  return { body, rows: encoder.count, rejects: rejects.finish(), shardBatches: collectors.map((c) => c.finish()), maxTsMs: runMax, workerMs: performance.now() - started };
 }
 
 /** piscina entry: the result is posted back with its body transferred, not copied. */

@@ -1,14 +1,22 @@
-import { Partitioners, type IHeaders, type Kafka, type Producer } from 'kafkajs';
-import { VigilError } from '../../core/errors.js';
+import { Partitioners, type IHeaders, type Kafka, type KafkaMessage, type Producer } from 'kafkajs';
+import { VigilError, type ErrorCode } from '../../core/errors.js';
+import { isPermanentProduceError } from './errors.js';
 
 /**
- * Dead letters (DESIGN.md §3): the offending message (or line, or JSON element) with the
- * original key and headers plus `vigil-error-code`, `vigil-error-reason`, `vigil-source-topic`,
- * `vigil-source-partition`, `vigil-source-offset` and, where it applies, `vigil-source-line` or
- * `vigil-source-element`. Produced with acks=all before the source offset is committed; a retry
- * after a failure may produce a dead letter twice (at-least-once). A value larger than
- * MAX_DEAD_LETTER_BYTES (a message rejected as too large) is cut to that size and carries
- * `vigil-original-size`, since the broker would refuse the whole record otherwise.
+ * Dead letters (DESIGN.md §3): one per bad message. Its value is the message's bad lines or
+ * elements, newline-joined (again valid line protocol or newline-delimited JSON), or the whole
+ * message when the whole message is bad; its headers are the original key and headers plus
+ * `vigil-error-code`, `vigil-error-reason` (the first reasons), `vigil-error-count` (bad items),
+ * `vigil-source-topic`, `-partition`, `-offset` and, where it applies, `vigil-source-line` or
+ * `vigil-source-element` (the first bad one). Produced with acks=all before the source offset is
+ * committed; a retry after a failure may produce a dead letter twice (at-least-once).
+ *
+ * Sized to fit the broker: a value above MAX_DEAD_LETTER_BYTES is cut (`vigil-original-size`);
+ * original headers above MAX_ORIGINAL_HEADER_BYTES and a key above MAX_KEY_BYTES are left out
+ * (`vigil-headers-dropped`, `vigil-key-dropped` give their sizes). A letter the broker still refuses
+ * for its size or content (a topic with a smaller `max.message.bytes`) is cut to
+ * MIN_DEAD_LETTER_BYTES without its original headers and key, once; refused again, it is set
+ * aside (counted and logged by the caller), never retried forever.
  */
 export interface DeadLetter {
   key: Buffer | null;
@@ -25,27 +33,100 @@ export const DLQ_HEADERS = {
   line: 'vigil-source-line',
   element: 'vigil-source-element',
   originalSize: 'vigil-original-size',
+  count: 'vigil-error-count',
+  valueItems: 'vigil-value-items',
+  headersDropped: 'vigil-headers-dropped',
+  keyDropped: 'vigil-key-dropped',
+  cut: 'vigil-cut',
 } as const;
 
 /** Below Kafka's default max.message.bytes (1 MiB) with room for key and headers. */
 export const MAX_DEAD_LETTER_BYTES = 512 * 1024;
+/** Original headers above this many bytes (keys and values) are left out of a letter. */
+export const MAX_ORIGINAL_HEADER_BYTES = 16 * 1024;
+/** A key above this many bytes is left out of a letter. */
+export const MAX_KEY_BYTES = 16 * 1024;
+/** What is left of a letter the broker refused: its cause, its first bytes. */
+export const MIN_DEAD_LETTER_BYTES = 1024;
 /** Records per produce request are grouped up to about this many bytes. */
 const MAX_REQUEST_BYTES = 256 * 1024;
 
+/** What a dead letter is made from: the bad message and its folded rejects (workers/rejects.ts). */
+export interface Rejected {
+  code: ErrorCode;
+  reason: string;
+  count: number;
+  line?: number;
+  element?: number;
+  /** The bad items; absent: the whole message is the letter. */
+  bytes?: Uint8Array;
+  /** Bad items `bytes` carries, when fewer than `count`. */
+  items?: number;
+}
+
+function headerBytes(headers: IHeaders): number {
+  let n = 0;
+  for (const [k, v] of Object.entries(headers)) {
+    n += Buffer.byteLength(k);
+    for (const x of Array.isArray(v) ? v : [v]) if (x !== undefined) n += typeof x === 'string' ? Buffer.byteLength(x) : x.length;
+  }
+  return n;
+}
+
+/** The dead letter for one bad message (before fitDeadLetter cuts its value). */
+export function deadLetterFor(message: KafkaMessage, r: Rejected, topic: string, partition: number): DeadLetter {
+  const original = message.headers ?? {};
+  const originalBytes = headerBytes(original);
+  const keyBytes = message.key?.length ?? 0;
+  const headers: IHeaders = {
+    ...(originalBytes <= MAX_ORIGINAL_HEADER_BYTES ? original : {}),
+    [DLQ_HEADERS.code]: r.code,
+    [DLQ_HEADERS.reason]: r.reason,
+    [DLQ_HEADERS.count]: String(r.count),
+    [DLQ_HEADERS.topic]: topic,
+    [DLQ_HEADERS.partition]: String(partition),
+    [DLQ_HEADERS.offset]: message.offset,
+  };
+  if (r.line !== undefined) headers[DLQ_HEADERS.line] = String(r.line);
+  if (r.element !== undefined) headers[DLQ_HEADERS.element] = String(r.element);
+  if (r.bytes && r.items !== undefined && r.items < r.count) headers[DLQ_HEADERS.valueItems] = String(r.items);
+  if (originalBytes > MAX_ORIGINAL_HEADER_BYTES) headers[DLQ_HEADERS.headersDropped] = String(originalBytes);
+  if (keyBytes > MAX_KEY_BYTES) headers[DLQ_HEADERS.keyDropped] = String(keyBytes);
+  const value = r.bytes ? Buffer.from(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength) : (message.value ?? Buffer.alloc(0));
+  return { key: keyBytes > MAX_KEY_BYTES ? null : message.key, value, headers };
+}
+
 /** Cuts an oversized value and records its original size. */
-export function fitDeadLetter(letter: DeadLetter): DeadLetter {
-  if (letter.value.length <= MAX_DEAD_LETTER_BYTES) return letter;
+export function fitDeadLetter(letter: DeadLetter, maxBytes = MAX_DEAD_LETTER_BYTES): DeadLetter {
+  if (letter.value.length <= maxBytes) return letter;
   return {
     key: letter.key,
-    value: letter.value.subarray(0, MAX_DEAD_LETTER_BYTES),
-    headers: { ...letter.headers, [DLQ_HEADERS.originalSize]: String(letter.value.length) },
+    value: letter.value.subarray(0, maxBytes),
+    headers: { ...letter.headers, [DLQ_HEADERS.originalSize]: String(letter.headers[DLQ_HEADERS.originalSize] ?? letter.value.length) },
   };
 }
 
+/** The last resort for a letter the broker refused: Vigil's headers and the value's first bytes. */
+export function minimalDeadLetter(letter: DeadLetter, why: string): DeadLetter {
+  const headers: IHeaders = {};
+  for (const name of Object.values(DLQ_HEADERS)) {
+    const v = letter.headers[name];
+    if (v !== undefined) headers[name] = name === DLQ_HEADERS.reason ? String(v).slice(0, MIN_DEAD_LETTER_BYTES) : v;
+  }
+  headers[DLQ_HEADERS.cut] = why.slice(0, MIN_DEAD_LETTER_BYTES);
+  return fitDeadLetter({ key: null, value: letter.value, headers }, MIN_DEAD_LETTER_BYTES);
+}
+
 function approxSize(l: DeadLetter): number {
-  let n = l.value.length + (l.key?.length ?? 0) + 64;
-  for (const [k, v] of Object.entries(l.headers)) n += k.length + String(v).length;
-  return n;
+  return l.value.length + (l.key?.length ?? 0) + 64 + headerBytes(l.headers);
+}
+
+/** What a send did with letters the broker refused for good. */
+export interface DeadLetterOutcome {
+  /** Produced only after being cut to MIN_DEAD_LETTER_BYTES. */
+  cut: number;
+  /** Refused even then: set aside (the caller counts and logs them). */
+  dropped: DeadLetter[];
 }
 
 export class DeadLetterProducer {
@@ -62,16 +143,22 @@ export class DeadLetterProducer {
     await this.producer.connect();
   }
 
-  async send(letters: readonly DeadLetter[]): Promise<void> {
-    if (letters.length === 0) return;
+  /**
+   * Produces the letters, grouped into requests of about MAX_REQUEST_BYTES. Rejects with a
+   * retryable VIGIL_ERR_KAFKA_PRODUCE when the broker is unavailable (the caller retries all of
+   * them: at-least-once); a permanent refusal is handled here, letter by letter.
+   */
+  async send(letters: readonly DeadLetter[]): Promise<DeadLetterOutcome> {
+    const outcome: DeadLetterOutcome = { cut: 0, dropped: [] };
     try {
       let chunk: DeadLetter[] = [];
       let bytes = 0;
       const flush = async () => {
         if (chunk.length === 0) return;
-        await this.producer.send({ topic: this.topic, acks: -1, messages: chunk.map((l) => ({ key: l.key, value: l.value, headers: l.headers })) });
+        const sent = chunk;
         chunk = [];
         bytes = 0;
+        await this.produceChunk(sent, outcome);
       };
       for (const raw of letters) {
         const letter = fitDeadLetter(raw);
@@ -86,6 +173,32 @@ export class DeadLetterProducer {
         cause: err,
         retryable: true,
       });
+    }
+    return outcome;
+  }
+
+  private async produce(letters: readonly DeadLetter[]): Promise<void> {
+    await this.producer.send({ topic: this.topic, acks: -1, messages: letters.map((l) => ({ key: l.key, value: l.value, headers: l.headers })) });
+  }
+
+  /** A refused request is retried one letter at a time; a refused letter is cut once, then set aside. */
+  private async produceChunk(letters: readonly DeadLetter[], outcome: DeadLetterOutcome): Promise<void> {
+    try {
+      await this.produce(letters);
+      return;
+    } catch (err) {
+      if (!isPermanentProduceError(err)) throw err;
+      if (letters.length > 1) {
+        for (const letter of letters) await this.produceChunk([letter], outcome);
+        return;
+      }
+      const letter = letters[0] as DeadLetter;
+      if (letter.headers[DLQ_HEADERS.cut] !== undefined) {
+        outcome.dropped.push(letter);
+        return;
+      }
+      outcome.cut++;
+      await this.produceChunk([minimalDeadLetter(letter, `the broker refused the letter: ${(err as Error).message}`)], outcome);
     }
   }
 

@@ -42,10 +42,12 @@ export function useResources(config: VigilConfig = testConfig()) {
       clickhouse ??= createClient({ url: config.clickhouse.url, username: config.clickhouse.username, password: config.clickhouse.password });
       return clickhouse;
     },
-    async topic(prefix: string, partitions = 1): Promise<string> {
+    /** A fresh topic; `configs` are topic-level settings (e.g. `max.message.bytes`). */
+    async topic(prefix: string, partitions = 1, configs: Record<string, string> = {}): Promise<string> {
       const name = uniqueName(prefix);
       topics.push(name);
-      await (await res.admin()).createTopics({ topics: [{ topic: name, numPartitions: partitions }], waitForLeaders: true });
+      const configEntries = Object.entries(configs).map(([name, value]) => ({ name, value }));
+      await (await res.admin()).createTopics({ topics: [{ topic: name, numPartitions: partitions, configEntries }], waitForLeaders: true });
       return name;
     },
     async database(prefix: string): Promise<string> {

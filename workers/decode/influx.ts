@@ -70,9 +70,11 @@ class LineDecoder {
       const lineEnd = nl === -1 ? text.length : nl;
       this.lineNo++;
       this.decodeLine(start, lineEnd > start && text.charCodeAt(lineEnd - 1) === CR ? lineEnd - 1 : lineEnd);
-      if (nl === -1) return;
+      if (nl === -1) break;
       start = nl + 1;
     }
+    // Every message yields points or a dead letter: one of comments alone is set aside, not skipped unseen.
+    if (this.pointIndex === 0) this.rejects.reject('VIGIL_ERR_DECODE_EMPTY', 'message contains only blank and comment lines', {});
   }
 
   private decodeLine(start: number, end: number): void {

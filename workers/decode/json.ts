@@ -87,6 +87,11 @@ class JsonDecoder {
 
   /** Array elements: element i is point candidate i, valid or not. */
   private decodeArray(items: unknown[]): void {
+    // Every message yields points or a dead letter: an empty batch is set aside, not skipped unseen.
+    if (items.length === 0) {
+      this.reject('VIGIL_ERR_DECODE_EMPTY', 'the array has no elements');
+      return;
+    }
     this.where = ELEMENT;
     for (let i = 0; i < items.length; i++) {
       const item = items[i];
@@ -235,12 +240,11 @@ class JsonDecoder {
       case WHOLE:
         this.rejects.reject(code, reason, {});
         return;
-      case ELEMENT:
-        this.rejects.reject(code, `element ${String(this.element)}: ${reason}`, {
-          bytes: utf8Encoder.encode(JSON.stringify(this.elementValue)),
-          element: this.element,
-        });
+      case ELEMENT: {
+        const bytes = reencode(this.elementValue);
+        this.rejects.reject(code, `element ${String(this.element)}: ${reason}`, bytes ? { bytes, element: this.element } : { element: this.element });
         return;
+      }
       case LINE:
         this.rejects.reject(code, `line ${String(this.line)}: ${reason}`, {
           bytes: utf8Encoder.encode(this.lineText),
@@ -248,6 +252,19 @@ class JsonDecoder {
         });
         return;
     }
+  }
+}
+
+/**
+ * An element's JSON text again, for its dead letter; undefined when it cannot be re-encoded
+ * (JSON.stringify recurses, and nesting deeper than the stack throws): the letter then carries the
+ * whole message instead.
+ */
+function reencode(value: unknown): Uint8Array | undefined {
+  try {
+    return utf8Encoder.encode(JSON.stringify(value));
+  } catch {
+    return undefined;
   }
 }
 

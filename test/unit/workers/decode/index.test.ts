@@ -57,9 +57,10 @@ describe('empty messages', () => {
     expect(oneReject(concat(BOM, bytesOf(' \n'))).code).toBe('VIGIL_ERR_DECODE_EMPTY');
   });
 
-  it('treats a well-formed message without points as producing nothing', () => {
-    expect(decode('[]')).toEqual({ points: [], rejects: [] });
-    expect(decode('# only a comment\n')).toEqual({ points: [], rejects: [] });
+  it('rejects a well-formed message without points (every message yields points or a dead letter)', () => {
+    expect(decode('[]')).toEqual({ points: [], rejects: [{ code: 'VIGIL_ERR_DECODE_EMPTY', reason: 'the array has no elements' }] });
+    expect(decode('{"metrics": []}')).toEqual({ points: [], rejects: [{ code: 'VIGIL_ERR_DECODE_EMPTY', reason: 'the array has no elements' }] });
+    expect(decode('# only a comment\n\n  # another\n')).toEqual({ points: [], rejects: [{ code: 'VIGIL_ERR_DECODE_EMPTY', reason: 'message contains only blank and comment lines' }] });
   });
 });
 

@@ -1,0 +1,96 @@
+import { describe, expect, it, vi } from 'vitest';
+import { SKIPPED, type IngestTask } from '../../../workers/ingest-task.js';
+import { POINT_COLUMNS } from '../../../workers/encode/points.js';
+import { decodeRowBinary } from '../../helpers/rowbinary.js';
+
+// A decoder bug stand-in: any message starting with "THROW" makes decodeMessage throw after it has
+// already emitted a point, so a pass that kept its output would store half a message.
+vi.mock('../../../workers/decode/index.js', async (importOriginal) => {
+  const real = await importOriginal<typeof import('../../../workers/decode/index.js')>();
+  return {
+    ...real,
+    decodeMessage: (...args: Parameters<typeof real.decodeMessage>) => {
+      const [bytes, start, end, , , points] = args;
+      const text = new TextDecoder().decode(bytes.subarray(start, end));
+      if (text.startsWith('THROW')) {
+        points.point('half', [], 1, 1_700_000_000_000, 0, 0);
+        throw new RangeError('Maximum call stack size exceeded');
+      }
+      real.decodeMessage(...args);
+    },
+  };
+});
+
+const { ingest } = await import('../../../workers/ingest.js');
+
+const NOW = 1_700_000_000_000;
+
+function task(messages: (string | null)[], storeFromOffset = 0): IngestTask {
+  const enc = new TextEncoder();
+  const parts = messages.map((m) => (m === null ? new Uint8Array(0) : enc.encode(m)));
+  const data = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  const bounds = new Uint32Array(parts.length * 2);
+  let pos = 0;
+  parts.forEach((p, i) => {
+    bounds[2 * i] = messages[i] === null ? SKIPPED : pos;
+    data.set(p, pos);
+    pos += p.length;
+    bounds[2 * i + 1] = pos;
+  });
+  const offsets = Float64Array.from(messages, (_, i) => 100 + i);
+  const timestamps = Float64Array.from(messages, () => NOW);
+  return { topic: 't', partition: 0, format: 'auto', data, bounds, offsets, timestamps, nowMs: NOW, maxFutureMs: 60_000, compression: 'none', shards: 2, storeFromOffset };
+}
+
+function rows(body: Uint8Array): { metric: string; offset: number }[] {
+  return decodeRowBinary(body, POINT_COLUMNS).map((r) => ({ metric: r['metric'] as string, offset: Number(r['source_offset']) }));
+}
+
+const point = (name: string) => `{"name":"${name}","value":1,"timestamp":${NOW}}`;
+
+describe('ingest task: poison isolation', () => {
+  it('a message whose decoding throws is set aside whole with VIGIL_ERR_DECODE_INTERNAL; the others are stored, and none of its points', () => {
+    const r = ingest(task([point('a'), 'THROW me', point('c'), 'THROW again', point('e')]));
+    expect(rows(r.body)).toEqual([
+      { metric: 'a', offset: 100 },
+      { metric: 'c', offset: 102 },
+      { metric: 'e', offset: 104 },
+    ]);
+    expect(r.rows).toBe(3);
+    expect(r.shardBatches.reduce((n, b) => n + b.count, 0)).toBe(3);
+    expect(r.rejects).toEqual([
+      { message: 1, code: 'VIGIL_ERR_DECODE_INTERNAL', reason: 'decoding the message threw: RangeError: Maximum call stack size exceeded', count: 1 },
+      { message: 3, code: 'VIGIL_ERR_DECODE_INTERNAL', reason: 'decoding the message threw: RangeError: Maximum call stack size exceeded', count: 1 },
+    ]);
+  });
+
+  it('a poisoned message below storeFromOffset (already stored) writes no dead letter again', () => {
+    const r = ingest(task(['THROW', point('b')], 101));
+    expect(r.rejects).toEqual([]);
+    expect(rows(r.body)).toEqual([{ metric: 'b', offset: 101 }]);
+    expect(r.shardBatches.reduce((n, b) => n + b.count, 0)).toBe(1);
+  });
+
+  it('JSON nested deeper than JSON.stringify can recurse: the element is rejected, the letter carries the whole message, the good element is stored', () => {
+    const deep = '['.repeat(50_000) + ']'.repeat(50_000);
+    const r = ingest(task([`[${point('ok')},${deep}]`]));
+    expect(rows(r.body)).toEqual([{ metric: 'ok', offset: 100 }]);
+    expect(r.rejects).toHaveLength(1);
+    expect(r.rejects[0]).toMatchObject({ message: 0, code: 'VIGIL_ERR_DECODE_SHAPE', count: 1, element: 1 });
+    expect(r.rejects[0]?.bytes).toBeUndefined();
+  });
+
+  it('one folded reject per bad message: 1,000 bad elements make one reject with the count, and the bad elements as NDJSON', () => {
+    const r = ingest(task([`[${point('ok')},${Array.from({ length: 1000 }, (_, i) => String(i)).join(',')}]`, 'bad line']));
+    expect(r.rejects).toHaveLength(2);
+    const [first, second] = r.rejects;
+    expect(first).toMatchObject({ message: 0, code: 'VIGIL_ERR_DECODE_SHAPE', count: 1000, element: 1, items: 1000 });
+    expect(new TextDecoder().decode(first?.bytes)).toBe(Array.from({ length: 1000 }, (_, i) => String(i)).join('\n'));
+    expect(first?.reason).toBe(
+      'element 1: expected a JSON object, got the number 0; element 2: expected a JSON object, got the number 1; element 3: expected a JSON object, got the number 2; ' +
+        'element 4: expected a JSON object, got the number 3; element 5: expected a JSON object, got the number 4; … and 995 more',
+    );
+    expect(second).toMatchObject({ message: 1, count: 1, line: 1 });
+    expect(rows(r.body)).toEqual([{ metric: 'ok', offset: 100 }]);
+  });
+});
