@@ -1,0 +1,272 @@
+import { describe, expect, it } from 'vitest';
+import { AlertLifecycle, PUBLISHED_MEMORY_MS, type AlertSinks } from '../../../../pipeline/alerts/lifecycle.js';
+import type { AlertEvent } from '../../../../sinks/alerts/event.js';
+import type { Transition } from '../../../../workers/alerts/evaluator.js';
+import { parseRules } from '../../../../workers/alerts/rules.js';
+
+/**
+ * restore() and publish() against in-memory stand-ins for the two calls lifecycle.ts makes of each
+ * sink (producer.send, clickhouse.insert/query). These are unit tests of the bookkeeping around
+ * them; the real Kafka and ClickHouse round trip is in test/integration/pipeline/alerts.test.ts.
+ */
+
+type Row = Record<string, unknown> & { id: string; fingerprint: string; status: string; observed_ms: number; event: string };
+
+/**
+ * The `alerts` table of database `db`, answering the two queries restore() sends as ClickHouse
+ * would (JSONEachRow quotes Int64 values); any other statement, table or format throws, as the
+ * server would reject it. `alerts_dedup` (the table FINAL) gives the same last event per
+ * fingerprint as the raw rows, so both read `rows`. Events are published at distinct instants here:
+ * a firing and its resolve in one batch share observed_ms, and argMax cannot order them.
+ */
+class AlertsTable {
+  readonly rows: Row[] = [];
+
+  constructor(private readonly log: string[] = []) {}
+
+  async insert({ table, values, format }: { table: string; values: Row[]; format: string }): Promise<void> {
+    if (table !== 'db.alerts' || format !== 'JSONEachRow') throw new Error(`cannot insert into ${table} as ${format}`);
+    this.log.push(`clickhouse ${values.map((v) => v.id).join(',')}`);
+    this.rows.push(...values);
+  }
+
+  async query({ query, format }: { query: string; format: string }): Promise<{ json<T>(): Promise<T[]> }> {
+    if (format !== 'JSONEachRow') throw new Error(`unsupported format ${format}`);
+    const rows = this.answer(query);
+    return { json: async <T>() => rows as T[] };
+  }
+
+  private answer(query: string): Record<string, unknown>[] {
+    if (/^SELECT fingerprint, argMax\(status, observed_ms\) AS last, argMax\(event, observed_ms\) AS event FROM db\.alerts_dedup GROUP BY fingerprint HAVING last = 'firing'$/.test(query)) {
+      const last = new Map<string, Row>();
+      for (const r of this.rows) {
+        const seen = last.get(r.fingerprint);
+        // ClickHouse picks any of the rows sharing the maximum; a test relying on one would be luck.
+        if (seen?.observed_ms === r.observed_ms) throw new Error(`argMax tie for ${r.fingerprint} at ${r.observed_ms}`);
+        if (!seen || seen.observed_ms < r.observed_ms) last.set(r.fingerprint, r);
+      }
+      return [...last.values()].filter((r) => r.status === 'firing').map((r) => ({ fingerprint: r.fingerprint, last: r.status, event: r.event }));
+    }
+    const ids = /^SELECT id, max\(observed_ms\) AS at FROM db\.alerts WHERE observed_ms >= (-?\d+) GROUP BY id$/.exec(query);
+    if (ids) {
+      const at = new Map<string, number>();
+      for (const r of this.rows) if (r.observed_ms >= Number(ids[1])) at.set(r.id, Math.max(at.get(r.id) ?? -Infinity, r.observed_ms));
+      return [...at].map(([id, ms]) => ({ id, at: String(ms) }));
+    }
+    throw new Error(`unexpected query: ${query}`);
+  }
+}
+
+function sinksOf(table: AlertsTable, log: string[] = []) {
+  const sent: unknown[] = [];
+  const delivered: AlertEvent[] = [];
+  const producer = {
+    send: async (record: { messages: { key: string }[] }) => {
+      log.push(`kafka ${record.messages.map((m) => m.key).join(',')}`);
+      sent.push(record);
+    },
+  };
+  const other = {
+    send: (e: AlertEvent) => {
+      log.push(`other ${e.id}`);
+      delivered.push(e);
+    },
+  };
+  const sinks = { producer, topic: 'vigil.alerts', clickhouse: table, database: 'db', others: [other] } as unknown as AlertSinks;
+  return { sinks, sent, delivered };
+}
+
+const RULES = `rules:
+  - id: cpu-hot
+    kind: threshold
+    metric: cpu
+    op: ">"
+    value: 90
+    repeatInterval: 10m
+    labels: { team: infra }
+    annotations:
+      summary: "{{ status }} {{ value }}"
+`;
+const rules = parseRules(RULES, 'rules.yaml');
+const MINUTE = 60_000;
+const T0 = 1_700_000_000_500;
+
+function transition(status: Transition['status'], fingerprint: string, startsAtMs: number, atMs = startsAtMs): Transition {
+  return { fingerprint, ruleId: 'cpu-hot', status, metric: 'cpu', tags: ['host', 'a', 'dc', 'eu'], value: status === 'firing' ? 95 : 85, score: null, startsAtMs, atMs, explanation: { mean: 95 } };
+}
+
+/** A lifecycle on `table` whose clock the test moves. */
+function member(table: AlertsTable, start = T0) {
+  const clock = { now: start };
+  const out = sinksOf(table);
+  const l = new AlertLifecycle(out.sinks, () => clock.now);
+  l.setRules(rules);
+  /** Handles and publishes `transitions` at `now`; the events published. */
+  const step = async (now: number, transitions: Transition[]): Promise<AlertEvent[]> => {
+    clock.now = now;
+    const events = l.handle(transitions);
+    await l.publish(events);
+    return events;
+  };
+  return { l, clock, step, ...out };
+}
+
+/** An episode of `fingerprint` (firing at 60 s, resolved at 120 s of event time), as the shards replay it. */
+const episode = (fingerprint: string): Transition[] => [transition('firing', fingerprint, 60_000), transition('resolved', fingerprint, 60_000, 120_000)];
+
+describe('AlertLifecycle.restore', () => {
+  it('a restarted member takes the firing set from the table: the replayed firing is not published again, its resolve is', async () => {
+    const table = new AlertsTable();
+    const before = member(table);
+    await before.step(T0, [transition('firing', 'f1', 60_000), transition('firing', 'f2', 120_000)]);
+    await before.step(T0 + 1000, [transition('resolved', 'f2', 120_000, 180_000)]);
+
+    const after = member(table, T0 + MINUTE);
+    expect(await after.l.restore()).toEqual([{ fingerprint: 'f1', startsAtMs: 60_000 }]);
+    expect(after.l.firing).toBe(1);
+    // The shards replay both episodes from their start.
+    expect(after.l.handle([transition('firing', 'f1', 60_000), transition('firing', 'f2', 120_000), transition('resolved', 'f2', 120_000, 180_000)])).toEqual([]);
+    expect(after.l.handle([transition('resolved', 'f1', 60_000, 240_000)]).map((e) => e.id)).toEqual(['f1-resolved-60000']);
+    expect(after.l.firing).toBe(0);
+  });
+
+  it('replaces the firing set it remembers with the table\'s (another member resolved one after a rebalance)', async () => {
+    const table = new AlertsTable();
+    const a = member(table);
+    await a.l.publish(a.l.handle([transition('firing', 'f1', 60_000)]));
+    const b = member(table, T0 + MINUTE);
+    await b.l.restore();
+    await b.l.publish(b.l.handle([transition('resolved', 'f1', 60_000, 120_000)]));
+
+    a.clock.now = T0 + 2 * MINUTE;
+    expect(await a.l.restore()).toEqual([]);
+    expect(a.l.firing).toBe(0);
+  });
+
+  it('a restored alert is repeated a repeatInterval after the restore, not after its first send', async () => {
+    const table = new AlertsTable();
+    const before = member(table);
+    const [firing] = before.l.handle([transition('firing', 'f1', 60_000)]);
+    await before.l.publish(firing ? [firing] : []);
+
+    const after = member(table, T0 + 30 * MINUTE);
+    await after.l.restore();
+    after.clock.now = T0 + 40 * MINUTE - 1;
+    expect(after.l.repeats()).toEqual([]);
+    after.clock.now = T0 + 40 * MINUTE;
+    expect(after.l.repeats()).toEqual([{ ...firing, observedAt: new Date(T0 + 40 * MINUTE).toISOString() }]);
+  });
+
+  it('knows the ids the table got in the last day only', async () => {
+    const table = new AlertsTable();
+    const old = member(table);
+    await old.step(T0 - PUBLISHED_MEMORY_MS - 1000, episode('f1').slice(0, 1));
+    await old.step(T0 - PUBLISHED_MEMORY_MS - 1, episode('f1').slice(1));
+    const recent = member(table);
+    await recent.step(T0 - PUBLISHED_MEMORY_MS, episode('f2').slice(0, 1));
+    await recent.step(T0 - PUBLISHED_MEMORY_MS + 1000, episode('f2').slice(1));
+
+    const after = member(table, T0);
+    expect(await after.l.restore()).toEqual([]);
+    expect(after.l.handle([...episode('f1'), ...episode('f2')]).map((e) => e.id)).toEqual(['f1-firing-60000', 'f1-resolved-60000']);
+  });
+
+  it('a restored id ages out a day after it was published, not a day after the restore', async () => {
+    const table = new AlertsTable();
+    const before = member(table);
+    await before.step(T0, episode('f1').slice(0, 1));
+    await before.step(T0 + 1000, episode('f1').slice(1));
+
+    const after = member(table, T0 + 12 * 60 * MINUTE);
+    await after.l.restore();
+    after.clock.now = T0 + 1000 + PUBLISHED_MEMORY_MS + MINUTE;
+    expect(after.l.handle(episode('f1')).map((e) => e.id)).toEqual(['f1-firing-60000', 'f1-resolved-60000']);
+  });
+
+  it('an alert restored for a rule no longer in the file is not repeated, and the next reload resolves it with the annotations it was published with', async () => {
+    const table = new AlertsTable();
+    const before = member(table);
+    const [firing] = before.l.handle([transition('firing', 'f1', 60_000)]);
+    await before.l.publish(firing ? [firing] : []);
+
+    const after = member(table, T0 + MINUTE);
+    after.l.setRules(parseRules(RULES.replace('id: cpu-hot', 'id: cpu-hotter'), 'rules.yaml'));
+    await after.l.restore();
+    after.clock.now = T0 + PUBLISHED_MEMORY_MS;
+    expect(after.l.repeats()).toEqual([]);
+    const [resolved] = after.l.setRules(parseRules(RULES.replace('id: cpu-hot', 'id: cpu-hottest'), 'rules.yaml'));
+    expect([resolved?.id, resolved?.explanation, resolved?.annotations]).toEqual(['f1-resolved-60000', { reason: 'rule removed' }, { summary: 'firing 95' }]);
+  });
+});
+
+describe('AlertLifecycle.publish', () => {
+  it('writes to the alerts topic (acks=all, keyed by fingerprint), then the alerts table, and only then to the other outputs', async () => {
+    const log: string[] = [];
+    const table = new AlertsTable(log);
+    const { sinks, sent, delivered } = sinksOf(table, log);
+    const l = new AlertLifecycle(sinks, () => T0);
+    l.setRules(rules);
+    const events = l.handle([transition('firing', 'f1', 60_000), transition('firing', 'f2', 60_000), transition('resolved', 'f1', 60_000, 120_000)]);
+    await l.publish(events);
+
+    expect(log).toEqual(['kafka f1,f2,f1', 'clickhouse f1-firing-60000,f2-firing-60000,f1-resolved-60000', 'other f1-firing-60000', 'other f2-firing-60000', 'other f1-resolved-60000']);
+    expect(sent).toEqual([
+      {
+        topic: 'vigil.alerts',
+        acks: -1,
+        messages: events.map((e) => ({ key: e.fingerprint, value: JSON.stringify(e), headers: { 'vigil-alert-status': e.status } })),
+      },
+    ]);
+    expect(sent).toMatchObject([{ messages: [{ headers: { 'vigil-alert-status': 'firing' } }, { headers: { 'vigil-alert-status': 'firing' } }, { headers: { 'vigil-alert-status': 'resolved' } }] }]);
+    expect(delivered).toEqual(events);
+    expect(l.counts).toEqual({ firing: 2, resolved: 1, suppressed: 0, repeats: 0 });
+  });
+
+  it('maps each event to an alerts table row, times in whole seconds (rounded down) and the event itself as JSON', async () => {
+    const table = new AlertsTable();
+    const { l } = member(table);
+    const events = l.handle([transition('firing', 'f1', 60_000), transition('resolved', 'f1', 60_000, 120_750)]);
+    await l.publish(events);
+    const common = {
+      fingerprint: 'f1',
+      rule_id: 'cpu-hot',
+      rule_name: 'cpu-hot',
+      rule_kind: 'threshold',
+      severity: 'warning',
+      metric: 'cpu',
+      'tags.key': ['host', 'dc'],
+      'tags.value': ['a', 'eu'],
+      threshold: 90,
+      score: null,
+      starts_at: 60,
+      observed_at: 1_700_000_000,
+      observed_ms: T0,
+      explanation: '{"mean":95}',
+      labels: '{"team":"infra"}',
+    };
+    expect(table.rows).toEqual([
+      { ...common, id: 'f1-firing-60000', status: 'firing', value: 95, ends_at: null, annotations: '{"summary":"firing 95"}', event: JSON.stringify(events[0]) },
+      { ...common, id: 'f1-resolved-60000', status: 'resolved', value: 85, ends_at: 120, annotations: '{"summary":"resolved 85"}', event: JSON.stringify(events[1]) },
+    ]);
+  });
+
+  it('publishing no events touches no sink', async () => {
+    const log: string[] = [];
+    const { sinks } = sinksOf(new AlertsTable(log), log);
+    const l = new AlertLifecycle(sinks, () => T0);
+    await l.publish([]);
+    expect(log).toEqual([]);
+  });
+
+  it('a Kafka failure rejects before the table and the other outputs, and counts nothing', async () => {
+    const log: string[] = [];
+    const table = new AlertsTable(log);
+    const { sinks } = sinksOf(table, log);
+    const failing = { ...sinks, producer: { send: async () => Promise.reject(new Error('broker down')) } } as unknown as AlertSinks;
+    const l = new AlertLifecycle(failing, () => T0);
+    l.setRules(rules);
+    await expect(l.publish(l.handle([transition('firing', 'f1', 60_000)]))).rejects.toThrow('broker down');
+    expect(log).toEqual([]);
+    expect(l.counts.firing).toBe(0);
+  });
+});
