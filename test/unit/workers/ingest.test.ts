@@ -1,4 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
+import type * as Decode from '../../../workers/decode/index.js';
 import { SKIPPED, type IngestTask } from '../../../workers/ingest-task.js';
 import { POINT_COLUMNS } from '../../../workers/encode/points.js';
 import { decodeRowBinary } from '../../helpers/rowbinary.js';
@@ -6,7 +7,7 @@ import { decodeRowBinary } from '../../helpers/rowbinary.js';
 // A decoder bug stand-in: any message starting with "THROW" makes decodeMessage throw after it has
 // already emitted a point, so a pass that kept its output would store half a message.
 vi.mock('../../../workers/decode/index.js', async (importOriginal) => {
-  const real = await importOriginal<typeof import('../../../workers/decode/index.js')>();
+  const real = await importOriginal<typeof Decode>();
   return {
     ...real,
     decodeMessage: (...args: Parameters<typeof real.decodeMessage>) => {
