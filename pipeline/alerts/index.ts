@@ -65,7 +65,7 @@ export class Alerting {
 
   async start(): Promise<void> {
     await this.producer.connect();
-    this.restored = await this.lifecycle.restore();
+    this.restored = await this.restore();
     for (const o of this.outputs) o.start();
     this.log.info({ rules: this.rules.rules.length, file: this.config.alerts.rulesFile, firing: this.restored.length }, 'alert rules loaded');
     this.watcher = watchRules(this.config.alerts.rulesFile, {
@@ -90,7 +90,9 @@ export class Alerting {
    * table says (another member may have fired or resolved them); the shard threads seed from it.
    */
   async restore(): Promise<{ fingerprint: string; startsAtMs: number }[]> {
-    return this.lifecycle.restore();
+    const { active, resolved } = await this.lifecycle.restore();
+    this.loose.push(...resolved);
+    return active;
   }
 
   /** Rule settings for the next task of `shard`: the text only when the shard has another version. */
@@ -113,8 +115,13 @@ export class Alerting {
   }
 
   async publish(events: readonly AlertEvent[]): Promise<void> {
-    await this.lifecycle.publish(events);
+    const refused = await this.lifecycle.publish(events);
     for (const e of events) this.metrics.alertEvents.inc({ status: e.status });
+    if (refused.length === 0) return;
+    this.metrics.alertsDropped.inc({ sink: 'kafka', reason: 'refused' }, refused.length);
+    for (const e of refused) {
+      this.log.error({ id: e.id, rule: e.rule.id, bytes: JSON.stringify(e).length }, 'the broker refused an alert event for good (larger than the alerts topic allows); it is in the alerts table and the other outputs only');
+    }
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
-import type { Producer } from 'kafkajs';
+import type { Message, Producer } from 'kafkajs';
+import { chunks } from '../../core/bytes.js';
+import { isPermanentProduceError } from '../../sinks/kafka/errors.js';
 import type { Transition } from '../../workers/alerts/evaluator.js';
 import type { AlertEvent } from '../../sinks/alerts/event.js';
 import { renderAnnotations, tagObject, type CompiledRule, type RuleSet } from '../../workers/alerts/rules.js';
@@ -66,11 +68,15 @@ export class AlertLifecycle {
    * this process's own, as at a restart: after a rebalance another member may have resolved or
    * fired what this one remembers. Events this process published that are not in the table yet
    * belong to uncommitted work, which the shards replay: the transitions re-derive them (and
-   * their ids keep them from being published twice). Returns the set for the shard threads.
+   * their ids keep them from being published twice). Returns the set for the shard threads, and
+   * the resolves of alerts whose rule is gone (to publish).
+   * The events of one publish share an `observed_ms`, so ties are broken by the episode (a later
+   * start wins) and then the status (`resolved` > `firing`): a short episode fired and resolved in
+   * one task restores as resolved, not at the server's whim.
    */
-  async restore(): Promise<{ fingerprint: string; startsAtMs: number }[]> {
+  async restore(): Promise<{ active: { fingerprint: string; startsAtMs: number }[]; resolved: AlertEvent[] }> {
     const rs = await this.sinks.clickhouse.query({
-      query: `SELECT fingerprint, argMax(status, observed_ms) AS last, argMax(event, observed_ms) AS event FROM ${this.sinks.database}.alerts_dedup GROUP BY fingerprint HAVING last = 'firing'`,
+      query: `SELECT fingerprint, argMax(status, (observed_ms, starts_at, status)) AS last, argMax(event, (observed_ms, starts_at, status)) AS event FROM ${this.sinks.database}.alerts_dedup GROUP BY fingerprint HAVING last = 'firing'`,
       format: 'JSONEachRow',
     });
     const rows = await rs.json<{ fingerprint: string; event: string }>();
@@ -79,12 +85,18 @@ export class AlertLifecycle {
     const since = this.now() - PUBLISHED_MEMORY_MS;
     const ids = await this.sinks.clickhouse.query({ query: `SELECT id, max(observed_ms) AS at FROM ${this.sinks.database}.alerts WHERE observed_ms >= ${since} GROUP BY id`, format: 'JSONEachRow' });
     for (const row of await ids.json<{ id: string; at: string | number }>()) this.published.set(row.id, Number(row.at));
-    return [...this.active].map(([fingerprint, a]) => ({ fingerprint, startsAtMs: Date.parse(a.event.startsAt) }));
+    // Alerts of rules removed while no member ran resolve now, as at a reload.
+    const resolved = this.resolveRemoved();
+    return { active: [...this.active].map(([fingerprint, a]) => ({ fingerprint, startsAtMs: Date.parse(a.event.startsAt) })), resolved };
   }
 
   /** New rules; alerts of rules that are gone resolve (returned for publishing). */
   setRules(rules: RuleSet): AlertEvent[] {
     this.rules = new Map(rules.rules.map((r) => [r.id, r]));
+    return this.resolveRemoved();
+  }
+
+  private resolveRemoved(): AlertEvent[] {
     const out: AlertEvent[] = [];
     for (const [fp, a] of this.active) {
       if (this.rules.has(a.event.rule.id)) continue;
@@ -183,7 +195,7 @@ export class AlertLifecycle {
       observedAt,
       explanation: t.explanation,
       labels: { ...rule.labels },
-      annotations: renderAnnotations(rule, { value, score: t.score, metric: t.metric, tags, status: 'firing', startsAt, observedAt }),
+      annotations: renderAnnotations(rule, { value, score: t.score, metric: t.metric, tags, status: 'firing', startsAt, observedAt, fingerprint: t.fingerprint, explanation: t.explanation }),
     };
   }
 
@@ -201,30 +213,49 @@ export class AlertLifecycle {
       endsAt,
       observedAt,
       explanation,
-      annotations: rule ? renderAnnotations(rule, { value: v, score, metric: firing.series.metric, tags: firing.series.tags, status: 'resolved', startsAt: firing.startsAt, observedAt }) : firing.annotations,
+      annotations: rule
+        ? renderAnnotations(rule, { value: v, score, metric: firing.series.metric, tags: firing.series.tags, status: 'resolved', startsAt: firing.startsAt, observedAt, fingerprint: firing.fingerprint, explanation })
+        : firing.annotations,
     };
   }
 
   /**
    * Makes events durable: the alerts topic (acks=all) and the `alerts` table; only then are they
    * handed to the best-effort outputs. Throws on a Kafka or ClickHouse failure (the caller retries:
-   * an offset is not committed past a task whose alerts are not durable).
+   * an offset is not committed past a task whose alerts are not durable). Events go to Kafka in
+   * requests of at most MAX_ALERT_REQUEST_BYTES (a storm of thousands of events would pass the
+   * broker's request limit in one); an event the broker refuses for good (larger than the topic's
+   * `max.message.bytes`) is set aside, returned, and still written to the table and the outputs.
    */
-  async publish(events: readonly AlertEvent[]): Promise<void> {
-    if (events.length === 0) return;
-    await this.sinks.producer.send({
-      topic: this.sinks.topic,
-      acks: -1,
-      messages: events.map((e) => ({ key: e.fingerprint, value: JSON.stringify(e), headers: { 'vigil-alert-status': e.status } })),
-    });
+  async publish(events: readonly AlertEvent[]): Promise<AlertEvent[]> {
+    if (events.length === 0) return [];
+    const refused: AlertEvent[] = [];
+    const records = events.map((e) => ({ event: e, message: { key: e.fingerprint, value: JSON.stringify(e), headers: { 'vigil-alert-status': e.status } } }));
+    for (const chunk of chunks(records, (r) => r.message.value.length + r.message.key.length + 64, MAX_ALERT_REQUEST_BYTES)) {
+      await this.produce(chunk, refused);
+    }
     await this.sinks.clickhouse.insert({ table: `${this.sinks.database}.alerts`, values: events.map(row), format: 'JSONEachRow' });
     for (const e of events) {
       if (e.status === 'firing') this.counts.firing++;
       else this.counts.resolved++;
       for (const o of this.sinks.others) o.send(e);
     }
+    return refused;
+  }
+
+  private async produce(records: readonly { event: AlertEvent; message: Message }[], refused: AlertEvent[]): Promise<void> {
+    try {
+      await this.sinks.producer.send({ topic: this.sinks.topic, acks: -1, messages: records.map((r) => r.message) });
+    } catch (err) {
+      if (!isPermanentProduceError(err)) throw err;
+      if (records.length === 1) refused.push((records[0] as { event: AlertEvent }).event);
+      else for (const r of records) await this.produce([r], refused);
+    }
   }
 }
+
+/** Kafka's default request and record limits are 1 MiB; half leaves room for the protocol. */
+export const MAX_ALERT_REQUEST_BYTES = 512 * 1024;
 
 const firingId = (fingerprint: string, startsAtMs: number): string => `${fingerprint}-firing-${startsAtMs}`;
 

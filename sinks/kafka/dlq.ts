@@ -1,4 +1,5 @@
 import { Partitioners, type IHeaders, type Kafka, type KafkaMessage, type Producer } from 'kafkajs';
+import { chunks } from '../../core/bytes.js';
 import { VigilError, type ErrorCode } from '../../core/errors.js';
 import { isPermanentProduceError } from './errors.js';
 
@@ -151,23 +152,7 @@ export class DeadLetterProducer {
   async send(letters: readonly DeadLetter[]): Promise<DeadLetterOutcome> {
     const outcome: DeadLetterOutcome = { cut: 0, dropped: [] };
     try {
-      let chunk: DeadLetter[] = [];
-      let bytes = 0;
-      const flush = async () => {
-        if (chunk.length === 0) return;
-        const sent = chunk;
-        chunk = [];
-        bytes = 0;
-        await this.produceChunk(sent, outcome);
-      };
-      for (const raw of letters) {
-        const letter = fitDeadLetter(raw);
-        const size = approxSize(letter);
-        if (bytes + size > MAX_REQUEST_BYTES) await flush();
-        chunk.push(letter);
-        bytes += size;
-      }
-      await flush();
+      for (const chunk of chunks(letters.map((l) => fitDeadLetter(l)), approxSize, MAX_REQUEST_BYTES)) await this.produceChunk(chunk, outcome);
     } catch (err) {
       throw new VigilError('VIGIL_ERR_KAFKA_PRODUCE', `producing ${letters.length} dead letters to ${this.topic} failed: ${(err as Error).message}`, {
         cause: err,

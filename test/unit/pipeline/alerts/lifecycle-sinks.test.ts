@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { AlertLifecycle, PUBLISHED_MEMORY_MS, type AlertSinks } from '../../../../pipeline/alerts/lifecycle.js';
+import { KafkaJSProtocolError } from 'kafkajs';
+import { AlertLifecycle, MAX_ALERT_REQUEST_BYTES, PUBLISHED_MEMORY_MS, type AlertSinks } from '../../../../pipeline/alerts/lifecycle.js';
 import type { AlertEvent } from '../../../../sinks/alerts/event.js';
 import type { Transition } from '../../../../workers/alerts/evaluator.js';
 import { parseRules } from '../../../../workers/alerts/rules.js';
@@ -10,14 +11,14 @@ import { parseRules } from '../../../../workers/alerts/rules.js';
  * them; the real Kafka and ClickHouse round trip is in test/integration/pipeline/alerts.test.ts.
  */
 
-type Row = Record<string, unknown> & { id: string; fingerprint: string; status: string; observed_ms: number; event: string };
+type Row = Record<string, unknown> & { id: string; fingerprint: string; status: string; observed_ms: number; starts_at: number; event: string };
 
 /**
  * The `alerts` table of database `db`, answering the two queries restore() sends as ClickHouse
  * would (JSONEachRow quotes Int64 values); any other statement, table or format throws, as the
  * server would reject it. `alerts_dedup` (the table FINAL) gives the same last event per
- * fingerprint as the raw rows, so both read `rows`. Events are published at distinct instants here:
- * a firing and its resolve in one batch share observed_ms, and argMax cannot order them.
+ * fingerprint as the raw rows, so both read `rows`. A firing and its resolve published in one batch
+ * share observed_ms: the query breaks the tie by the episode start, then the status.
  */
 class AlertsTable {
   readonly rows: Row[] = [];
@@ -37,13 +38,18 @@ class AlertsTable {
   }
 
   private answer(query: string): Record<string, unknown>[] {
-    if (/^SELECT fingerprint, argMax\(status, observed_ms\) AS last, argMax\(event, observed_ms\) AS event FROM db\.alerts_dedup GROUP BY fingerprint HAVING last = 'firing'$/.test(query)) {
+    if (/^SELECT fingerprint, argMax\(status, \(observed_ms, starts_at, status\)\) AS last, argMax\(event, \(observed_ms, starts_at, status\)\) AS event FROM db\.alerts_dedup GROUP BY fingerprint HAVING last = 'firing'$/.test(query)) {
+      // The tuple order, as ClickHouse compares tuples: observed_ms, then starts_at, then the Enum8's number.
+      const key = (r: Row): [number, number, number] => [r.observed_ms, r.starts_at, r.status === 'firing' ? 1 : 2];
+      const after = (a: Row, b: Row): boolean => {
+        const [x, y] = [key(a), key(b)];
+        for (let i = 0; i < 3; i++) if (x[i] !== y[i]) return (x[i] as number) > (y[i] as number);
+        throw new Error(`argMax tie for ${a.fingerprint}: ${JSON.stringify(x)}`);
+      };
       const last = new Map<string, Row>();
       for (const r of this.rows) {
         const seen = last.get(r.fingerprint);
-        // ClickHouse picks any of the rows sharing the maximum; a test relying on one would be luck.
-        if (seen?.observed_ms === r.observed_ms) throw new Error(`argMax tie for ${r.fingerprint} at ${r.observed_ms}`);
-        if (!seen || seen.observed_ms < r.observed_ms) last.set(r.fingerprint, r);
+        if (!seen || after(r, seen)) last.set(r.fingerprint, r);
       }
       return [...last.values()].filter((r) => r.status === 'firing').map((r) => ({ fingerprint: r.fingerprint, last: r.status, event: r.event }));
     }
@@ -115,6 +121,15 @@ function member(table: AlertsTable, start = T0) {
 const episode = (fingerprint: string): Transition[] => [transition('firing', fingerprint, 60_000), transition('resolved', fingerprint, 60_000, 120_000)];
 
 describe('AlertLifecycle.restore', () => {
+  it('a short episode fired and resolved in one publish (one observed_ms) restores as resolved; a later episode in the same publish wins over it', async () => {
+    const table = new AlertsTable();
+    const a = member(table);
+    await a.step(T0, [...episode('f1'), ...episode('f2'), transition('firing', 'f2', 300_000)]);
+    expect(new Set(table.rows.map((r) => r.observed_ms))).toEqual(new Set([T0]));
+    const b = member(table, T0 + MINUTE);
+    expect(await b.l.restore()).toEqual({ active: [{ fingerprint: 'f2', startsAtMs: 300_000 }], resolved: [] });
+  });
+
   it('a restarted member takes the firing set from the table: the replayed firing is not published again, its resolve is', async () => {
     const table = new AlertsTable();
     const before = member(table);
@@ -122,7 +137,7 @@ describe('AlertLifecycle.restore', () => {
     await before.step(T0 + 1000, [transition('resolved', 'f2', 120_000, 180_000)]);
 
     const after = member(table, T0 + MINUTE);
-    expect(await after.l.restore()).toEqual([{ fingerprint: 'f1', startsAtMs: 60_000 }]);
+    expect(await after.l.restore()).toEqual({ active: [{ fingerprint: 'f1', startsAtMs: 60_000 }], resolved: [] });
     expect(after.l.firing).toBe(1);
     // The shards replay both episodes from their start.
     expect(after.l.handle([transition('firing', 'f1', 60_000), transition('firing', 'f2', 120_000), transition('resolved', 'f2', 120_000, 180_000)])).toEqual([]);
@@ -139,7 +154,7 @@ describe('AlertLifecycle.restore', () => {
     await b.l.publish(b.l.handle([transition('resolved', 'f1', 60_000, 120_000)]));
 
     a.clock.now = T0 + 2 * MINUTE;
-    expect(await a.l.restore()).toEqual([]);
+    expect(await a.l.restore()).toEqual({ active: [], resolved: [] });
     expect(a.l.firing).toBe(0);
   });
 
@@ -167,7 +182,7 @@ describe('AlertLifecycle.restore', () => {
     await recent.step(T0 - PUBLISHED_MEMORY_MS + 1000, episode('f2').slice(1));
 
     const after = member(table, T0);
-    expect(await after.l.restore()).toEqual([]);
+    expect(await after.l.restore()).toEqual({ active: [], resolved: [] });
     expect(after.l.handle([...episode('f1'), ...episode('f2')]).map((e) => e.id)).toEqual(['f1-firing-60000', 'f1-resolved-60000']);
   });
 
@@ -183,7 +198,7 @@ describe('AlertLifecycle.restore', () => {
     expect(after.l.handle(episode('f1')).map((e) => e.id)).toEqual(['f1-firing-60000', 'f1-resolved-60000']);
   });
 
-  it('an alert restored for a rule no longer in the file is not repeated, and the next reload resolves it with the annotations it was published with', async () => {
+  it('an alert restored for a rule removed while no member ran resolves at the restore, with the annotations it was published with, and is not repeated', async () => {
     const table = new AlertsTable();
     const before = member(table);
     const [firing] = before.l.handle([transition('firing', 'f1', 60_000)]);
@@ -191,11 +206,15 @@ describe('AlertLifecycle.restore', () => {
 
     const after = member(table, T0 + MINUTE);
     after.l.setRules(parseRules(RULES.replace('id: cpu-hot', 'id: cpu-hotter'), 'rules.yaml'));
-    await after.l.restore();
+    const { active, resolved } = await after.l.restore();
+    expect(active).toEqual([]);
+    expect(resolved.map((e) => [e.id, e.explanation, e.annotations, e.observedAt])).toEqual([
+      ['f1-resolved-60000', { reason: 'rule removed' }, { summary: 'firing 95' }, new Date(T0 + MINUTE).toISOString()],
+    ]);
+    expect(after.l.firing).toBe(0);
     after.clock.now = T0 + PUBLISHED_MEMORY_MS;
     expect(after.l.repeats()).toEqual([]);
-    const [resolved] = after.l.setRules(parseRules(RULES.replace('id: cpu-hot', 'id: cpu-hottest'), 'rules.yaml'));
-    expect([resolved?.id, resolved?.explanation, resolved?.annotations]).toEqual(['f1-resolved-60000', { reason: 'rule removed' }, { summary: 'firing 95' }]);
+    expect(after.l.setRules(parseRules(RULES.replace('id: cpu-hot', 'id: cpu-hottest'), 'rules.yaml'))).toEqual([]);
   });
 });
 
@@ -268,5 +287,60 @@ describe('AlertLifecycle.publish', () => {
     await expect(l.publish(l.handle([transition('firing', 'f1', 60_000)]))).rejects.toThrow('broker down');
     expect(log).toEqual([]);
     expect(l.counts.firing).toBe(0);
+  });
+});
+
+describe('AlertLifecycle.publish: request size', () => {
+  const tooLarge = () => new KafkaJSProtocolError({ type: 'MESSAGE_TOO_LARGE', code: 10, retriable: false, message: 'The request included a message larger than the max message size the server will accept' } as never);
+
+  it(`6,000 events crossing a threshold in one bucket go out in requests of at most ${MAX_ALERT_REQUEST_BYTES} bytes, in order`, async () => {
+    const table = new AlertsTable();
+    const { sinks, sent } = sinksOf(table);
+    const l = new AlertLifecycle(sinks, () => T0);
+    l.setRules(rules);
+    const events = l.handle(Array.from({ length: 6000 }, (_, i) => transition('firing', `f${i}`, 60_000)));
+    expect(await l.publish(events)).toEqual([]);
+    const requests = sent as { messages: { key: string; value: string }[] }[];
+    expect(requests.length).toBeGreaterThan(1);
+    for (const r of requests) expect(r.messages.reduce((n, m) => n + m.value.length + m.key.length + 64, 0)).toBeLessThanOrEqual(MAX_ALERT_REQUEST_BYTES);
+    expect(requests.flatMap((r) => r.messages.map((m) => m.key))).toEqual(events.map((e) => e.fingerprint));
+    expect(table.rows).toHaveLength(6000);
+  });
+
+  it('an event the broker refuses for good is set aside and returned; the others of its request are produced; the table and outputs get all', async () => {
+    const table = new AlertsTable();
+    const { sinks, delivered } = sinksOf(table);
+    const produced: string[] = [];
+    let calls = 0;
+    (sinks as unknown as { producer: unknown }).producer = {
+      send: async (record: { messages: { key: string }[] }) => {
+        calls++;
+        if (record.messages.some((m) => m.key === 'f1')) throw tooLarge();
+        produced.push(...record.messages.map((m) => m.key));
+      },
+    };
+    const l = new AlertLifecycle(sinks, () => T0);
+    l.setRules(rules);
+    const events = l.handle(['f0', 'f1', 'f2'].map((f) => transition('firing', f, 60_000)));
+    const refused = await l.publish(events);
+    expect(refused.map((e) => e.fingerprint)).toEqual(['f1']);
+    expect(produced).toEqual(['f0', 'f2']);
+    expect(calls).toBe(4);
+    expect(table.rows.map((r) => r.fingerprint)).toEqual(['f0', 'f1', 'f2']);
+    expect(delivered.map((e) => e.fingerprint)).toEqual(['f0', 'f1', 'f2']);
+  });
+
+  it('a broker away is not a refusal: publish rejects (the caller retries) and writes nothing further', async () => {
+    const table = new AlertsTable();
+    const { sinks } = sinksOf(table);
+    (sinks as unknown as { producer: unknown }).producer = {
+      send: async () => {
+        throw new KafkaJSProtocolError({ type: 'LEADER_NOT_AVAILABLE', code: 5, retriable: true, message: 'no leader' } as never);
+      },
+    };
+    const l = new AlertLifecycle(sinks, () => T0);
+    l.setRules(rules);
+    await expect(l.publish(l.handle([transition('firing', 'f0', 60_000)]))).rejects.toThrow('no leader');
+    expect(table.rows).toEqual([]);
   });
 });

@@ -303,3 +303,19 @@ describe('AlertLifecycle rules removed', () => {
     expect(l.firing).toBe(1);
   });
 });
+
+describe('AlertLifecycle annotations', () => {
+  it('render {{ fingerprint }} and {{ explanation }} in firing and resolved events (they rendered empty)', () => {
+    const withVars = parseRules(
+      `rules:\n  - id: cpu-hot\n    kind: threshold\n    metric: cpu\n    op: ">"\n    value: 90\n    annotations:\n      summary: "fp={{ fingerprint }} why={{ explanation }}"\n`,
+      'rules.yaml',
+    );
+    const l = new AlertLifecycle(sinks, () => 1_000_000);
+    l.setRules(withVars);
+    const firing = { ...transition('firing', 60_000, 60_000), explanation: { mean: 95 } };
+    const [fired] = l.handle([firing]);
+    expect(fired?.annotations['summary']).toBe('fp=f1 why={"mean":95}');
+    const [resolved] = l.handle([{ ...transition('resolved', 60_000, 120_000), explanation: { mean: 80 } }]);
+    expect(resolved?.annotations['summary']).toBe('fp=f1 why={"mean":80}');
+  });
+});
