@@ -260,6 +260,7 @@ export class Ingestor {
       timestamps,
       nowMs: Date.now(),
       maxFutureMs: pipeline.maxFutureMs,
+      watermarkMaxAheadMs: pipeline.watermarkMaxAheadMs,
       compression: this.config.clickhouse.compression,
       shards: this.pool.shards,
       storeFromOffset: state.storedUpTo,

@@ -17,6 +17,8 @@ export interface IngestTask {
   timestamps: Float64Array;
   nowMs: number;
   maxFutureMs: number;
+  /** A point advances the watermark at most this far past its message's Kafka timestamp. */
+  watermarkMaxAheadMs: number;
   compression: 'none' | 'gzip';
   /** Number of shards; a point's shard is its series id mod this. */
   shards: number;
@@ -54,7 +56,7 @@ export interface IngestResult {
   rows: number;
   /** The task's points split by shard (index = shard). */
   shardBatches: ShardBatch[];
-  /** Highest event time of the task's valid points (-Infinity when none). */
+  /** Highest event time of the task's valid points, each capped at its message's Kafka timestamp + watermarkMaxAheadMs (-Infinity when none). */
   maxTsMs: number;
   rejects: IngestReject[];
   workerMs: number;

@@ -64,7 +64,10 @@ function ingestPass(task: IngestTask, poisoned: Map<number, string>): IngestResu
       const series = seriesOf(metric, tags, task.shards);
       const offset = task.offsets[message] as number;
       if (offset >= task.storeFromOffset) encoder.add(series.id, metric, tags, type, tsMs, value, task.topic, task.partition, offset, pointIndex);
-      if (tsMs > runMax) runMax = tsMs;
+      // The watermark trusts a timestamp only up to a little past when the message was produced.
+      const kafkaTs = ctx.kafkaTimestampMs;
+      const w = kafkaTs > 0 ? Math.min(tsMs, kafkaTs + task.watermarkMaxAheadMs) : tsMs;
+      if (w > runMax) runMax = w;
       (collectors[series.shard] as ShardCollector).add(series.id, metric, tags, tsMs, value, type, offset, pointIndex, maxBeforeMessage);
     },
   };

@@ -44,6 +44,7 @@ export interface VigilConfig {
     readonly maxInFlightBytes: number;
     readonly maxMessageBytes: number;
     readonly maxFutureMs: number;
+    readonly watermarkMaxAheadMs: number;
     readonly insertMaxRows: number;
     readonly insertLingerMs: number;
     readonly retryInitialMs: number;

@@ -244,8 +244,16 @@ export const configSchema = {
           minimum: 0,
           maximum: 31536000000,
           description:
-            'Points stamped further than this ahead of the wall clock are rejected (VIGIL_ERR_DECODE_TIMESTAMP): one absurd future timestamp would otherwise close every open bucket.',
-          default: 3600000,
+            'Points stamped further than this ahead of the wall clock are rejected (VIGIL_ERR_DECODE_TIMESTAMP): a clock running ahead is a fault, and the point would be scored against buckets no other series has reached.',
+          default: 300000,
+        },
+        watermarkMaxAheadMs: {
+          type: 'integer',
+          minimum: 0,
+          maximum: 31536000000,
+          description:
+            "How far past its message's Kafka timestamp a point may advance its partition's watermark. A point stamped later than that is stored and aggregated, but moves the watermark only to its message's timestamp plus this, so a few future-stamped points cannot make the partition's on-time points late. 0: a point cannot move the watermark past the moment its message was produced. Deterministic (the timestamp is in the log): a replay judges every point as the first run did. Messages without a timestamp (-1) are not capped.",
+          default: 0,
         },
         retryInitialMs: {
           type: 'integer',

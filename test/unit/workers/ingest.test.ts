@@ -26,7 +26,7 @@ const { ingest } = await import('../../../workers/ingest.js');
 
 const NOW = 1_700_000_000_000;
 
-function task(messages: (string | null)[], storeFromOffset = 0): IngestTask {
+function task(messages: (string | null)[], storeFromOffset = 0, kafkaTs = NOW): IngestTask {
   const enc = new TextEncoder();
   const parts = messages.map((m) => (m === null ? new Uint8Array(0) : enc.encode(m)));
   const data = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
@@ -39,8 +39,8 @@ function task(messages: (string | null)[], storeFromOffset = 0): IngestTask {
     bounds[2 * i + 1] = pos;
   });
   const offsets = Float64Array.from(messages, (_, i) => 100 + i);
-  const timestamps = Float64Array.from(messages, () => NOW);
-  return { topic: 't', partition: 0, format: 'auto', data, bounds, offsets, timestamps, nowMs: NOW, maxFutureMs: 60_000, compression: 'none', shards: 2, storeFromOffset };
+  const timestamps = Float64Array.from(messages, () => kafkaTs);
+  return { topic: 't', partition: 0, format: 'auto', data, bounds, offsets, timestamps, nowMs: NOW, maxFutureMs: 3_600_000, watermarkMaxAheadMs: 0, compression: 'none', shards: 2, storeFromOffset };
 }
 
 function rows(body: Uint8Array): { metric: string; offset: number }[] {
@@ -93,5 +93,32 @@ describe('ingest task: poison isolation', () => {
     );
     expect(second).toMatchObject({ message: 1, count: 1, line: 1 });
     expect(rows(r.body)).toEqual([{ metric: 'ok', offset: 100 }]);
+  });
+});
+
+describe('ingest task: the watermark an outlier cannot hijack', () => {
+  const at = (name: string, ts: number) => `{"name":"${name}","value":1,"timestamp":${ts}}`;
+
+  it("a point stamped 59 minutes ahead is stored, but advances the partition's event-time maximum only to its message's Kafka timestamp + watermarkMaxAheadMs", () => {
+    const r = ingest(task([at('on', NOW - 1000), at('ahead', NOW + 59 * 60_000), at('next', NOW - 500)]));
+    expect(rows(r.body).map((x) => x.metric)).toEqual(['on', 'ahead', 'next']);
+    expect(r.maxTsMs).toBe(NOW);
+    // The message after the outlier is judged against the capped maximum, not the outlier's time.
+    const batches = r.shardBatches.filter((b) => b.count > 0);
+    const maxBefore = new Map<number, number>();
+    for (const b of batches) for (let i = 0; i < b.count; i++) maxBefore.set(b.offsets[i] as number, b.maxBeforeMs[i] as number);
+    expect([...maxBefore].sort((a, b) => a[0] - b[0])).toEqual([
+      [100, -Infinity],
+      [101, NOW - 1000],
+      [102, NOW],
+    ]);
+  });
+
+  it('points behind their Kafka timestamp (a backfill) advance it as stamped; a message without a timestamp (-1) is not capped', () => {
+    expect(ingest(task([at('old', NOW - 86_400_000)])).maxTsMs).toBe(NOW - 86_400_000);
+    expect(ingest(task([at('ahead', NOW + 59 * 60_000)], 0, -1)).maxTsMs).toBe(NOW + 59 * 60_000);
+    expect(ingest(task([at('edge', NOW)])).maxTsMs).toBe(NOW);
+    expect(ingest(task([at('ahead', NOW + 1)])).maxTsMs).toBe(NOW);
+    expect(ingest({ ...task([at('ahead', NOW + 59 * 60_000)]), watermarkMaxAheadMs: 60_000 }).maxTsMs).toBe(NOW + 60_000);
   });
 });

@@ -1,0 +1,129 @@
+import { Partitioners, type Message } from 'kafkajs';
+import { describe, expect, it } from 'vitest';
+import { readTopic } from '../../helpers/kafka.js';
+import { usePipelines, waitFor } from '../../helpers/pipeline.js';
+import { useResources } from '../../helpers/resources.js';
+
+/**
+ * Hostile input through the real Kafka and ClickHouse (issue 13): each bad message costs one dead
+ * letter sized to its cause, the good points of the same batches are stored exactly once, and the
+ * pipeline keeps consuming afterwards.
+ */
+const res = useResources();
+const start = usePipelines();
+
+async function send(topic: string, messages: Message[]): Promise<void> {
+  const producer = res.kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  await producer.connect();
+  for (const m of messages) await producer.send({ topic, acks: -1, messages: [{ ...m, partition: 0 }] });
+  await producer.disconnect();
+}
+
+const good = (i: number, ts = Date.now() - 60_000) => ({ value: JSON.stringify({ name: 'hostile.good', value: i, timestamp: ts, tags: { n: String(i % 5) } }) });
+
+describe('hostile input (one partition, real Kafka and ClickHouse)', () => {
+  it('each bad message makes one dead letter sized to its cause; good points around them are stored exactly once; the pipeline goes on', async ({ annotate }) => {
+    const { topic, db, env } = await res.pipelineEnv('hostile', 1);
+    const pipeline = await start({ ...env, VIGIL_PIPELINE_INSERT_LINGER_MS: '100' });
+    const deep = '['.repeat(25_000) + ']'.repeat(25_000);
+    const hugeKey = 'k'.repeat(700 * 1024);
+    const cases: { name: string; message: Message; code: string; count: number; maxLetterBytes: number; check?: (l: { value: Buffer; headers: Record<string, string> }) => void }[] = [
+      { name: '50 KB of nested arrays', message: { value: deep }, code: 'VIGIL_ERR_DECODE_SHAPE', count: 1, maxLetterBytes: 60_000, check: (l) => expect(l.value.toString()).toBe(deep) },
+      {
+        name: '200 KB [1,1,…]: 100,000 bad elements',
+        message: { value: `[${Array.from({ length: 100_000 }, () => '1').join(',')}]` },
+        code: 'VIGIL_ERR_DECODE_SHAPE',
+        count: 100_000,
+        maxLetterBytes: 210_000,
+        check: (l) => expect(l.value.toString()).toBe(Array.from({ length: 100_000 }, () => '1').join('\n')),
+      },
+      {
+        name: '22 KB message with a 20 KB header and 100 bad lines',
+        message: { value: Array.from({ length: 100 }, (_, i) => `bad line ${i}`).join('\n'), headers: { big: 'h'.repeat(20 * 1024) } },
+        code: 'VIGIL_ERR_DECODE_LINE_PROTOCOL',
+        count: 100,
+        maxLetterBytes: 5_000,
+        check: (l) => {
+          expect(l.headers['big']).toBeUndefined();
+          expect(l.headers['vigil-headers-dropped']).toBe(String(3 + 20 * 1024));
+        },
+      },
+      {
+        name: '700 KB point whose one huge tag key holds an object',
+        message: { value: `{"name":"x","value":1,"tags":{"${hugeKey}":{}}}` },
+        code: 'VIGIL_ERR_DECODE_TAGS',
+        count: 1,
+        maxLetterBytes: 520 * 1024,
+        check: (l) => {
+          expect(l.headers['vigil-error-reason']?.length).toBeLessThanOrEqual(520);
+          expect(l.headers['vigil-original-size']).toBe(String(hugeKey.length + '{"name":"x","value":1,"tags":{"":{}}}'.length));
+        },
+      },
+      { name: 'an empty JSON array', message: { value: '[]' }, code: 'VIGIL_ERR_DECODE_EMPTY', count: 1, maxLetterBytes: 600 },
+    ];
+    const messages: Message[] = [];
+    for (let i = 0; i < 60; i++) {
+      messages.push(good(i));
+      const c = cases[i / 10];
+      if (Number.isInteger(i / 10) && c) messages.push(c.message);
+    }
+    await send(topic, messages);
+    await waitFor('the good points stored', async () => (await res.scalar(`SELECT count() FROM ${db}.points_dedup`)) >= 60, 90_000);
+    const letters = await readTopic(res.kafka, env['VIGIL_KAFKA_DLQ_TOPIC'] as string, cases.length);
+
+    const rows: string[] = [];
+    cases.forEach((c, i) => {
+      const l = letters[i];
+      expect(l?.headers['vigil-error-code'], c.name).toBe(c.code);
+      expect(l?.headers['vigil-error-count'], c.name).toBe(String(c.count));
+      const size = (l?.value.length ?? 0) + Object.entries(l?.headers ?? {}).reduce((n, [k, v]) => n + k.length + v.length, 0);
+      expect(size, c.name).toBeLessThanOrEqual(c.maxLetterBytes);
+      if (l) c.check?.(l);
+      rows.push(`${c.name}: ${c.code}, 1 letter of ${size} bytes, count ${c.count}`);
+    });
+    // Still consuming: a message after all of them lands too; nothing else was stored or dead-lettered.
+    await send(topic, [good(1000)]);
+    await waitFor('the last good point', async () => (await res.scalar(`SELECT count() FROM ${db}.points_dedup`)) >= 61, 30_000);
+    expect(await res.scalar(`SELECT count() FROM ${db}.points_dedup`)).toBe(61);
+    expect(await res.scalar(`SELECT uniqExact(source_offset) FROM ${db}.points_dedup`)).toBe(61);
+    expect(await pipeline.metric('vigil_dead_letters_total')).toBe(cases.length);
+    expect(await pipeline.metric('vigil_rejected_items_total')).toBe(cases.reduce((n, c) => n + c.count, 0));
+    rows.push(`pipeline RSS after: ${Math.round(pipeline.rss() / 1024 / 1024)} MiB`);
+    await annotate(rows.join('\n'));
+  }, 180_000);
+
+  it.each([
+    ['capped at its Kafka timestamp (default)', {}, false],
+    ['uncapped (pipeline.watermarkMaxAheadMs one year: the old behaviour)', { VIGIL_PIPELINE_WATERMARK_MAX_AHEAD_MS: '31536000000' }, true],
+  ] as const)('a point stamped 4 minutes ahead, watermark %s', async (_name, extra, lateExpected) => {
+    const { topic, db, env } = await res.pipelineEnv('future', 1);
+    const pipeline = await start({
+      ...env,
+      VIGIL_PIPELINE_INSERT_LINGER_MS: '100',
+      VIGIL_ROLLUPS_WIDTHS_SECONDS: '10',
+      VIGIL_ROLLUPS_ALLOWED_LATENESS_MS: '2000',
+      VIGIL_ROLLUPS_IDLE_TIMEOUT_MS: '1500',
+      ...extra,
+    });
+    // A real-time stream: each point stamped as it is produced; one device's clock is 4 min ahead.
+    const producer = res.kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+    await producer.connect();
+    for (let i = 0; i < 40; i++) {
+      if (i === 20) await producer.send({ topic, acks: -1, messages: [{ partition: 0, value: JSON.stringify({ name: 'hostile.ahead', value: 1, timestamp: Date.now() + 240_000 }) }] });
+      await producer.send({ topic, acks: -1, messages: [{ partition: 0, value: JSON.stringify({ name: 'hostile.ontime', value: i, timestamp: Date.now() }) }] });
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    await producer.disconnect();
+    await waitFor('all points stored', async () => (await res.scalar(`SELECT count() FROM ${db}.points_dedup`)) >= 41, 60_000);
+    // Stored as stamped either way; the difference is what the watermark made of the on-time points.
+    expect(await res.scalar(`SELECT count() FROM ${db}.points_dedup WHERE metric = 'hostile.ahead'`)).toBe(1);
+    if (lateExpected) {
+      await waitFor('late points counted', async () => (await pipeline.metric('vigil_late_points_total')) > 0, 30_000);
+      return;
+    }
+    // Every on-time point lands in a bucket that closes by the idle timeout, none late.
+    await waitFor('the on-time buckets closed', async () => (await res.scalar(`SELECT sum(count) FROM ${db}.rollups_merged WHERE metric = 'hostile.ontime'`)) >= 40, 30_000);
+    expect(await res.scalar(`SELECT sum(count) FROM ${db}.rollups_merged WHERE metric = 'hostile.ontime'`)).toBe(40);
+    expect(await pipeline.metric('vigil_late_points_total')).toBe(0);
+  }, 120_000);
+});
