@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { clickhouseConnection } from '../core/redact.js';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import type { Admin, Kafka } from 'kafkajs';
 import { createKafka } from '../pipeline/kafka.js';
@@ -9,7 +10,7 @@ import type { VigilConfig } from '../core/config/index.js';
 
 /** The clients a benchmark drives the stack with: ClickHouse, Kafka and a connected Kafka admin. */
 export async function benchClients(config: VigilConfig): Promise<{ ch: ClickHouseClient; kafka: Kafka; admin: Admin; close(): Promise<void> }> {
-  const ch = createClient({ url: config.clickhouse.url, username: config.clickhouse.username, password: config.clickhouse.password });
+  const ch = createClient(clickhouseConnection(config.clickhouse));
   const kafka = createKafka(config, componentLogger('bench'));
   const admin = kafka.admin();
   await admin.connect();
@@ -38,13 +39,23 @@ export async function countRows(ch: ClickHouseClient, table: string): Promise<nu
   return Number((await rs.json<{ c: string }>())[0]?.c);
 }
 
-function sh(command: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['-o', 'pipefail', '-c', command], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${command}: exit ${code}: ${err}`))));
-  });
+/**
+ * `producer | consumer` without a shell: argument vectors go to the programs as they are, so no
+ * configuration value (a broker address, a topic name) is ever parsed by bash.
+ */
+function pipe(producer: readonly string[], consumer: readonly string[]): Promise<void> {
+  const run = (argv: readonly string[], stdio: ['ignore' | 'pipe', 'pipe' | 'ignore', 'pipe']) => spawn(argv[0] as string, argv.slice(1), { stdio });
+  const from = run(producer, ['ignore', 'pipe', 'pipe']);
+  const to = run(consumer, ['pipe', 'ignore', 'pipe']);
+  from.stdout?.pipe(to.stdin as NodeJS.WritableStream);
+  const done = (argv: readonly string[], child: ReturnType<typeof spawn>) =>
+    new Promise<void>((resolve, reject) => {
+      let err = '';
+      child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+      child.on('error', reject);
+      child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${argv.join(' ')}: exit ${code}: ${err}`))));
+    });
+  return Promise.all([done(producer, from), done(consumer, to)]).then(() => undefined);
 }
 
 /**
@@ -59,11 +70,12 @@ export async function kcatReference(config: VigilConfig, ch: ClickHouseClient, d
       : `CREATE TABLE ${db}.ref (line String) ENGINE = MergeTree() ORDER BY tuple()`,
   });
   const broker = config.kafka.brokers[0] as string;
+  const port = String(config.infra.clickhouseTcpPort);
   const insert = json
-    ? `clickhouse-client --port ${config.infra.clickhouseTcpPort} --input_format_skip_unknown_fields=1 --query 'INSERT INTO ${db}.ref FORMAT JSONEachRow'`
-    : `clickhouse-client --port ${config.infra.clickhouseTcpPort} --query 'INSERT INTO ${db}.ref FORMAT TabSeparated'`;
+    ? ['clickhouse-client', '--port', port, '--input_format_skip_unknown_fields=1', '--query', `INSERT INTO ${db}.ref FORMAT JSONEachRow`]
+    : ['clickhouse-client', '--port', port, '--query', `INSERT INTO ${db}.ref FORMAT TabSeparated`];
   const t0 = performance.now();
-  await sh(`kcat -C -b ${broker} -t ${topic} -e -q -f '%s\\n' | ${insert}`);
+  await pipe(['kcat', '-C', '-b', broker, '-t', topic, '-e', '-q', '-f', '%s\\n'], insert);
   const seconds = (performance.now() - t0) / 1000;
   const rows = await countRows(ch, `${db}.ref`);
   if (rows !== expectedRows) throw new Error(`reference stored ${rows} of ${expectedRows} rows`);

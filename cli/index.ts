@@ -14,6 +14,7 @@ import { capabilitiesOf, schemaStatements } from '../sinks/clickhouse/index.js';
 import { createKafka, ensureTopics } from '../pipeline/kafka.js';
 import { runPipeline, type RunningPipeline } from '../pipeline/run.js';
 import { modelSettings } from '../pipeline/shards.js';
+import { clickhouseConnection, redactConfig } from '../core/redact.js';
 import { createClient } from '@clickhouse/client';
 import { BACKTEST_HEADER, backtest, backtestLine, readBacktestCsv } from '../models/backtest.js';
 import { loadLstm } from '../models/lstm-detector.js';
@@ -135,7 +136,8 @@ async function main(argv: string[]): Promise<number> {
 
   switch (command) {
     case 'config':
-      console.log(JSON.stringify(config, null, 2));
+      // Secrets and URL passwords redacted: the output ends up in terminals, tickets and CI logs.
+      console.log(JSON.stringify(redactConfig(config), null, 2));
       return 0;
     case 'infra':
       return infraCommand(config, sub);
@@ -284,7 +286,7 @@ async function trainCommand(config: VigilConfig, values: Record<string, unknown>
   let metadata;
   if (input) metadata = await trainCsv(input, options, output);
   else {
-    const client = createClient({ url: config.clickhouse.url, username: config.clickhouse.username, password: config.clickhouse.password });
+    const client = createClient(clickhouseConnection(config.clickhouse));
     try {
       const history = await readHistory(client, {
         database: config.clickhouse.database,

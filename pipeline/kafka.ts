@@ -1,4 +1,5 @@
-import { Kafka, logLevel, type LogEntry } from 'kafkajs';
+import { Kafka, logLevel, type KafkaConfig, type LogEntry, type SASLOptions } from 'kafkajs';
+import { tlsFiles } from '../core/redact.js';
 import type { VigilConfig } from '../core/config/index.js';
 import type { Logger } from '../core/log.js';
 
@@ -21,7 +22,17 @@ export function createKafka(config: VigilConfig, log: Logger): Kafka {
         log[levels[level] ?? 'info'](rest, message);
       },
     retry: { initialRetryTime: 300, retries: 8, maxRetryTime: 10_000 },
+    ...kafkaSecurity(config.kafka),
   });
+}
+
+/** kafkajs `ssl` and `sasl` options from the configuration (none by default). */
+export function kafkaSecurity(k: VigilConfig['kafka']): Pick<KafkaConfig, 'ssl' | 'sasl'> {
+  const out: Pick<KafkaConfig, 'ssl' | 'sasl'> = {};
+  const files = tlsFiles({ ca: k.sslCaFile, cert: k.sslCertFile, key: k.sslKeyFile });
+  if (k.ssl || files) out.ssl = { rejectUnauthorized: k.sslRejectUnauthorized, ...files };
+  if (k.saslMechanism) out.sasl = { mechanism: k.saslMechanism, username: k.saslUsername, password: k.saslPassword } as SASLOptions;
+  return out;
 }
 
 /** Creates missing topics (metric topics when listed, dead letters, alerts); existing ones are left as they are. */

@@ -23,11 +23,22 @@ export interface VigilConfig {
     readonly fromBeginning: boolean;
     readonly sessionTimeoutMs: number;
     readonly maxWaitTimeMs: number;
+    readonly ssl: boolean;
+    readonly sslCaFile: string;
+    readonly sslCertFile: string;
+    readonly sslKeyFile: string;
+    readonly sslRejectUnauthorized: boolean;
+    readonly saslMechanism: '' | 'plain' | 'scram-sha-256' | 'scram-sha-512';
+    readonly saslUsername: string;
+    readonly saslPassword: string;
   };
   readonly clickhouse: {
     readonly url: string;
     readonly username: string;
     readonly password: string;
+    readonly caFile: string;
+    readonly certFile: string;
+    readonly keyFile: string;
     readonly database: string;
     readonly compression: 'none' | 'gzip';
     readonly requestTimeoutMs: number;
@@ -78,6 +89,8 @@ export interface VigilConfig {
   readonly alerts: {
     readonly enabled: boolean;
     readonly rulesFile: string;
+    readonly alertmanagerToken: string;
+    readonly webhookToken: string;
     readonly alertmanagerUrl: string;
     readonly webhookUrl: string;
   };
@@ -106,7 +119,7 @@ function toJsonSchema(node: SchemaNode, root = true): object {
       properties: Object.fromEntries(Object.entries(node.properties).map(([k, v]) => [k, toJsonSchema(v, false)])),
     };
   }
-  const { description: _d, ...rest } = node as SchemaNode & { description: string };
+  const { description: _d, secret: _s, ...rest } = node as SchemaNode & { description: string; secret?: boolean };
   return rest;
 }
 
@@ -179,8 +192,20 @@ function readConfigFile(file: string): Record<string, unknown> {
 
 function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv, sources: Map<string, string>): void {
   const byEnv = new Map(leaves().map((l) => [envName(l.path), l]));
-  for (const [name, text] of Object.entries(env)) {
-    if (!name.startsWith('VIGIL_') || name === CONFIG_FILE_ENV || text === undefined) continue;
+  for (const [envKey, envText] of Object.entries(env)) {
+    if (!envKey.startsWith('VIGIL_') || envKey === CONFIG_FILE_ENV || envText === undefined) continue;
+    let name = envKey;
+    let text = envText;
+    // `<OPTION>_FILE`: the value is the content of that file (a mounted secret), one trailing newline dropped.
+    const fileOf = envKey.endsWith('_FILE') && !byEnv.has(envKey) ? byEnv.get(envKey.slice(0, -'_FILE'.length)) : undefined;
+    if (fileOf && fileOf.leaf.type === 'string') {
+      name = envKey.slice(0, -'_FILE'.length);
+      try {
+        text = readFileSync(envText, 'utf8').replace(/\r?\n$/, '');
+      } catch (err) {
+        throw new VigilError('VIGIL_ERR_CONFIG_FILE', `${envKey}: cannot read ${envText}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+      }
+    }
     const entry = byEnv.get(name);
     if (!entry) {
       throw new VigilError('VIGIL_ERR_CONFIG_UNKNOWN_KEY', `environment variable ${name} is not a Vigil option (see README, Configuration)`);
@@ -189,7 +214,7 @@ function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv, sources:
       throw new VigilError('VIGIL_ERR_CONFIG_UNKNOWN_KEY', `${entry.path} can only be set in the configuration file, not through ${name}`);
     }
     setPath(raw, entry.path, fromEnv(name, text, entry.leaf.type, 'items' in entry.leaf ? entry.leaf.items?.type : undefined));
-    sources.set(entry.path, `environment variable ${name}`);
+    sources.set(entry.path, `environment variable ${envKey}`);
   }
 }
 

@@ -16,6 +16,8 @@ type Leaf = {
   minItems?: number;
   items?: { type: 'string'; minLength?: number; enum?: readonly string[] } | { type: 'integer'; minimum: number; maximum: number };
   pattern?: string;
+  /** A credential: redacted wherever the configuration is shown, and settable from a file (`…_FILE`). */
+  secret?: boolean;
 };
 
 type Section = {
@@ -114,6 +116,19 @@ export const configSchema = {
           description: 'Consumer group session timeout.',
           default: 30000,
         },
+        ssl: { type: 'boolean', description: 'Connect to the brokers over TLS (also implied by `kafka.sslCaFile` or `kafka.sslCertFile`).', default: false },
+        sslCaFile: { type: 'string', description: 'PEM file of the CA that signed the brokers\' certificates (empty: the system CAs).', default: '' },
+        sslCertFile: { type: 'string', description: 'PEM client certificate for mutual TLS (with `kafka.sslKeyFile`).', default: '' },
+        sslKeyFile: { type: 'string', description: 'PEM private key of the client certificate.', default: '' },
+        sslRejectUnauthorized: { type: 'boolean', description: 'Verify the brokers\' certificates (false only for testing).', default: true },
+        saslMechanism: {
+          type: 'string',
+          enum: ['', 'plain', 'scram-sha-256', 'scram-sha-512'],
+          description: 'SASL authentication mechanism (empty: none). Use with TLS: PLAIN sends the password as it is.',
+          default: '',
+        },
+        saslUsername: { type: 'string', description: 'SASL user name.', default: '' },
+        saslPassword: { type: 'string', description: 'SASL password (`VIGIL_KAFKA_SASL_PASSWORD_FILE` reads it from a file).', default: '', secret: true },
       },
     },
     clickhouse: {
@@ -122,7 +137,10 @@ export const configSchema = {
       properties: {
         url: { type: 'string', pattern: '^https?://', description: 'HTTP(S) endpoint.', default: 'http://127.0.0.1:8123' },
         username: { type: 'string', description: 'User name.', default: 'default' },
-        password: { type: 'string', description: 'Password.', default: '' },
+        password: { type: 'string', description: 'Password (`VIGIL_CLICKHOUSE_PASSWORD_FILE` reads it from a file). A password in the URL\'s user info is used when this is empty.', default: '', secret: true },
+        caFile: { type: 'string', description: 'PEM file of the CA that signed the server\'s certificate, for an `https://` URL (empty: the system CAs).', default: '' },
+        certFile: { type: 'string', description: 'PEM client certificate for mutual TLS (with `clickhouse.keyFile`).', default: '' },
+        keyFile: { type: 'string', description: 'PEM private key of the client certificate.', default: '' },
         database: {
           type: 'string',
           pattern: '^[A-Za-z_][A-Za-z0-9_]*$',
@@ -392,10 +410,12 @@ export const configSchema = {
         },
         alertmanagerUrl: {
           type: 'string',
-          description: 'Prometheus Alertmanager base URL (e.g. http://127.0.0.1:9093) alerts are posted to (`/api/v2/alerts`); empty: off.',
+          description: 'Prometheus Alertmanager base URL (e.g. http://127.0.0.1:9093) alerts are posted to (`/api/v2/alerts`); empty: off. User info in the URL is sent as basic auth.',
           default: '',
         },
-        webhookUrl: { type: 'string', description: 'URL alert events are POSTed to as `{"version":1,"alerts":[...]}`, with retries; empty: off.', default: '' },
+        webhookUrl: { type: 'string', description: 'URL alert events are POSTed to as `{"version":1,"alerts":[...]}`, with retries; empty: off. User info in the URL (`https://user:pass@host/…`) is sent as basic auth.', default: '' },
+        alertmanagerToken: { type: 'string', description: 'Bearer token sent to Alertmanager (`Authorization: Bearer …`); basic auth: user info in `alerts.alertmanagerUrl`.', default: '', secret: true },
+        webhookToken: { type: 'string', description: 'Bearer token sent to the webhook.', default: '', secret: true },
       },
     },
     infra: {

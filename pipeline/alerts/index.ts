@@ -52,9 +52,9 @@ export class Alerting {
       onFailed: (code: string) => metrics.sinkErrors.inc({ sink, code }),
       onDropped: (n: number, reason: string) => metrics.alertsDropped.inc({ sink, reason }, n),
     });
-    const { alertmanagerUrl, webhookUrl } = config.alerts;
-    if (alertmanagerUrl) this.outputs.push(new AlertmanagerOutput({ url: alertmanagerUrl, stats: stats('alertmanager'), logger: log }));
-    if (webhookUrl) this.outputs.push(new WebhookOutput({ url: webhookUrl, stats: stats('webhook'), logger: log }));
+    const { alertmanagerUrl, webhookUrl, alertmanagerToken, webhookToken } = config.alerts;
+    if (alertmanagerUrl) this.outputs.push(new AlertmanagerOutput({ url: alertmanagerUrl, bearerToken: alertmanagerToken, stats: stats('alertmanager'), logger: log }));
+    if (webhookUrl) this.outputs.push(new WebhookOutput({ url: webhookUrl, bearerToken: webhookToken, stats: stats('webhook'), logger: log }));
     this.lifecycle = new AlertLifecycle({ producer: this.producer, topic: config.kafka.alertsTopic, clickhouse, database: config.clickhouse.database, others: this.outputs });
     this.lifecycle.setRules(this.rules);
   }

@@ -1,5 +1,6 @@
 import { VigilError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
+import { redactUrls } from '../../core/redact.js';
 
 /**
  * What the alert outputs (Alertmanager, webhook) share: a bounded queue in which resolved alerts
@@ -73,8 +74,10 @@ export interface RetryOptions {
 export interface AlertsOutputOptions {
   /** Receiver URL (http or https). */
   url: string;
-  /** Extra request headers, e.g. `{ Authorization: 'Bearer ...' }`. Default none. */
+  /** Extra request headers; they win over the authorization below. Default none. */
   headers?: Record<string, string>;
+  /** Sent as `Authorization: Bearer …`; without it, user info in `url` is sent as basic auth. */
+  bearerToken?: string;
   /** Per-request timeout. Default 5000. */
   timeoutMs?: number;
   /** Events held (queued and in flight). Default 10000. */
@@ -102,15 +105,23 @@ export function optionInt(key: string, value: number | undefined, fallback: numb
   return v;
 }
 
-function httpUrl(key: string, value: string): URL {
+/**
+ * The receiver URL without user info, and the basic-auth header that user info stands for: fetch()
+ * refuses a URL carrying credentials, and a URL is what log lines and errors show.
+ */
+function httpUrl(key: string, value: string): { url: URL; authorization?: string } {
   let url: URL;
   try {
     url = new URL(value);
   } catch (err) {
-    throw new VigilError('VIGIL_ERR_CONFIG_INVALID', `${key} is not a URL: ${JSON.stringify(value)}`, { cause: err });
+    throw new VigilError('VIGIL_ERR_CONFIG_INVALID', `${key} is not a URL: ${JSON.stringify(redactUrls(value))}`, { cause: err });
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new VigilError('VIGIL_ERR_CONFIG_INVALID', `${key} must be http or https, got ${url.protocol}`);
-  return url;
+  if (!url.username && !url.password) return { url };
+  const credentials = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
+  url.username = '';
+  url.password = '';
+  return { url, authorization: `Basic ${Buffer.from(credentials).toString('base64')}` };
 }
 
 export interface RetryingBatchSenderOptions<T> {
@@ -478,10 +489,17 @@ export abstract class AlertsOutput<T> {
     const initialMs = optionInt(`${name}.retry.initialMs`, options.retry?.initialMs, OUTPUT_DEFAULTS.retry.initialMs);
     const maxQueue = optionInt(`${name}.maxQueue`, options.maxQueue, OUTPUT_DEFAULTS.maxQueue);
     this.maxQueue = maxQueue;
+    const { url, authorization } = httpUrl(`${name}.url`, options.url);
+    const auth = options.bearerToken ? `Bearer ${options.bearerToken}` : authorization;
     this.sender = new RetryingBatchSender<T>({
-      url: spec.endpoint(httpUrl(`${name}.url`, options.url)),
+      url: spec.endpoint(url),
       // Lower-cased so that a caller's `Content-Type` replaces ours instead of joining it.
-      headers: { 'content-type': 'application/json', 'user-agent': 'vigil', ...Object.fromEntries(Object.entries(options.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v])) },
+      headers: {
+        'content-type': 'application/json',
+        'user-agent': 'vigil',
+        ...(auth ? { authorization: auth } : {}),
+        ...Object.fromEntries(Object.entries(options.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v])),
+      },
       timeoutMs: optionInt(`${name}.timeoutMs`, options.timeoutMs, OUTPUT_DEFAULTS.timeoutMs),
       maxQueue,
       maxBatch: Math.min(maxQueue, optionInt(`${name}.maxBatch`, options.maxBatch, spec.maxBatch)),

@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import { clickhouseConnection, redactUrls } from '../../core/redact.js';
 import { ClickHouseError, createClient, type ClickHouseClient } from '@clickhouse/client';
 import type { VigilConfig } from '../../core/config/index.js';
 import { VigilError } from '../../core/errors.js';
@@ -27,14 +28,15 @@ function sqlString(s: string): string {
 export class ClickHouseSink {
   readonly client: ClickHouseClient;
   readonly db: string;
+  /** The URL without user info (what errors show), the credentials and TLS files read. */
+  private readonly connection: ReturnType<typeof clickhouseConnection>;
   private caps: Capabilities | undefined;
 
   constructor(private readonly config: VigilConfig['clickhouse']) {
     this.db = config.database;
+    this.connection = clickhouseConnection(config);
     this.client = createClient({
-      url: config.url,
-      username: config.username,
-      password: config.password,
+      ...this.connection,
       request_timeout: config.requestTimeoutMs,
       compression: { request: false, response: false },
     });
@@ -52,7 +54,7 @@ export class ClickHouseSink {
       const rs = await this.client.query({ query: 'SELECT version() AS v', format: 'JSONEachRow' });
       version = ((await rs.json<{ v: string }>())[0] as { v: string }).v;
     } catch (err) {
-      throw new VigilError('VIGIL_ERR_CLICKHOUSE_UNAVAILABLE', `${this.config.url}: ${(err as Error).message}`, { cause: err, retryable: true });
+      throw new VigilError('VIGIL_ERR_CLICKHOUSE_UNAVAILABLE', `${this.connection.url}: ${redactUrls((err as Error).message)}`, { cause: err, retryable: true });
     }
     this.caps = capabilitiesOf(version);
     await migrate(this.client, this.db, this.caps);

@@ -130,6 +130,30 @@ describe('AlertmanagerOutput (local receiver)', () => {
 });
 
 describe('WebhookOutput (local receiver)', () => {
+  it('sends user info in the URL as basic auth (fetch refuses a URL with credentials: it never delivered), and a bearer token instead when one is set', async () => {
+    const r = await startReceiver(() => 200);
+    cleanup.push(() => r.close());
+    const withUser = r.url.replace('http://', 'http://alice:s%3Acret@');
+    const basic = new WebhookOutput({ url: withUser, logger: quietLogger });
+    const bearer = new WebhookOutput({ url: withUser, bearerToken: 'tok', logger: quietLogger });
+    cleanup.push(() => basic.close(0), () => bearer.close(0));
+    basic.start();
+    basic.send(alertEvent());
+    await until('the basic-auth POST', () => r.requests.length === 1);
+    bearer.start();
+    bearer.send(alertEvent());
+    await until('the bearer POST', () => r.requests.length === 2);
+    expect(r.requests.map((q) => [q.status, q.headers.authorization])).toEqual([
+      [200, `Basic ${Buffer.from('alice:s:cret').toString('base64')}`],
+      [200, 'Bearer tok'],
+    ]);
+  });
+
+  it('an invalid URL is reported without its password', () => {
+    expect(() => new WebhookOutput({ url: 'ftp://u:hunter2@x', logger: quietLogger })).toThrow(/must be http or https/);
+    expect(() => new WebhookOutput({ url: 'http://u:hunter2@exa mple', logger: quietLogger })).toThrow(/^(?!.*hunter2).*not a URL/);
+  });
+
   it('does not follow a redirect (a 302 would turn the POST into a GET): it counts as rejected', async () => {
     const r = await startReceiver(() => 302);
     cleanup.push(() => r.close());
