@@ -21,6 +21,7 @@ export const ErrorCodes = {
   VIGIL_ERR_DECODE_TAGS: 'A point has tags that are not a flat object of string values.',
   VIGIL_ERR_DECODE_TYPE: 'A point has a metric_type Vigil does not know.',
   VIGIL_ERR_DECODE_LINE_PROTOCOL: 'An Influx line-protocol line is malformed.',
+  VIGIL_ERR_LIMIT_CARDINALITY: 'A shard holds pipeline.maxSeriesPerShard series: points of new series are stored raw but not aggregated, scored or alerted on.',
   VIGIL_ERR_DECODE_INTERNAL: 'Decoding a message threw (input beyond a runtime limit, such as JSON nested deeper than the stack, or a decoder bug); the message is set aside whole.',
   VIGIL_ERR_CLICKHOUSE_UNAVAILABLE: 'ClickHouse did not answer (retryable).',
   VIGIL_ERR_CLICKHOUSE_INSERT: 'ClickHouse rejected an insert.',

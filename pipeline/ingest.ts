@@ -5,10 +5,10 @@ import { isVigilError, VigilError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { retry, type RetryPolicy } from '../core/retry.js';
 import { InsertBatcher, type ClickHouseSink } from '../sinks/clickhouse/index.js';
-import { deadLetterFor, DLQ_HEADERS, type DeadLetterOutcome, type DeadLetterProducer, type Rejected } from '../sinks/kafka/dlq.js';
+import { cardinalityLetter, deadLetterFor, DLQ_HEADERS, type DeadLetterOutcome, type DeadLetterProducer, type Rejected } from '../sinks/kafka/dlq.js';
 import type { Transition } from '../workers/alerts/evaluator.js';
 import { SKIPPED, type IngestResult, type IngestTask } from '../workers/ingest-task.js';
-import { emptyBatch, type HeldOffset } from '../workers/shard-task.js';
+import { emptyBatch, type HeldOffset, type RefusedPoints } from '../workers/shard-task.js';
 import type { Alerting } from './alerts/index.js';
 import { Committer, partitionKey, type CommitMeta } from './commit.js';
 import { PartitionConsumer } from './consumer.js';
@@ -318,6 +318,8 @@ export class Ingestor {
         this.shards.run(shard, this.shards.task(shard, 'data', state.topic, state.partition, batch, before, state.maxTsMs)).then((r) => {
           out.add(r);
           if (r.held && (!work.held || r.held.offset < work.held.offset)) work.held = r.held;
+          // A replay below storedUpTo refuses the same points again: their letter went out then.
+          if (r.refused && r.refused.lastOffset >= state.storedUpTo && work.epoch === this.committer.epoch) work.outputs.push(this.sendRefused(work, shard, r.refused));
         }),
       );
       Promise.all(runs).then(
@@ -419,6 +421,17 @@ export class Ingestor {
         'the broker refused a dead letter even cut to 1 KiB; it is set aside (the source offset is committed)',
       );
     }
+  }
+
+  /** One VIGIL_ERR_LIMIT_CARDINALITY letter per shard and task: counts, and the first refused points. */
+  private async sendRefused(work: Work, shard: number, refused: RefusedPoints): Promise<void> {
+    const { topic, partition } = work.range;
+    const letter = cardinalityLetter(refused, shard, this.config.pipeline.maxSeriesPerShard, topic, partition);
+    await this.retrySink('dlq', () => this.dlq.send([letter]));
+    this.metrics.deadLetters.inc({ code: 'VIGIL_ERR_LIMIT_CARDINALITY' });
+    this.metrics.rejectedItems.inc({ code: 'VIGIL_ERR_LIMIT_CARDINALITY' }, refused.points);
+    this.metrics.seriesRefused.inc({ shard: String(shard) }, refused.series);
+    this.counts.deadLetters++;
   }
 
   private retryPolicy(onRetry: RetryPolicy['onRetry']): RetryPolicy {

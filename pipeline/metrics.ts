@@ -106,7 +106,13 @@ export function createMetrics() {
     }),
     stateBytes: new Gauge({
       name: 'vigil_state_bytes',
-      help: 'Approximate bytes of per-series state in a shard',
+      help: "Heap in use by the shard's thread (series state plus transient task data), measured in the thread",
+      labelNames: ['shard'],
+      registers: reg,
+    }),
+    seriesRefused: new Counter({
+      name: 'vigil_series_refused_total',
+      help: 'New series a shard turned away at pipeline.maxSeriesPerShard (counted once per task that saw them)',
       labelNames: ['shard'],
       registers: reg,
     }),

@@ -27,7 +27,12 @@ export class ShardedPool {
   /** Per shard, the previous shard task: the next one is submitted only after it settles. */
   private readonly shardChains: Promise<unknown>[];
 
-  constructor(shards: number, maxQueue: number) {
+  /**
+   * `maxHeapMb` caps each thread's V8 old generation (worker resourceLimits): a runaway thread
+   * fails its task with ERR_WORKER_OUT_OF_MEMORY (the pipeline exits and restarts from its
+   * commits) instead of taking the machine's memory; 0 leaves V8's default.
+   */
+  constructor(shards: number, maxQueue: number, maxHeapMb = 0) {
     this.pools = Array.from(
       { length: shards },
       (_, shard) =>
@@ -40,6 +45,7 @@ export class ShardedPool {
           maxQueue,
           idleTimeout: Infinity,
           workerData: { shard },
+          ...(maxHeapMb > 0 ? { resourceLimits: { maxOldGenerationSizeMb: maxHeapMb } } : {}),
         }),
     );
     this.inFlight = this.pools.map(() => 0);

@@ -54,7 +54,7 @@ export async function runPipeline(config: VigilConfig): Promise<RunningPipeline>
   if (alerting) await untilUp('alerting', log, () => alerting.start(), config);
 
   // Each pool's queue holds at most every ingest task plus one shard share per task in flight.
-  const pool = new ShardedPool(config.pipeline.workers, 2 * config.pipeline.maxTasksInFlight + 1);
+  const pool = new ShardedPool(config.pipeline.workers, 2 * config.pipeline.maxTasksInFlight + 1, config.pipeline.workerMaxHeapMb);
   let resolveDone: (code: number) => void = () => undefined;
   const done = new Promise<number>((resolve) => (resolveDone = resolve));
   let stopping: Promise<number> | undefined;

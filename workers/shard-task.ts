@@ -81,6 +81,11 @@ export interface ShardTask {
   batch: ShardBatch;
   nowMs: number;
   seriesIdleMs: number;
+  /**
+   * Most series this shard holds state for: a point of a new series past it skips the stateful
+   * stages (rollups, detectors, rules) and is reported in `refused` (its raw row is stored by then).
+   */
+  maxSeries: number;
   rollups: RollupSettings | null;
   /** Anomaly scoring of closed buckets (needs rollups). */
   models: ModelSettings | null;
@@ -103,7 +108,7 @@ export interface HeldOffset {
 export interface ShardResult {
   /** Series this shard holds state for, after eviction. */
   series: number;
-  /** Approximate bytes of that state. */
+  /** The shard thread's V8 heap in use after the task (v8.getHeapStatistics()). */
   stateBytes: number;
   evicted: number;
   /** RowBinary rows for `rollups` (empty when none). */
@@ -127,6 +132,51 @@ export interface ShardResult {
   /** Counter points older than their series' previous point (no rate). */
   counterOutOfOrder: number;
   held: HeldOffset | null;
+  /** Points of new series refused for the series limit (null: none). */
+  refused: RefusedPoints | null;
+}
+
+/** What the series limit turned away in one task: counts and the first points, as JSON lines. */
+export interface RefusedPoints {
+  points: number;
+  /** Distinct new series among them. */
+  series: number;
+  firstOffset: number;
+  lastOffset: number;
+  /** The first refused points as newline-delimited JSON points (`{"name","value","timestamp","tags"}`), up to REFUSED_SAMPLE_BYTES. */
+  sample: string;
+}
+
+/** Bytes of refused points a shard result carries back as a sample. */
+export const REFUSED_SAMPLE_BYTES = 64 * 1024;
+
+/** The points of `batch` whose `keep` flag is set (the dictionary is left whole). */
+export function filterBatch(batch: ShardBatch, keep: Uint8Array): ShardBatch {
+  let n = 0;
+  for (let i = 0; i < batch.count; i++) if (keep[i]) n++;
+  const out: ShardBatch = {
+    ...batch,
+    count: n,
+    seriesIds: new BigUint64Array(n),
+    tsMs: new Float64Array(n),
+    values: new Float64Array(n),
+    types: new Uint8Array(n),
+    offsets: new Float64Array(n),
+    pointIndexes: new Uint32Array(n),
+    maxBeforeMs: new Float64Array(n),
+  };
+  for (let i = 0, j = 0; i < batch.count; i++) {
+    if (!keep[i]) continue;
+    out.seriesIds[j] = batch.seriesIds[i] as bigint;
+    out.tsMs[j] = batch.tsMs[i] as number;
+    out.values[j] = batch.values[i] as number;
+    out.types[j] = batch.types[i] as number;
+    out.offsets[j] = batch.offsets[i] as number;
+    out.pointIndexes[j] = batch.pointIndexes[i] as number;
+    out.maxBeforeMs[j] = batch.maxBeforeMs[i] as number;
+    j++;
+  }
+  return out;
 }
 
 /** A shard result with nothing in it (a reset, a restore); tests spread their figures over it. */
@@ -148,6 +198,7 @@ export function emptyShardResult(): ShardResult {
     late: 0,
     counterOutOfOrder: 0,
     held: null,
+    refused: null,
   };
 }
 

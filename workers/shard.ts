@@ -1,9 +1,9 @@
-import { deserialize, serialize } from 'node:v8';
+import { deserialize, getHeapStatistics, serialize } from 'node:v8';
 import { RollupEncoder } from './encode/rollups.js';
 import { StateEncoder } from './encode/state.js';
 import { AnomalyEncoder } from './encode/anomalies.js';
 import { RollupState, type ClosedBucket, type ClosedBucketStage } from './rollup.js';
-import { emptyShardResult, snapshotKey, type ModelSettings, type RollupSettings, type ShardResult, type ShardTask } from './shard-task.js';
+import { emptyShardResult, filterBatch, REFUSED_SAMPLE_BYTES, snapshotKey, type ModelSettings, type RefusedPoints, type RollupSettings, type ShardBatch, type ShardResult, type ShardTask } from './shard-task.js';
 import { Ensemble, type SeriesModels } from '../models/ensemble.js';
 import { loadLstm } from '../models/lstm-detector.js';
 import { RuleEvaluator, type RuleSnapshot } from './alerts/evaluator.js';
@@ -34,10 +34,6 @@ interface SeriesSnapshot {
   rules: RuleSnapshot[] | null;
 }
 
-/** Rough per-series bytes: a Map entry, its bigint key and the state object. */
-const BYTES_PER_SERIES = 120;
-/** Rough bytes of one bucket (object, map entry, index slots). */
-const BYTES_PER_BUCKET = 200;
 const series = new Map<bigint, SeriesState>();
 let rollups: RollupState | undefined;
 let rollupKey = '';
@@ -165,13 +161,8 @@ function resetSeries(seeds: ShardTask['seeds']): ShardResult {
 export function track(task: ShardTask): ShardResult {
   if (task.kind === 'reset') return resetSeries(task.seeds);
   if (task.kind === 'restore') return restoreSeries(task);
-  const { batch, nowMs } = task;
-  for (let i = 0; i < batch.count; i++) {
-    const id = batch.seriesIds[i] as bigint;
-    const s = series.get(id);
-    if (s) s.lastSeenMs = nowMs;
-    else series.set(id, { lastSeenMs: nowMs, models: null, lastBucketMs: Number.NaN, buckets: 0 });
-  }
+  const { nowMs } = task;
+  const { batch, refused } = admit(task);
   // Rules first: the buckets this task closes are collected for them.
   if (task.alerts) {
     rules.configure(task.alerts);
@@ -208,10 +199,11 @@ export function track(task: ShardTask): ShardResult {
     if (gone.size > 0) rules.forget(gone);
     evicted = gone.size;
   }
-  const buckets = rollups?.bucketCount ?? 0;
   return {
     series: series.size,
-    stateBytes: series.size * BYTES_PER_SERIES + buckets * BYTES_PER_BUCKET,
+    // Measured, not estimated: this thread's own V8 heap (its series state, plus the task's
+    // transient data and garbage not yet collected). A per-series estimate was 6× off.
+    stateBytes: getHeapStatistics().used_heap_size,
     evicted,
     rollupBody: encoder.rows.finish(),
     rollupRows: encoder.count,
@@ -226,7 +218,50 @@ export function track(task: ShardTask): ShardResult {
     late,
     counterOutOfOrder,
     held: task.rollups ? (rollups as RollupState).held(task.topic, task.partition) : null,
+    refused,
   };
+}
+
+/**
+ * Registers the task's series, up to `maxSeries` held: points of a new series past the limit are
+ * taken out of the batch (a cardinality burst cannot grow this thread's state without bound) and
+ * reported, with a sample, for a dead letter. Known series keep flowing; eviction of silent series
+ * makes room again.
+ */
+function admit(task: ShardTask): { batch: ShardBatch; refused: RefusedPoints | null } {
+  const { batch, nowMs, maxSeries } = task;
+  let keep: Uint8Array | null = null;
+  let refused: RefusedPoints | null = null;
+  let refusedIds: Set<bigint> | null = null;
+  for (let i = 0; i < batch.count; i++) {
+    const id = batch.seriesIds[i] as bigint;
+    const s = series.get(id);
+    if (s) s.lastSeenMs = nowMs;
+    else if (series.size < maxSeries) series.set(id, { lastSeenMs: nowMs, models: null, lastBucketMs: Number.NaN, buckets: 0 });
+    else {
+      keep ??= new Uint8Array(batch.count).fill(1);
+      keep[i] = 0;
+      const offset = batch.offsets[i] as number;
+      refused ??= { points: 0, series: 0, firstOffset: offset, lastOffset: offset, sample: '' };
+      refusedIds ??= new Set();
+      refused.points++;
+      refused.lastOffset = offset;
+      if (!refusedIds.has(id)) refusedIds.add(id);
+      if (refused.sample.length < REFUSED_SAMPLE_BYTES) refused.sample += `${refusedLine(batch, i)}\n`;
+    }
+  }
+  if (refused && refusedIds) refused.series = refusedIds.size;
+  return { batch: keep ? filterBatch(batch, keep) : batch, refused };
+}
+
+/** A refused point as a JSON point Vigil reads back (tags as an object). */
+function refusedLine(batch: ShardBatch, i: number): string {
+  const id = batch.seriesIds[i] as bigint;
+  const d = batch.dictIds.indexOf(id);
+  const tags = batch.dictTags[d] ?? [];
+  const tagObject: Record<string, string> = {};
+  for (let k = 0; k + 1 < tags.length; k += 2) tagObject[tags[k] as string] = tags[k + 1] as string;
+  return JSON.stringify({ name: batch.dictMetrics[d], value: batch.values[i], timestamp: batch.tsMs[i], type: batch.types[i] === 1 ? 'counter' : 'gauge', tags: tagObject });
 }
 
 /** Test hook: forget everything (a fresh thread has nothing). */

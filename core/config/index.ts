@@ -54,6 +54,8 @@ export interface VigilConfig {
     readonly taskLingerMs: number;
     readonly maxInFlightBytes: number;
     readonly maxMessageBytes: number;
+    readonly workerMaxHeapMb: number;
+    readonly maxSeriesPerShard: number;
     readonly maxFutureMs: number;
     readonly watermarkMaxAheadMs: number;
     readonly insertMaxRows: number;
@@ -97,6 +99,7 @@ export interface VigilConfig {
   readonly infra: {
     readonly mode: 'auto' | 'on' | 'off';
     readonly kafkaControllerPort: number;
+    readonly kafkaSaslSslPort: number;
     readonly kafkaHeapMb: number;
     readonly clickhouseTcpPort: number;
     readonly clickhouseInterserverPort: number;

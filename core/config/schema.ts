@@ -257,6 +257,22 @@ export const configSchema = {
           description: 'How long rows wait to fill an insert; keeps inserts to a few per second per table.',
           default: 500,
         },
+        workerMaxHeapMb: {
+          type: 'integer',
+          minimum: 0,
+          maximum: 1048576,
+          description:
+            "Cap on each worker thread's V8 old generation in MiB (worker resourceLimits): a runaway thread fails its task (the pipeline exits and resumes from its commits) instead of exhausting the machine. 0: V8's default. Size it above `pipeline.maxSeriesPerShard` × the per-series state (README, Anomaly detection).",
+          default: 2048,
+        },
+        maxSeriesPerShard: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 100000000,
+          description:
+            'Most series one shard holds state for (rollup buckets, detectors, rules). Past it, points of new series are still stored raw in `points`, but skip rollups, scoring and alerting and are reported in a VIGIL_ERR_LIMIT_CARDINALITY dead letter; known series keep flowing, and series silent for `pipeline.seriesIdleTimeoutMs` make room. Bounds memory in a cardinality burst.',
+          default: 50000,
+        },
         maxFutureMs: {
           type: 'integer',
           minimum: 0,
@@ -430,6 +446,10 @@ export const configSchema = {
           default: 'auto',
         },
         kafkaControllerPort: port('KRaft controller listener of the local Kafka.', 29093),
+        kafkaSaslSslPort: port(
+          'SASL_SSL listener of the local Kafka (SCRAM-SHA-256/512 and PLAIN for user `vigil`, password in `<dataDir>/tls/scram-password`, CA in `<dataDir>/tls/ca.pem`), for trying and testing the secured path.',
+          9094,
+        ),
         kafkaHeapMb: {
           type: 'integer',
           minimum: 128,

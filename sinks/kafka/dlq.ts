@@ -2,6 +2,7 @@ import { Partitioners, type IHeaders, type Kafka, type KafkaMessage, type Produc
 import { chunks } from '../../core/bytes.js';
 import { VigilError, type ErrorCode } from '../../core/errors.js';
 import { isPermanentProduceError } from './errors.js';
+import type { RefusedPoints } from '../../workers/shard-task.js';
 
 /**
  * Dead letters (DESIGN.md §3): one per bad message. Its value is the message's bad lines or
@@ -39,6 +40,7 @@ export const DLQ_HEADERS = {
   headersDropped: 'vigil-headers-dropped',
   keyDropped: 'vigil-key-dropped',
   cut: 'vigil-cut',
+  rawStored: 'vigil-raw-stored',
 } as const;
 
 /** Below Kafka's default max.message.bytes (1 MiB) with room for key and headers. */
@@ -95,6 +97,27 @@ export function deadLetterFor(message: KafkaMessage, r: Rejected, topic: string,
   if (keyBytes > MAX_KEY_BYTES) headers[DLQ_HEADERS.keyDropped] = String(keyBytes);
   const value = r.bytes ? Buffer.from(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength) : (message.value ?? Buffer.alloc(0));
   return { key: keyBytes > MAX_KEY_BYTES ? null : message.key, value, headers };
+}
+
+/**
+ * The letter for points a shard refused at its series limit: their raw rows are stored, so it is a
+ * record of what skipped rollups, scoring and alerting (do not replay it into the same pipeline:
+ * the raw rows would be stored twice). Value: the first refused points as JSON lines.
+ */
+export function cardinalityLetter(refused: RefusedPoints, shard: number, limit: number, topic: string, partition: number): DeadLetter {
+  return {
+    key: null,
+    value: Buffer.from(refused.sample),
+    headers: {
+      [DLQ_HEADERS.code]: 'VIGIL_ERR_LIMIT_CARDINALITY',
+      [DLQ_HEADERS.reason]: `shard ${shard} holds its limit of ${limit} series (pipeline.maxSeriesPerShard): ${refused.points} points of ${refused.series} new series were stored raw but not aggregated, scored or alerted on`,
+      [DLQ_HEADERS.count]: String(refused.points),
+      [DLQ_HEADERS.topic]: topic,
+      [DLQ_HEADERS.partition]: String(partition),
+      [DLQ_HEADERS.offset]: String(refused.firstOffset),
+      [DLQ_HEADERS.rawStored]: 'true',
+    },
+  };
 }
 
 /** Cuts an oversized value and records its original size. */

@@ -127,3 +127,45 @@ describe('hostile input (one partition, real Kafka and ClickHouse)', () => {
     expect(await pipeline.metric('vigil_late_points_total')).toBe(0);
   }, 120_000);
 });
+
+describe('a cardinality storm (real Kafka and ClickHouse, default limits)', () => {
+  it('1,000,000 new series: raw points all stored, the shards hold their limit, the rest reported as CARDINALITY, known series keep their rollups; RSS stays under 2 GiB', async ({ annotate }) => {
+    const { produce } = await import('../../../bench/generator.js');
+    const { topic, db, env } = await res.pipelineEnv('storm', 2);
+    const limit = 50_000; // the default of pipeline.maxSeriesPerShard
+    const storm = 1_000_000;
+    const pipeline = await start({ ...env, VIGIL_PIPELINE_INSERT_LINGER_MS: '200', VIGIL_ROLLUPS_WIDTHS_SECONDS: '60', VIGIL_ROLLUPS_IDLE_TIMEOUT_MS: '2000', VIGIL_PIPELINE_MAX_SERIES_PER_SHARD: String(limit) });
+    const base = { topic, rate: 0, durationMs: 0, seed: 3, format: 'json' as const, pointsPerMessage: 100 };
+    const t0 = Math.floor((Date.now() - 3_600_000) / 60_000) * 60_000;
+    let peak = 0;
+    const sampler = setInterval(() => (peak = Math.max(peak, pipeline.rss())), 200);
+    try {
+      // 100 known series, 20 points each (the first 10 minutes), then the storm, then the known ones again.
+      await produce(res.kafka, { ...base, series: 100, points: 1000, intervalMs: 60_000, startMs: t0 });
+      await produce(res.kafka, { ...base, series: storm, points: storm, intervalMs: 60_000, startMs: t0 + 10 * 60_000, seriesOffset: 1000 });
+      await produce(res.kafka, { ...base, series: 100, points: 1000, intervalMs: 60_000, startMs: t0 + 20 * 60_000 });
+      const total = storm + 2000;
+      await waitFor('every raw point stored', async () => (await res.scalar(`SELECT count() FROM ${db}.points`)) >= total, 300_000);
+      expect(await res.scalar(`SELECT count() FROM ${db}.points_dedup`)).toBe(total);
+      // Each shard admitted storm series up to its limit, less the known series it already held.
+      const refused = storm - (2 * limit - 100);
+      await waitFor('the refused points reported', async () => (await pipeline.metric('vigil_rejected_items_total', { code: 'VIGIL_ERR_LIMIT_CARDINALITY' })) >= refused, 60_000);
+      expect(await pipeline.metric('vigil_rejected_items_total', { code: 'VIGIL_ERR_LIMIT_CARDINALITY' })).toBe(refused);
+      expect(await pipeline.metric('vigil_series_active')).toBe(2 * limit);
+      // The known series' buckets after the storm still close and roll up: a gauge bucket counts
+      // its raw points (a counter's first point after the gap has no rate).
+      const after = `bucket_start >= toDateTime(${(t0 + 20 * 60_000) / 1000})`;
+      const rawGauges = await res.scalar(`SELECT count() FROM ${db}.points_dedup WHERE type = 'gauge' AND ts >= toDateTime(${(t0 + 20 * 60_000) / 1000})`);
+      expect(rawGauges).toBeGreaterThan(0);
+      await waitFor('known series rolled up after the storm', async () => (await res.scalar(`SELECT sum(count) FROM ${db}.rollups_merged WHERE type = 'gauge' AND ${after}`)) >= rawGauges, 60_000);
+      expect(await res.scalar(`SELECT sum(count) FROM ${db}.rollups_merged WHERE type = 'gauge' AND ${after}`)).toBe(rawGauges);
+      expect(await res.scalar(`SELECT uniqExact(series_id) FROM ${db}.rollups_merged WHERE ${after}`)).toBe(100);
+      const letters = await pipeline.metric('vigil_dead_letters_total', { code: 'VIGIL_ERR_LIMIT_CARDINALITY' });
+      expect(letters).toBeGreaterThan(0);
+      expect(peak).toBeLessThan(2 * 1024 ** 3);
+      await annotate(`1M-series storm: ${refused} points refused in ${letters} letters; peak RSS ${Math.round(peak / 1024 / 1024)} MiB; state bytes ${Math.round((await pipeline.metric('vigil_state_bytes')) / 1024 / 1024)} MiB over both shards`);
+    } finally {
+      clearInterval(sampler);
+    }
+  }, 600_000);
+});

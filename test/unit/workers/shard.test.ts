@@ -9,7 +9,7 @@ import { STATE_COLUMNS } from '../../../workers/encode/state.js';
 import { decodeRowBinary } from '../../helpers/rowbinary.js';
 
 function task(batch: ShardTask['batch'], nowMs: number, rollups: ShardTask['rollups'] = null): ShardTask {
-  return { kind: 'data', topic: 't', partition: 0, partitionMaxBeforeMs: -Infinity, partitionMaxAfterMs: 0, idleWatermarkMs: -Infinity, batch, nowMs, seriesIdleMs: 60_000, rollups, models: null, alerts: null, alertWidthMs: 0 };
+  return { kind: 'data', topic: 't', partition: 0, partitionMaxBeforeMs: -Infinity, partitionMaxAfterMs: 0, idleWatermarkMs: -Infinity, batch, nowMs, seriesIdleMs: 60_000, maxSeries: Infinity, rollups, models: null, alerts: null, alertWidthMs: 0 };
 }
 
 describe('shard stage', () => {
@@ -56,6 +56,50 @@ describe('shard stage', () => {
     expect(again.series).toBe(1);
     expect(again.rollupRows).toBe(1);
     expect(Buffer.from(again.rollupBody).equals(Buffer.from(first.rollupBody))).toBe(true);
+  });
+
+  it('holds at most maxSeries series: points of new series past it skip the stateful stages and are reported; known series keep flowing; eviction makes room', () => {
+    const rollups = { widthsMs: [10_000], latenessMs: 0, retentionMs: 0 };
+    const share = (ids: bigint[], offset: number, nowMs: number) => {
+      const c = new ShardCollector();
+      ids.forEach((id, i) => c.add(id, `m${id}`, ['k', String(id)], 1_000 + i, Number(id), 0, offset + i, 0, -Infinity));
+      return { ...task(c.finish(), nowMs, rollups), maxSeries: 3, partitionMaxAfterMs: 1_000 };
+    };
+    const first = track(share([1n, 2n, 3n, 4n, 5n, 4n], 100, 1_000_000));
+    expect(first.series).toBe(3);
+    expect(first.refused).toEqual({
+      points: 3,
+      series: 2,
+      firstOffset: 103,
+      lastOffset: 105,
+      sample:
+        '{"name":"m4","value":4,"timestamp":1003,"type":"gauge","tags":{"k":"4"}}\n' +
+        '{"name":"m5","value":5,"timestamp":1004,"type":"gauge","tags":{"k":"5"}}\n' +
+        '{"name":"m4","value":4,"timestamp":1005,"type":"gauge","tags":{"k":"4"}}\n',
+    });
+    // Only the admitted series have buckets: closing them writes one row each for series 1-3 (their
+    // point of each share), and none for 4 or 5.
+    const close = track({ ...share([1n, 2n, 3n], 200, 1_000_000), partitionMaxBeforeMs: 1_000, partitionMaxAfterMs: 50_000 });
+    expect(close.refused).toBeNull();
+    expect(decodeRowBinary(close.rollupBody, ROLLUP_COLUMNS).map((r) => [r['series_id'], r['count']])).toEqual([
+      [1n, 2n],
+      [2n, 2n],
+      [3n, 2n],
+    ]);
+    // Series silent past seriesIdleMs (60 s here) are evicted at the end of a task; the next task's new series fits.
+    const sweep = track({ ...share([6n], 300, 1_000_000 + 61_000), partitionMaxBeforeMs: 50_000, partitionMaxAfterMs: 50_000 });
+    expect([sweep.refused?.points, sweep.evicted, sweep.series]).toEqual([1, 3, 0]);
+    const later = track({ ...share([6n], 400, 1_000_000 + 62_000), partitionMaxBeforeMs: 50_000, partitionMaxAfterMs: 50_000 });
+    expect(later.refused).toBeNull();
+    expect(later.series).toBe(1);
+  });
+
+  it('reports the thread heap in use as its state bytes (measured, not estimated)', () => {
+    const c = new ShardCollector();
+    c.add(1n, 'cpu', [], 1_000, 5, 0, 0, 0, -Infinity);
+    const r = track(task(c.finish(), 0));
+    expect(r.stateBytes).toBeGreaterThan(1_000_000);
+    expect(r.stateBytes).toBeLessThanOrEqual(process.memoryUsage().heapTotal);
   });
 
   it('encodes the rows of closed buckets for ClickHouse', () => {
