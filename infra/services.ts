@@ -1,11 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import type { VigilConfig } from '../core/config/index.js';
 import { VigilError } from '../core/errors.js';
 import type { ManagedProcess } from './process.js';
+import { localTls } from './tls.js';
 
 /** One local service: how to install it, how to start it, how to tell that it is ready. */
 export interface Service {
@@ -74,13 +75,15 @@ export function services(config: VigilConfig): Service[] {
 
   const kafkaDir = join(dir, 'kafka');
   const kafkaLib = join(kafkaDir, 'lib');
+  /** Present once the `vigil` SCRAM user is in the cluster metadata. */
+  const scramMarker = join(kafkaDir, 'scram-user-added');
   const kafka: Service = {
     name: 'kafka',
-    ports: [broker.port, infra.kafkaControllerPort],
+    ports: [broker.port, infra.kafkaControllerPort, infra.kafkaSaslSslPort],
     proc: proc(dir, 'kafka'),
     missing() {
       // A JDK and Maven come from Debian when the machine lacks them; the jars from Maven Central.
-      const apt = [...(onPath('java') ? [] : APT_PACKAGES.java), ...(onPath('mvn') ? [] : APT_PACKAGES.maven)];
+      const apt = [...(onPath('java') ? [] : APT_PACKAGES.java), ...(onPath('mvn') ? [] : APT_PACKAGES.maven), ...(onPath('openssl') ? [] : ['openssl'])];
       const hasJars = existsSync(kafkaLib) && readdirSync(kafkaLib).some((f) => f.startsWith('kafka_2.13-'));
       const fetchJars = () =>
         execFileSync(
@@ -93,6 +96,8 @@ export function services(config: VigilConfig): Service[] {
     prepare() {
       const logDirs = join(kafkaDir, 'data');
       mkdirSync(logDirs, { recursive: true });
+      const tls = localTls(dir);
+      const scramPassword = readFileSync(tls.scramPasswordFile, 'utf8');
       const props = join(kafkaDir, 'server.properties');
       writeFileSync(
         props,
@@ -101,10 +106,18 @@ export function services(config: VigilConfig): Service[] {
           'process.roles=broker,controller',
           'node.id=1',
           `controller.quorum.voters=1@127.0.0.1:${infra.kafkaControllerPort}`,
-          `listeners=PLAINTEXT://${broker.host}:${broker.port},CONTROLLER://127.0.0.1:${infra.kafkaControllerPort}`,
-          `advertised.listeners=PLAINTEXT://${broker.host}:${broker.port}`,
+          `listeners=PLAINTEXT://${broker.host}:${broker.port},CONTROLLER://127.0.0.1:${infra.kafkaControllerPort},SASL_SSL://127.0.0.1:${infra.kafkaSaslSslPort}`,
+          `advertised.listeners=PLAINTEXT://${broker.host}:${broker.port},SASL_SSL://127.0.0.1:${infra.kafkaSaslSslPort}`,
           'controller.listener.names=CONTROLLER',
-          'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+          'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL',
+          // The secured listener: TLS from a PEM keystore, SCRAM users stored in the cluster
+          // metadata (added when the storage is formatted), PLAIN from the JAAS line.
+          'sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN',
+          'listener.name.sasl_ssl.ssl.keystore.type=PEM',
+          `listener.name.sasl_ssl.ssl.keystore.location=${tls.keystoreFile}`,
+          'listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
+          'listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
+          `listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_${tls.scramUser}="${scramPassword}";`,
           'inter.broker.listener.name=PLAINTEXT',
           `log.dirs=${logDirs}`,
           'num.partitions=1',
@@ -134,9 +147,11 @@ export function services(config: VigilConfig): Service[] {
       if (!existsSync(join(logDirs, 'meta.properties'))) {
         // KRaft storage is formatted once with a fresh cluster id (base64url of 16 random bytes).
         const clusterId = randomBytes(16).toString('base64url');
-        execFileSync('java', ['-cp', classpath, `-Dlog4j.configuration=file:${log4j}`, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', props], {
+        const scram = ['SCRAM-SHA-512', 'SCRAM-SHA-256'].flatMap((m) => ['--add-scram', `${m}=[name=${tls.scramUser},password=${scramPassword}]`]);
+        execFileSync('java', ['-cp', classpath, `-Dlog4j.configuration=file:${log4j}`, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', props, ...scram], {
           stdio: 'ignore',
         });
+        writeFileSync(scramMarker, '');
       }
       return {
         command: 'java',
@@ -164,7 +179,19 @@ export function services(config: VigilConfig): Service[] {
       try {
         await admin.connect();
         const cluster = await admin.describeCluster();
-        return cluster.brokers.length > 0 && cluster.controller !== null;
+        const up = cluster.brokers.length > 0 && cluster.controller !== null;
+        if (up && !existsSync(scramMarker)) {
+          // Storage formatted before the SASL_SSL listener existed: add the SCRAM user once (one
+          // mechanism per request, as the broker wants).
+          const tls = localTls(dir);
+          const password = readFileSync(tls.scramPasswordFile, 'utf8');
+          for (const mechanism of ['SCRAM-SHA-512', 'SCRAM-SHA-256']) {
+            const args = ['-cp', `${kafkaLib}/*`, 'kafka.admin.ConfigCommand', '--bootstrap-server', config.kafka.brokers[0] as string, '--alter'];
+            execFileSync('java', [...args, '--add-config', `${mechanism}=[password=${password}]`, '--entity-type', 'users', '--entity-name', tls.scramUser], { stdio: 'ignore' });
+          }
+          writeFileSync(scramMarker, '');
+        }
+        return up;
       } catch {
         return false;
       } finally {
