@@ -24,10 +24,17 @@ describe('UTF-8', () => {
   });
 
   it('finds the offset of a bad sequence later in the message', () => {
-    expect(oneReject(concat(bytesOf('cpu v=1 # é'), [0xff])).reason).toContain('byte offset 12');
-    expect(oneReject(concat(bytesOf('{"name":"'), [0xed, 0xa0, 0x80], bytesOf('"}'))).reason).toContain('byte offset 9'); // a surrogate
-    expect(oneReject(concat(bytesOf('{"name":"'), [0xc0, 0xaf], bytesOf('"}'))).reason).toContain('byte offset 9'); // overlong "/"
-    expect(oneReject(concat(bytesOf('m v=1 '), [0xe2, 0x82])).reason).toContain('byte offset 6'); // truncated
+    expect(oneReject(concat(bytesOf('cpu v=1 # é'), [0xff])).reason).toBe('message is not valid UTF-8: invalid sequence at byte offset 12 (0xFF)');
+    // a surrogate
+    expect(oneReject(concat(bytesOf('{"name":"'), [0xed, 0xa0, 0x80], bytesOf('"}'))).reason).toBe(
+      'message is not valid UTF-8: invalid sequence at byte offset 9 (0xED)',
+    );
+    // overlong "/"
+    expect(oneReject(concat(bytesOf('{"name":"'), [0xc0, 0xaf], bytesOf('"}'))).reason).toBe(
+      'message is not valid UTF-8: invalid sequence at byte offset 9 (0xC0)',
+    );
+    // truncated
+    expect(oneReject(concat(bytesOf('m v=1 '), [0xe2, 0x82])).reason).toBe('message is not valid UTF-8: invalid sequence at byte offset 6 (0xE2)');
   });
 
   it('accepts valid multi-byte UTF-8', () => {
@@ -46,15 +53,14 @@ describe('empty messages', () => {
 
   it('rejects whitespace-only messages in every format', () => {
     for (const format of ['auto', 'json', 'influx', 'prometheus'] as Format[]) {
-      const r = oneReject(' \n\t\r\n ', format);
-      expect(r.code).toBe('VIGIL_ERR_DECODE_EMPTY');
-      expect(r.bytes).toBeUndefined();
+      expect(oneReject(' \n\t\r\n ', format)).toEqual({ code: 'VIGIL_ERR_DECODE_EMPTY', reason: 'message contains only whitespace' });
     }
   });
 
   it('rejects a message holding only a BOM and whitespace', () => {
-    expect(oneReject(Uint8Array.from(BOM)).code).toBe('VIGIL_ERR_DECODE_EMPTY');
-    expect(oneReject(concat(BOM, bytesOf(' \n'))).code).toBe('VIGIL_ERR_DECODE_EMPTY');
+    const reject = { code: 'VIGIL_ERR_DECODE_EMPTY', reason: 'message contains only a byte order mark and whitespace' };
+    expect(oneReject(Uint8Array.from(BOM))).toEqual(reject);
+    expect(oneReject(concat(BOM, bytesOf(' \n')))).toEqual(reject);
   });
 
   it('rejects a well-formed message without points (every message yields points or a dead letter)', () => {
@@ -114,8 +120,25 @@ describe('decodeMessage(bytes, start, end)', () => {
 
   it('reports UTF-8 offsets relative to the slice, and an empty slice as empty', () => {
     const buf = concat(bytesOf('xxxx'), bytesOf('m v='), [0xff], bytesOf('yyyy'));
-    expect(decode(buf, 'auto', CTX, 4, 9).rejects[0]?.reason).toContain('byte offset 4');
-    expect(decode(buf, 'auto', CTX, 3, 3).rejects[0]?.code).toBe('VIGIL_ERR_DECODE_EMPTY');
+    expect(decode(buf, 'auto', CTX, 4, 9)).toEqual({
+      points: [],
+      rejects: [{ code: 'VIGIL_ERR_DECODE_UTF8', reason: 'message is not valid UTF-8: invalid sequence at byte offset 4 (0xFF)' }],
+    });
+    expect(decode(buf, 'auto', CTX, 3, 3).rejects).toEqual([{ code: 'VIGIL_ERR_DECODE_EMPTY', reason: 'message is empty' }]);
+  });
+
+  it('looks for content only inside the slice', () => {
+    // Blanks inside the slice, more blanks and then content after it.
+    const buf = bytesOf('  \t  x value=1');
+    expect(decode(buf, 'auto', CTX, 0, 2).rejects).toEqual([{ code: 'VIGIL_ERR_DECODE_EMPTY', reason: 'message contains only whitespace' }]);
+    expect(decode(buf, 'auto', CTX, 1, 4).rejects).toEqual([{ code: 'VIGIL_ERR_DECODE_EMPTY', reason: 'message contains only whitespace' }]);
+  });
+
+  it('clamps a start or end outside the buffer', () => {
+    const buf = bytesOf('m value=1');
+    expect(decode(buf, 'auto', CTX, -5, 100).points).toEqual([expect.objectContaining({ metric: 'm', value: 1 })]);
+    expect(decode(buf, 'auto', CTX, 5, 2).rejects).toEqual([{ code: 'VIGIL_ERR_DECODE_EMPTY', reason: 'message is empty' }]);
+    expect(decode(buf, 'auto', CTX, 20, 30).rejects).toEqual([{ code: 'VIGIL_ERR_DECODE_EMPTY', reason: 'message is empty' }]);
   });
 });
 

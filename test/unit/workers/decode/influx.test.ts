@@ -74,6 +74,16 @@ describe('Influx line protocol: points', () => {
     expect(onePoint('m\\=x value=1').metric).toBe('m\\=x'); // "=" needs no escape in a measurement
   });
 
+  it('skips leading spaces and tabs, so indented, tab-only and tab-indented comment lines are fine', () => {
+    const { points, rejects } = decode('\t# a comment\n \t \n\t m v=1');
+    expect(rejects).toEqual([]);
+    expect(points).toEqual([expect.objectContaining({ metric: 'm.v', tags: [], value: 1 })]);
+  });
+
+  it('reads "=" in a measurement as part of its name, as the reference allows', () => {
+    expect(onePoint('a=b value=1').metric).toBe('a=b');
+  });
+
   it('skips comment and blank lines, and counts them in line numbers', () => {
     const { points, rejects } = decode(`# a comment\n\n   \n  # indented comment\nm v=1 ${NS}\n\nbad\n`);
     expect(points).toEqual([expect.objectContaining({ metric: 'm.v', pointIndex: 0 })]);
@@ -124,36 +134,45 @@ describe('Influx line protocol: rejects', () => {
   });
 
   it('rejects lines with no field set', () => {
-    for (const line of ['cpu', 'cpu,host=a', 'cpu ', 'cpu,host=a ', 'cpu  ']) {
-      const r = oneReject(line);
-      expect(r.code, line).toBe('VIGIL_ERR_DECODE_LINE_PROTOCOL');
-      expect(r.reason).toContain('field set');
+    const cases: [string, string][] = [
+      ['cpu', 'line 1, offset 3: expected a space and a field set (key=value) after the measurement'],
+      ['cpu,host=a', 'line 1, offset 10: expected a space and a field set (key=value) after the measurement'],
+      ['cpu ', 'line 1, offset 4: expected a field set (key=value)'],
+      ['cpu,host=a ', 'line 1, offset 11: expected a field set (key=value)'],
+      ['cpu  ', 'line 1, offset 5: expected a field set (key=value)'],
+    ];
+    for (const [line, reason] of cases) {
+      expect(oneReject(line), line).toEqual({ code: 'VIGIL_ERR_DECODE_LINE_PROTOCOL', reason, text: line, bytes: bytesOf(line), line: 1 });
     }
   });
 
   it('rejects malformed tags and fields', () => {
     const cases: [string, string][] = [
-      ['cpu,=a v=1', 'expected a tag key'],
-      ['cpu,host v=1', 'expected "=" after tag key "host"'],
-      ['cpu,host= v=1', 'expected a value for tag "host"'],
-      ['cpu,host=a=b v=1', 'escaped'],
-      ['cpu, v=1', 'expected a tag key'],
-      ['cpu =1', 'expected a field key'],
-      ['cpu v', 'expected "=" after field key "v"'],
-      ['cpu v=', 'expected a value for field "v"'],
-      ['cpu v=,w=1', 'expected a value for field "v"'],
-      ['cpu v=1,', 'expected a field key'],
-      ['cpu s="unterminated', "closing '\"'"],
-      ['cpu s="a\\"', "closing '\"'"],
-      ['cpu s="a"x,v=1', 'after the closing'],
+      ['cpu,=a v=1', 'offset 4: expected a tag key after ","'],
+      ['cpu,host v=1', 'offset 8: expected "=" after tag key "host"'],
+      ['cpu,host= v=1', 'offset 9: expected a value for tag "host"'],
+      ['cpu,host=a=b v=1', 'offset 10: expected "=" in the value of tag "host" to be escaped as "\\="'],
+      ['cpu, v=1', 'offset 4: expected a tag key after ","'],
+      ['cpu =1', 'offset 4: expected a field key'],
+      ['cpu v', 'offset 5: expected "=" after field key "v"'],
+      ['cpu v=', 'offset 6: expected a value for field "v"'],
+      ['cpu v=,w=1', 'offset 6: expected a value for field "v"'],
+      ['cpu v=1,', 'offset 8: expected a field key'],
+      ['cpu s="unterminated', 'offset 6: expected a closing \'"\' for the string value of field "s"'],
+      ['cpu s="a\\"', 'offset 6: expected a closing \'"\' for the string value of field "s"'],
+      ['cpu s="a"x,v=1', 'offset 9: expected "," or a space after the closing \'"\''],
     ];
     for (const [line, why] of cases) {
-      const r = oneReject(line);
-      expect(r.code, line).toBe('VIGIL_ERR_DECODE_LINE_PROTOCOL');
-      expect(r.reason, line).toContain(why);
-      expect(r.text).toBe(line);
-      expect(r.line).toBe(1);
+      expect(oneReject(line), line).toEqual({ code: 'VIGIL_ERR_DECODE_LINE_PROTOCOL', reason: `line 1, ${why}`, text: line, bytes: bytesOf(line), line: 1 });
     }
+  });
+
+  it('ends a name cut by a backslash at the end of its line, not in the next line', () => {
+    const { points, rejects } = decode('cpu,k\\\nm v=1');
+    expect(points).toEqual([expect.objectContaining({ metric: 'm.v', pointIndex: 1 })]);
+    expect(rejects).toEqual([
+      { code: 'VIGIL_ERR_DECODE_LINE_PROTOCOL', reason: 'line 1, offset 6: expected "=" after tag key "k\\\\"', text: 'cpu,k\\', bytes: bytesOf('cpu,k\\'), line: 1 },
+    ]);
   });
 
   it('rejects bad field values, NaN and infinities with VIGIL_ERR_DECODE_VALUE', () => {
@@ -165,35 +184,75 @@ describe('Influx line protocol: rejects', () => {
     expect(onePoint('m v=-9223372036854775808i').value).toBe(-9223372036854775808);
   });
 
+  it('names the field and the value in a bad value reason, and rejects the whole line for it', () => {
+    const unreadable = 'expected field "v" to be a float (1.5), integer (1i), unsigned (1u), boolean or "string", got';
+    expect(oneReject('m v=abc,w=1').reason).toBe(`line 1, offset 4: ${unreadable} "abc"`);
+    expect(oneReject('m w=1,v=2x').reason).toBe(`line 1, offset 8: ${unreadable} "2x"`);
+    expect(oneReject('m v=1e999,w=1').reason).toBe('line 1, offset 4: expected field "v" to be within the float64 range, got "1e999"');
+    expect(oneReject('m v=-1e999').reason).toBe('line 1, offset 4: expected field "v" to be within the float64 range, got "-1e999"');
+  });
+
+  it('checks integer range by significant digits, ignoring leading zeros', () => {
+    expect(onePoint('m v=99i').value).toBe(99); // shorter than the limit, though "99" > "92..." as text
+    expect(onePoint('m v=0000000000000000000001i').value).toBe(1); // 22 digits, 1 significant
+    expect(onePoint('m v=00018446744073709551615u').value).toBe(2 ** 64);
+    expect(onePoint('m v=-0009223372036854775808i').value).toBe(-(2 ** 63));
+    expect(onePoint('m v=0i').value).toBe(0);
+    expect(onePoint('m v=000u').value).toBe(0);
+    expect(oneReject('m v=100000000000000000000u').code).toBe('VIGIL_ERR_DECODE_VALUE'); // 21 digits
+    expect(oneReject('m v=10000000000000000000i').code).toBe('VIGIL_ERR_DECODE_VALUE'); // 20 digits
+  });
+
   it('rejects a line with only string fields', () => {
     const r = oneReject('m msg="hello",other="x"');
     expect(r.code).toBe('VIGIL_ERR_DECODE_VALUE');
-    expect(r.reason).toContain('string fields are not points');
+    expect(r.reason).toBe('line 1, offset 2: expected at least one numeric or boolean field; string fields are not points');
   });
 
   it('rejects a missing measurement or a name that is too long', () => {
-    expect(oneReject(',host=a v=1').code).toBe('VIGIL_ERR_DECODE_NAME');
-    expect(oneReject(`${'m'.repeat(1020)} field=1`).code).toBe('VIGIL_ERR_DECODE_NAME');
+    expect(oneReject(',host=a v=1')).toMatchObject({ code: 'VIGIL_ERR_DECODE_NAME', reason: 'line 1, offset 0: expected a measurement name' });
+    expect(oneReject(`${'m'.repeat(1020)} field=1`)).toMatchObject({
+      code: 'VIGIL_ERR_DECODE_NAME',
+      reason: 'line 1, offset 1021: expected the metric name to be at most 1024 characters, got 1026',
+    });
     expect(onePoint(`${'m'.repeat(1020)} abc=1`).metric).toHaveLength(1024);
   });
 
   it('rejects more than 64 tags', () => {
     const tags = (n: number): string => Array.from({ length: n }, (_, i) => `k${String(i)}=v`).join(',');
     expect(onePoint(`m,${tags(64)} v=1`).tags).toHaveLength(128);
-    expect(oneReject(`m,${tags(65)} v=1`).code).toBe('VIGIL_ERR_DECODE_TAGS');
+    expect(oneReject(`m,${tags(65)} v=1`)).toMatchObject({ code: 'VIGIL_ERR_DECODE_TAGS', reason: 'line 1, offset 376: expected at most 64 tags' }); // at the 65th key
   });
 
   it('rejects non-integer and out-of-range timestamps', () => {
     for (const ts of ['1705314600.5', 'abc', '1e9', '17053146OO']) {
       const r = oneReject(`m v=1 ${ts}`);
       expect(r.code, ts).toBe('VIGIL_ERR_DECODE_TIMESTAMP');
-      expect(r.reason).toContain(ts);
+      expect(r.reason).toBe(`line 1, offset 6: expected an integer epoch timestamp after the field set, got "${ts}"`);
     }
     for (const ts of ['0', '-1705314600', '32503680000', String(NOW + CTX.maxFutureMs + 1)]) {
       const r = oneReject(`m v=1 ${ts}`);
       expect(r.code, ts).toBe('VIGIL_ERR_DECODE_TIMESTAMP');
       expect(r.reason).toMatch(new RegExp(`^line 1, offset 6: timestamp ${ts} `));
     }
+  });
+
+  it('names the timestamp without trailing spaces in a range reject', () => {
+    expect(oneReject('m v=1 0   ').reason).toBe('line 1, offset 6: timestamp 0 (1970-01-01T00:00:00.000Z) is before 2000-01-01T00:00:00Z');
+  });
+
+  it('rejects a line without a timestamp when the Kafka timestamp is unusable, naming the line only', () => {
+    const { points, rejects } = decode(`m v=1 1705314600\nm v=2`, 'auto', { ...CTX, kafkaTimestampMs: 0 });
+    expect(points).toEqual([expect.objectContaining({ metric: 'm.v', value: 1, pointIndex: 0 })]);
+    expect(rejects).toEqual([
+      {
+        code: 'VIGIL_ERR_DECODE_TIMESTAMP',
+        reason: 'line 2: no timestamp and the Kafka record timestamp 0 (1970-01-01T00:00:00.000Z) is before 2000-01-01T00:00:00Z',
+        text: 'm v=2',
+        bytes: bytesOf('m v=2'),
+        line: 2,
+      },
+    ]);
   });
 
   it('keeps later point indexes stable when a line is rejected for its clock-dependent timestamp', () => {

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { MetricType } from '../../../../workers/decode/index.js';
-import { CTX, NOW, decode, oneReject, onePoint } from './collect.js';
+import { CTX, NOW, bytesOf, decode, oneReject, onePoint } from './collect.js';
 
 const T0 = Date.UTC(2024, 0, 15, 10, 30); // 2024-01-15T10:30:00Z, as in the design's example
 
@@ -56,6 +56,19 @@ describe('JSON objects', () => {
   it('treats null as missing for optional keys', () => {
     const p = onePoint('{"name": "m", "value": 1, "tags": null, "metric_type": null, "timestamp": null}');
     expect(p).toMatchObject({ tags: [], type: MetricType.gauge, tsMs: CTX.kafkaTimestampMs });
+    // and for each fallback key, too
+    expect(onePoint('{"name": "m", "value": 1, "labels": null, "type": null, "time": null, "ts": null}')).toMatchObject({
+      tags: [],
+      type: MetricType.gauge,
+      tsMs: CTX.kafkaTimestampMs,
+    });
+  });
+
+  it('falls back to the next alias when a key is null', () => {
+    expect(onePoint('{"metric_id": null, "name": "m", "value": 1}').metric).toBe('m');
+    expect(onePoint('{"name": "m", "value": 1, "tags": null, "labels": {"a": "b"}}').tags).toEqual(['a', 'b']);
+    expect(onePoint('{"name": "m", "value": 1, "metric_type": null, "type": "counter"}').type).toBe(MetricType.counter);
+    expect(onePoint('{"name": "m", "value": 1, "timestamp": null, "time": null, "ts": 1705314600}').tsMs).toBe(T0);
   });
 });
 
@@ -110,6 +123,21 @@ describe('JSON containers', () => {
     expect(rejects).toEqual([expect.objectContaining({ code: 'VIGIL_ERR_DECODE_NAME', line: 2, text: '{"name": 5, "value": 1}' })]);
   });
 
+  it('reads newline-delimited objects when the last line has no newline', () => {
+    const { points, rejects } = decode('{"name": "a", "value": 1}\n{"name": "b", "value": 2}');
+    expect(rejects).toEqual([]);
+    expect(points.map((p) => [p.metric, p.value, p.pointIndex])).toEqual([
+      ['a', 1, 0],
+      ['b', 2, 1],
+    ]);
+  });
+
+  it('rejects invalid JSON with a single non-blank line as a whole message, even after blank lines', () => {
+    const { points, rejects } = decode('\n  \n{"name": "m", "value": }\n');
+    expect(points).toEqual([]);
+    expect(rejects).toEqual([{ code: 'VIGIL_ERR_DECODE_JSON', reason: expect.stringMatching(/^message is not valid JSON: /) as unknown }]);
+  });
+
   it('rejects a line of newline-delimited JSON that is not an object', () => {
     const { points, rejects } = decode('{"name": "a", "value": 1}\n[1, 2]\n');
     expect(points).toHaveLength(1);
@@ -148,6 +176,33 @@ describe('Prometheus adapter objects', () => {
     const p = onePoint('{"value": "1", "labels": {"__name__": "up", "job": "api"}}');
     expect(p.metric).toBe('up');
     expect(p.tags).toEqual(['job', 'api']);
+    expect(onePoint('{"name": null, "value": "1", "labels": {"__name__": "up"}}').metric).toBe('up');
+  });
+
+  it('prefers name over the __name__ label', () => {
+    expect(onePoint('{"name": "a", "value": 1, "labels": {"__name__": "b"}}')).toMatchObject({ metric: 'a', tags: [] });
+  });
+
+  it('rejects an empty or non-string __name__ label', () => {
+    expect(oneReject('{"value": 1, "labels": {"__name__": ""}}')).toEqual({
+      code: 'VIGIL_ERR_DECODE_NAME',
+      reason: 'expected "labels.__name__" to be a non-empty string of at most 1024 characters, got the string ""',
+    });
+    // Not a string, so not a name: the point has none.
+    expect(oneReject('{"value": 1, "labels": {"__name__": 5}}')).toEqual({
+      code: 'VIGIL_ERR_DECODE_NAME',
+      reason: 'expected a metric name in "metric_id" or "name", found neither',
+    });
+    // With a name, the bad label is still no tag.
+    expect(oneReject('{"name": "m", "value": 1, "labels": {"__name__": 5}}')).toEqual({
+      code: 'VIGIL_ERR_DECODE_TAGS',
+      reason: 'expected "labels.__name__" to be a string, got the number 5',
+    });
+  });
+
+  it('recognises Prometheus objects by __name__ in "labels" only, never in "tags"', () => {
+    expect(onePoint('{"name": "x_total", "value": 1, "tags": {"__name__": "x_total"}}')).toMatchObject({ type: MetricType.gauge, tags: [] });
+    expect(onePoint('{"name": "x_total", "value": 1, "labels": {"__name__": "x_total"}}')).toMatchObject({ type: MetricType.counter, tags: [] });
   });
 
   it('applies the typing rule to every object in prometheus format, and an explicit type wins', () => {
@@ -184,11 +239,23 @@ describe('JSON rejects', () => {
   it('rejects array elements that are not objects with their JSON and element index', () => {
     const { points, rejects } = decode('[1, {"name": "a", "value": 1}, [2], "x", null]');
     expect(points).toEqual([expect.objectContaining({ metric: 'a', pointIndex: 1 })]);
-    expect(rejects.map((r) => [r.code, r.element, r.text])).toEqual([
-      ['VIGIL_ERR_DECODE_SHAPE', 0, '1'],
-      ['VIGIL_ERR_DECODE_SHAPE', 2, '[2]'],
-      ['VIGIL_ERR_DECODE_SHAPE', 3, '"x"'],
-      ['VIGIL_ERR_DECODE_SHAPE', 4, 'null'],
+    expect(rejects.map((r) => [r.code, r.element, r.text, r.reason])).toEqual([
+      ['VIGIL_ERR_DECODE_SHAPE', 0, '1', 'element 0: expected a JSON object, got the number 1'],
+      ['VIGIL_ERR_DECODE_SHAPE', 2, '[2]', 'element 2: expected a JSON object, got an array'],
+      ['VIGIL_ERR_DECODE_SHAPE', 3, '"x"', 'element 3: expected a JSON object, got the string "x"'],
+      ['VIGIL_ERR_DECODE_SHAPE', 4, 'null', 'element 4: expected a JSON object, got null'],
+    ]);
+  });
+
+  it('still names the element of one too deep to re-encode, and leaves its bytes out', () => {
+    // JSON.stringify recurses and throws on this nesting, which JSON.parse reads (far deeper than a
+    // worker thread's stack allows to re-encode).
+    const depth = 100_000;
+    const { points, rejects } = decode(`[${'['.repeat(depth)}${']'.repeat(depth)}, 5]`);
+    expect(points).toEqual([]);
+    expect(rejects).toEqual([
+      { code: 'VIGIL_ERR_DECODE_SHAPE', reason: 'element 0: expected a JSON object, got an array', element: 0 },
+      { code: 'VIGIL_ERR_DECODE_SHAPE', reason: 'element 1: expected a JSON object, got the number 5', element: 1, text: '5', bytes: bytesOf('5') },
     ]);
   });
 
@@ -197,7 +264,10 @@ describe('JSON rejects', () => {
       const r = oneReject(`{${body}}`);
       expect(r.code).toBe('VIGIL_ERR_DECODE_NAME');
     }
-    expect(oneReject('{"value": 1}').reason).toContain('"metric_id" or "name"');
+    expect(oneReject('{"value": 1}').reason).toBe('expected a metric name in "metric_id" or "name", found neither');
+    expect(oneReject('{"name": null, "value": 1}').reason).toBe('expected a metric name in "metric_id" or "name", found neither');
+    expect(oneReject('{"name": 7, "value": 1}').reason).toBe('expected "name" to be a non-empty string of at most 1024 characters, got the number 7');
+    expect(oneReject('{"metric_id": "", "value": 1}').reason).toBe('expected "metric_id" to be a non-empty string of at most 1024 characters, got the string ""');
     expect(onePoint(`{"name": "${'x'.repeat(1024)}", "value": 1}`).metric).toHaveLength(1024);
   });
 
@@ -208,7 +278,9 @@ describe('JSON rejects', () => {
       expect(r.code, v).toBe('VIGIL_ERR_DECODE_VALUE');
       expect(r.reason).toContain('"value"');
     }
-    expect(oneReject('{"name": "m"}').code).toBe('VIGIL_ERR_DECODE_VALUE');
+    expect(oneReject('{"name": "m"}')).toEqual({ code: 'VIGIL_ERR_DECODE_VALUE', reason: 'expected "value" (a finite number or numeric string), found none' });
+    expect(oneReject('{"name": "m", "value": null}').reason).toBe('expected "value" to be a finite number or numeric string, got null');
+    expect(oneReject('{"name": "m", "value": "NaN"}').reason).toBe('expected "value" to be a finite number or numeric string, got the string "NaN"');
   });
 
   it('rejects tags that are not a flat object of strings, numbers or booleans', () => {
@@ -217,14 +289,16 @@ describe('JSON rejects', () => {
       const r = oneReject(`{"name": "m", "value": 1, "tags": ${tags}}`);
       expect(r.code, tags).toBe('VIGIL_ERR_DECODE_TAGS');
     }
-    expect(oneReject('{"name": "m", "value": 1, "tags": {"a": {"b": "c"}}}').reason).toContain('"tags.a"');
-    expect(oneReject('{"name": "m", "value": 1, "labels": {"a": null}}').reason).toContain('"labels.a"');
+    expect(oneReject('{"name": "m", "value": 1, "tags": {"a": {"b": "c"}}}').reason).toBe('expected "tags.a" to be a string, finite number or boolean, got an object');
+    expect(oneReject('{"name": "m", "value": 1, "labels": {"a": null}}').reason).toBe('expected "labels.a" to be a string, finite number or boolean, got null');
+    expect(oneReject('{"name": "m", "value": 1, "tags": "a=b"}').reason).toBe('expected "tags" to be a flat object of strings, got the string "a=b"');
+    expect(oneReject('{"name": "m", "value": 1, "tags": {"": "x"}}').reason).toBe('expected every key of "tags" to be non-empty');
   });
 
   it('accepts 64 tags and rejects 65', () => {
     const tags = (n: number): string => JSON.stringify(Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${String(i)}`, 'v'])));
     expect(onePoint(`{"name": "m", "value": 1, "tags": ${tags(64)}}`).tags).toHaveLength(128);
-    expect(oneReject(`{"name": "m", "value": 1, "tags": ${tags(65)}}`).code).toBe('VIGIL_ERR_DECODE_TAGS');
+    expect(oneReject(`{"name": "m", "value": 1, "tags": ${tags(65)}}`)).toEqual({ code: 'VIGIL_ERR_DECODE_TAGS', reason: 'expected at most 64 tags in "tags"' });
   });
 
   it('rejects an unknown or non-string metric type', () => {
@@ -232,14 +306,20 @@ describe('JSON rejects', () => {
       const r = oneReject(`{"name": "m", "value": 1, "metric_type": ${t}}`);
       expect(r.code).toBe('VIGIL_ERR_DECODE_TYPE');
     }
-    expect(oneReject('{"name": "m", "value": 1, "type": "summary"}').reason).toContain('"type"');
+    expect(oneReject('{"name": "m", "value": 1, "type": "summary"}').reason).toBe('expected "type" to be "gauge", "counter" or "untyped", got the string "summary"');
   });
 
   it('rejects a bad timestamp and names the key and the value', () => {
     const r = oneReject('{"name": "m", "value": 1, "ts": "yesterday"}');
     expect(r.code).toBe('VIGIL_ERR_DECODE_TIMESTAMP');
-    expect(r.reason).toContain('"ts"');
-    expect(r.reason).toContain('yesterday');
+    expect(r.reason).toBe('"ts": expected an RFC 3339 date-time (like 2024-01-15T10:30:00Z) or epoch digits, got "yesterday"');
+  });
+
+  it('rejects a point without a timestamp when the Kafka timestamp is unusable, also when the keys are null', () => {
+    const reason = 'no "timestamp" and the Kafka record timestamp 0 (1970-01-01T00:00:00.000Z) is before 2000-01-01T00:00:00Z';
+    for (const body of ['', ', "timestamp": null', ', "ts": null']) {
+      expect(decode(`{"name": "m", "value": 1${body}}`, 'auto', { ...CTX, kafkaTimestampMs: 0 }).rejects, body).toEqual([{ code: 'VIGIL_ERR_DECODE_TIMESTAMP', reason }]);
+    }
   });
 
   it('keeps the point index of later elements when an earlier one is bad', () => {
