@@ -14,6 +14,8 @@ import type { DecodeContext } from './types.js';
 import { describe, quote, skipDigits } from './text.js';
 
 /** 2000-01-01T00:00:00Z. Earlier values are unit mistakes or zero defaults, not measurements. */
+const GREGORIAN_CYCLE_MS = 146_097 * 86_400_000;
+
 export const MIN_TIMESTAMP_MS = Date.UTC(2000, 0, 1);
 /** 2105-12-31T23:59:59.999Z: ClickHouse DateTime ends in February 2106. */
 export const MAX_TIMESTAMP_MS = Date.UTC(2106, 0, 1) - 1;
@@ -158,6 +160,8 @@ export function rfc3339ToMs(s: string): number {
     } else return NaN;
   }
   if (i !== len) return NaN;
-  // Date.UTC maps years 0-99 to 1900-1999; those are rejected by the range check either way.
-  return Date.UTC(year, month - 1, day, hour, minute, second) + millis - offsetMinutes * 60_000;
+  // Date.UTC maps years 0-99 to 1900-1999 (a reason would show that wrong date): those are
+  // computed 400 years on, one whole Gregorian cycle of 146,097 days, and taken back.
+  const utc = year < 100 ? Date.UTC(year + 400, month - 1, day, hour, minute, second) - GREGORIAN_CYCLE_MS : Date.UTC(year, month - 1, day, hour, minute, second);
+  return utc + millis - offsetMinutes * 60_000;
 }
