@@ -261,6 +261,7 @@ export class Ingestor {
       nowMs: Date.now(),
       maxFutureMs: pipeline.maxFutureMs,
       watermarkMaxAheadMs: pipeline.watermarkMaxAheadMs,
+      limits: this.config.limits,
       compression: this.config.clickhouse.compression,
       shards: this.pool.shards,
       storeFromOffset: state.storedUpTo,
@@ -426,7 +427,7 @@ export class Ingestor {
   /** One VIGIL_ERR_LIMIT_CARDINALITY letter per shard and task: counts, and the first refused points. */
   private async sendRefused(work: Work, shard: number, refused: RefusedPoints): Promise<void> {
     const { topic, partition } = work.range;
-    const letter = cardinalityLetter(refused, shard, this.config.pipeline.maxSeriesPerShard, topic, partition);
+    const letter = cardinalityLetter(refused, shard, this.config.limits.maxSeriesPerShard, topic, partition);
     await this.retrySink('dlq', () => this.dlq.send([letter]));
     this.metrics.deadLetters.inc({ code: 'VIGIL_ERR_LIMIT_CARDINALITY' });
     this.metrics.rejectedItems.inc({ code: 'VIGIL_ERR_LIMIT_CARDINALITY' }, refused.points);

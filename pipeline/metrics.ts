@@ -112,7 +112,7 @@ export function createMetrics() {
     }),
     seriesRefused: new Counter({
       name: 'vigil_series_refused_total',
-      help: 'New series a shard turned away at pipeline.maxSeriesPerShard (counted once per task that saw them)',
+      help: 'New series a shard turned away at limits.maxSeriesPerShard (counted once per task that saw them)',
       labelNames: ['shard'],
       registers: reg,
     }),

@@ -50,7 +50,7 @@ export class ShardStage {
       batch,
       nowMs: Date.now(),
       seriesIdleMs: this.config.pipeline.seriesIdleTimeoutMs,
-      maxSeries: this.config.pipeline.maxSeriesPerShard,
+      maxSeries: this.config.limits.maxSeriesPerShard,
       rollups: this.rollups,
       models: this.models,
       alerts: this.rollups && this.alerting ? this.alerting.settingsFor(shard) : null,

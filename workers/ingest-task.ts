@@ -1,4 +1,4 @@
-import type { DecodeErrorCode, Format } from './decode/index.js';
+import type { DecodeErrorCode, DecodeLimits, Format } from './decode/index.js';
 import type { ShardBatch } from './shard-task.js';
 
 /**
@@ -17,6 +17,8 @@ export interface IngestTask {
   timestamps: Float64Array;
   nowMs: number;
   maxFutureMs: number;
+  /** Per-point limits (config `limits.*`). */
+  limits: DecodeLimits;
   /** A point advances the watermark at most this far past its message's Kafka timestamp. */
   watermarkMaxAheadMs: number;
   compression: 'none' | 'gzip';

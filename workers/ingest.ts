@@ -50,7 +50,7 @@ function ingestPass(task: IngestTask, poisoned: Map<number, string>): IngestResu
   const rejects = new RejectCollector();
   const n = task.offsets.length;
   let message = 0;
-  const ctx: DecodeContext = { kafkaTimestampMs: 0, nowMs: task.nowMs, maxFutureMs: task.maxFutureMs };
+  const ctx: DecodeContext = { kafkaTimestampMs: 0, nowMs: task.nowMs, maxFutureMs: task.maxFutureMs, limits: task.limits };
   const collectors = Array.from({ length: task.shards }, () => new ShardCollector());
   // Event-time maximum of the task's messages before the current one (watermarks are judged per
   // message, so the split of points across shards and tasks cannot change a point's fate).

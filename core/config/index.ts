@@ -55,7 +55,6 @@ export interface VigilConfig {
     readonly maxInFlightBytes: number;
     readonly maxMessageBytes: number;
     readonly workerMaxHeapMb: number;
-    readonly maxSeriesPerShard: number;
     readonly maxFutureMs: number;
     readonly watermarkMaxAheadMs: number;
     readonly insertMaxRows: number;
@@ -95,6 +94,14 @@ export interface VigilConfig {
     readonly webhookToken: string;
     readonly alertmanagerUrl: string;
     readonly webhookUrl: string;
+  };
+  readonly limits: {
+    readonly maxTagsPerPoint: number;
+    readonly maxTagKeyLength: number;
+    readonly maxTagValueLength: number;
+    readonly maxMetricNameLength: number;
+    readonly maxFieldsPerLine: number;
+    readonly maxSeriesPerShard: number;
   };
   readonly infra: {
     readonly mode: 'auto' | 'on' | 'off';

@@ -262,16 +262,8 @@ export const configSchema = {
           minimum: 0,
           maximum: 1048576,
           description:
-            "Cap on each worker thread's V8 old generation in MiB (worker resourceLimits): a runaway thread fails its task (the pipeline exits and resumes from its commits) instead of exhausting the machine. 0: V8's default. Size it above `pipeline.maxSeriesPerShard` × the per-series state (README, Anomaly detection).",
+            "Cap on each worker thread's V8 old generation in MiB (worker resourceLimits): a runaway thread fails its task (the pipeline exits and resumes from its commits) instead of exhausting the machine. 0: V8's default. Size it above `limits.maxSeriesPerShard` × the per-series state (README, Anomaly detection).",
           default: 2048,
-        },
-        maxSeriesPerShard: {
-          type: 'integer',
-          minimum: 1,
-          maximum: 100000000,
-          description:
-            'Most series one shard holds state for (rollup buckets, detectors, rules). Past it, points of new series are still stored raw in `points`, but skip rollups, scoring and alerting and are reported in a VIGIL_ERR_LIMIT_CARDINALITY dead letter; known series keep flowing, and series silent for `pipeline.seriesIdleTimeoutMs` make room. Bounds memory in a cardinality burst.',
-          default: 50000,
         },
         maxFutureMs: {
           type: 'integer',
@@ -432,6 +424,55 @@ export const configSchema = {
         webhookUrl: { type: 'string', description: 'URL alert events are POSTed to as `{"version":1,"alerts":[...]}`, with retries; empty: off. User info in the URL (`https://user:pass@host/…`) is sent as basic auth.', default: '' },
         alertmanagerToken: { type: 'string', description: 'Bearer token sent to Alertmanager (`Authorization: Bearer …`); basic auth: user info in `alerts.alertmanagerUrl`.', default: '', secret: true },
         webhookToken: { type: 'string', description: 'Bearer token sent to the webhook.', default: '', secret: true },
+      },
+    },
+    limits: {
+      type: 'object',
+      description: 'What one producer may send: input past a limit is dead-lettered with a VIGIL_ERR_LIMIT_* code (docs/errors.md) while the rest flows.',
+      properties: {
+        maxTagsPerPoint: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 100000,
+          description: 'Most tags one point may carry (VIGIL_ERR_LIMIT_TAGS).',
+          default: 64,
+        },
+        maxTagKeyLength: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 1000000,
+          description: 'Longest tag key, in characters (VIGIL_ERR_LIMIT_TAGS).',
+          default: 256,
+        },
+        maxTagValueLength: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 1000000,
+          description: 'Longest tag value, in characters (VIGIL_ERR_LIMIT_TAGS).',
+          default: 1024,
+        },
+        maxMetricNameLength: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 1000000,
+          description: 'Longest metric name, in characters (VIGIL_ERR_LIMIT_NAME); a line-protocol name is `<measurement>.<field>`.',
+          default: 1024,
+        },
+        maxFieldsPerLine: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 1000000,
+          description: 'Most numeric or boolean fields one line-protocol line may carry, each a series (VIGIL_ERR_LIMIT_FIELDS).',
+          default: 256,
+        },
+        maxSeriesPerShard: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 100000000,
+          description:
+            'Most series one shard holds state for (rollup buckets, detectors, rules). Past it, points of new series are still stored raw in `points`, but skip rollups, scoring and alerting and are reported in a VIGIL_ERR_LIMIT_CARDINALITY dead letter; known series keep flowing, and series silent for `pipeline.seriesIdleTimeoutMs` make room. Bounds memory in a cardinality burst.',
+          default: 50000,
+        },
       },
     },
     infra: {

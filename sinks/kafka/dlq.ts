@@ -110,7 +110,7 @@ export function cardinalityLetter(refused: RefusedPoints, shard: number, limit: 
     value: Buffer.from(refused.sample),
     headers: {
       [DLQ_HEADERS.code]: 'VIGIL_ERR_LIMIT_CARDINALITY',
-      [DLQ_HEADERS.reason]: `shard ${shard} holds its limit of ${limit} series (pipeline.maxSeriesPerShard): ${refused.points} points of ${refused.series} new series were stored raw but not aggregated, scored or alerted on`,
+      [DLQ_HEADERS.reason]: `shard ${shard} holds its limit of ${limit} series (limits.maxSeriesPerShard): ${refused.points} points of ${refused.series} new series were stored raw but not aggregated, scored or alerted on`,
       [DLQ_HEADERS.count]: String(refused.points),
       [DLQ_HEADERS.topic]: topic,
       [DLQ_HEADERS.partition]: String(partition),

@@ -17,13 +17,14 @@
  *   bytes and line number). One invalid line → whole message VIGIL_ERR_DECODE_JSON with
  *   JSON.parse's message. Array elements that are not objects → VIGIL_ERR_DECODE_SHAPE; a top-level
  *   value that is not an object or array → whole message VIGIL_ERR_DECODE_SHAPE.
- *   - name: `metric_id`, else `name`, else the `__name__` label; a non-empty string of at most 1024
- *     characters, else VIGIL_ERR_DECODE_NAME.
+ *   - name: `metric_id`, else `name`, else the `__name__` label; a non-empty string, else
+ *     VIGIL_ERR_DECODE_NAME; longer than `limits.maxMetricNameLength` → VIGIL_ERR_LIMIT_NAME.
  *   - value: `value`, a finite number or a decimal string ("1.5"); NaN, ±Infinity (1e999), "NaN",
  *     "+Inf", "", booleans, null, missing → VIGIL_ERR_DECODE_VALUE.
  *   - tags: `tags`, else `labels`; a flat object of strings, finite numbers or booleans (the latter
- *     two stringified), at most 64, non-empty keys, else VIGIL_ERR_DECODE_TAGS. `__name__` is never a
- *     tag. Order is the object's key order (JSON.parse puts integer-like keys first).
+ *     two stringified), non-empty keys, else VIGIL_ERR_DECODE_TAGS; more than `limits.maxTagsPerPoint`,
+ *     or a key or value longer than `limits.maxTagKeyLength` / `maxTagValueLength` →
+ *     VIGIL_ERR_LIMIT_TAGS (Influx too). `__name__` is never a tag. Order is the object's key order (JSON.parse puts integer-like keys first).
  *   - type: `metric_type`, else `type`: "gauge", "counter", "untyped" (→ gauge), missing (→ gauge);
  *     anything else → VIGIL_ERR_DECODE_TYPE. Prometheus objects (labels carry `__name__`, or format
  *     `prometheus`) without a type: counter when the name ends in _total, _count, _sum or _bucket,
@@ -34,7 +35,8 @@
  *   - null counts as missing for the optional keys (tags, type, timestamp) and for the name aliases.
  * - Influx line protocol: many lines; blank and `#` comment lines skipped; `\r\n` accepted. Each
  *   numeric or boolean field is one gauge named `<measurement>.<field>` (`<measurement>` for a field
- *   named `value`); string fields are skipped, but a line with only string fields →
+ *   named `value`; past `limits.maxMetricNameLength` → VIGIL_ERR_LIMIT_NAME; more than
+ *   `limits.maxFieldsPerLine` fields → VIGIL_ERR_LIMIT_FIELDS); string fields are skipped, but a line with only string fields →
  *   VIGIL_ERR_DECODE_VALUE. A bad line → VIGIL_ERR_DECODE_LINE_PROTOCOL (or the more precise NAME,
  *   VALUE, TAGS, TIMESTAMP) with that line's bytes, its 1-based number, and the 0-based character
  *   offset in the reason; the other lines still decode. A line is all-or-nothing.
@@ -50,8 +52,8 @@ import { decodeInflux } from './influx.js';
 import { decodeJson } from './json.js';
 import { BOM, invalidUtf8Offset, isBlankCode, utf8Decoder } from './text.js';
 
-export { MAX_NAME_LENGTH, MAX_TAGS, MetricType } from './types.js';
-export type { DecodeContext, DecodeErrorCode, Format, MetricTypeCode, PointSink, RejectSink } from './types.js';
+export { DEFAULT_LIMITS, MetricType } from './types.js';
+export type { DecodeContext, DecodeErrorCode, DecodeLimits, Format, MetricTypeCode, PointSink, RejectSink } from './types.js';
 export { MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, parseTimestamp } from './timestamp.js';
 
 /** Decodes bytes[start, end) (one Kafka message value). Never throws for bad input. */

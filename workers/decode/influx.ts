@@ -8,9 +8,9 @@
  * as in InfluxDB. A line's fields are held in reusable scratch arrays until its timestamp is known.
  */
 import type { DecodeContext, DecodeErrorCode, PointSink, RejectSink } from './types.js';
-import { MAX_NAME_LENGTH, MAX_TAGS, MetricType } from './types.js';
+import { MetricType } from './types.js';
 import { checkTimestamp, epochStringToMs, parseTimestamp } from './timestamp.js';
-import { parseDecimal, quote, skipDigits, utf8Encoder } from './text.js';
+import { parseDecimal, quote, skipDigits, tagLimit, utf8Encoder } from './text.js';
 
 const TAB = 0x09;
 const CR = 0x0d;
@@ -228,7 +228,8 @@ class LineDecoder {
     for (let j = 0; j < tags.length; j += 2) {
       if (tags[j] === key) return this.fail('VIGIL_ERR_DECODE_LINE_PROTOCOL', `expected tag keys to be unique, ${quote(key)} repeats`, kStart);
     }
-    if (tags.length === MAX_TAGS * 2) return this.fail('VIGIL_ERR_DECODE_TAGS', `expected at most ${String(MAX_TAGS)} tags`, kStart);
+    const over = tagLimit(this.ctx.limits, tags.length / 2, key, value);
+    if (over) return this.fail('VIGIL_ERR_LIMIT_TAGS', over, kStart);
     tags.push(key, value);
     return true;
   }
@@ -256,8 +257,12 @@ class LineDecoder {
 
     const key = keyEscaped ? this.unescape(kStart, kEnd, true) : text.slice(kStart, kEnd);
     const name = key === 'value' ? this.measurement : `${this.measurement}.${key}`;
-    if (name.length > MAX_NAME_LENGTH) {
-      return this.fail('VIGIL_ERR_DECODE_NAME', `expected the metric name to be at most ${String(MAX_NAME_LENGTH)} characters, got ${String(name.length)}`, kStart);
+    const limits = this.ctx.limits;
+    if (name.length > limits.maxMetricNameLength) {
+      return this.fail('VIGIL_ERR_LIMIT_NAME', `the metric name is ${String(name.length)} characters, over limits.maxMetricNameLength = ${String(limits.maxMetricNameLength)}`, kStart);
+    }
+    if (this.fieldCount >= limits.maxFieldsPerLine) {
+      return this.fail('VIGIL_ERR_LIMIT_FIELDS', `more than limits.maxFieldsPerLine = ${String(limits.maxFieldsPerLine)} numeric or boolean fields`, kStart);
     }
     this.fieldNames[this.fieldCount] = name;
     this.fieldValues[this.fieldCount] = value;

@@ -3,9 +3,9 @@
  * Also reads prometheus-kafka-adapter objects ({"name", "value": "1.5", "labels": {"__name__"}}).
  */
 import type { DecodeContext, DecodeErrorCode, MetricTypeCode, PointSink, RejectSink } from './types.js';
-import { MAX_NAME_LENGTH, MAX_TAGS, MetricType } from './types.js';
+import { MetricType } from './types.js';
 import { parseTimestamp } from './timestamp.js';
-import { describe, errorMessage, isBlankRange, parseDecimal, utf8Encoder } from './text.js';
+import { describe, errorMessage, isBlankRange, parseDecimal, tagLimit, utf8Encoder } from './text.js';
 
 type JsonObject = Record<string, unknown>;
 
@@ -147,13 +147,16 @@ class JsonDecoder {
       nameKey = `${tagsKey}.__name__`;
       name = labelName;
     }
-    if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME_LENGTH) {
+    if (typeof name !== 'string' || name.length === 0) {
       this.reject(
         'VIGIL_ERR_DECODE_NAME',
-        name === undefined || name === null
-          ? 'expected a metric name in "metric_id" or "name", found neither'
-          : `expected "${nameKey}" to be a non-empty string of at most ${String(MAX_NAME_LENGTH)} characters, got ${describe(name)}`,
+        name === undefined || name === null ? 'expected a metric name in "metric_id" or "name", found neither' : `expected "${nameKey}" to be a non-empty string, got ${describe(name)}`,
       );
+      return;
+    }
+    const limits = this.ctx.limits;
+    if (name.length > limits.maxMetricNameLength) {
+      this.reject('VIGIL_ERR_LIMIT_NAME', `"${nameKey}" is ${String(name.length)} characters, over limits.maxMetricNameLength = ${String(limits.maxMetricNameLength)}`);
       return;
     }
 
@@ -224,8 +227,9 @@ class JsonDecoder {
         }
         // Prometheus: a label with an empty value is the same as no label.
         if (prometheus && tagValue.length === 0) continue;
-        if (tags.length === MAX_TAGS * 2) {
-          this.reject('VIGIL_ERR_DECODE_TAGS', `expected at most ${String(MAX_TAGS)} tags in "${tagsKey}"`);
+        const over = tagLimit(limits, tags.length / 2, key, tagValue);
+        if (over) {
+          this.reject('VIGIL_ERR_LIMIT_TAGS', `"${tagsKey}": ${over}`);
           return;
         }
         tags.push(key, tagValue);

@@ -1,3 +1,4 @@
+import type { DecodeLimits } from './types.js';
 /** Shared text helpers for the decoders: one codec pair per thread, strict number syntax, reason text. */
 
 // ignoreBOM keeps a leading U+FEFF in the string, so re-encoding a line gives back its exact bytes.
@@ -122,4 +123,15 @@ export function describe(value: unknown): string {
 /** The message of whatever JSON.parse threw. */
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Why one more tag (key, value) would pass a limit, given `held` tags so far; empty when it does not.
+ * Shared by both decoders so a limit reads the same whatever the format.
+ */
+export function tagLimit(limits: DecodeLimits, held: number, key: string, value: string): string {
+  if (held >= limits.maxTagsPerPoint) return `more than limits.maxTagsPerPoint = ${String(limits.maxTagsPerPoint)} tags`;
+  if (key.length > limits.maxTagKeyLength) return `tag key ${quote(key)} is ${String(key.length)} characters, over limits.maxTagKeyLength = ${String(limits.maxTagKeyLength)}`;
+  if (value.length > limits.maxTagValueLength) return `the value of tag ${quote(key)} is ${String(value.length)} characters, over limits.maxTagValueLength = ${String(limits.maxTagValueLength)}`;
+  return '';
 }

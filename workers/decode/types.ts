@@ -6,8 +6,19 @@ export type MetricTypeCode = (typeof MetricType)[keyof typeof MetricType];
 
 export type Format = 'auto' | 'json' | 'influx' | 'prometheus';
 
-/** Every decode rejection carries one of the catalogue's VIGIL_ERR_DECODE_* codes. */
-export type DecodeErrorCode = Extract<ErrorCode, `VIGIL_ERR_DECODE_${string}`>;
+/** Every decode rejection carries a VIGIL_ERR_DECODE_* (malformed) or VIGIL_ERR_LIMIT_* (over a configured limit) code. */
+export type DecodeErrorCode = Extract<ErrorCode, `VIGIL_ERR_DECODE_${string}` | 'VIGIL_ERR_LIMIT_TAGS' | 'VIGIL_ERR_LIMIT_NAME' | 'VIGIL_ERR_LIMIT_FIELDS'>;
+
+/** Per-point limits (config `limits.*`): input past them is dead-lettered with a VIGIL_ERR_LIMIT_* code. */
+export interface DecodeLimits {
+  maxTagsPerPoint: number;
+  maxTagKeyLength: number;
+  maxTagValueLength: number;
+  maxMetricNameLength: number;
+  maxFieldsPerLine: number;
+}
+
+export const DEFAULT_LIMITS: DecodeLimits = { maxTagsPerPoint: 64, maxTagKeyLength: 256, maxTagValueLength: 1024, maxMetricNameLength: 1024, maxFieldsPerLine: 256 };
 
 export interface DecodeContext {
   /** Kafka record timestamp: used when a point has no timestamp. */
@@ -16,6 +27,7 @@ export interface DecodeContext {
   nowMs: number;
   /** A point more than this after nowMs is rejected (VIGIL_ERR_DECODE_TIMESTAMP). */
   maxFutureMs: number;
+  limits: DecodeLimits;
 }
 
 /**
@@ -38,8 +50,3 @@ export interface PointSink {
 export interface RejectSink {
   reject(code: DecodeErrorCode, reason: string, detail: { bytes?: Uint8Array; line?: number; element?: number }): void;
 }
-
-/** Longest accepted metric name, in UTF-16 code units (JS string length). */
-export const MAX_NAME_LENGTH = 1024;
-/** Most tags one point may carry. */
-export const MAX_TAGS = 64;

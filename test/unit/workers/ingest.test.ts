@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import type * as Decode from '../../../workers/decode/index.js';
 import { SKIPPED, type IngestTask } from '../../../workers/ingest-task.js';
+import { DEFAULT_LIMITS } from '../../../workers/decode/types.js';
 import { POINT_COLUMNS } from '../../../workers/encode/points.js';
 import { decodeRowBinary } from '../../helpers/rowbinary.js';
 
@@ -40,7 +41,7 @@ function task(messages: (string | null)[], storeFromOffset = 0, kafkaTs = NOW): 
   });
   const offsets = Float64Array.from(messages, (_, i) => 100 + i);
   const timestamps = Float64Array.from(messages, () => kafkaTs);
-  return { topic: 't', partition: 0, format: 'auto', data, bounds, offsets, timestamps, nowMs: NOW, maxFutureMs: 3_600_000, watermarkMaxAheadMs: 0, compression: 'none', shards: 2, storeFromOffset };
+  return { topic: 't', partition: 0, format: 'auto', data, bounds, offsets, timestamps, nowMs: NOW, maxFutureMs: 3_600_000, watermarkMaxAheadMs: 0, limits: DEFAULT_LIMITS, compression: 'none', shards: 2, storeFromOffset };
 }
 
 function rows(body: Uint8Array): { metric: string; offset: number }[] {

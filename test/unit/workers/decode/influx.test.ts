@@ -209,19 +209,35 @@ describe('Influx line protocol: rejects', () => {
     expect(r.reason).toBe('line 1, offset 2: expected at least one numeric or boolean field; string fields are not points');
   });
 
-  it('rejects a missing measurement or a name that is too long', () => {
+  it('rejects a missing measurement, and a name past limits.maxMetricNameLength', () => {
     expect(oneReject(',host=a v=1')).toMatchObject({ code: 'VIGIL_ERR_DECODE_NAME', reason: 'line 1, offset 0: expected a measurement name' });
     expect(oneReject(`${'m'.repeat(1020)} field=1`)).toMatchObject({
-      code: 'VIGIL_ERR_DECODE_NAME',
-      reason: 'line 1, offset 1021: expected the metric name to be at most 1024 characters, got 1026',
+      code: 'VIGIL_ERR_LIMIT_NAME',
+      reason: 'line 1, offset 1021: the metric name is 1026 characters, over limits.maxMetricNameLength = 1024',
     });
     expect(onePoint(`${'m'.repeat(1020)} abc=1`).metric).toHaveLength(1024);
   });
 
-  it('rejects more than 64 tags', () => {
+  it('rejects more than limits.maxTagsPerPoint tags, and tag keys or values past their length limits', () => {
     const tags = (n: number): string => Array.from({ length: n }, (_, i) => `k${String(i)}=v`).join(',');
     expect(onePoint(`m,${tags(64)} v=1`).tags).toHaveLength(128);
-    expect(oneReject(`m,${tags(65)} v=1`)).toMatchObject({ code: 'VIGIL_ERR_DECODE_TAGS', reason: 'line 1, offset 376: expected at most 64 tags' }); // at the 65th key
+    expect(oneReject(`m,${tags(65)} v=1`)).toMatchObject({ code: 'VIGIL_ERR_LIMIT_TAGS', reason: 'line 1, offset 376: more than limits.maxTagsPerPoint = 64 tags' }); // at the 65th key
+    expect(onePoint(`m,${'k'.repeat(256)}=${'v'.repeat(1024)} v=1`).tags).toEqual(['k'.repeat(256), 'v'.repeat(1024)]);
+    expect(oneReject(`m,${'k'.repeat(257)}=v v=1`)).toMatchObject({
+      code: 'VIGIL_ERR_LIMIT_TAGS',
+      reason: `line 1, offset 2: tag key "${'k'.repeat(64)}…" is 257 characters, over limits.maxTagKeyLength = 256`,
+    });
+    expect(oneReject(`m,k=${'v'.repeat(1025)} v=1`)).toMatchObject({ code: 'VIGIL_ERR_LIMIT_TAGS', reason: 'line 1, offset 2: the value of tag "k" is 1025 characters, over limits.maxTagValueLength = 1024' });
+  });
+
+  it('rejects a line with more than limits.maxFieldsPerLine numeric fields (each would be a series); string fields do not count', () => {
+    const fields = (n: number): string => Array.from({ length: n }, (_, i) => `f${String(i)}=1`).join(',');
+    expect(decode(`m ${fields(256)},s="text"`).points).toHaveLength(256);
+    const r = oneReject(`m ${fields(257)}`);
+    expect(r.code).toBe('VIGIL_ERR_LIMIT_FIELDS');
+    expect(r.reason).toMatch(/^line 1, offset \d+: more than limits.maxFieldsPerLine = 256 numeric or boolean fields$/);
+    // A tighter limit from the context.
+    expect(decode('m a=1,b=2,c=3', 'auto', { ...CTX, limits: { ...CTX.limits, maxFieldsPerLine: 2 } }).rejects.map((x) => x.code)).toEqual(['VIGIL_ERR_LIMIT_FIELDS']);
   });
 
   it('rejects non-integer and out-of-range timestamps', () => {

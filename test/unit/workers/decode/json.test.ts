@@ -186,7 +186,7 @@ describe('Prometheus adapter objects', () => {
   it('rejects an empty or non-string __name__ label', () => {
     expect(oneReject('{"value": 1, "labels": {"__name__": ""}}')).toEqual({
       code: 'VIGIL_ERR_DECODE_NAME',
-      reason: 'expected "labels.__name__" to be a non-empty string of at most 1024 characters, got the string ""',
+      reason: 'expected "labels.__name__" to be a non-empty string, got the string ""',
     });
     // Not a string, so not a name: the point has none.
     expect(oneReject('{"value": 1, "labels": {"__name__": 5}}')).toEqual({
@@ -259,15 +259,16 @@ describe('JSON rejects', () => {
     ]);
   });
 
-  it('rejects a missing, empty, non-string or too long name', () => {
-    for (const body of ['"value": 1', '"name": "", "value": 1', '"name": 7, "value": 1', `"name": "${'x'.repeat(1025)}", "value": 1`]) {
+  it('rejects a missing, empty or non-string name, and one past limits.maxMetricNameLength', () => {
+    for (const body of ['"value": 1', '"name": "", "value": 1', '"name": 7, "value": 1']) {
       const r = oneReject(`{${body}}`);
       expect(r.code).toBe('VIGIL_ERR_DECODE_NAME');
     }
     expect(oneReject('{"value": 1}').reason).toBe('expected a metric name in "metric_id" or "name", found neither');
     expect(oneReject('{"name": null, "value": 1}').reason).toBe('expected a metric name in "metric_id" or "name", found neither');
-    expect(oneReject('{"name": 7, "value": 1}').reason).toBe('expected "name" to be a non-empty string of at most 1024 characters, got the number 7');
-    expect(oneReject('{"metric_id": "", "value": 1}').reason).toBe('expected "metric_id" to be a non-empty string of at most 1024 characters, got the string ""');
+    expect(oneReject('{"name": 7, "value": 1}').reason).toBe('expected "name" to be a non-empty string, got the number 7');
+    expect(oneReject('{"metric_id": "", "value": 1}').reason).toBe('expected "metric_id" to be a non-empty string, got the string ""');
+    expect(oneReject(`{"name": "${'x'.repeat(1025)}", "value": 1}`)).toEqual({ code: 'VIGIL_ERR_LIMIT_NAME', reason: '"name" is 1025 characters, over limits.maxMetricNameLength = 1024' });
     expect(onePoint(`{"name": "${'x'.repeat(1024)}", "value": 1}`).metric).toHaveLength(1024);
   });
 
@@ -295,10 +296,19 @@ describe('JSON rejects', () => {
     expect(oneReject('{"name": "m", "value": 1, "tags": {"": "x"}}').reason).toBe('expected every key of "tags" to be non-empty');
   });
 
-  it('accepts 64 tags and rejects 65', () => {
+  it('accepts 64 tags and rejects 65 (limits.maxTagsPerPoint); tag keys and values past their length limits', () => {
     const tags = (n: number): string => JSON.stringify(Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${String(i)}`, 'v'])));
     expect(onePoint(`{"name": "m", "value": 1, "tags": ${tags(64)}}`).tags).toHaveLength(128);
-    expect(oneReject(`{"name": "m", "value": 1, "tags": ${tags(65)}}`)).toEqual({ code: 'VIGIL_ERR_DECODE_TAGS', reason: 'expected at most 64 tags in "tags"' });
+    expect(oneReject(`{"name": "m", "value": 1, "tags": ${tags(65)}}`)).toEqual({ code: 'VIGIL_ERR_LIMIT_TAGS', reason: '"tags": more than limits.maxTagsPerPoint = 64 tags' });
+    expect(oneReject(`{"name": "m", "value": 1, "labels": {"${'k'.repeat(257)}": "v"}}`)).toEqual({
+      code: 'VIGIL_ERR_LIMIT_TAGS',
+      reason: `"labels": tag key "${'k'.repeat(64)}…" is 257 characters, over limits.maxTagKeyLength = 256`,
+    });
+    expect(oneReject(`{"name": "m", "value": 1, "tags": {"k": "${'v'.repeat(1025)}"}}`)).toEqual({
+      code: 'VIGIL_ERR_LIMIT_TAGS',
+      reason: '"tags": the value of tag "k" is 1025 characters, over limits.maxTagValueLength = 1024',
+    });
+    expect(decode('{"name": "m", "value": 1, "tags": {"a": "1", "b": "2"}}', 'auto', { ...CTX, limits: { ...CTX.limits, maxTagsPerPoint: 1 } }).rejects.map((r) => r.code)).toEqual(['VIGIL_ERR_LIMIT_TAGS']);
   });
 
   it('rejects an unknown or non-string metric type', () => {
