@@ -416,3 +416,80 @@ describe('workers/alerts/README.md', () => {
     expect(parseRules(example ?? '', 'README.md').rules.map((r) => r.kind)).toEqual(['threshold', 'rate', 'anomaly', 'absent']);
   });
 });
+
+describe('file formats and parse errors', () => {
+  const TRAILING_COMMA = '{"rules": [],}';
+
+  it('JSON by extension, any case, or by a first "{" or "[" when the extension is not YAML', () => {
+    // A trailing comma is valid YAML flow but not JSON: which parser ran shows.
+    expect(parseRules(TRAILING_COMMA, 'rules.yaml').rules).toEqual([]);
+    expect(parseRules(TRAILING_COMMA, 'rules.YML').rules).toEqual([]);
+    expect(parseRules(TRAILING_COMMA, 'rules.json.yaml').rules).toEqual([]);
+    for (const file of ['rules.json', 'rules.JSON', 'rules', 'rules.txt', 'rules.yaml.txt']) {
+      const err = rulesError(TRAILING_COMMA, file);
+      expect(err.code, file).toBe('VIGIL_ERR_RULES_FILE');
+      expect(err.message, file).toBe(`VIGIL_ERR_RULES_FILE: ${file}:1:14 cannot parse as JSON: Expected double-quoted property name in JSON at position 13`);
+      expect(err.cause, file).toBeInstanceOf(SyntaxError);
+    }
+    expect(rulesError(`\n\t ${TRAILING_COMMA}`, 'rules').code).toBe('VIGIL_ERR_RULES_FILE');
+    expect(rulesError('[1,]', 'rules').code).toBe('VIGIL_ERR_RULES_FILE');
+    expect(rulesError(`\uFEFF${TRAILING_COMMA}`, 'rules').message).toContain('cannot parse as JSON: Expected double-quoted property name in JSON at position 13');
+    expect(parseRules('\uFEFF{"rules": []}', 'rules.json').rules).toEqual([]);
+  });
+
+  it('a JSON error is placed at the position the parser names', () => {
+    const err = rulesError('{\n  "rules": [1 2]\n}', 'r.json');
+    expect(err.issues).toEqual([{ file: 'r.json', line: 2, column: 15, path: '', message: "cannot parse as JSON: Expected ',' or ']' after array element in JSON at position 16" }]);
+  });
+
+  it('YAML syntax errors give the first line of the parser message and its position', () => {
+    const err = rulesError('rules: [\n', 'r.yaml');
+    expect(err.issues).toEqual([{ file: 'r.yaml', line: 2, column: 1, path: '', message: 'cannot parse: Flow sequence in block collection must be sufficiently indented and end with a ]' }]);
+    expect(err.cause).toBeUndefined();
+  });
+
+  it('an unquoted ">=" gets the quoting hint', () => {
+    const err = rulesError('rules:\n  - id: a\n    op: >=\n', 'r.yaml');
+    expect(err.message).toBe('VIGIL_ERR_RULES_FILE: r.yaml:3:10 cannot parse: Block scalar header includes extra characters: >= (quote operators in YAML, e.g. op: ">=")');
+  });
+
+  it('too many aliases is a file error', () => {
+    const bomb = 'a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nrules: []\n';
+    const err = rulesError(bomb, 'r.yaml');
+    expect(err.issues).toEqual([{ file: 'r.yaml', line: 1, column: 1, path: '', message: 'cannot parse: Excessive alias count indicates a resource exhaustion attack' }]);
+    expect(err.code).toBe('VIGIL_ERR_RULES_FILE');
+    expect((err.cause as Error).message).toBe('Excessive alias count indicates a resource exhaustion attack');
+  });
+
+  it('a document that is not a mapping', () => {
+    for (const text of ['[]', 'true', '', '~']) {
+      const err = rulesError(text, 'r.yaml');
+      expect(err.code, text).toBe('VIGIL_ERR_RULES_INVALID');
+      expect(err.issues.map((i) => i.message), text).toEqual(['expected a mapping with a `rules:` list at the top level']);
+    }
+  });
+
+  it('loadRules reads the file, keeping its path and text', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vigil-rules-'));
+    const path = join(dir, 'r.yaml');
+    const text = 'rules: [{ id: a, expr: "m > 1" }]\n';
+    writeFileSync(path, text);
+    const set = loadRules(path);
+    expect(set).toMatchObject({ file: path, text, hash: parseRules(text, 'other').hash });
+    expect(set.rules[0]?.source).toEqual({ file: path, line: 1 });
+    const missing = join(dir, 'missing.yaml');
+    let caught: unknown;
+    try {
+      loadRules(missing);
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(RulesError);
+    expect(caught).toMatchObject({ code: 'VIGIL_ERR_RULES_FILE', file: missing, issues: [], message: `VIGIL_ERR_RULES_FILE: cannot read ${missing}: ENOENT: no such file or directory, open '${missing}'` });
+    expect((caught as Error).cause).toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('the hash is the sha256 of the text', () => {
+    expect(parseRules('rules: []\n', 'x.yaml').hash).toBe('e0dfa70eb69d47fe9cb2be8a4fcd53e74cf7fe26fcbb1f06912b57a9c028e4e0');
+  });
+});

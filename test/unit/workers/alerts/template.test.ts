@@ -70,3 +70,107 @@ describe('alert templates', () => {
     expect(compileTemplate('{{ vlaue }}').render({})).toBe('');
   });
 });
+
+describe('alert templates: text and placeholders', () => {
+  it('keeps the source, lists each root variable once in order of first use, and is frozen', () => {
+    const t = compileTemplate('{{ value }} {{ tags.a }} {{ value | round }} {{ tags.b }} {{ metric }}');
+    expect(t.source).toBe('{{ value }} {{ tags.a }} {{ value | round }} {{ tags.b }} {{ metric }}');
+    expect(t.variables).toEqual(['value', 'tags', 'metric']);
+    expect(Object.isFrozen(t)).toBe(true);
+    expect(Object.isFrozen(t.variables)).toBe(true);
+  });
+
+  it('text before, between and after placeholders is kept as written', () => {
+    expect(render('{{ metric }}{{ metric }}', { metric: 'm' })).toBe('mm');
+    expect(render('<{{ metric }}>', { metric: 'm' })).toBe('<m>');
+    expect(render('', {})).toBe('');
+    expect(compileTemplate('no placeholders').variables).toEqual([]);
+  });
+
+  it('white space inside a placeholder is free, including tabs and newlines', () => {
+    expect(render('{{\tvalue\n|\nround\t1 }}', { value: 1.26 })).toBe('1.3');
+    expect(render('{{value}}', { value: 2 })).toBe('2');
+    expect(render('{{ tags[ "k8s.pod" ] }}', { tags: { 'k8s.pod': 'p' } })).toBe('p');
+    expect(render("{{ tags['a'].x }}", { tags: { a: 'v' } })).toBe('');
+    expect(render('{{ _x1 }}', {})).toBe('');
+  });
+});
+
+describe('alert templates: values', () => {
+  it('a path stops at anything that is not an object with that own key', () => {
+    expect(render('[{{ metric.length }}]', { metric: 'cpu' })).toBe('[]');
+    expect(render('[{{ explanation.a.b }}]', { explanation: { a: null } })).toBe('[]');
+    expect(render('[{{ explanation.a.b }}]', { explanation: { a: { b: 3 } } })).toBe('[3]');
+    expect(render('[{{ explanation.missing }}]', { explanation: {} })).toBe('[]');
+  });
+
+  it('numbers, booleans and bigints as text; objects as JSON; what JSON cannot write as nothing', () => {
+    expect(render('{{ explanation.n }} {{ explanation.t }} {{ explanation.f }} {{ explanation.big }}', { explanation: { n: 0, t: true, f: false, big: 12n } })).toBe('0 true false 12');
+    expect(render('{{ explanation.list }}', { explanation: { list: [1, 'a'] } })).toBe('[1,"a"]');
+    expect(render('[{{ explanation.fn }}]', { explanation: { fn: () => 1 } })).toBe('[]');
+    expect(render('{{ value }}', { value: -1.5 })).toBe('-1.5');
+  });
+});
+
+describe('alert templates: filters', () => {
+  it('round reads numbers and numeric text, and passes anything else through', () => {
+    expect(render('{{ metric | round 1 }}', { metric: '93.14' })).toBe('93.1');
+    expect(render('[{{ metric | round }}]', { metric: ' ' })).toBe('[ ]');
+    expect(render('[{{ metric | round }}]', { metric: '' })).toBe('[]');
+    expect(render('{{ value | round }}', { value: Number.POSITIVE_INFINITY })).toBe('Infinity');
+    expect(render('[{{ value | round }}]', { value: null })).toBe('[]');
+    expect(render('{{ explanation.t | round }}', { explanation: { t: true } })).toBe('true');
+    expect(render('{{ value | round 15 }}', { value: 0.1 })).toBe('0.1');
+    expect(render('{{ value | round 0 }}', { value: 2.5 })).toBe('3');
+    expect(render('{{ value | round 2 }}', { value: 1.005 })).toBe('1');
+    expect(render('{{ value | round }}', { value: -2.4 })).toBe('-2');
+    expect(render('{{ value | round }} of 12', { value: 1.26 })).toBe('1 of 12');
+    expect(render('{{ value | round 10 }}', { value: 1 / 3 })).toBe('0.3333333333');
+  });
+
+  it('upper and lower apply to the text of any value', () => {
+    expect(render('[{{ value | upper }}]', {})).toBe('[]');
+    expect(render('{{ explanation | upper }}', { explanation: { a: 'b' } })).toBe('{"A":"B"}');
+    expect(render('{{ status | upper | lower }}', { status: 'firing' })).toBe('firing');
+  });
+
+  it('default replaces a missing, null or empty value, but not zero or false', () => {
+    expect(render('{{ value | default "none" }}', { value: null })).toBe('none');
+    expect(render('{{ value | default "none" }}', {})).toBe('none');
+    expect(render('{{ metric | default "none" }}', { metric: '' })).toBe('none');
+    expect(render('{{ value | default "none" }}', { value: 0 })).toBe('0');
+    expect(render('{{ explanation.f | default "none" }}', { explanation: { f: false } })).toBe('false');
+    expect(render('{{ value | round | default "none" }}', { value: 2.2 })).toBe('2');
+  });
+
+  it('quoted texts: escapes for quotes, backslash, newline and tab', () => {
+    expect(render('{{ value | default "a\\"b" }}', {})).toBe('a"b');
+    expect(render("{{ value | default 'it\\'s' }}", {})).toBe("it's");
+    expect(render("{{ value | default 'say \"hi\"' }}", {})).toBe('say "hi"');
+    expect(render('{{ value | default "a\\\\b" }}', {})).toBe('a\\b');
+    expect(render('{{ value | default "1\\n2\\t3\\x" }}', {})).toBe('1\n2\t3x');
+    expect(render('{{ value | default "" }}', {})).toBe('');
+  });
+});
+
+describe('alert templates: errors', () => {
+  it.each([
+    ['{{', 'unclosed "{{" (expected "}}")', 0],
+    ['ab {{   ', 'unclosed "{{" (expected "}}")', 3],
+    ['{{}}', 'empty placeholder "{{ }}"', 0],
+    ['a {{ value | round 1', 'unclosed "{{" (expected "}}")', 2],
+    ['{{ value }', 'unexpected "}" (expected "|" or "}}")', 9],
+    ['{{ value |', 'expected a filter name', 10],
+    ['{{ value | 5 }}', 'expected a filter name, found "5"', 11],
+    ['{{ value | round 16 }}', 'round 16: expected 0 to 15 decimals', 17],
+    ['{{ tags[host] }}', 'expected a quoted key after "["', 8],
+    ['{{ tags["host" }}', 'expected "]"', 15],
+    ['{{ tags["host"', 'expected "]"', 14],
+    ['{{ tags["host] }}', 'unclosed string (expected ")', 8],
+    ['{{ tags["ho\\', 'unclosed string (expected ")', 8],
+    ['{{ value | default 5 }}', 'default needs a quoted text, e.g. default "unknown"', 19],
+    ['x {{ status }} {{ vlaue }}', 'unknown variable "vlaue" (expected one of value, threshold, score, metric, tags, labels, rule, severity, for, window, buckets, status, startsAt, observedAt, fingerprint, explanation)', 15],
+  ])('%s', (source, message, offset) => {
+    expect(templateError(source)).toMatchObject({ name: 'TemplateError', message, offset });
+  });
+});
