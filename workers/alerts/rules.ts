@@ -114,11 +114,13 @@ export function parseRules(text: string, file: string): RuleSet {
   }
   const isJson = /\.json$/i.test(file) || (!/\.ya?ml$/i.test(file) && /^\uFEFF?\s*[{[]/.test(text));
   if (isJson) {
+    // JSON.parse's position counts from after a BOM; positions here count in the file's text.
+    const bom = text.startsWith('\uFEFF') ? 1 : 0;
     try {
-      JSON.parse(text.replace(/^\uFEFF/, ''));
+      JSON.parse(text.slice(bom));
     } catch (err) {
       const at = /position (\d+)/.exec((err as Error).message);
-      const issue = { file, ...pos(at ? Number(at[1]) : 0), path: '', message: `cannot parse as JSON: ${(err as Error).message}` };
+      const issue = { file, ...pos(at ? Number(at[1]) + bom : 0), path: '', message: `cannot parse as JSON: ${(err as Error).message}` };
       throw new RulesError('VIGIL_ERR_RULES_FILE', file, [issue], { cause: err });
     }
   }
