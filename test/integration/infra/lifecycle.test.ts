@@ -45,6 +45,7 @@ describe.runIf(usesLocalStack(testConfig()))('vigil infra up / status / down', (
         'clickhouse.url': 'http://127.0.0.1:18123',
         'http.port': 19464,
         'infra.kafkaControllerPort': 29094,
+        'infra.kafkaSaslSslPort': 19094,
         'infra.clickhouseTcpPort': 19000,
         'infra.clickhouseInterserverPort': 19009,
         'infra.prometheusPort': 19090,
