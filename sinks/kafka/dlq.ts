@@ -2,6 +2,7 @@ import { Partitioners, type IHeaders, type Kafka, type KafkaMessage, type Produc
 import { chunks } from '../../core/bytes.js';
 import { VigilError, type ErrorCode } from '../../core/errors.js';
 import { isPermanentProduceError } from './errors.js';
+import type { IngestReject } from '../../workers/ingest-task.js';
 import type { RefusedPoints } from '../../workers/shard-task.js';
 
 /**
@@ -54,18 +55,11 @@ export const MIN_DEAD_LETTER_BYTES = 1024;
 /** Records per produce request are grouped up to about this many bytes. */
 const MAX_REQUEST_BYTES = 256 * 1024;
 
-/** What a dead letter is made from: the bad message and its folded rejects (workers/rejects.ts). */
-export interface Rejected {
-  code: ErrorCode;
-  reason: string;
-  count: number;
-  line?: number;
-  element?: number;
-  /** The bad items; absent: the whole message is the letter. */
-  bytes?: Uint8Array;
-  /** Bad items `bytes` carries, when fewer than `count`. */
-  items?: number;
-}
+/**
+ * What a dead letter is made from: a bad message's folded rejects (workers/rejects.ts), or the
+ * main thread's own (a message too large), which may carry any code.
+ */
+export type Rejected = Omit<IngestReject, 'message' | 'code'> & { code: ErrorCode };
 
 function headerBytes(headers: IHeaders): number {
   let n = 0;

@@ -1,16 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { RulesError, formatIssue, show, type RuleIssue } from '../../../../workers/alerts/rule-check.js';
-import { parseRules } from '../../../../workers/alerts/rules.js';
+import { rulesError } from './rules-error.js';
 
-function rulesError(text: string, file = 'rules.yaml'): RulesError {
-  try {
-    parseRules(text, file);
-  } catch (err) {
-    expect(err).toBeInstanceOf(RulesError);
-    return err as RulesError;
-  }
-  throw new Error('expected a RulesError');
-}
 
 /** Each issue as "line:column path: message". */
 const listed = (err: RulesError) => err.issues.map((i) => `${i.line}:${i.column} ${i.path}: ${i.message}`);

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { rulesError } from './rules-error.js';
 import {
   DEFAULT_KEYS,
   RULE_KEYS,
@@ -24,15 +25,6 @@ import {
 const EXAMPLE = fileURLToPath(new URL('../../../../rules/example.yaml', import.meta.url));
 const README = fileURLToPath(new URL('../../../../workers/alerts/README.md', import.meta.url));
 
-function rulesError(text: string, file = 'rules.yaml'): RulesError {
-  try {
-    parseRules(text, file);
-  } catch (err) {
-    expect(err).toBeInstanceOf(RulesError);
-    return err as RulesError;
-  }
-  throw new Error('expected a RulesError');
-}
 
 function one(set: RuleSet, id: string): CompiledRule {
   const rule = set.rules.find((r) => r.id === id);
