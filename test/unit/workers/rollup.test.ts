@@ -99,6 +99,27 @@ function flushAll(state: RollupState, topic = 't'): RollupRow[] {
   return state.idle(topic, 0, Number.MAX_SAFE_INTEGER).rows;
 }
 
+/**
+ * Applies one message (one point, offsets 0, 1, 2, ...) per task to one partition, with the
+ * partition's event-time maximum before and after it as the main thread computes them.
+ */
+function feeder(state: RollupState, topic = 't', partition = 0) {
+  let max = -Infinity;
+  let offset = 0;
+  return (p: P & { pointIndex?: number }) => {
+    const c = new ShardCollector();
+    c.add(p.id, `m${p.id}`, ['k', String(p.id)], p.ts, p.v, p.type ?? 0, offset++, p.pointIndex ?? 0, -Infinity);
+    const before = max;
+    max = Math.max(max, p.ts);
+    return state.apply(topic, partition, c.finish(), before, max);
+  };
+}
+
+/** The bucket row of series `id` (metric `m<id>`, tags k=<id>) as RollupState writes it. */
+function bucketRow(id: bigint, r: Partial<RollupRow> & Pick<RollupRow, 'widthMs' | 'startMs' | 'count' | 'sum' | 'min' | 'max' | 'last' | 'lastTsMs' | 'sumsq' | 'version'>): RollupRow {
+  return { seriesId: id, metric: `m${id}`, tags: ['k', String(id)], type: 0, topic: 't', partition: 0, kind: 1, correctionOffset: 0, correctionPoint: 0, ...r };
+}
+
 describe('rollup buckets', () => {
   it('places out-of-order and late points so that merged rollups equal a GROUP BY over the points, for two widths', () => {
     const points = workload(3000);
@@ -349,5 +370,164 @@ describe('rollup buckets', () => {
     });
     expect(late).toBe(2);
   });
-});
 
+  it('writes a correction row of the late point alone, with its offset and point index, and counts the point late', () => {
+    const state = new RollupState({ widthsMs: [10_000], latenessMs: 0, retentionMs: 30_000 });
+    const feed = feeder(state);
+    const t0 = 1_700_000_000_000;
+    feed({ id: 1n, ts: t0 + 1_000, v: 1 });
+    feed({ id: 1n, ts: t0 + 40_000, v: 2 }); // closes [0,10) and evicts it (end + retention = 40 s)
+    const out = feed({ id: 1n, ts: t0 + 2_000, v: 3, pointIndex: 4 }); // offset 2
+    expect(out.rows).toEqual([
+      { ...bucketRow(1n, { widthMs: 10_000, startMs: t0, count: 1, sum: 3, min: 3, max: 3, last: 3, lastTsMs: t0 + 2_000, sumsq: 9, version: 1 }), kind: 2, correctionOffset: 2, correctionPoint: 4 },
+    ]);
+    expect(out.late).toBe(1);
+    expect(out.closed).toBe(0);
+  });
+
+  it('keeps a closed bucket (counted and held) until the watermark reaches end + retention, then lets it go', () => {
+    const state = new RollupState({ widthsMs: [10_000], latenessMs: 0, retentionMs: 20_000 });
+    const feed = feeder(state);
+    const t0 = 1_700_000_000_000;
+    feed({ id: 1n, ts: t0 + 1_000, v: 1 }); // offset 0: [0,10) open
+    expect([state.bucketCount, state.held('t', 0)]).toEqual([1, { offset: 0, maxBeforeMs: -Infinity }]);
+    expect(feed({ id: 1n, ts: t0 + 12_000, v: 2 }).closed).toBe(1); // offset 1: [0,10) closed, retained until 30 s
+    expect([state.bucketCount, state.held('t', 0)]).toEqual([2, { offset: 0, maxBeforeMs: -Infinity }]);
+    expect(feed({ id: 1n, ts: t0 + 29_999, v: 3 }).closed).toBe(1); // offset 2: [10,20) closed, [0,10) one ms short of eviction
+    expect([state.bucketCount, state.held('t', 0)]).toEqual([3, { offset: 0, maxBeforeMs: -Infinity }]);
+    expect(feed({ id: 1n, ts: t0 + 30_000, v: 4 }).closed).toBe(1); // offset 3: watermark 30 s evicts [0,10), closes [20,30)
+    // Held: [10,20) (first point at offset 1), [20,30) (offset 2), [30,40) (offset 3).
+    expect([state.bucketCount, state.held('t', 0)]).toEqual([3, { offset: 1, maxBeforeMs: t0 + 1_000 }]);
+    feed({ id: 1n, ts: t0 + 50_000, v: 5 }); // offset 4: evicts [10,20) and [20,30) (until 40 s, 50 s), closes [30,40)
+    expect([state.bucketCount, state.held('t', 0)]).toEqual([2, { offset: 3, maxBeforeMs: t0 + 29_999 }]);
+  });
+
+  it('retains a bucket born closed for its retention like any closed bucket: a second late point re-versions it', () => {
+    const state = new RollupState({ widthsMs: [10_000], latenessMs: 0, retentionMs: 20_000 });
+    const feed = feeder(state);
+    const t0 = 1_700_000_000_000;
+    feed({ id: 1n, ts: t0 + 25_000, v: 1 }); // offset 0: [20,30) open
+    const first = feed({ id: 1n, ts: t0 + 5_000, v: 2 }); // offset 1: [0,10) ended before watermark 25 s: born closed, retained until 30 s
+    expect(first.rows).toEqual([bucketRow(1n, { widthMs: 10_000, startMs: t0, count: 1, sum: 2, min: 2, max: 2, last: 2, lastTsMs: t0 + 5_000, sumsq: 4, version: 1 })]);
+    expect([first.late, first.closed]).toEqual([1, 0]);
+    expect(state.bucketCount).toBe(2);
+    const second = feed({ id: 1n, ts: t0 + 6_000, v: 3 }); // offset 2: watermark 25 s, still within retention
+    expect(second.rows).toEqual([bucketRow(1n, { widthMs: 10_000, startMs: t0, count: 2, sum: 5, min: 2, max: 3, last: 3, lastTsMs: t0 + 6_000, sumsq: 13, version: 2 })]);
+    expect(second.late).toBe(1);
+    feed({ id: 1n, ts: t0 + 30_000, v: 4 }); // offset 3: watermark 30 s evicts [0,10) and closes [20,30)
+    expect(state.held('t', 0)).toEqual({ offset: 0, maxBeforeMs: -Infinity });
+    expect(state.bucketCount).toBe(2);
+  });
+
+  it('closes the buckets a watermark passes in end order, also when they were opened out of order, and hands them to the stages in that order', () => {
+    const state = new RollupState({ widthsMs: [10_000], latenessMs: 30_000, retentionMs: 0 });
+    const stages: number[] = [];
+    state.stages.push((b) => stages.push(b.startMs));
+    const t0 = 1_700_000_000_000;
+    const pts: P[] = [
+      { id: 1n, ts: t0 + 25_000, v: 3 },
+      { id: 1n, ts: t0 + 5_000, v: 1 },
+      { id: 1n, ts: t0 + 15_000, v: 2 },
+      { id: 1n, ts: t0 + 61_000, v: 4 }, // watermark 31 s: closes all three
+    ];
+    expect(run(state, pts, 0, 3, 3, -Infinity).rows).toEqual([]);
+    const { rows } = run(state, pts, 3, 4, 1, t0 + 25_000);
+    expect(rows.map((r) => [r.startMs - t0, r.sum])).toEqual([
+      [0, 1],
+      [10_000, 2],
+      [20_000, 3],
+    ]);
+    expect(stages.map((s) => s - t0)).toEqual([0, 10_000, 20_000]);
+  });
+
+  it('takes last from the later message when two points of a bucket share a timestamp, and from the latest timestamp otherwise', () => {
+    const state = new RollupState({ widthsMs: [10_000], latenessMs: 0, retentionMs: 0 });
+    const feed = feeder(state);
+    const t0 = 1_700_000_000_000;
+    feed({ id: 1n, ts: t0 + 1_000, v: 5 });
+    feed({ id: 1n, ts: t0 + 1_000, v: 7 });
+    feed({ id: 1n, ts: t0 + 500, v: 9 });
+    expect(flushAll(state)).toEqual([bucketRow(1n, { widthMs: 10_000, startMs: t0, count: 3, sum: 21, min: 5, max: 9, last: 7, lastTsMs: t0 + 1_000, sumsq: 155, version: 3 })]);
+  });
+
+  it('gives a counter rate across a gap of exactly COUNTER_STALENESS_MS', () => {
+    const state = new RollupState({ widthsMs: [60_000], latenessMs: 0, retentionMs: 0 });
+    const feed = feeder(state);
+    const t0 = 1_699_999_980_000; // a minute boundary
+    feed({ id: 3n, ts: t0, v: 100, type: 1 });
+    feed({ id: 3n, ts: t0 + COUNTER_STALENESS_MS, v: 400, type: 1 }); // +300 in 300 s
+    expect(flushAll(state)).toEqual([
+      { ...bucketRow(3n, { widthMs: 60_000, startMs: t0 + COUNTER_STALENESS_MS, count: 1, sum: 1, min: 1, max: 1, last: 1, lastTsMs: t0 + COUNTER_STALENESS_MS, sumsq: 1, version: 1 }), type: 1 },
+    ]);
+  });
+
+  it('keeps partitions apart: offsets, watermarks, held offsets and the rows topic and partition are per partition', () => {
+    const state = new RollupState({ widthsMs: [10_000], latenessMs: 0, retentionMs: 0 });
+    const a = feeder(state, 'a', 0);
+    const b = feeder(state, 'b', 1);
+    const t0 = 1_700_000_000_000;
+    expect(a({ id: 1n, ts: t0 + 1_000, v: 1 }).rows).toEqual([]);
+    expect(b({ id: 1n, ts: t0 + 2_000, v: 2 }).rows).toEqual([]); // offset 0 again, in its own partition
+    // b's watermark (15 s) closes b's bucket only.
+    expect(b({ id: 1n, ts: t0 + 15_000, v: 3 }).rows).toEqual([
+      bucketRow(1n, { topic: 'b', partition: 1, widthMs: 10_000, startMs: t0, count: 1, sum: 2, min: 2, max: 2, last: 2, lastTsMs: t0 + 2_000, sumsq: 4, version: 1 }),
+    ]);
+    expect(state.held('a', 0)).toEqual({ offset: 0, maxBeforeMs: -Infinity });
+    expect(state.held('b', 1)).toEqual({ offset: 1, maxBeforeMs: t0 + 2_000 });
+    expect(state.idle('a', 0, t0 + 10_000).rows).toEqual([
+      bucketRow(1n, { topic: 'a', partition: 0, widthMs: 10_000, startMs: t0, count: 1, sum: 1, min: 1, max: 1, last: 1, lastTsMs: t0 + 1_000, sumsq: 1, version: 1 }),
+    ]);
+  });
+
+  it('forgetting a series leaves partitions that never saw it as they were', () => {
+    const state = new RollupState({ widthsMs: [10_000], latenessMs: 0, retentionMs: 0 });
+    const t0 = 1_700_000_000_000;
+    feeder(state, 'a', 0)({ id: 1n, ts: t0 + 1_000, v: 1 });
+    feeder(state, 'b', 1)({ id: 2n, ts: t0 + 2_000, v: 2 });
+    state.forget(new Set([1n]));
+    expect(state.held('a', 0)).toBeNull();
+    expect(state.held('b', 1)).toEqual({ offset: 0, maxBeforeMs: -Infinity });
+    expect(state.bucketCount).toBe(1);
+    expect(state.idle('b', 1, t0 + 10_000).rows.map((r) => [r.seriesId, r.count, r.sum])).toEqual([[2n, 1, 2]]);
+  });
+
+  it('after its lowest held bucket goes, held() gives the next lowest base offset, wherever it sits in the heap', () => {
+    const state = new RollupState({ widthsMs: [10_000], latenessMs: 0, retentionMs: 0 });
+    const t0 = 1_700_000_000_000;
+    const c = new ShardCollector();
+    // Buckets open in the order of their base offsets 0, 5, 3 (counter 3's first rate, based on
+    // offset 3, comes at offset 6) and 9.
+    c.add(1n, 'g1', [], t0 + 1_000, 1, 0, 0, 0, -Infinity);
+    c.add(3n, 'c3', [], t0 + 1_100, 10, 1, 3, 0, t0 + 1_000);
+    c.add(2n, 'g2', [], t0 + 1_200, 2, 0, 5, 0, t0 + 1_100);
+    c.add(3n, 'c3', [], t0 + 1_300, 20, 1, 6, 0, t0 + 1_200);
+    c.add(4n, 'g4', [], t0 + 1_400, 4, 0, 9, 0, t0 + 1_300);
+    state.apply('t', 0, c.finish(), -Infinity, t0 + 1_400);
+    const helds = [state.held('t', 0)];
+    for (const id of [1n, 3n, 2n, 4n]) {
+      state.forget(new Set([id]));
+      helds.push(state.held('t', 0));
+    }
+    expect(helds).toEqual([
+      { offset: 0, maxBeforeMs: -Infinity },
+      { offset: 3, maxBeforeMs: t0 + 1_000 },
+      { offset: 5, maxBeforeMs: t0 + 1_100 },
+      { offset: 9, maxBeforeMs: t0 + 1_300 },
+      null,
+    ]);
+  });
+
+  it('labels every row of a series with the type of its latest point, also a bucket opened before the type changed', () => {
+    const state = new RollupState({ widthsMs: [10_000], latenessMs: 0, retentionMs: 0 });
+    const feed = feeder(state);
+    const t0 = 1_700_000_000_000;
+    feed({ id: 1n, ts: t0 + 1_000, v: 5 }); // a gauge
+    feed({ id: 1n, ts: t0 + 2_000, v: 100, type: 1 }); // now a counter: no rate yet
+    const { rows } = feed({ id: 1n, ts: t0 + 12_000, v: 120, type: 1 }); // 2/s in [10,20); closes [0,10)
+    rows.push(...flushAll(state));
+    expect(rows.map((r) => [r.startMs - t0, r.type, r.sum])).toEqual([
+      [0, 1, 5],
+      [10_000, 1, 2],
+    ]);
+  });
+});

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { InsertBatcher, type BatcherOptions } from '../../../../sinks/clickhouse/batcher.js';
 import type { InsertTable } from '../../../../sinks/clickhouse/schema.js';
 
@@ -111,3 +111,173 @@ describe('InsertBatcher', () => {
     await expect(h.b.write('points', body(1), 1)).rejects.toThrow(/closed/);
   });
 });
+
+// The linger and the insert durations on a fake clock (setTimeout, performance.now and Date).
+describe('InsertBatcher on a fake clock', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it('sends a batch below maxRows when lingerMs has passed since its first write, not its last', async () => {
+    const h = harness({ lingerMs: 1_000 });
+    await vi.advanceTimersByTimeAsync(300);
+    const first = h.b.write('points', body(1), 1);
+    await vi.advanceTimersByTimeAsync(600);
+    const second = h.b.write('points', body(2), 1);
+    await vi.advanceTimersByTimeAsync(399); // 1,299 ms: 999 ms after the first write
+    expect(h.sent).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(h.sent).toEqual([{ table: 'points', body: [1, 2] }]);
+    await Promise.all([first, second]);
+    await h.b.close();
+  });
+
+  it('the rest of a batch cut at maxRows waits a full linger after that insert', async () => {
+    const h = harness({ lingerMs: 1_000 });
+    const first = h.b.write('points', body(1), 6);
+    await vi.advanceTimersByTimeAsync(500);
+    const second = h.b.write('points', body(2), 6); // 12 rows: the first 6 go now
+    await first;
+    expect(h.sent).toEqual([{ table: 'points', body: [1] }]);
+    await vi.advanceTimersByTimeAsync(999);
+    expect(h.sent).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1); // 1,000 ms after the first insert
+    expect(h.sent).toEqual([
+      { table: 'points', body: [1] },
+      { table: 'points', body: [2] },
+    ]);
+    await second;
+    await h.b.close();
+  });
+
+  it('sends a body with more rows than maxRows alone, at once', async () => {
+    const h = harness({ lingerMs: 1_000 });
+    const big = h.b.write('points', body(1), 25);
+    const small = h.b.write('points', body(2), 1);
+    await big;
+    expect(h.sent).toEqual([{ table: 'points', body: [1] }]);
+    expect(h.stored).toEqual([['points', 25]]);
+    expect(h.b.pending).toBe(1);
+    await vi.advanceTimersByTimeAsync(1_000);
+    await small;
+    expect(h.stored).toEqual([
+      ['points', 25],
+      ['points', 1],
+    ]);
+    await h.b.close();
+  });
+
+  it('reports how long each table insert took, in seconds', async () => {
+    const seconds: [InsertTable, number][] = [];
+    const h = harness({
+      insert: (table) => new Promise((resolve) => setTimeout(resolve, table === 'points' ? 1_500 : 250)),
+      onStored: (table, _rows, s) => seconds.push([table, s]),
+    });
+    const writes = [h.b.write('points', body(1), 5), h.b.write('rollups', body(2), 5)];
+    await vi.advanceTimersByTimeAsync(1_750);
+    await Promise.all(writes);
+    expect(seconds).toEqual([
+      ['points', 1.5],
+      ['rollups', 0.25],
+    ]);
+    await h.b.close();
+  });
+
+  it('goes on after giving up on an insert: the rejected rows no longer count towards maxRows, a later small write waits for the linger', async () => {
+    const h = harness({ lingerMs: 1_000, deadline: () => 0 });
+    h.fail(1);
+    const failed = h.b.write('points', body(1), 10);
+    const behind = h.b.write('points', body(2), 9);
+    await expect(failed).rejects.toThrow('ClickHouse down');
+    await expect(behind).rejects.toThrow('ClickHouse down');
+    const later = h.b.write('points', body(3), 2);
+    await vi.advanceTimersByTimeAsync(999);
+    expect(h.sent).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(h.sent).toEqual([{ table: 'points', body: [3] }]);
+    await later;
+    await h.b.close();
+  });
+
+  it('idles between batches: after an insert with nothing queued, the next small write still waits its full linger', async () => {
+    const h = harness({ lingerMs: 1_000 });
+    await h.b.write('points', body(1), 10);
+    await vi.advanceTimersByTimeAsync(5_500);
+    const later = h.b.write('points', body(2), 1);
+    await vi.advanceTimersByTimeAsync(999);
+    expect(h.sent).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(h.sent).toEqual([
+      { table: 'points', body: [1] },
+      { table: 'points', body: [2] },
+    ]);
+    await later;
+    await h.b.close();
+  });
+
+  it('with lingerMs 0, an idle batcher looks for bodies every 50 ms rather than spinning: a write goes at the next look', async () => {
+    const h = harness({ lingerMs: 0 });
+    await vi.advanceTimersByTimeAsync(10);
+    const w = h.b.write('points', body(1), 1);
+    await vi.advanceTimersByTimeAsync(39);
+    expect(h.sent).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1); // 50 ms: the idle loop's look
+    expect(h.sent).toEqual([{ table: 'points', body: [1] }]);
+    await w;
+    await h.b.close();
+  });
+
+  /** A harness whose inserts take 100 ms, recording the bodies in the order they are stored. */
+  function slow(overrides: Partial<BatcherOptions> = {}) {
+    const stored: number[][] = [];
+    const h = harness({
+      lingerMs: 1_000,
+      insert: async (_table, b) => {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        stored.push([...b]);
+      },
+      ...overrides,
+    });
+    return { b: h.b, stored };
+  }
+
+  it('a write that fills a batch while an insert is in flight goes as soon as that insert is stored', async () => {
+    const h = slow();
+    const first = h.b.write('points', body(1), 10); // insert from 0 to 100 ms
+    await vi.advanceTimersByTimeAsync(10);
+    const full = h.b.write('points', body(2), 10);
+    await vi.advanceTimersByTimeAsync(189);
+    await first;
+    expect(h.stored).toEqual([[1]]);
+    await vi.advanceTimersByTimeAsync(1); // 200 ms: the second insert took 100 ms from the first's end
+    await full;
+    expect(h.stored).toEqual([[1], [2]]);
+    await h.b.close();
+  });
+
+  it('drain() during an insert sends what is queued right after it, without waiting for the linger', async () => {
+    const h = slow();
+    void h.b.write('points', body(1), 10);
+    await vi.advanceTimersByTimeAsync(10);
+    const small = h.b.write('points', body(2), 1);
+    await vi.advanceTimersByTimeAsync(10);
+    h.b.drain();
+    await vi.advanceTimersByTimeAsync(180); // 200 ms
+    await small;
+    expect(h.stored).toEqual([[1], [2]]);
+    await h.b.close();
+  });
+
+  it('close() during an insert waits for it, then stores what is queued behind it', async () => {
+    const h = slow();
+    const first = h.b.write('points', body(1), 10);
+    await vi.advanceTimersByTimeAsync(10);
+    const small = h.b.write('points', body(2), 1);
+    await vi.advanceTimersByTimeAsync(10);
+    const closed = h.b.close();
+    await vi.advanceTimersByTimeAsync(180);
+    await closed;
+    await Promise.all([first, small]);
+    expect(h.stored).toEqual([[1], [2]]);
+  });
+});
+

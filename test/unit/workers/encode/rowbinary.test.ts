@@ -1,0 +1,117 @@
+import { describe, expect, it } from 'vitest';
+import { RowBinaryWriter, writeSeries } from '../../../../workers/encode/rowbinary.js';
+import { decodeRowBinary } from '../../../helpers/rowbinary.js';
+
+// Decoded by the reader written from ClickHouse's RowBinary reference, not by Vigil's writer.
+const STRING: readonly (readonly [string, string])[] = [['s', 'String']];
+
+describe('RowBinaryWriter', () => {
+  it('grows from a one-byte buffer: numbers, strings, raw bytes and series columns all decode exactly, and length counts every byte', () => {
+    const w = new RowBinaryWriter(1);
+    const raw = Uint8Array.from({ length: 40 }, (_, i) => 200 + (i % 50));
+    w.uint8(7);
+    w.string('abcd');
+    w.uint32(0xdeadbeef);
+    w.bytes(raw);
+    w.uint64(2 ** 40 + 7);
+    w.int64(-1_700_000_000_123);
+    w.float64(-12.5);
+    writeSeries(w, 0xfedcba9876543210n, 'cpu', ['host', 'a', 'région', 'é']);
+    w.string('');
+    // 1 + (1 + 4) + 4 + (1 + 40) + 8 + 8 + 8 + (8 + 4 + 1 + 5 + 8 + 1 + 2 + 3) + 1
+    expect(w.length).toBe(108);
+    const body = w.finish();
+    expect(body.byteLength).toBe(108);
+    const columns = [
+      ['u8', 'UInt8'],
+      ['short', 'String'],
+      ['u32', 'UInt32'],
+      ['raw', 'String'],
+      ['u64', 'UInt64'],
+      ['i64', 'Int64'],
+      ['f64', 'Float64'],
+      ['series_id', 'UInt64'],
+      ['metric', 'String'],
+      ['tags.key', 'Array(String)'],
+      ['tags.value', 'Array(String)'],
+      ['empty', 'String'],
+    ] as const;
+    expect(decodeRowBinary(body, columns, { rawStrings: ['raw'] })).toEqual([
+      {
+        u8: 7,
+        short: 'abcd',
+        u32: 0xdeadbeef,
+        raw,
+        u64: BigInt(2 ** 40 + 7),
+        i64: -1_700_000_000_123n,
+        f64: -12.5,
+        series_id: 0xfedcba9876543210n,
+        metric: 'cpu',
+        'tags.key': ['host', 'région'],
+        'tags.value': ['a', 'é'],
+        empty: '',
+      },
+    ]);
+  });
+
+  it('a short string longer than the room left is written whole, not cut to that room', () => {
+    // 4 bytes of room: "abcd" with its length byte needs 5.
+    const w = new RowBinaryWriter(4);
+    w.string('abcd');
+    w.string('ünïcödé');
+    expect(decodeRowBinary(w.finish(), STRING)).toEqual([{ s: 'abcd' }, { s: 'ünïcödé' }]);
+  });
+
+  it('raw bytes longer than the room left are written whole', () => {
+    const w = new RowBinaryWriter(16);
+    const raw = Uint8Array.from({ length: 20 }, (_, i) => i);
+    w.bytes(raw);
+    expect(decodeRowBinary(w.finish(), STRING, { rawStrings: ['s'] })).toEqual([{ s: raw }]);
+  });
+
+  it.each([
+    [127, [127]],
+    [128, [0x80, 0x01]],
+    [300, [0xac, 0x02]],
+    [16_383, [0xff, 0x7f]],
+    [16_384, [0x80, 0x80, 0x01]],
+  ])('a string of %i bytes gets the LEB128 length prefix %j', (n, prefix) => {
+    const s = 'x'.repeat(n);
+    const w = new RowBinaryWriter(16);
+    w.string(s);
+    const body = w.finish();
+    expect([...body.subarray(0, prefix.length)]).toEqual(prefix);
+    expect(body.byteLength).toBe(prefix.length + n);
+    expect(decodeRowBinary(body, STRING)).toEqual([{ s }]);
+  });
+
+  it('a string of 43 to 127 characters whose UTF-8 is 128 bytes or more gets a two-byte length', () => {
+    // 100 characters, 200 bytes: the single-byte length guess would be wrong.
+    const s = 'é'.repeat(100);
+    const w = new RowBinaryWriter(16);
+    w.string(s);
+    w.string('x'.repeat(200));
+    const body = w.finish();
+    expect([...body.subarray(0, 2)]).toEqual([0xc8, 0x01]); // 200 = 0x48 + 1 × 128
+    expect(decodeRowBinary(body, STRING)).toEqual([{ s }, { s: 'x'.repeat(200) }]);
+  });
+
+  it('finish hands out exactly the bytes written and starts the next body empty', () => {
+    const w = new RowBinaryWriter(64);
+    w.string('first');
+    expect(decodeRowBinary(w.finish(), STRING)).toEqual([{ s: 'first' }]);
+    expect(w.length).toBe(0);
+    w.string('second');
+    expect(w.length).toBe(7);
+    expect(decodeRowBinary(w.finish(), STRING)).toEqual([{ s: 'second' }]);
+  });
+
+  it('writes many values into a small writer (it grows only when the room runs out)', () => {
+    const w = new RowBinaryWriter(8);
+    for (let i = 0; i < 2_000; i++) w.uint32(i);
+    const body = w.finish();
+    const view = new DataView(body.buffer);
+    expect(body.byteLength).toBe(8_000);
+    expect(Array.from({ length: 2_000 }, (_, i) => view.getUint32(4 * i, true))).toEqual(Array.from({ length: 2_000 }, (_, i) => i));
+  });
+});
