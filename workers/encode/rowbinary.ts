@@ -21,7 +21,8 @@ export class RowBinaryWriter {
 
   private ensure(extra: number): void {
     if (this.pos + extra <= this.buf.length) return;
-    let size = this.buf.length * 2;
+    // At least 1 before doubling: a writer made with 0 bytes would otherwise double 0 forever.
+    let size = Math.max(1, this.buf.length) * 2;
     while (size < this.pos + extra) size *= 2;
     const next = new Uint8Array(size);
     next.set(this.buf.subarray(0, this.pos));

@@ -115,3 +115,12 @@ describe('RowBinaryWriter', () => {
     expect(Array.from({ length: 2_000 }, (_, i) => view.getUint32(4 * i, true))).toEqual(Array.from({ length: 2_000 }, (_, i) => i));
   });
 });
+
+describe('RowBinaryWriter made with 0 bytes', () => {
+  it('grows on its first write (0 doubled is 0: it looped forever)', () => {
+    const w = new RowBinaryWriter(0);
+    w.uint8(7);
+    w.string('abc');
+    expect([...w.finish()]).toEqual([7, 3, 97, 98, 99]);
+  });
+});
