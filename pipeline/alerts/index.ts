@@ -1,5 +1,6 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Kafka, Producer } from 'kafkajs';
+import { readTopicSince } from '../../sinks/kafka/tail.js';
 import { AlertmanagerOutput } from '../../sinks/alertmanager/index.js';
 import { WebhookOutput } from '../../sinks/webhook/index.js';
 import type { AlertRulesSettings, Transition } from '../../workers/alerts/evaluator.js';
@@ -55,7 +56,19 @@ export class Alerting {
     const { alertmanagerUrl, webhookUrl, alertmanagerToken, webhookToken } = config.alerts;
     if (alertmanagerUrl) this.outputs.push(new AlertmanagerOutput({ url: alertmanagerUrl, bearerToken: alertmanagerToken, stats: stats('alertmanager'), logger: log }));
     if (webhookUrl) this.outputs.push(new WebhookOutput({ url: webhookUrl, bearerToken: webhookToken, stats: stats('webhook'), logger: log }));
-    this.lifecycle = new AlertLifecycle({ producer: this.producer, topic: config.kafka.alertsTopic, clickhouse, database: config.clickhouse.database, others: this.outputs });
+    const publishedSince = async (sinceMs: number): Promise<Map<string, number>> => {
+      const ids = new Map<string, number>();
+      await readTopicSince(kafka, config.kafka.alertsTopic, sinceMs, (m) => {
+        try {
+          const id = (JSON.parse(m.value?.toString() ?? '') as { id?: unknown }).id;
+          if (typeof id === 'string') ids.set(id, Number(m.timestamp));
+        } catch {
+          // Not an event of Vigil's: nothing to remember.
+        }
+      });
+      return ids;
+    };
+    this.lifecycle = new AlertLifecycle({ producer: this.producer, topic: config.kafka.alertsTopic, clickhouse, database: config.clickhouse.database, others: this.outputs, publishedSince });
     this.lifecycle.setRules(this.rules);
   }
 

@@ -34,6 +34,11 @@ export interface AlertSinks {
   clickhouse: ClickHouseClient;
   database: string;
   /** Best-effort outputs (Alertmanager, webhook): queued, never blocking. */
+  /**
+   * Ids (and when) of the events the alerts topic holds since a moment: the topic is written first,
+   * so after a crash between the topic and the table only it knows them. Optional (tests).
+   */
+  publishedSince?: (sinceMs: number) => Promise<Map<string, number>>;
   others: { send(event: AlertEvent): void }[];
 }
 
@@ -85,6 +90,7 @@ export class AlertLifecycle {
     const since = this.now() - PUBLISHED_MEMORY_MS;
     const ids = await this.sinks.clickhouse.query({ query: `SELECT id, max(observed_ms) AS at FROM ${this.sinks.database}.alerts WHERE observed_ms >= ${since} GROUP BY id`, format: 'JSONEachRow' });
     for (const row of await ids.json<{ id: string; at: string | number }>()) this.published.set(row.id, Number(row.at));
+    if (this.sinks.publishedSince) for (const [id, at] of await this.sinks.publishedSince(since)) this.published.set(id, Math.max(at, this.published.get(id) ?? at));
     // Alerts of rules removed while no member ran resolve now, as at a reload.
     const resolved = this.resolveRemoved();
     return { active: [...this.active].map(([fingerprint, a]) => ({ fingerprint, startsAtMs: Date.parse(a.event.startsAt) })), resolved };
