@@ -8,6 +8,9 @@ import { VigilError } from '../core/errors.js';
 import type { ManagedProcess } from './process.js';
 import { localTls } from './tls.js';
 
+/** The SCRAM mechanisms of the local SASL_SSL listener: enabled, given a JAAS line, and a `vigil` user each. */
+const SCRAM_MECHANISMS = ['SCRAM-SHA-512', 'SCRAM-SHA-256'];
+
 /** One local service: how to install it, how to start it, how to tell that it is ready. */
 export interface Service {
   name: 'kafka' | 'clickhouse' | 'prometheus' | 'alertmanager';
@@ -112,11 +115,10 @@ export function services(config: VigilConfig): Service[] {
           'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL',
           // The secured listener: TLS from a PEM keystore, SCRAM users stored in the cluster
           // metadata (added when the storage is formatted), PLAIN from the JAAS line.
-          'sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN',
+          `sasl.enabled.mechanisms=${[...SCRAM_MECHANISMS, 'PLAIN'].join(',')}`,
           'listener.name.sasl_ssl.ssl.keystore.type=PEM',
           `listener.name.sasl_ssl.ssl.keystore.location=${tls.keystoreFile}`,
-          'listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
-          'listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
+          ...SCRAM_MECHANISMS.map((m) => `listener.name.sasl_ssl.${m.toLowerCase()}.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;`),
           `listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_${tls.scramUser}="${scramPassword}";`,
           'inter.broker.listener.name=PLAINTEXT',
           `log.dirs=${logDirs}`,
@@ -147,7 +149,7 @@ export function services(config: VigilConfig): Service[] {
       if (!existsSync(join(logDirs, 'meta.properties'))) {
         // KRaft storage is formatted once with a fresh cluster id (base64url of 16 random bytes).
         const clusterId = randomBytes(16).toString('base64url');
-        const scram = ['SCRAM-SHA-512', 'SCRAM-SHA-256'].flatMap((m) => ['--add-scram', `${m}=[name=${tls.scramUser},password=${scramPassword}]`]);
+        const scram = SCRAM_MECHANISMS.flatMap((m) => ['--add-scram', `${m}=[name=${tls.scramUser},password=${scramPassword}]`]);
         execFileSync('java', ['-cp', classpath, `-Dlog4j.configuration=file:${log4j}`, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', props, ...scram], {
           stdio: 'ignore',
         });
@@ -185,7 +187,7 @@ export function services(config: VigilConfig): Service[] {
           // mechanism per request, as the broker wants).
           const tls = localTls(dir);
           const password = readFileSync(tls.scramPasswordFile, 'utf8');
-          for (const mechanism of ['SCRAM-SHA-512', 'SCRAM-SHA-256']) {
+          for (const mechanism of SCRAM_MECHANISMS) {
             const args = ['-cp', `${kafkaLib}/*`, 'kafka.admin.ConfigCommand', '--bootstrap-server', config.kafka.brokers[0] as string, '--alter'];
             execFileSync('java', [...args, '--add-config', `${mechanism}=[password=${password}]`, '--entity-type', 'users', '--entity-name', tls.scramUser], { stdio: 'ignore' });
           }

@@ -3,7 +3,7 @@ import type { IngestReject } from './ingest-task.js';
 
 /** Reasons a dead letter names in full; the rest are counted (`… and N more`). */
 export const MAX_REASONS = 5;
-/** A dead letter's value: the bad lines or elements, newline-joined, up to this many bytes. */
+/** A dead letter's value: the bad lines or elements, newline-joined, up to this many bytes (sinks/kafka/dlq.ts cuts every letter to it). */
 export const MAX_REJECTED_BYTES = 512 * 1024;
 /** A reason longer than this is cut (a reason quotes the input, which is the producer's to size). */
 const MAX_REASON_CHARS = 512;

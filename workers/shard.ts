@@ -246,7 +246,7 @@ function admit(task: ShardTask): { batch: ShardBatch; refused: RefusedPoints | n
       refusedIds ??= new Set();
       refused.points++;
       refused.lastOffset = offset;
-      if (!refusedIds.has(id)) refusedIds.add(id);
+      refusedIds.add(id);
       if (refused.sample.length < REFUSED_SAMPLE_BYTES) refused.sample += `${refusedLine(batch, i)}\n`;
     }
   }

@@ -3,6 +3,7 @@ import { chunks } from '../../core/bytes.js';
 import { VigilError, type ErrorCode } from '../../core/errors.js';
 import { isPermanentProduceError } from './errors.js';
 import type { IngestReject } from '../../workers/ingest-task.js';
+import { MAX_REJECTED_BYTES } from '../../workers/rejects.js';
 import type { RefusedPoints } from '../../workers/shard-task.js';
 
 /**
@@ -44,8 +45,8 @@ export const DLQ_HEADERS = {
   rawStored: 'vigil-raw-stored',
 } as const;
 
-/** Below Kafka's default max.message.bytes (1 MiB) with room for key and headers. */
-export const MAX_DEAD_LETTER_BYTES = 512 * 1024;
+/** Below Kafka's default max.message.bytes (1 MiB) with room for key and headers; the workers fold bad items up to it. */
+export const MAX_DEAD_LETTER_BYTES = MAX_REJECTED_BYTES;
 /** Original headers above this many bytes (keys and values) are left out of a letter. */
 export const MAX_ORIGINAL_HEADER_BYTES = 16 * 1024;
 /** A key above this many bytes is left out of a letter. */

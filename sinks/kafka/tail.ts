@@ -28,11 +28,12 @@ export async function readTopicSince(kafka: Kafka, topic: string, sinceMs: numbe
   if (pending.size === 0) return 0;
   const consumer = kafka.consumer({ groupId: `vigil-tail-${randomUUID()}`, allowAutoTopicCreation: false });
   let read = 0;
+  let timer: NodeJS.Timeout | undefined;
   try {
     await consumer.connect();
     await consumer.subscribe({ topic, fromBeginning: false });
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`reading ${topic} since ${new Date(sinceMs).toISOString()}: ${pending.size} partitions not read to their end in ${timeoutMs} ms`)), timeoutMs);
+      timer = setTimeout(() => reject(new Error(`reading ${topic} since ${new Date(sinceMs).toISOString()}: ${pending.size} partitions not read to their end in ${timeoutMs} ms`)), timeoutMs);
       consumer
         .run({
           autoCommit: false,
@@ -42,10 +43,7 @@ export async function readTopicSince(kafka: Kafka, topic: string, sinceMs: numbe
             onMessage(message);
             read++;
             if (Number(message.offset) >= p.high - 1) pending.delete(partition);
-            if (pending.size === 0) {
-              clearTimeout(timer);
-              resolve();
-            }
+            if (pending.size === 0) resolve();
           },
         })
         .then(() => {
@@ -53,6 +51,7 @@ export async function readTopicSince(kafka: Kafka, topic: string, sinceMs: numbe
         }, reject);
     });
   } finally {
+    clearTimeout(timer);
     await consumer.disconnect();
   }
   return read;

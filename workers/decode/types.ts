@@ -18,8 +18,6 @@ export interface DecodeLimits {
   maxFieldsPerLine: number;
 }
 
-export const DEFAULT_LIMITS: DecodeLimits = { maxTagsPerPoint: 64, maxTagKeyLength: 256, maxTagValueLength: 1024, maxMetricNameLength: 1024, maxFieldsPerLine: 256 };
-
 export interface DecodeContext {
   /** Kafka record timestamp: used when a point has no timestamp. */
   kafkaTimestampMs: number;

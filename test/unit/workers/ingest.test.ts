@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import type * as Decode from '../../../workers/decode/index.js';
 import { SKIPPED, type IngestTask } from '../../../workers/ingest-task.js';
-import { DEFAULT_LIMITS } from '../../../workers/decode/types.js';
+import { DEFAULT_LIMITS } from './decode/collect.js';
 import { POINT_COLUMNS } from '../../../workers/encode/points.js';
 import { decodeRowBinary } from '../../helpers/rowbinary.js';
 

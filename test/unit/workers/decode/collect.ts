@@ -1,10 +1,13 @@
 import { expect } from 'vitest';
 import { ErrorCodes } from '../../../../core/errors.js';
-import { DEFAULT_LIMITS, decodeMessage } from '../../../../workers/decode/index.js';
+import { loadConfig } from '../../../../core/config/index.js';
+import { decodeMessage } from '../../../../workers/decode/index.js';
 import type { DecodeContext, DecodeErrorCode, Format, MetricTypeCode } from '../../../../workers/decode/index.js';
 
 /** 2024-01-15T10:30:00Z, the moment every test decodes at unless it says otherwise. */
 export const NOW = Date.UTC(2024, 0, 15, 10, 30);
+/** The per-point limits at their configured defaults (core/config/schema.ts is their one source). */
+export const DEFAULT_LIMITS = loadConfig({ env: {} }).limits;
 export const CTX: DecodeContext = { kafkaTimestampMs: NOW - 5_000, nowMs: NOW, maxFutureMs: 10 * 60_000, limits: DEFAULT_LIMITS };
 
 export interface Point {

@@ -1,8 +1,8 @@
 import { describe, it, expect } from 'vitest';
-import { DEFAULT_LIMITS, MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, parseTimestamp } from '../../../../workers/decode/index.js';
+import { MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, parseTimestamp } from '../../../../workers/decode/index.js';
 import type { DecodeContext } from '../../../../workers/decode/index.js';
 import { checkTimestamp, epochNumberToMs, epochStringToMs, rfc3339ToMs } from '../../../../workers/decode/timestamp.js';
-import { CTX, NOW, decode, oneReject, onePoint } from './collect.js';
+import { CTX, DEFAULT_LIMITS, NOW, decode, oneReject, onePoint } from './collect.js';
 
 const T0 = Date.UTC(2024, 0, 15, 10, 30); // 1705314600000
 /** A clock far enough ahead that only the fixed limits apply. */
