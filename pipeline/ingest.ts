@@ -4,8 +4,8 @@ import type { VigilConfig } from '../core/config/index.js';
 import { isVigilError, VigilError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { retry, type RetryPolicy } from '../core/retry.js';
-import { InsertBatcher, type ClickHouseSink } from '../sinks/clickhouse/index.js';
-import { cardinalityLetter, deadLetterFor, DLQ_HEADERS, type DeadLetterOutcome, type DeadLetterProducer, type Rejected } from '../sinks/kafka/dlq.js';
+import { InsertBatcher, rowsOf, splitRows, type ClickHouseSink, type InsertTable, type RefusedRow } from '../sinks/clickhouse/index.js';
+import { cardinalityLetter, deadLetterFor, DLQ_HEADERS, refusedRowsLetter, type DeadLetter, type DeadLetterOutcome, type DeadLetterProducer, type Rejected } from '../sinks/kafka/dlq.js';
 import type { Transition } from '../workers/alerts/evaluator.js';
 import { SKIPPED, type IngestResult, type IngestTask } from '../workers/ingest-task.js';
 import { emptyBatch, type HeldOffset, type RefusedPoints } from '../workers/shard-task.js';
@@ -143,8 +143,11 @@ export class Ingestor {
       lingerMs: config.pipeline.insertLingerMs,
       retryInitialMs: config.pipeline.retryInitialMs,
       retryMaxMs: config.pipeline.retryMaxMs,
-      // Points bodies are gzip-compressed by the workers when clickhouse.compression asks for it.
-      insert: (table, body) => this.sink.insert(table, body, gzip && table === 'points'),
+      // Points bodies are gzip-compressed by the workers when clickhouse.compression asks for it;
+      // the parts of a split insert are plain rows.
+      insert: (table, body, plain) => this.sink.insert(table, body, gzip && table === 'points' && !plain),
+      rows: (table, body) => splitRows(table, body, gzip && table === 'points'),
+      refused: (table, rows) => this.sendRefusedRows(table, rows),
       deadline: () => (this.fatal ? 0 : this.deadline),
       onRetry: (err, retryInMs) => this.sinkFailed('clickhouse', err, retryInMs),
       onStored: (table, rows, seconds) => {
@@ -404,24 +407,47 @@ export class Ingestor {
   private async sendDeadLetters(work: Work, rejects: Rejection[]): Promise<void> {
     const { topic, partition } = work.range;
     const letters = rejects.map((r) => deadLetterFor(work.messages[r.message] as KafkaMessage, r, topic, partition));
-    let outcome: DeadLetterOutcome | undefined;
-    await this.retrySink('dlq', async () => {
-      outcome = await this.dlq.send(letters);
-    });
+    await this.produceDeadLetters(letters);
     for (const r of rejects) {
       this.metrics.deadLetters.inc({ code: r.code });
       this.metrics.rejectedItems.inc({ code: r.code }, r.count);
     }
     this.counts.deadLetters += rejects.length;
+  }
+
+  /** Produces dead letters (retrying while the broker is away); counts and logs the ones it refused for good. */
+  private async produceDeadLetters(letters: DeadLetter[]): Promise<void> {
+    let outcome: DeadLetterOutcome | undefined;
+    await this.retrySink('dlq', async () => {
+      outcome = await this.dlq.send(letters);
+    });
     if (outcome && outcome.cut > 0) this.metrics.deadLettersSetAside.inc({ outcome: 'cut' }, outcome.cut);
     for (const letter of outcome?.dropped ?? []) {
       this.metrics.deadLettersSetAside.inc({ outcome: 'dropped' });
       const h = letter.headers;
       this.log.error(
-        { topic, partition, offset: h[DLQ_HEADERS.offset], code: h[DLQ_HEADERS.code], cut: h[DLQ_HEADERS.cut] },
+        { topic: h[DLQ_HEADERS.topic], partition: h[DLQ_HEADERS.partition], offset: h[DLQ_HEADERS.offset], code: h[DLQ_HEADERS.code], cut: h[DLQ_HEADERS.cut] },
         'the broker refused a dead letter even cut to 1 KiB; it is set aside (the source offset is committed)',
       );
     }
+  }
+
+  /**
+   * Rows ClickHouse refused for good (the batcher bisected their insert): one letter per refused
+   * insert, produced before the batch resolves, so their source offsets commit only after it.
+   */
+  private async sendRefusedRows(table: InsertTable, refused: readonly RefusedRow[]): Promise<void> {
+    if (refused.length === 0) return;
+    const codec = rowsOf(table);
+    const letter = refusedRowsLetter(
+      table,
+      refused.map((r) => ({ row: codec.render(r.row), error: r.error.message })),
+    );
+    this.log.error({ table, rows: refused.length, reason: letter.headers[DLQ_HEADERS.reason] }, 'ClickHouse refused rows for good; they are dead-lettered and the rest of their insert is stored');
+    await this.produceDeadLetters([letter]);
+    this.metrics.deadLetters.inc({ code: 'VIGIL_ERR_CLICKHOUSE_REJECTED' });
+    this.metrics.rejectedItems.inc({ code: 'VIGIL_ERR_CLICKHOUSE_REJECTED' }, refused.length);
+    this.counts.deadLetters++;
   }
 
   /** One VIGIL_ERR_LIMIT_CARDINALITY letter per shard and task: counts, and the first refused points. */

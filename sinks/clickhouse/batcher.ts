@@ -1,5 +1,7 @@
 import { concat } from '../../core/bytes.js';
+import { isVigilError } from '../../core/errors.js';
 import { retry } from '../../core/retry.js';
+import { bisect, type RefusedRow } from './bisect.js';
 import type { InsertTable } from './schema.js';
 
 /**
@@ -9,6 +11,10 @@ import type { InsertTable } from './schema.js';
  * arrival order; per flush, tables go in INSERT_ORDER, so a derived row is never stored before
  * what it derives from. A failed insert is retried with backoff until it succeeds or the deadline
  * passes; then it and everything queued behind it reject (nothing is retried forever).
+ *
+ * An insert refused for its rows (the writer's VIGIL_ERR_CLICKHOUSE_REJECTED) is split into its rows and bisected (bisect.ts): the rows the
+ * server takes are stored, the ones it refuses are handed to `refused` (dead letters), and the
+ * batch resolves once both are durable.
  */
 export const INSERT_ORDER: readonly InsertTable[] = ['points', 'rollups', 'anomalies', 'detector_state'];
 
@@ -17,8 +23,15 @@ export interface BatcherOptions {
   lingerMs: number;
   retryInitialMs: number;
   retryMaxMs: number;
-  /** Sends one insert body (the writer: ClickHouseSink.insert). */
-  insert(table: InsertTable, body: Uint8Array): Promise<void>;
+  /**
+   * Sends one insert body (the writer: ClickHouseSink.insert): `plain` false for bodies as the
+   * workers encoded them (maybe compressed), true for the plain rows of a split insert.
+   */
+  insert(table: InsertTable, body: Uint8Array, plain: boolean): Promise<void>;
+  /** The plain RowBinary rows of a worker-encoded body (rows.ts splitRows). */
+  rows(table: InsertTable, body: Uint8Array): Uint8Array[];
+  /** Sets aside the rows ClickHouse refused (dead letters); resolves when that is durable. */
+  refused(table: InsertTable, rows: readonly RefusedRow[]): Promise<void>;
   /** Wall time after which a failing insert is given up (Infinity: never). */
   deadline(): number;
   onRetry(err: unknown, retryInMs: number): void;
@@ -117,13 +130,32 @@ export class InsertBatcher {
       const body = concat(parts.map((b) => b.body));
       const rows = parts.reduce((n, b) => n + b.rows, 0);
       const t0 = performance.now();
-      await retry(() => this.o.insert(table, body), {
-        initialMs: this.o.retryInitialMs,
-        maxMs: this.o.retryMaxMs,
-        deadline: this.o.deadline,
-        onRetry: this.o.onRetry,
-      });
-      this.o.onStored(table, rows, (performance.now() - t0) / 1000);
+      let refused: RefusedRow[] = [];
+      try {
+        await this.retried(() => this.o.insert(table, body, false));
+      } catch (err) {
+        if (!isRefusal(err)) throw err;
+        const split = await bisect(this.o.rows(table, body), err, (part) => this.retried(() => this.o.insert(table, part, true)), isRefusal);
+        refused = split.refused;
+        await this.o.refused(table, refused);
+      }
+      this.o.onStored(table, rows - refused.length, (performance.now() - t0) / 1000);
     }
   }
+
+  /** Retries what can pass later (with backoff, until the deadline); a refusal is thrown at once. */
+  private retried(op: () => Promise<void>): Promise<void> {
+    return retry(op, {
+      initialMs: this.o.retryInitialMs,
+      maxMs: this.o.retryMaxMs,
+      deadline: this.o.deadline,
+      retryable: (err) => !isRefusal(err),
+      onRetry: this.o.onRetry,
+    });
+  }
+}
+
+/** An insert refused for its rows (the writer's code for what isRowRejection recognises). */
+function isRefusal(err: unknown): err is Error {
+  return isVigilError(err, 'VIGIL_ERR_CLICKHOUSE_REJECTED');
 }

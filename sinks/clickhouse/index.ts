@@ -4,3 +4,7 @@ export { capabilitiesOf } from './capabilities.js';
 export type { Capabilities } from './capabilities.js';
 export { MIGRATIONS, migrate, schemaStatements, insertStatement, INSERT_COLUMNS } from './schema.js';
 export type { Migration, InsertTable } from './schema.js';
+export { rowsOf, splitRows } from './rows.js';
+export type { RowCodec } from './rows.js';
+export type { RefusedRow } from './bisect.js';
+export { isRowRejection, isServerException } from './errors.js';

@@ -1,23 +1,11 @@
 import { Readable } from 'node:stream';
 import { clickhouseConnection, redactUrls } from '../../core/redact.js';
-import { ClickHouseError, createClient, type ClickHouseClient } from '@clickhouse/client';
+import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import type { VigilConfig } from '../../core/config/index.js';
 import { VigilError } from '../../core/errors.js';
 import { capabilitiesOf, type Capabilities } from './capabilities.js';
+import { isRowRejection, isServerException } from './errors.js';
 import { insertStatement, migrate, type InsertTable } from './schema.js';
-
-/**
- * Whether the server answered with an exception (it rejected the request) rather than not
- * answering. @clickhouse/client parses current servers' errors into a ClickHouseError with a
- * numeric code; 18.16's text (`Code: 33, e.displayText() = DB::Exception: ...`) it leaves as a
- * plain Error, so the text is recognised too.
- */
-export function isServerException(err: unknown): boolean {
-  if (err instanceof ClickHouseError) return true;
-  const e = err as { code?: unknown; message?: unknown };
-  if (typeof e.code === 'string' && /^\d+$/.test(e.code)) return true;
-  return typeof e.message === 'string' && /(^|\s)Code: \d+[.,]/.test(e.message) && e.message.includes('DB::Exception');
-}
 
 /** A string literal for ClickHouse SQL (18.16 has no query parameters). */
 function sqlString(s: string): string {
@@ -39,6 +27,9 @@ export class ClickHouseSink {
       ...this.connection,
       request_timeout: config.requestTimeoutMs,
       compression: { request: false, response: false },
+      // Every error the client raises reaches the caller, which logs it through pino once; the
+      // client's own console lines would repeat each one (a split insert refuses many parts).
+      log: { level: ClickHouseLogLevel.OFF },
     });
   }
 
@@ -64,7 +55,12 @@ export class ClickHouseSink {
     return (await this.client.ping()).success;
   }
 
-  /** Inserts one worker-encoded RowBinary body into `table` (gzip-compressed when `gzip`). */
+  /**
+   * Inserts one RowBinary body into `table` (gzip-compressed when `gzip`). Rejects with a
+   * non-retryable VIGIL_ERR_CLICKHOUSE_REJECTED when the server blames the rows (errors.ts
+   * isRowRejection), else with a retryable VIGIL_ERR_CLICKHOUSE_INSERT (the server refused for
+   * its own reasons) or VIGIL_ERR_CLICKHOUSE_UNAVAILABLE (no answer).
+   */
   async insert(table: InsertTable, body: Uint8Array, gzip: boolean): Promise<void> {
     try {
       const result = await this.client.exec({
@@ -75,7 +71,9 @@ export class ClickHouseSink {
       result.stream.resume();
       await new Promise<void>((resolve, reject) => result.stream.once('end', resolve).once('error', reject));
     } catch (err) {
-      throw new VigilError(isServerException(err) ? 'VIGIL_ERR_CLICKHOUSE_INSERT' : 'VIGIL_ERR_CLICKHOUSE_UNAVAILABLE', (err as Error).message, { cause: err, retryable: true });
+      const message = redactUrls((err as Error).message);
+      if (isRowRejection(err)) throw new VigilError('VIGIL_ERR_CLICKHOUSE_REJECTED', message, { cause: err, retryable: false });
+      throw new VigilError(isServerException(err) ? 'VIGIL_ERR_CLICKHOUSE_INSERT' : 'VIGIL_ERR_CLICKHOUSE_UNAVAILABLE', message, { cause: err, retryable: true });
     }
   }
 

@@ -43,6 +43,7 @@ export const DLQ_HEADERS = {
   keyDropped: 'vigil-key-dropped',
   cut: 'vigil-cut',
   rawStored: 'vigil-raw-stored',
+  table: 'vigil-clickhouse-table',
 } as const;
 
 /** Below Kafka's default max.message.bytes (1 MiB) with room for key and headers; the workers fold bad items up to it. */
@@ -113,6 +114,42 @@ export function cardinalityLetter(refused: RefusedPoints, shard: number, limit: 
       [DLQ_HEADERS.rawStored]: 'true',
     },
   };
+}
+
+/** Distinct server messages named in a refused-rows letter's reason. */
+const MAX_REASONS = 5;
+
+/**
+ * The letter for rows ClickHouse refused (sinks/clickhouse/bisect.ts), one per refused insert:
+ * the rows as JSON lines (their columns, tags as an object; as many as fit), the server's
+ * distinct messages as the reason, the table, and the source coordinates of the first row that
+ * has them (points rows carry their source offset; derived rows only their source partition).
+ */
+export function refusedRowsLetter(table: string, rows: readonly { row: Record<string, unknown>; error: string }[]): DeadLetter {
+  const reasons = [...new Set(rows.map((r) => r.error.slice(0, MIN_DEAD_LETTER_BYTES)))];
+  const lines: string[] = [];
+  let bytes = 0;
+  for (const { row } of rows) {
+    const line = JSON.stringify(row);
+    const n = Buffer.byteLength(line) + 1;
+    if (lines.length > 0 && bytes + n > MAX_DEAD_LETTER_BYTES) break;
+    lines.push(line);
+    bytes += n;
+  }
+  const headers: IHeaders = {
+    [DLQ_HEADERS.code]: 'VIGIL_ERR_CLICKHOUSE_REJECTED',
+    [DLQ_HEADERS.reason]: `ClickHouse refused ${rows.length} row(s) of ${table}: ${reasons.slice(0, MAX_REASONS).join(' | ')}${reasons.length > MAX_REASONS ? ` (+${reasons.length - MAX_REASONS} more)` : ''}`,
+    [DLQ_HEADERS.count]: String(rows.length),
+    [DLQ_HEADERS.table]: table,
+  };
+  const source = rows.find((r) => r.row['source_topic'] !== undefined)?.row;
+  if (source) {
+    headers[DLQ_HEADERS.topic] = String(source['source_topic']);
+    if (source['source_partition'] !== undefined) headers[DLQ_HEADERS.partition] = String(source['source_partition']);
+    if (source['source_offset'] !== undefined) headers[DLQ_HEADERS.offset] = String(source['source_offset']);
+  }
+  if (lines.length < rows.length) headers[DLQ_HEADERS.valueItems] = String(lines.length);
+  return { key: null, value: Buffer.from(lines.join('\n')), headers };
 }
 
 /** Cuts an oversized value and records its original size. */

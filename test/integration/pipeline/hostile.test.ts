@@ -92,6 +92,68 @@ describe('hostile input (one partition, real Kafka and ClickHouse)', () => {
     await annotate(rows.join('\n'));
   }, 180_000);
 
+  it('rows ClickHouse refuses for good (a DEFAULT that throws on value 666) are split out and dead-lettered with the server message; every other row of their inserts is stored once; the pipeline goes on', async ({ annotate }) => {
+    const { topic, db, env } = await res.pipelineEnv('refused', 1);
+    const pipeline = await start({
+      ...env,
+      VIGIL_PIPELINE_INSERT_LINGER_MS: '500',
+      // Points bodies gzip-compressed in the workers: the split reads them back through gunzip.
+      VIGIL_CLICKHOUSE_COMPRESSION: 'gzip',
+      VIGIL_ROLLUPS_WIDTHS_SECONDS: '10',
+      VIGIL_ROLLUPS_ALLOWED_LATENESS_MS: '2000',
+      VIGIL_ROLLUPS_IDLE_TIMEOUT_MS: '1500',
+    });
+    await waitFor('the tables created', async () => (await res.scalar(`SELECT count() FROM system.tables WHERE database = '${db}' AND name IN ('points', 'rollups')`)) === 2, 30_000);
+    // What a user's schema change can do to Vigil's tables: rows the server will never store.
+    await res.clickhouse().command({ query: `ALTER TABLE ${db}.points ADD COLUMN guard UInt8 DEFAULT throwIf(value = 666)` });
+    await res.clickhouse().command({ query: `ALTER TABLE ${db}.rollups ADD COLUMN guard UInt8 DEFAULT throwIf(max = 666)` });
+    const ts = Date.now() - 60_000;
+    const point = (value: number, tags: Record<string, string>, i: number) => JSON.stringify({ name: 'hostile.refused', value, timestamp: ts + i, tags });
+    const messages: Message[] = [];
+    for (let m = 0; m < 4; m++) {
+      const lines = Array.from({ length: 50 }, (_, i) => point(m * 50 + i, { n: String(i % 5) }, i));
+      if (m === 1 || m === 2) lines.splice(20, 0, point(666, { n: 'bad' }, 20));
+      messages.push({ value: lines.join('\n') });
+    }
+    await send(topic, messages);
+    await waitFor('the good points stored', async () => (await res.scalar(`SELECT count() FROM ${db}.points_dedup`)) >= 200, 60_000);
+    await waitFor('the good series rolled up', async () => (await res.scalar(`SELECT sum(count) FROM ${db}.rollups_merged WHERE tags.value[1] != 'bad'`)) >= 200, 60_000);
+    const letters = await waitFor('the refused rows dead-lettered', async () => {
+      const dlq = env['VIGIL_KAFKA_DLQ_TOPIC'] as string;
+      const total = (await (await res.admin()).fetchTopicOffsets(dlq)).reduce((n, p) => n + Number(p.high) - Number(p.low), 0);
+      const l = await readTopic(res.kafka, dlq, total);
+      const rows = (t: string) => l.filter((x) => x.headers['vigil-clickhouse-table'] === t).reduce((n, x) => n + Number(x.headers['vigil-error-count']), 0);
+      return rows('points') === 2 && rows('rollups') >= 1 ? l : undefined;
+    }, 60_000);
+
+    expect(await res.scalar(`SELECT count() FROM ${db}.points_dedup`)).toBe(200);
+    expect(await res.scalar(`SELECT count() FROM ${db}.points_dedup WHERE value = 666`)).toBe(0);
+    expect(await res.scalar(`SELECT uniqExact(source_offset, point_index) FROM ${db}.points_dedup`)).toBe(200);
+    const report: string[] = [];
+    for (const l of letters) {
+      expect(l.headers['vigil-error-code']).toBe('VIGIL_ERR_CLICKHOUSE_REJECTED');
+      expect(l.headers['vigil-error-reason']).toContain('throwIf');
+      const rows = l.value.toString().split('\n').map((x) => JSON.parse(x) as Record<string, unknown>);
+      expect(rows).toHaveLength(Number(l.headers['vigil-error-count']));
+      for (const r of rows) {
+        expect(r['metric']).toBe('hostile.refused');
+        expect(r['tags']).toEqual({ n: 'bad' });
+        if (l.headers['vigil-clickhouse-table'] === 'points') {
+          expect(r['value']).toBe(666);
+          // The messages that carried them: offsets 1 and 2 of the partition.
+          expect(['1', '2']).toContain(r['source_offset']);
+          expect(r['point_index']).toBe(20);
+        } else expect(r['max']).toBe(666);
+      }
+      report.push(`${l.headers['vigil-clickhouse-table']}: ${rows.length} row(s), ${l.value.length} bytes, reason "${l.headers['vigil-error-reason']?.slice(0, 120)}"`);
+    }
+    // Still consuming and storing afterwards.
+    await send(topic, [good(1000)]);
+    await waitFor('a later point', async () => (await res.scalar(`SELECT count() FROM ${db}.points_dedup`)) >= 201, 30_000);
+    expect(await pipeline.metric('vigil_rejected_items_total')).toBeGreaterThanOrEqual(3);
+    await annotate(report.join('\n'));
+  }, 180_000);
+
   it.each([
     ['capped at its Kafka timestamp (default)', {}, false],
     ['uncapped (pipeline.watermarkMaxAheadMs one year: the old behaviour)', { VIGIL_PIPELINE_WATERMARK_MAX_AHEAD_MS: '31536000000' }, true],

@@ -1,8 +1,10 @@
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { isVigilError } from '../../../../core/errors.js';
-import { ClickHouseSink } from '../../../../sinks/clickhouse/index.js';
+import { ClickHouseSink, INSERT_COLUMNS, rowsOf, splitRows, type InsertTable } from '../../../../sinks/clickhouse/index.js';
+import { AnomalyEncoder } from '../../../../workers/encode/anomalies.js';
 import { PointsEncoder } from '../../../../workers/encode/points.js';
+import { RollupEncoder } from '../../../../workers/encode/rollups.js';
 import { StateEncoder } from '../../../../workers/encode/state.js';
 import { uniqueName, useResources } from '../../../helpers/resources.js';
 
@@ -72,5 +74,63 @@ describe('ClickHouse writer (the real server)', () => {
     );
     expect(isVigilError(unavailable, 'VIGIL_ERR_CLICKHOUSE_UNAVAILABLE'), String(unavailable)).toBe(true);
     await down.close();
+  });
+
+  it('classifies rows the server refuses for their values (a DEFAULT that throws) as VIGIL_ERR_CLICKHOUSE_REJECTED, not retryable, nothing stored', async () => {
+    const { s, db } = await sink();
+    await res.clickhouse().command({ query: `ALTER TABLE ${db}.points ADD COLUMN guard UInt8 DEFAULT throwIf(value = 666)` });
+    const e = new PointsEncoder(64);
+    e.add(1n, 'cpu', [], 0, 1_700_000_000_000, 1, 'm', 0, 1, 0);
+    e.add(1n, 'cpu', [], 0, 1_700_000_001_000, 666, 'm', 0, 2, 0);
+    const err = await s.insert('points', e.rows.finish(), false).then(
+      () => null,
+      (x: unknown) => x,
+    );
+    expect(isVigilError(err, 'VIGIL_ERR_CLICKHOUSE_REJECTED'), String(err)).toBe(true);
+    expect((err as { retryable: boolean }).retryable).toBe(false);
+    expect((err as Error).message).toContain('throwIf');
+    expect(await res.scalar(`SELECT count() FROM ${db}.points`)).toBe(0);
+  });
+
+  // Parity of the reader (rows.ts) with the server: what ClickHouse itself writes as RowBinary
+  // splits into as many rows as it holds, and each renders as the server's JSON shows it.
+  it('reads RowBinary as the server writes it: every table, split row by row, rendered as the server renders the same rows', async () => {
+    const { s, db } = await sink();
+    const key = { seriesId: 0xfedcba9876543210n, metric: 'cpu', tags: ['dc', 'ä', 'host', 'a'], type: 1, widthMs: 60_000, startMs: 1_700_000_040_000 };
+    const points = new PointsEncoder(64);
+    points.add(key.seriesId, 'cpu', key.tags, 1, 1_700_000_000_123, -0.1, "it's", 3, 2 ** 40, 2);
+    points.add(7n, 'mem', [], 0, 1_700_000_001_000, 1e300, 'm', 0, 5, 0);
+    const rollups = new RollupEncoder();
+    rollups.add({ ...key, topic: 'm', partition: 1, kind: 2, correctionOffset: 9, correctionPoint: 1, count: 3, sum: 6.5, min: -1, max: 4, last: 2, lastTsMs: 1_700_000_041_000, sumsq: 20.25, version: 4 });
+    const anomalies = new AnomalyEncoder();
+    anomalies.add({ ...key, value: 9, expected: 2, lower: 1, upper: 3, score: 0.97, anomaly: true, scores: { robust: 0.9, ewma: 0.5, seasonal: 0, iforest: 0.7, lstm: 0 }, explanation: '{"why":"spike"}', topic: 'm', partition: 2, version: 8 });
+    const state = new StateEncoder();
+    state.add({ topic: 'm', partition: 0, seriesId: 5n, widthMs: 60_000, settings: 'k', lastBucketMs: 1_700_000_040_000, version: 3, state: new TextEncoder().encode('state') });
+    const bodies: Record<InsertTable, { body: Uint8Array; rows: number }> = {
+      points: { body: points.rows.finish(), rows: 2 },
+      rollups: { body: rollups.rows.finish(), rows: 1 },
+      anomalies: { body: anomalies.rows.finish(), rows: 1 },
+      detector_state: { body: state.rows.finish(), rows: 1 },
+    };
+    for (const [table, { body, rows }] of Object.entries(bodies) as [InsertTable, { body: Uint8Array; rows: number }][]) {
+      await s.insert(table, body, false);
+      expect(splitRows(table, body, false), table).toHaveLength(rows);
+      expect(splitRows(table, new Uint8Array(gzipSync(body)), true), table).toHaveLength(rows);
+      const columns = INSERT_COLUMNS[table].map(([n]) => (n.includes('.') ? `\`${n}\`` : n));
+      const order = table === 'detector_state' ? 'series_id' : 'series_id, metric';
+      const raw = await res.clickhouse().exec({ query: `SELECT ${columns.join(', ')} FROM ${db}.${table} ORDER BY ${order} FORMAT RowBinary` });
+      const chunks: Buffer[] = [];
+      for await (const c of raw.stream) chunks.push(c as Buffer);
+      const serverRows = splitRows(table, new Uint8Array(Buffer.concat(chunks)), false).map((r) => rowsOf(table).render(r));
+      // The server's JSON, with DateTime in UTC ISO form and the Nested tags as one object, as render() gives them.
+      const json = INSERT_COLUMNS[table].map(([n, type]) => (type === 'DateTime' ? `concat(replaceOne(toString(${n}, 'UTC'), ' ', 'T'), '.000Z') AS ${n}` : n.includes('.') ? `\`${n}\`` : n));
+      const rs = await res.clickhouse().query({ query: `SELECT ${json.join(', ')} FROM ${db}.${table} ORDER BY ${order}`, format: 'JSONEachRow' });
+      const expected = (await rs.json<Record<string, unknown>>()).map((r) => {
+        if (!('tags.key' in r)) return r;
+        const { ['tags.key']: k, ['tags.value']: v, ...rest } = r as Record<string, unknown> & { 'tags.key': string[]; 'tags.value': string[] };
+        return { ...rest, tags: Object.fromEntries(k.map((x, i) => [x, v[i]])) };
+      });
+      expect(serverRows, table).toEqual(expected);
+    }
   });
 });

@@ -1,5 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { VigilError } from '../../../../core/errors.js';
 import { InsertBatcher, type BatcherOptions } from '../../../../sinks/clickhouse/batcher.js';
+import type { RefusedRow } from '../../../../sinks/clickhouse/bisect.js';
 import type { InsertTable } from '../../../../sinks/clickhouse/schema.js';
 
 function harness(overrides: Partial<BatcherOptions> = {}) {
@@ -22,6 +24,9 @@ function harness(overrides: Partial<BatcherOptions> = {}) {
     deadline: () => Infinity,
     onRetry: (_err, ms) => retries.push(ms),
     onStored: (table, rows) => stored.push([table, rows]),
+    // A byte is a row in these tests.
+    rows: (_table, b) => [...b].map((x) => new Uint8Array([x])),
+    refused: async () => {},
     ...overrides,
   });
   return { b, sent, stored, retries, fail: (n: number) => (failures = n) };
@@ -278,6 +283,92 @@ describe('InsertBatcher on a fake clock', () => {
     await closed;
     await Promise.all([first, small]);
     expect(h.stored).toEqual([[1], [2]]);
+  });
+
+  describe('an insert refused for its rows (VIGIL_ERR_CLICKHOUSE_REJECTED)', () => {
+    const refusal = () => new VigilError('VIGIL_ERR_CLICKHOUSE_REJECTED', "Code: 395, DB::Exception: Value passed to 'throwIf' function is non zero", { retryable: false });
+
+    /** A server that refuses any insert holding the byte 0xff, recording what it stored. */
+    function picky(overrides: Partial<BatcherOptions> = {}) {
+      const stored: number[] = [];
+      const calls: { body: number[]; plain: boolean }[] = [];
+      const refused: { table: InsertTable; rows: number[][] }[] = [];
+      const h = harness({
+        insert: async (_table, b, plain) => {
+          calls.push({ body: [...b], plain });
+          if (b.includes(0xff)) throw refusal();
+          stored.push(...b);
+        },
+        refused: async (table, rows: readonly RefusedRow[]) => {
+          refused.push({ table, rows: rows.map((r) => [...r.row]) });
+          for (const r of rows) expect(r.error.message).toContain('throwIf');
+        },
+        ...overrides,
+      });
+      return { ...h, storedBytes: stored, calls, refusedRows: refused };
+    }
+
+    it('stores every other row of the batch in order, hands the refused rows over once, and counts only the stored rows', async () => {
+      const h = picky();
+      const a = h.b.write('points', body(1, 2, 0xff, 3), 4);
+      const c = h.b.write('points', body(4, 0xff, 5, 6), 4);
+      await h.b.close();
+      await Promise.all([a, c]);
+      expect(h.storedBytes).toEqual([1, 2, 3, 4, 5, 6]);
+      expect(h.refusedRows).toEqual([{ table: 'points', rows: [[0xff], [0xff]] }]);
+      expect(h.stored).toEqual([['points', 6]]);
+      // The whole batch went first as the workers encoded it; only its parts are plain rows.
+      expect(h.calls[0]).toEqual({ body: [1, 2, 0xff, 3, 4, 0xff, 5, 6], plain: false });
+      expect(h.calls.slice(1).every((c) => c.plain)).toBe(true);
+      expect(h.retries).toEqual([]);
+    });
+
+    it('resolves the writes only after the refused rows are handed over (their offsets commit after the dead letters)', async () => {
+      let release!: () => void;
+      const h = picky({ refused: () => new Promise<void>((resolve) => (release = resolve)) });
+      let done = false;
+      const w = h.b.write('points', body(0xff, 1), 10).then(() => (done = true));
+      await vi.advanceTimersByTimeAsync(10);
+      expect(h.storedBytes).toEqual([1]);
+      expect(done).toBe(false);
+      release();
+      await w;
+      expect(done).toBe(true);
+      await h.b.close();
+    });
+
+    it('fails the batch (not the rows alone) when the refused rows cannot be set aside', async () => {
+      const h = picky({ refused: () => Promise.reject(new Error('dead-letter topic gone')) });
+      const w = h.b.write('points', body(0xff, 1), 10);
+      await expect(w).rejects.toThrow('dead-letter topic gone');
+      await h.b.close();
+    });
+
+    it('retries a part that fails for a reason of the server (retryable) and does not split it for that', async () => {
+      let downOnce = true;
+      const h = picky({
+        insert: async (_table, b, plain) => {
+          if (b.includes(0xff)) throw refusal();
+          if (plain && downOnce) {
+            downOnce = false;
+            throw new VigilError('VIGIL_ERR_CLICKHOUSE_UNAVAILABLE', 'connection reset', { retryable: true });
+          }
+          h.storedBytes.push(...b);
+        },
+      });
+      await Promise.all([h.b.write('points', body(1, 2, 3, 0xff), 10), h.b.close()]);
+      expect(h.storedBytes).toEqual([1, 2, 3]);
+      expect(h.retries).toHaveLength(1);
+      expect(h.refusedRows).toEqual([{ table: 'points', rows: [[0xff]] }]);
+    });
+
+    it('refuses a lone row without another insert', async () => {
+      const h = picky();
+      await Promise.all([h.b.write('anomalies', body(0xff), 1), h.b.close()]);
+      expect(h.calls).toHaveLength(1);
+      expect(h.refusedRows).toEqual([{ table: 'anomalies', rows: [[0xff]] }]);
+      expect(h.stored).toEqual([['anomalies', 0]]);
+    });
   });
 });
 

@@ -1,6 +1,7 @@
 import { KafkaJSNonRetriableError, KafkaJSNumberOfRetriesExceeded, KafkaJSProtocolError, type KafkaMessage } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
 import {
+  refusedRowsLetter,
   deadLetterFor,
   DLQ_HEADERS,
   fitDeadLetter,
@@ -109,5 +110,37 @@ describe('isPermanentProduceError', () => {
     expect(isPermanentProduceError(new Error('Connection error: ECONNREFUSED'))).toBe(false);
     expect(isPermanentProduceError(null)).toBe(false);
     expect(isPermanentProduceError('MESSAGE_TOO_LARGE')).toBe(false);
+  });
+});
+
+describe('refusedRowsLetter', () => {
+  const row = (i: number) => ({ row: { series_id: '1', metric: 'cpu', tags: { host: 'a' }, value: 666, source_topic: 'm', source_partition: 3, source_offset: String(100 + i), pad: 'x'.repeat(1000) }, error: `Code: 395 … throwIf (${i % 7})` });
+
+  it('one letter: the rows as JSON lines, distinct reasons (first 5), the count, the table, the first row\'s source', () => {
+    const l = refusedRowsLetter('points', [row(0), row(1), row(7)]);
+    expect(l.value.toString().split('\n').map((x) => JSON.parse(x).source_offset)).toEqual(['100', '101', '107']);
+    expect(l.headers).toMatchObject({
+      'vigil-error-code': 'VIGIL_ERR_CLICKHOUSE_REJECTED',
+      'vigil-error-count': '3',
+      'vigil-clickhouse-table': 'points',
+      'vigil-source-topic': 'm',
+      'vigil-source-partition': '3',
+      'vigil-source-offset': '100',
+    });
+    expect(l.headers['vigil-error-reason']).toBe('ClickHouse refused 3 row(s) of points: Code: 395 … throwIf (0) | Code: 395 … throwIf (1)');
+    expect(l.headers['vigil-value-items']).toBeUndefined();
+    const many = refusedRowsLetter('points', Array.from({ length: 8 }, (_, i) => row(i)));
+    expect(many.headers['vigil-error-reason']).toMatch(/\(4\) \(\+2 more\)$/);
+  });
+
+  it(`carries as many rows as fit in ${MAX_DEAD_LETTER_BYTES} bytes and says how many`, () => {
+    const rows = Array.from({ length: 2000 }, (_, i) => row(i));
+    const l = refusedRowsLetter('rollups', rows);
+    const carried = l.value.toString().split('\n').length;
+    expect(l.value.length).toBeLessThanOrEqual(MAX_DEAD_LETTER_BYTES);
+    expect(carried).toBeGreaterThan(400);
+    expect(carried).toBeLessThan(2000);
+    expect(l.headers['vigil-value-items']).toBe(String(carried));
+    expect(l.headers['vigil-error-count']).toBe('2000');
   });
 });

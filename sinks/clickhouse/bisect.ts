@@ -1,0 +1,48 @@
+import { concat } from '../../core/bytes.js';
+
+/** A row the server refused on its own, with the server's error. */
+export interface RefusedRow {
+  row: Uint8Array;
+  error: Error;
+}
+
+export interface BisectResult {
+  refused: RefusedRow[];
+  /** Inserts sent (what the split cost). */
+  inserts: number;
+}
+
+/**
+ * Stores `rows` (plain RowBinary rows, in order) after their insert as one was refused with
+ * `error`, an error that blames the rows (`isRefusal`): the rows are halved, each half inserted, and a refused half halved again, down to
+ * single rows, which are refused on their own. Order is kept (left half before right). For b bad
+ * rows among n it costs at most 2·b·log2(n) inserts (2n−1 when every row is bad). Any other error
+ * (retries exhausted at the deadline) is thrown: what was stored stays stored, and the caller
+ * fails the whole batch (a replay stores it again; the documented views hide the repeat).
+ */
+export async function bisect(
+  rows: readonly Uint8Array[],
+  error: Error,
+  insert: (body: Uint8Array) => Promise<void>,
+  isRefusal: (err: unknown) => boolean,
+): Promise<BisectResult> {
+  const result: BisectResult = { refused: [], inserts: 0 };
+  const halve = async (lo: number, hi: number): Promise<void> => {
+    const mid = lo + Math.floor((hi - lo) / 2);
+    await store(lo, mid);
+    await store(mid, hi);
+  };
+  const store = async (lo: number, hi: number): Promise<void> => {
+    result.inserts++;
+    try {
+      await insert(concat(rows.slice(lo, hi)));
+    } catch (err) {
+      if (!isRefusal(err)) throw err;
+      if (hi - lo === 1) result.refused.push({ row: rows[lo] as Uint8Array, error: err as Error });
+      else await halve(lo, hi);
+    }
+  };
+  if (rows.length === 1) result.refused.push({ row: rows[0] as Uint8Array, error });
+  else if (rows.length > 1) await halve(0, rows.length);
+  return result;
+}
