@@ -205,12 +205,13 @@ export function services(config: VigilConfig): Service[] {
   const chDir = join(dir, 'clickhouse');
   const clickhouse: Service = {
     name: 'clickhouse',
-    ports: [chHttpPort, infra.clickhouseTcpPort, infra.clickhouseInterserverPort],
+    ports: [chHttpPort, infra.clickhouseTcpPort, infra.clickhouseInterserverPort, infra.clickhouseHttpsPort],
     proc: proc(dir, 'clickhouse'),
     missing: () => ({ apt: onPath('clickhouse-server') ? [] : [...APT_PACKAGES.clickhouse], other: [] }),
     prepare() {
       mkdirSync(join(chDir, 'tmp'), { recursive: true });
       mkdirSync(join(chDir, 'user_files'), { recursive: true });
+      const tls = localTls(dir);
       return {
         command: 'clickhouse-server',
         args: [
@@ -225,6 +226,16 @@ export function services(config: VigilConfig): Service[] {
           `--tcp_port=${infra.clickhouseTcpPort}`,
           `--interserver_http_port=${infra.clickhouseInterserverPort}`,
           `--listen_host=${chUrl.hostname}`,
+          // HTTPS beside HTTP, for the secured path: the local CA's server certificate, and a
+          // client certificate signed by that CA required (strict), so mutual TLS is what runs.
+          // No DH parameters file: the ECDHE suites need none (an empty path skips it).
+          `--https_port=${infra.clickhouseHttpsPort}`,
+          `--openSSL.server.certificateFile=${tls.certFile}`,
+          `--openSSL.server.privateKeyFile=${tls.keyFile}`,
+          '--openSSL.server.dhParamsFile=',
+          '--openSSL.server.verificationMode=strict',
+          `--openSSL.server.caConfig=${tls.caFile}`,
+          '--openSSL.server.loadDefaultCAFile=false',
         ],
       };
     },

@@ -6,9 +6,10 @@ import { join } from 'node:path';
 /**
  * TLS material and a SCRAM password for the local stack's secured listeners, made once with
  * openssl under `<dataDir>/tls`: a CA, a server certificate for 127.0.0.1 and localhost signed by
- * it (key and chain in one PEM file, as Kafka's PEM keystore and ClickHouse read them), and a
- * random password for the `vigil` SASL user. Tests and users point Vigil at `ca.pem` and
- * `scram-password`.
+ * it (key and chain in one PEM file, as Kafka's PEM keystore reads them), a client certificate
+ * signed by it (ClickHouse's HTTPS port requires one), and a random password for the `vigil` SASL
+ * user. Tests and users point Vigil at `ca.pem`, `client.pem`, `client-key.pem` and
+ * `scram-password`. Each piece is made when missing, so a data dir from before keeps its CA.
  */
 export interface LocalTls {
   dir: string;
@@ -17,6 +18,8 @@ export interface LocalTls {
   keyFile: string;
   /** Server key and certificate chain in one file (Kafka's PEM keystore). */
   keystoreFile: string;
+  clientCertFile: string;
+  clientKeyFile: string;
   scramUser: string;
   scramPasswordFile: string;
 }
@@ -29,22 +32,29 @@ export function localTls(dataDir: string): LocalTls {
     certFile: join(dir, 'server.pem'),
     keyFile: join(dir, 'server-key.pem'),
     keystoreFile: join(dir, 'server-keystore.pem'),
+    clientCertFile: join(dir, 'client.pem'),
+    clientKeyFile: join(dir, 'client-key.pem'),
     scramUser: 'vigil',
     scramPasswordFile: join(dir, 'scram-password'),
   };
-  if (existsSync(tls.keystoreFile) && existsSync(tls.scramPasswordFile)) return tls;
   mkdirSync(dir, { recursive: true });
   const caKey = join(dir, 'ca-key.pem');
-  const csr = join(dir, 'server.csr');
-  const ext = join(dir, 'server.ext');
   const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
-  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', caKey, '-out', tls.caFile, '-days', '3650', '-subj', '/CN=Vigil local CA');
-  openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'server-key.rsa.pem'), '-out', csr, '-subj', '/CN=127.0.0.1');
-  // PKCS#8: the form Kafka's PEM keystore reads.
-  openssl('pkcs8', '-topk8', '-nocrypt', '-in', join(dir, 'server-key.rsa.pem'), '-out', tls.keyFile);
-  writeFileSync(ext, 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
-  openssl('x509', '-req', '-in', csr, '-CA', tls.caFile, '-CAkey', caKey, '-CAcreateserial', '-out', tls.certFile, '-days', '3650', '-extfile', ext);
-  writeFileSync(tls.keystoreFile, readFileSync(tls.keyFile, 'utf8') + readFileSync(tls.certFile, 'utf8'));
-  writeFileSync(tls.scramPasswordFile, randomBytes(18).toString('base64url'), { mode: 0o600 });
+  /** A certificate signed by the CA, its key in PKCS#8 (the form Kafka's PEM keystore reads). */
+  const signed = (name: string, subject: string, extensions: string, certFile: string, keyFile: string) => {
+    const csr = join(dir, `${name}.csr`);
+    const ext = join(dir, `${name}.ext`);
+    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, `${name}-key.rsa.pem`), '-out', csr, '-subj', subject);
+    openssl('pkcs8', '-topk8', '-nocrypt', '-in', join(dir, `${name}-key.rsa.pem`), '-out', keyFile);
+    writeFileSync(ext, extensions);
+    openssl('x509', '-req', '-in', csr, '-CA', tls.caFile, '-CAkey', caKey, '-CAcreateserial', '-out', certFile, '-days', '3650', '-extfile', ext);
+  };
+  if (!existsSync(tls.keystoreFile)) {
+    openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', caKey, '-out', tls.caFile, '-days', '3650', '-subj', '/CN=Vigil local CA');
+    signed('server', '/CN=127.0.0.1', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n', tls.certFile, tls.keyFile);
+    writeFileSync(tls.keystoreFile, readFileSync(tls.keyFile, 'utf8') + readFileSync(tls.certFile, 'utf8'));
+  }
+  if (!existsSync(tls.clientCertFile)) signed('client', '/CN=vigil', 'extendedKeyUsage=clientAuth\n', tls.clientCertFile, tls.clientKeyFile);
+  if (!existsSync(tls.scramPasswordFile)) writeFileSync(tls.scramPasswordFile, randomBytes(18).toString('base64url'), { mode: 0o600 });
   return tls;
 }

@@ -110,6 +110,7 @@ export interface VigilConfig {
     readonly kafkaHeapMb: number;
     readonly clickhouseTcpPort: number;
     readonly clickhouseInterserverPort: number;
+    readonly clickhouseHttpsPort: number;
     readonly prometheusPort: number;
     readonly alertmanagerPort: number;
     readonly readyTimeoutMs: number;

@@ -500,6 +500,10 @@ export const configSchema = {
         },
         clickhouseTcpPort: port('Native TCP port of the local ClickHouse (clickhouse-client).', 9000),
         clickhouseInterserverPort: port('Interserver HTTP port of the local ClickHouse.', 9009),
+        clickhouseHttpsPort: port(
+          'HTTPS port of the local ClickHouse (server certificate from `<dataDir>/tls/ca.pem`; a client certificate signed by it is required: `<dataDir>/tls/client.pem` and `client-key.pem`), for trying and testing the secured path.',
+          8443,
+        ),
         prometheusPort: port('Port of the local Prometheus.', 9090),
         alertmanagerPort: port('Port of the local Alertmanager.', 9093),
         readyTimeoutMs: {
