@@ -1,4 +1,5 @@
 import type { HeldOffset } from '../workers/shard-task.js';
+import type { SourceMarks } from './repartition.js';
 import type { Logger } from '../core/log.js';
 import { OffsetTracker, type OffsetRange, type Position } from './offsets.js';
 
@@ -24,6 +25,8 @@ import { OffsetTracker, type OffsetRange, type Position } from './offsets.js';
 export interface CommitMeta {
   maxEventTimeMs: number;
   storedUpTo: number;
+  /** Repartition-topic partitions: each source partition's mark as of the committed offset (pipeline/repartition.ts). */
+  sources?: SourceMarks;
 }
 
 /** What a commit needs to know of the last durable task before it. */
@@ -41,19 +44,31 @@ export interface OffsetCommit {
   metadata: string;
 }
 
+const finiteOrNull = (v: number): number | null => (Number.isFinite(v) ? v : null);
+
 export function commitMetadata(meta: CommitMeta): string {
-  return JSON.stringify({ v: 1, maxEventTimeMs: Number.isFinite(meta.maxEventTimeMs) ? meta.maxEventTimeMs : null, storedUpTo: meta.storedUpTo });
+  const out: Record<string, unknown> = { v: 1, maxEventTimeMs: finiteOrNull(meta.maxEventTimeMs), storedUpTo: meta.storedUpTo };
+  if (meta.sources) out['sources'] = Object.fromEntries(Object.entries(meta.sources).map(([k, [offset, index, maxMs]]) => [k, [offset, index, finiteOrNull(maxMs)]]));
+  return JSON.stringify(out);
 }
 
 export function parseCommitMetadata(metadata: string | null | undefined): CommitMeta {
   const none = { maxEventTimeMs: -Infinity, storedUpTo: -1 };
   if (!metadata) return none;
   try {
-    const parsed = JSON.parse(metadata) as { maxEventTimeMs?: unknown; storedUpTo?: unknown };
-    return {
+    const parsed = JSON.parse(metadata) as { maxEventTimeMs?: unknown; storedUpTo?: unknown; sources?: unknown };
+    const meta: CommitMeta = {
       maxEventTimeMs: typeof parsed.maxEventTimeMs === 'number' ? parsed.maxEventTimeMs : -Infinity,
       storedUpTo: typeof parsed.storedUpTo === 'number' ? parsed.storedUpTo : -1,
     };
+    if (parsed.sources && typeof parsed.sources === 'object') {
+      const sources: SourceMarks = {};
+      for (const [k, v] of Object.entries(parsed.sources as Record<string, unknown>)) {
+        if (Array.isArray(v) && typeof v[0] === 'number' && typeof v[1] === 'number') sources[k] = [v[0], v[1], typeof v[2] === 'number' ? v[2] : -Infinity];
+      }
+      meta.sources = sources;
+    }
+    return meta;
   } catch {
     return none;
   }
@@ -72,6 +87,7 @@ export function offsetsToCommit(
   positions: readonly Position<DoneMeta>[],
   storedUpToOf: (key: string) => number,
   lastCommitted: ReadonlyMap<string, { offset: number; storedUpTo: number }>,
+  sourcesAt: (key: string, offset: number) => SourceMarks | undefined = () => undefined,
 ): OffsetCommit[] {
   const out: OffsetCommit[] = [];
   for (const pos of positions) {
@@ -86,7 +102,8 @@ export function offsetsToCommit(
     const storedUpTo = Math.max(pos.offset, storedUpToOf(key));
     const last = lastCommitted.get(key) ?? { offset: -1, storedUpTo: -1 };
     if (offset > last.offset || storedUpTo > last.storedUpTo) {
-      out.push({ topic: pos.topic, partition: pos.partition, offset: String(offset), metadata: commitMetadata({ maxEventTimeMs: maxBefore, storedUpTo }) });
+      const sources = sourcesAt(key, offset);
+      out.push({ topic: pos.topic, partition: pos.partition, offset: String(offset), metadata: commitMetadata({ maxEventTimeMs: maxBefore, storedUpTo, ...(sources ? { sources } : {}) }) });
     }
   }
   return out;
@@ -94,6 +111,10 @@ export function offsetsToCommit(
 
 export interface CommitTarget {
   commitOffsets(offsets: OffsetCommit[]): Promise<void>;
+  /** Repartition-topic partitions: the source marks as of an offset about to be committed. */
+  sourcesAt?(key: string, offset: number): SourceMarks | undefined;
+  /** An offset was committed. */
+  committed?(key: string, offset: number): void;
 }
 
 export class Committer {
@@ -138,12 +159,16 @@ export class Committer {
     const epoch = this.generation;
     this.chain = this.chain.then(async () => {
       if (epoch !== this.generation) return;
-      const offsets = offsetsToCommit(this.tracker.positions(), storedUpToOf, this.committed);
+      const offsets = offsetsToCommit(this.tracker.positions(), storedUpToOf, this.committed, (key, offset) => this.target.sourcesAt?.(key, offset));
       if (offsets.length === 0) return;
       try {
         await this.target.commitOffsets(offsets);
         if (epoch !== this.generation) return;
-        for (const o of offsets) this.committed.set(partitionKey(o.topic, o.partition), { offset: Number(o.offset), storedUpTo: parseCommitMetadata(o.metadata).storedUpTo });
+        for (const o of offsets) {
+          const key = partitionKey(o.topic, o.partition);
+          this.committed.set(key, { offset: Number(o.offset), storedUpTo: parseCommitMetadata(o.metadata).storedUpTo });
+          this.target.committed?.(key, Number(o.offset));
+        }
         this.lastProgressAt = Date.now();
         this.commits++;
       } catch (err) {

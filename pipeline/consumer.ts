@@ -3,6 +3,7 @@ import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kaf
 import type { VigilConfig } from '../core/config/index.js';
 import { VigilError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import { repartitionTopicOf } from './repartition.js';
 import { parseCommitMetadata, partitionKey, type CommitMeta, type OffsetCommit } from './commit.js';
 import type { Readiness } from './http.js';
 import type { Metrics } from './metrics.js';
@@ -113,7 +114,9 @@ export class PartitionConsumer<P> {
     const { kafka, pipeline } = this.config;
     await this.admin.connect();
     await this.consumer.connect();
-    const topics = kafka.topicPattern ? [new RegExp(kafka.topicPattern)] : [...kafka.topics];
+    const topics: (string | RegExp)[] = kafka.topicPattern ? [new RegExp(kafka.topicPattern)] : [...kafka.topics];
+    // The repartition topic is read by the same group: its partitions are the second stage.
+    if (kafka.repartition !== 'never') topics.push(repartitionTopicOf(this.config));
     await this.consumer.subscribe({ topics, fromBeginning: kafka.fromBeginning });
     await this.consumer.run({
       autoCommit: false,

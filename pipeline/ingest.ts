@@ -17,6 +17,17 @@ import type { Metrics } from './metrics.js';
 import type { OffsetRange } from './offsets.js';
 import type { ShardedPool } from './pool.js';
 import { ShardStage, shardOutputs } from './shards.js';
+import { ALL_POINTS, forwardHeaders, forwards, SourceLog } from './repartition.js';
+import type { ForwardRecord, RepartitionProducer } from '../sinks/kafka/repartition.js';
+
+/** The repartition topic, when kafka.repartition is not `never` (pipeline/repartition.ts). */
+export interface Repartition {
+  producer: RepartitionProducer;
+  topic: string;
+  partitions: number;
+  /** The metric topics' partitions (`topic/partition`) when the pipeline started. */
+  sources: readonly string[];
+}
 
 
 /** One worker task's worth of messages and the outputs owed before its offsets may move. */
@@ -35,6 +46,8 @@ interface Work {
   maxAfterMs: number;
   /** The lowest bucket offset the shards still held after this task (null: none). */
   held: HeldOffset | null;
+  /** Some of its messages' points go to the repartition topic. */
+  forwarding: boolean;
 }
 
 /** A message's folded rejects (workers/rejects.ts), or the main thread's own (too large). */
@@ -51,6 +64,10 @@ interface PartitionState {
   maxTsMs: number;
   /** Messages before this offset had every output stored by an earlier run: not written again. */
   storedUpTo: number;
+  /** A repartition-topic partition: its sources' marks and watermark. */
+  sources: SourceLog | null;
+  /** The partition's forwarded records, produced one task after the other. */
+  forwarded: Promise<void>;
 }
 
 export interface IngestStats {
@@ -120,6 +137,7 @@ export class Ingestor {
     private readonly log: Logger,
     private readonly onFatal: (err: Error) => void,
     private readonly alerting: Alerting | null = null,
+    private readonly repartition: Repartition | null = null,
   ) {
     this.shards = new ShardStage(config, pool, sink, alerting, metrics, log);
     this.consumer = new PartitionConsumer<PartitionState>(
@@ -136,7 +154,14 @@ export class Ingestor {
       readiness,
       log,
     );
-    this.committer = new Committer({ commitOffsets: (offsets) => this.consumer.commitOffsets(offsets) }, log);
+    this.committer = new Committer(
+      {
+        commitOffsets: (offsets) => this.consumer.commitOffsets(offsets),
+        sourcesAt: (key, offset) => this.partitions.get(key)?.sources?.marksBefore(offset),
+        committed: (key, offset) => this.partitions.get(key)?.sources?.committed(offset),
+      },
+      log,
+    );
     const gzip = config.clickhouse.compression === 'gzip';
     this.inserts = new InsertBatcher({
       maxRows: config.pipeline.insertMaxRows,
@@ -200,7 +225,8 @@ export class Ingestor {
   }
 
   private openPartition(topic: string, partition: number, epoch: number, meta: CommitMeta): PartitionState {
-    const state: PartitionState = { topic, partition, epoch, queue: [], maxTsMs: meta.maxEventTimeMs, storedUpTo: meta.storedUpTo };
+    const sources = topic === this.repartition?.topic ? new SourceLog(meta.sources, meta.maxEventTimeMs, this.repartition?.sources ?? [], this.config.rollups.idleTimeoutMs) : null;
+    const state: PartitionState = { topic, partition, epoch, queue: [], maxTsMs: meta.maxEventTimeMs, storedUpTo: meta.storedUpTo, sources, forwarded: Promise.resolve() };
     this.partitions.set(partitionKey(topic, partition), state);
     return state;
   }
@@ -214,7 +240,7 @@ export class Ingestor {
       first: Number((messages[0] as KafkaMessage).offset),
       last: Number((messages[messages.length - 1] as KafkaMessage).offset),
     });
-    const work: Work = { epoch: state.epoch, range, messages, bytes, startedAt: performance.now(), outputs: [], maxAfterMs: -Infinity, held: null };
+    const work: Work = { epoch: state.epoch, range, messages, bytes, startedAt: performance.now(), outputs: [], maxAfterMs: -Infinity, held: null, forwarding: false };
     state.queue.push(work);
     this.counts.inFlightBytes += bytes;
     this.counts.messages += messages.length;
@@ -253,10 +279,32 @@ export class Ingestor {
       }
       bounds[2 * i + 1] = pos;
     });
+    // First stage: which messages' points go to the repartition topic. Second stage (the
+    // repartition topic itself): what each record repeats, and the watermark before it.
+    let forward: Uint8Array | null = null;
+    let forwarded: IngestTask['forwarded'];
+    if (state.sources) {
+      const skipThrough = new Float64Array(messages.length * 2);
+      const watermarks = new Float64Array(messages.length);
+      messages.forEach((m, i) => {
+        const a = (state.sources as SourceLog).admit(Number(m.offset), m);
+        skipThrough[2 * i] = a.skipOffset;
+        skipThrough[2 * i + 1] = a.skipIndex;
+        watermarks[i] = a.watermarkBefore;
+      });
+      forwarded = { skipThrough, watermarks, watermarkAfter: state.sources.watermarkNow };
+    } else if (this.repartition) {
+      const flags = new Uint8Array(messages.length);
+      messages.forEach((m, i) => (flags[i] = forwards(kafka.repartition, m) ? 1 : 0));
+      if (flags.includes(1)) {
+        forward = flags;
+        work.forwarding = true;
+      }
+    }
     const task: IngestTask = {
       topic,
       partition,
-      format: kafka.topicFormats[topic] ?? 'auto',
+      format: state.sources ? 'repartition' : (kafka.topicFormats[topic] ?? 'auto'),
       data,
       bounds,
       offsets,
@@ -268,6 +316,9 @@ export class Ingestor {
       compression: this.config.clickhouse.compression,
       shards: this.pool.shards,
       storeFromOffset: state.storedUpTo,
+      repartitions: this.repartition?.partitions ?? 1,
+      forward,
+      ...(forwarded ? { forwarded } : {}),
     };
     this.tasksInFlight++;
     this.pool
@@ -312,6 +363,7 @@ export class Ingestor {
       const before = state.maxTsMs;
       if (result.maxTsMs > state.maxTsMs) state.maxTsMs = result.maxTsMs;
       work.maxAfterMs = state.maxTsMs;
+      if (work.forwarding) work.outputs.push(this.forward(state, work, result));
       const shares = result.shardBatches.map((batch, shard) => ({ batch, shard })).filter(({ batch }) => this.shards.rollups || batch.count > 0);
       if (shares.length === 0) {
         this.seal(work);
@@ -341,6 +393,39 @@ export class Ingestor {
         (err: unknown) => this.die(new VigilError('VIGIL_ERR_WORKER_FAILED', `shard task for ${state.topic}/${state.partition} ${work.range.first}-${work.range.last} failed: ${(err as Error).message}`, { cause: err })),
       );
     }
+  }
+
+  /**
+   * Produces a task's forwarded points to the repartition topic, after the partition's earlier
+   * tasks' (offset order: the second stage's duplicate check relies on it): each repartition
+   * partition's batches in order, the last stamped with the task's last offset, and a record
+   * without points for every partition that got none, so each learns this source's progress.
+   */
+  private forward(state: PartitionState, work: Work, result: IngestResult): Promise<void> {
+    const r = this.repartition as Repartition;
+    const source = partitionKey(state.topic, state.partition);
+    const timestamp = Number((work.messages[work.messages.length - 1] as KafkaMessage).timestamp);
+    const lastOf = new Map<number, number>();
+    result.forwards.forEach((f, i) => lastOf.set(f.partition, i));
+    const records: ForwardRecord[] = [];
+    result.forwards.forEach((f, i) => {
+      const last = lastOf.get(f.partition) === i;
+      const [offset, index] = last ? [work.range.last, ALL_POINTS] : [f.lastOffset, f.lastIndex];
+      records.push({ partition: f.partition, value: Buffer.from(f.body.buffer, f.body.byteOffset, f.body.byteLength), headers: forwardHeaders(source, offset, index, state.maxTsMs), timestamp });
+    });
+    for (let p = 0; p < r.partitions; p++) {
+      if (!lastOf.has(p)) records.push({ partition: p, value: Buffer.alloc(0), headers: forwardHeaders(source, work.range.last, ALL_POINTS, state.maxTsMs), timestamp });
+    }
+    const points = result.forwards.reduce((n, f) => n + f.points, 0);
+    const bytes = records.reduce((n, x) => n + x.value.length, 0);
+    const sent = state.forwarded.then(async () => {
+      if (work.epoch !== this.committer.epoch) return;
+      await this.retrySink('repartition', () => r.producer.send(records));
+      this.metrics.pointsForwarded.inc(points);
+      this.metrics.bytesForwarded.inc(bytes);
+    });
+    state.forwarded = sent.catch(() => undefined);
+    return sent;
   }
 
   /** Every output of the work is known: when all are acknowledged, its range is done. */
@@ -470,7 +555,7 @@ export class Ingestor {
     };
   }
 
-  private sinkFailed(sink: 'clickhouse' | 'dlq' | 'alerts', err: unknown, retryInMs: number | null): void {
+  private sinkFailed(sink: 'clickhouse' | 'dlq' | 'alerts' | 'repartition', err: unknown, retryInMs: number | null): void {
     this.metrics.sinkErrors.inc({ sink, code: isVigilError(err) ? err.code : sink === 'clickhouse' ? 'VIGIL_ERR_CLICKHOUSE_UNAVAILABLE' : 'VIGIL_ERR_KAFKA_PRODUCE' });
     this.readiness.set(sink === 'clickhouse' ? 'clickhouse' : 'kafka', false);
     if (retryInMs !== null) this.log.warn({ err, sink, retryInMs }, 'sink write failed; retrying');
@@ -480,7 +565,7 @@ export class Ingestor {
    * Retries a Kafka-side output with backoff until it succeeds, the pipeline dies, or the shutdown
    * deadline passes (then it rejects: what it owed stays uncommitted).
    */
-  private async retrySink(sink: 'dlq' | 'alerts', op: () => Promise<unknown>): Promise<void> {
+  private async retrySink(sink: 'dlq' | 'alerts' | 'repartition', op: () => Promise<unknown>): Promise<void> {
     try {
       await retry(op, this.retryPolicy((err, retryInMs) => this.sinkFailed(sink, err, retryInMs)));
     } catch (err) {

@@ -2,6 +2,7 @@ import { Kafka, logLevel, type KafkaConfig, type LogEntry, type SASLOptions } fr
 import { tlsFiles } from '../core/redact.js';
 import type { VigilConfig } from '../core/config/index.js';
 import type { Logger } from '../core/log.js';
+import { repartitionTopicOf } from './repartition.js';
 
 /** A kafkajs client whose logs go to the component's pino logger instead of the console. */
 export function createKafka(config: VigilConfig, log: Logger): Kafka {
@@ -42,11 +43,26 @@ export async function ensureTopics(kafka: Kafka, config: VigilConfig, extra: rea
   try {
     const existing = new Set(await admin.listTopics());
     const wanted = [...(config.kafka.topicPattern ? [] : config.kafka.topics), config.kafka.dlqTopic, config.kafka.alertsTopic, ...extra];
+    if (config.kafka.repartition !== 'never') wanted.push(repartitionTopicOf(config));
     const missing = [...new Set(wanted)].filter((t) => !existing.has(t));
     if (missing.length > 0) {
       await admin.createTopics({ waitForLeaders: true, topics: missing.map((topic) => ({ topic, numPartitions: config.kafka.topicPartitions })) });
     }
     return missing;
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** The number of partitions of an existing topic. */
+export async function partitionCount(kafka: Kafka, topic: string): Promise<number> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const meta = await admin.fetchTopicMetadata({ topics: [topic] });
+    const n = meta.topics[0]?.partitions.length ?? 0;
+    if (n === 0) throw new Error(`topic ${topic} has no partitions`);
+    return n;
   } finally {
     await admin.disconnect();
   }

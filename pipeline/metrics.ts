@@ -28,6 +28,16 @@ export function createMetrics() {
       help: 'Valid points decoded by the workers',
       registers: reg,
     }),
+    pointsForwarded: new Counter({
+      name: 'vigil_repartition_points_total',
+      help: 'Points forwarded to the repartition topic (kafka.repartition), to be judged whole by the instance owning their series',
+      registers: reg,
+    }),
+    bytesForwarded: new Counter({
+      name: 'vigil_repartition_bytes_total',
+      help: 'Bytes of forwarded points produced to the repartition topic',
+      registers: reg,
+    }),
     deadLetters: new Counter({
       name: 'vigil_dead_letters_total',
       help: 'Dead letters produced (one per bad message), by the code of its first bad line or element',

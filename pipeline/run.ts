@@ -5,7 +5,10 @@ import { VigilError } from '../core/errors.js';
 import { retry } from '../core/retry.js';
 import { Readiness, startHttpServer } from './http.js';
 import { Ingestor } from './ingest.js';
-import { createKafka, ensureTopics } from './kafka.js';
+import { createKafka, ensureTopics, partitionCount } from './kafka.js';
+import { repartitionTopicOf, sourcePartitions } from './repartition.js';
+import { RepartitionProducer } from '../sinks/kafka/repartition.js';
+import type { Repartition } from './ingest.js';
 import { componentLogger, type Logger } from '../core/log.js';
 import { createMetrics } from './metrics.js';
 import { ShardedPool } from './pool.js';
@@ -49,6 +52,16 @@ export async function runPipeline(config: VigilConfig): Promise<RunningPipeline>
   log.info({ version: sink.capabilities.version, database: sink.db }, 'clickhouse schema ready');
   const dlq = new DeadLetterProducer(kafka, config.kafka.dlqTopic);
   await untilUp('kafka producer', log, () => dlq.start(), config);
+  let repartition: Repartition | null = null;
+  if (config.kafka.repartition !== 'never') {
+    const topic = repartitionTopicOf(config);
+    const producer = new RepartitionProducer(kafka, topic);
+    await untilUp('repartition producer', log, () => producer.start(), config);
+    const partitions = await untilUp('repartition topic', log, () => partitionCount(kafka, topic), config);
+    const sources = await untilUp('metric topics', log, () => sourcePartitions(kafka, config), config);
+    repartition = { producer, topic, partitions, sources };
+    log.info({ topic, partitions, mode: config.kafka.repartition }, 'repartition topic ready');
+  }
 
   const alerting = config.alerts.enabled && config.alerts.rulesFile ? new Alerting(config, kafka, sink.client, config.pipeline.workers, metrics, componentLogger('alerts')) : null;
   if (alerting) await untilUp('alerting', log, () => alerting.start(), config);
@@ -68,7 +81,7 @@ export async function runPipeline(config: VigilConfig): Promise<RunningPipeline>
         return false;
       });
       if (!drained) log.error({ code: 'VIGIL_ERR_SHUTDOWN_TIMEOUT', timeoutMs: config.pipeline.shutdownTimeoutMs }, 'drain did not finish; uncommitted work will be re-read on restart');
-      await Promise.allSettled([pool.destroy(), dlq.close(), alerting?.close(), sink.close(), http.close()]);
+      await Promise.allSettled([pool.destroy(), dlq.close(), repartition?.producer.close(), alerting?.close(), sink.close(), http.close()]);
       log.info({ drained }, 'stopped');
       return drained ? 0 : 1;
     })());
@@ -76,7 +89,7 @@ export async function runPipeline(config: VigilConfig): Promise<RunningPipeline>
   const ingestor = new Ingestor(config, kafka, pool, sink, dlq, metrics, readiness, componentLogger('ingest'), () => {
     readiness.set('pipeline', false);
     void stop().then(() => resolveDone(1));
-  }, alerting);
+  }, alerting, repartition);
   readiness.set('pipeline', true);
 
   // Readiness follows ClickHouse even when no data flows; utilisation is sampled, not per task.

@@ -9,7 +9,8 @@ import type { ShardBatch } from './shard-task.js';
 export interface IngestTask {
   topic: string;
   partition: number;
-  format: Format;
+  /** `repartition`: the repartition topic's records (forwarded points, already stored). */
+  format: Format | 'repartition';
   /** Message values concatenated; message i is data[bounds[2i], bounds[2i+1]). */
   data: Uint8Array;
   bounds: Uint32Array;
@@ -29,7 +30,42 @@ export interface IngestTask {
    * to the shards (to rebuild bucket state) but produce no rows and no dead letters.
    */
   storeFromOffset: number;
+  /** Partitions of the repartition topic (where a forwarded point's series lives). */
+  repartitions: number;
+  /** Per message, 1 when its points go to the repartition topic instead of this instance's shards (null: none does). */
+  forward: Uint8Array | null;
+  /** Repartition-topic tasks only; see pipeline/repartition.ts. */
+  forwarded?: ForwardedTask;
 }
+
+/**
+ * What the main thread decided for a repartition-topic task, record by record in offset order:
+ * points at or below `skipThrough` (a source offset and point index) were applied from an earlier copy of
+ * the record (a first stage that replayed), and `watermarks[i]` is the watermark before record i
+ * (the least of the source partitions' event-time maxima); `watermarkAfter` the one after the task.
+ */
+export interface ForwardedTask {
+  /** Source offset and point index (pairs: [offset0, index0, offset1, ...]). */
+  skipThrough: Float64Array;
+  watermarks: Float64Array;
+  watermarkAfter: number;
+}
+
+/**
+ * Points of one task for one repartition partition, as `points` RowBinary rows, at most about
+ * FORWARD_CHUNK_BYTES per batch (a partition may get several, in order); the last point's source
+ * offset and index.
+ */
+export interface ForwardBatch {
+  partition: number;
+  body: Uint8Array;
+  points: number;
+  lastOffset: number;
+  lastIndex: number;
+}
+
+/** A forwarded record stays well below Kafka's default max.message.bytes (1 MiB). */
+export const FORWARD_CHUNK_BYTES = 512 * 1024;
 
 /** `bounds[2i]` of a message the main thread already rejected (too large): the worker skips it. */
 export const SKIPPED = 0xffffffff;
@@ -61,5 +97,9 @@ export interface IngestResult {
   /** Highest event time of the task's valid points, each capped at its message's Kafka timestamp + watermarkMaxAheadMs (-Infinity when none). */
   maxTsMs: number;
   rejects: IngestReject[];
+  /** Points to forward, by repartition partition (only partitions that got some). */
+  forwards: ForwardBatch[];
+  /** Repartition-topic tasks: points handed to the shards (duplicates skipped). */
+  forwardedPoints?: number;
   workerMs: number;
 }

@@ -2,26 +2,43 @@ import { gzipSync } from 'node:zlib';
 import { performance } from 'node:perf_hooks';
 import { Piscina } from 'piscina';
 import { decodeMessage, type DecodeContext, type DecodeErrorCode, type MetricTypeCode } from './decode/index.js';
+import { readForwarded, type ForwardedPoint } from './decode/repartition.js';
 import { PointsEncoder } from './encode/points.js';
 import { hashCanonical, canonicalSeries, sortTags } from './series.js';
-import { SKIPPED, type IngestResult, type IngestTask } from './ingest-task.js';
+import { FORWARD_CHUNK_BYTES, SKIPPED, type ForwardBatch, type IngestResult, type IngestTask } from './ingest-task.js';
 import { RejectCollector } from './rejects.js';
 import { batchBuffers, ShardCollector } from './shard-task.js';
 
 export { SKIPPED } from './ingest-task.js';
-export type { IngestReject, IngestResult, IngestTask } from './ingest-task.js';
+export type { ForwardBatch, ForwardedTask, IngestReject, IngestResult, IngestTask } from './ingest-task.js';
+
+/**
+ * The repartition partition of a series: its id's high 32 bits modulo the partition count. Not
+ * the low bits, which pick its shard (id mod shards): with both from the same bits, a partition
+ * whose count shares a factor with the shards' would feed only some of them.
+ */
+export function repartitionOf(seriesId: bigint, partitions: number): number {
+  return Number((seriesId >> 32n) % BigInt(partitions));
+}
 
 
 // Series ids (and their shard) are cached by canonical text: most points belong to series seen before.
 const SERIES_CACHE_MAX = 100_000;
-const seriesCache = new Map<string, { id: bigint; shard: number; shards: number }>();
+interface SeriesEntry {
+  id: bigint;
+  shard: number;
+  shards: number;
+  /** Its repartition partition (-1: not yet asked). */
+  repartition: number;
+}
+const seriesCache = new Map<string, SeriesEntry>();
 
-function seriesOf(metric: string, tags: string[], shards: number): { id: bigint; shard: number; shards: number } {
+function seriesOf(metric: string, tags: string[], shards: number): SeriesEntry {
   const canonical = canonicalSeries(metric, tags);
   let entry = seriesCache.get(canonical);
   if (entry === undefined || entry.shards !== shards) {
     const id = hashCanonical(canonical);
-    entry = { id, shard: Number(id % BigInt(shards)), shards };
+    entry = { id, shard: Number(id % BigInt(shards)), shards, repartition: -1 };
     if (seriesCache.size >= SERIES_CACHE_MAX) seriesCache.clear();
     seriesCache.set(canonical, entry);
   }
@@ -52,6 +69,9 @@ function ingestPass(task: IngestTask, poisoned: Map<number, string>): IngestResu
   let message = 0;
   const ctx: DecodeContext = { kafkaTimestampMs: 0, nowMs: task.nowMs, maxFutureMs: task.maxFutureMs, limits: task.limits };
   const collectors = Array.from({ length: task.shards }, () => new ShardCollector());
+  const forwards = new Map<number, PointsEncoder>();
+  const forwarded: ForwardBatch[] = [];
+  let forwarding = false;
   // Event-time maximum of the task's messages before the current one (watermarks are judged per
   // message, so the split of points across shards and tasks cannot change a point's fate).
   let runMax = -Infinity;
@@ -68,9 +88,19 @@ function ingestPass(task: IngestTask, poisoned: Map<number, string>): IngestResu
       const kafkaTs = ctx.kafkaTimestampMs;
       const w = kafkaTs > 0 ? Math.min(tsMs, kafkaTs + task.watermarkMaxAheadMs) : tsMs;
       if (w > runMax) runMax = w;
-      (collectors[series.shard] as ShardCollector).add(series.id, metric, tags, tsMs, value, type, offset, pointIndex, maxBeforeMessage);
+      if (forwarding) {
+        if (series.repartition < 0) series.repartition = repartitionOf(series.id, task.repartitions);
+        let f = forwards.get(series.repartition);
+        if (!f) forwards.set(series.repartition, (f = new PointsEncoder(1 << 14)));
+        f.add(series.id, metric, tags, type, tsMs, value, task.topic, task.partition, offset, pointIndex);
+        if (f.rows.length >= FORWARD_CHUNK_BYTES) {
+          forwarded.push({ partition: series.repartition, body: f.rows.finish(), points: f.count, lastOffset: offset, lastIndex: pointIndex });
+          forwards.delete(series.repartition);
+        }
+      } else (collectors[series.shard] as ShardCollector).add(series.id, metric, tags, tsMs, value, type, offset, pointIndex, maxBeforeMessage);
     },
   };
+  if (task.format === 'repartition') return forwardedPass(task, started, collectors);
   const rejectSink = {
     reject(code: DecodeErrorCode, reason: string, detail: { bytes?: Uint8Array; line?: number; element?: number }) {
       if ((task.offsets[message] as number) >= task.storeFromOffset) rejects.add(message, code, reason, detail);
@@ -85,6 +115,7 @@ function ingestPass(task: IngestTask, poisoned: Map<number, string>): IngestResu
       continue;
     }
     ctx.kafkaTimestampMs = task.timestamps[message] as number;
+    forwarding = task.forward !== null && task.forward[message] === 1;
     try {
       decodeMessage(task.data, task.bounds[2 * message] as number, task.bounds[2 * message + 1] as number, task.format, ctx, points, rejectSink);
     } catch (err) {
@@ -97,7 +128,41 @@ function ingestPass(task: IngestTask, poisoned: Map<number, string>): IngestResu
     const z = gzipSync(body, { level: 1 });
     body = new Uint8Array(z.buffer, z.byteOffset, z.byteLength).slice();
   }
-  return { body, rows: encoder.count, rejects: rejects.finish(), shardBatches: collectors.map((c) => c.finish()), maxTsMs: runMax, workerMs: performance.now() - started };
+  // The last batch of each partition: the main thread stamps it with the task's last offset.
+  for (const [partition, f] of forwards) forwarded.push({ partition, body: f.rows.finish(), points: f.count, lastOffset: -1, lastIndex: -1 });
+  return { body, rows: encoder.count, rejects: rejects.finish(), shardBatches: collectors.map((c) => c.finish()), maxTsMs: runMax, forwards: forwarded, workerMs: performance.now() - started };
+}
+
+/**
+ * A repartition-topic task: the forwarded points (stored by the first stage, so no rows here) go
+ * to their shards, judged by the watermarks the main thread worked out per record; points a
+ * replayed first stage sent again are skipped.
+ */
+function forwardedPass(task: IngestTask, started: number, collectors: ShardCollector[]): IngestResult {
+  const f = task.forwarded as NonNullable<IngestTask['forwarded']>;
+  let points = 0;
+  const rejects = new RejectCollector();
+  for (let message = 0; message < task.offsets.length; message++) {
+    if (task.bounds[2 * message] === SKIPPED) continue;
+    const offset = task.offsets[message] as number;
+    const skipOffset = f.skipThrough[2 * message] as number;
+    const skipIndex = f.skipThrough[2 * message + 1] as number;
+    const before = f.watermarks[message] as number;
+    // Read whole before any point is handed on: a record that does not parse is set aside whole.
+    const read: ForwardedPoint[] = [];
+    try {
+      readForwarded(task.data, task.bounds[2 * message] as number, task.bounds[2 * message + 1] as number, (p) => read.push({ ...p }));
+    } catch (err) {
+      rejects.add(message, 'VIGIL_ERR_DECODE_INTERNAL', `a repartition record does not parse: ${(err as Error).message}`, {});
+      continue;
+    }
+    read.forEach((p, i) => {
+      if (p.sourceOffset < skipOffset || (p.sourceOffset === skipOffset && p.pointIndex <= skipIndex)) return;
+      points++;
+      (collectors[Number(p.seriesId % BigInt(task.shards))] as ShardCollector).add(p.seriesId, p.metric, p.tags, p.tsMs, p.value, p.type, offset, i, before);
+    });
+  }
+  return { body: new Uint8Array(0), rows: 0, rejects: rejects.finish(), shardBatches: collectors.map((c) => c.finish()), maxTsMs: f.watermarkAfter, forwards: [], workerMs: performance.now() - started, forwardedPoints: points };
 }
 
 /** piscina entry: the result is posted back with its body transferred, not copied. */
@@ -105,7 +170,7 @@ export default function run(task: IngestTask): IngestResult {
   const result = ingest(task);
   const movable = {
     get [Piscina.transferableSymbol]() {
-      return [result.body.buffer, ...result.shardBatches.flatMap(batchBuffers)];
+      return [result.body.buffer, ...result.shardBatches.flatMap(batchBuffers), ...result.forwards.map((f) => f.body.buffer)];
     },
     get [Piscina.valueSymbol]() {
       return result;

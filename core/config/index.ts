@@ -20,6 +20,8 @@ export interface VigilConfig {
     readonly dlqTopic: string;
     readonly alertsTopic: string;
     readonly topicPartitions: number;
+    readonly repartition: 'auto' | 'always' | 'never';
+    readonly repartitionTopic: string;
     readonly fromBeginning: boolean;
     readonly sessionTimeoutMs: number;
     readonly maxWaitTimeMs: number;

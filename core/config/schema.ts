@@ -96,6 +96,18 @@ export const configSchema = {
           description: 'Partitions of the topics Vigil creates when they are missing (metric topics of `kafka.topics`, dead letters, alerts).',
           default: 4,
         },
+        repartition: {
+          type: 'string',
+          enum: ['auto', 'always', 'never'],
+          description:
+            'Whether points reach the stateful stages (rollups, detectors, rules) through the repartition topic, keyed by series, so each series is judged whole whatever partition its producer picked. `auto`: messages without a Kafka key are repartitioned, keyed ones (a key that is a function of the series: the series, its metric, its host) go straight on; `always`: every message; `never`: none (state per series and source partition, the behaviour before).',
+          default: 'auto',
+        },
+        repartitionTopic: {
+          type: 'string',
+          description: 'The internal repartition topic (empty: `<kafka.groupId>-repartition`), created with `kafka.topicPartitions` partitions when missing. Its partition count fixes which partition a series lives in: change it only with an empty topic.',
+          default: '',
+        },
         fromBeginning: {
           type: 'boolean',
           description: 'Where a new consumer group starts: the earliest offset (true) or the latest (false).',

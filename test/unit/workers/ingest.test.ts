@@ -41,7 +41,7 @@ function task(messages: (string | null)[], storeFromOffset = 0, kafkaTs = NOW): 
   });
   const offsets = Float64Array.from(messages, (_, i) => 100 + i);
   const timestamps = Float64Array.from(messages, () => kafkaTs);
-  return { topic: 't', partition: 0, format: 'auto', data, bounds, offsets, timestamps, nowMs: NOW, maxFutureMs: 3_600_000, watermarkMaxAheadMs: 0, limits: DEFAULT_LIMITS, compression: 'none', shards: 2, storeFromOffset };
+  return { topic: 't', partition: 0, format: 'auto', data, bounds, offsets, timestamps, nowMs: NOW, maxFutureMs: 3_600_000, watermarkMaxAheadMs: 0, limits: DEFAULT_LIMITS, compression: 'none', shards: 2, storeFromOffset, repartitions: 1, forward: null };
 }
 
 function rows(body: Uint8Array): { metric: string; offset: number }[] {
