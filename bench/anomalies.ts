@@ -190,6 +190,12 @@ export interface LabelledProduceOptions {
   /** Points per series and bucket (their mean is the bucket's value). */
   pointsPerBucket: number;
   format: GenFormat;
+  /**
+   * Messages keyed by series (the default), or unkeyed, each on a partition of `unkeyed`
+   * partitions picked by a seeded generator (as Telegraf without routing_tag: every series
+   * spread over every partition).
+   */
+  unkeyed?: { partitions: number; seed: number };
 }
 
 /** The series a labelled workload's index stands for on the wire. */
@@ -212,6 +218,8 @@ export async function produceLabelled(kafka: Kafka, o: LabelledProduceOptions): 
   const producer = kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
   await producer.connect();
   let points = 0;
+  let seed = (o.unkeyed?.seed ?? 1) >>> 0;
+  const random = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32);
   try {
     const { widthMs, startMs } = w.options;
     const step = widthMs / o.pointsPerBucket;
@@ -222,7 +230,7 @@ export async function produceLabelled(kafka: Kafka, o: LabelledProduceOptions): 
     const flush = async (force: boolean): Promise<void> => {
       if (pending.length > 0) {
         const value = encode(pending, o.format);
-        out.push({ key: seriesKey(pending[0]?.series as SeriesSpec), value });
+        out.push(o.unkeyed ? { key: null, value, partition: Math.floor(random() * o.unkeyed.partitions) } : { key: seriesKey(pending[0]?.series as SeriesSpec), value });
         outBytes += value.length;
         pending = [];
       }

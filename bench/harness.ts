@@ -37,6 +37,8 @@ export interface BenchOptions {
    * table); alerts: + rules (a probe threshold rule and the predefined rules) and their outputs.
    */
   stages: BenchStages;
+  /** kafka.repartition for the run (the generator keys by series: `always` measures what the repartition hop costs). */
+  repartition?: 'auto' | 'always' | 'never' | undefined;
   /** Also produce a labelled workload with injected anomalies first (its series count), and report detection quality. */
   anomalies: number;
   workers: number;
@@ -172,8 +174,17 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
     VIGIL_ROLLUPS_ENABLED: String(o.stages !== 'raw'),
     VIGIL_MODELS_ENABLED: String(o.stages === 'scoring' || o.stages === 'alerts'),
     VIGIL_MODELS_SEASONAL_PERIOD_SECONDS: String(periodMs / 1000),
+    VIGIL_KAFKA_REPARTITION: o.repartition ?? 'auto',
+    VIGIL_KAFKA_REPARTITION_TOPIC: `${topic}_repartition`,
     ...(o.stages === 'alerts' ? { ...ALERT_ENV, VIGIL_ALERTS_RULES_FILE: rulesFile() } : {}),
   });
+  /** Every record on the repartition topic received and nothing in flight. */
+  const secondStageCaughtUp = async (): Promise<boolean> => {
+    const ends = await admin.fetchTopicOffsets(`${topic}_repartition`).catch(() => []);
+    const records = ends.reduce((n, p) => n + Number(p.high), 0);
+    const received = await pipeline.metric('vigil_messages_received_total', { topic: `${topic}_repartition` });
+    return received >= records && (await pipeline.metric('vigil_in_flight_bytes')) === 0;
+  };
   const kafkaPid = servicePid(config, 'kafka');
   const chPid = servicePid(config, 'clickhouse');
   const cpu0 = { vigil: pipeline.cpuSeconds(), kafka: kafkaPid ? cpuSecondsOf(kafkaPid) : 0, ch: chPid ? cpuSecondsOf(chPid) : 0 };
@@ -208,7 +219,8 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
       lastSample = t;
       o.progress?.(`${t.toFixed(0)} s  produced ${produced.length ? (produced[produced.length - 1] as [number, number])[1] : 0}  stored ${rows}  lag ${lag}  rss ${Math.round(pipeline.rss() / 2 ** 20)} MiB`);
     }
-    done = rows >= target;
+    // Stored is not done while the second stage still has forwarded points to read.
+    done = rows >= target && ((o.repartition ?? 'auto') === 'never' || (await secondStageCaughtUp()));
     if (t > o.durationSeconds + 300) throw new Error(`bench: only ${rows} of ${target} rows after ${t.toFixed(0)} s`);
   }
   const seconds = elapsed();
@@ -249,7 +261,7 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
   );
   // BENCH_KEEP=1 keeps the database and topics for a look afterwards.
   if (!process.env['BENCH_KEEP']) await ch.command({ query: `DROP DATABASE ${db}` });
-  if (!process.env['BENCH_KEEP']) await admin.deleteTopics({ topics: [topic, `${topic}_dlq`, `${topic}_alerts`] }).catch(() => undefined);
+  if (!process.env['BENCH_KEEP']) await admin.deleteTopics({ topics: [topic, `${topic}_dlq`, `${topic}_alerts`, `${topic}_repartition`] }).catch(() => undefined);
   await clients.close();
 
   const { progress: _p, outDir: _o, compare: _c, ...options } = o;

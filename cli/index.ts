@@ -8,7 +8,7 @@ import { componentLogger, rootLogger } from '../core/log.js';
 import * as infra from '../infra/index.js';
 // bench/ is loaded only by the commands that drive workloads (produce, start, bench), never by `run`.
 import type { GenFormat } from '../bench/generator.js';
-import type { BenchStages } from '../bench/harness.js';
+import type { BenchOptions, BenchStages } from '../bench/harness.js';
 import { join } from 'node:path';
 import { capabilitiesOf, schemaStatements } from '../sinks/clickhouse/index.js';
 import { createKafka, ensureTopics } from '../pipeline/kafka.js';
@@ -62,6 +62,8 @@ Commands:
       --anomalies N         first a labelled workload of N series with injected anomalies;
                             reports detection precision/recall/F1 (0: none)
       --workers N, --partitions N
+      --repartition M       auto | always | never: kafka.repartition for the run (default auto;
+                            the generator keys by series, so always measures the repartition cost)
       --out DIR             results folder (default bench/results)
       --compare FILE        earlier result JSON; exit 1 when a figure falls below 0.85x
   infra up|down|status|install
@@ -94,6 +96,7 @@ async function main(argv: string[]): Promise<number> {
       'server-version': { type: 'string' },
       preset: { type: 'string' },
       stages: { type: 'string' },
+      repartition: { type: 'string' },
       workers: { type: 'string' },
       partitions: { type: 'string' },
       out: { type: 'string' },
@@ -312,8 +315,11 @@ async function benchCommand(config: VigilConfig, values: Record<string, unknown>
   if (!(BENCH_STAGES as readonly string[]).includes(stages)) throw new VigilError('VIGIL_ERR_CLI_USAGE', `--stages = ${JSON.stringify(stages)}: expected one of ${BENCH_STAGES.join(', ')}`);
   const format = (values['format'] as string | undefined) ?? preset.format ?? 'json';
   if (!['json', 'ndjson', 'influx', 'prometheus'].includes(format)) throw new VigilError('VIGIL_ERR_CLI_USAGE', `--format = ${JSON.stringify(format)}: expected json, ndjson, influx or prometheus`);
+  const repartition = (values['repartition'] as string | undefined) ?? 'auto';
+  if (!['auto', 'always', 'never'].includes(repartition)) throw new VigilError('VIGIL_ERR_CLI_USAGE', `--repartition = ${JSON.stringify(repartition)}: expected auto, always or never`);
   if (usesLocalStack(config)) await infra.up(config, componentLogger('infra'));
   const result = await runBench(config, {
+    repartition: repartition as BenchOptions['repartition'],
     series: intOption(values, 'series', preset.series ?? 1000, 1),
     pointsPerMessage: intOption(values, 'points-per-message', preset.pointsPerMessage ?? 1, 1),
     format: format as GenFormat,

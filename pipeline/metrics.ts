@@ -33,6 +33,11 @@ export function createMetrics() {
       help: 'Points forwarded to the repartition topic (kafka.repartition), to be judged whole by the instance owning their series',
       registers: reg,
     }),
+    seriesSplit: new Counter({
+      name: 'vigil_series_split_total',
+      help: 'Series that reached this instance\'s shards from more than one source partition (judged in pieces: key messages by series, or let kafka.repartition forward them)',
+      registers: reg,
+    }),
     bytesForwarded: new Counter({
       name: 'vigil_repartition_bytes_total',
       help: 'Bytes of forwarded points produced to the repartition topic',

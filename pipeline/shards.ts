@@ -67,6 +67,7 @@ export class ShardStage {
     if (r.evicted > 0) m.seriesEvicted.inc(r.evicted);
     if (r.closed > 0) m.bucketsClosed.inc(r.closed);
     if (r.late > 0) m.latePoints.inc(r.late);
+    if (r.splits > 0) m.seriesSplit.inc(r.splits);
     if (r.counterOutOfOrder > 0) m.counterOutOfOrder.inc(r.counterOutOfOrder);
     if (r.scored > 0) m.bucketsScored.inc(r.scored);
     if (r.flagged > 0) m.anomaliesFlagged.inc(r.flagged);

@@ -134,6 +134,8 @@ export interface ShardResult {
   held: HeldOffset | null;
   /** Points of new series refused for the series limit (null: none). */
   refused: RefusedPoints | null;
+  /** Series this task found coming from a second source partition (each counted once). */
+  splits: number;
 }
 
 /** What the series limit turned away in one task: counts and the first points, as JSON lines. */
@@ -199,6 +201,7 @@ export function emptyShardResult(): ShardResult {
     counterOutOfOrder: 0,
     held: null,
     refused: null,
+    splits: 0,
   };
 }
 

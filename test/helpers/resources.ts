@@ -76,6 +76,8 @@ export function useResources(config: VigilConfig = testConfig()) {
         VIGIL_KAFKA_DLQ_TOPIC: await res.topic(`${prefix}_dlq`, 1),
         VIGIL_KAFKA_ALERTS_TOPIC: await res.topic(`${prefix}_alerts`, 1),
         VIGIL_KAFKA_GROUP_ID: uniqueName(`${prefix}_group`),
+        // Created here so that it is removed with the test's other topics (the default name follows the group).
+        VIGIL_KAFKA_REPARTITION_TOPIC: await res.topic(`${prefix}_repartition`, 4),
         VIGIL_CLICKHOUSE_DATABASE: db,
       };
       return { topic, db, env };

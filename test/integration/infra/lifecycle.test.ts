@@ -48,6 +48,7 @@ describe.runIf(usesLocalStack(testConfig()))('vigil infra up / status / down', (
         'infra.kafkaSaslSslPort': 19094,
         'infra.clickhouseTcpPort': 19000,
         'infra.clickhouseInterserverPort': 19009,
+        'infra.clickhouseHttpsPort': 18443,
         'infra.prometheusPort': 19090,
         'infra.alertmanagerPort': 19093,
         'infra.kafkaHeapMb': 256,

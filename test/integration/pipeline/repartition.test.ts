@@ -1,5 +1,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { defaultLabelledOptions, labelledWorkload, produceLabelled, type LabelledWorkload } from '../../../bench/anomalies.js';
+import { produce } from '../../../bench/generator.js';
 import { MINUTE_MS, RulesFile, iso, readAlertsTopic, type TopicAlert } from '../../helpers/alerts.js';
+import { expectRollupsMatchPoints } from '../../helpers/rollups.js';
 import { usePipelines, waitFor } from '../../helpers/pipeline.js';
 import { useResources } from '../../helpers/resources.js';
 
@@ -129,6 +132,7 @@ describe('a counter produced without keys over 4 partitions (real Kafka and Clic
       expect(values['failures-55']).toBeGreaterThan(55);
       expect(values['failures-55']).toBeLessThanOrEqual(60);
       expect(await pipeline.metric('vigil_repartition_points_total')).toBe(2 * 79);
+      expect(await pipeline.metric('vigil_series_split_total')).toBe(0);
       // One firing per rule: the series is judged in one place.
       for (const r of RULE_IDS) expect(all.filter((m) => m.event.rule.id === r && m.event.status === 'firing'), r).toHaveLength(1);
     } else {
@@ -136,6 +140,132 @@ describe('a counter produced without keys over 4 partitions (real Kafka and Clic
       expect(values['failures-30']).toBeNull();
       expect(values['failures-55']).toBeNull();
       expect(await pipeline.metric('vigil_repartition_points_total')).toBe(0);
+      // Visible: both series reached the shards from several partitions.
+      expect(await pipeline.metric('vigil_series_split_total')).toBe(2);
     }
   });
+});
+
+describe('kill -9 with every point through the repartition topic (two instances, real Kafka and ClickHouse)', () => {
+  it('an instance killed mid-stream and restarted: nothing lost, nothing doubled across both hops (rollups equal the raw points)', async ({ annotate }) => {
+    const { topic, db, env: base } = await res.pipelineEnv('repart_crash', 4);
+    const internal = base['VIGIL_KAFKA_REPARTITION_TOPIC'] as string;
+    const env = {
+      ...base,
+      VIGIL_KAFKA_REPARTITION: 'always',
+      VIGIL_KAFKA_SESSION_TIMEOUT_MS: '6000',
+      VIGIL_ROLLUPS_IDLE_TIMEOUT_MS: '1000',
+      VIGIL_ROLLUPS_WIDTHS_SECONDS: '5,10',
+      VIGIL_ROLLUPS_ALLOWED_LATENESS_MS: '1000',
+      VIGIL_PIPELINE_INSERT_MAX_ROWS: '10000',
+      VIGIL_PIPELINE_INSERT_LINGER_MS: '100',
+      VIGIL_PIPELINE_TASK_MAX_MESSAGES: '2000',
+    };
+    const a = await start(env);
+    const b = await start(env);
+    const rate = 20_000;
+    const producing = produce(res.kafka, { topic, series: 500, pointsPerMessage: 1, format: 'json', rate, points: 150_000, durationMs: 0, intervalMs: Math.round((500 * 1000) / rate), startMs: Date.now(), seed: 5 });
+    await waitFor('rollups flowing through the second stage', async () => (await res.scalar(`SELECT count() FROM ${db}.rollups`)) > 1_000, 60_000, 100);
+    a.kill('SIGKILL');
+    expect((await a.exited).signal).toBe('SIGKILL');
+    const c = await start(env);
+    const sent = await producing;
+    await waitFor('every point in points_dedup', async () => (await res.scalar(`SELECT count() FROM ${db}.points_dedup`)) >= sent.points, 90_000, 500);
+    expect(await res.scalar(`SELECT count() FROM ${db}.points_dedup`)).toBe(sent.points);
+    const gauges = await res.scalar(`SELECT count() FROM ${db}.points_dedup WHERE type = 'gauge'`);
+    await waitFor('every gauge point in both widths of the rollups', async () => (await res.scalar(`SELECT sum(count) FROM ${db}.rollups_merged WHERE type = 'gauge'`)) >= 2 * gauges, 90_000, 500);
+    // Exactly once across both hops: the merged rollups are the aggregates of the raw points,
+    // bucket by bucket (a point forwarded twice and applied twice would double a count).
+    await expectRollupsMatchPoints(res.clickhouse(), db, [5, 10]);
+    const forwarded = (await b.metric('vigil_repartition_points_total')) + (await c.metric('vigil_repartition_points_total'));
+    expect(forwarded).toBeGreaterThan(0);
+    // Rollup rows come from the second stage: their source is the repartition topic.
+    expect(await res.scalar(`SELECT uniqExact(source_topic) FROM ${db}.rollups WHERE source_topic = '${internal}'`)).toBe(1);
+    expect(await res.scalar(`SELECT count() FROM ${db}.rollups WHERE source_topic != '${internal}'`)).toBe(0);
+    await annotate(`${sent.points} points; forwarded by the survivors ${forwarded} (the killed instance's count died with it); gauge points ${gauges}`);
+  }, 240_000);
+});
+
+describe('the labelled anomaly workload keyed by series and unkeyed (real Kafka and ClickHouse)', () => {
+  const WIDTH_MS = 60_000;
+  const MODEL_ENV = {
+    VIGIL_ROLLUPS_WIDTHS_SECONDS: '60',
+    VIGIL_MODELS_WIDTH_SECONDS: '60',
+    VIGIL_MODELS_THRESHOLD: '0.5',
+    VIGIL_ROLLUPS_ALLOWED_LATENESS_MS: '1000',
+    VIGIL_ROLLUPS_IDLE_TIMEOUT_MS: '1000',
+    VIGIL_PIPELINE_INSERT_LINGER_MS: '100',
+  };
+  const ANOMALY_RULES = `
+rules:
+  - id: synthetic-anomaly
+    kind: anomaly
+    metric: synthetic.value
+    score: 0.5
+    buckets: 1
+  - id: synthetic-high
+    kind: threshold
+    metric: synthetic.value
+    of: max
+    op: ">"
+    value: 150
+    for: 2m
+`;
+  const seriesTag = "`tags.value`[indexOf(`tags.key`, 'series')]";
+
+  /** The workload (12 series, 12 hours of one-minute buckets) ending at the current minute. */
+  function workload(): LabelledWorkload {
+    const buckets = 720;
+    const endMs = Math.floor(Date.now() / WIDTH_MS) * WIDTH_MS;
+    return labelledWorkload(defaultLabelledOptions({ widthMs: WIDTH_MS, series: 12, seed: 21, buckets, cleanBuckets: 120, periodMs: 6 * 3_600_000, startMs: endMs - buckets * WIDTH_MS }));
+  }
+
+  /** Runs the workload through `instances` pipelines and returns its anomaly rows and alert events, comparable across runs. */
+  async function run(name: string, w: LabelledWorkload, keyed: boolean, instances: number, mode: string): Promise<{ rows: string[]; alerts: string[]; flagged: number }> {
+    const { topic, db, env } = await res.pipelineEnv(name, 4);
+    const rules = new RulesFile(ANOMALY_RULES);
+    cleanups.push(() => rules.remove());
+    const all = { ...env, ...MODEL_ENV, VIGIL_KAFKA_REPARTITION: mode, VIGIL_ALERTS_RULES_FILE: rules.path, VIGIL_KAFKA_SESSION_TIMEOUT_MS: '6000' };
+    for (let i = 0; i < instances; i++) await start(all);
+    const { points } = await produceLabelled(res.kafka, { topic, workload: w, pointsPerBucket: 2, format: 'json', ...(keyed ? {} : { unkeyed: { partitions: 4, seed: 7 } }) });
+    let want = 0;
+    for (const s of w.series) for (const v of s.values) if (!Number.isNaN(v)) want++;
+    await waitFor('an anomalies row for every closed bucket', async () => (await res.scalar(`SELECT count() FROM ${db}.anomalies_dedup`)) >= want, 120_000, 500);
+    await waitFor('the points stored', async () => (await res.scalar(`SELECT count() FROM ${db}.points_dedup`)) >= points, 60_000, 500);
+    // Nothing more may come: settled when a few seconds pass without a new row.
+    await new Promise((r) => setTimeout(r, 4000));
+    const rs = await res.clickhouse().query({
+      query:
+        `SELECT ${seriesTag} AS s, toUInt32(bucket_start) AS b, round(value, 9) AS v, round(score, 9) AS score, anomaly, ` +
+        `round(score_robust, 9) AS r, round(score_ewma, 9) AS e, round(score_seasonal, 9) AS se, round(score_iforest, 9) AS f FROM ${db}.anomalies_dedup ORDER BY s, b`,
+      format: 'JSONEachRow',
+    });
+    const rows = (await rs.json<Record<string, unknown>>()).map((r) => JSON.stringify(r));
+    const alerts = (await readAlertsTopic(broker, env['VIGIL_KAFKA_ALERTS_TOPIC'] as string))
+      .map((m) => JSON.stringify([m.event.rule.id, m.event.series.tags['series'], m.event.status, m.event.startsAt, m.event.endsAt, m.event.value]))
+      .sort();
+    return { rows, alerts, flagged: rows.filter((r) => r.includes('"anomaly":1')).length };
+  }
+
+  it('the same anomaly rows and alert events: keyed with 1 instance, unkeyed through the repartition topic with 1 and with 3', async ({ annotate }) => {
+    const w = workload();
+    const keyed = await run('equiv_keyed', w, true, 1, 'never');
+    const unkeyed = await run('equiv_unkeyed', w, false, 1, 'auto');
+    const unkeyed3 = await run('equiv_unkeyed3', w, false, 3, 'auto');
+    const wrongWhenSplit = await run('equiv_split', w, false, 1, 'never');
+    const differ = (a: string[], b: string[]) => a.filter((x, i) => x !== b[i]).length + Math.abs(a.length - b.length);
+    await annotate(
+      `anomaly rows ${keyed.rows.length} (flagged ${keyed.flagged}), alert events ${keyed.alerts.length}; ` +
+        `unkeyed through the repartition topic: rows differing ${differ(keyed.rows, unkeyed.rows)} (1 instance), ${differ(keyed.rows, unkeyed3.rows)} (3 instances); ` +
+        `unkeyed without it (kafka.repartition=never): ${wrongWhenSplit.rows.length} rows, ${differ(keyed.rows, wrongWhenSplit.rows)} differing, flagged ${wrongWhenSplit.flagged}, alert events ${wrongWhenSplit.alerts.length}`,
+    );
+    expect(keyed.flagged).toBeGreaterThan(0);
+    expect(keyed.alerts.length).toBeGreaterThan(0);
+    expect(unkeyed.rows).toEqual(keyed.rows);
+    expect(unkeyed.alerts).toEqual(keyed.alerts);
+    expect(unkeyed3.rows).toEqual(keyed.rows);
+    expect(unkeyed3.alerts).toEqual(keyed.alerts);
+    // The test can tell: judged in pieces, the same workload scores differently.
+    expect(differ(keyed.rows, wrongWhenSplit.rows)).toBeGreaterThan(0);
+  }, 600_000);
 });
