@@ -14,6 +14,16 @@ import { useResources } from '../../helpers/resources.js';
 const res = useResources();
 const start = usePipelines();
 
+/** A message that is not JSON, produced over the plaintext listener, reaches the dead-letter topic. */
+async function expectDeadLetter(topic: string, dlqTopic: string): Promise<void> {
+  const producer = res.kafka.producer();
+  await producer.connect();
+  await producer.send({ topic, acks: -1, messages: [{ value: '{"not json' }] });
+  await producer.disconnect();
+  const [letter] = await readTopic(res.kafka, dlqTopic, 1);
+  expect(letter?.headers['vigil-error-code']).toBe('VIGIL_ERR_DECODE_JSON');
+}
+
 describe('Kafka over SASL_SSL (the local stack\'s listener, its own CA)', () => {
   it.each(['scram-sha-512', 'scram-sha-256', 'plain'])('consumes and dead-letters through TLS with SASL %s, the password read from a file', async (mechanism) => {
     const { produce } = await import('../../../bench/generator.js');
@@ -33,12 +43,7 @@ describe('Kafka over SASL_SSL (the local stack\'s listener, its own CA)', () => 
     await waitFor('the points through SASL_SSL', async () => (await res.scalar(`SELECT count() FROM ${db}.points_dedup`)) >= sent.points, 60_000);
     expect(await res.scalar(`SELECT count() FROM ${db}.points_dedup`)).toBe(500);
     // A bad message: its dead letter is produced through the secured listener too.
-    const producer = res.kafka.producer();
-    await producer.connect();
-    await producer.send({ topic, acks: -1, messages: [{ value: '{"not json' }] });
-    await producer.disconnect();
-    const [letter] = await readTopic(res.kafka, env['VIGIL_KAFKA_DLQ_TOPIC'] as string, 1);
-    expect(letter?.headers['vigil-error-code']).toBe('VIGIL_ERR_DECODE_JSON');
+    await expectDeadLetter(topic, env['VIGIL_KAFKA_DLQ_TOPIC'] as string);
     expect(await pipeline.readyz()).toBe(200);
   }, 120_000);
 });
@@ -85,12 +90,7 @@ describe('ClickHouse over HTTPS with a client certificate (the local stack\'s po
     await waitFor('the points through HTTPS', async () => (await res.scalar(`SELECT count() FROM ${db}.points_dedup`)) >= sent.points, 60_000);
     expect(await res.scalar(`SELECT count() FROM ${db}.points_dedup`)).toBe(500);
     await waitFor('rollups through HTTPS', async () => (await res.scalar(`SELECT count() FROM ${db}.rollups`)) > 0, 60_000);
-    const producer = res.kafka.producer();
-    await producer.connect();
-    await producer.send({ topic, acks: -1, messages: [{ value: '{"not json' }] });
-    await producer.disconnect();
-    const [letter] = await readTopic(res.kafka, env['VIGIL_KAFKA_DLQ_TOPIC'] as string, 1);
-    expect(letter?.headers['vigil-error-code']).toBe('VIGIL_ERR_DECODE_JSON');
+    await expectDeadLetter(topic, env['VIGIL_KAFKA_DLQ_TOPIC'] as string);
     expect(await pipeline.readyz()).toBe(200);
   }, 120_000);
 });
