@@ -21,6 +21,8 @@ export class ShardStage {
   readonly models: ModelSettings | null;
   /** Anomalies scored and flagged so far (the summary line). */
   flagged = 0;
+  /** Split series are logged once per process (the counter keeps counting). */
+  private splitWarned = false;
 
   constructor(
     private readonly config: VigilConfig,
@@ -67,7 +69,16 @@ export class ShardStage {
     if (r.evicted > 0) m.seriesEvicted.inc(r.evicted);
     if (r.closed > 0) m.bucketsClosed.inc(r.closed);
     if (r.late > 0) m.latePoints.inc(r.late);
-    if (r.splits > 0) m.seriesSplit.inc(r.splits);
+    if (r.splits > 0) {
+      m.seriesSplit.inc(r.splits);
+      if (!this.splitWarned) {
+        this.splitWarned = true;
+        this.log.warn(
+          { topic: task.topic, partition: task.partition, series: r.splits, repartition: this.config.kafka.repartition },
+          'series reach the shards from more than one source partition and are judged in pieces: their producers do not key messages by series (set kafka.repartition to always, or key by series); counted in vigil_series_split_total',
+        );
+      }
+    }
     if (r.counterOutOfOrder > 0) m.counterOutOfOrder.inc(r.counterOutOfOrder);
     if (r.scored > 0) m.bucketsScored.inc(r.scored);
     if (r.flagged > 0) m.anomaliesFlagged.inc(r.flagged);
