@@ -8,7 +8,8 @@ import type { LstmWeights } from './lstm/index.js';
 /**
  * `vigil backtest`: a CSV of (timestamp, value) rows, one series or several with a `series`
  * column, run through the same Ensemble the shard threads use, in the same streaming order (by
- * timestamp; each row is one closed bucket). With a `label` column (non-empty = anomalous row)
+ * timestamp; each row is one closed bucket, rows sharing a series and timestamp one bucket), one
+ * output row per input row in input order. With a `label` column (non-empty = anomalous row)
  * it also reports event-wise precision, recall, F1 and delay (models/evaluate.ts).
  */
 export interface BacktestRow {
@@ -115,48 +116,85 @@ export function labelSpans(rows: readonly BacktestRow[], widthMs: ReadonlyMap<st
 export interface BacktestOptions {
   settings: EnsembleSettings;
   lstm?: { weights: LstmWeights; validationRmse: number } | null | undefined;
-  /** Called per row with its score, in streaming order. */
+  /** Called once per input row with its score (its bucket's), in input order, after scoring. */
   onRow?: (row: BacktestRow, score: EnsembleScore) => void;
 }
 
+/**
+ * Scores the rows as the shard threads score closed buckets: per series in timestamp order. Rows
+ * of one series with the same timestamp (a repeated daylight-saving hour, duplicates) are one
+ * bucket, as the pipeline would aggregate them (mean, min, max, count, spread), scored once; each
+ * of them gets that bucket's score. `onRow` is called once per input row, in input order.
+ */
 export function backtest(rows: BacktestRow[], options: BacktestOptions): BacktestResult {
-  const ordered = rows.map((r, i) => [r, i] as const).sort((a, b) => a[0].tsMs - b[0].tsMs || a[1] - b[1]);
   const bySeries = new Map<string, number[]>();
-  for (const r of rows) {
+  const buckets = new Map<string, number[]>();
+  rows.forEach((r, i) => {
     let list = bySeries.get(r.series);
     if (!list) bySeries.set(r.series, (list = []));
-    list.push(r.tsMs);
-  }
+    const key = `${r.series}\u0000${r.tsMs}`;
+    const bucket = buckets.get(key);
+    if (bucket) bucket.push(i);
+    else {
+      buckets.set(key, [i]);
+      list.push(r.tsMs);
+    }
+  });
   const widthMs = new Map<string, number>();
   for (const [s, ts] of bySeries) widthMs.set(s, medianSpacing(ts.sort((a, b) => a - b)));
+  // Streaming order: by timestamp, then by where the bucket first appears in the input.
+  const ordered = [...buckets.values()].sort((a, b) => (rows[a[0] as number] as BacktestRow).tsMs - (rows[b[0] as number] as BacktestRow).tsMs || (a[0] as number) - (b[0] as number));
 
   const ensemble = new Ensemble(options.settings, options.lstm?.weights ?? null, options.lstm?.validationRmse ?? 1);
   const state = new Map<string, SeriesModels>();
+  const scores: EnsembleScore[] = new Array<EnsembleScore>(rows.length);
   const scored: { series: string; tsMs: number; flagged: boolean }[] = [];
   let stepNs = 0;
   const obs: Observation = { tsMs: 0, widthMs: 0, value: 0, count: 1, min: 0, max: 0, std: 0 };
-  for (const [r] of ordered) {
-    let m = state.get(r.series);
-    if (!m) state.set(r.series, (m = ensemble.init()));
-    if (r.tsMs <= m.lastTsMs) continue;
-    obs.tsMs = r.tsMs;
-    obs.widthMs = widthMs.get(r.series) as number;
-    obs.value = obs.min = obs.max = r.value;
+  for (const bucket of ordered) {
+    const first = rows[bucket[0] as number] as BacktestRow;
+    let m = state.get(first.series);
+    if (!m) state.set(first.series, (m = ensemble.init()));
+    let sum = 0;
+    let sumsq = 0;
+    obs.min = Infinity;
+    obs.max = -Infinity;
+    for (const i of bucket) {
+      const v = (rows[i] as BacktestRow).value;
+      sum += v;
+      sumsq += v * v;
+      if (v < obs.min) obs.min = v;
+      if (v > obs.max) obs.max = v;
+    }
+    obs.tsMs = first.tsMs;
+    obs.widthMs = widthMs.get(first.series) as number;
+    obs.count = bucket.length;
+    obs.value = sum / bucket.length;
+    obs.std = Math.sqrt(Math.max(0, sumsq / bucket.length - obs.value * obs.value));
     const t0 = process.hrtime.bigint();
     const score = ensemble.step(m, obs);
     stepNs += Number(process.hrtime.bigint() - t0);
-    scored.push({ series: r.series, tsMs: r.tsMs, flagged: score.anomaly });
-    options.onRow?.(r, score);
+    scored.push({ series: first.series, tsMs: first.tsMs, flagged: score.anomaly });
+    for (const i of bucket) scores[i] = score;
   }
+  if (options.onRow) rows.forEach((r, i) => options.onRow?.(r, scores[i] as EnsembleScore));
   const labelled = rows.some((r) => r.label !== '');
   const width = [...widthMs.values()].sort((a, b) => a - b)[widthMs.size >> 1] ?? 60_000;
   return {
-    rows: scored.length,
+    rows: rows.length,
     series: state.size,
     widthMs,
-    quality: labelled ? evaluate(scored, labelSpans(rows, widthMs), width) : null,
+    quality: labelled ? evaluate(scored, labelSpans(sortedByTime(rows), widthMs), width) : null,
     stepNs,
   };
+}
+
+/** The rows in timestamp order (input order among equal timestamps), as label spans are read. */
+function sortedByTime(rows: readonly BacktestRow[]): BacktestRow[] {
+  return rows
+    .map((r, i) => [r, i] as const)
+    .sort((a, b) => a[0].tsMs - b[0].tsMs || a[1] - b[1])
+    .map(([r]) => r);
 }
 
 /** The output CSV's header; `backtestLine` writes one row of it. */

@@ -1,5 +1,6 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { VigilError } from '../core/errors.js';
+import { sqlString, sqlUInt } from '../core/sql.js';
 import { normalise, save, train, trainFromCsv, type LstmMetadata, type TrainOptions } from './lstm/index.js';
 
 /**
@@ -20,12 +21,12 @@ export interface HistoryQuery {
 
 /** Bucket means per series, in time order. Gaps are left out (the forecaster sees buckets, not time). */
 export async function readHistory(client: ClickHouseClient, q: HistoryQuery): Promise<Map<string, Float64Array>> {
-  const where = [`width_s = {width:UInt32}`];
-  if (q.metricLike) where.push(`metric LIKE {metric:String}`);
-  if (q.hours) where.push(`bucket_start >= now() - toIntervalHour({hours:UInt32})`);
+  // Literals, not query parameters: 18.16 has none ("Unknown setting param_width").
+  const where = [`width_s = ${sqlUInt(q.widthSeconds)}`];
+  if (q.metricLike) where.push(`metric LIKE ${sqlString(q.metricLike)}`);
+  if (q.hours) where.push(`bucket_start >= now() - toIntervalHour(${sqlUInt(q.hours)})`);
   const rs = await client.query({
-    query: `SELECT toString(series_id) AS id, groupArray(mean) AS values FROM (SELECT series_id, bucket_start, mean FROM ${q.database}.rollups_merged WHERE ${where.join(' AND ')} ORDER BY series_id, bucket_start) GROUP BY series_id LIMIT {limit:UInt32}`,
-    query_params: { width: q.widthSeconds, metric: q.metricLike ?? '', hours: q.hours ?? 0, limit: q.maxSeries ?? 10_000 },
+    query: `SELECT toString(series_id) AS id, groupArray(mean) AS values FROM (SELECT series_id, bucket_start, mean FROM ${q.database}.rollups_merged WHERE ${where.join(' AND ')} ORDER BY series_id, bucket_start) GROUP BY series_id LIMIT ${sqlUInt(q.maxSeries ?? 10_000)}`,
     format: 'JSONEachRow',
   });
   const out = new Map<string, Float64Array>();

@@ -3,14 +3,11 @@ import { clickhouseConnection, redactUrls } from '../../core/redact.js';
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import type { VigilConfig } from '../../core/config/index.js';
 import { VigilError } from '../../core/errors.js';
+import { sqlString } from '../../core/sql.js';
 import { capabilitiesOf, type Capabilities } from './capabilities.js';
 import { isRowRejection, isServerException } from './errors.js';
 import { insertStatement, migrate, type InsertTable } from './schema.js';
 
-/** A string literal for ClickHouse SQL (18.16 has no query parameters). */
-function sqlString(s: string): string {
-  return `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
-}
 
 /** The ClickHouse sink: detects the server, migrates the schema, sends worker-encoded insert bodies. */
 export class ClickHouseSink {
