@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ANOMALY_KINDS, defaultLabelledOptions, labelledWorkload, type LabelledWorkload } from './anomalies.js';
 import { backtest, type BacktestRow } from '../models/backtest.js';
-import { evaluate, type LabelSpan, type ScoredBucket } from '../models/evaluate.js';
+import { COST_PROFILES, evaluate, windowedScore, type LabelSpan, type ScoredBucket, type WindowedScore } from '../models/evaluate.js';
 import { DEFAULT_ENSEMBLE, DETECTORS, type DetectorName, type EnsembleSettings } from '../models/ensemble.js';
 import type { Quality } from '../models/evaluate.js';
 import { loadLstm } from '../models/lstm-detector.js';
@@ -30,6 +30,42 @@ export function workloadRows(w: LabelledWorkload): BacktestRow[] {
   return rows;
 }
 
+/**
+ * The plain baseline (issue 14): a rolling z-score per series, |value − mean| > 3 standard
+ * deviations of the previous 60 buckets (not tuned: the textbook rule). A detector worth running
+ * must beat it.
+ */
+export function rollingZ(rows: readonly BacktestRow[], window = 60, k = 3): ScoredBucket[] {
+  const bySeries = new Map<string, BacktestRow[]>();
+  for (const r of rows) {
+    let list = bySeries.get(r.series);
+    if (!list) bySeries.set(r.series, (list = []));
+    list.push(r);
+  }
+  const out: ScoredBucket[] = [];
+  for (const list of bySeries.values()) {
+    list.sort((a, b) => a.tsMs - b.tsMs);
+    for (let i = 0; i < list.length; i++) {
+      const r = list[i] as BacktestRow;
+      let flagged = false;
+      if (i >= window) {
+        let sum = 0;
+        let sumsq = 0;
+        for (let j = i - window; j < i; j++) {
+          const v = (list[j] as BacktestRow).value;
+          sum += v;
+          sumsq += v * v;
+        }
+        const mean = sum / window;
+        const std = Math.sqrt(Math.max(0, sumsq / window - mean * mean));
+        flagged = std > 0 && Math.abs(r.value - mean) > k * std;
+      }
+      out.push({ series: r.series, tsMs: r.tsMs, flagged });
+    }
+  }
+  return out;
+}
+
 function fmt(x: number, d = 3): string {
   return Number.isFinite(x) ? x.toFixed(d) : '–';
 }
@@ -48,18 +84,36 @@ async function main(): Promise<void> {
   ];
   // The workload's own labels: dropouts have no rows to carry a label column.
   const labels: LabelSpan[] = w.labels.map((l) => ({ series: `s${l.series}`, kind: l.kind, startMs: l.startMs, endMs: l.endMs }));
-  const results: Record<string, Quality & { usPerBucket: number }> = {};
+  type Result = Quality & { usPerBucket: number; windowed: Record<keyof typeof COST_PROFILES, WindowedScore> };
+  const results: Record<string, Result> = {};
+  const judge = (scored: ScoredBucket[], usPerBucket: number): Result => ({
+    ...evaluate(scored, labels, opts.widthMs),
+    usPerBucket,
+    windowed: {
+      fewFalsePositives: windowedScore(scored, labels, opts.widthMs, COST_PROFILES.fewFalsePositives),
+      fewMisses: windowedScore(scored, labels, opts.widthMs, COST_PROFILES.fewMisses),
+    },
+  });
   for (const run of runs) {
     const scored: ScoredBucket[] = [];
     const r = backtest(rows, { settings: run.settings, lstm, onRow: (row, s) => scored.push({ series: row.series, tsMs: row.tsMs, flagged: s.anomaly }) });
-    results[run.name] = { ...evaluate(scored, labels, opts.widthMs), usPerBucket: r.stepNs / 1000 / r.rows };
+    results[run.name] = judge(scored, r.stepNs / 1000 / r.rows);
   }
+  const t0 = performance.now();
+  const baseline = rollingZ(rows);
+  results['rolling z (baseline)'] = judge(baseline, ((performance.now() - t0) * 1000) / rows.length);
   const lines = [
     `# Detection quality (${w.series.length} series × ${opts.buckets} buckets of ${opts.widthMs / 1000}s, ${w.labels.length} labelled anomalies, seed ${opts.seed})`,
     '',
     '| detector | precision | recall | F1 | false alarms | FP buckets / 1000 | mean delay (buckets) | µs / bucket |',
     '|---|---|---|---|---|---|---|---|',
     ...Object.entries(results).map(([n, q]) => `| ${n} | ${fmt(q.precision)} | ${fmt(q.recall)} | ${fmt(q.f1)} | ${q.falseAlarms} | ${fmt(q.fpPerThousand, 2)} | ${fmt(q.meanDelayBuckets, 1)} | ${fmt(q.usPerBucket, 2)} |`),
+    '',
+    'Windowed event score (NAB-like, models/evaluate.ts windowedScore: 100 = every anomaly flagged at its start and nothing else, 0 = never flagging; early detections earn more, only the first in a window counts, each flag outside costs):',
+    '',
+    '| detector | few false positives (FP −0.22, miss −1) | few misses (FP −0.11, miss −2) | windows detected | flags outside windows |',
+    '|---|---|---|---|---|',
+    ...Object.entries(results).map(([n, q]) => `| ${n} | ${fmt(q.windowed.fewFalsePositives.score, 1)} | ${fmt(q.windowed.fewMisses.score, 1)} | ${q.windowed.fewMisses.detected}/${q.windowed.fewMisses.windows} | ${q.windowed.fewMisses.falseDetections} |`),
     '',
     `Recall by anomaly kind (detected / events, mean delay in buckets):`,
     '',

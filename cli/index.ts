@@ -276,7 +276,7 @@ async function backtestCommand(config: VigilConfig, values: Record<string, unkno
   const text = lines.join('\n') + '\n';
   if (output) writeFileSync(output, text);
   else process.stdout.write(text);
-  const summary = { rows: result.rows, series: result.series, lstm: lstm ? lstm.dir : null, ...(result.quality ? { quality: result.quality } : {}) };
+  const summary = { rows: result.rows, series: result.series, lstm: lstm ? lstm.dir : null, ...(result.quality ? { quality: result.quality, windowed: result.windowed } : {}) };
   console.error(JSON.stringify(summary, null, 2));
   return 0;
 }

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { VigilError } from '../core/errors.js';
 import type { Observation } from './detector.js';
 import { DETECTORS, Ensemble, type EnsembleScore, type EnsembleSettings, type SeriesModels } from './ensemble.js';
-import { evaluate, type LabelSpan, type Quality } from './evaluate.js';
+import { COST_PROFILES, evaluate, windowedScore, type LabelSpan, type Quality, type WindowedScore } from './evaluate.js';
 import type { LstmWeights } from './lstm/index.js';
 
 /**
@@ -24,6 +24,8 @@ export interface BacktestResult {
   series: number;
   widthMs: Map<string, number>;
   quality: Quality | null;
+  /** With labels: the windowed event score (models/evaluate.ts) under both cost profiles. */
+  windowed: Record<keyof typeof COST_PROFILES, WindowedScore> | null;
   /** Time spent in the ensemble's steps alone (the scoring cost a shard thread pays). */
   stepNs: number;
 }
@@ -180,11 +182,15 @@ export function backtest(rows: BacktestRow[], options: BacktestOptions): Backtes
   if (options.onRow) rows.forEach((r, i) => options.onRow?.(r, scores[i] as EnsembleScore));
   const labelled = rows.some((r) => r.label !== '');
   const width = [...widthMs.values()].sort((a, b) => a - b)[widthMs.size >> 1] ?? 60_000;
+  const spans = labelled ? labelSpans(sortedByTime(rows), widthMs) : [];
   return {
     rows: rows.length,
     series: state.size,
     widthMs,
-    quality: labelled ? evaluate(scored, labelSpans(sortedByTime(rows), widthMs), width) : null,
+    quality: labelled ? evaluate(scored, spans, width) : null,
+    windowed: labelled
+      ? { fewFalsePositives: windowedScore(scored, spans, width, COST_PROFILES.fewFalsePositives), fewMisses: windowedScore(scored, spans, width, COST_PROFILES.fewMisses) }
+      : null,
     stepNs,
   };
 }

@@ -117,3 +117,76 @@ export function evaluate(buckets: readonly ScoredBucket[], labels: readonly Labe
     byKind,
   };
 }
+
+/**
+ * The costs of a windowed event score (NAB's application profiles): what the first detection in
+ * a window earns at most, what each detection outside every window costs, what a missed window
+ * costs.
+ */
+export interface CostProfile {
+  tp: number;
+  fp: number;
+  fn: number;
+}
+
+/** NAB's "reward low FP rate" and "reward low FN rate" profiles. */
+export const COST_PROFILES = {
+  fewFalsePositives: { tp: 1, fp: -0.22, fn: -1 },
+  fewMisses: { tp: 1, fp: -0.11, fn: -2 },
+} as const satisfies Record<string, CostProfile>;
+
+/**
+ * NAB's scaled sigmoid of a detection's place in its window, y from −1 (the window's start) to 0
+ * (its end): ≈ 0.987 at the start, 0 at the end, so an early detection earns more than a late one.
+ */
+export const windowWeight = (y: number): number => 2 / (1 + Math.exp(5 * y)) - 1;
+
+export interface WindowedScore {
+  /** 100 · (raw − never) / (perfect − never): 100 detects every window at its start with no false detection, 0 is a detector that never flags. */
+  score: number;
+  raw: number;
+  windows: number;
+  detected: number;
+  /** Flagged buckets outside every window (each one costs). */
+  falseDetections: number;
+}
+
+/**
+ * A windowed event score in the manner of the Numenta Anomaly Benchmark: each labelled anomaly is
+ * a window (its span plus `graceBuckets` after it); only the first flagged bucket in a window
+ * counts, weighted by how early it came (windowWeight); every flagged bucket outside the windows
+ * costs `profile.fp`; a window without a flag costs `profile.fn`. Unlike NAB, a detection right
+ * after a window costs as much as any other (no discount), and windows are the labels themselves,
+ * not widened to a share of the data.
+ */
+export function windowedScore(buckets: readonly ScoredBucket[], labels: readonly LabelSpan[], widthMs: number, profile: CostProfile, graceBuckets = 3): WindowedScore {
+  const windowsBySeries = new Map<string, { startMs: number; endMs: number; first: number }[]>();
+  for (const l of labels) {
+    let list = windowsBySeries.get(l.series);
+    if (!list) windowsBySeries.set(l.series, (list = []));
+    list.push({ startMs: l.startMs, endMs: l.endMs + graceBuckets * widthMs, first: Number.NaN });
+  }
+  let falseDetections = 0;
+  for (const b of buckets) {
+    if (!b.flagged) continue;
+    const w = windowsBySeries.get(b.series)?.find((x) => b.tsMs >= x.startMs && b.tsMs < x.endMs);
+    if (!w) falseDetections++;
+    else if (!(w.first <= b.tsMs)) w.first = b.tsMs;
+  }
+  let raw = falseDetections * profile.fp;
+  let detected = 0;
+  let windows = 0;
+  for (const list of windowsBySeries.values()) {
+    for (const w of list) {
+      windows++;
+      if (Number.isNaN(w.first)) raw += profile.fn;
+      else {
+        detected++;
+        raw += profile.tp * windowWeight((w.first - w.endMs) / (w.endMs - w.startMs));
+      }
+    }
+  }
+  const never = windows * profile.fn;
+  const perfect = windows * profile.tp * windowWeight(-1);
+  return { score: windows > 0 ? (100 * (raw - never)) / (perfect - never) : 0, raw, windows, detected, falseDetections };
+}
