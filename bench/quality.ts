@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ANOMALY_KINDS, defaultLabelledOptions, labelledWorkload, type LabelledWorkload } from './anomalies.js';
+import { CORPUS_SHAPES, realisticCorpus } from './corpus.js';
 import { backtest, type BacktestRow } from '../models/backtest.js';
 import { COST_PROFILES, evaluate, windowedScore, type LabelSpan, type ScoredBucket, type WindowedScore } from '../models/evaluate.js';
 import { DEFAULT_ENSEMBLE, DETECTORS, type DetectorName, type EnsembleSettings } from '../models/ensemble.js';
@@ -10,7 +11,8 @@ import { loadLstm } from '../models/lstm-detector.js';
 /**
  * `npm run bench:quality`: detection quality on the labelled synthetic workload (bench/anomalies.ts)
  * per detector alone and for the ensemble at default settings, plus the ensemble's scoring cost
- * per series-bucket. Options: --series N --days D --seed S --lstm DIR (a trained model).
+ * per series-bucket. Options: --series N --days D --seed S --lstm DIR (a trained model);
+ * `--corpus realistic [--seeds 1,2,3]` scores the realistic corpus (bench/corpus.ts) instead.
  */
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -70,7 +72,62 @@ function fmt(x: number, d = 3): string {
   return Number.isFinite(x) ? x.toFixed(d) : '–';
 }
 
+/**
+ * `--corpus realistic`: the windowed event score per shape of the realistic corpus
+ * (bench/corpus.ts), for the ensemble, each detector and the rolling z-score baseline, over
+ * several seeds (`--seeds 1,2,3`), both cost profiles.
+ */
+async function corpusMain(lstm: Awaited<ReturnType<typeof loadLstm>> | null): Promise<void> {
+  const seeds = arg('seeds', '1,2,3').split(',').map(Number);
+  const runs: { name: string; settings: EnsembleSettings | null }[] = [
+    { name: 'ensemble', settings: { ...DEFAULT_ENSEMBLE, detectors: DETECTORS.filter((d) => d !== 'lstm' || lstm) } },
+    ...DETECTORS.filter((d) => d !== 'lstm' || lstm).map((d) => ({ name: d, settings: { ...DEFAULT_ENSEMBLE, detectors: [d] as DetectorName[], topK: 1 } })),
+    { name: 'rolling z (baseline)', settings: null },
+  ];
+  const groups = [...CORPUS_SHAPES, 'all'] as const;
+  // score[profile][run][group] = per-seed scores
+  const scores: Record<string, Record<string, Record<string, number[]>>> = { fewFalsePositives: {}, fewMisses: {} };
+  for (const seed of seeds) {
+    const c = realisticCorpus(seed);
+    for (const run of runs) {
+      let scored: ScoredBucket[];
+      if (run.settings) {
+        scored = [];
+        const out = scored;
+        backtest(c.rows, { settings: run.settings, lstm, onRow: (row, s) => out.push({ series: row.series, tsMs: row.tsMs, flagged: s.anomaly }) });
+      } else scored = rollingZ(c.rows);
+      for (const group of groups) {
+        const inGroup = (series: string) => group === 'all' || c.shapes.get(series) === group;
+        const b = scored.filter((x) => inGroup(x.series));
+        const l = c.labels.filter((x) => inGroup(x.series));
+        for (const [profile, costs] of Object.entries(COST_PROFILES)) {
+          const cell = (((scores[profile] as Record<string, Record<string, number[]>>)[run.name] ??= {})[group] ??= []);
+          cell.push(windowedScore(b, l, c.widthMs, costs).score);
+        }
+      }
+    }
+  }
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const lines = [`# Windowed event score on the realistic corpus (bench/corpus.ts; seeds ${seeds.join(', ')}; mean, then min–max over seeds)`, ''];
+  for (const [profile, byRun] of Object.entries(scores)) {
+    lines.push(`## ${profile === 'fewFalsePositives' ? 'few false positives (FP −0.22, miss −1)' : 'few misses (FP −0.11, miss −2)'}`, '');
+    lines.push(`| detector | ${groups.join(' | ')} |`, `|---|${groups.map(() => '---').join('|')}|`);
+    for (const [name, byGroup] of Object.entries(byRun)) {
+      lines.push(`| ${name} | ${groups.map((g) => { const xs = byGroup[g] ?? []; return `${fmt(mean(xs), 1)} (${fmt(Math.min(...xs), 0)}–${fmt(Math.max(...xs), 0)})`; }).join(' | ')} |`);
+    }
+    lines.push('');
+  }
+  console.log(lines.join('\n'));
+  const dir = join('bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
+  writeFileSync(join(dir, `quality-corpus-${stamp}.json`), JSON.stringify({ seeds, scores }, null, 2));
+  writeFileSync(join(dir, `quality-corpus-${stamp}.md`), lines.join('\n') + '\n');
+}
+
 async function main(): Promise<void> {
+  const lstmDir0 = arg('lstm', '');
+  if (arg('corpus', '') === 'realistic') return corpusMain(lstmDir0 ? await loadLstm(lstmDir0) : null);
   const days = Number(arg('days', '5'));
   const opts = defaultLabelledOptions({ series: Number(arg('series', '30')), seed: Number(arg('seed', '1')) });
   opts.buckets = Math.round((days * opts.periodMs) / opts.widthMs);
