@@ -1,5 +1,5 @@
 import type { HeldOffset } from '../workers/shard-task.js';
-import type { SourceMarks } from './repartition.js';
+import { ALL_POINTS, type SourceMarks } from './repartition.js';
 import type { Logger } from '../core/log.js';
 import { OffsetTracker, type OffsetRange, type Position } from './offsets.js';
 
@@ -48,8 +48,40 @@ const finiteOrNull = (v: number): number | null => (Number.isFinite(v) ? v : nul
 
 export function commitMetadata(meta: CommitMeta): string {
   const out: Record<string, unknown> = { v: 1, maxEventTimeMs: finiteOrNull(meta.maxEventTimeMs), storedUpTo: meta.storedUpTo };
-  if (meta.sources) out['sources'] = Object.fromEntries(Object.entries(meta.sources).map(([k, [offset, index, maxMs]]) => [k, [offset, index, finiteOrNull(maxMs)]]));
+  if (meta.sources) out['sources'] = packSources(meta.sources, meta.maxEventTimeMs);
   return JSON.stringify(out);
+}
+
+/**
+ * Source marks in little room (Kafka's `offset.metadata.max.bytes` is 4,096 by default): grouped
+ * by topic, `partition: [offset, maxMs − base]` (base: the partition's own watermark base, 0 when
+ * it has none; null for an unknown maxMs), the point index appended only when it is not
+ * ALL_POINTS (a record cut inside a message). About 20 bytes per source partition: some 180 fit.
+ */
+function packSources(sources: SourceMarks, watermark: number): Record<string, Record<string, (number | null)[]>> {
+  const base = Number.isFinite(watermark) ? watermark : 0;
+  const out: Record<string, Record<string, (number | null)[]>> = {};
+  for (const [key, [offset, index, maxMs]] of Object.entries(sources)) {
+    const slash = key.lastIndexOf('/');
+    const cell: (number | null)[] = [offset, Number.isFinite(maxMs) ? maxMs - base : null];
+    if (index !== ALL_POINTS) cell.push(index);
+    (out[key.slice(0, slash)] ??= {})[key.slice(slash + 1)] = cell;
+  }
+  return out;
+}
+
+function unpackSources(packed: unknown, watermark: number): SourceMarks {
+  const base = Number.isFinite(watermark) ? watermark : 0;
+  const sources: SourceMarks = {};
+  if (!packed || typeof packed !== 'object') return sources;
+  for (const [topic, parts] of Object.entries(packed as Record<string, unknown>)) {
+    if (!parts || typeof parts !== 'object') continue;
+    for (const [partition, cell] of Object.entries(parts as Record<string, unknown>)) {
+      if (!Array.isArray(cell) || typeof cell[0] !== 'number') continue;
+      sources[`${topic}/${partition}`] = [cell[0], typeof cell[2] === 'number' ? cell[2] : ALL_POINTS, typeof cell[1] === 'number' ? base + cell[1] : -Infinity];
+    }
+  }
+  return sources;
 }
 
 export function parseCommitMetadata(metadata: string | null | undefined): CommitMeta {
@@ -61,13 +93,7 @@ export function parseCommitMetadata(metadata: string | null | undefined): Commit
       maxEventTimeMs: typeof parsed.maxEventTimeMs === 'number' ? parsed.maxEventTimeMs : -Infinity,
       storedUpTo: typeof parsed.storedUpTo === 'number' ? parsed.storedUpTo : -1,
     };
-    if (parsed.sources && typeof parsed.sources === 'object') {
-      const sources: SourceMarks = {};
-      for (const [k, v] of Object.entries(parsed.sources as Record<string, unknown>)) {
-        if (Array.isArray(v) && typeof v[0] === 'number' && typeof v[1] === 'number') sources[k] = [v[0], v[1], typeof v[2] === 'number' ? v[2] : -Infinity];
-      }
-      meta.sources = sources;
-    }
+    if (parsed.sources !== undefined) meta.sources = unpackSources(parsed.sources, meta.maxEventTimeMs);
     return meta;
   } catch {
     return none;

@@ -66,9 +66,20 @@ describe('SourceLog: one repartition partition\'s sources', () => {
     expect(again.admit(13, record('m/0', 9, ALL_POINTS, 1200))).toMatchObject({ skipOffset: 9, skipIndex: ALL_POINTS });
   });
 
-  it('the marks survive the commit metadata, an unknown event time included', () => {
-    const meta = { maxEventTimeMs: 1200, storedUpTo: 13, sources: { 'm/0': [9, ALL_POINTS, 1200], 'm/1': [-1, ALL_POINTS, -Infinity] } as Record<string, [number, number, number]> };
+  it('the marks survive the commit metadata: a record cut inside a message, an unknown event time, no watermark base', () => {
+    const meta = { maxEventTimeMs: 1200, storedUpTo: 13, sources: { 'm/0': [9, ALL_POINTS, 1200], 'm/1': [-1, ALL_POINTS, -Infinity], 'a/b/7': [5, 3, 1100] } as Record<string, [number, number, number]> };
     expect(parseCommitMetadata(commitMetadata(meta))).toEqual(meta);
+    const noBase = { ...meta, maxEventTimeMs: -Infinity };
+    expect(parseCommitMetadata(commitMetadata(noBase))).toEqual(noBase);
     expect(parseCommitMetadata(commitMetadata({ maxEventTimeMs: 1, storedUpTo: 2 }))).toEqual({ maxEventTimeMs: 1, storedUpTo: 2 });
+  });
+
+  it('the marks of 180 source partitions fit Kafka\'s default offset.metadata.max.bytes (4,096)', () => {
+    const now = 1_795_750_000_000;
+    const sources: Record<string, [number, number, number]> = {};
+    for (let p = 0; p < 180; p++) sources[`metrics.prod/${p}`] = [123_456_789 + p, ALL_POINTS, now - (p % 7) * 1_000];
+    const text = commitMetadata({ maxEventTimeMs: now - 6_000, storedUpTo: 987_654_321, sources });
+    expect(Buffer.byteLength(text)).toBeLessThanOrEqual(4096);
+    expect(parseCommitMetadata(text).sources).toEqual(sources);
   });
 });
