@@ -141,7 +141,7 @@ export function realisticCorpus(seed: number, seriesPerShape = 4, days = 14): Co
         const tsMs = startMs + t * WIDTH_MS;
         rows.push({ series: name, tsMs, value: Math.round(v * 1000) / 1000, label: kindAt(tsMs) });
         // The repeated hour: other measurements under the same timestamps.
-        if (t >= repeatAt && t < repeatAt + HOUR) rows.push({ series: name, tsMs, value: Math.round(v * (1 + 0.01 * gauss(rand)) * 1000) / 1000, label: kindAt(tsMs) });
+        if (repeatAt >= 0 && t >= repeatAt && t < repeatAt + HOUR) rows.push({ series: name, tsMs, value: Math.round(v * (1 + 0.01 * gauss(rand)) * 1000) / 1000, label: kindAt(tsMs) });
       }
     }
   }

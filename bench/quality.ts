@@ -12,7 +12,8 @@ import { loadLstm } from '../models/lstm-detector.js';
  * `npm run bench:quality`: detection quality on the labelled synthetic workload (bench/anomalies.ts)
  * per detector alone and for the ensemble at default settings, plus the ensemble's scoring cost
  * per series-bucket. Options: --series N --days D --seed S --lstm DIR (a trained model);
- * `--corpus realistic [--seeds 1,2,3]` scores the realistic corpus (bench/corpus.ts) instead.
+ * `--corpus realistic [--seeds 1,2,3]` scores the realistic corpus (bench/corpus.ts) instead
+ * (`--csv FILE` writes the first seed's rows instead of scoring).
  */
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -79,6 +80,15 @@ function fmt(x: number, d = 3): string {
  */
 async function corpusMain(lstm: Awaited<ReturnType<typeof loadLstm>> | null): Promise<void> {
   const seeds = arg('seeds', '1,2,3').split(',').map(Number);
+  // `--csv FILE`: the first seed's corpus as series,timestamp,value,label (for `vigil train --input`
+  // on one seed and scoring on the others, or for `vigil backtest`), and nothing else.
+  const csv = arg('csv', '');
+  if (csv) {
+    const c = realisticCorpus(seeds[0] as number);
+    writeFileSync(csv, ['series,timestamp,value,label', ...c.rows.map((r) => `${r.series},${new Date(r.tsMs).toISOString()},${r.value},${r.label}`)].join('\n') + '\n');
+    console.log(`written ${c.rows.length} rows of seed ${seeds[0]} to ${csv}`);
+    return;
+  }
   const runs: { name: string; settings: EnsembleSettings | null }[] = [
     { name: 'ensemble', settings: { ...DEFAULT_ENSEMBLE, detectors: DETECTORS.filter((d) => d !== 'lstm' || lstm) } },
     ...DETECTORS.filter((d) => d !== 'lstm' || lstm).map((d) => ({ name: d, settings: { ...DEFAULT_ENSEMBLE, detectors: [d] as DetectorName[], topK: 1 } })),

@@ -30,7 +30,14 @@ describe('the realistic labelled corpus (bench/corpus.ts)', () => {
   it('repeats an hour of timestamps in some series, and leaves dropouts without rows', () => {
     const seen = new Map<string, number>();
     for (const r of c.rows) seen.set(`${r.series}@${r.tsMs}`, (seen.get(`${r.series}@${r.tsMs}`) ?? 0) + 1);
-    expect([...seen.values()].filter((n) => n === 2).length).toBeGreaterThanOrEqual(12);
+    const repeated = [...seen].filter(([, n]) => n > 1).map(([key]) => key);
+    // One hour (12 buckets) on day 10, in half the series of each shape, nowhere else.
+    expect(repeated).toHaveLength(12 * (c.shapes.size / 2));
+    const day10 = Date.UTC(2026, 0, 15);
+    for (const key of repeated) {
+      const ts = Number(key.split('@')[1]);
+      expect(ts >= day10 && ts < day10 + 86_400_000, key).toBe(true);
+    }
     const dropouts = c.labels.filter((l) => l.kind === 'dropout');
     expect(dropouts.length).toBeGreaterThan(0);
     for (const d of dropouts) expect(c.rows.some((r) => r.series === d.series && r.tsMs >= d.startMs && r.tsMs < d.startMs + 24 * c.widthMs)).toBe(false);
