@@ -112,8 +112,8 @@ export const partitionKey = (topic: string, partition: number): string => `${top
 export function offsetsToCommit(
   positions: readonly Position<DoneMeta>[],
   storedUpToOf: (key: string) => number,
-  lastCommitted: ReadonlyMap<string, { offset: number; storedUpTo: number }>,
-  sourcesAt: (key: string, offset: number) => SourceMarks | undefined = () => undefined,
+  lastCommitted: ReadonlyMap<string, { offset: number; storedUpTo: number; maxEventTimeMs?: number }>,
+  sourcesAt: (key: string, offset: number) => SourceMarks | null | undefined = () => undefined,
 ): OffsetCommit[] {
   const out: OffsetCommit[] = [];
   for (const pos of positions) {
@@ -128,7 +128,15 @@ export function offsetsToCommit(
     const storedUpTo = Math.max(pos.offset, storedUpToOf(key));
     const last = lastCommitted.get(key) ?? { offset: -1, storedUpTo: -1 };
     if (offset > last.offset || storedUpTo > last.storedUpTo) {
-      const sources = sourcesAt(key, offset);
+      let sources = sourcesAt(key, offset);
+      if (sources === null) {
+        // A repartition partition's marks below its last commit are folded away (a held bucket
+        // moved the offset back, e.g. a counter's base point): stay at the last commit, whose
+        // marks are known. A replay then lacks that base point (one rate), never skips points.
+        offset = last.offset;
+        maxBefore = last.maxEventTimeMs ?? maxBefore;
+        sources = sourcesAt(key, offset);
+      }
       out.push({ topic: pos.topic, partition: pos.partition, offset: String(offset), metadata: commitMetadata({ maxEventTimeMs: maxBefore, storedUpTo, ...(sources ? { sources } : {}) }) });
     }
   }
@@ -137,15 +145,15 @@ export function offsetsToCommit(
 
 export interface CommitTarget {
   commitOffsets(offsets: OffsetCommit[]): Promise<void>;
-  /** Repartition-topic partitions: the source marks as of an offset about to be committed. */
-  sourcesAt?(key: string, offset: number): SourceMarks | undefined;
+  /** Repartition-topic partitions: the source marks as of an offset about to be committed (null: no longer known). */
+  sourcesAt?(key: string, offset: number): SourceMarks | null | undefined;
   /** An offset was committed. */
   committed?(key: string, offset: number): void;
 }
 
 export class Committer {
   private tracker = new OffsetTracker<DoneMeta>();
-  private readonly committed = new Map<string, { offset: number; storedUpTo: number }>();
+  private readonly committed = new Map<string, { offset: number; storedUpTo: number; maxEventTimeMs: number }>();
   private chain: Promise<void> = Promise.resolve();
   private generation = 0;
   /** Wall time of the last commit that moved an offset or stored-up-to (readiness watches it). */
@@ -192,7 +200,8 @@ export class Committer {
         if (epoch !== this.generation) return;
         for (const o of offsets) {
           const key = partitionKey(o.topic, o.partition);
-          this.committed.set(key, { offset: Number(o.offset), storedUpTo: parseCommitMetadata(o.metadata).storedUpTo });
+          const meta = parseCommitMetadata(o.metadata);
+          this.committed.set(key, { offset: Number(o.offset), storedUpTo: meta.storedUpTo, maxEventTimeMs: meta.maxEventTimeMs });
           this.target.committed?.(key, Number(o.offset));
         }
         this.lastProgressAt = Date.now();

@@ -115,9 +115,11 @@ export class PartitionConsumer<P> {
     await this.admin.connect();
     await this.consumer.connect();
     const topics: (string | RegExp)[] = kafka.topicPattern ? [new RegExp(kafka.topicPattern)] : [...kafka.topics];
-    // The repartition topic is read by the same group: its partitions are the second stage.
-    if (kafka.repartition !== 'never') topics.push(repartitionTopicOf(this.config));
     await this.consumer.subscribe({ topics, fromBeginning: kafka.fromBeginning });
+    // The repartition topic is read by the same group: its partitions are the second stage. From
+    // the earliest offset whatever kafka.fromBeginning says: what is on it was forwarded by source
+    // offsets already committed, and would otherwise never be applied.
+    if (kafka.repartition !== 'never') await this.consumer.subscribe({ topics: [repartitionTopicOf(this.config)], fromBeginning: true });
     await this.consumer.run({
       autoCommit: false,
       partitionsConsumedConcurrently: Math.max(1, pipeline.workers * 2),

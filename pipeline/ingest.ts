@@ -363,7 +363,7 @@ export class Ingestor {
       const before = state.maxTsMs;
       if (result.maxTsMs > state.maxTsMs) state.maxTsMs = result.maxTsMs;
       work.maxAfterMs = state.maxTsMs;
-      if (work.forwarding) work.outputs.push(this.forward(state, work, result));
+      if (work.forwarding) work.outputs.push(this.forward(state, work, result, before));
       const shares = result.shardBatches.map((batch, shard) => ({ batch, shard })).filter(({ batch }) => this.shards.rollups || batch.count > 0);
       if (shares.length === 0) {
         this.seal(work);
@@ -401,7 +401,7 @@ export class Ingestor {
    * partition's batches in order, the last stamped with the task's last offset, and a record
    * without points for every partition that got none, so each learns this source's progress.
    */
-  private forward(state: PartitionState, work: Work, result: IngestResult): Promise<void> {
+  private forward(state: PartitionState, work: Work, result: IngestResult, maxBeforeMs: number): Promise<void> {
     const r = this.repartition as Repartition;
     const source = partitionKey(state.topic, state.partition);
     const timestamp = Number((work.messages[work.messages.length - 1] as KafkaMessage).timestamp);
@@ -411,7 +411,10 @@ export class Ingestor {
     result.forwards.forEach((f, i) => {
       const last = lastOf.get(f.partition) === i;
       const [offset, index] = last ? [work.range.last, ALL_POINTS] : [f.lastOffset, f.lastIndex];
-      records.push({ partition: f.partition, value: Buffer.from(f.body.buffer, f.body.byteOffset, f.body.byteLength), headers: forwardHeaders(source, offset, index, state.maxTsMs), timestamp });
+      // A batch cut inside the task carries the source's maximum through its own last point, not
+      // the whole task's: the second stage judges the next batch's points by it.
+      const maxMs = last ? state.maxTsMs : Math.max(maxBeforeMs, f.maxTsMs);
+      records.push({ partition: f.partition, value: Buffer.from(f.body.buffer, f.body.byteOffset, f.body.byteLength), headers: forwardHeaders(source, offset, index, maxMs), timestamp });
     });
     for (let p = 0; p < r.partitions; p++) {
       if (!lastOf.has(p)) records.push({ partition: p, value: Buffer.alloc(0), headers: forwardHeaders(source, work.range.last, ALL_POINTS, state.maxTsMs), timestamp });
@@ -424,7 +427,9 @@ export class Ingestor {
       this.metrics.pointsForwarded.inc(points);
       this.metrics.bytesForwarded.inc(bytes);
     });
-    state.forwarded = sent.catch(() => undefined);
+    // A failed send stops the chain: a later task's records must not move this source's marks
+    // past points that never arrived (the second stage would skip them as duplicates on replay).
+    state.forwarded = sent;
     return sent;
   }
 

@@ -91,6 +91,8 @@ export class SourceLog {
   private readonly base = new Map<string, SourceMark>();
   private readonly current = new Map<string, SourceMark & { seenAt: number }>();
   private changes: Change[] = [];
+  /** Changes before this offset are folded into `base` (the last commit). */
+  private foldedBefore = -1;
   private watermark: number;
 
   /**
@@ -148,8 +150,12 @@ export class SourceLog {
     if (w !== Infinity && w > this.watermark) this.watermark = w;
   }
 
-  /** The marks as of just before repartition offset `offset` (what a replay from there must start with). */
-  marksBefore(offset: number): SourceMarks {
+  /**
+   * The marks as of just before repartition offset `offset` (what a replay from there must start
+   * with); null below the last commit, whose earlier changes are folded away.
+   */
+  marksBefore(offset: number): SourceMarks | null {
+    if (offset < this.foldedBefore) return null;
     const marks = new Map(this.base);
     for (const c of this.changes) {
       if (c.offset >= offset) break;
@@ -160,6 +166,8 @@ export class SourceLog {
 
   /** Offsets before `offset` are committed: their changes fold into the base. */
   committed(offset: number): void {
+    if (offset <= this.foldedBefore) return;
+    this.foldedBefore = offset;
     let i = 0;
     for (; i < this.changes.length && (this.changes[i] as Change).offset < offset; i++) {
       const c = this.changes[i] as Change;

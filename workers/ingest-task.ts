@@ -62,6 +62,8 @@ export interface ForwardBatch {
   points: number;
   lastOffset: number;
   lastIndex: number;
+  /** The task's event-time maximum (as the watermark counts it) through the batch's last point. */
+  maxTsMs: number;
 }
 
 /** A forwarded record stays well below Kafka's default max.message.bytes (1 MiB). */

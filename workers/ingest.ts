@@ -94,7 +94,7 @@ function ingestPass(task: IngestTask, poisoned: Map<number, string>): IngestResu
         if (!f) forwards.set(series.repartition, (f = new PointsEncoder(1 << 14)));
         f.add(series.id, metric, tags, type, tsMs, value, task.topic, task.partition, offset, pointIndex);
         if (f.rows.length >= FORWARD_CHUNK_BYTES) {
-          forwarded.push({ partition: series.repartition, body: f.rows.finish(), points: f.count, lastOffset: offset, lastIndex: pointIndex });
+          forwarded.push({ partition: series.repartition, body: f.rows.finish(), points: f.count, lastOffset: offset, lastIndex: pointIndex, maxTsMs: runMax });
           forwards.delete(series.repartition);
         }
       } else (collectors[series.shard] as ShardCollector).add(series.id, metric, tags, tsMs, value, type, offset, pointIndex, maxBeforeMessage);
@@ -129,7 +129,7 @@ function ingestPass(task: IngestTask, poisoned: Map<number, string>): IngestResu
     body = new Uint8Array(z.buffer, z.byteOffset, z.byteLength).slice();
   }
   // The last batch of each partition: the main thread stamps it with the task's last offset.
-  for (const [partition, f] of forwards) forwarded.push({ partition, body: f.rows.finish(), points: f.count, lastOffset: -1, lastIndex: -1 });
+  for (const [partition, f] of forwards) forwarded.push({ partition, body: f.rows.finish(), points: f.count, lastOffset: -1, lastIndex: -1, maxTsMs: runMax });
   return { body, rows: encoder.count, rejects: rejects.finish(), shardBatches: collectors.map((c) => c.finish()), maxTsMs: runMax, forwards: forwarded, workerMs: performance.now() - started };
 }
 
@@ -153,7 +153,8 @@ function forwardedPass(task: IngestTask, started: number, collectors: ShardColle
     try {
       readForwarded(task.data, task.bounds[2 * message] as number, task.bounds[2 * message + 1] as number, (p) => read.push({ ...p }));
     } catch (err) {
-      rejects.add(message, 'VIGIL_ERR_DECODE_INTERNAL', `a repartition record does not parse: ${(err as Error).message}`, {});
+      // A replay below storedUpTo set it aside already.
+      if (offset >= task.storeFromOffset) rejects.add(message, 'VIGIL_ERR_DECODE_INTERNAL', `a repartition record does not parse: ${(err as Error).message}`, {});
       continue;
     }
     read.forEach((p, i) => {

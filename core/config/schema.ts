@@ -110,7 +110,7 @@ export const configSchema = {
         },
         fromBeginning: {
           type: 'boolean',
-          description: 'Where a new consumer group starts: the earliest offset (true) or the latest (false).',
+          description: 'Where a new consumer group starts on the metric topics: the earliest offset (true) or the latest (false). The repartition topic is always read from its earliest offset.',
           default: true,
         },
         maxWaitTimeMs: {

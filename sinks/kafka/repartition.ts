@@ -10,6 +10,18 @@ export interface ForwardRecord {
   timestamp: number;
 }
 
+/** The records in sends of at most one record per partition, each partition's in order. */
+export function rounds<T extends { partition: number }>(records: readonly T[]): T[][] {
+  const out: T[][] = [];
+  const seen = new Map<number, number>();
+  for (const r of records) {
+    const k = seen.get(r.partition) ?? 0;
+    seen.set(r.partition, k + 1);
+    (out[k] ??= []).push(r);
+  }
+  return out;
+}
+
 /**
  * Produces the first stage's forwarded points to the repartition topic (pipeline/repartition.ts),
  * acks=all. The caller sends one source partition's records in offset order, one send at a time;
@@ -30,14 +42,22 @@ export class RepartitionProducer {
     await this.producer.connect();
   }
 
+  /**
+   * Sends the records in rounds of at most one record per partition: kafkajs puts a send's
+   * records for one partition into one record batch, which the broker checks against
+   * `max.message.bytes` (1 MiB by default) as a whole, so two 512 KiB records of a partition must
+   * not share a send. Each partition's records keep their order.
+   */
   async send(records: readonly ForwardRecord[]): Promise<void> {
     if (records.length === 0) return;
     try {
-      await this.producer.send({
-        topic: this.topic,
-        acks: -1,
-        messages: records.map((r) => ({ partition: r.partition, value: r.value, headers: r.headers, timestamp: String(r.timestamp) })),
-      });
+      for (const round of rounds(records)) {
+        await this.producer.send({
+          topic: this.topic,
+          acks: -1,
+          messages: round.map((r) => ({ partition: r.partition, value: r.value, headers: r.headers, timestamp: String(r.timestamp) })),
+        });
+      }
     } catch (err) {
       throw new VigilError('VIGIL_ERR_KAFKA_PRODUCE', `forwarding ${records.length} records to ${this.topic} failed: ${(err as Error).message}`, { cause: err, retryable: true });
     }

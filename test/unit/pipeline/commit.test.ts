@@ -32,6 +32,21 @@ describe('commit metadata', () => {
 const pos = (partition: number, offset: number, meta: DoneMeta): Position<DoneMeta> => ({ topic: 't', partition, offset, meta });
 
 describe('offsetsToCommit', () => {
+  it('a repartition partition whose held offset moved back below its last commit stays at that commit, with its marks and watermark base', () => {
+    const marks = { 'm/0': [9, 4294967295, 1200] as [number, number, number] };
+    // Marks are known from offset 60 on (the last commit); below it they are folded away.
+    const sourcesAt = (_key: string, offset: number) => (offset >= 60 ? marks : null);
+    const last = new Map([['t/0', { offset: 60, storedUpTo: 60, maxEventTimeMs: 1100 }]]);
+    const out = offsetsToCommit([pos(0, 100, { maxAfterMs: 5000, held: { offset: 10, maxBeforeMs: 900 } })], () => 100, last, sourcesAt);
+    expect(out).toHaveLength(1);
+    expect(out[0]?.offset).toBe('60');
+    expect(parseCommitMetadata(out[0]?.metadata)).toEqual({ maxEventTimeMs: 1100, storedUpTo: 100, sources: marks });
+    // Held at or above the last commit: committed there as usual.
+    const up = offsetsToCommit([pos(0, 100, { maxAfterMs: 5000, held: { offset: 70, maxBeforeMs: 1150 } })], () => 100, last, sourcesAt);
+    expect(up[0]?.offset).toBe('70');
+    expect(parseCommitMetadata(up[0]?.metadata).maxEventTimeMs).toBe(1150);
+  });
+
   it('commits the position with the watermark after its last task when no bucket is held', () => {
     const out = offsetsToCommit([pos(0, 100, { maxAfterMs: 5000, held: null })], () => -1, new Map());
     expect(out).toEqual([{ topic: 't', partition: 0, offset: '100', metadata: commitMetadata({ maxEventTimeMs: 5000, storedUpTo: 100 }) }]);

@@ -61,8 +61,10 @@ describe('SourceLog: one repartition partition\'s sources', () => {
     log.committed(12);
     expect(log.marksBefore(12)).toEqual({ 'm/0': [8, ALL_POINTS, 1000], 'm/1': [3, 2, 1100] });
     expect(log.marksBefore(13)).toEqual({ 'm/0': [9, ALL_POINTS, 1200], 'm/1': [3, 2, 1100] });
+    // Below the last commit the marks are folded away: not known (the committer stays put).
+    expect(log.marksBefore(11)).toBeNull();
     // A restored mark is what the next record's duplicates are judged by.
-    const again = new SourceLog(log.marksBefore(13), 1200, ['m/0'], 60_000);
+    const again = new SourceLog(log.marksBefore(13) ?? undefined, 1200, ['m/0'], 60_000);
     expect(again.admit(13, record('m/0', 9, ALL_POINTS, 1200))).toMatchObject({ skipOffset: 9, skipIndex: ALL_POINTS });
   });
 
