@@ -1,7 +1,8 @@
-import { Partitioners, type IHeaders, type Kafka, type KafkaMessage, type Producer } from 'kafkajs';
+import type { IHeaders, KafkaMessage } from 'kafkajs';
 import { chunks } from '../../core/bytes.js';
 import { VigilError, type ErrorCode } from '../../core/errors.js';
 import { isPermanentProduceError } from './errors.js';
+import { TopicProducer } from './producer.js';
 import type { IngestReject } from '../../workers/ingest-task.js';
 import { MAX_REJECTED_BYTES } from '../../workers/rejects.js';
 import type { RefusedPoints } from '../../workers/shard-task.js';
@@ -185,20 +186,7 @@ export interface DeadLetterOutcome {
   dropped: DeadLetter[];
 }
 
-export class DeadLetterProducer {
-  private readonly producer: Producer;
-
-  constructor(
-    kafka: Kafka,
-    readonly topic: string,
-  ) {
-    this.producer = kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
-  }
-
-  async start(): Promise<void> {
-    await this.producer.connect();
-  }
-
+export class DeadLetterProducer extends TopicProducer {
   /**
    * Produces the letters, grouped into requests of about MAX_REQUEST_BYTES. Rejects with a
    * retryable VIGIL_ERR_KAFKA_PRODUCE when the broker is unavailable (the caller retries all of
@@ -240,9 +228,5 @@ export class DeadLetterProducer {
       outcome.cut++;
       await this.produceChunk([minimalDeadLetter(letter, `the broker refused the letter: ${(err as Error).message}`)], outcome);
     }
-  }
-
-  async close(): Promise<void> {
-    await this.producer.disconnect();
   }
 }

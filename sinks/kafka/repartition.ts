@@ -1,5 +1,6 @@
-import { Partitioners, type IHeaders, type Kafka, type Producer } from 'kafkajs';
+import type { IHeaders } from 'kafkajs';
 import { VigilError } from '../../core/errors.js';
+import { TopicProducer } from './producer.js';
 
 /** One record for the repartition topic: a partition picked by series id, points as RowBinary rows. */
 export interface ForwardRecord {
@@ -28,20 +29,7 @@ export function rounds<T extends { partition: number }>(records: readonly T[]): 
  * a failed send may have stored some records, and sending them again is safe (the second stage
  * skips points it applied).
  */
-export class RepartitionProducer {
-  private readonly producer: Producer;
-
-  constructor(
-    kafka: Kafka,
-    readonly topic: string,
-  ) {
-    this.producer = kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
-  }
-
-  async start(): Promise<void> {
-    await this.producer.connect();
-  }
-
+export class RepartitionProducer extends TopicProducer {
   /**
    * Sends the records in rounds of at most one record per partition: kafkajs puts a send's
    * records for one partition into one record batch, which the broker checks against
@@ -61,9 +49,5 @@ export class RepartitionProducer {
     } catch (err) {
       throw new VigilError('VIGIL_ERR_KAFKA_PRODUCE', `forwarding ${records.length} records to ${this.topic} failed: ${(err as Error).message}`, { cause: err, retryable: true });
     }
-  }
-
-  async close(): Promise<void> {
-    await this.producer.disconnect();
   }
 }
