@@ -544,7 +544,7 @@ export class Ingestor {
   private async sendRefused(work: Work, shard: number, refused: RefusedPoints): Promise<void> {
     const { topic, partition } = work.range;
     const letter = cardinalityLetter(refused, shard, this.config.limits.maxSeriesPerShard, topic, partition);
-    await this.retrySink('dlq', () => this.dlq.send([letter]));
+    await this.produceDeadLetters([letter]);
     this.metrics.deadLetters.inc({ code: 'VIGIL_ERR_LIMIT_CARDINALITY' });
     this.metrics.rejectedItems.inc({ code: 'VIGIL_ERR_LIMIT_CARDINALITY' }, refused.points);
     this.metrics.seriesRefused.inc({ shard: String(shard) }, refused.series);

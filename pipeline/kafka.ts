@@ -53,17 +53,3 @@ export async function ensureTopics(kafka: Kafka, config: VigilConfig, extra: rea
     await admin.disconnect();
   }
 }
-
-/** The number of partitions of an existing topic. */
-export async function partitionCount(kafka: Kafka, topic: string): Promise<number> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const meta = await admin.fetchTopicMetadata({ topics: [topic] });
-    const n = meta.topics[0]?.partitions.length ?? 0;
-    if (n === 0) throw new Error(`topic ${topic} has no partitions`);
-    return n;
-  } finally {
-    await admin.disconnect();
-  }
-}

@@ -177,16 +177,24 @@ export class SourceLog {
   }
 }
 
-/** The source partitions of the metric topics, as `topic/partition` (the listed topics, or those the pattern matches). */
-export async function sourcePartitions(kafka: Kafka, config: VigilConfig): Promise<string[]> {
+/**
+ * What the stages need to know of the topics at start, in one metadata request: the repartition
+ * topic's partition count, and the metric topics' partitions as `topic/partition` (the listed
+ * topics, or those the pattern matches).
+ */
+export async function repartitionLayout(kafka: Kafka, config: VigilConfig): Promise<{ partitions: number; sources: string[] }> {
   const admin = kafka.admin();
   await admin.connect();
   try {
-    const internal = new Set([config.kafka.dlqTopic, config.kafka.alertsTopic, repartitionTopicOf(config)]);
+    const repartitionTopic = repartitionTopicOf(config);
+    const internal = new Set([config.kafka.dlqTopic, config.kafka.alertsTopic, repartitionTopic]);
     const pattern = config.kafka.topicPattern ? new RegExp(config.kafka.topicPattern) : null;
     const topics = pattern ? (await admin.listTopics()).filter((t) => pattern.test(t) && !internal.has(t)) : [...config.kafka.topics];
-    const meta = await admin.fetchTopicMetadata({ topics });
-    return meta.topics.flatMap((t) => t.partitions.map((p) => `${t.name}/${p.partitionId}`));
+    const meta = await admin.fetchTopicMetadata({ topics: [repartitionTopic, ...topics] });
+    const partitions = meta.topics.find((t) => t.name === repartitionTopic)?.partitions.length ?? 0;
+    if (partitions === 0) throw new Error(`topic ${repartitionTopic} has no partitions`);
+    const sources = meta.topics.filter((t) => t.name !== repartitionTopic).flatMap((t) => t.partitions.map((p) => `${t.name}/${p.partitionId}`));
+    return { partitions, sources };
   } finally {
     await admin.disconnect();
   }

@@ -5,8 +5,8 @@ import { VigilError } from '../core/errors.js';
 import { retry } from '../core/retry.js';
 import { Readiness, startHttpServer } from './http.js';
 import { Ingestor } from './ingest.js';
-import { createKafka, ensureTopics, partitionCount } from './kafka.js';
-import { repartitionTopicOf, sourcePartitions } from './repartition.js';
+import { createKafka, ensureTopics } from './kafka.js';
+import { repartitionLayout, repartitionTopicOf } from './repartition.js';
 import { RepartitionProducer } from '../sinks/kafka/repartition.js';
 import type { Repartition } from './ingest.js';
 import { componentLogger, type Logger } from '../core/log.js';
@@ -57,8 +57,7 @@ export async function runPipeline(config: VigilConfig): Promise<RunningPipeline>
     const topic = repartitionTopicOf(config);
     const producer = new RepartitionProducer(kafka, topic);
     await untilUp('repartition producer', log, () => producer.start(), config);
-    const partitions = await untilUp('repartition topic', log, () => partitionCount(kafka, topic), config);
-    const sources = await untilUp('metric topics', log, () => sourcePartitions(kafka, config), config);
+    const { partitions, sources } = await untilUp('repartition topic', log, () => repartitionLayout(kafka, config), config);
     repartition = { producer, topic, partitions, sources };
     log.info({ topic, partitions, mode: config.kafka.repartition }, 'repartition topic ready');
   }

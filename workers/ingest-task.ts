@@ -101,7 +101,5 @@ export interface IngestResult {
   rejects: IngestReject[];
   /** Points to forward, by repartition partition (only partitions that got some). */
   forwards: ForwardBatch[];
-  /** Repartition-topic tasks: points handed to the shards (duplicates skipped). */
-  forwardedPoints?: number;
   workerMs: number;
 }

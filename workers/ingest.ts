@@ -1,7 +1,7 @@
 import { gzipSync } from 'node:zlib';
 import { performance } from 'node:perf_hooks';
 import { Piscina } from 'piscina';
-import { decodeMessage, type DecodeContext, type DecodeErrorCode, type MetricTypeCode } from './decode/index.js';
+import { decodeMessage, type DecodeContext, type DecodeErrorCode, type Format, type MetricTypeCode } from './decode/index.js';
 import { readForwarded, type ForwardedPoint } from './decode/repartition.js';
 import { PointsEncoder } from './encode/points.js';
 import { hashCanonical, canonicalSeries, sortTags } from './series.js';
@@ -53,15 +53,17 @@ function seriesOf(metric: string, tags: string[], shards: number): SeriesEntry {
  * Decoding is deterministic, so the second pass normally finds nothing new; it repeats if it does.
  */
 export function ingest(task: IngestTask): IngestResult {
+  const format = task.format;
+  if (format === 'repartition') return forwardedPass(task);
   const poisoned = new Map<number, string>();
   for (;;) {
     const found = poisoned.size;
-    const result = ingestPass(task, poisoned);
+    const result = ingestPass(task, format, poisoned);
     if (poisoned.size === found) return result;
   }
 }
 
-function ingestPass(task: IngestTask, poisoned: Map<number, string>): IngestResult {
+function ingestPass(task: IngestTask, format: Format, poisoned: Map<number, string>): IngestResult {
   const started = performance.now();
   const encoder = new PointsEncoder(Math.max(1 << 16, task.data.length * 2));
   const rejects = new RejectCollector();
@@ -100,7 +102,6 @@ function ingestPass(task: IngestTask, poisoned: Map<number, string>): IngestResu
       } else (collectors[series.shard] as ShardCollector).add(series.id, metric, tags, tsMs, value, type, offset, pointIndex, maxBeforeMessage);
     },
   };
-  if (task.format === 'repartition') return forwardedPass(task, started, collectors);
   const rejectSink = {
     reject(code: DecodeErrorCode, reason: string, detail: { bytes?: Uint8Array; line?: number; element?: number }) {
       if ((task.offsets[message] as number) >= task.storeFromOffset) rejects.add(message, code, reason, detail);
@@ -117,7 +118,7 @@ function ingestPass(task: IngestTask, poisoned: Map<number, string>): IngestResu
     ctx.kafkaTimestampMs = task.timestamps[message] as number;
     forwarding = task.forward !== null && task.forward[message] === 1;
     try {
-      decodeMessage(task.data, task.bounds[2 * message] as number, task.bounds[2 * message + 1] as number, task.format, ctx, points, rejectSink);
+      decodeMessage(task.data, task.bounds[2 * message] as number, task.bounds[2 * message + 1] as number, format, ctx, points, rejectSink);
     } catch (err) {
       // This pass's output is now partial for this message; the caller runs another without it.
       poisoned.set(message, err instanceof Error ? `${err.name}: ${err.message}` : String(err));
@@ -138,9 +139,10 @@ function ingestPass(task: IngestTask, poisoned: Map<number, string>): IngestResu
  * to their shards, judged by the watermarks the main thread worked out per record; points a
  * replayed first stage sent again are skipped.
  */
-function forwardedPass(task: IngestTask, started: number, collectors: ShardCollector[]): IngestResult {
+function forwardedPass(task: IngestTask): IngestResult {
+  const started = performance.now();
   const f = task.forwarded as NonNullable<IngestTask['forwarded']>;
-  let points = 0;
+  const collectors = Array.from({ length: task.shards }, () => new ShardCollector());
   const rejects = new RejectCollector();
   for (let message = 0; message < task.offsets.length; message++) {
     if (task.bounds[2 * message] === SKIPPED) continue;
@@ -149,9 +151,9 @@ function forwardedPass(task: IngestTask, started: number, collectors: ShardColle
     const skipIndex = f.skipThrough[2 * message + 1] as number;
     const before = f.watermarks[message] as number;
     // Read whole before any point is handed on: a record that does not parse is set aside whole.
-    const read: ForwardedPoint[] = [];
+    let read: ForwardedPoint[];
     try {
-      readForwarded(task.data, task.bounds[2 * message] as number, task.bounds[2 * message + 1] as number, (p) => read.push({ ...p }));
+      read = readForwarded(task.data, task.bounds[2 * message] as number, task.bounds[2 * message + 1] as number);
     } catch (err) {
       // A replay below storedUpTo set it aside already.
       if (offset >= task.storeFromOffset) rejects.add(message, 'VIGIL_ERR_DECODE_INTERNAL', `a repartition record does not parse: ${(err as Error).message}`, {});
@@ -159,11 +161,10 @@ function forwardedPass(task: IngestTask, started: number, collectors: ShardColle
     }
     read.forEach((p, i) => {
       if (p.sourceOffset < skipOffset || (p.sourceOffset === skipOffset && p.pointIndex <= skipIndex)) return;
-      points++;
       (collectors[Number(p.seriesId % BigInt(task.shards))] as ShardCollector).add(p.seriesId, p.metric, p.tags, p.tsMs, p.value, p.type, offset, i, before);
     });
   }
-  return { body: new Uint8Array(0), rows: 0, rejects: rejects.finish(), shardBatches: collectors.map((c) => c.finish()), maxTsMs: f.watermarkAfter, forwards: [], workerMs: performance.now() - started, forwardedPoints: points };
+  return { body: new Uint8Array(0), rows: 0, rejects: rejects.finish(), shardBatches: collectors.map((c) => c.finish()), maxTsMs: f.watermarkAfter, forwards: [], workerMs: performance.now() - started };
 }
 
 /** piscina entry: the result is posted back with its body transferred, not copied. */

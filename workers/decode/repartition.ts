@@ -19,7 +19,8 @@ export interface ForwardedPoint {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-export function readForwarded(data: Uint8Array, start: number, end: number, onPoint: (p: ForwardedPoint) => void): void {
+/** Every point of the record `data[start, end)`, in order. */
+export function readForwarded(data: Uint8Array, start: number, end: number): ForwardedPoint[] {
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   let pos = start;
   const need = (n: number) => {
@@ -42,8 +43,9 @@ export function readForwarded(data: Uint8Array, start: number, end: number, onPo
     pos += n;
     return s;
   };
-  const p: ForwardedPoint = { seriesId: 0n, metric: '', tags: [], type: 0, tsMs: 0, value: 0, sourceOffset: 0, pointIndex: 0 };
+  const points: ForwardedPoint[] = [];
   while (pos < end) {
+    const p: ForwardedPoint = { seriesId: 0n, metric: '', tags: [], type: 0, tsMs: 0, value: 0, sourceOffset: 0, pointIndex: 0 };
     need(8);
     p.seriesId = view.getBigUint64(pos, true);
     pos += 8;
@@ -68,6 +70,7 @@ export function readForwarded(data: Uint8Array, start: number, end: number, onPo
     pos += 8;
     p.pointIndex = view.getUint32(pos, true);
     pos += 4;
-    onPoint(p);
+    points.push(p);
   }
+  return points;
 }
