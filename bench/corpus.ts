@@ -114,10 +114,10 @@ export function realisticCorpus(seed: number, seriesPerShape = 4, days = 14): Co
         // A holiday: the second Wednesday looks like a Sunday; the second Saturday like a weekday.
         const holiday = 9 * DAY;
         for (let t = holiday; t < holiday + DAY; t++) values[t] = (values[t] as number) * 0.4;
-        label(holiday + 6 * HOUR, 12 * HOUR, 'holiday');
+        label(holiday, DAY, 'holiday');
         const busy = 12 * DAY;
         for (let t = busy; t < busy + DAY; t++) values[t] = (values[t] as number) / 0.4;
-        label(busy + 6 * HOUR, 12 * HOUR, 'busy-weekend');
+        label(busy, DAY, 'busy-weekend');
       } else {
         let level = base;
         for (let t = 0; t < n; t++) {

@@ -1,6 +1,7 @@
+import { CALIBRATION_DEFAULTS, likelihoodScore, TailCalibrator } from './calibration.js';
 import { NOT_READY, zScore, type Observation, type Score } from './detector.js';
 import { IsolationForest } from './iforest.js';
-import { Ewma, EWMA_DEFAULTS, ROBUST_DEFAULTS, RobustZ, Seasonal, SEASONAL_DEFAULTS, type EwmaState, type RobustState, type SeasonalState } from './statistical.js';
+import { Ewma, EWMA_DEFAULTS, learnQuantum, ROBUST_DEFAULTS, RobustZ, scaleFloor, Seasonal, SEASONAL_DEFAULTS, type EwmaState, type RobustState, type SeasonalState } from './statistical.js';
 import { LstmForecaster, type LstmWeights } from './lstm/index.js';
 
 /**
@@ -12,22 +13,21 @@ import { LstmForecaster, type LstmWeights } from './lstm/index.js';
 export const DETECTORS = ['robust', 'ewma', 'seasonal', 'iforest', 'lstm'] as const;
 export type DetectorName = (typeof DETECTORS)[number];
 
+/**
+ * Version of the per-series state's layout (SeriesModels): part of the key under which detector
+ * state is persisted, so a snapshot written by another layout is never read back into this one.
+ */
+export const MODEL_STATE_VERSION = 2;
+
 export interface EnsembleSettings {
   /** Detectors that take part (the others are not run). */
   detectors: readonly DetectorName[];
   /**
-   * Ensemble score at or above which a bucket is an anomaly. The default 0.6 asks two detectors
-   * for about |z| = 5 each: on the labelled workloads it trades ~2 points of recall for half the
-   * false alarms (F1 0.92 → 0.96), and real series, with heavier tails than any generator, need
-   * the margin more.
+   * Ensemble score at or above which an episode starts (`anomaly` is set on its first bucket). A
+   * score is -log10(p) / 10 of the anomaly likelihood p, so 0.5 is p = 1e-5.
    */
   threshold: number;
-  /**
-   * How many of the highest detector scores are averaged. 2 asks two detectors to agree, which
-   * is what keeps false positives rare; one detector at 1 with the next at 0 still gives 0.5.
-   */
-  topK: number;
-  seasonal: { periodMs: number; slots: number };
+  seasonal: { periodsMs: readonly number[]; maxSlots: number };
   robust: { window: number };
   ewma: { alpha: number };
   iforest: { trees: number; samples: number; refitEvery: number; reservoir: number; seed: number };
@@ -35,9 +35,8 @@ export interface EnsembleSettings {
 
 export const DEFAULT_ENSEMBLE: EnsembleSettings = {
   detectors: DETECTORS,
-  threshold: 0.6,
-  topK: 2,
-  seasonal: { periodMs: 86_400_000, slots: 24 },
+  threshold: 0.5,
+  seasonal: { periodsMs: SEASONAL_DEFAULTS.periodsMs, maxSlots: SEASONAL_DEFAULTS.maxSlots },
   robust: { window: 128 },
   ewma: { alpha: 0.1 },
   iforest: { trees: 100, samples: 256, refitEvery: 16384, reservoir: 4096, seed: 1 },
@@ -53,12 +52,25 @@ export interface SeriesModels {
   lstmResidualVar: number;
   /** Last values for the features (previous value and a short ring for the local spread). */
   recent: Float64Array;
+  /** Per detector (DETECTORS order), its anomaly likelihood history (models/calibration.ts), one after another. */
+  tails: Float32Array;
+  /** Per detector: mean absolute error of its expected value, and buckets it was measured on (the combination's weights). */
+  errors: Float64Array;
+  /** Consecutive buckets below the threshold since the last one at or above it (Infinity: no episode open). */
+  calm: number;
+  /** How often the forest's gate opened for the series (its likelihood is conditional on the gate). */
+  gateRate: number;
+  /** The series' resolution (statistical.ts scaleFloor). */
+  quantum: number;
   n: number;
+  firstTsMs: number;
   lastTsMs: number;
 }
 
 export interface EnsembleScore {
+  /** The weighted anomaly likelihood score in [0, 1] (or the gap's, when higher). */
   score: number;
+  /** The first bucket of an episode: the score reached the threshold after at least CALM_BUCKETS below it. */
   anomaly: boolean;
   ready: boolean;
   expected: number;
@@ -67,7 +79,7 @@ export interface EnsembleScore {
   scores: Record<DetectorName, number>;
   /** What drove the score: the leading detectors, their z values, the features of the forest. */
   explanation: {
-    /** Detectors at or above half the threshold, and `gap` when a dropout raised the score. */
+    /** Detectors at or above half the threshold with at least a tenth of the weight, and `gap` when a dropout raised the score. */
     drivers: (DetectorName | 'gap')[];
     detectors: Partial<Record<DetectorName, Record<string, number>>>;
     /** Set when the series resumed after a dropout. */
@@ -84,15 +96,38 @@ const FEATURES = ['level', 'change', 'residual', 'spread'] as const;
  */
 const GAP_BUCKETS = 5;
 const RECENT = 5;
-/** Reservoir rows scored after a refit to calibrate the forest (median → 0, 99.9th percentile → 0.5). */
+/** Reservoir rows scored after a refit to calibrate the forest (median → z 0, 99.9th percentile → z 3.29). */
 const CALIBRATION = 2048;
+/** z of the two-sided normal tail 1e-3: the forest's 99.9th percentile maps there. */
+const Z_999 = 3.29;
 /**
  * The forest (the costly detector: ~5 µs for 100 trees) only scores buckets some statistical
- * detector already finds at least this unusual; below it, agreement of two detectors cannot
- * reach the threshold anyway unless the forest alone were near 1 on a bucket every cheap
- * detector calls normal. It still learns from every bucket.
+ * detector already finds at least this unusual (likelihood p ≤ 0.01); its likelihood is then
+ * conditional on the gate, and multiplied by how often the gate opens for the series. It still
+ * learns from every bucket.
  */
 const FOREST_GATE = 0.2;
+/** Buckets below the threshold that close an episode (the next bucket at or above it is a new onset). */
+export const CALM_BUCKETS = 12;
+/** Memory, in buckets, of each detector's mean absolute error (the combination's weights). */
+const ERROR_MEMORY = 50;
+/** A detector's absolute error counts at most this many times its mean (one spike does not silence a detector for long). */
+const ERROR_CLIP = 5;
+/** −log10 p past which evidence counts no more (p = 1e-50: float noise of the tails, and one detector must not outvote all others by any margin). */
+const EVIDENCE_CAP = 50;
+/**
+ * The forest's weight, as a share of the mean weight of the forecasting detectors: it forecasts
+ * nothing, so it cannot earn a weight the way they do, and alone it is the weakest detector on
+ * both labelled corpora (bench:quality).
+ */
+const FOREST_WEIGHT = 0.5;
+/**
+ * The learning period of a series (NAB's probationary period): scores are computed, but no
+ * episode starts before a day (and at least 30 buckets) of history; the likelihood has not yet
+ * seen the series' recurring patterns.
+ */
+const LEARNING_MS = 86_400_000;
+const LEARNING_BUCKETS = 30;
 const CLAMP = 50;
 
 function clamp(x: number): number {
@@ -130,11 +165,11 @@ class ShardForest {
     return this.forest !== null;
   }
 
-  /** Calibrated score of `row` (NaN before the first fit). */
-  score(row: Float64Array): number {
+  /** The forest's deviation for `row`: 0 at the reservoir's median score, 3.29 at its 99.9th percentile, never below 0 (NaN before the first fit). */
+  z(row: Float64Array): number {
     if (!this.forest) return Number.NaN;
     const s = this.forest.scoreSamples(row);
-    return Math.max(0, Math.min(1, (0.5 * (s - this.mid)) / Math.max(this.high - this.mid, 1e-9)));
+    return Math.max(0, (Z_999 * (s - this.mid)) / Math.max(this.high - this.mid, 1e-9));
   }
 
   learn(row: Float64Array): void {
@@ -173,6 +208,7 @@ export class Ensemble {
   private readonly seasonal: Seasonal;
   private readonly forest: ShardForest;
   private readonly lstm: LstmForecaster | null;
+  private readonly calibrator = new TailCalibrator(CALIBRATION_DEFAULTS);
   private readonly on: Record<DetectorName, boolean>;
   private readonly row = new Float64Array(FEATURES.length);
   /** The LSTM's training window: its forecasts are trusted after that many buckets of state. */
@@ -201,65 +237,149 @@ export class Ensemble {
       lstmForecast: Number.NaN,
       lstmResidualVar: this.lstmValidationRmse * this.lstmValidationRmse,
       recent: new Float64Array(RECENT).fill(Number.NaN),
+      tails: new Float32Array(DETECTORS.length * this.calibrator.size),
+      errors: new Float64Array(2 * DETECTORS.length),
+      calm: Infinity,
+      gateRate: 0,
+      quantum: Infinity,
       n: 0,
+      firstTsMs: Number.NaN,
       lastTsMs: Number.NaN,
     };
   }
 
-  /** Scores one closed bucket of the series, then learns it. */
+  /**
+   * Scores one closed bucket of the series, then learns it. Each detector's deviation becomes an
+   * anomaly likelihood against its own recent deviations on this series (models/calibration.ts);
+   * the ensemble score is their mean weighted by how well each detector has been predicting the
+   * series (inverse squared mean absolute error, the forecast-combination weights of Bates and
+   * Granger): the detector that models the series best speaks loudest, and a well-predicting
+   * detector that says "normal" pulls the score down.
+   */
   step(m: SeriesModels, obs: Observation): EnsembleScore {
     const missing = m.n >= this.robust.options.warmup ? Math.round((obs.tsMs - m.lastTsMs) / obs.widthMs) - 1 : 0;
     const robust = this.on.robust || this.on.iforest || this.on.lstm ? this.robust.step(m.robust, obs) : NOT_READY;
     const ewma = this.on.ewma || this.on.iforest ? this.ewma.step(m.ewma, obs) : NOT_READY;
     const seasonal = this.on.seasonal ? this.seasonal.step(m.seasonal, obs) : NOT_READY;
     const lstm = this.lstm ? this.lstmStep(m, obs) : NOT_READY;
-    const gate = Math.max(this.on.robust ? robust.score : 0, this.on.ewma ? ewma.score : 0, seasonal.score, lstm.score);
-    const forest = this.on.iforest ? this.forestStep(m, obs, robust, seasonal.ready ? seasonal : ewma, gate >= FOREST_GATE || this.settings.detectors.length === 1) : NOT_READY;
-    for (let i = RECENT - 1; i > 0; i--) m.recent[i] = m.recent[i - 1] as number;
-    m.recent[0] = obs.value;
-    m.n++;
-    m.lastTsMs = obs.tsMs;
 
     const all: [DetectorName, Score][] = [
       ['robust', robust],
       ['ewma', ewma],
       ['seasonal', seasonal],
-      ['iforest', forest],
+      ['iforest', NOT_READY],
       ['lstm', lstm],
     ];
     const scores = { robust: 0, ewma: 0, seasonal: 0, iforest: 0, lstm: 0 } as Record<DetectorName, number>;
-    const ready: [DetectorName, number][] = [];
+    const weights = { robust: 0, ewma: 0, seasonal: 0, iforest: 0, lstm: 0 } as Record<DetectorName, number>;
     const detectors: Partial<Record<DetectorName, Record<string, number>>> = {};
-    for (const [name, s] of all) {
-      if (!this.on[name] || !s.ready) continue;
-      scores[name] = s.score;
-      ready.push([name, s.score]);
-      detectors[name] = { score: round(s.score), ...roundAll(s.drivers) };
+    const floor = scaleFloor(obs.value, m.quantum);
+    let gate = 0;
+    let weightSum = 0;
+    let weighted = 0;
+    let ready = 0;
+    let best: Score | null = null;
+    let bestWeight = 0;
+    for (let d = 0; d < all.length; d++) {
+      const [name, s] = all[d] as [DetectorName, Score];
+      if (!s.ready || !this.on[name]) continue;
+      const cal = this.calibrator.step(m.tails, d * this.calibrator.size, s.drivers['z'] ?? 0);
+      gate = Math.max(gate, cal.score);
+      const w = this.learnError(m, d, Math.abs(obs.value - s.expected), floor);
+      scores[name] = cal.score;
+      weights[name] = w;
+      weighted += w * evidence(cal.p);
+      weightSum += w;
+      ready++;
+      detectors[name] = { score: round(cal.score), ...roundAll(s.drivers), p: significant(cal.p) };
+      if (w > bestWeight) {
+        best = s;
+        bestWeight = w;
+      }
     }
-    ready.sort((a, b) => b[1] - a[1]);
-    const k = Math.min(this.settings.topK, ready.length);
-    let score = 0;
-    // With fewer detectors ready than topK, the missing ones count as 0: warm-up stays quiet.
-    for (let i = 0; i < k; i++) score += (ready[i] as [DetectorName, number])[1];
-    score = this.settings.topK > 0 ? score / this.settings.topK : 0;
+    let forestReady = false;
+    if (this.on.iforest) {
+      const open = gate >= FOREST_GATE || this.settings.detectors.length === 1;
+      const forest = this.forestStep(m, obs, robust, seasonal.ready ? seasonal : ewma, open);
+      forestReady = forest.ready;
+      if (forest.ready) {
+        m.gateRate += ((open ? 1 : 0) - m.gateRate) / Math.min(m.n + 1, CALIBRATION_DEFAULTS.memory);
+        const z = forest.drivers['z'] as number;
+        let score = 0;
+        let p = 1;
+        if (!Number.isNaN(z)) {
+          // The likelihood among gated buckets, times how often the gate opens: the unconditional tail.
+          const cal = this.calibrator.step(m.tails, 3 * this.calibrator.size, z);
+          p = Math.min(1, cal.p * Math.max(m.gateRate, 1 / CALIBRATION_DEFAULTS.memory));
+          score = likelihoodScore(p);
+        }
+        // The forest forecasts nothing: it votes with the mean weight of the others (1 alone).
+        const w = ready > 0 ? (FOREST_WEIGHT * weightSum) / ready : 1;
+        scores.iforest = score;
+        weights.iforest = w;
+        weighted += w * evidence(p);
+        weightSum += w;
+        ready++;
+        detectors.iforest = { score: round(score), ...(Number.isNaN(z) ? {} : { z: round(z), p: significant(p) }) };
+      }
+    }
+    for (let i = RECENT - 1; i > 0; i--) m.recent[i] = m.recent[i - 1] as number;
+    m.recent[0] = obs.value;
+    if (m.n === 0) m.firstTsMs = obs.tsMs;
+    m.n++;
+    m.lastTsMs = obs.tsMs;
+    m.quantum = learnQuantum(m.quantum, obs.value);
+
+    let score = weightSum > 0 ? likelihoodScore(Math.pow(10, -weighted / weightSum)) : 0;
     const gap = missing >= GAP_BUCKETS ? Math.min(1, (0.5 * missing) / GAP_BUCKETS) : 0;
     if (gap > score) score = gap;
-    const band = seasonal.ready ? seasonal : ewma.ready ? ewma : robust;
+    const threshold = this.settings.threshold;
+    let anomaly = false;
+    if (score >= threshold) {
+      anomaly = m.calm >= CALM_BUCKETS && obs.tsMs - m.firstTsMs >= Math.max(LEARNING_MS, LEARNING_BUCKETS * obs.widthMs);
+      m.calm = 0;
+    } else if (m.calm < CALM_BUCKETS) m.calm++;
+    for (const name of DETECTORS) if (detectors[name]) (detectors[name] as Record<string, number>)['weight'] = round(weightSum > 0 ? weights[name] / weightSum : 0);
+    const band = best ?? (ewma.ready ? ewma : robust);
     return {
       score,
-      anomaly: score >= this.settings.threshold,
-      ready: ready.length > 0,
+      anomaly,
+      ready: ready > 0,
       expected: band.expected,
       lower: band.lower,
       upper: band.upper,
       scores,
       explanation: {
-        drivers: [...ready.filter(([, s]) => s >= this.settings.threshold / 2).map(([n]) => n), ...(gap >= this.settings.threshold / 2 ? (['gap'] as const) : [])],
+        drivers: [
+          ...DETECTORS.filter((name) => detectors[name] && scores[name] >= threshold / 2 && weights[name] >= 0.1 * weightSum),
+          ...(gap >= threshold / 2 ? (['gap'] as const) : []),
+        ],
         detectors,
         ...(gap > 0 ? { gap: { missingBuckets: missing } } : {}),
-        ...(forest.ready ? { features: Object.fromEntries(FEATURES.map((f, i) => [f, round(this.row[i] as number)])) } : {}),
+        ...(forestReady ? { features: Object.fromEntries(FEATURES.map((f, i) => [f, round(this.row[i] as number)])) } : {}),
       },
     };
+  }
+
+  /**
+   * Detector d's weight, 1 / (mean absolute error + floor)², as of before this bucket (its own
+   * error does not lower its say on it), then learns its absolute error `e`.
+   */
+  private learnError(m: SeriesModels, d: number, e: number, floor: number): number {
+    let mae = m.errors[2 * d] as number;
+    let n = m.errors[2 * d + 1] as number;
+    if (n === 0 && Number.isFinite(e)) {
+      // A detector's first ready bucket: its error so far is this one.
+      mae = e;
+      n = 1;
+    }
+    const w = n > 0 ? 1 / ((mae + floor) * (mae + floor)) : 0;
+    if (Number.isFinite(e)) {
+      const a = Math.max(1 / ERROR_MEMORY, 1 / (n + 1));
+      m.errors[2 * d] = mae + a * (Math.min(e, ERROR_CLIP * mae + floor) - mae);
+      m.errors[2 * d + 1] = n + 1;
+    }
+    return w;
   }
 
   private forestStep(m: SeriesModels, obs: Observation, robust: Score, residual: Score, score: boolean): Score {
@@ -281,10 +401,12 @@ export class Ensemble {
     row[1] = clamp(Number.isNaN(prev) ? 0 : (obs.value - prev) / scale);
     row[2] = clamp(residual.ready ? (residual.drivers['z'] ?? 0) : 0);
     row[3] = clamp(n > 0 ? Math.log(Math.sqrt(spread / n) / scale + 1e-3) : 0);
-    const s = score ? this.forest.score(row) : this.forest.ready ? 0 : Number.NaN;
+    const z = score ? this.forest.z(row) : Number.NaN;
+    const ready = this.forest.ready;
     this.forest.learn(row);
-    if (Number.isNaN(s)) return NOT_READY;
-    return { score: s, expected: robust.expected, lower: robust.lower, upper: robust.upper, ready: true, drivers: {} };
+    if (!ready) return NOT_READY;
+    // Not scored (the gate closed): ready, but no deviation to judge.
+    return { score: 0, expected: robust.expected, lower: robust.lower, upper: robust.upper, ready: true, drivers: { z } };
   }
 
   private lstmStep(m: SeriesModels, obs: Observation): Score {
@@ -307,6 +429,16 @@ export class Ensemble {
     m.lstmForecast = lstm.step(state, x);
     return result;
   }
+}
+
+/** −log10 p, the evidence a detector's likelihood carries, capped (p = 1e-50: beyond, float noise of the tails). */
+function evidence(p: number): number {
+  return p > 0 ? Math.min(EVIDENCE_CAP, -Math.log10(p)) : EVIDENCE_CAP;
+}
+
+/** Three significant digits (likelihoods span hundreds of decades). */
+function significant(x: number): number {
+  return Number(x.toPrecision(3));
 }
 
 function round(x: number): number {

@@ -14,10 +14,38 @@ const MEAN_AD_TO_SIGMA = 1.2533;
 /**
  * The smallest scale a deviation is divided by: a series that never moved (MAD 0, e.g. a counter
  * rate stuck at 0, or integers mostly equal) must not turn its first wiggle into an infinite z.
- * Relative to the level for large values, absolute for values near zero.
+ * Once values are seen, the floor is the series' resolution (`quantum`: the coarsest decimal step
+ * all its values are multiples of, 1 for integer counts, 0.001 for values kept to three decimals),
+ * so a noise-free series measures deviations in its own steps, not in a fraction of its level
+ * (issue 14: 0.1 % of the level gave |z| = 2,400 at every daily edge). Without a quantum: 1e-3 of
+ * the level for large values, 1e-6 near zero.
  */
-export function scaleFloor(level: number): number {
+export function scaleFloor(level: number, quantum = Infinity): number {
+  if (quantum < Infinity) return Math.max(quantum, 1e-9 * Math.abs(level), 1e-12);
   return Math.max(1e-3 * Math.abs(level), 1e-6);
+}
+
+/**
+ * The decimal step of `x`: 1 for an integer (larger steps are not inferred: 20 and 110 are
+ * integers, not tens), else the largest 10^-k (k ≤ 12) it is a multiple of, else 1e-12 (a value
+ * with no short decimal form, e.g. a rate 7/60).
+ */
+export function resolutionOf(x: number): number {
+  for (let k = 0; k < DECIMAL_STEPS.length; k++) {
+    const y = x * 10 ** k;
+    // Float noise of a decimal: 0.1 + 0.2 is 3.0000000000000004 tenths.
+    if (Math.abs(y - Math.round(y)) <= Math.max(1e-9, 1e-12 * Math.abs(y))) return DECIMAL_STEPS[k] as number;
+  }
+  return 1e-12;
+}
+
+const DECIMAL_STEPS = [1, 0.1, 0.01, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12];
+
+/** The series' resolution after seeing `x`: the finest decimal step of its values so far. */
+export function learnQuantum(quantum: number, x: number): number {
+  if (!Number.isFinite(x)) return quantum;
+  const q = resolutionOf(x);
+  return q < quantum ? q : quantum;
 }
 
 /** Index of the first element of sorted[0, n) that is >= v. */
@@ -78,6 +106,8 @@ export interface RobustState {
   /** Median and robust σ as of the last scored step (features for the forest and the LSTM). */
   median: number;
   scale: number;
+  /** The series' resolution (scaleFloor). */
+  quantum: number;
 }
 
 /**
@@ -91,7 +121,7 @@ export class RobustZ implements Detector<RobustState> {
 
   init(): RobustState {
     const w = this.options.window;
-    return { ring: new Float64Array(w), sorted: new Float64Array(w), n: 0, head: 0, median: Number.NaN, scale: Number.NaN };
+    return { ring: new Float64Array(w), sorted: new Float64Array(w), n: 0, head: 0, median: Number.NaN, scale: Number.NaN, quantum: Infinity };
   }
 
   step(s: RobustState, obs: Observation): Score {
@@ -106,7 +136,7 @@ export class RobustZ implements Detector<RobustState> {
         for (let i = 0; i < size; i++) meanAd += Math.abs((s.sorted[i] as number) - median);
         scale = (MEAN_AD_TO_SIGMA * meanAd) / size;
       }
-      scale = Math.max(scale, scaleFloor(median));
+      scale = Math.max(scale, scaleFloor(median, s.quantum));
       s.median = median;
       s.scale = scale;
       const z = (obs.value - median) / scale;
@@ -127,6 +157,7 @@ export class RobustZ implements Detector<RobustState> {
     s.ring[s.head] = obs.value;
     s.head = (s.head + 1) % w;
     s.n++;
+    s.quantum = learnQuantum(s.quantum, obs.value);
     return result;
   }
 }
@@ -161,6 +192,7 @@ export interface EwmaState {
   variance: number;
   n: number;
   outliers: number;
+  quantum: number;
 }
 
 /** EWMA control chart with an EWMA variance: z = (x − mean) / σ, both as of before x. */
@@ -170,7 +202,7 @@ export class Ewma implements Detector<EwmaState> {
   constructor(readonly options: EwmaOptions = EWMA_DEFAULTS) {}
 
   init(): EwmaState {
-    return { mean: 0, trend: 0, variance: 0, n: 0, outliers: 0 };
+    return { mean: 0, trend: 0, variance: 0, n: 0, outliers: 0, quantum: Infinity };
   }
 
   step(s: EwmaState, obs: Observation): Score {
@@ -179,10 +211,11 @@ export class Ewma implements Detector<EwmaState> {
     if (s.n === 0) {
       s.mean = x;
       s.n = 1;
+      s.quantum = learnQuantum(s.quantum, x);
       return NOT_READY;
     }
     const forecast = s.mean + s.trend;
-    const sigma = Math.max(Math.sqrt(s.variance), scaleFloor(forecast));
+    const sigma = Math.max(Math.sqrt(s.variance), scaleFloor(forecast, s.quantum));
     const z = (x - forecast) / sigma;
     const result: Score =
       s.n >= warmup
@@ -205,6 +238,7 @@ export class Ewma implements Detector<EwmaState> {
     s.mean = mean;
     s.variance = (1 - va) * (s.variance + va * d * d);
     s.n++;
+    s.quantum = learnQuantum(s.quantum, x);
     return result;
   }
 }
@@ -212,48 +246,77 @@ export class Ewma implements Detector<EwmaState> {
 // ---------------------------------------------------------------------------------------------
 
 export interface SeasonalOptions {
-  /** Length of the season (default one day). */
-  periodMs: number;
-  /** Profile slots per period (default 24: hours of the day), linearly interpolated between slot centres. */
-  slots: number;
+  /**
+   * Candidate periods (default an hour, a day, a week). Each one a bucket width can resolve (at
+   * least two buckets per period) learns a profile; the one that predicts the series best reports.
+   */
+  periodsMs: readonly number[];
+  /**
+   * Most slots of one profile. A period of at most this many buckets gets one slot per bucket
+   * (sharp edges stay sharp); a longer one gets this many slots, interpolated between slot centres.
+   */
+  maxSlots: number;
   /** Weight of a new value in its slot's profile (per visit, after the first). */
   alpha: number;
   /** Smoothing of the level offset (how far the series runs above or below its profile now). */
   levelAlpha: number;
-  /** Full periods seen before the detector scores. */
+  /**
+   * Periods seen before a candidate reports: two for periods up to a day, one for longer ones (two
+   * weeks of warm-up would leave calendar effects unseen for a fortnight).
+   */
   warmupPeriods: number;
   /**
-   * The detector reports only when the profile explains the data: its residual variance below
-   * this fraction of the variance around the plain level (the data "has a season").
+   * The detector reports only when the best profile explains the data: its residual variance
+   * below this fraction of the variance around the plain level of the last day (the data "has a
+   * season").
    */
   explains: number;
 }
 
-export const SEASONAL_DEFAULTS: Readonly<SeasonalOptions> = Object.freeze({ periodMs: 86_400_000, slots: 24, alpha: 0.3, levelAlpha: 0.02, warmupPeriods: 2, explains: 0.5 });
+const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
+
+export const SEASONAL_DEFAULTS: Readonly<SeasonalOptions> = Object.freeze({ periodsMs: Object.freeze([HOUR_MS, DAY_MS, 7 * DAY_MS]), maxSlots: 288, alpha: 0.3, levelAlpha: 0.02, warmupPeriods: 2, explains: 0.5 });
+
+// Per-candidate numbers in SeasonalState.stats.
+const LEVEL = 0;
+const RESIDUAL_VAR = 1;
+const OUTLIERS = 2;
+const CUR_SLOT = 3;
+const CUR_SUM = 4;
+const CUR_N = 5;
+/** Residuals the residual variance has learnt from. */
+const RESIDUALS = 6;
+/** Mean absolute error of every prediction over about a day, outliers included: how candidates compare. */
+const ERROR = 7;
+const STATS = 8;
 
 export interface SeasonalState {
-  /** Per slot: profile value (mean of the slot's buckets, minus nothing: absolute level). */
-  profile: Float64Array;
-  visits: Uint32Array;
-  /** Running sums inside the current slot visit: value sum and bucket count. */
-  curSlot: number;
-  curSum: number;
-  curN: number;
-  level: number;
-  residualVar: number;
+  /**
+   * The candidates' profiles one after another (slot values, absolute level) and their visit
+   * counts, sized at the first bucket from its width; `offsets[c]` is where candidate c starts,
+   * `slots[c]` its slot count (0: the width cannot resolve the period).
+   */
+  profile: Float32Array;
+  visits: Uint16Array;
+  offsets: Int32Array;
+  slots: Int32Array;
+  /** Per candidate: level offset, residual variance, outlier run, current slot visit (slot, sum, n). */
+  stats: Float64Array;
   plainMean: number;
   plainVar: number;
   firstMs: number;
-  /** Consecutive buckets the residual statistics did not learn from. */
-  outliers: number;
   n: number;
+  quantum: number;
 }
 
 /**
- * Seasonal baseline: a per-slot profile of the period (time of day by default), learnt by EWMA
- * over successive periods, plus a level offset that follows the recent residual. Expected =
- * interpolated profile + offset; z = residual / σ of residuals. Silent (not ready) until it has
- * seen `warmupPeriods` periods, and when the profile does not beat a flat level.
+ * Seasonal baseline with the period found per series: for every candidate period, a per-slot
+ * profile learnt by EWMA over successive periods plus a level offset that follows the recent
+ * residual, and the residual variance of its one-step predictions. The candidate with the
+ * smallest residual variance reports: expected = profile + offset, z = residual / σ of its
+ * residuals. An hourly batch job is then the hourly profile's normal, a weekend the weekly one's.
+ * Silent (not ready) until a candidate has warmed up, and when no profile beats a flat level.
  */
 export class Seasonal implements Detector<SeasonalState> {
   readonly name = 'seasonal';
@@ -261,81 +324,157 @@ export class Seasonal implements Detector<SeasonalState> {
   constructor(readonly options: SeasonalOptions = SEASONAL_DEFAULTS) {}
 
   init(): SeasonalState {
-    const k = this.options.slots;
-    return { profile: new Float64Array(k), visits: new Uint32Array(k), curSlot: -1, curSum: 0, curN: 0, level: 0, residualVar: 0, plainMean: 0, plainVar: 0, firstMs: Number.NaN, outliers: 0, n: 0 };
+    const c = this.options.periodsMs.length;
+    return {
+      profile: new Float32Array(0),
+      visits: new Uint16Array(0),
+      offsets: new Int32Array(c),
+      slots: new Int32Array(c),
+      stats: new Float64Array(c * STATS),
+      plainMean: 0,
+      plainVar: 0,
+      firstMs: Number.NaN,
+      n: 0,
+      quantum: Infinity,
+    };
   }
 
-  /** Interpolated profile at `tsMs`, between the centres of the two nearest slots. */
-  private profileAt(s: SeasonalState, tsMs: number, widthMs: number): number {
-    const { periodMs, slots } = this.options;
-    const slotMs = periodMs / slots;
-    const phase = ((((tsMs + widthMs / 2) % periodMs) + periodMs) % periodMs) / slotMs - 0.5;
+  /** Sizes the profiles for the series' bucket width. */
+  private layout(s: SeasonalState, widthMs: number): void {
+    let total = 0;
+    this.options.periodsMs.forEach((periodMs, c) => {
+      const buckets = Math.floor(periodMs / widthMs);
+      const k = buckets >= 2 ? Math.min(buckets, this.options.maxSlots) : 0;
+      s.offsets[c] = total;
+      s.slots[c] = k;
+      total += k;
+      s.stats[c * STATS + CUR_SLOT] = -1;
+    });
+    s.profile = new Float32Array(total);
+    s.visits = new Uint16Array(total);
+  }
+
+  /** Slot of `tsMs` in candidate c, and the profile there (interpolated between slot centres when slots are coarser than buckets; NaN when unvisited). */
+  private slotOf(s: SeasonalState, c: number, tsMs: number, widthMs: number): number {
+    const periodMs = this.options.periodsMs[c] as number;
+    const k = s.slots[c] as number;
+    return Math.min(k - 1, Math.floor(((((tsMs + widthMs / 2) % periodMs) + periodMs) % periodMs) / (periodMs / k)));
+  }
+
+  private profileAt(s: SeasonalState, c: number, tsMs: number, widthMs: number): number {
+    const periodMs = this.options.periodsMs[c] as number;
+    const k = s.slots[c] as number;
+    const at = s.offsets[c] as number;
+    if (k * widthMs >= periodMs) {
+      const slot = at + this.slotOf(s, c, tsMs, widthMs);
+      return (s.visits[slot] as number) > 0 ? (s.profile[slot] as number) : Number.NaN;
+    }
+    const phase = ((((tsMs + widthMs / 2) % periodMs) + periodMs) % periodMs) / (periodMs / k) - 0.5;
     const lo = Math.floor(phase);
     const f = phase - lo;
-    const a = s.profile[(lo + slots) % slots] as number;
-    const b = s.profile[(lo + 1) % slots] as number;
-    return a + (b - a) * f;
+    const i = at + ((lo + k) % k);
+    const j = at + ((lo + 1) % k);
+    if ((s.visits[i] as number) === 0 || (s.visits[j] as number) === 0) return Number.NaN;
+    const a = s.profile[i] as number;
+    return a + ((s.profile[j] as number) - a) * f;
   }
 
   step(s: SeasonalState, obs: Observation): Score {
-    const { periodMs, slots, levelAlpha, warmupPeriods, explains } = this.options;
+    const { periodsMs, levelAlpha, warmupPeriods, explains } = this.options;
     const x = obs.value;
-    if (s.n === 0) s.firstMs = obs.tsMs;
-    const slot = Math.floor(((((obs.tsMs + obs.widthMs / 2) % periodMs) + periodMs) % periodMs) / (periodMs / slots));
-    // Plain level and variance, the yardstick of whether the season explains anything.
+    const w = obs.widthMs;
+    if (s.n === 0) {
+      s.firstMs = obs.tsMs;
+      this.layout(s, w);
+    }
+    // Plain level and variance over the last day, the yardstick of whether a season explains anything.
     const pd = x - s.plainMean;
-    // Memory of one period, so the variance the season explains is all in it.
-    const pa = s.n === 0 ? 1 : Math.max(1 / (s.n + 1), obs.widthMs / periodMs);
+    const pa = s.n === 0 ? 1 : Math.max(1 / (s.n + 1), Math.min(0.5, w / DAY_MS));
     s.plainMean += pa * pd;
     s.plainVar = (1 - pa) * (s.plainVar + pa * pd * pd);
+    const elapsed = obs.tsMs - s.firstMs;
 
     let result: Score = NOT_READY;
-    const warm = obs.tsMs - s.firstMs >= warmupPeriods * periodMs;
-    if (warm) {
-      const base = this.profileAt(s, obs.tsMs, obs.widthMs);
-      const expected = base + s.level;
-      const sigma = Math.max(Math.sqrt(s.residualVar), scaleFloor(expected));
-      const z = (x - expected) / sigma;
-      const season = s.residualVar / Math.max(s.plainVar, 1e-300);
-      if (season < explains) {
-        result = { score: zScore(z), expected, lower: expected - 4.5 * sigma, upper: expected + 4.5 * sigma, ready: true, drivers: { z, season } };
+    let best = Infinity;
+    const errorAlpha = Math.min(0.5, w / DAY_MS);
+    for (let c = 0; c < periodsMs.length; c++) {
+      const k = s.slots[c] as number;
+      if (k === 0) continue;
+      const periodMs = periodsMs[c] as number;
+      const st = c * STATS;
+      const base = this.profileAt(s, c, obs.tsMs, w);
+      // Warm after its periods and a day of residuals (a day at least shows whether it explains anything).
+      const warm = elapsed >= (periodMs > DAY_MS ? 1 : warmupPeriods) * periodMs && (s.stats[st + RESIDUALS] as number) * w >= DAY_MS && !Number.isNaN(base);
+      let learn = true;
+      if (warm) {
+        const expected = base + (s.stats[st + LEVEL] as number);
+        const residualVar = s.stats[st + RESIDUAL_VAR] as number;
+        const sigma = Math.max(Math.sqrt(residualVar), scaleFloor(expected, s.quantum));
+        const z = (x - expected) / sigma;
+        // The candidate with the smallest error reports, if it explains the data (strict: a series
+        // constant all day, both 0, has no season).
+        const error = s.stats[st + ERROR] as number;
+        const errorVar = (MEAN_AD_TO_SIGMA * error) ** 2;
+        if (errorVar < explains * s.plainVar && error < best) {
+          best = error;
+          const season = errorVar / s.plainVar;
+          result = { score: zScore(z), expected, lower: expected - 4.5 * sigma, upper: expected + 4.5 * sigma, ready: true, drivers: { z, season, period: periodMs / 1000 } };
+        }
+        // Suspected anomalies (|z| ≥ 3) teach nothing: a broken season would otherwise widen its
+        // own band and silence the detector, and a one-night incident would come back as a false
+        // alarm the next night. A deviation lasting a slot (at least 6 buckets) is a new level; one
+        // lasting a quarter of the period, a new shape the profile learns. The residual σ learns
+        // from normal buckets only.
+        const run = Math.abs(z) < 3 ? 0 : (s.stats[st + OUTLIERS] as number) + 1;
+        s.stats[st + OUTLIERS] = run;
+        const rd = x - expected;
+        s.stats[st + ERROR] = error + errorAlpha * (Math.abs(rd) - error);
+        if (run === 0 || run > Math.max(6, periodMs / k / w)) s.stats[st + LEVEL] = (s.stats[st + LEVEL] as number) + levelAlpha * rd;
+        if (run === 0) this.learnResidual(s, st, rd);
+        learn = run === 0 || run > Math.max(6, periodMs / 4 / w);
+      } else if (!Number.isNaN(base)) {
+        // Before the profile is trusted, the residual variance and the error learn against the profile as it stands.
+        const r = x - base - (s.stats[st + LEVEL] as number);
+        this.learnResidual(s, st, r);
+        const n = s.stats[st + RESIDUALS] as number;
+        s.stats[st + ERROR] = (s.stats[st + ERROR] as number) + Math.max(errorAlpha, 1 / n) * (Math.abs(r) - (s.stats[st + ERROR] as number));
       }
-      // Suspected anomalies do not teach the level and the residual σ (a broken season would
-      // otherwise widen its own band and silence the detector); a deviation lasting a whole
-      // slot is a new normal.
-      if (Math.abs(z) < 3 || ++s.outliers > periodMs / slots / obs.widthMs) {
-        const rd = x - base - s.level;
-        s.level += levelAlpha * rd;
-        s.residualVar = (1 - levelAlpha) * (s.residualVar + levelAlpha * rd * rd);
-        s.outliers = 0;
+      // The profile learns slot means: a slot visit (consecutive buckets in one slot) is averaged,
+      // then folded into the slot's value when the visit ends.
+      const slot = this.slotOf(s, c, obs.tsMs, w);
+      if (slot !== s.stats[st + CUR_SLOT]) {
+        this.foldVisit(s, c);
+        s.stats[st + CUR_SLOT] = slot;
       }
-    } else if (s.n > 0) {
-      // Before the profile is trusted, the residual variance learns against the profile as it stands.
-      const visited = s.visits[slot] as number;
-      if (visited > 0) {
-        const r = x - this.profileAt(s, obs.tsMs, obs.widthMs) - s.level;
-        s.residualVar = (1 - levelAlpha) * (s.residualVar + levelAlpha * r * r);
+      if (learn) {
+        s.stats[st + CUR_SUM] = (s.stats[st + CUR_SUM] as number) + x - (warm ? (s.stats[st + LEVEL] as number) : 0);
+        s.stats[st + CUR_N] = (s.stats[st + CUR_N] as number) + 1;
       }
     }
-    // The profile learns slot means: a slot visit (consecutive buckets in one slot) is averaged,
-    // then folded into the slot's value when the visit ends.
-    if (slot !== s.curSlot) {
-      this.foldVisit(s);
-      s.curSlot = slot;
-    }
-    s.curSum += x - (warm ? s.level : 0);
-    s.curN++;
     s.n++;
+    s.quantum = learnQuantum(s.quantum, x);
     return result;
   }
 
-  private foldVisit(s: SeasonalState): void {
-    if (s.curSlot < 0 || s.curN === 0) return;
-    const mean = s.curSum / s.curN;
-    const v = s.visits[s.curSlot] as number;
-    s.profile[s.curSlot] = v === 0 ? mean : (s.profile[s.curSlot] as number) + this.options.alpha * (mean - (s.profile[s.curSlot] as number));
-    s.visits[s.curSlot] = v + 1;
-    s.curSum = 0;
-    s.curN = 0;
+  /** EWMA of squared residuals, unbiased from the first: the weight is 1/n (the plain mean) until it falls to levelAlpha. */
+  private learnResidual(s: SeasonalState, st: number, r: number): void {
+    const n = (s.stats[st + RESIDUALS] as number) + 1;
+    const v = s.stats[st + RESIDUAL_VAR] as number;
+    s.stats[st + RESIDUAL_VAR] = v + Math.max(this.options.levelAlpha, 1 / n) * (r * r - v);
+    s.stats[st + RESIDUALS] = n;
+  }
+
+  private foldVisit(s: SeasonalState, c: number): void {
+    const st = c * STATS;
+    const cur = s.stats[st + CUR_SLOT] as number;
+    const n = s.stats[st + CUR_N] as number;
+    if (cur < 0 || n === 0) return;
+    const mean = (s.stats[st + CUR_SUM] as number) / n;
+    const i = (s.offsets[c] as number) + cur;
+    const v = s.visits[i] as number;
+    s.profile[i] = v === 0 ? mean : (s.profile[i] as number) + this.options.alpha * (mean - (s.profile[i] as number));
+    s.visits[i] = Math.min(v + 1, 65535);
+    s.stats[st + CUR_SUM] = 0;
+    s.stats[st + CUR_N] = 0;
   }
 }

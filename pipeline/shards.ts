@@ -192,8 +192,7 @@ export function modelSettings(config: VigilConfig): ModelSettings | null {
     ensemble: {
       detectors: [...m.detectors],
       threshold: m.threshold,
-      topK: m.agreement,
-      seasonal: { periodMs: m.seasonalPeriodSeconds * 1000, slots: m.seasonalSlots },
+      seasonal: { periodsMs: m.seasonalPeriodsSeconds.map((x) => x * 1000), maxSlots: m.seasonalMaxSlots },
       robust: { window: m.robustWindow },
       ewma: { alpha: m.ewmaAlpha },
       iforest: { trees: m.forestTrees, samples: m.forestSamples, refitEvery: m.forestRefitEvery, reservoir: Math.max(m.forestSamples * 16, 4096), seed: 1 },

@@ -1,4 +1,4 @@
-import type { EnsembleSettings } from '../models/ensemble.js';
+import { MODEL_STATE_VERSION, type EnsembleSettings } from '../models/ensemble.js';
 import type { AlertRulesSettings, Transition } from './alerts/evaluator.js';
 
 /**
@@ -45,10 +45,10 @@ export interface ModelSettings {
 
 /**
  * What a series' detector state belongs to: the ensemble settings that shaped it (minScore only
- * filters rows). 16 hex digits of FNV-1a 64 over their JSON; a restored state must match it.
+ * filters rows) and the layout of the state (MODEL_STATE_VERSION). 16 hex digits of FNV-1a 64 over their JSON; a restored state must match it.
  */
 export function stateKey(settings: ModelSettings): string {
-  const text = JSON.stringify({ ...settings, minScore: undefined });
+  const text = JSON.stringify({ ...settings, minScore: undefined, version: MODEL_STATE_VERSION });
   let h = 0xcbf29ce484222325n;
   for (let i = 0; i < text.length; i++) h = ((h ^ BigInt(text.charCodeAt(i))) * 0x100000001b3n) & 0xffffffffffffffffn;
   return h.toString(16).padStart(16, '0');

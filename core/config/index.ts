@@ -78,9 +78,8 @@ export interface VigilConfig {
     readonly widthSeconds: number;
     readonly detectors: readonly ('robust' | 'ewma' | 'seasonal' | 'iforest' | 'lstm')[];
     readonly threshold: number;
-    readonly agreement: number;
-    readonly seasonalPeriodSeconds: number;
-    readonly seasonalSlots: number;
+    readonly seasonalPeriodsSeconds: readonly number[];
+    readonly seasonalMaxSlots: number;
     readonly robustWindow: number;
     readonly ewmaAlpha: number;
     readonly forestTrees: number;

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { defaultLabelledOptions, labelledWorkload, workloadCsv } from '../../../bench/anomalies.js';
 import { backtest, parseBacktestCsv } from '../../../models/backtest.js';
-import { DEFAULT_ENSEMBLE, Ensemble, type DetectorName, type EnsembleScore, type EnsembleSettings } from '../../../models/ensemble.js';
-import { NOT_READY, zScore, type Observation, type Score } from '../../../models/detector.js';
+import { CALM_BUCKETS, DEFAULT_ENSEMBLE, Ensemble, type DetectorName, type EnsembleScore, type EnsembleSettings } from '../../../models/ensemble.js';
+import { likelihoodScore, TailCalibrator } from '../../../models/calibration.js';
+import { NOT_READY, normalTail, type Observation, type Score } from '../../../models/detector.js';
 import { IsolationForest } from '../../../models/iforest.js';
 import type { LstmWeights } from '../../../models/lstm/index.js';
 import { Ewma, EWMA_DEFAULTS, ROBUST_DEFAULTS, RobustZ, Seasonal, SEASONAL_DEFAULTS } from '../../../models/statistical.js';
@@ -50,9 +51,9 @@ describe('ensemble on the labelled workload', () => {
     const e = new Ensemble();
     const m = e.init();
     let r = e.step(m, { tsMs: 0, widthMs: 60_000, value: 10, count: 1, min: 10, max: 10, std: 0 });
-    for (let i = 1; i < 400; i++) r = e.step(m, { tsMs: i * 60_000, widthMs: 60_000, value: 10 + Math.sin(i), count: 1, min: 0, max: 0, std: 0 });
+    for (let i = 1; i < 1600; i++) r = e.step(m, { tsMs: i * 60_000, widthMs: 60_000, value: 10 + Math.sin(i), count: 1, min: 0, max: 0, std: 0 });
     expect(r.anomaly).toBe(false);
-    r = e.step(m, { tsMs: 400 * 60_000, widthMs: 60_000, value: 40, count: 1, min: 40, max: 40, std: 0 });
+    r = e.step(m, { tsMs: 1600 * 60_000, widthMs: 60_000, value: 40, count: 1, min: 40, max: 40, std: 0 });
     expect(r.anomaly).toBe(true);
     expect(r.explanation.drivers).toContain('robust');
     expect(r.expected).toBeGreaterThan(8);
@@ -64,8 +65,8 @@ describe('ensemble on the labelled workload', () => {
   it('flags a series that resumes after a dropout, naming the gap', () => {
     const e = new Ensemble();
     const m = e.init();
-    for (let i = 0; i < 100; i++) e.step(m, { tsMs: i * 60_000, widthMs: 60_000, value: 5 + (i % 3), count: 1, min: 0, max: 0, std: 0 });
-    const r = e.step(m, { tsMs: 112 * 60_000, widthMs: 60_000, value: 6, count: 1, min: 6, max: 6, std: 0 });
+    for (let i = 0; i < 1500; i++) e.step(m, { tsMs: i * 60_000, widthMs: 60_000, value: 5 + (i % 3), count: 1, min: 0, max: 0, std: 0 });
+    const r = e.step(m, { tsMs: 1512 * 60_000, widthMs: 60_000, value: 6, count: 1, min: 6, max: 6, std: 0 });
     expect(r.anomaly).toBe(true);
     expect(r.explanation.gap).toEqual({ missingBuckets: 12 });
   });
@@ -90,21 +91,25 @@ describe('backtest CSV', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// The combination rules of DESIGN.md §8, checked against the statistical detectors run on their own
-// and a reservoir-sampled forest built here from IsolationForest.
+// The combination rules of DESIGN.md §8 and issue 14, checked against the statistical detectors run
+// on their own, the likelihood calibrator (models/calibration.ts, tested on its own) and a
+// reservoir-sampled forest built here from IsolationForest. Hourly buckets: the learning period
+// (a day, at least 30 buckets) ends at bucket 30.
 
-const W = 60_000;
+const W = 3_600_000;
 const bucket = (i: number, value: number): Observation => ({ tsMs: i * W, widthMs: W, value, count: 1, min: value, max: value, std: 0 });
 const withSettings = (over: Partial<EnsembleSettings>): EnsembleSettings => ({ ...DEFAULT_ENSEMBLE, ...over });
-/** Three decimals, as explanations show numbers. */
+/** Three decimals, as explanations show numbers; likelihoods to three significant digits. */
 const r3 = (x: number): number => Number(x.toFixed(3));
+const sig3 = (x: number): number => Number(x.toPrecision(3));
 /** Buckets the ensemble's robust detector learns before it (and the gap rule) starts. */
 const WARMUP = 30;
+const LEARNING_BUCKETS = 30;
 
 /**
  * The shard forest as documented: reservoir sampling (Algorithm R) driven by Marsaglia's xorshift32,
- * a fit once `samples` rows are in and then every `refitEvery` rows, calibrated so that the median
- * reservoir score maps to 0 and the 99.9th percentile to 0.5.
+ * a fit once `samples` rows are in and then every `refitEvery` rows; a row's deviation is 0 at the
+ * median reservoir score and 3.29 at the 99.9th percentile, never below 0.
  */
 class ReferenceForest {
   private readonly rows: Float64Array[] = [];
@@ -133,10 +138,9 @@ class ReferenceForest {
     return x / 2 ** 32;
   }
 
-  score(row: Float64Array): number {
+  z(row: Float64Array): number {
     const f = this.forest as IsolationForest;
-    const s = f.scoreSamples(row);
-    return Math.min(1, Math.max(0, (0.5 * (s - this.mid)) / Math.max(this.high - this.mid, 1e-9)));
+    return Math.max(0, (3.29 * (f.scoreSamples(row) - this.mid)) / Math.max(this.high - this.mid, 1e-9));
   }
 
   learn(row: Float64Array): void {
@@ -164,6 +168,15 @@ class ReferenceForest {
   }
 }
 
+/** The decimal step of a value, as documented for scaleFloor: 1 for integers, else the largest 10^-k it is a multiple of. */
+function decimalStep(x: number): number {
+  for (let k = 0; k <= 12; k++) {
+    const y = x * 10 ** k;
+    if (Math.abs(y - Math.round(y)) <= 1e-6 * Math.max(1, Math.abs(y) * 1e-3)) return 10 ** -k;
+  }
+  return 1e-12;
+}
+
 /** What `Ensemble.step` should return, from the detectors run on their own and the rules above. */
 function referenceEnsemble(settings: EnsembleSettings): { step: (o: Observation) => EnsembleScore; forest: ReferenceForest } {
   const on = (d: DetectorName): boolean => settings.detectors.includes(d);
@@ -172,14 +185,58 @@ function referenceEnsemble(settings: EnsembleSettings): { step: (o: Observation)
   const seasonal = new Seasonal({ ...SEASONAL_DEFAULTS, ...settings.seasonal });
   const [rs, es, ss] = [robust.init(), ewma.init(), seasonal.init()];
   const forest = new ReferenceForest(settings.iforest);
+  const calibrator = new TailCalibrator();
+  const tails = new Map<DetectorName, Float32Array>(['robust', 'ewma', 'seasonal', 'iforest'].map((d) => [d as DetectorName, calibrator.init()]));
+  const errors = new Map<DetectorName, { mae: number; n: number }>();
   const recent: number[] = [];
+  let quantum = Infinity;
   let lastTs = Number.NaN;
+  let firstTs = Number.NaN;
+  let calm = Infinity;
+  let gateRate = 0;
+  let n = 0;
+  const evidence = (p: number): number => (p > 0 ? Math.min(50, -Math.log10(p)) : 50);
+  /** Weight 1 / (MAE + floor)² as of before the bucket; the MAE learns |error| clipped to 5·MAE + floor, over ~50 buckets. */
+  const weigh = (d: DetectorName, e: number, floor: number): number => {
+    let x = errors.get(d);
+    if (!x) errors.set(d, (x = { mae: e, n: 1 }));
+    const w = 1 / (x.mae + floor) ** 2;
+    x.mae += Math.max(1 / 50, 1 / (x.n + 1)) * (Math.min(e, 5 * x.mae + floor) - x.mae);
+    x.n++;
+    return w;
+  };
   const step = (o: Observation): EnsembleScore => {
-    const missing = recent.length >= WARMUP ? Math.round((o.tsMs - lastTs) / o.widthMs) - 1 : 0;
+    const missing = n >= WARMUP ? Math.round((o.tsMs - lastTs) / o.widthMs) - 1 : 0;
     const r = robust.step(rs, o);
     const e = ewma.step(es, o);
     const se = on('seasonal') ? seasonal.step(ss, o) : NOT_READY;
-    let f: Score = NOT_READY;
+    const floor = quantum < Infinity ? Math.max(quantum, 1e-9 * Math.abs(o.value), 1e-12) : Math.max(1e-3 * Math.abs(o.value), 1e-6);
+    const scores = { robust: 0, ewma: 0, seasonal: 0, iforest: 0, lstm: 0 };
+    const weights = { robust: 0, ewma: 0, seasonal: 0, iforest: 0, lstm: 0 };
+    const detectors: Partial<Record<DetectorName, Record<string, number>>> = {};
+    let gate = 0;
+    let sum = 0;
+    let weighted = 0;
+    let count = 0;
+    let best: Score | null = null;
+    let bestWeight = 0;
+    for (const [name, s] of [
+      ['robust', r],
+      ['ewma', e],
+      ['seasonal', se],
+    ] as const) {
+      if (!on(name) || !s.ready) continue;
+      const cal = calibrator.step(tails.get(name)!, 0, s.drivers['z']!);
+      gate = Math.max(gate, cal.score);
+      const w = weigh(name, Math.abs(o.value - s.expected), floor);
+      scores[name] = cal.score;
+      weights[name] = w;
+      weighted += w * evidence(cal.p);
+      sum += w;
+      count++;
+      detectors[name] = { score: r3(cal.score), ...Object.fromEntries(Object.entries(s.drivers).map(([k, v]) => [k, r3(v)])), p: sig3(cal.p) };
+      if (w > bestWeight) [best, bestWeight] = [s, w];
+    }
     let features: Record<string, number> | undefined;
     if (on('iforest') && r.ready) {
       const clip = (x: number): number => (Number.isFinite(x) ? Math.min(50, Math.max(-50, x)) : 0);
@@ -194,45 +251,52 @@ function referenceEnsemble(settings: EnsembleSettings): { step: (o: Observation)
         clip(Math.log(Math.sqrt(sq / (chain.length - 1)) / rs.scale + 1e-3)),
       );
       // The forest scores only what a cheap detector already finds unusual, unless it runs alone.
-      const gate = Math.max(on('robust') ? r.score : 0, on('ewma') ? e.score : 0, se.score);
+      const open = gate >= 0.2 || settings.detectors.length === 1;
       const wasFitted = forest.fitted;
-      const s = wasFitted ? (gate >= 0.2 || settings.detectors.length === 1 ? forest.score(row) : 0) : Number.NaN;
+      const z = wasFitted && open ? forest.z(row) : Number.NaN;
       forest.learn(row);
       if (wasFitted) {
-        f = { score: s, expected: r.expected, lower: r.lower, upper: r.upper, ready: true, drivers: {} };
+        gateRate += ((open ? 1 : 0) - gateRate) / Math.min(n + 1, 2016);
+        let p = 1;
+        if (!Number.isNaN(z)) p = Math.min(1, calibrator.step(tails.get('iforest')!, 0, z).p * Math.max(gateRate, 1 / 2016));
+        const w = count > 0 ? (0.5 * sum) / count : 1;
+        scores.iforest = likelihoodScore(p);
+        weights.iforest = w;
+        weighted += w * evidence(p);
+        sum += w;
+        count++;
+        detectors.iforest = { score: r3(scores.iforest), ...(Number.isNaN(z) ? {} : { z: r3(z), p: sig3(p) }) };
         features = { level: r3(row[0]!), change: r3(row[1]!), residual: r3(row[2]!), spread: r3(row[3]!) };
       }
     }
     recent.push(o.value);
+    if (n === 0) firstTs = o.tsMs;
+    n++;
     lastTs = o.tsMs;
+    quantum = Number.isFinite(o.value) ? Math.min(quantum, decimalStep(o.value)) : quantum;
 
-    const all: [DetectorName, Score][] = [
-      ['robust', r],
-      ['ewma', e],
-      ['seasonal', se],
-      ['iforest', f],
-    ];
-    const ready = all.filter(([name, s]) => on(name) && s.ready).sort((a, b) => b[1].score - a[1].score);
-    const top = ready.slice(0, settings.topK).reduce((sum, [, s]) => sum + s.score, 0);
     const gap = missing >= 5 ? Math.min(1, missing / 10) : 0;
-    const score = Math.max(settings.topK > 0 ? top / settings.topK : 0, gap);
-    const band = se.ready ? se : e.ready ? e : r;
-    const scores = { robust: 0, ewma: 0, seasonal: 0, iforest: 0, lstm: 0 };
-    const detectors: Partial<Record<DetectorName, Record<string, number>>> = {};
-    for (const [name, s] of ready) {
-      scores[name] = s.score;
-      detectors[name] = { score: r3(s.score), ...Object.fromEntries(Object.entries(s.drivers).map(([k, v]) => [k, r3(v)])) };
-    }
+    const score = Math.max(sum > 0 ? likelihoodScore(10 ** -(weighted / sum)) : 0, gap);
+    let anomaly = false;
+    if (score >= settings.threshold) {
+      anomaly = calm >= CALM_BUCKETS && o.tsMs - firstTs >= LEARNING_BUCKETS * W;
+      calm = 0;
+    } else if (calm < CALM_BUCKETS) calm++;
+    for (const [name, d] of Object.entries(detectors)) d['weight'] = r3(weights[name as DetectorName] / sum);
+    const band = best ?? (e.ready ? e : r);
     return {
       score,
-      anomaly: score >= settings.threshold,
-      ready: ready.length > 0,
+      anomaly,
+      ready: count > 0,
       expected: band.expected,
       lower: band.lower,
       upper: band.upper,
       scores,
       explanation: {
-        drivers: [...ready.filter(([, s]) => s.score >= settings.threshold / 2).map(([n]) => n), ...(gap >= settings.threshold / 2 ? ['gap' as const] : [])],
+        drivers: [
+          ...(['robust', 'ewma', 'seasonal', 'iforest'] as const).filter((d) => detectors[d] && scores[d] >= settings.threshold / 2 && weights[d] >= 0.1 * sum),
+          ...(gap >= settings.threshold / 2 ? ['gap' as const] : []),
+        ],
         detectors,
         ...(gap > 0 ? { gap: { missingBuckets: missing } } : {}),
         ...(features ? { features } : {}),
@@ -242,16 +306,16 @@ function referenceEnsemble(settings: EnsembleSettings): { step: (o: Observation)
   return { step, forest };
 }
 
-/** A noisy series with a 20-bucket square season, spikes and dips, and two gaps (4 and 7 missing buckets). */
+/** A noisy series with a 20-bucket square season, spikes and dips, a level shift and two gaps (4 and 7 missing buckets). */
 function series(seed: number, length = 260): Observation[] {
   const r = rng(seed);
   const out: Observation[] = [];
   for (let i = 0; i < length; i++) {
     if ((i > 150 && i <= 154) || (i > 200 && i <= 207)) continue;
-    let v = (i % 20 < 10 ? 100 : 130) + (r() + r() + r() - 1.5) * 4;
+    let v = (i % 20 < 10 ? 100 : 130) + (r() + r() + r() - 1.5) * 4 + (i > 230 ? 25 : 0);
     if (i % 37 === 36) v += 15 + 40 * r();
     if (i % 53 === 52) v -= 10 + 20 * r();
-    out.push(bucket(i, v));
+    out.push(bucket(i, Math.round(v * 100) / 100));
   }
   return out;
 }
@@ -264,43 +328,49 @@ function expectSameScore(got: EnsembleScore, want: EnsembleScore, where: string)
 
 describe('Ensemble against its detectors run on their own', () => {
   const forest = { trees: 10, samples: 16, refitEvery: 8, reservoir: 24, seed: 3 };
-  const seasonal = { periodMs: 20 * W, slots: 4 };
+  const seasonal = { periodsMs: [20 * W], maxSlots: 4 };
   const cases: [string, Partial<EnsembleSettings>][] = [
-    ['all four, top 2', { detectors: ['robust', 'ewma', 'seasonal', 'iforest'], topK: 2, seasonal, iforest: forest }],
-    ['the forest alone (always scored)', { detectors: ['iforest'], topK: 1, iforest: forest }],
-    ['robust and the forest, top 3 of 2', { detectors: ['robust', 'iforest'], topK: 3, iforest: { ...forest, seed: 0 } }],
-    ['ewma and the forest, threshold 0.3', { detectors: ['ewma', 'iforest'], topK: 1, threshold: 0.3, iforest: forest }],
-    ['robust and ewma, top 1, window 16', { detectors: ['robust', 'ewma'], topK: 1, robust: { window: 16 }, ewma: { alpha: 0.3 } }],
-    ['seasonal and ewma, top 4, threshold 0.4', { detectors: ['ewma', 'seasonal'], topK: 4, threshold: 0.4, seasonal }],
-    ['top 0 scores only gaps', { detectors: ['robust', 'ewma'], topK: 0 }],
+    ['all four', { detectors: ['robust', 'ewma', 'seasonal', 'iforest'], seasonal, iforest: forest }],
+    ['the forest alone (always scored)', { detectors: ['iforest'], iforest: forest }],
+    ['robust and the forest', { detectors: ['robust', 'iforest'], iforest: { ...forest, seed: 0 } }],
+    ['ewma and the forest, threshold 0.3', { detectors: ['ewma', 'iforest'], threshold: 0.3, iforest: forest }],
+    ['robust and ewma, window 16', { detectors: ['robust', 'ewma'], robust: { window: 16 }, ewma: { alpha: 0.3 } }],
+    ['seasonal (two periods, one exact) and ewma, threshold 0.4', { detectors: ['ewma', 'seasonal'], threshold: 0.4, seasonal: { periodsMs: [20 * W, 5 * W], maxSlots: 10 } }],
+    ['robust alone, threshold 1.01: scores only', { detectors: ['robust'], threshold: 1.01 }],
   ];
   for (const [name, over] of cases) {
-    it(`${name}: scores, band, drivers, features and gaps bucket by bucket`, () => {
+    it(`${name}: scores, weights, band, drivers, features, gaps and onsets bucket by bucket`, () => {
       const settings = withSettings(over);
       const e = new Ensemble(settings);
       const m = e.init();
       const ref = referenceEnsemble(settings);
-      let anomalies = 0;
+      let onsets = 0;
+      let above = 0;
       for (const o of series(11)) {
         const want = ref.step(o);
         expectSameScore(e.step(m, o), want, `bucket ${o.tsMs / W}`);
-        if (want.anomaly) anomalies++;
+        if (want.anomaly) onsets++;
+        if (want.score >= settings.threshold) above++;
       }
-      // The scenario exercises what it claims: anomalies, and refits when the forest takes part.
-      expect(anomalies).toBeGreaterThan(0);
+      // The scenario exercises what it claims: onsets, and buckets over the threshold that are not
+      // onsets; refits when the forest takes part.
+      if (settings.threshold <= 1) {
+        expect(onsets).toBeGreaterThan(0);
+        expect(above).toBeGreaterThan(onsets);
+      }
       if (settings.detectors.includes('iforest')) expect(ref.forest.fits).toBeGreaterThan(10);
     });
   }
 
   it('calibrates on the 99.9th percentile of a reservoir of more than 1,000 rows', () => {
-    const settings = withSettings({ detectors: ['iforest'], topK: 1, iforest: { trees: 4, samples: 1100, refitEvery: 100_000, reservoir: 1100, seed: 5 } });
+    const settings = withSettings({ detectors: ['iforest'], iforest: { trees: 4, samples: 1100, refitEvery: 100_000, reservoir: 1100, seed: 5 } });
     const e = new Ensemble(settings);
     const m = e.init();
     const ref = referenceEnsemble(settings);
     const r = rng(5);
     let scored = 0;
     for (let i = 0; i < WARMUP + 1200; i++) {
-      const o = bucket(i, 50 + (r() - 0.5) * 10 + (i % 97 === 96 ? 30 : 0));
+      const o = bucket(i, Math.round((50 + (r() - 0.5) * 10 + (i % 97 === 96 ? 30 : 0)) * 1000) / 1000);
       const want = ref.step(o);
       expectSameScore(e.step(m, o), want, `bucket ${i}`);
       if (want.scores.iforest > 0 && want.scores.iforest < 1) scored++;
@@ -316,11 +386,27 @@ describe('Ensemble rules at their edges', () => {
   it('is not ready and scores 0 before any detector warms up', () => {
     const e = new Ensemble();
     const m = e.init();
-    expect(m).toEqual({ robust: m.robust, ewma: m.ewma, seasonal: m.seasonal, lstm: null, lstmForecast: Number.NaN, lstmResidualVar: 1, recent: new Float64Array(5).fill(Number.NaN), n: 0, lastTsMs: Number.NaN });
+    expect(m).toEqual({
+      robust: m.robust,
+      ewma: m.ewma,
+      seasonal: m.seasonal,
+      lstm: null,
+      lstmForecast: Number.NaN,
+      lstmResidualVar: 1,
+      recent: new Float64Array(5).fill(Number.NaN),
+      tails: new Float32Array(5 * new TailCalibrator().size),
+      errors: new Float64Array(10),
+      calm: Infinity,
+      gateRate: 0,
+      quantum: Infinity,
+      n: 0,
+      firstTsMs: Number.NaN,
+      lastTsMs: Number.NaN,
+    });
     const r = e.step(m, bucket(0, 10));
     expect(r).toEqual({ score: 0, anomaly: false, ready: false, expected: Number.NaN, lower: Number.NaN, upper: Number.NaN, scores: { robust: 0, ewma: 0, seasonal: 0, iforest: 0, lstm: 0 }, explanation: { drivers: [], detectors: {} } });
     expect(Array.from(m.recent)).toEqual([10, Number.NaN, Number.NaN, Number.NaN, Number.NaN]);
-    expect([m.n, m.lastTsMs]).toEqual([1, 0]);
+    expect([m.n, m.firstTsMs, m.lastTsMs, m.quantum]).toEqual([1, 0, 0, 1]);
   });
 
   it('runs only the detectors it needs: the forest needs robust and ewma, the LSTM robust', () => {
@@ -352,31 +438,73 @@ describe('Ensemble rules at their edges', () => {
     expect(five.explanation.gap).toEqual({ missingBuckets: 5 });
     expect(five.explanation.drivers).toEqual(['gap']);
     expect(after(WARMUP, 7).score).toBe(0.7);
-    expect(after(WARMUP, 12).score).toBe(1);
+    expect(after(WARMUP, 12)).toMatchObject({ score: 1, anomaly: true });
     // 'gap' drives at half the threshold and above.
     expect(after(WARMUP, 5, 1).explanation.drivers).toEqual(['gap']);
     expect(after(WARMUP, 5, 1.01).explanation).toMatchObject({ drivers: [], gap: { missingBuckets: 5 } });
   });
 
-  it('an anomaly is a score at or above the threshold; a driver is at or above half of it', () => {
-    const run = (threshold: number): EnsembleScore => {
+  it('an episode starts at a score at or above the threshold, once per episode, not in the learning period; a driver is at or above half of it', () => {
+    const run = (threshold: number, warm = 40): EnsembleScore => {
       const e = new Ensemble(withSettings({ detectors: ['robust', 'ewma'], threshold }));
       const m = e.init();
-      for (const o of steady(40)) e.step(m, o);
-      return e.step(m, bucket(40, 14));
+      for (const o of steady(warm)) e.step(m, o);
+      return e.step(m, bucket(warm, 14));
     };
-    const base = run(0.6);
+    const base = run(0.9);
     const { robust, ewma } = base.scores;
     expect(ewma).toBeGreaterThan(robust);
-    expect(base.score).toBeCloseTo((robust + ewma) / 2, 12);
+    expect(base.score).toBeGreaterThan(robust);
+    expect(base.score).toBeLessThan(ewma);
     expect(run(base.score).anomaly).toBe(true);
     expect(run(base.score + 1e-9).anomaly).toBe(false);
-    expect(run(2 * robust).explanation.drivers).toEqual(['ewma', 'robust']);
+    // Before 30 buckets (a day of hourly buckets is less), the score is there but no episode starts.
+    expect(run(base.score, LEARNING_BUCKETS - 1).anomaly).toBe(false);
+    expect(run(2 * robust).explanation.drivers).toEqual(['robust', 'ewma']);
     expect(run(2 * robust + 1e-9).explanation.drivers).toEqual(['ewma']);
+
+    // Onsets: a bucket over the threshold within CALM_BUCKETS buckets below it of the last one continues the episode.
+    const e = new Ensemble(withSettings({ detectors: ['robust'], threshold: 0.5 }));
+    const m = e.init();
+    for (const o of steady(40)) e.step(m, o);
+    let calm = Infinity;
+    let continued = 0;
+    let onsets = 0;
+    for (let i = 40; i < 40 + 4 * CALM_BUCKETS; i++) {
+      // Spikes at 40, 40 + CALM_BUCKETS (too soon: the sustained deviation keeps two buckets after a spike over the threshold) and 40 + 3·CALM_BUCKETS.
+      const spike = i === 40 || i === 40 + CALM_BUCKETS || i === 40 + 3 * CALM_BUCKETS;
+      const r = e.step(m, bucket(i, spike ? 1000 : 10 + (i % 3)));
+      if (spike) expect(r.score, `bucket ${i}`).toBeGreaterThanOrEqual(0.5);
+      const over = r.score >= 0.5;
+      expect(r.anomaly, `bucket ${i}`).toBe(over && calm >= CALM_BUCKETS);
+      if (over && calm < CALM_BUCKETS) continued++;
+      if (r.anomaly) onsets++;
+      calm = over ? 0 : Math.min(calm + 1, CALM_BUCKETS);
+    }
+    expect(onsets).toBe(2);
+    expect(continued).toBeGreaterThan(0);
+  });
+
+  it('weights each detector by how well it has predicted the series: the one that models a season speaks loudest', () => {
+    const e = new Ensemble(withSettings({ detectors: ['robust', 'seasonal'], seasonal: { periodsMs: [24 * W], maxSlots: 24 } }));
+    const m = e.init();
+    const r = rng(3);
+    let last: EnsembleScore | null = null;
+    // A daily square wave (high from 8 to 18 h) with a little noise: a level detector mistakes every edge.
+    for (let i = 0; i < 24 * 6; i++) last = e.step(m, bucket(i, Math.round(((i % 24) >= 8 && (i % 24) < 18 ? 100 : 20) + (r() - 0.5) * 4)));
+    const d = last!.explanation.detectors;
+    expect(d.seasonal!['weight']).toBeGreaterThan(0.9);
+    expect(d.robust!['weight']).toBeLessThan(0.1);
+    // The morning edge: far off the robust median, but the profile expected it, and the ensemble follows the profile.
+    for (let i = 24 * 6; i < 24 * 6 + 8; i++) e.step(m, bucket(i, 20));
+    const edge = e.step(m, bucket(24 * 6 + 8, 100));
+    expect(Math.abs(edge.explanation.detectors.robust!['z']!)).toBeGreaterThan(10);
+    expect(edge.score).toBeLessThan(0.2);
+    expect(edge.expected).toBeCloseTo(100, -1);
   });
 
   it('a non-finite value turns the forest features it touches into 0, not ±50', () => {
-    const e = new Ensemble(withSettings({ detectors: ['iforest'], topK: 1, iforest: { trees: 5, samples: 8, refitEvery: 8, reservoir: 16, seed: 1 } }));
+    const e = new Ensemble(withSettings({ detectors: ['iforest'], iforest: { trees: 5, samples: 8, refitEvery: 8, reservoir: 16, seed: 1 } }));
     const m = e.init();
     for (const o of steady(45)) e.step(m, o);
     // A jump of 1e6 on a scale of ~1.5: the level and change features saturate at 50.
@@ -405,11 +533,13 @@ describe('Ensemble with an LSTM', () => {
     [8, 31],
   ] as const) {
     it(`scores the residual of the normalised value against the forecast, with an EWMA residual variance (window ${window})`, () => {
-      const e = new Ensemble(withSettings({ detectors: ['lstm'], topK: 1, robust: { window: 16 } }), constant(0.5, window), 2);
+      const e = new Ensemble(withSettings({ detectors: ['lstm'], robust: { window: 16 } }), constant(0.5, window), 2);
       const m = e.init();
       expect(m.lstmResidualVar).toBe(4);
       const robust = new RobustZ({ ...ROBUST_DEFAULTS, window: 16 });
       const rs = robust.init();
+      const calibrator = new TailCalibrator();
+      const tail = calibrator.init();
       const r = rng(21);
       let residualVar = 4;
       for (let i = 0; i < 60; i++) {
@@ -425,11 +555,14 @@ describe('Ensemble with an LSTM', () => {
         const x = Math.max(-10, Math.min(10, (v - rob.expected) / rs.scale));
         const sigma = Math.sqrt(residualVar);
         const z = (x - 0.5) / sigma;
-        expect(got.scores.lstm, `bucket ${i}`).toBeCloseTo(zScore(z), 12);
-        expect(got.score).toBeCloseTo(zScore(z), 12);
-        expect(got.explanation.detectors.lstm).toEqual({ score: r3(zScore(z)), z: r3(z) });
-        // The band is the robust detector's, LSTM or not.
-        expect([got.expected, got.lower, got.upper]).toEqual([rob.expected, rob.lower, rob.upper]);
+        const cal = calibrator.step(tail, 0, z);
+        expect(got.scores.lstm, `bucket ${i}`).toBeCloseTo(cal.score, 12);
+        expect(got.score).toBeCloseTo(likelihoodScore(Math.max(cal.p, 1e-50)), 12);
+        expect(got.explanation.detectors.lstm).toEqual({ score: r3(cal.score), z: r3(z), p: sig3(cal.p), weight: 1 });
+        // The band is the LSTM's forecast, back in the series' units.
+        const expected = rob.expected + 0.5 * rs.scale;
+        expect(got.expected).toBeCloseTo(expected, 9);
+        expect(got.upper - got.lower).toBeCloseTo(9 * sigma * rs.scale, 9);
         // The residual variance learns the residual clipped to ±4σ.
         const clipped = Math.max(-4 * sigma, Math.min(4 * sigma, x - 0.5));
         residualVar = 0.95 * residualVar + 0.05 * clipped * clipped;
@@ -445,5 +578,11 @@ describe('Ensemble with an LSTM', () => {
     const m = e.init();
     expect(m.lstm).toEqual(new Float32Array(2));
     expect(m.lstmResidualVar).toBe(1);
+  });
+});
+
+describe('normal tail', () => {
+  it('is the floor of every likelihood', () => {
+    expect(2 * normalTail(4.5)).toBeCloseTo(6.8e-6, 7);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { NOT_READY, normalTail, zScore, type Observation, type Score } from '../../../models/detector.js';
-import { Ewma, EWMA_DEFAULTS, RobustZ, scaleFloor, Seasonal, type EwmaState, type SeasonalState } from '../../../models/statistical.js';
+import { Ewma, EWMA_DEFAULTS, learnQuantum, resolutionOf, RobustZ, scaleFloor, Seasonal, SEASONAL_DEFAULTS, type EwmaState, type SeasonalState } from '../../../models/statistical.js';
 import { rng } from '../../../bench/generator.js';
 
 const HOUR = 3_600_000;
@@ -64,13 +64,17 @@ describe('RobustZ', () => {
     }
   });
 
-  it('a series that never moved does not divide by zero on its first change', () => {
-    const d = new RobustZ();
-    const s = d.init();
-    for (let i = 0; i < 40; i++) d.step(s, obs(i, 0));
-    const r = d.step(s, obs(40, 1));
-    expect(Number.isFinite(r.drivers['z'])).toBe(true);
-    expect(r.score).toBe(1);
+  it('a series that never moved measures its first change in its own resolution, not by dividing by zero', () => {
+    const first = (flat: number, next: number): number => {
+      const d = new RobustZ();
+      const s = d.init();
+      for (let i = 0; i < 40; i++) d.step(s, obs(i, flat));
+      return d.step(s, obs(40, next)).drivers['z'] as number;
+    };
+    // Integers: one unit is one σ; values kept to one decimal: 0.1 is.
+    expect(first(0, 1)).toBe(1);
+    expect(first(0, 40)).toBe(40);
+    expect(first(2.5, 2.7)).toBeCloseTo(2, 9);
   });
 
   it('keeps a bounded state that survives structuredClone', () => {
@@ -142,13 +146,14 @@ function median(xs: readonly number[]): number {
   return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
 }
 
-/** The robust σ the detector documents: 1.4826·MAD, else 1.2533·mean absolute deviation, never below scaleFloor. */
-function robustScale(xs: readonly number[]): number {
+/** The robust σ the detector documents: 1.4826·MAD, else 1.2533·mean absolute deviation, never below the scale floor of the values seen. */
+function robustScale(xs: readonly number[], seen: readonly number[] = xs): number {
   const m = median(xs);
   const dev = xs.map((x) => Math.abs(x - m));
   const mad = median(dev);
   const meanAd = dev.reduce((a, b) => a + b, 0) / xs.length;
-  return Math.max(mad > 0 ? 1.4826 * mad : 1.2533 * meanAd, 1e-3 * Math.abs(m), 1e-6);
+  const quantum = Math.min(...seen.map(resolutionOf));
+  return Math.max(mad > 0 ? 1.4826 * mad : 1.2533 * meanAd, Math.max(quantum, 1e-9 * Math.abs(m), 1e-12));
 }
 
 describe('detector names', () => {
@@ -158,7 +163,19 @@ describe('detector names', () => {
 });
 
 describe('scaleFloor', () => {
-  it('is 1e-3 of the level for large values and 1e-6 near zero', () => {
+  it('is the series\' resolution once known: the decimal step of its values, never below 1e-9 of the level', () => {
+    expect([resolutionOf(40), resolutionOf(-3), resolutionOf(0), resolutionOf(2.5), resolutionOf(0.125), resolutionOf(1e-3), resolutionOf(7 / 60)]).toEqual([1, 1, 1, 0.1, 0.001, 0.001, 1e-12]);
+    // Float noise of a decimal is still that decimal.
+    expect(resolutionOf(0.1 + 0.2)).toBe(0.1);
+    let q = Infinity;
+    for (const x of [20, 110, 20, 110.5, Number.NaN, Number.POSITIVE_INFINITY]) q = learnQuantum(q, x);
+    expect(q).toBe(0.1);
+    expect(scaleFloor(5000, 1)).toBe(1);
+    expect(scaleFloor(5e12, 1)).toBe(5000);
+    expect(scaleFloor(0, 1e-12)).toBe(1e-12);
+  });
+
+  it('without a resolution is 1e-3 of the level for large values and 1e-6 near zero', () => {
     expect(scaleFloor(5000)).toBe(5);
     expect(scaleFloor(-5000)).toBe(5);
     expect(scaleFloor(0.002)).toBeCloseTo(2e-6, 18);
@@ -188,7 +205,7 @@ describe('RobustZ against a sorted reference', () => {
         } else {
           const w = seen.slice(-window);
           const m = median(w);
-          const scale = robustScale(w);
+          const scale = robustScale(w, seen);
           const z = (v - m) / scale;
           expect(s.median).toBe(m);
           expect(s.scale).toBeCloseTo(scale, 12);
@@ -253,28 +270,29 @@ describe('RobustZ against a sorted reference', () => {
   it('the MAD merge stops at the end of the window when rounding puts the upper half closer to the median', () => {
     const d = new RobustZ({ window: 4, warmup: 4 });
     const s = d.init();
-    for (const [i, v] of [0, 0.2, 0.1, 0.2].entries()) d.step(s, obs(i, v));
-    d.step(s, obs(4, 0.1));
+    // 1e-5 first (it leaves the window): the resolution floor stays far below the scale.
+    for (const [i, v] of [1e-5, 0, 0.2, 0.1, 0.2].entries()) d.step(s, obs(i, v));
+    d.step(s, obs(5, 0.1));
     // Median (0.1 + 0.2) / 2 = 0.15000000000000002: both 0.2 lie 0.04999999999999999 above it, 0.1
     // lies 0.05000000000000002 below, so the upper half runs out before the middle rank.
     expect(0.2 - s.median).toBeLessThan(s.median - 0.1);
-    expect(s.scale).toBeCloseTo(robustScale([0, 0.2, 0.1, 0.2]), 15);
+    expect(s.scale).toBeCloseTo(robustScale([0, 0.2, 0.1, 0.2], [1e-5]), 15);
     expect(s.scale).toBeCloseTo(1.4826 * 0.05, 15);
   });
 
-  it('a flat series divides by the scale floor: 1e-3 of its level, or 1e-6 at zero', () => {
+  it('a flat series divides by the scale floor: its resolution', () => {
     const d = new RobustZ({ window: 4, warmup: 4 });
     const big = d.init();
     for (let i = 0; i < 4; i++) d.step(big, obs(i, -2000));
     const r = d.step(big, obs(4, -2010));
-    expect(big.scale).toBe(2);
-    expect(r.drivers).toEqual({ z: -5 });
-    expect(r.score).toBe(zScore(5));
-    expect([r.lower, r.upper]).toEqual([-2009, -1991]);
-    const zero = d.init();
-    for (let i = 0; i < 4; i++) d.step(zero, obs(i, 0));
-    expect(d.step(zero, obs(4, 3e-6)).drivers['z']).toBeCloseTo(3, 9);
-    expect(zero.scale).toBe(1e-6);
+    expect(big.scale).toBe(1);
+    expect(r.drivers).toEqual({ z: -10 });
+    expect(r.score).toBe(zScore(10));
+    expect([r.lower, r.upper]).toEqual([-2004.5, -1995.5]);
+    const fine = d.init();
+    for (let i = 0; i < 4; i++) d.step(fine, obs(i, 0.25));
+    expect(d.step(fine, obs(4, 0.28)).drivers['z']).toBeCloseTo(3, 9);
+    expect(fine.scale).toBe(0.01);
   });
 });
 
@@ -284,13 +302,13 @@ describe('Ewma by hand', () => {
   it('warms up by cumulative averaging, then follows Holt’s level and trend with an EWMA variance', () => {
     const d = new Ewma({ alpha: 0.25, varianceAlpha: 0.125, trendAlpha: 0.5, warmup: 3, clip: 3, regimeAfter: 2 });
     const s = d.init();
-    expect(state(s)).toEqual({ mean: 0, trend: 0, variance: 0, n: 0, outliers: 0 });
+    expect(state(s)).toEqual({ mean: 0, trend: 0, variance: 0, n: 0, outliers: 0, quantum: Infinity });
     expect(d.step(s, obs(0, 8))).toBe(NOT_READY);
-    expect(state(s)).toEqual({ mean: 8, trend: 0, variance: 0, n: 1, outliers: 0 });
+    expect(state(s)).toEqual({ mean: 8, trend: 0, variance: 0, n: 1, outliers: 0, quantum: 1 });
     // n = 1: weight 1/2 for the mean and the variance. z = 4 / 0.008 is not clipped in warm-up.
     // mean 8 + 4/2 = 10, trend 0.5·(10 − 8) = 1, variance (1/2)·(0 + 16/2) = 4.
     expect(d.step(s, obs(1, 12))).toBe(NOT_READY);
-    expect(state(s)).toEqual({ mean: 10, trend: 1, variance: 4, n: 2, outliers: 0 });
+    expect(state(s)).toEqual({ mean: 10, trend: 1, variance: 4, n: 2, outliers: 0, quantum: 1 });
     // n = 2: weight 1/3 (above alpha). Forecast 11, d = 3: mean 12, trend 1 + 0.5·(2 − 1) = 1.5,
     // variance (2/3)·(4 + 9/3) = 14/3.
     expect(d.step(s, obs(2, 14))).toBe(NOT_READY);
@@ -340,11 +358,14 @@ describe('Ewma by hand', () => {
     expect(s.n).toBe(7);
   });
 
-  it('a series that never moved divides by the scale floor, 1e-3 of the forecast', () => {
+  it('a series that never moved divides by the scale floor, its resolution', () => {
     const d = new Ewma({ ...EWMA_DEFAULTS, warmup: 3 });
     const s = d.init();
     for (let i = 0; i < 3; i++) d.step(s, obs(i, 1000));
     expect(d.step(s, obs(3, 1003))).toEqual({ score: zScore(3), expected: 1000, lower: 995.5, upper: 1004.5, ready: true, drivers: { z: 3 } });
+    const tenths = d.init();
+    for (let i = 0; i < 3; i++) d.step(tenths, obs(i, 1000.5));
+    expect(d.step(tenths, obs(3, 1000.8)).drivers['z']).toBeCloseTo(3, 9);
   });
 
   describe('clipping at exactly clip·σ and below the forecast', () => {
@@ -361,132 +382,150 @@ describe('Ewma by hand', () => {
       const s = warmed();
       const r = d.step(s, obs(2, 17));
       expect(r).toEqual({ score: zScore(3), expected: 11, lower: 2, upper: 20, ready: true, drivers: { z: 3 } });
-      expect(state(s)).toEqual({ mean: 14, trend: 2.5, variance: 11, n: 3, outliers: 0 });
+      expect(state(s)).toEqual({ mean: 14, trend: 2.5, variance: 11, n: 3, outliers: 0, quantum: 1 });
     });
 
     it('a drop below the forecast is clipped to forecast − clip·σ', () => {
       const s = warmed();
       expect(d.step(s, obs(2, -9)).drivers).toEqual({ z: -10 });
       // Learnt as 11 − 6 = 5: mean 8, trend 1 + 0.5·(8 − 10 − 1), variance 0.5·(4 + 0.5·36).
-      expect(state(s)).toEqual({ mean: 8, trend: -0.5, variance: 11, n: 3, outliers: 1 });
+      expect(state(s)).toEqual({ mean: 8, trend: -0.5, variance: 11, n: 3, outliers: 1, quantum: 1 });
     });
   });
 });
 
 describe('Seasonal by hand', () => {
-  // A period of 4 ms in two slots of 2 ms (centres at 1 and 3), buckets of 1 ms: small enough to
-  // follow every number. The warm-up is one period.
-  const options = { periodMs: 4, slots: 2, alpha: 0.5, levelAlpha: 0.25, warmupPeriods: 1, explains: 0.5 };
-  const at = (tsMs: number, value: number): Observation => ({ tsMs, widthMs: 1, value, count: 1, min: value, max: value, std: 0 });
-  const view = (s: SeasonalState) => ({ ...s, profile: Array.from(s.profile), visits: Array.from(s.visits) });
+  const at = (i: number, value: number): Observation => ({ tsMs: i * HOUR, widthMs: HOUR, value, count: 1, min: value, max: value, std: 0 });
+  const stat = (s: SeasonalState, c: number, k: number): number => s.stats[c * 8 + k] as number;
+  const [LEVEL, RESIDUAL_VAR, OUTLIERS, , , , RESIDUALS, ERROR] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const base = { alpha: 0.5, levelAlpha: 0.25, warmupPeriods: 1, explains: 0.5 };
 
-  // Negative timestamps (before 1970) land in the same slots as positive ones.
-  for (const offset of [0, -400]) {
-    it(`learns slot means, the plain level, the residual σ and the level offset (timestamps ${offset} + i)`, () => {
-      const d = new Seasonal(options);
-      const s = d.init();
-      const step = (i: number, x: number): Score => d.step(s, at(offset + i, x));
-      expect(view(s)).toEqual({ profile: [0, 0], visits: [0, 0], curSlot: -1, curSum: 0, curN: 0, level: 0, residualVar: 0, plainMean: 0, plainVar: 0, firstMs: Number.NaN, outliers: 0, n: 0 });
+  it('sizes one profile per candidate period at the first bucket: a slot per bucket up to maxSlots, none below two buckets', () => {
+    const d = new Seasonal({ ...base, periodsMs: [HOUR, 4 * HOUR, 12 * HOUR, 7 * 24 * HOUR], maxSlots: 6 });
+    const s = d.init();
+    d.step(s, at(0, 1));
+    expect(Array.from(s.slots)).toEqual([0, 4, 6, 6]);
+    expect(Array.from(s.offsets)).toEqual([0, 0, 4, 10]);
+    expect([s.profile.length, s.visits.length]).toEqual([16, 16]);
+    // The state stays plain data (a worker hand-over).
+    expect(structuredClone(s)).toEqual(s);
+  });
 
-      // i = 1 (slot 0): the plain mean starts at the value.
-      expect(step(1, 10)).toBe(NOT_READY);
-      expect(view(s)).toMatchObject({ firstMs: offset + 1, plainMean: 10, plainVar: 0, curSlot: 0, curSum: 10, curN: 1, n: 1, residualVar: 0 });
-      // i = 2 (slot 1): plain weight 1/2; slot 0's visit is folded: its first value is its mean.
-      expect(step(2, 20)).toBe(NOT_READY);
-      expect(view(s)).toMatchObject({ plainMean: 15, plainVar: 0.5 * (0 + 0.5 * 100), profile: [10, 0], visits: [1, 0], curSlot: 1, curSum: 20, curN: 1, n: 2, residualVar: 0 });
-      // i = 3 (slot 1): plain weight 1/3: mean 15 + 7/3, variance (2/3)·(25 + 49/3) = 248/9.
-      step(3, 22);
-      expect(s.plainMean).toBeCloseTo(52 / 3, 12);
-      expect(s.plainVar).toBeCloseTo(248 / 9, 12);
-      expect(view(s)).toMatchObject({ curSum: 42, curN: 2, n: 3, residualVar: 0 });
-      // i = 4 (slot 0, phase −0.25: 3/4 of the way from slot 1's centre to slot 0's): plain weight
-      // 1/4 (1/(n+1) = width/period). Slot 0 has a profile, so the residual variance learns,
-      // against 0 + 0.75·(10 − 0) = 7.5: slot 1's first visit is folded only after this bucket.
-      step(4, 12);
-      expect(s.plainMean).toBeCloseTo(16, 12);
-      expect(s.plainVar).toBeCloseTo(26, 12);
-      const rv4 = 0.75 * (0 + 0.25 * 4.5 * 4.5);
-      expect(view(s)).toMatchObject({ residualVar: rv4, level: 0, profile: [10, 21], visits: [1, 1], curSlot: 0, curSum: 12, curN: 1, n: 4 });
+  it('learns an exact slot per bucket, unbiased residual statistics, and reports after its periods and a day of residuals', () => {
+    const d = new Seasonal({ ...base, periodsMs: [4 * HOUR], maxSlots: 8 });
+    const s = d.init();
+    // A sharp square wave of period 4: 10, 10, 90, 90, with ±1 of noise from the second period on.
+    const wave = (i: number): number => (i % 4 < 2 ? 10 : 90) + (i >= 4 ? (i % 3) - 1 : 0);
+    let firstReady = -1;
+    for (let i = 0; i < 40; i++) {
+      const r = d.step(s, at(i, wave(i)));
+      if (r.ready) {
+        if (firstReady < 0) firstReady = i;
+        // No interpolation across the sharp edges: the slot is the bucket's own.
+        expect(Math.abs(r.expected - (i % 4 < 2 ? 10 : 90)), `bucket ${i}`).toBeLessThan(2);
+        expect(r.drivers['period']).toBe(4 * 3600);
+      }
+    }
+    // A period (4 buckets) of profile, then 24 residuals (a day of hourly buckets): bucket 28.
+    expect(firstReady).toBe(28);
+    expect(stat(s, 0, RESIDUALS)).toBeGreaterThanOrEqual(24);
+    // Slot values are the wave's levels, within the noise.
+    expect(Array.from(s.profile).map(Math.round)).toEqual([10, 10, 90, 90]);
+    expect(Math.sqrt(stat(s, 0, RESIDUAL_VAR))).toBeLessThan(1.5);
+    expect(stat(s, 0, ERROR)).toBeLessThan(1.5);
+  });
 
-      // i = 5 (slot 0, phase 0.25): warm (one period after the first bucket). Expected
-      // 10 + 0.25·(21 − 10) = 12.75; the profile leaves 3.796875 / 20.25 = 0.1875 of the plain variance.
-      const r5 = step(5, 14);
-      expect(s.plainMean).toBeCloseTo(15.5, 12);
-      expect(s.plainVar).toBeCloseTo(20.25, 12);
-      const sigma5 = Math.sqrt(rv4);
-      expect(r5.ready).toBe(true);
-      expect(r5.expected).toBe(12.75);
-      expect(r5.lower).toBeCloseTo(12.75 - 4.5 * sigma5, 12);
-      expect(r5.upper).toBeCloseTo(12.75 + 4.5 * sigma5, 12);
-      expect(r5.drivers['z']).toBeCloseTo(1.25 / sigma5, 12);
-      expect(r5.drivers['season']).toBeCloseTo(0.1875, 12);
-      expect(r5.score).toBeCloseTo(zScore(1.25 / sigma5), 12);
-      // |z| < 3: the level offset and the residual σ learn the residual 1.25; the slot sum takes
-      // the value less the new level.
-      const rv5 = 0.75 * (rv4 + 0.25 * 1.25 * 1.25);
-      expect(view(s)).toMatchObject({ level: 0.3125, residualVar: rv5, outliers: 0, curSum: 12 + 14 - 0.3125, curN: 2, n: 5 });
-
-      // i = 6 (slot 1, phase 0.75): expected 10 + 0.75·11 + 0.3125. 40 is an outlier: the level and
-      // σ do not learn it. Slot 0's second visit (mean 12.84375) is folded with weight alpha.
-      const r6 = step(6, 40);
-      const sigma6 = Math.sqrt(rv5);
-      expect(r6.expected).toBe(18.5625);
-      expect(r6.drivers['z']).toBeCloseTo((40 - 18.5625) / sigma6, 12);
-      expect(r6.score).toBe(1);
-      expect(view(s)).toMatchObject({ level: 0.3125, residualVar: rv5, outliers: 1, profile: [10 + 0.5 * (12.84375 - 10), 21], visits: [2, 1], curSlot: 1, curSum: 40 - 0.3125, curN: 1, n: 6 });
-
-      // i = 7 (slot 1, phase 1.25: from slot 1's centre towards slot 0's of the next period).
-      const r7 = step(7, 40);
-      expect(r7.expected).toBeCloseTo(21 + 0.25 * (11.421875 - 21) + 0.3125, 12);
-      expect(view(s)).toMatchObject({ level: 0.3125, residualVar: rv5, outliers: 2, curSum: 2 * (40 - 0.3125), curN: 2, n: 7 });
-
-      // i = 8: the third outlier in a row outlasts a slot (2 buckets): a new normal, learnt.
-      const r8 = step(8, 40);
-      const base8 = 21 + 0.75 * (11.421875 - 21);
-      expect(r8.expected).toBeCloseTo(base8 + 0.3125, 12);
-      const rd8 = 40 - base8 - 0.3125;
-      expect(s.level).toBeCloseTo(0.3125 + 0.25 * rd8, 12);
-      expect(s.residualVar).toBeCloseTo(0.75 * (rv5 + 0.25 * rd8 * rd8), 12);
-      expect(view(s)).toMatchObject({ outliers: 0, profile: [11.421875, 21 + 0.5 * (39.6875 - 21)], visits: [2, 2], curSlot: 0, curN: 1, n: 8 });
-      expect(s.curSum).toBeCloseTo(40 - s.level, 12);
+  it('the residual variance starts as the mean of the squared residuals, then forgets at levelAlpha', () => {
+    const d = new Seasonal({ ...base, periodsMs: [2 * HOUR], maxSlots: 8, warmupPeriods: 100 });
+    const s = d.init();
+    const values = [5, 7, 6, 9, 5, 3, 8, 7];
+    values.forEach((v, i) => d.step(s, at(i, v)));
+    // Residuals against the profile as it stands, from bucket 2 on (slots folded with alpha 0.5).
+    let p = [5, 7];
+    let n = 0;
+    let rv = 0;
+    let plain = 0;
+    values.forEach((v, i) => {
+      if (i < 2) return;
+      const r = v - (p[i % 2] as number);
+      n++;
+      rv += Math.max(0.25, 1 / n) * (r * r - rv);
+      plain += 0.25 * (r * r - plain);
+      p = p.map((x, k) => (k === i % 2 ? x + 0.5 * (v - x) : x));
     });
-  }
-
-  it('reports only while the profile leaves less than `explains` of the plain variance', () => {
-    // Same series as above: at i = 5 the ratio is exactly 0.1875.
-    const run = (explains: number): Score => {
-      const d = new Seasonal({ ...options, explains });
-      const s = d.init();
-      for (const [i, x] of [10, 20, 22, 12].entries()) d.step(s, at(i + 1, x));
-      return d.step(s, at(5, 14));
-    };
-    expect(run(0.1875).ready).toBe(false);
-    expect(run(0.1876).ready).toBe(true);
+    expect(stat(s, 0, RESIDUALS)).toBe(6);
+    expect(stat(s, 0, RESIDUAL_VAR)).toBeCloseTo(rv, 12);
+    // Not an EWMA from 0 at levelAlpha (biased low while young).
+    expect(stat(s, 0, RESIDUAL_VAR)).not.toBeCloseTo(plain, 3);
   });
 
-  it('accepts a deviation as the new level once it outlasts a slot, counted in buckets of any width', () => {
-    // Period 8 ms in two slots of 4 ms, buckets of 2 ms: two buckets per slot.
-    const d = new Seasonal({ ...options, periodMs: 8 });
+  it('picks, per series, the candidate period that predicts best: an hourly job is the hourly profile\'s normal', () => {
+    const d = new Seasonal({ ...SEASONAL_DEFAULTS });
     const s = d.init();
-    const wide = (tsMs: number, value: number): Observation => ({ ...at(tsMs, value), widthMs: 2 });
-    for (let ts = 0; ts < 16; ts += 2) d.step(s, wide(ts, 1000));
-    d.step(s, wide(16, 1100));
-    d.step(s, wide(18, 1100));
-    expect([s.level, s.outliers]).toEqual([0, 2]);
-    // The third bucket in a row is more than a slot: learnt against the flat profile of 1000.
-    expect(d.step(s, wide(20, 1100)).expected).toBe(1000);
-    expect([s.level, s.outliers]).toEqual([0.25 * 100, 0]);
-    expect(s.residualVar).toBe(0.75 * (0.25 * 100 * 100));
+    const n = noise(8);
+    const five = 300_000;
+    // A job lifts the level for 3 five-minute buckets every hour, over a daily wave.
+    const value = (i: number): number => 100 + 20 * Math.sin((2 * Math.PI * i) / 288) + (i % 12 < 3 ? 150 : 0) + n();
+    // A day and a half: the daily profile needs two days, the hourly one two hours and a day of residuals.
+    const end = 288 + 144;
+    let last: Score = NOT_READY;
+    for (let i = 0; i < end; i++) last = d.step(s, { tsMs: i * five, widthMs: five, value: value(i), count: 1, min: 0, max: 0, std: 0 });
+    expect(last.ready).toBe(true);
+    expect(last.drivers['period']).toBe(3600);
+    // The hourly candidate has a slot per 5-minute bucket (12), the daily 288, the weekly maxSlots.
+    expect(Array.from(s.slots)).toEqual([12, 288, 288]);
+    // A burst where the job runs is normal; at half past, it is not.
+    const onTime = d.step(s, { tsMs: end * five, widthMs: five, value: value(end), count: 1, min: 0, max: 0, std: 0 });
+    expect(Math.abs(onTime.drivers['z'] as number)).toBeLessThan(4);
+    const odd = d.step(s, { tsMs: (end + 6) * five, widthMs: five, value: value(end + 6) + 150, count: 1, min: 0, max: 0, std: 0 });
+    expect(Math.abs(odd.drivers['z'] as number)).toBeGreaterThan(10);
   });
 
-  it('scores a flat series against the scale floor instead of dividing 0 by 0', () => {
-    const d = new Seasonal(options);
+  it('suspected anomalies teach nothing; a deviation outlasting max(6, slot) buckets moves the level, a quarter period the profile', () => {
+    const d = new Seasonal({ ...base, periodsMs: [48 * HOUR], maxSlots: 48 });
     const s = d.init();
-    for (let i = 0; i < 8; i++) d.step(s, at(i, 1000));
+    const wave = (i: number): number => 100 + 50 * Math.sign(Math.sin((2 * Math.PI * (i + 0.5)) / 48)) + ((i * 7) % 5) - 2;
+    let i = 0;
+    for (; i < 48 * 2; i++) d.step(s, at(i, wave(i)));
+    expect(d.step(s, at(i, wave(i))).ready).toBe(true);
+    i++;
+    const rv = stat(s, 0, RESIDUAL_VAR);
+    const level = stat(s, 0, LEVEL);
+    // Six outliers in a row: nothing learnt but the run (the first folds the last normal bucket's visit).
+    d.step(s, at(i, wave(i) + 500));
+    i++;
+    const profile = Array.from(s.profile);
+    for (let k = 1; k < 6; k++, i++) d.step(s, at(i, wave(i) + 500));
+    expect(stat(s, 0, OUTLIERS)).toBe(6);
+    expect(stat(s, 0, RESIDUAL_VAR)).toBe(rv);
+    expect(stat(s, 0, LEVEL)).toBe(level);
+    // The seventh moves the level (not the residual σ); the profile still waits for a quarter period (12 buckets).
+    d.step(s, at(i, wave(i) + 500));
+    i++;
+    expect(stat(s, 0, LEVEL)).toBeGreaterThan(level + 100);
+    expect(stat(s, 0, RESIDUAL_VAR)).toBe(rv);
+    expect(Array.from(s.profile)).toEqual(profile);
+    for (let k = 0; k < 12; k++, i++) d.step(s, at(i, wave(i) + 500));
+    expect(Array.from(s.profile)).not.toEqual(profile);
+  });
+
+  it('stays silent on a series constant all day (its plain variance 0 explains nothing)', () => {
+    const d = new Seasonal({ ...base, periodsMs: [4 * HOUR], maxSlots: 8 });
+    const s = d.init();
+    let ready = 0;
+    for (let i = 0; i < 100; i++) if (d.step(s, at(i, 1000)).ready) ready++;
+    expect(ready).toBe(0);
     expect(s.plainVar).toBe(0);
-    const r = d.step(s, at(8, 1003));
-    expect(r).toEqual({ score: zScore(3), expected: 1000, lower: 995.5, upper: 1004.5, ready: true, drivers: { z: 3, season: 0 } });
-    // |z| = 3 is already a suspected anomaly: the level does not learn it.
-    expect([s.level, s.outliers]).toEqual([0, 1]);
+  });
+
+  it('measures a noise-free series in its resolution, not in a fraction of its level', () => {
+    const d = new Seasonal({ ...base, periodsMs: [4 * HOUR], maxSlots: 8 });
+    const s = d.init();
+    const wave = (i: number): number => (i % 4 < 2 ? 20 : 110);
+    for (let i = 0; i < 40; i++) d.step(s, at(i, wave(i)));
+    // A drop of 37 on the high level: 37 steps of its resolution (1), not 37 / 0.11.
+    const r = d.step(s, at(42, 73));
+    expect(r.ready).toBe(true);
+    expect(r.drivers['z']).toBeCloseTo(-37, 6);
   });
 });
