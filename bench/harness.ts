@@ -173,7 +173,7 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
     VIGIL_PIPELINE_WORKERS: String(o.workers),
     VIGIL_ROLLUPS_ENABLED: String(o.stages !== 'raw'),
     VIGIL_MODELS_ENABLED: String(o.stages === 'scoring' || o.stages === 'alerts'),
-    VIGIL_MODELS_SEASONAL_PERIOD_SECONDS: String(periodMs / 1000),
+    VIGIL_MODELS_SEASONAL_PERIODS_SECONDS: String(periodMs / 1000),
     VIGIL_KAFKA_REPARTITION: o.repartition ?? 'auto',
     VIGIL_KAFKA_REPARTITION_TOPIC: `${topic}_repartition`,
     ...(o.stages === 'alerts' ? { ...ALERT_ENV, VIGIL_ALERTS_RULES_FILE: rulesFile() } : {}),

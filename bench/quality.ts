@@ -91,7 +91,7 @@ async function corpusMain(lstm: Awaited<ReturnType<typeof loadLstm>> | null): Pr
   }
   const runs: { name: string; settings: EnsembleSettings | null }[] = [
     { name: 'ensemble', settings: { ...DEFAULT_ENSEMBLE, detectors: DETECTORS.filter((d) => d !== 'lstm' || lstm) } },
-    ...DETECTORS.filter((d) => d !== 'lstm' || lstm).map((d) => ({ name: d, settings: { ...DEFAULT_ENSEMBLE, detectors: [d] as DetectorName[], topK: 1 } })),
+    ...DETECTORS.filter((d) => d !== 'lstm' || lstm).map((d) => ({ name: d, settings: { ...DEFAULT_ENSEMBLE, detectors: [d] as DetectorName[] } })),
     { name: 'rolling z (baseline)', settings: null },
   ];
   const groups = [...CORPUS_SHAPES, 'all'] as const;
@@ -146,7 +146,7 @@ async function main(): Promise<void> {
   const lstmDir = arg('lstm', '');
   const lstm = lstmDir ? await loadLstm(lstmDir) : null;
   const runs: { name: string; settings: EnsembleSettings }[] = [
-    ...DETECTORS.filter((d) => d !== 'lstm' || lstm).map((d) => ({ name: d, settings: { ...DEFAULT_ENSEMBLE, detectors: [d] as DetectorName[], topK: 1 } })),
+    ...DETECTORS.filter((d) => d !== 'lstm' || lstm).map((d) => ({ name: d, settings: { ...DEFAULT_ENSEMBLE, detectors: [d] as DetectorName[] } })),
     { name: 'ensemble', settings: { ...DEFAULT_ENSEMBLE, detectors: DETECTORS.filter((d) => d !== 'lstm' || lstm) } },
   ];
   // The workload's own labels: dropouts have no rows to carry a label column.

@@ -47,7 +47,12 @@ const MASS = 2 * BINS;
 const Z1 = MASS + 1;
 const Z2 = MASS + 2;
 const SEEN = MASS + 3;
-const SIZE = MASS + 4;
+/** Consecutive buckets so far with |z| ≥ RUN_Z, and with the sustained deviation ≥ RUN_Z. */
+const RUN = MASS + 4;
+const SUSTAINED_RUN = MASS + 5;
+const SIZE = MASS + 6;
+/** A deviation the normal table already calls unusual (p < 0.003): consecutive ones form a run. */
+const RUN_Z = 3;
 
 function binOf(r: number): number {
   if (!(r > 0)) return 0;
@@ -104,8 +109,15 @@ export class TailCalibrator {
     const p = Math.min(1, 2 * Math.min(p1, p3));
     const d = this.decay;
     for (let j = at; j < at + MASS; j++) s[j] = (s[j] as number) * d;
-    s[at + binOf(r)] = (s[at + binOf(r)] as number) + 1;
-    s[at + SUSTAINED + binOf(sustained)] = (s[at + SUSTAINED + binOf(sustained)] as number) + 1;
+    // The k-th bucket of a run of unusual deviations weighs 1/k: a lasting episode (a level shift
+    // the detectors take 60 buckets to accept) is learnt like a few incidents, ~ln of its length,
+    // not as a new normal; a recurring short pattern (a 3-bucket job every hour) still is.
+    const run = r >= RUN_Z ? (s[at + RUN] as number) + 1 : 0;
+    const sustainedRun = sustained >= RUN_Z ? (s[at + SUSTAINED_RUN] as number) + 1 : 0;
+    s[at + RUN] = Math.min(run, 1e6);
+    s[at + SUSTAINED_RUN] = Math.min(sustainedRun, 1e6);
+    s[at + binOf(r)] = (s[at + binOf(r)] as number) + 1 / Math.max(run, 1);
+    s[at + SUSTAINED + binOf(sustained)] = (s[at + SUSTAINED + binOf(sustained)] as number) + 1 / Math.max(sustainedRun, 1);
     s[at + MASS] = mass * d + 1;
     s[at + Z2] = s[at + Z1] as number;
     s[at + Z1] = zz;

@@ -27,6 +27,13 @@ export interface EnsembleSettings {
    * score is -log10(p) / 10 of the anomaly likelihood p, so 0.5 is p = 1e-5.
    */
   threshold: number;
+  /**
+   * The learning period of a series, in buckets (NAB's probationary period): scores are computed,
+   * but no episode starts before the series has this many buckets of history; the likelihood has
+   * not yet seen its recurring patterns. Default 288: a day of 5-minute buckets, a seventh of the
+   * likelihood's memory.
+   */
+  learningBuckets: number;
   seasonal: { periodsMs: readonly number[]; maxSlots: number };
   robust: { window: number };
   ewma: { alpha: number };
@@ -36,6 +43,7 @@ export interface EnsembleSettings {
 export const DEFAULT_ENSEMBLE: EnsembleSettings = {
   detectors: DETECTORS,
   threshold: 0.5,
+  learningBuckets: 288,
   seasonal: { periodsMs: SEASONAL_DEFAULTS.periodsMs, maxSlots: SEASONAL_DEFAULTS.maxSlots },
   robust: { window: 128 },
   ewma: { alpha: 0.1 },
@@ -56,6 +64,8 @@ export interface SeriesModels {
   tails: Float32Array;
   /** Per detector: mean absolute error of its expected value, and buckets it was measured on (the combination's weights). */
   errors: Float64Array;
+  /** Per detector: its rate of alarm onsets (starting at ALARM_BUDGET) and whether it is in an alarm (the combination's calibration factor). */
+  alarms: Float64Array;
   /** Consecutive buckets below the threshold since the last one at or above it (Infinity: no episode open). */
   calm: number;
   /** How often the forest's gate opened for the series (its likelihood is conditional on the gate). */
@@ -113,6 +123,14 @@ export const CALM_BUCKETS = 12;
 const ERROR_MEMORY = 50;
 /** A detector's absolute error counts at most this many times its mean (one spike does not silence a detector for long). */
 const ERROR_CLIP = 5;
+/** A detector's likelihood below this is an alarm (the default threshold's level). */
+const ALARM_P = 1e-5;
+/**
+ * Alarm onsets per bucket a detector may raise on a series at full weight (3 a week of 5-minute
+ * buckets); one raising more has its weight scaled by the budget over its rate (memory: the
+ * calibration's, 2016 buckets).
+ */
+const ALARM_BUDGET = 1.5e-3;
 /** −log10 p past which evidence counts no more (p = 1e-50: float noise of the tails, and one detector must not outvote all others by any margin). */
 const EVIDENCE_CAP = 50;
 /**
@@ -121,13 +139,7 @@ const EVIDENCE_CAP = 50;
  * both labelled corpora (bench:quality).
  */
 const FOREST_WEIGHT = 0.5;
-/**
- * The learning period of a series (NAB's probationary period): scores are computed, but no
- * episode starts before a day (and at least 30 buckets) of history; the likelihood has not yet
- * seen the series' recurring patterns.
- */
-const LEARNING_MS = 86_400_000;
-const LEARNING_BUCKETS = 30;
+
 const CLAMP = 50;
 
 function clamp(x: number): number {
@@ -239,6 +251,7 @@ export class Ensemble {
       recent: new Float64Array(RECENT).fill(Number.NaN),
       tails: new Float32Array(DETECTORS.length * this.calibrator.size),
       errors: new Float64Array(2 * DETECTORS.length),
+      alarms: new Float64Array(2 * DETECTORS.length).map((_, i) => (i % 2 === 0 ? ALARM_BUDGET : 0)),
       calm: Infinity,
       gateRate: 0,
       quantum: Infinity,
@@ -285,7 +298,7 @@ export class Ensemble {
       if (!s.ready || !this.on[name]) continue;
       const cal = this.calibrator.step(m.tails, d * this.calibrator.size, s.drivers['z'] ?? 0);
       gate = Math.max(gate, cal.score);
-      const w = this.learnError(m, d, Math.abs(obs.value - s.expected), floor);
+      const w = this.learnAlarms(m, d, cal.p) * this.learnError(m, d, Math.abs(obs.value - s.expected), floor);
       scores[name] = cal.score;
       weights[name] = w;
       weighted += w * evidence(cal.p);
@@ -336,7 +349,7 @@ export class Ensemble {
     const threshold = this.settings.threshold;
     let anomaly = false;
     if (score >= threshold) {
-      anomaly = m.calm >= CALM_BUCKETS && obs.tsMs - m.firstTsMs >= Math.max(LEARNING_MS, LEARNING_BUCKETS * obs.widthMs);
+      anomaly = m.calm >= CALM_BUCKETS && obs.tsMs - m.firstTsMs >= this.settings.learningBuckets * obs.widthMs;
       m.calm = 0;
     } else if (m.calm < CALM_BUCKETS) m.calm++;
     for (const name of DETECTORS) if (detectors[name]) (detectors[name] as Record<string, number>)['weight'] = round(weightSum > 0 ? weights[name] / weightSum : 0);
@@ -380,6 +393,22 @@ export class Ensemble {
       m.errors[2 * d + 1] = n + 1;
     }
     return w;
+  }
+
+  /**
+   * Detector d's calibration factor as of before this bucket, min(1, ALARM_BUDGET / its rate of
+   * alarm onsets), then learns whether this bucket starts an alarm (p < ALARM_P after none). A
+   * detector that keeps crying wolf on a series (a level detector at every daily edge of a
+   * noise-free step) loses its say there; one alarmed by the series' rare incidents keeps it.
+   */
+  private learnAlarms(m: SeriesModels, d: number, p: number): number {
+    const rate = m.alarms[2 * d] as number;
+    const factor = Math.min(1, ALARM_BUDGET / rate);
+    const alarm = p < ALARM_P;
+    const onset = alarm && (m.alarms[2 * d + 1] as number) === 0 ? 1 : 0;
+    m.alarms[2 * d] = rate + (onset - rate) / CALIBRATION_DEFAULTS.memory;
+    m.alarms[2 * d + 1] = alarm ? 1 : 0;
+    return factor;
   }
 
   private forestStep(m: SeriesModels, obs: Observation, robust: Score, residual: Score, score: boolean): Score {

@@ -320,8 +320,12 @@ export interface SeasonalState {
  */
 export class Seasonal implements Detector<SeasonalState> {
   readonly name = 'seasonal';
+  /** Per candidate, within one step: 0 the bucket is not learnt, 1 learnt by a candidate warming up, 2 by a warm one. */
+  private readonly learnAt: Int8Array;
 
-  constructor(readonly options: SeasonalOptions = SEASONAL_DEFAULTS) {}
+  constructor(readonly options: SeasonalOptions = SEASONAL_DEFAULTS) {
+    this.learnAt = new Int8Array(options.periodsMs.length);
+  }
 
   init(): SeasonalState {
     const c = this.options.periodsMs.length;
@@ -396,6 +400,7 @@ export class Seasonal implements Detector<SeasonalState> {
 
     let result: Score = NOT_READY;
     let best = Infinity;
+    let suspect = false;
     const errorAlpha = Math.min(0.5, w / DAY_MS);
     for (let c = 0; c < periodsMs.length; c++) {
       const k = s.slots[c] as number;
@@ -439,15 +444,23 @@ export class Seasonal implements Detector<SeasonalState> {
         const n = s.stats[st + RESIDUALS] as number;
         s.stats[st + ERROR] = (s.stats[st + ERROR] as number) + Math.max(errorAlpha, 1 / n) * (Math.abs(r) - (s.stats[st + ERROR] as number));
       }
+      this.learnAt[c] = learn ? (warm ? 2 : 1) : 0;
+      if (warm && !learn) suspect = true;
+    }
+    for (let c = 0; c < periodsMs.length; c++) {
+      if ((s.slots[c] as number) === 0) continue;
+      const st = c * STATS;
       // The profile learns slot means: a slot visit (consecutive buckets in one slot) is averaged,
-      // then folded into the slot's value when the visit ends.
+      // then folded into the slot's value when the visit ends. A candidate still warming up does
+      // not learn a bucket a warm one suspects (a weekly profile must not learn the week's incident).
       const slot = this.slotOf(s, c, obs.tsMs, w);
       if (slot !== s.stats[st + CUR_SLOT]) {
         this.foldVisit(s, c);
         s.stats[st + CUR_SLOT] = slot;
       }
-      if (learn) {
-        s.stats[st + CUR_SUM] = (s.stats[st + CUR_SUM] as number) + x - (warm ? (s.stats[st + LEVEL] as number) : 0);
+      const learn = this.learnAt[c] as number;
+      if (learn === 2 || (learn === 1 && !suspect)) {
+        s.stats[st + CUR_SUM] = (s.stats[st + CUR_SUM] as number) + x - (learn === 2 ? (s.stats[st + LEVEL] as number) : 0);
         s.stats[st + CUR_N] = (s.stats[st + CUR_N] as number) + 1;
       }
     }

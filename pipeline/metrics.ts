@@ -167,7 +167,7 @@ export function createMetrics() {
     }),
     anomaliesFlagged: new Counter({
       name: 'vigil_anomalies_flagged_total',
-      help: 'Scored buckets at or above models.threshold',
+      help: 'Episodes of anomaly started: scored buckets flagged at their onset (at or above models.threshold after a calm)',
       registers: reg,
     }),
     bucketsClosed: new Counter({

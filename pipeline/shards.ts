@@ -192,6 +192,7 @@ export function modelSettings(config: VigilConfig): ModelSettings | null {
     ensemble: {
       detectors: [...m.detectors],
       threshold: m.threshold,
+      learningBuckets: m.learningBuckets,
       seasonal: { periodsMs: m.seasonalPeriodsSeconds.map((x) => x * 1000), maxSlots: m.seasonalMaxSlots },
       robust: { window: m.robustWindow },
       ewma: { alpha: m.ewmaAlpha },

@@ -78,6 +78,7 @@ export interface VigilConfig {
     readonly widthSeconds: number;
     readonly detectors: readonly ('robust' | 'ewma' | 'seasonal' | 'iforest' | 'lstm')[];
     readonly threshold: number;
+    readonly learningBuckets: number;
     readonly seasonalPeriodsSeconds: readonly number[];
     readonly seasonalMaxSlots: number;
     readonly robustWindow: number;

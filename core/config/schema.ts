@@ -382,8 +382,16 @@ export const configSchema = {
           minimum: 0,
           maximum: 1,
           description:
-            'Ensemble score at or above which an episode of anomaly starts (`anomaly` = 1 on its first bucket; lower is more sensitive). Scores are -log10(p)/10 of the anomaly likelihood p: 0.5 is p = 1e-5.',
+            'Ensemble score at or above which an episode of anomaly starts (`anomaly` = 1 on its first bucket; lower is more sensitive). A score is 1 − 2^(log10(p)/5) of the anomaly likelihood p: 0.5 is p = 1e-5, 0.75 is p = 1e-10.',
           default: 0.5,
+        },
+        learningBuckets: {
+          type: 'integer',
+          minimum: 0,
+          maximum: 100000,
+          description:
+            "A series' learning period in buckets of `models.widthSeconds`: scores are written, but no episode starts (`anomaly` stays 0) before the series has this much history. 288 is about 5 h at 60 s, a day at 5 min; lower it for wide buckets.",
+          default: 288,
         },
         seasonalPeriodsSeconds: {
           type: 'array',

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { backtest, type BacktestRow } from '../../../models/backtest.js';
 import { DEFAULT_ENSEMBLE, type EnsembleScore } from '../../../models/ensemble.js';
 
-/** Hourly rows: the ensemble starts episodes after its learning period of 30 buckets. */
+/** Hourly rows (the settings below start episodes after a learning period of 30 buckets). */
 const MIN = 3_600_000;
 
 /** Two series of 200 hourly rows with a spike each; `b` is given in reverse order. */
@@ -14,7 +14,7 @@ function input(): BacktestRow[] {
 
 function run(rows: BacktestRow[]): { out: [BacktestRow, EnsembleScore][]; rows: number } {
   const out: [BacktestRow, EnsembleScore][] = [];
-  const r = backtest(rows, { settings: DEFAULT_ENSEMBLE, onRow: (row, s) => out.push([row, s]) });
+  const r = backtest(rows, { settings: { ...DEFAULT_ENSEMBLE, learningBuckets: 30 }, onRow: (row, s) => out.push([row, s]) });
   return { out, rows: r.rows };
 }
 

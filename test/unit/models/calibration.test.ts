@@ -9,14 +9,17 @@ const tail = (r: number): number => 2 * normalTail(r);
 
 /**
  * The documented likelihood without a histogram: every past deviation kept with weight
- * decay^age; p is the larger of the normal tail and (weight in r's bin and above − excess) / total,
- * for the bucket's |z| and for the sustained |z_t + z_t-1 + z_t-2| / √3; the smaller, doubled.
+ * decay^age (1/k for the k-th of a run of deviations ≥ 3); p is the larger of the normal tail and
+ * (weight in r's bin and above − excess) / total, for the bucket's |z| and for the sustained
+ * |z_t + z_t-1 + z_t-2| / √3; the smaller, doubled.
  */
 class ExactLikelihood {
   private readonly instant: [number, number][] = [];
   private readonly sustained: [number, number][] = [];
   private readonly zs: number[] = [];
   private total = 0;
+  private run = 0;
+  private sustainedRun = 0;
 
   step(z: number): number {
     const d = 1 - 1 / CALIBRATION_DEFAULTS.memory;
@@ -28,8 +31,10 @@ class ExactLikelihood {
     };
     const result = Math.min(1, 2 * Math.min(p(this.instant, r), p(this.sustained, s)));
     for (const h of [this.instant, this.sustained]) for (const e of h) e[1] *= d;
-    this.instant.push([r, 1]);
-    this.sustained.push([s, 1]);
+    this.run = r >= 3 ? this.run + 1 : 0;
+    this.sustainedRun = s >= 3 ? this.sustainedRun + 1 : 0;
+    this.instant.push([r, 1 / Math.max(this.run, 1)]);
+    this.sustained.push([s, 1 / Math.max(this.sustainedRun, 1)]);
     this.total = this.total * d + 1;
     this.zs.push(z);
     return result;
@@ -70,6 +75,21 @@ describe('TailCalibrator', () => {
     for (let i = 1; i < 400; i++) last = c.step(s, 0, i % 4 === 0 ? 60 : 0.5).p;
     expect(first).toBeLessThan(1e-300);
     expect(last).toBeGreaterThan(0.1);
+  });
+
+  it('learns a lasting episode like a few incidents (the k-th bucket of a run weighs 1/k), not as a new normal', () => {
+    const c = new TailCalibrator();
+    const s = c.init();
+    const r = rng(2);
+    // Forty buckets at |z| = 10 (a level shift the detectors take a while to accept): ~ln 40 + 0.6 ≈ 4.3 in weight.
+    for (let i = 0; i < 500; i++) c.step(s, 0, (r() - 0.5) * 2);
+    for (let i = 0; i < 40; i++) c.step(s, 0, 10);
+    for (let i = 0; i < 500; i++) c.step(s, 0, (r() - 0.5) * 2);
+    expect(c.step(s, 0, 10).p).toBeLessThan(1e-20);
+    // The same forty buckets spread out one at a time are forty incidents: ordinary by now.
+    const spread = c.init();
+    for (let i = 0; i < 1050; i++) c.step(spread, 0, i % 26 === 25 ? 10 : (r() - 0.5) * 2);
+    expect(c.step(spread, 0, 10).p).toBeGreaterThan(0.01);
   });
 
   it('does not learn the last few incidents: the fifth spike in two thousand buckets is as surprising as the first', () => {

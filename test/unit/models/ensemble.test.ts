@@ -93,12 +93,12 @@ describe('backtest CSV', () => {
 // ---------------------------------------------------------------------------------------------
 // The combination rules of DESIGN.md §8 and issue 14, checked against the statistical detectors run
 // on their own, the likelihood calibrator (models/calibration.ts, tested on its own) and a
-// reservoir-sampled forest built here from IsolationForest. Hourly buckets: the learning period
-// (a day, at least 30 buckets) ends at bucket 30.
+// reservoir-sampled forest built here from IsolationForest.
 
 const W = 3_600_000;
 const bucket = (i: number, value: number): Observation => ({ tsMs: i * W, widthMs: W, value, count: 1, min: value, max: value, std: 0 });
-const withSettings = (over: Partial<EnsembleSettings>): EnsembleSettings => ({ ...DEFAULT_ENSEMBLE, ...over });
+/** A learning period of 30 buckets, so that the short scenarios below see episodes start. */
+const withSettings = (over: Partial<EnsembleSettings>): EnsembleSettings => ({ ...DEFAULT_ENSEMBLE, learningBuckets: LEARNING_BUCKETS, ...over });
 /** Three decimals, as explanations show numbers; likelihoods to three significant digits. */
 const r3 = (x: number): number => Number(x.toFixed(3));
 const sig3 = (x: number): number => Number(x.toPrecision(3));
@@ -188,6 +188,16 @@ function referenceEnsemble(settings: EnsembleSettings): { step: (o: Observation)
   const calibrator = new TailCalibrator();
   const tails = new Map<DetectorName, Float32Array>(['robust', 'ewma', 'seasonal', 'iforest'].map((d) => [d as DetectorName, calibrator.init()]));
   const errors = new Map<DetectorName, { mae: number; n: number }>();
+  /** Per detector: the rate of alarm onsets (p < 1e-5 after none), starting at the budget 1.5e-3, over 2016 buckets. */
+  const alarms = new Map<DetectorName, { rate: number; on: boolean }>();
+  const calibration = (d: DetectorName, p: number): number => {
+    let a = alarms.get(d);
+    if (!a) alarms.set(d, (a = { rate: 1.5e-3, on: false }));
+    const factor = Math.min(1, 1.5e-3 / a.rate);
+    a.rate += ((p < 1e-5 && !a.on ? 1 : 0) - a.rate) / 2016;
+    a.on = p < 1e-5;
+    return factor;
+  };
   const recent: number[] = [];
   let quantum = Infinity;
   let lastTs = Number.NaN;
@@ -228,7 +238,7 @@ function referenceEnsemble(settings: EnsembleSettings): { step: (o: Observation)
       if (!on(name) || !s.ready) continue;
       const cal = calibrator.step(tails.get(name)!, 0, s.drivers['z']!);
       gate = Math.max(gate, cal.score);
-      const w = weigh(name, Math.abs(o.value - s.expected), floor);
+      const w = calibration(name, cal.p) * weigh(name, Math.abs(o.value - s.expected), floor);
       scores[name] = cal.score;
       weights[name] = w;
       weighted += w * evidence(cal.p);
@@ -279,7 +289,7 @@ function referenceEnsemble(settings: EnsembleSettings): { step: (o: Observation)
     const score = Math.max(sum > 0 ? likelihoodScore(10 ** -(weighted / sum)) : 0, gap);
     let anomaly = false;
     if (score >= settings.threshold) {
-      anomaly = calm >= CALM_BUCKETS && o.tsMs - firstTs >= LEARNING_BUCKETS * W;
+      anomaly = calm >= CALM_BUCKETS && o.tsMs - firstTs >= settings.learningBuckets * W;
       calm = 0;
     } else if (calm < CALM_BUCKETS) calm++;
     for (const [name, d] of Object.entries(detectors)) d['weight'] = r3(weights[name as DetectorName] / sum);
@@ -396,6 +406,7 @@ describe('Ensemble rules at their edges', () => {
       recent: new Float64Array(5).fill(Number.NaN),
       tails: new Float32Array(5 * new TailCalibrator().size),
       errors: new Float64Array(10),
+      alarms: Float64Array.of(1.5e-3, 0, 1.5e-3, 0, 1.5e-3, 0, 1.5e-3, 0, 1.5e-3, 0),
       calm: Infinity,
       gateRate: 0,
       quantum: Infinity,
@@ -458,7 +469,7 @@ describe('Ensemble rules at their edges', () => {
     expect(base.score).toBeLessThan(ewma);
     expect(run(base.score).anomaly).toBe(true);
     expect(run(base.score + 1e-9).anomaly).toBe(false);
-    // Before 30 buckets (a day of hourly buckets is less), the score is there but no episode starts.
+    // Before the learning period's 30 buckets, the score is there but no episode starts.
     expect(run(base.score, LEARNING_BUCKETS - 1).anomaly).toBe(false);
     expect(run(2 * robust).explanation.drivers).toEqual(['robust', 'ewma']);
     expect(run(2 * robust + 1e-9).explanation.drivers).toEqual(['ewma']);

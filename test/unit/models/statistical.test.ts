@@ -509,6 +509,21 @@ describe('Seasonal by hand', () => {
     expect(Array.from(s.profile)).not.toEqual(profile);
   });
 
+  it('a candidate still warming up does not learn a bucket a warm candidate suspects', () => {
+    // A 4-hour period (warm from bucket 28) and a 2-day one (warming until day 3), hourly buckets.
+    const d = new Seasonal({ ...base, periodsMs: [4 * HOUR, 48 * HOUR], maxSlots: 48 });
+    const s = d.init();
+    const wave = (i: number): number => (i % 4 < 2 ? 10 : 90) + ((i * 7) % 3) - 1;
+    for (let i = 0; i < 44; i++) d.step(s, at(i, i === 40 ? 900 : wave(i)));
+    const long = s.offsets[1] as number;
+    // Bucket 40 of the long profile was never learnt; its neighbours were, once.
+    expect([s.visits[long + 39], s.visits[long + 40], s.visits[long + 41]]).toEqual([1, 0, 1]);
+    // Without a warm candidate to suspect it (the same spike in the first hours), it is learnt.
+    const early = d.init();
+    for (let i = 0; i < 12; i++) d.step(early, at(i, i === 8 ? 900 : wave(i)));
+    expect(early.profile[(early.offsets[1] as number) + 8]).toBe(900);
+  });
+
   it('stays silent on a series constant all day (its plain variance 0 explains nothing)', () => {
     const d = new Seasonal({ ...base, periodsMs: [4 * HOUR], maxSlots: 8 });
     const s = d.init();

@@ -136,7 +136,8 @@ describe('shard stage', () => {
   });
 
   it('scores closed buckets of the models width into anomalies rows, one per series and bucket, flagging a spike', async () => {
-    const models = { widthMs: 10_000, ensemble: DEFAULT_ENSEMBLE, lstmModelDir: '', minScore: 0 };
+    // A learning period of 100 buckets (the default, 288, is longer than this series).
+    const models = { widthMs: 10_000, ensemble: { ...DEFAULT_ENSEMBLE, learningBuckets: 100 }, lstmModelDir: '', minScore: 0 };
     await prepareModels(models);
     const rollups = { widthsMs: [10_000], latenessMs: 0, retentionMs: 0 };
     let rows = 0;
