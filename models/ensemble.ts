@@ -24,7 +24,7 @@ export interface EnsembleSettings {
   detectors: readonly DetectorName[];
   /**
    * Ensemble score at or above which an episode starts (`anomaly` is set on its first bucket). A
-   * score is -log10(p) / 10 of the anomaly likelihood p, so 0.5 is p = 1e-5.
+   * score is 1 − 2^(log10(p) / 5) of the anomaly likelihood p (calibration.ts), so 0.5 is p = 1e-5.
    */
   threshold: number;
   /**
@@ -99,6 +99,7 @@ export interface EnsembleScore {
 }
 
 const FEATURES = ['level', 'change', 'residual', 'spread'] as const;
+const IFOREST = DETECTORS.indexOf('iforest');
 /**
  * Missing buckets before this one that make a gap an anomaly of its own (a dropout: the series
  * stopped reporting). A warmed-up series resuming after GAP_BUCKETS missing buckets scores 0.5,
@@ -112,7 +113,7 @@ const CALIBRATION = 2048;
 const Z_999 = 3.29;
 /**
  * The forest (the costly detector: ~5 µs for 100 trees) only scores buckets some statistical
- * detector already finds at least this unusual (likelihood p ≤ 0.01); its likelihood is then
+ * detector already finds at least this unusual (score 0.2: likelihood p ≤ 0.025); its likelihood is then
  * conditional on the gate, and multiplied by how often the gate opens for the series. It still
  * learns from every bucket.
  */
@@ -264,10 +265,11 @@ export class Ensemble {
   /**
    * Scores one closed bucket of the series, then learns it. Each detector's deviation becomes an
    * anomaly likelihood against its own recent deviations on this series (models/calibration.ts);
-   * the ensemble score is their mean weighted by how well each detector has been predicting the
-   * series (inverse squared mean absolute error, the forecast-combination weights of Bates and
-   * Granger): the detector that models the series best speaks loudest, and a well-predicting
-   * detector that says "normal" pulls the score down.
+   * the ensemble score is the mean of their evidence −log10 p weighted by how well each detector
+   * has been predicting the series (inverse squared mean absolute error, the forecast-combination
+   * weights of Bates and Granger) and by its alarm calibration: the detector that models the
+   * series best speaks loudest, a well-predicting detector that says "normal" pulls the score
+   * down, and one that keeps crying wolf on the series loses its say.
    */
   step(m: SeriesModels, obs: Observation): EnsembleScore {
     const missing = m.n >= this.robust.options.warmup ? Math.round((obs.tsMs - m.lastTsMs) / obs.widthMs) - 1 : 0;
@@ -322,11 +324,11 @@ export class Ensemble {
         let p = 1;
         if (!Number.isNaN(z)) {
           // The likelihood among gated buckets, times how often the gate opens: the unconditional tail.
-          const cal = this.calibrator.step(m.tails, 3 * this.calibrator.size, z);
+          const cal = this.calibrator.step(m.tails, IFOREST * this.calibrator.size, z);
           p = Math.min(1, cal.p * Math.max(m.gateRate, 1 / CALIBRATION_DEFAULTS.memory));
           score = likelihoodScore(p);
         }
-        // The forest forecasts nothing: it votes with the mean weight of the others (1 alone).
+        // The forest forecasts nothing: it votes with FOREST_WEIGHT of the others' mean weight (1 alone).
         const w = ready > 0 ? (FOREST_WEIGHT * weightSum) / ready : 1;
         scores.iforest = score;
         weights.iforest = w;
