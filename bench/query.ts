@@ -96,6 +96,16 @@ async function main(): Promise<void> {
   const db = `vigil_qbench_${Date.now().toString(36)}`;
   const version = ((await (await ch.query({ query: 'SELECT version() AS v', format: 'JSONEachRow' })).json<{ v: string }>())[0] as { v: string }).v;
   await migrate(ch, db, capabilitiesOf(version));
+  try {
+    await run(ch, db, version);
+  } finally {
+    if (!values.keep) await ch.command({ query: `DROP DATABASE IF EXISTS ${db}` });
+    else console.log(`kept database ${db}`);
+    await ch.close();
+  }
+}
+
+async function run(ch: ClickHouseClient, db: string, version: string): Promise<void> {
   const endS = Math.floor(Date.now() / 1000 / 60) * 60;
   const t0 = performance.now();
   await load(ch, db, endS);
@@ -137,9 +147,6 @@ async function main(): Promise<void> {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
   writeFileSync(join(dir, `query-${stamp}.json`), JSON.stringify({ version, rows, series, perSeries, loadS, results, perPoint }, null, 2));
   writeFileSync(join(dir, `query-${stamp}.md`), lines.join('\n') + '\n');
-  if (!values.keep) await ch.command({ query: `DROP DATABASE ${db}` });
-  else console.log(`kept database ${db}`);
-  await ch.close();
 }
 
 await main();
