@@ -5,6 +5,7 @@ import { rng } from '../../../bench/generator.js';
 
 /** Bin of a deviation: 3 per octave, edge(k) = 2^((k − 8)/3) ≤ r < edge(k + 1), clamped to 0..39. */
 const bin = (r: number): number => (r > 0 ? Math.max(0, Math.min(39, Math.floor(Math.log2(r) * 3) + 8)) : 0);
+// (A deviation past the last bin's edge lands in the last bin, never beyond: the histories sit side by side in one array.)
 const tail = (r: number): number => 2 * normalTail(r);
 
 /**
@@ -48,9 +49,10 @@ describe('TailCalibrator', () => {
     const exact = new ExactLikelihood();
     const r = rng(4);
     for (let i = 0; i < 3000; i++) {
-      // Mostly small deviations, a recurring |z| ≈ 16 and rare large ones; random signs.
+      // Mostly small deviations, exactly 3 (where runs start), a recurring |z| ≈ 16, rare large
+      // ones and some past the last bin (2^31/3 ≈ 1,290); random signs.
       const u = r();
-      const size = u < 0.8 ? r() * 3 : u < 0.97 ? 16 + r() : 30 + r() * 100;
+      const size = u < 0.75 ? r() * 3 : u < 0.8 ? 3 : u < 0.97 ? 16 + r() : u < 0.99 ? 30 + r() * 100 : 2000 + r() * 1e5;
       const z = (r() < 0.5 ? -1 : 1) * size;
       const want = exact.step(z);
       const got = c.step(s, 0, z).p;

@@ -344,7 +344,7 @@ describe('Ensemble against its detectors run on their own', () => {
     ['the forest alone (always scored)', { detectors: ['iforest'], iforest: forest }],
     ['robust and the forest', { detectors: ['robust', 'iforest'], iforest: { ...forest, seed: 0 } }],
     ['ewma and the forest, threshold 0.3', { detectors: ['ewma', 'iforest'], threshold: 0.3, iforest: forest }],
-    ['robust and ewma, window 16', { detectors: ['robust', 'ewma'], robust: { window: 16 }, ewma: { alpha: 0.3 } }],
+    ['robust and ewma, window 16 (a forest configured but not listed stays out)', { detectors: ['robust', 'ewma'], robust: { window: 16 }, ewma: { alpha: 0.3 }, iforest: forest }],
     ['seasonal (two periods, one exact) and ewma, threshold 0.4', { detectors: ['ewma', 'seasonal'], threshold: 0.4, seasonal: { periodsMs: [20 * W, 5 * W], maxSlots: 10 } }],
     ['robust alone, threshold 1.01: scores only', { detectors: ['robust'], threshold: 1.01 }],
   ];
@@ -469,8 +469,17 @@ describe('Ensemble rules at their edges', () => {
     expect(base.score).toBeLessThan(ewma);
     expect(run(base.score).anomaly).toBe(true);
     expect(run(base.score + 1e-9).anomaly).toBe(false);
-    // Before the learning period's 30 buckets, the score is there but no episode starts.
-    expect(run(base.score, LEARNING_BUCKETS - 1).anomaly).toBe(false);
+    // In the learning period the score is there but no episode starts; it counts buckets of the
+    // series' width from its first bucket, whatever that bucket's timestamp.
+    const learning = (learningBuckets: number, at: number, from = 7): EnsembleScore => {
+      const e = new Ensemble(withSettings({ detectors: ['robust', 'ewma'], threshold: base.score, learningBuckets }));
+      const m = e.init();
+      for (const o of steady(at - from, from)) e.step(m, o);
+      return e.step(m, bucket(at, 14));
+    };
+    expect(learning(80, 7 + 79).score).toBeGreaterThanOrEqual(base.score);
+    expect(learning(80, 7 + 79).anomaly).toBe(false);
+    expect(learning(80, 7 + 80).anomaly).toBe(true);
     expect(run(2 * robust).explanation.drivers).toEqual(['robust', 'ewma']);
     expect(run(2 * robust + 1e-9).explanation.drivers).toEqual(['ewma']);
 
@@ -512,6 +521,16 @@ describe('Ensemble rules at their edges', () => {
     expect(Math.abs(edge.explanation.detectors.robust!['z']!)).toBeGreaterThan(10);
     expect(edge.score).toBeLessThan(0.2);
     expect(edge.expected).toBeCloseTo(100, -1);
+  });
+
+  it('a non-finite value teaches the weights nothing', () => {
+    const e = new Ensemble(withSettings({ detectors: ['robust', 'ewma'] }));
+    const m = e.init();
+    for (const o of steady(45)) e.step(m, o);
+    const before = Array.from(m.errors);
+    e.step(m, bucket(45, Number.POSITIVE_INFINITY));
+    expect(Array.from(m.errors)).toEqual(before);
+    expect(before.some((x) => x > 0)).toBe(true);
   });
 
   it('a non-finite value turns the forest features it touches into 0, not ±50', () => {

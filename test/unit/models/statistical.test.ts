@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { NOT_READY, normalTail, zScore, type Observation, type Score } from '../../../models/detector.js';
-import { Ewma, EWMA_DEFAULTS, learnQuantum, resolutionOf, RobustZ, scaleFloor, Seasonal, SEASONAL_DEFAULTS, type EwmaState, type SeasonalState } from '../../../models/statistical.js';
+import { Ewma, EWMA_DEFAULTS, learnQuantum, resolutionOf, RobustZ, scaleFloor, Seasonal, SEASONAL_DEFAULTS, type EwmaState, type SeasonalOptions, type SeasonalState } from '../../../models/statistical.js';
 import { rng } from '../../../bench/generator.js';
 
 const HOUR = 3_600_000;
@@ -167,6 +167,8 @@ describe('scaleFloor', () => {
     expect([resolutionOf(40), resolutionOf(-3), resolutionOf(0), resolutionOf(2.5), resolutionOf(0.125), resolutionOf(1e-3), resolutionOf(7 / 60)]).toEqual([1, 1, 1, 0.1, 0.001, 0.001, 1e-12]);
     // Float noise of a decimal is still that decimal.
     expect(resolutionOf(0.1 + 0.2)).toBe(0.1);
+    // Large values: the tolerance grows with them (123456.789 · 1000 is 123456789.00000001).
+    expect([resolutionOf(123456.789), resolutionOf(98765432.1)]).toEqual([0.001, 0.1]);
     let q = Infinity;
     for (const x of [20, 110, 20, 110.5, Number.NaN, Number.POSITIVE_INFINITY]) q = learnQuantum(q, x);
     expect(q).toBe(0.1);
@@ -543,4 +545,165 @@ describe('Seasonal by hand', () => {
     expect(r.ready).toBe(true);
     expect(r.drivers['z']).toBeCloseTo(-37, 6);
   });
+});
+
+/**
+ * The seasonal detector as documented, written plainly (objects and arrays): per candidate period
+ * a profile of slot values (exact slots when the period has at most maxSlots buckets, else
+ * maxSlots slots interpolated between centres), a level, a residual variance (mean of squares,
+ * then EWMA at levelAlpha), an error over a day, a run of outliers, the current slot visit.
+ */
+interface Candidate {
+  periodMs: number;
+  k: number;
+  profile: number[];
+  visits: number[];
+  level: number;
+  rv: number;
+  residuals: number;
+  error: number;
+  run: number;
+  slot: number;
+  sum: number;
+  n: number;
+}
+
+class ReferenceSeasonal {
+  private readonly c: Candidate[] = [];
+  private plainMean = 0;
+  private plainVar = 0;
+  private first = Number.NaN;
+  private n = 0;
+  private quantum = Infinity;
+
+  constructor(private readonly o: SeasonalOptions) {}
+
+  private slot(c: Candidate, tsMs: number, w: number): number {
+    const phase = (((tsMs + w / 2) % c.periodMs) + c.periodMs) % c.periodMs;
+    return Math.min(c.k - 1, Math.floor(phase / (c.periodMs / c.k)));
+  }
+
+  private base(c: Candidate, tsMs: number, w: number): number {
+    if (c.k * w >= c.periodMs) {
+      const i = this.slot(c, tsMs, w);
+      return c.visits[i]! > 0 ? c.profile[i]! : Number.NaN;
+    }
+    const x = ((((tsMs + w / 2) % c.periodMs) + c.periodMs) % c.periodMs) / (c.periodMs / c.k) - 0.5;
+    const lo = Math.floor(x);
+    const [i, j] = [(lo + c.k) % c.k, (lo + 1) % c.k];
+    if (c.visits[i] === 0 || c.visits[j] === 0) return Number.NaN;
+    return c.profile[i]! + (c.profile[j]! - c.profile[i]!) * (x - lo);
+  }
+
+  step(obs: Observation): Score {
+    const { periodsMs, maxSlots, alpha, levelAlpha, warmupPeriods, explains } = this.o;
+    const [x, w] = [obs.value, obs.widthMs];
+    const DAY = 86_400_000;
+    if (this.n === 0) {
+      this.first = obs.tsMs;
+      for (const periodMs of periodsMs) {
+        const buckets = Math.floor(periodMs / w);
+        const k = buckets >= 2 ? Math.min(buckets, maxSlots) : 0;
+        this.c.push({ periodMs, k, profile: new Array<number>(k).fill(0), visits: new Array<number>(k).fill(0), level: 0, rv: 0, residuals: 0, error: 0, run: 0, slot: -1, sum: 0, n: 0 });
+      }
+    }
+    const pa = this.n === 0 ? 1 : Math.max(1 / (this.n + 1), Math.min(0.5, w / DAY));
+    const pd = x - this.plainMean;
+    this.plainMean += pa * pd;
+    this.plainVar = (1 - pa) * (this.plainVar + pa * pd * pd);
+    const errorAlpha = Math.min(0.5, w / DAY);
+    const residual = (c: Candidate, r: number) => {
+      c.residuals++;
+      c.rv += Math.max(levelAlpha, 1 / c.residuals) * (r * r - c.rv);
+    };
+    let result: Score = NOT_READY;
+    let best = Infinity;
+    const learn: { c: Candidate; how: 0 | 1 | 2 }[] = [];
+    for (const c of this.c) {
+      if (c.k === 0) continue;
+      const base = this.base(c, obs.tsMs, w);
+      const periods = c.periodMs > DAY ? 1 : warmupPeriods;
+      const warm = obs.tsMs - this.first >= periods * c.periodMs && c.residuals * w >= DAY && !Number.isNaN(base);
+      let how: 0 | 1 | 2 = warm ? 2 : 1;
+      if (warm) {
+        const expected = base + c.level;
+        const floor = this.quantum < Infinity ? Math.max(this.quantum, 1e-9 * Math.abs(expected), 1e-12) : Math.max(1e-3 * Math.abs(expected), 1e-6);
+        const sigma = Math.max(Math.sqrt(c.rv), floor);
+        const z = (x - expected) / sigma;
+        const errorVar = (1.2533 * c.error) ** 2;
+        if (errorVar < explains * this.plainVar && c.error < best) {
+          best = c.error;
+          result = { score: zScore(z), expected, lower: expected - 4.5 * sigma, upper: expected + 4.5 * sigma, ready: true, drivers: { z, season: errorVar / this.plainVar, period: c.periodMs / 1000 } };
+        }
+        c.run = Math.abs(z) < 3 ? 0 : c.run + 1;
+        c.error += errorAlpha * (Math.abs(x - expected) - c.error);
+        if (c.run === 0 || c.run > Math.max(6, c.periodMs / c.k / w)) c.level += levelAlpha * (x - expected);
+        if (c.run === 0) residual(c, x - expected);
+        if (!(c.run === 0 || c.run > Math.max(6, c.periodMs / 4 / w))) how = 0;
+      } else if (!Number.isNaN(base)) {
+        const r = x - base - c.level;
+        residual(c, r);
+        c.error += Math.max(errorAlpha, 1 / c.residuals) * (Math.abs(r) - c.error);
+      }
+      learn.push({ c, how });
+    }
+    const suspect = learn.some((l) => l.how === 0);
+    for (const { c, how } of learn) {
+      const slot = this.slot(c, obs.tsMs, w);
+      if (slot !== c.slot) {
+        if (c.slot >= 0 && c.n > 0) {
+          const mean = c.sum / c.n;
+          // The detector keeps its profiles in a Float32Array.
+          c.profile[c.slot] = Math.fround(c.visits[c.slot] === 0 ? mean : c.profile[c.slot]! + alpha * (mean - c.profile[c.slot]!));
+          c.visits[c.slot]!++;
+          [c.sum, c.n] = [0, 0];
+        }
+        c.slot = slot;
+      }
+      if (how === 2 || (how === 1 && !suspect)) {
+        c.sum += x - (how === 2 ? c.level : 0);
+        c.n++;
+      }
+    }
+    this.n++;
+    if (Number.isFinite(x)) this.quantum = Math.min(this.quantum, resolutionOf(x));
+    return result;
+  }
+}
+
+describe('Seasonal against a plain reference', () => {
+  const cases: [string, Partial<SeasonalOptions>, number][] = [
+    ['exact slots: 6 h and a day of hourly buckets', { periodsMs: [6 * HOUR, 24 * HOUR], maxSlots: 48 }, HOUR],
+    ['interpolated: a day in 8 slots, two days in 8 (one period of warm-up past a day)', { periodsMs: [24 * HOUR, 48 * HOUR], maxSlots: 8 }, HOUR],
+    ['three candidates, one too short for the width, 30-minute buckets', { periodsMs: [HOUR / 2, 12 * HOUR, 72 * HOUR], maxSlots: 12, warmupPeriods: 2 }, HOUR / 2],
+  ];
+  for (const [name, over, width] of cases) {
+    it(`${name}: score, expected, band and drivers bucket by bucket, through outliers, a level shift and a gap`, () => {
+      const options: SeasonalOptions = { ...SEASONAL_DEFAULTS, alpha: 0.3, levelAlpha: 0.05, warmupPeriods: 1, explains: 0.5, ...over };
+      const d = new Seasonal(options);
+      const s = d.init();
+      const ref = new ReferenceSeasonal(options);
+      const r = rng(13);
+      const start = Date.UTC(2026, 0, 5, 3) - 17 * width;
+      let ready = 0;
+      for (let i = 0; i < 700; i++) {
+        if (i > 400 && i < 410) continue;
+        const hour = ((i * width) / HOUR) % 24;
+        let v = 100 + (hour >= 8 && hour < 18 ? 60 : 0) + 15 * Math.sin(i / 3) + Math.round((r() - 0.5) * 800) / 100;
+        if (i % 97 === 96) v += 300;
+        if (i > 500 && i < 520) v -= 200;
+        if (i >= 600) v += 40;
+        const o: Observation = { tsMs: start + i * width, widthMs: width, value: v, count: 1, min: v, max: v, std: 0 };
+        const want = ref.step(o);
+        const got = d.step(s, o);
+        if (got.ready) ready++;
+        expect(got.ready, `bucket ${i}`).toBe(want.ready);
+        if (!want.ready) continue;
+        for (const key of ['score', 'expected', 'lower', 'upper'] as const) expect(got[key], `${key} at bucket ${i}`).toBeCloseTo(want[key], 9);
+        expect(Object.keys(got.drivers)).toEqual(['z', 'season', 'period']);
+        for (const key of ['z', 'season', 'period']) expect(got.drivers[key], `${key} at bucket ${i}`).toBeCloseTo(want.drivers[key]!, 9);
+      }
+      expect(ready).toBeGreaterThan(100);
+    });
+  }
 });
