@@ -8,7 +8,7 @@ export interface Capabilities {
   minor: number;
   /** LowCardinality(String) as a regular, non-experimental type (19.9+). */
   lowCardinality: boolean;
-  /** Column compression codecs: CODEC(Delta, ZSTD, Gorilla, DoubleDelta) (19.11+). */
+  /** Column compression codecs: CODEC(Delta, ZSTD, DoubleDelta, …) (19.11+). */
   codecs: boolean;
   /** Table TTL (19.6+). */
   ttl: boolean;

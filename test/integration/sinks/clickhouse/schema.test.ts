@@ -54,6 +54,21 @@ describe('ClickHouse schema', () => {
       expect(out.trim()).toBe('2');
     });
 
+    it('migration 6 gives a database made before it the point codecs; 18.16 gets no statement', () => {
+      const caps = capabilitiesOf(chdb(['SELECT version()']).trim().replaceAll('"', ''));
+      // The points table as the earlier DDL made it: Gorilla values, offsets and ts without a codec.
+      const before = MIGRATIONS.filter((m) => m.version < 6)
+        .flatMap((m) => m.statements('vigil', caps))
+        .map((q) => q.replace('ts DateTime CODEC(DoubleDelta, ZSTD(1))', 'ts DateTime').replace('source_offset UInt64 CODEC(DoubleDelta, ZSTD(1))', 'source_offset UInt64').replace('value Float64 CODEC(ZSTD(1))', 'value Float64 CODEC(Gorilla, ZSTD(1))'));
+      const six = MIGRATIONS.find((m) => m.version === 6);
+      const codecs = "SELECT name, compression_codec FROM system.columns WHERE database = 'vigil' AND table = 'points' AND name IN ('ts', 'source_offset', 'value') ORDER BY name";
+      const was = chdb(['CREATE DATABASE vigil', ...before, codecs]);
+      expect(was).toContain('"value","CODEC(Gorilla(8), ZSTD(1))"');
+      const now = chdb(['CREATE DATABASE vigil', ...before, ...(six?.statements('vigil', caps) ?? []), codecs]);
+      expect(now.trim().split('\n')).toEqual(['"source_offset","CODEC(DoubleDelta, ZSTD(1))"', '"ts","CODEC(DoubleDelta, ZSTD(1))"', '"value","CODEC(ZSTD(1))"']);
+      expect(six?.statements('vigil', capabilitiesOf('18.16.1'))).toEqual([]);
+    });
+
     it("computes the same series id as ClickHouse's xxHash64 of the canonical text", () => {
       const cases: [string, string[]][] = [
         ['cpu', ['region', 'eu', 'host', 'a']],
