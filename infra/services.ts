@@ -34,6 +34,18 @@ export const APT_PACKAGES = {
   tools: ['kcat'],
 } as const;
 
+/**
+ * A fresh KRaft cluster id: base64url of 16 random bytes, never starting with '-' (StorageTool
+ * would read `-t -rV…` as an option and fail to format; Kafka's own Uuid.randomUuid() redraws such
+ * ids too). One fresh machine in 64 drew one.
+ */
+export function kafkaClusterId(): string {
+  for (;;) {
+    const id = randomBytes(16).toString('base64url');
+    if (!id.startsWith('-')) return id;
+  }
+}
+
 export function projectRoot(): string {
   // Compiled: dist/infra/services.js; from source (vitest): infra/services.ts.
   const here = new URL('.', import.meta.url).pathname;
@@ -147,8 +159,8 @@ export function services(config: VigilConfig): Service[] {
       );
       const classpath = `${kafkaLib}/*`;
       if (!existsSync(join(logDirs, 'meta.properties'))) {
-        // KRaft storage is formatted once with a fresh cluster id (base64url of 16 random bytes).
-        const clusterId = randomBytes(16).toString('base64url');
+        // KRaft storage is formatted once with a fresh cluster id.
+        const clusterId = kafkaClusterId();
         const scram = SCRAM_MECHANISMS.flatMap((m) => ['--add-scram', `${m}=[name=${tls.scramUser},password=${scramPassword}]`]);
         execFileSync('java', ['-cp', classpath, `-Dlog4j.configuration=file:${log4j}`, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', props, ...scram], {
           stdio: 'ignore',
