@@ -17,7 +17,7 @@ export type DetectorName = (typeof DETECTORS)[number];
  * Version of the per-series state's layout (SeriesModels): part of the key under which detector
  * state is persisted, so a snapshot written by another layout is never read back into this one.
  */
-export const MODEL_STATE_VERSION = 2;
+export const MODEL_STATE_VERSION = 3;
 
 export interface EnsembleSettings {
   /** Detectors that take part (the others are not run). */
@@ -250,7 +250,8 @@ export class Ensemble {
       lstmForecast: Number.NaN,
       lstmResidualVar: this.lstmValidationRmse * this.lstmValidationRmse,
       recent: new Float64Array(RECENT).fill(Number.NaN),
-      tails: new Float32Array(DETECTORS.length * this.calibrator.size),
+      // The LSTM's history (the last) only when a model is loaded.
+      tails: new Float32Array((this.lstm ? DETECTORS.length : DETECTORS.length - 1) * this.calibrator.size),
       errors: new Float64Array(2 * DETECTORS.length),
       alarms: new Float64Array(2 * DETECTORS.length).map((_, i) => (i % 2 === 0 ? ALARM_BUDGET : 0)),
       calm: Infinity,

@@ -298,7 +298,7 @@ export interface SeasonalState {
    * `slots[c]` its slot count (0: the width cannot resolve the period).
    */
   profile: Float32Array;
-  visits: Uint16Array;
+  visits: Uint8Array;
   offsets: Int32Array;
   slots: Int32Array;
   /** Per candidate: level offset, residual variance, outlier run, current slot visit (slot, sum, n). */
@@ -331,7 +331,7 @@ export class Seasonal implements Detector<SeasonalState> {
     const c = this.options.periodsMs.length;
     return {
       profile: new Float32Array(0),
-      visits: new Uint16Array(0),
+      visits: new Uint8Array(0),
       offsets: new Int32Array(c),
       slots: new Int32Array(c),
       stats: new Float64Array(c * STATS),
@@ -355,7 +355,7 @@ export class Seasonal implements Detector<SeasonalState> {
       s.stats[c * STATS + CUR_SLOT] = -1;
     });
     s.profile = new Float32Array(total);
-    s.visits = new Uint16Array(total);
+    s.visits = new Uint8Array(total);
   }
 
   /** Slot of `tsMs` in candidate c, and the profile there (interpolated between slot centres when slots are coarser than buckets; NaN when unvisited). */
@@ -486,7 +486,7 @@ export class Seasonal implements Detector<SeasonalState> {
     const i = (s.offsets[c] as number) + cur;
     const v = s.visits[i] as number;
     s.profile[i] = v === 0 ? mean : (s.profile[i] as number) + this.options.alpha * (mean - (s.profile[i] as number));
-    s.visits[i] = Math.min(v + 1, 65535);
+    s.visits[i] = Math.min(v + 1, 255);
     s.stats[st + CUR_SUM] = 0;
     s.stats[st + CUR_N] = 0;
   }

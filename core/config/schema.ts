@@ -497,7 +497,7 @@ export const configSchema = {
           maximum: 100000000,
           description:
             'Most series one shard holds state for (rollup buckets, detectors, rules). Past it, points of new series are still stored raw in `points`, but skip rollups, scoring and alerting and are reported in a VIGIL_ERR_LIMIT_CARDINALITY dead letter; known series keep flowing, and series silent for `pipeline.seriesIdleTimeoutMs` make room. Bounds memory in a cardinality burst.',
-          default: 50000,
+          default: 30000,
         },
       },
     },

@@ -404,7 +404,7 @@ describe('Ensemble rules at their edges', () => {
       lstmForecast: Number.NaN,
       lstmResidualVar: 1,
       recent: new Float64Array(5).fill(Number.NaN),
-      tails: new Float32Array(5 * new TailCalibrator().size),
+      tails: new Float32Array(4 * new TailCalibrator().size),
       errors: new Float64Array(10),
       alarms: Float64Array.of(1.5e-3, 0, 1.5e-3, 0, 1.5e-3, 0, 1.5e-3, 0, 1.5e-3, 0),
       calm: Infinity,
