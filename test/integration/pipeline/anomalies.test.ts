@@ -31,12 +31,15 @@ const MODEL_ENV = {
 };
 
 /**
- * A labelled workload whose last bucket ends at the current minute: the pipeline rejects points
- * too far in the future, and the idle close (wall time minus the lateness) then closes every bucket.
+ * A labelled workload whose last bucket ends at the last UTC midnight: in the past, so the idle
+ * close (wall time minus the lateness) closes every bucket, and at the same time of day in every
+ * run. The seasonal detector's slots are aligned to UTC days, so a workload ending at the current
+ * minute met them at another phase each run and scored differently by the time of day the test
+ * ran (a CI run at 10:16 UTC missed a spike that runs at other times flagged).
  */
-function workloadEndingNow(overrides: Parameters<typeof defaultLabelledOptions>[0]): LabelledWorkload {
+function workloadEndingAtMidnight(overrides: Parameters<typeof defaultLabelledOptions>[0]): LabelledWorkload {
   const buckets = overrides?.buckets ?? 3 * 1440;
-  const endMs = Math.floor(Date.now() / WIDTH_MS) * WIDTH_MS;
+  const endMs = Math.floor(Date.now() / 86_400_000) * 86_400_000;
   return labelledWorkload(defaultLabelledOptions({ widthMs: WIDTH_MS, kinds: KINDS, ...overrides, buckets, startMs: endMs - buckets * WIDTH_MS }));
 }
 
@@ -151,7 +154,7 @@ describe('anomalies: closed buckets scored end to end', () => {
   it('scores every closed bucket once, flags every labelled spike and dip, rarely anything else, and explains its flags', async ({ annotate }) => {
     const { topic, db, env } = await res.pipelineEnv('anomalies', 2);
     await start({ ...env, ...MODEL_ENV });
-    const w = workloadEndingNow({ series: 6, seed: 11 });
+    const w = workloadEndingAtMidnight({ series: 6, seed: 11 });
     const { labels } = await produceLabelled(res.kafka, { topic, workload: w, pointsPerBucket: 2, format: 'json' });
     const want = expectedBuckets(w);
     expect(labels.some((l) => l.kind === 'dropout')).toBe(true);
@@ -177,6 +180,15 @@ describe('anomalies: closed buckets scored end to end', () => {
       return true;
     });
     expect(missed.map((l) => `${l.kind} s${l.series}@${l.startMs / 1000} (${l.magnitude.toFixed(1)}σ)`)).toEqual([]);
+    // The closest call: the labelled spike or dip whose best score (in its bucket or the grace) is lowest.
+    const scoreAt = new Map(records.map((r) => [`${r.s}@${r.b}`, r.score]));
+    const closest = pointLabels
+      .map((l) => {
+        let best = 0;
+        for (let ms = l.startMs; ms < l.endMs + GRACE_BUCKETS * WIDTH_MS; ms += WIDTH_MS) best = Math.max(best, scoreAt.get(`s${l.series}@${ms / 1000}`) ?? 0);
+        return { l, best };
+      })
+      .sort((a, b) => a.best - b.best)[0];
     const hits = (kind: AnomalyKind) => {
       const of = labels.filter((l) => l.kind === kind);
       const hit = of.filter((l) => flagged.some((r) => `s${l.series}` === r.s && r.b * 1000 >= l.startMs && r.b * 1000 < l.endMs + GRACE_BUCKETS * WIDTH_MS));
@@ -241,7 +253,8 @@ describe('anomalies: closed buckets scored end to end', () => {
 
     await annotate(
       `rows ${rows} (${w.series.length} series), flagged ${flagged.length}, normal buckets ${normal.length}, false flags ${falseFlags.length} (${falseFlags.map((r) => `${r.s}@${r.b}`).join(' ')}); ` +
-        `detected spike ${detected('spike')}, dip ${detected('dip')}, level_shift ${detected('level_shift')}, dropout ${detected('dropout')}`,
+        `detected spike ${detected('spike')}, dip ${detected('dip')}, level_shift ${detected('level_shift')}, dropout ${detected('dropout')}; ` +
+        `closest call ${closest ? `${closest.l.kind} s${closest.l.series}@${closest.l.startMs / 1000} (${closest.l.magnitude.toFixed(1)}σ) scored ${closest.best.toFixed(3)}` : 'none'}`,
     );
   });
 
@@ -256,7 +269,7 @@ describe('anomalies: closed buckets scored end to end', () => {
       VIGIL_PIPELINE_TASK_MAX_MESSAGES: '500',
       VIGIL_PIPELINE_INSERT_MAX_ROWS: '2000',
     };
-    const w = workloadEndingNow({ series: 4, buckets: 2 * 1440, cleanBuckets: 240, anomaliesPerSeries: 4, seed: 12 });
+    const w = workloadEndingAtMidnight({ series: 4, buckets: 2 * 1440, cleanBuckets: 240, anomaliesPerSeries: 4, seed: 12 });
     const want = expectedBuckets(w);
     const first = await start(env);
     // The stream arrives in parts while the pipeline consumes it; the kill lands in the middle.
