@@ -94,14 +94,17 @@ export async function up(config: VigilConfig, log: Logger, only?: readonly Servi
       }
     }
     const { command, args } = s.prepare();
-    const pid = spawnDetached(s.proc, command, args, config.dataDir);
+    const pid = await spawnDetached(s.proc, command, args, config.dataDir).catch((e: unknown) => {
+      throw new VigilError('VIGIL_ERR_INFRA_START', `${s.name}: ${(e as Error).message}`);
+    });
     log.info({ service: s.name, pid, log: s.proc.logFile }, 'starting');
+    const t0 = Date.now();
     if (!(await waitReady(s, config.infra.readyTimeoutMs))) {
       const exited = !isAlive(pid);
       await stop(s.proc, 5000);
       throw new VigilError(
         'VIGIL_ERR_INFRA_START',
-        `${s.name} ${exited ? 'exited' : `was not ready after ${config.infra.readyTimeoutMs} ms`}; see its log: ${s.proc.logFile}`,
+        `${s.name} ${exited ? 'exited' : 'was not ready'} after ${Date.now() - t0} ms (infra.readyTimeoutMs ${config.infra.readyTimeoutMs}); see its log: ${s.proc.logFile}`,
       );
     }
     log.info({ service: s.name, pid }, 'ready');

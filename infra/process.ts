@@ -27,18 +27,41 @@ export function runningPid(p: ManagedProcess): number | undefined {
   }
 }
 
-export function spawnDetached(p: ManagedProcess, command: string, args: string[], cwd: string): number {
+/**
+ * Starts `command` detached and records its pid; resolves once the child's command line names the
+ * marker. Between fork and exec the child's command line is still this process's, so `runningPid`
+ * would not know it yet: `infra up` once read that as "not running", reported a start failure and
+ * left the broker it had just started running (a CI rehearsal under load). Rejects if the child
+ * exits first or has not exec'd within `execTimeoutMs`.
+ */
+export async function spawnDetached(p: ManagedProcess, command: string, args: string[], cwd: string, execTimeoutMs = 10_000): Promise<number> {
   mkdirSync(dirname(p.logFile), { recursive: true });
   const fd = openSync(p.logFile, 'a');
+  let pid: number;
   try {
     const child = spawn(command, args, { cwd, detached: true, stdio: ['ignore', fd, fd] });
     if (child.pid === undefined) throw new Error(`could not spawn ${command}`);
     child.unref();
-    writeFileSync(p.pidFile, `${child.pid}\n`);
-    return child.pid;
+    pid = child.pid;
+    writeFileSync(p.pidFile, `${pid}\n`);
   } finally {
     closeSync(fd);
   }
+  const deadline = Date.now() + execTimeoutMs;
+  while (runningPid(p) === undefined) {
+    if (!isAlive(pid)) {
+      rmSync(p.pidFile, { force: true });
+      throw new Error(`${command} exited at once; see ${p.logFile}`);
+    }
+    if (Date.now() > deadline) {
+      // Ours for certain (just forked), though the marker check cannot say so: kill its group.
+      killGroup(pid, 'SIGKILL');
+      rmSync(p.pidFile, { force: true });
+      throw new Error(`${command} (pid ${pid}) did not exec within ${execTimeoutMs} ms; killed`);
+    }
+    await sleep(10);
+  }
+  return pid;
 }
 
 export function isAlive(pid: number): boolean {
@@ -57,17 +80,7 @@ export async function stop(p: ManagedProcess, graceMs = 30000): Promise<boolean>
     rmSync(p.pidFile, { force: true });
     return false;
   }
-  const signal = (sig: NodeJS.Signals) => {
-    try {
-      process.kill(-pid, sig);
-    } catch {
-      try {
-        process.kill(pid, sig);
-      } catch {
-        /* already gone */
-      }
-    }
-  };
+  const signal = (sig: NodeJS.Signals) => killGroup(pid, sig);
   signal('SIGTERM');
   const deadline = Date.now() + graceMs;
   while (isAlive(pid) && Date.now() < deadline) await sleep(100);
@@ -77,4 +90,17 @@ export async function stop(p: ManagedProcess, graceMs = 30000): Promise<boolean>
   }
   rmSync(p.pidFile, { force: true });
   return true;
+}
+
+/** Signals a detached process's group (the pid alone if the group is gone). */
+function killGroup(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, sig);
+  } catch {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      /* already gone */
+    }
+  }
 }
