@@ -1,0 +1,80 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { ClickHouseSink } from '../../../../sinks/clickhouse/index.js';
+import { uniqueName, useResources } from '../../../helpers/resources.js';
+
+const res = useResources();
+
+/** The SQL statements of README's "Reading at scale" section, in order. */
+function readmeStatements(): string[] {
+  const readme = readFileSync(new URL('../../../../README.md', import.meta.url), 'utf8');
+  const section = readme.slice(readme.indexOf('### Reading at scale'));
+  const block = /```sql\n([\s\S]*?)```/.exec(section)?.[1] ?? '';
+  return block
+    .split(';')
+    .map((q) => q.replace(/^\s*--.*$/gm, '').trim())
+    .filter((q) => q.length > 0);
+}
+
+async function rows(query: string): Promise<unknown[][]> {
+  const rs = await res.clickhouse().query({ query, format: 'JSONCompact' });
+  return ((await rs.json()) as unknown as { data: unknown[][] }).data.map((r) => r.map((v) => (typeof v === 'number' ? Math.round(v * 1e9) / 1e9 : v)));
+}
+
+describe('README "Reading at scale": the documented queries answer as the views', () => {
+  it('on unmerged replays, rollup versions, partitions and corrections, each documented query returns the view’s rows', async () => {
+    const db = uniqueName('reading');
+    res.own('database', db);
+    const sink = new ClickHouseSink({ ...res.config.clickhouse, database: db });
+    await sink.start();
+    await sink.close();
+    const ch = res.clickhouse();
+    const metric = 'system.cpu.usage_total';
+    const now = Math.floor(Date.now() / 60_000) * 60 - 600;
+    // Merges stopped: every duplicate and every old version stays visible to a read without FINAL.
+    for (const t of ['points', 'rollups', 'anomalies']) await ch.command({ query: `SYSTEM STOP MERGES ${db}.${t}` });
+
+    const point = (series: number, ts: number, value: number, offset: number) => `(${series}, '${metric}', ['host'], ['h${series}'], 'gauge', ${ts}, ${ts * 1000}, ${value}, 'm', 0, ${offset}, 0)`;
+    const pointsInsert = `INSERT INTO ${db}.points (series_id, metric, \`tags.key\`, \`tags.value\`, type, ts, ts_ms, value, source_topic, source_partition, source_offset, point_index) VALUES `;
+    const points = [point(4711, now, 10, 1), point(4711, now + 60, 20, 2), point(4711, now + 120, 30, 3), point(42, now, 99, 4)];
+    await ch.command({ query: pointsInsert + points.join(', ') });
+    // A replay after a crash: the last two points again, in an insert of their own.
+    await ch.command({ query: pointsInsert + points.slice(2).join(', ') });
+
+    const rollup = (partition: number, kind: string, correction: number, count: number, sum: number, version: number) =>
+      `(4711, '${metric}', ['host'], ['h4711'], 'gauge', 60, ${now}, 'm', ${partition}, '${kind}', ${correction}, 0, ${count}, ${sum}, ${sum / count}, ${sum / count}, ${sum / count}, ${now * 1000}, ${sum * sum}, ${version})`;
+    const rollupsInsert =
+      `INSERT INTO ${db}.rollups (series_id, metric, \`tags.key\`, \`tags.value\`, type, width_s, bucket_start, source_topic, source_partition, kind, correction_offset, correction_point, ` +
+      'count, sum, min, max, last, last_ts_ms, sumsq, version) VALUES ';
+    // Partition 0's bucket row, then a later version of it (late points absorbed), partition 1's
+    // partial row of the same bucket, and a correction row.
+    for (const r of [rollup(0, 'bucket', 0, 3, 30, 3), rollup(0, 'bucket', 0, 5, 60, 5), rollup(1, 'bucket', 0, 2, 10, 2), rollup(0, 'correction', 77, 1, 4, 1)]) await ch.command({ query: rollupsInsert + r });
+
+    const anomaly = (score: number, flagged: number, version: number) =>
+      `(4711, '${metric}', ['host'], ['h4711'], 'gauge', 60, ${now}, 20, 19, 15, 25, ${score}, ${flagged}, 0, 0, 0, 0, 0, '{}', 'm', 0, ${version})`;
+    const anomaliesInsert =
+      `INSERT INTO ${db}.anomalies (series_id, metric, \`tags.key\`, \`tags.value\`, type, width_s, bucket_start, value, expected, lower, upper, score, anomaly, ` +
+      'score_robust, score_ewma, score_seasonal, score_iforest, score_lstm, explanation, source_topic, source_partition, version) VALUES ';
+    for (const a of [anomaly(0.9, 1, 7), anomaly(0.9, 1, 7)]) await ch.command({ query: anomaliesInsert + a });
+
+    // Without FINAL the duplicates show: the comparison below can tell the forms apart.
+    expect(Number((await rows(`SELECT count() FROM ${db}.points WHERE series_id = 4711`))[0]?.[0])).toBe(4);
+    expect(Number((await rows(`SELECT sum(count) FROM ${db}.rollups`))[0]?.[0])).toBe(11);
+
+    const views = [
+      `SELECT toStartOfMinute(ts) AS t, avg(value) FROM ${db}.points_dedup WHERE metric = '${metric}' AND series_id = 4711 AND ts >= now() - 86400 GROUP BY t ORDER BY t`,
+      `SELECT bucket_start, avg(mean) FROM ${db}.rollups_merged WHERE metric = '${metric}' AND width_s = 60 AND bucket_start >= now() - 86400 GROUP BY bucket_start ORDER BY bucket_start`,
+      `SELECT series_id, bucket_start, score FROM ${db}.anomalies_dedup WHERE bucket_start >= now() - 3600 AND anomaly = 1 ORDER BY score DESC LIMIT 100`,
+    ];
+    const documented = readmeStatements();
+    expect(documented).toHaveLength(views.length);
+    for (const [i, q] of documented.entries()) {
+      const want = await rows(views[i] as string);
+      expect(want.length, views[i]).toBeGreaterThan(0);
+      expect(await rows(q.replaceAll('vigil.', `${db}.`)), q).toEqual(want);
+    }
+    // The rollup bucket: partition 0's latest version (5 points, sum 60), partition 1 (2, 10) and
+    // the correction (1, 4): mean 74 / 8.
+    expect(Number((await rows(documented[1]?.replaceAll('vigil.', `${db}.`) as string))[0]?.[1])).toBeCloseTo(74 / 8, 9);
+  });
+});
