@@ -106,15 +106,19 @@ async function load(ch: ClickHouseClient, db: string, endS: number): Promise<voi
   // The replayed tail: the last 1 % of every series again, identical rows.
   const tail = Math.max(1, Math.floor(perSeries / 100)) * series;
   await ch.command({ query: `INSERT INTO ${db}.points ${pointsSelect(total - tail, tail)}` });
-  // Rollups as the pipeline writes them at its default widths (10 s and 1 min), of each point once.
-  // A GROUP BY of at most ~2M buckets per statement (the server's memory limit).
+  // Rollups as the pipeline writes them at its default widths (10 s and 1 min), of each point once:
+  // computed from the generator (not from the table, which holds the replayed tail twice), a few
+  // hundred buckets of every series per statement (the server's memory limit).
   for (const width of [10, 60]) {
-    const parts = Math.max(1, Math.ceil(total / Math.max(1, width / STEP_S) / 2_000_000));
-    for (let k = 0; k < parts; k++) {
+    const perChunk = Math.max(1, Math.floor(2_000_000 / series)) * width;
+    for (let b0 = Math.floor(startS / width) * width; b0 <= endS; b0 += perChunk) {
+      const i0 = Math.max(0, Math.ceil((b0 - startS) / STEP_S));
+      const i1 = Math.min(perSeries, Math.ceil((b0 + perChunk - startS) / STEP_S));
+      if (i1 <= i0) continue;
       await ch.command({
         query:
           `INSERT INTO ${db}.rollups SELECT series_id, any(metric), any(\`tags.key\`), any(\`tags.value\`), 'gauge', ${width}, toDateTime(intDiv(toUInt32(ts), ${width}) * ${width}) AS b, 'metrics', any(source_partition), 'bucket', 0, 0, ` +
-          `count(), sum(value), min(value), max(value), argMax(value, ts_ms), max(ts_ms), sum(value * value), count() FROM ${db}.points FINAL WHERE series_id % ${parts} = ${k} GROUP BY series_id, b`,
+          `count(), sum(value), min(value), max(value), argMax(value, ts_ms), max(ts_ms), sum(value * value), count() FROM (${pointsSelect(i0 * series, (i1 - i0) * series)}) GROUP BY series_id, b`,
       });
     }
   }
