@@ -54,7 +54,8 @@ Commands:
       --metric PATTERN      LIKE pattern on metric names (default all)
       --hours H             only the last H hours of history (default all)
       --epochs N            (default 10)
-  schema [--server-version V]  print the ClickHouse DDL Vigil applies (default: 18.16 baseline)
+  schema [--server-version V]  print the ClickHouse DDL Vigil applies (default: 18.16 baseline;
+                            ON CLUSTER and replicated with clickhouse.cluster)
   bench [options]           benchmark harness (bench/harness.ts), also npm run bench:
       --preset P            smoke | default | drain | batched (default: default)
       --series, --points-per-message, --format, --rate, --count, --duration  as for produce
@@ -130,8 +131,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === 'schema') {
-    const db = loadConfig({ file: values.config }).clickhouse.database;
-    for (const q of schemaStatements(db, capabilitiesOf(values['server-version'] ?? '18.16.1'))) console.log(`${q};\n`);
+    const { database, cluster } = loadConfig({ file: values.config }).clickhouse;
+    for (const q of schemaStatements(database, capabilitiesOf(values['server-version'] ?? '18.16.1'), cluster)) console.log(`${q};\n`);
     return 0;
   }
   const config = loadConfig({ file: values.config });

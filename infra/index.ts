@@ -29,7 +29,7 @@ export function install(config: VigilConfig, log: Logger, only?: readonly Servic
   const all = services(config)
     .filter((s) => !only || only.includes(s.name))
     .map((s) => ({ s, m: s.missing() }));
-  const apt = [...new Set([...all.flatMap(({ m }) => m.apt), ...toolsMissing()])];
+  const apt = [...new Set([...all.flatMap(({ m }) => m.apt), ...toolsMissing(options.testTools === true)])];
   if (apt.length > 0) {
     if (process.getuid?.() !== 0) {
       throw new VigilError('VIGIL_ERR_INFRA_INSTALL', `missing Debian packages; run as root: apt-get update && apt-get install -y ${apt.join(' ')}`);

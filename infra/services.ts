@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import type { VigilConfig } from '../core/config/index.js';
@@ -11,9 +12,13 @@ import { localTls } from './tls.js';
 /** The SCRAM mechanisms of the local SASL_SSL listener: enabled, given a JAAS line, and a `vigil` user each. */
 const SCRAM_MECHANISMS = ['SCRAM-SHA-512', 'SCRAM-SHA-256'];
 
+/** ZooKeeper as Debian's `zookeeper` package installs it. */
+const ZOOKEEPER_JAR = '/usr/share/java/zookeeper.jar';
+const SLF4J_SIMPLE = '/usr/share/java/slf4j-simple.jar';
+
 /** One local service: how to install it, how to start it, how to tell that it is ready. */
 export interface Service {
-  name: 'kafka' | 'clickhouse' | 'prometheus' | 'alertmanager';
+  name: 'kafka' | 'clickhouse' | 'clickhouse-2' | 'zookeeper' | 'prometheus' | 'alertmanager';
   /** Loopback ports it listens on (for status and port-conflict messages). */
   ports: number[];
   proc: ManagedProcess;
@@ -30,6 +35,7 @@ export const APT_PACKAGES = {
   alertmanager: ['prometheus-alertmanager'],
   java: ['openjdk-17-jre-headless'],
   maven: ['maven'],
+  zookeeper: ['zookeeper'],
   // Not a service: the independent Kafka client the tests and the benchmark baseline use.
   tools: ['kcat'],
 } as const;
@@ -75,6 +81,19 @@ async function httpOk(url: string, body?: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** A ZooKeeper four-letter command's answer ('' when nothing answers). */
+function fourLetter(port: number, command: string): Promise<string> {
+  return new Promise((resolve) => {
+    let answer = '';
+    const socket = createConnection({ port, host: '127.0.0.1' }, () => socket.end(command));
+    socket.setTimeout(1000);
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+    socket.once('end', () => resolve(answer));
+    socket.once('timeout', () => (socket.destroy(), resolve('')));
+    socket.once('error', () => resolve(''));
+  });
 }
 
 function proc(dir: string, name: string): ManagedProcess {
@@ -214,45 +233,101 @@ export function services(config: VigilConfig): Service[] {
     },
   };
 
-  const chDir = join(dir, 'clickhouse');
-  const clickhouse: Service = {
-    name: 'clickhouse',
-    ports: [chHttpPort, infra.clickhouseTcpPort, infra.clickhouseInterserverPort, infra.clickhouseHttpsPort],
-    proc: proc(dir, 'clickhouse'),
-    missing: () => ({ apt: onPath('clickhouse-server') ? [] : [...APT_PACKAGES.clickhouse], other: [] }),
-    prepare() {
-      mkdirSync(join(chDir, 'tmp'), { recursive: true });
-      mkdirSync(join(chDir, 'user_files'), { recursive: true });
-      const tls = localTls(dir);
-      return {
-        command: 'clickhouse-server',
-        args: [
-          '--config-file=/etc/clickhouse-server/config.xml',
-          '--',
-          `--path=${chDir}/`,
-          `--tmp_path=${chDir}/tmp/`,
-          `--user_files_path=${chDir}/user_files/`,
-          `--logger.log=${join(dir, 'logs', 'clickhouse-server.log')}`,
-          `--logger.errorlog=${join(dir, 'logs', 'clickhouse-server.err.log')}`,
-          `--http_port=${chHttpPort}`,
-          `--tcp_port=${infra.clickhouseTcpPort}`,
-          `--interserver_http_port=${infra.clickhouseInterserverPort}`,
-          `--listen_host=${chUrl.hostname}`,
-          // HTTPS beside HTTP, for the secured path: the local CA's server certificate, and a
-          // client certificate signed by that CA required (strict), so mutual TLS is what runs.
-          // No DH parameters file: the ECDHE suites need none (an empty path skips it).
-          `--https_port=${infra.clickhouseHttpsPort}`,
-          `--openSSL.server.certificateFile=${tls.certFile}`,
-          `--openSSL.server.privateKeyFile=${tls.keyFile}`,
-          '--openSSL.server.dhParamsFile=',
-          '--openSSL.server.verificationMode=strict',
-          `--openSSL.server.caConfig=${tls.caFile}`,
-          '--openSSL.server.loadDefaultCAFile=false',
-        ],
-      };
-    },
-    ready: () => httpOk(new URL('/ping', config.clickhouse.url).href, 'Ok.'),
+  const replicas = infra.clickhouseReplicas;
+  const clusterName = config.clickhouse.cluster || 'vigil';
+  /** ClickHouse server `k` (0: the configured ports; replica k listens on each port plus k). */
+  const clickhouseServer = (k: number): Service => {
+    const name = k === 0 ? 'clickhouse' : 'clickhouse-2';
+    const chDir = join(dir, k === 0 ? 'clickhouse' : `clickhouse-${k + 1}`);
+    const ports = { http: chHttpPort + k, tcp: infra.clickhouseTcpPort + k, interserver: infra.clickhouseInterserverPort + k, https: infra.clickhouseHttpsPort + k };
+    return {
+      name,
+      ports: [ports.http, ports.tcp, ports.interserver, ports.https],
+      proc: proc(dir, name),
+      missing: () => ({ apt: onPath('clickhouse-server') ? [] : [...APT_PACKAGES.clickhouse], other: [] }),
+      prepare() {
+        mkdirSync(join(chDir, 'tmp'), { recursive: true });
+        mkdirSync(join(chDir, 'user_files'), { recursive: true });
+        const tls = localTls(dir);
+        const logName = k === 0 ? 'clickhouse-server' : `clickhouse-${k + 1}-server`;
+        return {
+          command: 'clickhouse-server',
+          args: [
+            `--config-file=${replicas > 1 ? clusterConfig(chDir, k) : '/etc/clickhouse-server/config.xml'}`,
+            '--',
+            `--path=${chDir}/`,
+            `--tmp_path=${chDir}/tmp/`,
+            `--user_files_path=${chDir}/user_files/`,
+            '--users_config=/etc/clickhouse-server/users.xml',
+            `--logger.log=${join(dir, 'logs', `${logName}.log`)}`,
+            `--logger.errorlog=${join(dir, 'logs', `${logName}.err.log`)}`,
+            `--http_port=${ports.http}`,
+            `--tcp_port=${ports.tcp}`,
+            `--interserver_http_port=${ports.interserver}`,
+            `--interserver_http_host=${chUrl.hostname}`,
+            `--listen_host=${chUrl.hostname}`,
+            // HTTPS beside HTTP, for the secured path: the local CA's server certificate, and a
+            // client certificate signed by that CA required (strict), so mutual TLS is what runs.
+            // No DH parameters file: the ECDHE suites need none (an empty path skips it).
+            `--https_port=${ports.https}`,
+            `--openSSL.server.certificateFile=${tls.certFile}`,
+            `--openSSL.server.privateKeyFile=${tls.keyFile}`,
+            '--openSSL.server.dhParamsFile=',
+            '--openSSL.server.verificationMode=strict',
+            `--openSSL.server.caConfig=${tls.caFile}`,
+            '--openSSL.server.loadDefaultCAFile=false',
+          ],
+        };
+      },
+      ready: () => httpOk(k === 0 ? new URL('/ping', config.clickhouse.url).href : `${chUrl.protocol}//${chUrl.hostname}:${ports.http}/ping`, 'Ok.'),
+    };
   };
+
+  /**
+   * The packaged config.xml with the cluster's sections filled in (its empty `zookeeper` and
+   * `macros` placeholders replaced, the cluster added to `remote_servers` beside the packaged test
+   * clusters); written beside the server's data.
+   */
+  const clusterConfig = (chDir: string, k: number): string => {
+    const replicasXml = Array.from({ length: replicas }, (_, i) => `<replica><host>${chUrl.hostname}</host><port>${infra.clickhouseTcpPort + i}</port></replica>`).join('');
+    const edits: [RegExp, string][] = [
+      [/<remote_servers[^>]*>/, `<remote_servers><${clusterName}><shard><internal_replication>true</internal_replication>${replicasXml}</shard></${clusterName}>`],
+      [/<zookeeper[^>]*\/>/, `<zookeeper><node><host>127.0.0.1</host><port>${infra.zookeeperPort}</port></node></zookeeper>`],
+      [/<macros[^>]*\/>/, `<macros><shard>1</shard><replica>r${k + 1}</replica></macros>`],
+    ];
+    let xml = readFileSync('/etc/clickhouse-server/config.xml', 'utf8');
+    for (const [re, replacement] of edits) {
+      if (!re.test(xml)) throw new VigilError('VIGIL_ERR_INFRA_START', `/etc/clickhouse-server/config.xml has no ${re.source}: not the 18.16 package layout the cluster config is written from`);
+      xml = xml.replace(re, replacement);
+    }
+    const file = join(chDir, 'config.xml');
+    writeFileSync(file, xml);
+    return file;
+  };
+
+  const zkDir = join(dir, 'zookeeper');
+  const zookeeper: Service = {
+    name: 'zookeeper',
+    ports: [infra.zookeeperPort],
+    proc: proc(dir, 'zookeeper'),
+    missing: () => ({ apt: existsSync(ZOOKEEPER_JAR) && onPath('java') ? [] : [...APT_PACKAGES.zookeeper, ...(onPath('java') ? [] : APT_PACKAGES.java)], other: [] }),
+    prepare() {
+      mkdirSync(join(zkDir, 'data'), { recursive: true });
+      const file = join(zkDir, 'zoo.cfg');
+      writeFileSync(
+        file,
+        ['# Written by `vigil infra up`: one standalone ZooKeeper for the local ClickHouse replicas.', 'tickTime=2000', `dataDir=${join(zkDir, 'data')}`, `clientPort=${infra.zookeeperPort}`, 'clientPortAddress=127.0.0.1', 'admin.enableServer=false', '4lw.commands.whitelist=srvr', ''].join('\n'),
+      );
+      // Debian's zookeeper.jar names its dependencies in its manifest; slf4j-simple (when present) gives it a log.
+      const classpath = [ZOOKEEPER_JAR, ...(existsSync(SLF4J_SIMPLE) ? [SLF4J_SIMPLE] : [])].join(':');
+      return { command: 'java', args: ['-Xmx256m', '-cp', classpath, 'org.apache.zookeeper.server.quorum.QuorumPeerMain', file] };
+    },
+    // `srvr`, not `ruok`: ruok answers while the snapshot still loads, and a ClickHouse 18.16 whose
+    // DDL worker connects then keeps no session and crashes on the first ON CLUSTER statement.
+    ready: () => fourLetter(infra.zookeeperPort, 'srvr').then((answer) => /^Mode: /m.test(answer)),
+  };
+
+  const cluster = replicas > 1 ? [zookeeper, clickhouseServer(0), clickhouseServer(1)] : [clickhouseServer(0)];
 
   const promDir = join(dir, 'prometheus');
   const prometheus: Service = {
@@ -332,11 +407,12 @@ export function services(config: VigilConfig): Service[] {
     ready: () => httpOk(`http://127.0.0.1:${infra.alertmanagerPort}/-/ready`),
   };
 
-  return [clickhouse, kafka, prometheus, alertmanager];
+  return [...cluster, kafka, prometheus, alertmanager];
 }
 
-export function toolsMissing(): string[] {
-  return onPath('kcat') ? [] : [...APT_PACKAGES.tools];
+/** Tools from Debian: kcat; with `tests`, also ZooKeeper for the tests' two-replica ClickHouse cluster. */
+export function toolsMissing(tests = false): string[] {
+  return [...(onPath('kcat') ? [] : APT_PACKAGES.tools), ...(tests && !existsSync(ZOOKEEPER_JAR) ? APT_PACKAGES.zookeeper : [])];
 }
 
 /**

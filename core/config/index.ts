@@ -44,6 +44,7 @@ export interface VigilConfig {
     readonly database: string;
     readonly compression: 'none' | 'gzip';
     readonly requestTimeoutMs: number;
+    readonly cluster: string;
   };
   readonly http: { readonly host: string; readonly port: number };
   readonly log: { readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
@@ -113,6 +114,8 @@ export interface VigilConfig {
     readonly clickhouseTcpPort: number;
     readonly clickhouseInterserverPort: number;
     readonly clickhouseHttpsPort: number;
+    readonly clickhouseReplicas: number;
+    readonly zookeeperPort: number;
     readonly prometheusPort: number;
     readonly alertmanagerPort: number;
     readonly readyTimeoutMs: number;

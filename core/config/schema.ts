@@ -172,6 +172,13 @@ export const configSchema = {
           description: 'Timeout of one HTTP request to ClickHouse.',
           default: 60000,
         },
+        cluster: {
+          type: 'string',
+          pattern: '^([A-Za-z_][A-Za-z0-9_]*)?$',
+          description:
+            'A cluster of the server\'s `remote_servers` (empty: one server). Vigil then creates every table `ON CLUSTER` as a Replicated*MergeTree (ZooKeeper path `/clickhouse/tables/{shard}/<database>/<table>`, replica `{replica}` from the servers\' macros) and every view `ON CLUSTER`; it writes to `clickhouse.url`, and the replicas copy each other.',
+          default: '',
+        },
       },
     },
     http: {
@@ -530,6 +537,15 @@ export const configSchema = {
           'HTTPS port of the local ClickHouse (server certificate from `<dataDir>/tls/ca.pem`; a client certificate signed by it is required: `<dataDir>/tls/client.pem` and `client-key.pem`), for trying and testing the secured path.',
           8443,
         ),
+        clickhouseReplicas: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 2,
+          description:
+            'ClickHouse servers the local stack runs. 2: a two-replica cluster on this machine (named `clickhouse.cluster`, or `vigil` when that is empty) with a local ZooKeeper; the second server listens on each ClickHouse port plus 1 and keeps its data in `<dataDir>/clickhouse-2`.',
+          default: 1,
+        },
+        zookeeperPort: port('Client port of the local ZooKeeper (started only with `infra.clickhouseReplicas` 2).', 2181),
         prometheusPort: port('Port of the local Prometheus.', 9090),
         alertmanagerPort: port('Port of the local Alertmanager.', 9093),
         readyTimeoutMs: {

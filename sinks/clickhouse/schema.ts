@@ -130,18 +130,51 @@ export type InsertTable = keyof typeof INSERT_COLUMNS;
 export const insertStatement = (db: string, table: InsertTable) =>
   `INSERT INTO ${db}.${table} (${INSERT_COLUMNS[table].map(([n]) => quote(n)).join(', ')}) FORMAT RowBinary`;
 
-/** Every statement a fresh database gets, in order (what `vigil schema` prints). */
-export function schemaStatements(db: string, caps: Capabilities): string[] {
+/**
+ * Every statement a fresh database gets, in order (what `vigil schema` prints); with `cluster`,
+ * as that cluster gets them (see `onCluster`).
+ */
+export function schemaStatements(db: string, caps: Capabilities, cluster = ''): string[] {
   return [
     `CREATE DATABASE IF NOT EXISTS ${db}`,
     `CREATE TABLE IF NOT EXISTS ${db}.schema_migrations (version UInt32, name String, applied_at DateTime) ENGINE = ReplacingMergeTree() ORDER BY version`,
     ...MIGRATIONS.flatMap((m) => m.statements(db, caps)),
-  ];
+  ].map((q) => onCluster(q, cluster));
+}
+
+/**
+ * A statement as a cluster runs it (`clickhouse.cluster`; unchanged when empty): `ON CLUSTER`
+ * after the object's name, and each MergeTree engine replicated, its ZooKeeper path
+ * `/clickhouse/tables/{shard}/<database>/<table>` and its replica `{replica}` (the servers'
+ * macros). A replicated table also drops an insert block identical to one of its last 100
+ * (`replicated_deduplication_window`): a retried insert whose first attempt landed is stored once.
+ */
+export function onCluster(statement: string, cluster: string): string {
+  if (!cluster) return statement;
+  const on = ` ON CLUSTER ${cluster}`;
+  let m = /^CREATE DATABASE IF NOT EXISTS \S+/.exec(statement);
+  if (m) return m[0] + on + statement.slice(m[0].length);
+  m = /^(CREATE VIEW IF NOT EXISTS|ALTER TABLE) \S+/.exec(statement);
+  if (m) return m[0] + on + statement.slice(m[0].length);
+  m = /^CREATE TABLE IF NOT EXISTS (\w+)\.(\w+)/.exec(statement);
+  if (m) {
+    const [head, db, table] = m as unknown as [string, string, string];
+    const engine = /ENGINE = (\w*)MergeTree\(([^)]*)\)/;
+    if (!engine.test(statement)) throw new VigilError('VIGIL_ERR_CLICKHOUSE_SCHEMA', `no MergeTree engine to replicate in: ${statement.slice(0, 80)}`);
+    return (
+      head +
+      on +
+      statement
+        .slice(head.length)
+        .replace(engine, (_, kind: string, args: string) => `ENGINE = Replicated${kind}MergeTree('/clickhouse/tables/{shard}/${db}/${table}', '{replica}'${args ? `, ${args}` : ''})`)
+    );
+  }
+  throw new VigilError('VIGIL_ERR_CLICKHOUSE_SCHEMA', `no ON CLUSTER form for: ${statement.slice(0, 80)}`);
 }
 
 /** Applies the migrations not yet recorded; returns the versions applied by this call. */
-export async function migrate(client: ClickHouseClient, db: string, caps: Capabilities): Promise<number[]> {
-  const [createDb, createLog] = schemaStatements(db, caps);
+export async function migrate(client: ClickHouseClient, db: string, caps: Capabilities, cluster = ''): Promise<number[]> {
+  const [createDb, createLog] = schemaStatements(db, caps, cluster);
   const applied: number[] = [];
   try {
     await client.command({ query: createDb as string });
@@ -150,7 +183,7 @@ export async function migrate(client: ClickHouseClient, db: string, caps: Capabi
     const done = new Set((await rs.json<{ version: number }>()).map((r) => Number(r.version)));
     for (const m of MIGRATIONS) {
       if (done.has(m.version)) continue;
-      for (const query of m.statements(db, caps)) await client.command({ query });
+      for (const query of m.statements(db, caps)) await client.command({ query: onCluster(query, cluster) });
       await client.insert({
         table: `${db}.schema_migrations`,
         values: [{ version: m.version, name: m.name, applied_at: Math.floor(Date.now() / 1000) }],

@@ -45,7 +45,7 @@ export class ClickHouseSink {
       throw new VigilError('VIGIL_ERR_CLICKHOUSE_UNAVAILABLE', `${this.connection.url}: ${redactUrls((err as Error).message)}`, { cause: err, retryable: true });
     }
     this.caps = capabilitiesOf(version);
-    await migrate(this.client, this.db, this.caps);
+    await migrate(this.client, this.db, this.caps, this.config.cluster);
   }
 
   async healthcheck(): Promise<boolean> {
