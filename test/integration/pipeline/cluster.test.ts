@@ -1,0 +1,133 @@
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { produce, type ProduceSummary } from '../../../bench/generator.js';
+import { loadConfig, usesLocalStack, type VigilConfig } from '../../../core/config/index.js';
+import { componentLogger } from '../../../core/log.js';
+import * as infra from '../../../infra/index.js';
+import { usePipelines, waitFor } from '../../helpers/pipeline.js';
+import { useResources } from '../../helpers/resources.js';
+import { expectRollupsMatchPoints, mergedRollups } from '../../helpers/rollups.js';
+
+/**
+ * The storage side of scale-out (issue 19, item 4): a two-replica ClickHouse cluster on this
+ * machine (ZooKeeper and two servers of the local stack, `infra.clickhouseReplicas` 2) beside the
+ * tests' own server, and a pipeline with `clickhouse.cluster` writing to the first replica.
+ */
+const res = useResources();
+const start = usePipelines();
+const log = componentLogger('test-cluster');
+
+/** The cluster's own ports and data directory, clear of the tests' stack. */
+const CLUSTER_ENV = {
+  VIGIL_CLICKHOUSE_URL: 'http://127.0.0.1:8223',
+  VIGIL_CLICKHOUSE_CLUSTER: 'vigil',
+  VIGIL_INFRA_CLICKHOUSE_TCP_PORT: '9100',
+  VIGIL_INFRA_CLICKHOUSE_INTERSERVER_PORT: '9109',
+  VIGIL_INFRA_CLICKHOUSE_HTTPS_PORT: '8543',
+  VIGIL_INFRA_CLICKHOUSE_REPLICAS: '2',
+  VIGIL_INFRA_ZOOKEEPER_PORT: '2281',
+};
+const SERVICES = ['zookeeper', 'clickhouse', 'clickhouse-2'] as const;
+const SERIES = 200;
+
+describe.runIf(usesLocalStack(res.config))('a two-replica ClickHouse cluster (ZooKeeper, clickhouse.cluster; real Kafka)', () => {
+  let cluster: VigilConfig;
+  let replicas: ClickHouseClient[] = [];
+
+  beforeAll(async () => {
+    const dataDir = join(res.config.dataDir, 'cluster-test');
+    rmSync(dataDir, { recursive: true, force: true });
+    cluster = loadConfig({ env: { ...process.env, ...CLUSTER_ENV, VIGIL_DATA_DIR: dataDir } });
+    await infra.up(cluster, log, [...SERVICES]);
+    replicas = [8223, 8224].map((port) => createClient({ url: `http://127.0.0.1:${port}` }));
+  }, 300_000);
+
+  afterAll(async () => {
+    for (const c of replicas) await c.close();
+    if (cluster) {
+      await infra.down(cluster, log, [...SERVICES]);
+      rmSync(cluster.dataDir, { recursive: true, force: true });
+    }
+  });
+
+  const scalar = async (replica: number, query: string) => {
+    const rs = await (replicas[replica] as ClickHouseClient).query({ query, format: 'JSONEachRow' });
+    return Number(Object.values((await rs.json<Record<string, string>>())[0] ?? {})[0]);
+  };
+
+  /** Every point exactly once through points_dedup on the replica, per series too. */
+  async function expectExactlyOnce(replica: number, db: string, sent: ProduceSummary): Promise<void> {
+    await waitFor(`every point in points_dedup on replica ${replica + 1}`, async () => (await scalar(replica, `SELECT count() FROM ${db}.points_dedup`)) >= sent.points, 180_000, 1000);
+    expect(await scalar(replica, `SELECT count() FROM ${db}.points_dedup`)).toBe(sent.points);
+    expect(await scalar(replica, `SELECT sum(value) FROM ${db}.points_dedup`)).toBeCloseTo(sent.valueSum, 3);
+    expect(await scalar(replica, `SELECT count() FROM (SELECT series_id, count() AS c FROM ${db}.points_dedup GROUP BY series_id HAVING c != ${sent.points / SERIES})`)).toBe(0);
+  }
+
+  it('each replica stopped mid-stream (kill -9, the one Vigil writes to too): nothing lost, nothing doubled, both replicas read the same rows', async ({ annotate }) => {
+    const { topic, db, env } = await res.pipelineEnv('cluster', 4);
+    const p = await start({
+      ...env,
+      ...CLUSTER_ENV,
+      VIGIL_ROLLUPS_WIDTHS_SECONDS: '1,5',
+      VIGIL_ROLLUPS_ALLOWED_LATENESS_MS: '1000',
+      VIGIL_ROLLUPS_IDLE_TIMEOUT_MS: '2000',
+      VIGIL_PIPELINE_INSERT_MAX_ROWS: '5000',
+      VIGIL_PIPELINE_INSERT_LINGER_MS: '100',
+      VIGIL_MODELS_ENABLED: 'false',
+    });
+    // Migrated ON CLUSTER: both replicas have the tables.
+    for (const r of [0, 1]) expect(await scalar(r, `SELECT count() FROM system.tables WHERE database = '${db}' AND engine LIKE 'Replicated%'`)).toBe(6);
+
+    const stream = (points: number, seed: number, startMs: number) =>
+      produce(res.kafka, { topic, series: SERIES, pointsPerMessage: 1, format: 'json', rate: 10_000, points, durationMs: 0, intervalMs: 20, startMs, seed, idempotent: true });
+    const events: string[] = [];
+    const t0 = Date.now();
+    const note = (what: string) => events.push(`${((Date.now() - t0) / 1000).toFixed(1)} s ${what}`);
+
+    // Phase 1: the replica Vigil does not write to stops mid-stream, and catches up when back.
+    const first = stream(60_000, 1, Date.now());
+    await waitFor('part of the stream on replica 1', async () => (await scalar(0, `SELECT count() FROM ${db}.points`)) > 10_000, 60_000, 100);
+    await infra.down(cluster, log, ['clickhouse-2'], { kill: true });
+    note('replica 2 killed');
+    const a = await first;
+    note('phase 1 produced');
+    await expectExactlyOnce(0, db, a);
+    await infra.up(cluster, log, ['clickhouse-2']);
+    note('replica 2 back');
+
+    // Phase 2: the replica Vigil writes to stops mid-stream: inserts fail, are retried, land once.
+    const second = stream(60_000, 2, Date.now() + 2_000);
+    await waitFor('part of phase 2 on replica 1', async () => (await scalar(0, `SELECT count() FROM ${db}.points`)) > a.points + 10_000, 60_000, 100);
+    await infra.down(cluster, log, ['clickhouse'], { kill: true });
+    note('replica 1 killed');
+    await sleep(5_000);
+    await infra.up(cluster, log, ['clickhouse']);
+    note('replica 1 back');
+    const b = await second;
+    const sent: ProduceSummary = {
+      points: a.points + b.points,
+      messages: a.messages + b.messages,
+      valueSum: a.valueSum + b.valueSum,
+      perSeries: new Map([...a.perSeries].map(([k, v]) => [k, v + (b.perSeries.get(k) ?? 0)])),
+      elapsedMs: 0,
+    };
+    for (const r of [0, 1]) await expectExactlyOnce(r, db, sent);
+    note('every point on both replicas');
+    expect(await p.metric('vigil_sink_errors_total', { sink: 'clickhouse' }), 'inserts failed while replica 1 was down').toBeGreaterThan(0);
+
+    // The views read the same rows from either replica, and the rollups are exact on each.
+    const gauges = await scalar(0, `SELECT count() FROM ${db}.points_dedup WHERE type = 'gauge'`);
+    for (const r of [0, 1]) {
+      await waitFor(`every gauge point in both widths of the rollups on replica ${r + 1}`, async () => (await scalar(r, `SELECT sum(count) FROM ${db}.rollups_merged WHERE type = 'gauge'`)) >= 2 * gauges, 120_000, 1000);
+      await expectRollupsMatchPoints(replicas[r] as ClickHouseClient, db, [1, 5]);
+    }
+    expect(await mergedRollups(replicas[1] as ClickHouseClient, db, )).toEqual(await mergedRollups(replicas[0] as ClickHouseClient, db));
+    const raw = [await scalar(0, `SELECT count() FROM ${db}.points`), await scalar(1, `SELECT count() FROM ${db}.points`)];
+    expect(raw[1]).toBe(raw[0]);
+    await annotate(`${events.join('; ')}; points ${sent.points}, raw rows on each replica ${raw[0]} (${(raw[0] as number) - sent.points} replayed rows not yet merged)`);
+    expect(p.child.exitCode, p.output).toBeNull();
+  }, 600_000);
+});
