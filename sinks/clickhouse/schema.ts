@@ -177,8 +177,12 @@ export async function migrate(client: ClickHouseClient, db: string, caps: Capabi
   const [createDb, createLog] = schemaStatements(db, caps, cluster);
   const applied: number[] = [];
   try {
-    await client.command({ query: createDb as string });
-    await client.command({ query: createLog as string });
+    // On a cluster, DDL waits for every replica: a restart while one is down must not need any.
+    const exists = await client.query({ query: `SELECT count() AS n FROM system.tables WHERE database = '${db}' AND name = 'schema_migrations'`, format: 'JSONEachRow' });
+    if (Number((await exists.json<{ n: string }>())[0]?.n ?? 0) === 0) {
+      await client.command({ query: createDb as string });
+      await client.command({ query: createLog as string });
+    }
     const rs = await client.query({ query: `SELECT DISTINCT version FROM ${db}.schema_migrations`, format: 'JSONEachRow' });
     const done = new Set((await rs.json<{ version: number }>()).map((r) => Number(r.version)));
     for (const m of MIGRATIONS) {
