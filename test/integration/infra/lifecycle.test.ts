@@ -52,6 +52,9 @@ describe.runIf(usesLocalStack(testConfig()))('vigil infra up / status / down', (
         'infra.prometheusPort': 19090,
         'infra.alertmanagerPort': 19093,
         'infra.kafkaHeapMb': 256,
+        // A one-server stack whatever the suite runs on (VIGIL_INFRA_CLICKHOUSE_REPLICAS=2 runs it on a cluster).
+        'infra.clickhouseReplicas': 1,
+        'clickhouse.cluster': '',
       },
     });
     // Reuse the jars the main stack fetched instead of a second Maven run.
