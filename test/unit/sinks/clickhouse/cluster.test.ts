@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+import { capabilitiesOf } from '../../../../sinks/clickhouse/capabilities.js';
+import { MIGRATIONS, onCluster, schemaStatements } from '../../../../sinks/clickhouse/schema.js';
+
+describe('onCluster: the DDL a clickhouse.cluster gets', () => {
+  for (const version of ['18.16.1', '24.8.1']) {
+    it(`every statement of a fresh database runs ON CLUSTER and every table replicates (${version})`, () => {
+      const caps = capabilitiesOf(version);
+      const plain = schemaStatements('db', caps);
+      const clustered = schemaStatements('db', caps, 'c1');
+      expect(clustered).toHaveLength(plain.length);
+      for (const [i, q] of clustered.entries()) {
+        expect(q).toMatch(/^(CREATE (DATABASE|TABLE|VIEW) IF NOT EXISTS|ALTER TABLE) \S+ ON CLUSTER c1\b/);
+        // The rest of the statement is the one-server statement, engines aside.
+        const engine = /ENGINE = (\w*)MergeTree\(([^)]*)\)/.exec(plain[i] as string);
+        if (!engine) {
+          expect(q.replace(' ON CLUSTER c1', '')).toBe(plain[i]);
+          continue;
+        }
+        const table = /^CREATE TABLE IF NOT EXISTS db\.(\w+)/.exec(q)?.[1] as string;
+        const args = engine[2] ? `, ${engine[2]}` : '';
+        expect(q).toContain(`ENGINE = Replicated${engine[1] ?? ''}MergeTree('/clickhouse/tables/{shard}/db/${table}', '{replica}'${args})`);
+        expect(q.replace(' ON CLUSTER c1', '').replace(/ENGINE = \w+\([^)]*\)/, 'E')).toBe((plain[i] as string).replace(/ENGINE = \w+\([^)]*\)/, 'E'));
+      }
+      // Versioned tables keep their version column.
+      expect(clustered.join('\n')).toContain("ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/rollups', '{replica}', version)");
+    });
+  }
+
+  it('leaves statements alone without a cluster, and refuses one it has no ON CLUSTER form for', () => {
+    for (const m of MIGRATIONS) for (const q of m.statements('db', capabilitiesOf('24.8.1'))) expect(onCluster(q, '')).toBe(q);
+    expect(() => onCluster('INSERT INTO db.t VALUES (1)', 'c1')).toThrow(/VIGIL_ERR_CLICKHOUSE_SCHEMA: no ON CLUSTER form/);
+    expect(() => onCluster('CREATE TABLE IF NOT EXISTS db.t (x UInt8) ENGINE = Memory', 'c1')).toThrow(/no MergeTree engine to replicate/);
+  });
+});
