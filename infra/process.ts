@@ -80,12 +80,11 @@ export async function stop(p: ManagedProcess, graceMs = 30000): Promise<boolean>
     rmSync(p.pidFile, { force: true });
     return false;
   }
-  const signal = (sig: NodeJS.Signals) => killGroup(pid, sig);
-  signal('SIGTERM');
+  killGroup(pid, 'SIGTERM');
   const deadline = Date.now() + graceMs;
   while (isAlive(pid) && Date.now() < deadline) await sleep(100);
   if (isAlive(pid)) {
-    signal('SIGKILL');
+    killGroup(pid, 'SIGKILL');
     while (isAlive(pid)) await sleep(50);
   }
   rmSync(p.pidFile, { force: true });

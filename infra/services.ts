@@ -310,7 +310,7 @@ export function services(config: VigilConfig): Service[] {
     name: 'zookeeper',
     ports: [infra.zookeeperPort],
     proc: proc(dir, 'zookeeper'),
-    missing: () => ({ apt: existsSync(ZOOKEEPER_JAR) && onPath('java') ? [] : [...APT_PACKAGES.zookeeper, ...(onPath('java') ? [] : APT_PACKAGES.java)], other: [] }),
+    missing: () => ({ apt: [...(existsSync(ZOOKEEPER_JAR) ? [] : APT_PACKAGES.zookeeper), ...(onPath('java') ? [] : APT_PACKAGES.java)], other: [] }),
     prepare() {
       mkdirSync(join(zkDir, 'data'), { recursive: true });
       const file = join(zkDir, 'zoo.cfg');
