@@ -69,7 +69,10 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 2,
     name: 'rollups',
     statements: (db, caps) => [
-      `CREATE TABLE IF NOT EXISTS ${db}.rollups (\n  ${tableColumns(ROLLUP_COLUMNS, caps)}\n) ENGINE = ReplacingMergeTree(version)\nPARTITION BY toYYYYMMDD(bucket_start)\nORDER BY (metric, series_id, width_s, bucket_start, source_topic, source_partition, kind, correction_offset, correction_point)`,
+      `CREATE TABLE IF NOT EXISTS ${db}.rollups (\n  ${tableColumns(ROLLUP_COLUMNS, caps)}\n) ENGINE = ReplacingMergeTree(version)\nPARTITION BY toYYYYMMDD(bucket_start)\nORDER BY (metric, width_s, series_id, bucket_start, source_topic, source_partition, kind, correction_offset, correction_point)`,
+      // The key leads with metric and width, so a dashboard's per-metric time range at one width reads
+      // that width's rows only (issue 19: 2.2× faster at 10M points than series_id first); one
+      // series still reads by key range. Databases made before keep their key (README "Reading at scale").
       // Versions of a bucket row replace each other (FINAL); partitions' partial rows and
       // correction rows then merge per series and bucket.
       // Source columns are renamed in the subquery so the output aliases cannot shadow them.

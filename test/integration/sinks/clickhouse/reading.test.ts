@@ -1,15 +1,17 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ClickHouseSink } from '../../../../sinks/clickhouse/index.js';
+import { capabilitiesOf } from '../../../../sinks/clickhouse/capabilities.js';
+import { MIGRATIONS } from '../../../../sinks/clickhouse/schema.js';
 import { uniqueName, useResources } from '../../../helpers/resources.js';
 
 const res = useResources();
 
-/** The SQL statements of README's "Reading at scale" section, in order. */
-function readmeStatements(): string[] {
+/** The SQL statements of the `n`th sql block (0: the first) of README's "Reading at scale" section, in order. */
+function readmeStatements(n = 0): string[] {
   const readme = readFileSync(new URL('../../../../README.md', import.meta.url), 'utf8');
-  const section = readme.slice(readme.indexOf('### Reading at scale'));
-  const block = /```sql\n([\s\S]*?)```/.exec(section)?.[1] ?? '';
+  const section = readme.slice(readme.indexOf('### Reading at scale'), readme.indexOf('\n## ', readme.indexOf('### Reading at scale')));
+  const block = [...section.matchAll(/```sql\n([\s\S]*?)```/g)][n]?.[1] ?? '';
   return block
     .split(';')
     .map((q) => q.replace(/^\s*--.*$/gm, '').trim())
@@ -76,5 +78,46 @@ describe('README "Reading at scale": the documented queries answer as the views'
     // The rollup bucket: partition 0's latest version (5 points, sum 60), partition 1 (2, 10) and
     // the correction (1, 4): mean 74 / 8.
     expect(Number((await rows(documented[1]?.replaceAll('vigil.', `${db}.`) as string))[0]?.[1])).toBeCloseTo(74 / 8, 9);
+  });
+
+  it('README’s rebuild gives a rollups table made with the old sorting key the current one, every row kept', async () => {
+    const db = uniqueName('rebuild');
+    res.own('database', db);
+    const sink = new ClickHouseSink({ ...res.config.clickhouse, database: db });
+    await sink.start();
+    await sink.close();
+    const ch = res.clickhouse();
+    const keyOf = async () => /ORDER BY \(([^)]*)\)/.exec(String((await rows(`SHOW CREATE TABLE ${db}.rollups`))[0]?.[0]))?.[1];
+    const current = await keyOf();
+    // The table as databases made before the key change have it: series_id before width_s.
+    const old = 'metric, series_id, width_s, bucket_start, source_topic, source_partition, kind, correction_offset, correction_point';
+    expect(current).not.toBe(old);
+    await ch.command({ query: `DROP TABLE ${db}.rollups` });
+    const create = MIGRATIONS.find((m) => m.name === 'rollups')?.statements(db, capabilitiesOf(String((await rows('SELECT version()'))[0]?.[0])))[0] as string;
+    await ch.command({ query: create.replace(/ORDER BY \([^)]*\)/, `ORDER BY (${old})`) });
+    expect(await keyOf()).toBe(old);
+    await ch.command({ query: `SYSTEM STOP MERGES ${db}.rollups` });
+    // Two widths, two series, versions of one bucket row (only the latest may count).
+    const now = Math.floor(Date.now() / 60_000) * 60 - 600;
+    for (const [series, width, count, version] of [[1, 60, 3, 1], [1, 60, 5, 2], [1, 10, 2, 1], [2, 60, 4, 1]] as const) {
+      await ch.command({
+        query:
+          `INSERT INTO ${db}.rollups (series_id, metric, width_s, bucket_start, source_topic, source_partition, kind, correction_offset, correction_point, count, sum, min, max, last, last_ts_ms, sumsq, version) ` +
+          `VALUES (${series}, 'm', ${width}, ${now}, 't', 0, 'bucket', 0, 0, ${count}, ${count * 2}, 2, 2, 2, ${now * 1000}, ${count * 4}, ${version})`,
+      });
+    }
+    const merged = `SELECT series_id, width_s, count, sum FROM ${db}.rollups_merged ORDER BY series_id, width_s`;
+    const before = await rows(merged);
+    expect(before.map((r) => r.map(String))).toEqual([[1, 10, 2, 4], [1, 60, 5, 10], [2, 60, 4, 8]].map((r) => r.map(String)));
+    const rawBefore = await rows(`SELECT count() FROM ${db}.rollups`);
+
+    const rebuild = readmeStatements(1);
+    expect(rebuild.length).toBeGreaterThan(0);
+    for (const q of rebuild) await ch.command({ query: q.replaceAll('vigil.', `${db}.`) });
+
+    expect(await keyOf()).toBe(current);
+    expect(await rows(`SELECT count() FROM ${db}.rollups`)).toEqual(rawBefore);
+    expect(await rows(merged)).toEqual(before);
+    expect(await rows(`SELECT count() FROM system.tables WHERE database = '${db}' AND name LIKE 'rollups_%' AND name != 'rollups_merged'`)).toEqual([['0']]);
   });
 });
