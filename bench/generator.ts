@@ -17,13 +17,22 @@ export interface SeriesSpec {
   base: number;
   amplitude: number;
   noise: number;
+  /**
+   * Decimals a gauge's value keeps (default 3): the resolution its source reports. Noise below
+   * it is information no codec can remove, so it sets the bytes per point a table needs.
+   */
+  decimals?: number;
 }
 
+/**
+ * Gauges at the resolution agents report them (issue 19): percentages to 0.1 (as top, sar and
+ * Telegraf's rounded fields show them), latency to 0.1 ms; counters are integers.
+ */
 const METRICS: Omit<SeriesSpec, 'tags'>[] = [
-  { metric: 'system.cpu.usage_total', type: 'gauge', base: 45, amplitude: 25, noise: 5 },
-  { metric: 'system.memory.usage_percent', type: 'gauge', base: 60, amplitude: 10, noise: 2 },
+  { metric: 'system.cpu.usage_total', type: 'gauge', base: 45, amplitude: 25, noise: 5, decimals: 1 },
+  { metric: 'system.memory.usage_percent', type: 'gauge', base: 60, amplitude: 10, noise: 2, decimals: 1 },
   { metric: 'http.server.requests', type: 'counter', base: 50, amplitude: 20, noise: 5 },
-  { metric: 'http.server.latency_ms', type: 'gauge', base: 120, amplitude: 40, noise: 15 },
+  { metric: 'http.server.latency_ms', type: 'gauge', base: 120, amplitude: 40, noise: 15, decimals: 1 },
   { metric: 'crypto.key.access_count', type: 'counter', base: 10, amplitude: 5, noise: 2 },
   { metric: 'crypto.key.unauthorized_access', type: 'counter', base: 0.05, amplitude: 0, noise: 0.05 },
 ];
@@ -48,6 +57,11 @@ export interface Point {
   series: SeriesSpec;
   value: number;
   tsMs: number;
+}
+
+function roundTo(v: number, decimals: number): number {
+  const f = 10 ** decimals;
+  return Math.round(v * f) / f;
 }
 
 function fmtValue(v: number): string {
@@ -168,7 +182,7 @@ export async function produce(kafka: Kafka, o: ProduceOptions): Promise<ProduceS
         const tsMs = o.startMs + step * o.intervalMs;
         const phase = (2 * Math.PI * step) / 360;
         const raw = Math.max(0, s.base + s.amplitude * Math.sin(phase + i) + s.noise * (rand() * 2 - 1));
-        const value = s.type === 'counter' ? (counters[i] = (counters[i] as number) + Math.round(raw)) : Math.round(raw * 1000) / 1000;
+        const value = s.type === 'counter' ? (counters[i] = (counters[i] as number) + Math.round(raw)) : roundTo(raw, s.decimals ?? 3);
         pending.push({ series: s, value, tsMs });
         tick++;
         if (pending.length >= o.pointsPerMessage) {

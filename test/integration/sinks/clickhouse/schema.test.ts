@@ -59,14 +59,34 @@ describe('ClickHouse schema', () => {
       // The points table as the earlier DDL made it: Gorilla values, offsets and ts without a codec.
       const before = MIGRATIONS.filter((m) => m.version < 6)
         .flatMap((m) => m.statements('vigil', caps))
-        .map((q) => q.replace('ts DateTime CODEC(DoubleDelta, ZSTD(1))', 'ts DateTime').replace('source_offset UInt64 CODEC(DoubleDelta, ZSTD(1))', 'source_offset UInt64').replace('value Float64 CODEC(ZSTD(1))', 'value Float64 CODEC(Gorilla, ZSTD(1))'));
+        .map((q) => q.replace('ts DateTime CODEC(DoubleDelta, ZSTD(1))', 'ts DateTime').replace('source_offset UInt64 CODEC(DoubleDelta, ZSTD(1))', 'source_offset UInt64').replace('value Float64 CODEC(Delta, ZSTD(3))', 'value Float64 CODEC(Gorilla, ZSTD(1))'));
       const six = MIGRATIONS.find((m) => m.version === 6);
       const codecs = "SELECT name, compression_codec FROM system.columns WHERE database = 'vigil' AND table = 'points' AND name IN ('ts', 'source_offset', 'value') ORDER BY name";
       const was = chdb(['CREATE DATABASE vigil', ...before, codecs]);
       expect(was).toContain('"value","CODEC(Gorilla(8), ZSTD(1))"');
       const now = chdb(['CREATE DATABASE vigil', ...before, ...(six?.statements('vigil', caps) ?? []), codecs]);
-      expect(now.trim().split('\n')).toEqual(['"source_offset","CODEC(DoubleDelta, ZSTD(1))"', '"ts","CODEC(DoubleDelta, ZSTD(1))"', '"value","CODEC(ZSTD(1))"']);
+      expect(now.trim().split('\n')).toEqual(['"source_offset","CODEC(DoubleDelta, ZSTD(1))"', '"ts","CODEC(DoubleDelta, ZSTD(1))"', '"value","CODEC(Delta(8), ZSTD(3))"']);
       expect(six?.statements('vigil', capabilitiesOf('18.16.1'))).toEqual([]);
+    });
+
+    it('migration 7 gives values stored with migration 6’s ZSTD(1) the Delta, ZSTD(3) codec; 18.16 gets no statement', () => {
+      const caps = capabilitiesOf(chdb(['SELECT version()']).trim().replaceAll('"', ''));
+      const before = MIGRATIONS.filter((m) => m.version < 7)
+        .flatMap((m) => m.statements('vigil', caps))
+        .map((q) => q.replace('value Float64 CODEC(Delta, ZSTD(3))', 'value Float64 CODEC(ZSTD(1))'));
+      const seven = MIGRATIONS.find((m) => m.version === 7);
+      const codec = "SELECT compression_codec FROM system.columns WHERE database = 'vigil' AND table = 'points' AND name = 'value'";
+      expect(chdb(['CREATE DATABASE vigil', ...before, codec]).trim()).toBe('"CODEC(ZSTD(1))"');
+      expect(chdb(['CREATE DATABASE vigil', ...before, ...(seven?.statements('vigil', caps) ?? []), codec]).trim()).toBe('"CODEC(Delta(8), ZSTD(3))"');
+      expect(seven?.statements('vigil', capabilitiesOf('18.16.1'))).toEqual([]);
+    });
+
+    it('gives tags LowCardinality keys and values, which take rows inserted as plain strings', () => {
+      const ddl = schemaStatements('vigil', capabilitiesOf(chdb(['SELECT version()']).trim().replaceAll('"', '')));
+      const insert = 'INSERT INTO vigil.points (series_id, metric, `tags.key`, `tags.value`, type, ts, ts_ms, value, source_topic, source_partition, source_offset, point_index) FORMAT JSONEachRow ';
+      const row = JSON.stringify({ series_id: 1, metric: 'cpu', 'tags.key': ['host', 'region'], 'tags.value': ['a', 'eu'], type: 'gauge', ts: 1700000000, ts_ms: 1700000000000, value: 1.5, source_topic: 't', source_partition: 0, source_offset: 5, point_index: 0 });
+      const out = chdb([...ddl, insert + row, "SELECT toTypeName(`tags.key`), toTypeName(`tags.value`), tags.value[indexOf(tags.key, 'region')] FROM vigil.points"]);
+      expect(out.trim()).toBe('"Array(LowCardinality(String))","Array(LowCardinality(String))","eu"');
     });
 
     it("computes the same series id as ClickHouse's xxHash64 of the canonical text", () => {
