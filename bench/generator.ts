@@ -64,6 +64,16 @@ function roundTo(v: number, decimals: number): number {
   return Math.round(v * f) / f;
 }
 
+/**
+ * Point `step` of series `i`: a gauge on its daily-ish cycle with noise, rounded to its decimals;
+ * a counter grows from `counter` by the same curve, rounded to an integer.
+ */
+export function nextValue(s: SeriesSpec, i: number, step: number, rand: () => number, counter: number): number {
+  const phase = (2 * Math.PI * step) / 360;
+  const raw = Math.max(0, s.base + s.amplitude * Math.sin(phase + i) + s.noise * (rand() * 2 - 1));
+  return s.type === 'counter' ? counter + Math.round(raw) : roundTo(raw, s.decimals ?? 3);
+}
+
 function fmtValue(v: number): string {
   return Number.isInteger(v) ? v.toFixed(1) : String(v);
 }
@@ -180,9 +190,8 @@ export async function produce(kafka: Kafka, o: ProduceOptions): Promise<ProduceS
         const s = series[i] as SeriesSpec;
         const step = Math.floor(tick / series.length);
         const tsMs = o.startMs + step * o.intervalMs;
-        const phase = (2 * Math.PI * step) / 360;
-        const raw = Math.max(0, s.base + s.amplitude * Math.sin(phase + i) + s.noise * (rand() * 2 - 1));
-        const value = s.type === 'counter' ? (counters[i] = (counters[i] as number) + Math.round(raw)) : roundTo(raw, s.decimals ?? 3);
+        const value = nextValue(s, i, step, rand, counters[i] as number);
+        if (s.type === 'counter') counters[i] = value;
         pending.push({ series: s, value, tsMs });
         tick++;
         if (pending.length >= o.pointsPerMessage) {
