@@ -54,13 +54,13 @@ export function tlsFiles(files: { ca: string; cert: string; key: string }): { ca
 }
 
 /** @clickhouse/client options for `config.clickhouse`: credentials out of the URL, TLS files read. */
-export function clickhouseConnection(config: VigilConfig['clickhouse']): {
+export function clickhouseConnection(config: VigilConfig['clickhouse'], endpoint: string = config.url): {
   url: string;
   username: string;
   password: string;
   tls?: { ca_cert: Buffer; cert?: Buffer; key?: Buffer };
 } {
-  const { url, username, password } = splitCredentials(config.url);
+  const { url, username, password } = splitCredentials(endpoint);
   const out: ReturnType<typeof clickhouseConnection> = {
     url,
     username: username && config.username === 'default' ? username : config.username,

@@ -73,6 +73,12 @@ export function createMetrics() {
       labelNames: ['sink', 'code'],
       registers: reg,
     }),
+    clickhouseFailovers: new Counter({
+      name: 'vigil_clickhouse_failovers_total',
+      help: 'Switches to the next ClickHouse replica of clickhouse.failoverUrls after the current one did not answer, by the replica switched to',
+      labelNames: ['to'],
+      registers: reg,
+    }),
     insertSeconds: new Histogram({
       name: 'vigil_insert_duration_seconds',
       help: 'ClickHouse insert latency',

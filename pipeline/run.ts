@@ -2,6 +2,7 @@ import { ClickHouseSink } from '../sinks/clickhouse/index.js';
 import { DeadLetterProducer } from '../sinks/kafka/dlq.js';
 import type { VigilConfig } from '../core/config/index.js';
 import { VigilError } from '../core/errors.js';
+import { redactUrls } from '../core/redact.js';
 import { retry } from '../core/retry.js';
 import { Readiness, startHttpServer } from './http.js';
 import { Ingestor } from './ingest.js';
@@ -46,7 +47,10 @@ export async function runPipeline(config: VigilConfig): Promise<RunningPipeline>
   const kafka = createKafka(config, componentLogger('kafka'));
   const created = await untilUp('kafka', log, () => ensureTopics(kafka, config), config);
   if (created.length > 0) log.info({ topics: created }, 'created topics');
-  const sink = new ClickHouseSink(config.clickhouse);
+  const sink = new ClickHouseSink(config.clickhouse, ({ from, to, err }) => {
+    metrics.clickhouseFailovers.inc({ to });
+    log.warn({ from, to, err: redactUrls((err as Error | undefined)?.message ?? String(err)) }, 'clickhouse replica did not answer; moving to the next');
+  });
   await untilUp('clickhouse', log, () => sink.start(), config);
   readiness.set('clickhouse', true);
   log.info({ version: sink.capabilities.version, database: sink.db }, 'clickhouse schema ready');

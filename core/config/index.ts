@@ -3,6 +3,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { VigilError } from '../errors.js';
+import { redactUrls } from '../redact.js';
 import { configSchema, envName, isSection, leaves, type InputFormat, type SchemaNode } from './schema.js';
 
 export { configSchema, envName, leaves, INPUT_FORMATS } from './schema.js';
@@ -36,6 +37,7 @@ export interface VigilConfig {
   };
   readonly clickhouse: {
     readonly url: string;
+    readonly failoverUrls: readonly string[];
     readonly username: string;
     readonly password: string;
     readonly caFile: string;
@@ -170,6 +172,10 @@ export function loadConfig(options: LoadOptions = {}): VigilConfig {
   if (models.widthSeconds === 0) models.widthSeconds = Math.max(...widths);
   else if (!widths.includes(models.widthSeconds)) {
     throw new VigilError('VIGIL_ERR_CONFIG_INVALID', `models.widthSeconds = ${models.widthSeconds}: expected one of rollups.widthsSeconds ${JSON.stringify(widths)}`);
+  }
+  const clickhouse = (raw as { clickhouse: { cluster: string; failoverUrls: string[] } }).clickhouse;
+  if (clickhouse.failoverUrls.length > 0 && !clickhouse.cluster) {
+    throw new VigilError('VIGIL_ERR_CONFIG_INVALID', `clickhouse.failoverUrls = ${JSON.stringify(redactUrls(clickhouse.failoverUrls.join(' ')).split(' '))}: expected clickhouse.cluster too (only replicated tables take an insert on another server without splitting or doubling the data)`);
   }
   const config = raw as unknown as { dataDir: string };
   if (!isAbsolute(config.dataDir)) config.dataDir = resolve(options.cwd ?? process.cwd(), config.dataDir);

@@ -14,7 +14,7 @@ type Leaf = {
   maximum?: number;
   minLength?: number;
   minItems?: number;
-  items?: { type: 'string'; minLength?: number; enum?: readonly string[] } | { type: 'integer'; minimum: number; maximum: number };
+  items?: { type: 'string'; minLength?: number; pattern?: string; enum?: readonly string[] } | { type: 'integer'; minimum: number; maximum: number };
   pattern?: string;
   /** A credential: redacted wherever the configuration is shown, and settable from a file (`…_FILE`). */
   secret?: boolean;
@@ -148,6 +148,13 @@ export const configSchema = {
       description: 'ClickHouse connection.',
       properties: {
         url: { type: 'string', pattern: '^https?://', description: 'HTTP(S) endpoint.', default: 'http://127.0.0.1:8123' },
+        failoverUrls: {
+          type: 'array',
+          items: { type: 'string', pattern: '^https?://' },
+          description:
+            'Other replicas of `clickhouse.cluster` (same credentials and TLS files), in order: when the current one does not answer, Vigil moves to the next and retries there, and stays until that one fails (counted in `vigil_clickhouse_failovers_total`). Needs `clickhouse.cluster`: replicated tables take an insert on any replica and drop a retried one that had landed.',
+          default: [],
+        },
         username: { type: 'string', description: 'User name.', default: 'default' },
         password: { type: 'string', description: 'Password (`VIGIL_CLICKHOUSE_PASSWORD_FILE` reads it from a file). A password in the URL\'s user info is used when this is empty.', default: '', secret: true },
         caFile: { type: 'string', description: 'PEM file of the CA that signed the server\'s certificate, for an `https://` URL (empty: the system CAs).', default: '' },
@@ -176,7 +183,7 @@ export const configSchema = {
           type: 'string',
           pattern: '^([A-Za-z_][A-Za-z0-9_]*)?$',
           description:
-            'A cluster of the server\'s `remote_servers` (empty: one server). Vigil then creates every table `ON CLUSTER` as a Replicated*MergeTree (ZooKeeper path `/clickhouse/tables/{shard}/<database>/<table>`, replica `{replica}` from the servers\' macros) and every view `ON CLUSTER`; it writes to `clickhouse.url`, and the replicas copy each other.',
+            'A cluster of the server\'s `remote_servers` (empty: one server). Vigil then creates every table `ON CLUSTER` as a Replicated*MergeTree (ZooKeeper path `/clickhouse/tables/{shard}/<database>/<table>`, replica `{replica}` from the servers\' macros) and every view `ON CLUSTER`; it writes to `clickhouse.url` (or a replica of `clickhouse.failoverUrls` while that does not answer), and the replicas copy each other.',
           default: '',
         },
       },

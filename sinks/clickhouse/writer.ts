@@ -5,29 +5,40 @@ import type { VigilConfig } from '../../core/config/index.js';
 import { VigilError } from '../../core/errors.js';
 import { sqlString } from '../../core/sql.js';
 import { capabilitiesOf, type Capabilities } from './capabilities.js';
+import { failoverClient, type Failover } from './failover.js';
 import { isRowRejection, isServerException } from './errors.js';
 import { insertStatement, migrate, type InsertTable } from './schema.js';
 
 
-/** The ClickHouse sink: detects the server, migrates the schema, sends worker-encoded insert bodies. */
+/**
+ * The ClickHouse sink: detects the server, migrates the schema, sends worker-encoded insert bodies.
+ * With `clickhouse.failoverUrls`, `client` goes to whichever replica answers (failover.ts).
+ */
 export class ClickHouseSink {
   readonly client: ClickHouseClient;
   readonly db: string;
-  /** The URL without user info (what errors show), the credentials and TLS files read. */
-  private readonly connection: ReturnType<typeof clickhouseConnection>;
+  /** The URLs without user info (what errors show): `clickhouse.url`, then the failover replicas. */
+  private readonly urls: string[];
   private caps: Capabilities | undefined;
 
-  constructor(private readonly config: VigilConfig['clickhouse']) {
+  constructor(
+    private readonly config: VigilConfig['clickhouse'],
+    onFailover: (f: Failover) => void = () => undefined,
+  ) {
     this.db = config.database;
-    this.connection = clickhouseConnection(config);
-    this.client = createClient({
-      ...this.connection,
-      request_timeout: config.requestTimeoutMs,
-      compression: { request: false, response: false },
-      // Every error the client raises reaches the caller, which logs it through pino once; the
-      // client's own console lines would repeat each one (a split insert refuses many parts).
-      log: { level: ClickHouseLogLevel.OFF },
-    });
+    const connections = [config.url, ...config.failoverUrls].map((url) => clickhouseConnection(config, url));
+    this.urls = connections.map((c) => c.url);
+    const clients = connections.map((connection) =>
+      createClient({
+        ...connection,
+        request_timeout: config.requestTimeoutMs,
+        compression: { request: false, response: false },
+        // Every error the client raises reaches the caller, which logs it through pino once; the
+        // client's own console lines would repeat each one (a split insert refuses many parts).
+        log: { level: ClickHouseLogLevel.OFF },
+      }),
+    );
+    this.client = clients.length > 1 ? failoverClient(clients, this.urls, onFailover) : (clients[0] as ClickHouseClient);
   }
 
   get capabilities(): Capabilities {
@@ -42,7 +53,7 @@ export class ClickHouseSink {
       const rs = await this.client.query({ query: 'SELECT version() AS v', format: 'JSONEachRow' });
       version = ((await rs.json<{ v: string }>())[0] as { v: string }).v;
     } catch (err) {
-      throw new VigilError('VIGIL_ERR_CLICKHOUSE_UNAVAILABLE', `${this.connection.url}: ${redactUrls((err as Error).message)}`, { cause: err, retryable: true });
+      throw new VigilError('VIGIL_ERR_CLICKHOUSE_UNAVAILABLE', `${this.urls.join(', ')}: ${redactUrls((err as Error).message)}`, { cause: err, retryable: true });
     }
     this.caps = capabilitiesOf(version);
     await migrate(this.client, this.db, this.caps, this.config.cluster);

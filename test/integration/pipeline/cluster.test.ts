@@ -24,6 +24,7 @@ const log = componentLogger('test-cluster');
 const CLUSTER_ENV = {
   VIGIL_CLICKHOUSE_URL: 'http://127.0.0.1:8223',
   VIGIL_CLICKHOUSE_CLUSTER: 'vigil',
+  VIGIL_CLICKHOUSE_FAILOVER_URLS: 'http://127.0.0.1:8224',
   VIGIL_INFRA_CLICKHOUSE_TCP_PORT: '9100',
   VIGIL_INFRA_CLICKHOUSE_INTERSERVER_PORT: '9109',
   VIGIL_INFRA_CLICKHOUSE_HTTPS_PORT: '8543',
@@ -66,7 +67,7 @@ describe.runIf(usesLocalStack(res.config))('a two-replica ClickHouse cluster (Zo
     expect(await scalar(replica, `SELECT count() FROM (SELECT series_id, count() AS c FROM ${db}.points_dedup GROUP BY series_id HAVING c != ${sent.points / SERIES})`)).toBe(0);
   }
 
-  it('each replica stopped mid-stream (kill -9, the one Vigil writes to too): nothing lost, nothing doubled, both replicas read the same rows', async ({ annotate }) => {
+  it('each replica stopped mid-stream (kill -9, the one Vigil writes to too: it fails over): nothing lost, nothing doubled, both replicas read the same rows; a start with the first replica down writes to the second', async ({ annotate }) => {
     const { topic, db, env } = await res.pipelineEnv('cluster', 4);
     const p = await start({
       ...env,
@@ -98,12 +99,17 @@ describe.runIf(usesLocalStack(res.config))('a two-replica ClickHouse cluster (Zo
     await infra.up(cluster, log, ['clickhouse-2']);
     note('replica 2 back');
 
-    // Phase 2: the replica Vigil writes to stops mid-stream: inserts fail, are retried, land once.
+    // Phase 2: the replica Vigil writes to stops mid-stream: the insert in flight fails, Vigil
+    // moves to replica 2 (clickhouse.failoverUrls) and writes on there while replica 1 is down.
     const second = stream(60_000, 2, Date.now() + 2_000);
     await waitFor('part of phase 2 on replica 1', async () => (await scalar(0, `SELECT count() FROM ${db}.points`)) > a.points + 10_000, 60_000, 100);
     await infra.down(cluster, log, ['clickhouse'], { kill: true });
     note('replica 1 killed');
+    const atKill = await scalar(1, `SELECT count() FROM ${db}.points`);
     await sleep(5_000);
+    const duringOutage = (await scalar(1, `SELECT count() FROM ${db}.points`)) - atKill;
+    note(`${duringOutage} rows written to replica 2 while replica 1 was down`);
+    expect(duringOutage, 'rows kept coming on replica 2 while replica 1 was down').toBeGreaterThan(0);
     await infra.up(cluster, log, ['clickhouse']);
     note('replica 1 back');
     const b = await second;
@@ -117,6 +123,7 @@ describe.runIf(usesLocalStack(res.config))('a two-replica ClickHouse cluster (Zo
     for (const r of [0, 1]) await expectExactlyOnce(r, db, sent);
     note('every point on both replicas');
     expect(await p.metric('vigil_sink_errors_total', { sink: 'clickhouse' }), 'inserts failed while replica 1 was down').toBeGreaterThan(0);
+    expect(await p.metric('vigil_clickhouse_failovers_total', { to: 'http://127.0.0.1:8224' })).toBeGreaterThan(0);
 
     // The views read the same rows from either replica, and the rollups are exact on each.
     const gauges = await scalar(0, `SELECT count() FROM ${db}.points_dedup WHERE type = 'gauge'`);
@@ -138,5 +145,16 @@ describe.runIf(usesLocalStack(res.config))('a two-replica ClickHouse cluster (Zo
     const again = await start({ ...env, ...CLUSTER_ENV, VIGIL_MODELS_ENABLED: 'false' });
     expect(Date.now() - t1, 'ready without waiting out distributed_ddl_task_timeout (180 s)').toBeLessThan(60_000);
     expect(again.child.exitCode, again.output).toBeNull();
+
+    // A start while the replica of clickhouse.url is down: ready through the failover replica,
+    // and what is produced lands there.
+    await again.stop();
+    await infra.up(cluster, log, ['clickhouse-2']);
+    await infra.down(cluster, log, ['clickhouse'], { kill: true });
+    const third = await start({ ...env, ...CLUSTER_ENV, VIGIL_MODELS_ENABLED: 'false' });
+    expect(third.child.exitCode, third.output).toBeNull();
+    const c = await stream(6_000, 3, Date.now() + 60_000);
+    await waitFor('the third stream on replica 2', async () => (await scalar(1, `SELECT count() FROM ${db}.points_dedup`)) >= sent.points + c.points, 120_000, 500);
+    expect(await scalar(1, `SELECT count() FROM ${db}.points_dedup`)).toBe(sent.points + c.points);
   }, 600_000);
 });

@@ -62,6 +62,16 @@ describe('configuration', () => {
     expect(err.message).toContain('models.widthSeconds = 30: expected one of rollups.widthsSeconds [10,60]');
   });
 
+  it('takes failover replicas only with a cluster, and checks each is a URL (credentials not echoed)', () => {
+    const urls = 'http://r2:8123, http://u:secret@r3:8123';
+    expect(loadConfig({ env: { VIGIL_CLICKHOUSE_CLUSTER: 'vigil', VIGIL_CLICKHOUSE_FAILOVER_URLS: urls } }).clickhouse.failoverUrls).toEqual(['http://r2:8123', 'http://u:secret@r3:8123']);
+    const err = loadError(() => loadConfig({ env: { VIGIL_CLICKHOUSE_FAILOVER_URLS: urls } }));
+    expect(err.code).toBe('VIGIL_ERR_CONFIG_INVALID');
+    expect(err.message).toContain('expected clickhouse.cluster too');
+    expect(err.message).not.toContain('secret');
+    expect(loadError(() => loadConfig({ env: { VIGIL_CLICKHOUSE_CLUSTER: 'vigil', VIGIL_CLICKHOUSE_FAILOVER_URLS: 'r2:8123' } })).message).toContain('clickhouse.failoverUrls');
+  });
+
   it('rejects an out-of-range port with the allowed range', () => {
     const err = loadError(() => loadConfig({ file: file('p.json', '{"http":{"port":70000}}'), env: {} }));
     expect(err.code).toBe('VIGIL_ERR_CONFIG_INVALID');
