@@ -112,7 +112,10 @@ describe('a counter produced without keys over 4 partitions (real Kafka and Clic
       async () => {
         const m = await readAlertsTopic(broker, alertsTopic);
         const resolved = (rule: string) => m.some((x) => x.event.rule.id === rule && x.event.status === 'resolved');
-        return resolved('auth-10') && resolved('failures-10') && (!whole || resolved('failures-55')) ? m : undefined;
+        // Judged in pieces (never), whether a piece of the gauge passes 10 depends on how the
+        // partitions interleave in the shard (a rehearsal saw it not fire): only the counter's
+        // rule, right either way, tells that the episode's buckets have closed.
+        return resolved('auth-10') && (!whole || (resolved('failures-10') && resolved('failures-55'))) ? m : undefined;
       },
       60_000,
     ).catch(() => [] as TopicAlert[]);
