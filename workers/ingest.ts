@@ -22,7 +22,14 @@ export function repartitionOf(seriesId: bigint, partitions: number): number {
 }
 
 
-// Series ids (and their shard) are cached by canonical text: most points belong to series seen before.
+/**
+ * Series ids (and their shard) cached by the series as it arrives: its metric and its tags in
+ * the order the producer wrote them, joined. A known series then costs the join and a lookup
+ * instead of sorting its tags, building its canonical text and hashing it (35 % of a worker's
+ * time on line protocol at 100 points per message, measured). The join is not an encoding (a tag
+ * holding U+0000 could make two series meet in one key), so a hit is checked against the metric
+ * and tags it was made from; a mismatch takes the slow path, which is always right.
+ */
 const SERIES_CACHE_MAX = 100_000;
 interface SeriesEntry {
   id: bigint;
@@ -30,18 +37,29 @@ interface SeriesEntry {
   shards: number;
   /** Its repartition partition (-1: not yet asked). */
   repartition: number;
+  metric: string;
+  /** The tags as they arrived (the key's), and sorted by key (what rows carry). */
+  arrived: readonly string[];
+  tags: string[];
 }
 const seriesCache = new Map<string, SeriesEntry>();
 
-function seriesOf(metric: string, tags: string[], shards: number): SeriesEntry {
-  const canonical = canonicalSeries(metric, tags);
-  let entry = seriesCache.get(canonical);
-  if (entry === undefined || entry.shards !== shards) {
-    const id = hashCanonical(canonical);
-    entry = { id, shard: Number(id % BigInt(shards)), shards, repartition: -1 };
-    if (seriesCache.size >= SERIES_CACHE_MAX) seriesCache.clear();
-    seriesCache.set(canonical, entry);
-  }
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** The series of a point: its id, shard and sorted tags. `tags` is left as it is. */
+export function seriesOf(metric: string, tags: readonly string[], shards: number): SeriesEntry {
+  const key = tags.length === 0 ? metric : `${metric}\u0000${tags.join('\u0000')}`;
+  let entry = seriesCache.get(key);
+  if (entry !== undefined && entry.shards === shards && entry.metric === metric && sameStrings(entry.arrived, tags)) return entry;
+  const sorted = sortTags(tags.slice());
+  const id = hashCanonical(canonicalSeries(metric, sorted));
+  entry = { id, shard: Number(id % BigInt(shards)), shards, repartition: -1, metric, arrived: tags.slice(), tags: sorted };
+  if (seriesCache.size >= SERIES_CACHE_MAX) seriesCache.clear();
+  seriesCache.set(key, entry);
   return entry;
 }
 
@@ -79,11 +97,9 @@ function ingestPass(task: IngestTask, format: Format, poisoned: Map<number, stri
   let runMax = -Infinity;
   let maxBeforeMessage = -Infinity;
   const points = {
-    point(metric: string, tags: string[], value: number, tsMs: number, type: MetricTypeCode, pointIndex: number) {
-      // In place: a line-protocol line shares one tags array across its fields, and sorting
-      // an already sorted array is a no-op, so later fields of the line see the same order.
-      sortTags(tags);
-      const series = seriesOf(metric, tags, task.shards);
+    point(metric: string, arrived: string[], value: number, tsMs: number, type: MetricTypeCode, pointIndex: number) {
+      const series = seriesOf(metric, arrived, task.shards);
+      const tags = series.tags;
       const offset = task.offsets[message] as number;
       if (offset >= task.storeFromOffset) encoder.add(series.id, metric, tags, type, tsMs, value, task.topic, task.partition, offset, pointIndex);
       // The watermark trusts a timestamp only up to a little past when the message was produced.

@@ -23,7 +23,8 @@ vi.mock('../../../workers/decode/index.js', async (importOriginal) => {
   };
 });
 
-const { ingest } = await import('../../../workers/ingest.js');
+const { ingest, seriesOf } = await import('../../../workers/ingest.js');
+const { seriesId, sortTags } = await import('../../../workers/series.js');
 
 const NOW = 1_700_000_000_000;
 
@@ -121,5 +122,42 @@ describe('ingest task: the watermark an outlier cannot hijack', () => {
     expect(ingest(task([at('edge', NOW)])).maxTsMs).toBe(NOW);
     expect(ingest(task([at('ahead', NOW + 1)])).maxTsMs).toBe(NOW);
     expect(ingest({ ...task([at('ahead', NOW + 59 * 60_000)]), watermarkMaxAheadMs: 60_000 }).maxTsMs).toBe(NOW + 60_000);
+  });
+});
+
+describe('series cache (by the series as it arrives)', () => {
+  const canonicalId = (metric: string, tags: string[]) => seriesId(metric, sortTags([...tags]));
+
+  it('gives the canonical id and sorted tags whatever the arrival order, and leaves the arriving tags as they are', () => {
+    const a = ['region', 'eu', 'host', 'a'];
+    const b = ['host', 'a', 'region', 'eu'];
+    const first = seriesOf('cache.cpu', a, 4);
+    expect(a).toEqual(['region', 'eu', 'host', 'a']);
+    expect(first.id).toBe(canonicalId('cache.cpu', a));
+    expect(first.tags).toEqual(['host', 'a', 'region', 'eu']);
+    expect(first.shard).toBe(Number(first.id % 4n));
+    // Known now: the same entry, by a fresh array of equal strings.
+    expect(seriesOf('cache.cpu', [...a], 4)).toBe(first);
+    const other = seriesOf('cache.cpu', b, 4);
+    expect(other.id).toBe(first.id);
+    expect(seriesOf('cache.cpu', [], 4).id).toBe(canonicalId('cache.cpu', []));
+    expect(seriesOf('cache.cpu', [], 3).shard).toBe(Number(canonicalId('cache.cpu', []) % 3n));
+  });
+
+  it('never mixes up series whose joined key is the same (U+0000 inside a tag)', () => {
+    const pairs: [string, string[]][] = [
+      ['cache.k', ['b\u0000c', 'd']],
+      ['cache.k', ['b', 'c\u0000d']],
+      ['cache.k\u0000b', ['c', 'd']],
+    ];
+    // Twice over, so the second round meets the cache entry the first left for the same key.
+    for (let round = 0; round < 2; round++) {
+      for (const [metric, tags] of pairs) {
+        const s = seriesOf(metric, tags, 2);
+        expect(s.id, JSON.stringify([metric, tags])).toBe(canonicalId(metric, tags));
+        expect(s.metric).toBe(metric);
+      }
+    }
+    expect(new Set(pairs.map(([m, t]) => canonicalId(m, t))).size).toBe(3);
   });
 });
