@@ -177,7 +177,8 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
     VIGIL_KAFKA_REPARTITION: o.repartition ?? 'auto',
     VIGIL_KAFKA_REPARTITION_TOPIC: `${topic}_repartition`,
     ...(o.stages === 'alerts' ? { ...ALERT_ENV, VIGIL_ALERTS_RULES_FILE: rulesFile() } : {}),
-  });
+    // BENCH_PROFILE_DIR=DIR: V8 CPU profiles of the pipeline's threads (main and workers) there.
+  }, process.env['BENCH_PROFILE_DIR'] ? ['--cpu-prof', `--cpu-prof-dir=${process.env['BENCH_PROFILE_DIR']}`] : []);
   /** Every record on the repartition topic received and nothing in flight. */
   const secondStageCaughtUp = async (): Promise<boolean> => {
     const ends = await admin.fetchTopicOffsets(`${topic}_repartition`).catch(() => []);
