@@ -4,6 +4,7 @@ import { Piscina } from 'piscina';
 import { decodeMessage, type DecodeContext, type DecodeErrorCode, type Format, type MetricTypeCode } from './decode/index.js';
 import { readForwarded, type ForwardedPoint } from './decode/repartition.js';
 import { PointsEncoder } from './encode/points.js';
+import { encodeSeries } from './encode/rowbinary.js';
 import { hashCanonical, canonicalSeries, sortTags } from './series.js';
 import { FORWARD_CHUNK_BYTES, SKIPPED, type ForwardBatch, type IngestResult, type IngestTask } from './ingest-task.js';
 import { RejectCollector } from './rejects.js';
@@ -41,6 +42,8 @@ interface SeriesEntry {
   /** The tags as they arrived (the key's), and sorted by key (what rows carry). */
   arrived: readonly string[];
   tags: string[];
+  /** Its series columns in RowBinary (encodeSeries), made at its first stored point. */
+  encoded: Uint8Array | null;
 }
 const seriesCache = new Map<string, SeriesEntry>();
 
@@ -57,7 +60,7 @@ export function seriesOf(metric: string, tags: readonly string[], shards: number
   if (entry !== undefined && entry.shards === shards && entry.metric === metric && sameStrings(entry.arrived, tags)) return entry;
   const sorted = sortTags(tags.slice());
   const id = hashCanonical(canonicalSeries(metric, sorted));
-  entry = { id, shard: Number(id % BigInt(shards)), shards, repartition: -1, metric, arrived: tags.slice(), tags: sorted };
+  entry = { id, shard: Number(id % BigInt(shards)), shards, repartition: -1, metric, arrived: tags.slice(), tags: sorted, encoded: null };
   if (seriesCache.size >= SERIES_CACHE_MAX) seriesCache.clear();
   seriesCache.set(key, entry);
   return entry;
@@ -101,7 +104,7 @@ function ingestPass(task: IngestTask, format: Format, poisoned: Map<number, stri
       const series = seriesOf(metric, arrived, task.shards);
       const tags = series.tags;
       const offset = task.offsets[message] as number;
-      if (offset >= task.storeFromOffset) encoder.add(series.id, metric, tags, type, tsMs, value, task.topic, task.partition, offset, pointIndex);
+      if (offset >= task.storeFromOffset) encoder.addEncoded((series.encoded ??= encodeSeries(series.id, metric, tags)), type, tsMs, value, task.topic, task.partition, offset, pointIndex);
       // The watermark trusts a timestamp only up to a little past when the message was produced.
       const kafkaTs = ctx.kafkaTimestampMs;
       const w = kafkaTs > 0 ? Math.min(tsMs, kafkaTs + task.watermarkMaxAheadMs) : tsMs;
@@ -110,7 +113,7 @@ function ingestPass(task: IngestTask, format: Format, poisoned: Map<number, stri
         if (series.repartition < 0) series.repartition = repartitionOf(series.id, task.repartitions);
         let f = forwards.get(series.repartition);
         if (!f) forwards.set(series.repartition, (f = new PointsEncoder(1 << 14)));
-        f.add(series.id, metric, tags, type, tsMs, value, task.topic, task.partition, offset, pointIndex);
+        f.addEncoded((series.encoded ??= encodeSeries(series.id, metric, tags)), type, tsMs, value, task.topic, task.partition, offset, pointIndex);
         if (f.rows.length >= FORWARD_CHUNK_BYTES) {
           forwarded.push({ partition: series.repartition, body: f.rows.finish(), points: f.count, lastOffset: offset, lastIndex: pointIndex, maxTsMs: runMax });
           forwards.delete(series.repartition);

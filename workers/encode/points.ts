@@ -22,6 +22,9 @@ export const POINT_COLUMNS = [
 export class PointsEncoder {
   readonly rows: RowBinaryWriter;
   count = 0;
+  /** The last topic written and its String bytes (a task has one topic). */
+  private topic = '';
+  private topicBytes: Uint8Array = new Uint8Array([0]);
 
   constructor(initialBytes?: number) {
     this.rows = new RowBinaryWriter(initialBytes);
@@ -40,13 +43,29 @@ export class PointsEncoder {
     offset: number,
     pointIndex: number,
   ): void {
+    writeSeries(this.rows, seriesId, metric, sortedTags);
+    this.tail(type, tsMs, value, topic, partition, offset, pointIndex);
+  }
+
+  /** The same row with its series columns given as encodeSeries wrote them (cached per series). */
+  addEncoded(series: Uint8Array, type: number, tsMs: number, value: number, topic: string, partition: number, offset: number, pointIndex: number): void {
+    this.rows.raw(series);
+    this.tail(type, tsMs, value, topic, partition, offset, pointIndex);
+  }
+
+  private tail(type: number, tsMs: number, value: number, topic: string, partition: number, offset: number, pointIndex: number): void {
     const w = this.rows;
-    writeSeries(w, seriesId, metric, sortedTags);
     w.uint8(type + 1);
     w.uint32(Math.floor(tsMs / 1000));
     w.int64(tsMs);
     w.float64(value);
-    w.string(topic);
+    if (topic !== this.topic) {
+      const t = new RowBinaryWriter(topic.length * 3 + 10);
+      t.string(topic);
+      this.topic = topic;
+      this.topicBytes = t.finish();
+    }
+    w.raw(this.topicBytes);
     w.uint32(partition);
     w.uint64(offset);
     w.uint32(pointIndex);

@@ -49,11 +49,20 @@ export class RowBinaryWriter {
     this.pos += 8;
   }
 
-  /** Any Int64 value given as a safe integer (negative allowed). */
+  /** Any Int64 value given as a safe integer (negative allowed): two's complement halves, no BigInt. */
   int64(v: number): void {
     this.ensure(8);
-    this.view.setBigInt64(this.pos, BigInt(v), true);
+    const high = Math.floor(v / 0x100000000);
+    this.view.setUint32(this.pos, v - high * 0x100000000, true);
+    this.view.setInt32(this.pos + 4, high, true);
     this.pos += 8;
+  }
+
+  /** Bytes already in RowBinary (a cached prefix of a row), copied as they are. */
+  raw(b: Uint8Array): void {
+    this.ensure(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
   }
 
   bigUint64(v: bigint): void {
@@ -111,6 +120,13 @@ export class RowBinaryWriter {
  * The series columns every Vigil table starts with: series_id UInt64, metric String,
  * tags.key Array(String), tags.value Array(String), from a flat [k1, v1, ...] tag array.
  */
+/** writeSeries's bytes on their own, for a row prefix written once per series and copied after. */
+export function encodeSeries(seriesId: bigint, metric: string, tags: readonly string[]): Uint8Array {
+  const w = new RowBinaryWriter(64);
+  writeSeries(w, seriesId, metric, tags);
+  return w.finish();
+}
+
 export function writeSeries(w: RowBinaryWriter, seriesId: bigint, metric: string, tags: readonly string[]): void {
   w.bigUint64(seriesId);
   w.string(metric);

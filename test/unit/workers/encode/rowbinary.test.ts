@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { RowBinaryWriter, writeSeries } from '../../../../workers/encode/rowbinary.js';
+import { encodeSeries, RowBinaryWriter, writeSeries } from '../../../../workers/encode/rowbinary.js';
+import { PointsEncoder } from '../../../../workers/encode/points.js';
 import { decodeRowBinary } from '../../../helpers/rowbinary.js';
 
 // Decoded by the reader written from ClickHouse's RowBinary reference, not by Vigil's writer.
@@ -122,5 +123,48 @@ describe('RowBinaryWriter made with 0 bytes', () => {
     w.uint8(7);
     w.string('abc');
     expect([...w.finish()]).toEqual([7, 3, 97, 98, 99]);
+  });
+});
+
+describe('RowBinaryWriter.int64 without BigInt', () => {
+  it('writes the bytes DataView.setBigInt64 writes, for negative, boundary and random safe integers', () => {
+    const values = [0, 1, -1, 2 ** 31, -(2 ** 31), 2 ** 32 - 1, 2 ** 32, -(2 ** 32), -(2 ** 32) - 1, 1_700_000_000_123, -1_700_000_000_123, Number.MAX_SAFE_INTEGER, Number.MIN_SAFE_INTEGER];
+    let seed = 7;
+    for (let i = 0; i < 1000; i++) {
+      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+      const magnitude = 2 ** Math.floor((seed / 2 ** 32) * 53);
+      values.push(Math.round((seed / 2 ** 32 - 0.5) * 2 * magnitude));
+    }
+    for (const v of values) {
+      const w = new RowBinaryWriter(8);
+      w.int64(v);
+      const want = new Uint8Array(8);
+      new DataView(want.buffer).setBigInt64(0, BigInt(v), true);
+      expect([...w.finish()], String(v)).toEqual([...want]);
+    }
+  });
+});
+
+describe('points rows with the series columns cached', () => {
+  it('addEncoded(encodeSeries(…)) writes exactly the bytes add writes, across series, topics and long or non-ASCII strings', () => {
+    const series: [bigint, string, string[]][] = [
+      [1n, 'cpu', ['host', 'a', 'region', 'eu']],
+      [2n ** 64n - 1n, 'm', []],
+      [42n, 'ключ.метрика', ['tag', '値'.repeat(60), 'x'.repeat(200), 'y']],
+    ];
+    const plain = new PointsEncoder(16);
+    const cached = new PointsEncoder(16);
+    const encoded = series.map(([id, metric, tags]) => encodeSeries(id, metric, tags));
+    let k = 0;
+    for (const topic of ['metrics', 'metrics', 'другой', '']) {
+      for (const [i, [id, metric, tags]] of series.entries()) {
+        const ts = 1_700_000_000_000 + k * 1001;
+        plain.add(id, metric, tags, k % 2, ts, k / 3, topic, k % 5, 1000 + k, k % 4);
+        cached.addEncoded(encoded[i] as Uint8Array, k % 2, ts, k / 3, topic, k % 5, 1000 + k, k % 4);
+        k++;
+      }
+    }
+    expect(cached.count).toBe(plain.count);
+    expect(Buffer.from(cached.rows.finish()).equals(Buffer.from(plain.rows.finish()))).toBe(true);
   });
 });
