@@ -287,7 +287,12 @@ describe('anomalies: closed buckets scored end to end', () => {
 
     const second = await start(env);
     await producing;
-    await waitFor('an anomalies row for every closed bucket', async () => (await scalar(`SELECT count() FROM ${db}.anomalies_dedup`)) >= total(want), 90_000, 500);
+    await waitFor('an anomalies row for every closed bucket', async () => (await scalar(`SELECT count() FROM ${db}.anomalies_dedup`)) >= total(want), 90_000, 500).catch(async (err: unknown) => {
+      // Seen once, on the two-replica pass of a rehearsal (11–14 s otherwise): say how far it got.
+      const got = await scalar(`SELECT count() FROM ${db}.anomalies_dedup`);
+      const raw = await scalar(`SELECT count() FROM ${db}.anomalies`);
+      throw new Error(`${(err as Error).message}: ${got} of ${total(want)} rows (raw ${raw}, ${atKill} at the kill); second pipeline exit ${String(second.child.exitCode)}, output: ${second.output.slice(-3000)}`);
+    });
     const rows = await expectOneRowPerBucket(db);
     expect(rows).toBe(total(want));
     await expectScoredBucketsAreRollups(db, want);
