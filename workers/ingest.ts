@@ -42,8 +42,8 @@ interface SeriesEntry {
   /** The tags as they arrived (the key's), and sorted by key (what rows carry). */
   arrived: readonly string[];
   tags: string[];
-  /** Its series columns in RowBinary (encodeSeries), made at its first stored point. */
-  encoded: Uint8Array | null;
+  /** Its series columns in RowBinary (encodeSeries): what its rows start with. */
+  encoded: Uint8Array;
 }
 const seriesCache = new Map<string, SeriesEntry>();
 
@@ -60,7 +60,7 @@ export function seriesOf(metric: string, tags: readonly string[], shards: number
   if (entry !== undefined && entry.shards === shards && entry.metric === metric && sameStrings(entry.arrived, tags)) return entry;
   const sorted = sortTags(tags.slice());
   const id = hashCanonical(canonicalSeries(metric, sorted));
-  entry = { id, shard: Number(id % BigInt(shards)), shards, repartition: -1, metric, arrived: tags.slice(), tags: sorted, encoded: null };
+  entry = { id, shard: Number(id % BigInt(shards)), shards, repartition: -1, metric, arrived: tags.slice(), tags: sorted, encoded: encodeSeries(id, metric, sorted) };
   if (seriesCache.size >= SERIES_CACHE_MAX) seriesCache.clear();
   seriesCache.set(key, entry);
   return entry;
@@ -104,7 +104,7 @@ function ingestPass(task: IngestTask, format: Format, poisoned: Map<number, stri
       const series = seriesOf(metric, arrived, task.shards);
       const tags = series.tags;
       const offset = task.offsets[message] as number;
-      if (offset >= task.storeFromOffset) encoder.addEncoded((series.encoded ??= encodeSeries(series.id, metric, tags)), type, tsMs, value, task.topic, task.partition, offset, pointIndex);
+      if (offset >= task.storeFromOffset) encoder.addEncoded(series.encoded, type, tsMs, value, task.topic, task.partition, offset, pointIndex);
       // The watermark trusts a timestamp only up to a little past when the message was produced.
       const kafkaTs = ctx.kafkaTimestampMs;
       const w = kafkaTs > 0 ? Math.min(tsMs, kafkaTs + task.watermarkMaxAheadMs) : tsMs;
@@ -113,7 +113,7 @@ function ingestPass(task: IngestTask, format: Format, poisoned: Map<number, stri
         if (series.repartition < 0) series.repartition = repartitionOf(series.id, task.repartitions);
         let f = forwards.get(series.repartition);
         if (!f) forwards.set(series.repartition, (f = new PointsEncoder(1 << 14)));
-        f.addEncoded((series.encoded ??= encodeSeries(series.id, metric, tags)), type, tsMs, value, task.topic, task.partition, offset, pointIndex);
+        f.addEncoded(series.encoded, type, tsMs, value, task.topic, task.partition, offset, pointIndex);
         if (f.rows.length >= FORWARD_CHUNK_BYTES) {
           forwarded.push({ partition: series.repartition, body: f.rows.finish(), points: f.count, lastOffset: offset, lastIndex: pointIndex, maxTsMs: runMax });
           forwards.delete(series.repartition);

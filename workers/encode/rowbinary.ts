@@ -101,10 +101,8 @@ export class RowBinaryWriter {
 
   /** A String column of raw bytes (length-prefixed, not re-encoded). */
   bytes(b: Uint8Array): void {
-    this.ensure(b.length + 10);
     this.varUint(b.length);
-    this.buf.set(b, this.pos);
-    this.pos += b.length;
+    this.raw(b);
   }
 
   /** The written bytes in a fresh ArrayBuffer of exactly that size (transferable). */
@@ -120,13 +118,6 @@ export class RowBinaryWriter {
  * The series columns every Vigil table starts with: series_id UInt64, metric String,
  * tags.key Array(String), tags.value Array(String), from a flat [k1, v1, ...] tag array.
  */
-/** writeSeries's bytes on their own, for a row prefix written once per series and copied after. */
-export function encodeSeries(seriesId: bigint, metric: string, tags: readonly string[]): Uint8Array {
-  const w = new RowBinaryWriter(64);
-  writeSeries(w, seriesId, metric, tags);
-  return w.finish();
-}
-
 export function writeSeries(w: RowBinaryWriter, seriesId: bigint, metric: string, tags: readonly string[]): void {
   w.bigUint64(seriesId);
   w.string(metric);
@@ -135,4 +126,11 @@ export function writeSeries(w: RowBinaryWriter, seriesId: bigint, metric: string
   for (let i = 0; i < tags.length; i += 2) w.string(tags[i] as string);
   w.varUint(n);
   for (let i = 1; i < tags.length; i += 2) w.string(tags[i] as string);
+}
+
+/** writeSeries's bytes on their own, for a row prefix written once per series and copied after. */
+export function encodeSeries(seriesId: bigint, metric: string, tags: readonly string[]): Uint8Array {
+  const w = new RowBinaryWriter(64);
+  writeSeries(w, seriesId, metric, tags);
+  return w.finish();
 }
