@@ -23,13 +23,19 @@ async function rows(query: string): Promise<unknown[][]> {
   return ((await rs.json()) as unknown as { data: unknown[][] }).data.map((r) => r.map((v) => (typeof v === 'number' ? Math.round(v * 1e9) / 1e9 : v)));
 }
 
+/** A database with Vigil's tables, made as the pipeline makes them (the sink's migrations). */
+async function migratedDatabase(prefix: string): Promise<string> {
+  const db = uniqueName(prefix);
+  res.own('database', db);
+  const sink = new ClickHouseSink({ ...res.config.clickhouse, database: db });
+  await sink.start();
+  await sink.close();
+  return db;
+}
+
 describe('README "Reading at scale": the documented queries answer as the views', () => {
   it('on unmerged replays, rollup versions, partitions and corrections, each documented query returns the view’s rows', async () => {
-    const db = uniqueName('reading');
-    res.own('database', db);
-    const sink = new ClickHouseSink({ ...res.config.clickhouse, database: db });
-    await sink.start();
-    await sink.close();
+    const db = await migratedDatabase('reading');
     const ch = res.clickhouse();
     const metric = 'system.cpu.usage_total';
     const now = Math.floor(Date.now() / 60_000) * 60 - 600;
@@ -81,11 +87,7 @@ describe('README "Reading at scale": the documented queries answer as the views'
   });
 
   it('README’s rebuild gives a rollups table made with the old sorting key the current one, every row kept', async () => {
-    const db = uniqueName('rebuild');
-    res.own('database', db);
-    const sink = new ClickHouseSink({ ...res.config.clickhouse, database: db });
-    await sink.start();
-    await sink.close();
+    const db = await migratedDatabase('rebuild');
     const ch = res.clickhouse();
     const keyOf = async () => /ORDER BY \(([^)]*)\)/.exec(String((await rows(`SHOW CREATE TABLE ${db}.rollups`))[0]?.[0]))?.[1];
     const current = await keyOf();
