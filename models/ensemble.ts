@@ -1,7 +1,7 @@
 import { CALIBRATION_DEFAULTS, likelihoodScore, TailCalibrator } from './calibration.js';
 import { NOT_READY, zScore, type Observation, type Score } from './detector.js';
 import { IsolationForest } from './iforest.js';
-import { Ewma, EWMA_DEFAULTS, learnQuantum, ROBUST_DEFAULTS, RobustZ, scaleFloor, Seasonal, SEASONAL_DEFAULTS, type EwmaState, type RobustState, type SeasonalState } from './statistical.js';
+import { Ewma, EWMA_DEFAULTS, learnQuantum, ROBUST_DEFAULTS, RobustZ, scaleFloor, Seasonal, SEASONAL_DEFAULTS, type EwmaState, type Resolution, type RobustState, type SeasonalState } from './statistical.js';
 import { LstmForecaster, type LstmWeights } from './lstm/index.js';
 
 /**
@@ -17,7 +17,7 @@ export type DetectorName = (typeof DETECTORS)[number];
  * Version of the per-series state's layout (SeriesModels): part of the key under which detector
  * state is persisted, so a snapshot written by another layout is never read back into this one.
  */
-export const MODEL_STATE_VERSION = 3;
+export const MODEL_STATE_VERSION = 4;
 
 export interface EnsembleSettings {
   /** Detectors that take part (the others are not run). */
@@ -30,8 +30,10 @@ export interface EnsembleSettings {
   /**
    * The learning period of a series, in buckets (NAB's probationary period): scores are computed,
    * but no episode starts before the series has this many buckets of history; the likelihood has
-   * not yet seen its recurring patterns. Default 288: a day of 5-minute buckets, a seventh of the
-   * likelihood's memory.
+   * not yet seen its recurring patterns. Default 576: two days of 5-minute buckets, the seasonal
+   * detector's warm-up of a daily profile (two periods), so that the edges of a daily pattern are
+   * judged by a profile before an episode can start (288, one day, left each series of the
+   * realistic corpus three false episodes on its second day); at 60 s about 10 h.
    */
   learningBuckets: number;
   seasonal: { periodsMs: readonly number[]; maxSlots: number };
@@ -43,14 +45,14 @@ export interface EnsembleSettings {
 export const DEFAULT_ENSEMBLE: EnsembleSettings = {
   detectors: DETECTORS,
   threshold: 0.5,
-  learningBuckets: 288,
+  learningBuckets: 576,
   seasonal: { periodsMs: SEASONAL_DEFAULTS.periodsMs, maxSlots: SEASONAL_DEFAULTS.maxSlots },
   robust: { window: 128 },
   ewma: { alpha: 0.1 },
   iforest: { trees: 100, samples: 256, refitEvery: 16384, reservoir: 4096, seed: 1 },
 };
 
-export interface SeriesModels {
+export interface SeriesModels extends Resolution {
   robust: RobustState;
   ewma: EwmaState;
   seasonal: SeasonalState;
@@ -70,8 +72,6 @@ export interface SeriesModels {
   calm: number;
   /** How often the forest's gate opened for the series (its likelihood is conditional on the gate). */
   gateRate: number;
-  /** The series' resolution (statistical.ts scaleFloor). */
-  quantum: number;
   n: number;
   firstTsMs: number;
   lastTsMs: number;
@@ -257,6 +257,7 @@ export class Ensemble {
       calm: Infinity,
       gateRate: 0,
       quantum: Infinity,
+      quantumFiner: 0,
       n: 0,
       firstTsMs: Number.NaN,
       lastTsMs: Number.NaN,
@@ -344,7 +345,7 @@ export class Ensemble {
     if (m.n === 0) m.firstTsMs = obs.tsMs;
     m.n++;
     m.lastTsMs = obs.tsMs;
-    m.quantum = learnQuantum(m.quantum, obs.value);
+    learnQuantum(m, obs.value);
 
     let score = weightSum > 0 ? likelihoodScore(Math.pow(10, -weighted / weightSum)) : 0;
     const gap = missing >= GAP_BUCKETS ? Math.min(1, (0.5 * missing) / GAP_BUCKETS) : 0;

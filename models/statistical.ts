@@ -15,7 +15,8 @@ const MEAN_AD_TO_SIGMA = 1.2533;
  * The smallest scale a deviation is divided by: a series that never moved (MAD 0, e.g. a counter
  * rate stuck at 0, or integers mostly equal) must not turn its first wiggle into an infinite z.
  * Once values are seen, the floor is the series' resolution (`quantum`: the coarsest decimal step
- * all its values are multiples of, 1 for integer counts, 0.001 for values kept to three decimals),
+ * its values are multiples of, 1 for integer counts, 0.001 for values kept to three decimals; see
+ * learnQuantum for how a few finer values are told from a finer resolution),
  * so a noise-free series measures deviations in its own steps, not in a fraction of its level
  * (issue 14: 0.1 % of the level gave |z| = 2,400 at every daily edge). Without a quantum: 1e-3 of
  * the level for large values, 1e-6 near zero.
@@ -41,11 +42,42 @@ export function resolutionOf(x: number): number {
 
 const DECIMAL_STEPS = [1, 0.1, 0.01, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12];
 
-/** The series' resolution after seeing `x`: the finest decimal step of its values so far. */
-export function learnQuantum(quantum: number, x: number): number {
-  if (!Number.isFinite(x)) return quantum;
+/** Where a detector keeps the series' resolution (learnQuantum). */
+export interface Resolution {
+  /** The decimal step of the series' values (Infinity before the first value). */
+  quantum: number;
+  /** Share of recent values finer than `quantum` (an EWMA over QUANTUM_MEMORY values). */
+  quantumFiner: number;
+}
+
+/** Values the share of finer values is averaged over. */
+const QUANTUM_MEMORY = 288;
+/**
+ * Share of recent values that must need a finer step before it becomes the series' resolution:
+ * a tenth. A few odd values (a bucket averaging two points of an integer series, an hour of
+ * duplicates measured otherwise) do not make a noise-free integer series' floor a thousandth; a
+ * series kept to three decimals (nine values in ten need the third decimal) is found within its
+ * first ~30 values, the detectors' warm-up.
+ */
+const QUANTUM_SHARE = 0.1;
+
+/**
+ * Learns the series' resolution from `x`: the first value's decimal step, then a finer step once
+ * more than QUANTUM_SHARE of the recent values need it. A resolution never coarsens (a series
+ * whose first values were finer than the rest keeps the finer floor: the safe side).
+ */
+export function learnQuantum(s: Resolution, x: number): void {
+  if (!Number.isFinite(x)) return;
   const q = resolutionOf(x);
-  return q < quantum ? q : quantum;
+  if (s.quantum === Infinity) {
+    s.quantum = q;
+    return;
+  }
+  s.quantumFiner += ((q < s.quantum ? 1 : 0) - s.quantumFiner) / QUANTUM_MEMORY;
+  if (s.quantumFiner > QUANTUM_SHARE) {
+    s.quantum = q;
+    s.quantumFiner = 0;
+  }
 }
 
 /** Index of the first element of sorted[0, n) that is >= v. */
@@ -97,7 +129,7 @@ export interface RobustOptions {
 
 export const ROBUST_DEFAULTS: Readonly<RobustOptions> = Object.freeze({ window: 128, warmup: 30 });
 
-export interface RobustState {
+export interface RobustState extends Resolution {
   /** The window in arrival order (a ring) and the same values kept sorted. */
   ring: Float64Array;
   sorted: Float64Array;
@@ -106,8 +138,6 @@ export interface RobustState {
   /** Median and robust σ as of the last scored step (features for the forest and the LSTM). */
   median: number;
   scale: number;
-  /** The series' resolution (scaleFloor). */
-  quantum: number;
 }
 
 /**
@@ -121,7 +151,7 @@ export class RobustZ implements Detector<RobustState> {
 
   init(): RobustState {
     const w = this.options.window;
-    return { ring: new Float64Array(w), sorted: new Float64Array(w), n: 0, head: 0, median: Number.NaN, scale: Number.NaN, quantum: Infinity };
+    return { ring: new Float64Array(w), sorted: new Float64Array(w), n: 0, head: 0, median: Number.NaN, scale: Number.NaN, quantum: Infinity, quantumFiner: 0 };
   }
 
   step(s: RobustState, obs: Observation): Score {
@@ -157,7 +187,7 @@ export class RobustZ implements Detector<RobustState> {
     s.ring[s.head] = obs.value;
     s.head = (s.head + 1) % w;
     s.n++;
-    s.quantum = learnQuantum(s.quantum, obs.value);
+    learnQuantum(s, obs.value);
     return result;
   }
 }
@@ -186,13 +216,12 @@ export interface EwmaOptions {
 
 export const EWMA_DEFAULTS: Readonly<EwmaOptions> = Object.freeze({ alpha: 0.1, varianceAlpha: 0.03, trendAlpha: 0.02, warmup: 30, clip: 4, regimeAfter: 5 });
 
-export interface EwmaState {
+export interface EwmaState extends Resolution {
   mean: number;
   trend: number;
   variance: number;
   n: number;
   outliers: number;
-  quantum: number;
 }
 
 /** EWMA control chart with an EWMA variance: z = (x − mean) / σ, both as of before x. */
@@ -202,7 +231,7 @@ export class Ewma implements Detector<EwmaState> {
   constructor(readonly options: EwmaOptions = EWMA_DEFAULTS) {}
 
   init(): EwmaState {
-    return { mean: 0, trend: 0, variance: 0, n: 0, outliers: 0, quantum: Infinity };
+    return { mean: 0, trend: 0, variance: 0, n: 0, outliers: 0, quantum: Infinity, quantumFiner: 0 };
   }
 
   step(s: EwmaState, obs: Observation): Score {
@@ -211,7 +240,7 @@ export class Ewma implements Detector<EwmaState> {
     if (s.n === 0) {
       s.mean = x;
       s.n = 1;
-      s.quantum = learnQuantum(s.quantum, x);
+      learnQuantum(s, x);
       return NOT_READY;
     }
     const forecast = s.mean + s.trend;
@@ -238,7 +267,7 @@ export class Ewma implements Detector<EwmaState> {
     s.mean = mean;
     s.variance = (1 - va) * (s.variance + va * d * d);
     s.n++;
-    s.quantum = learnQuantum(s.quantum, x);
+    learnQuantum(s, x);
     return result;
   }
 }
@@ -289,9 +318,11 @@ const CUR_N = 5;
 const RESIDUALS = 6;
 /** Mean absolute error of every prediction over about a day, outliers included: how candidates compare. */
 const ERROR = 7;
-const STATS = 8;
+/** The level offset as it was before the current run of suspected anomalies began. */
+const RUN_LEVEL = 8;
+const STATS = 9;
 
-export interface SeasonalState {
+export interface SeasonalState extends Resolution {
   /**
    * The candidates' profiles one after another (slot values, absolute level) and their visit
    * counts, sized at the first bucket from its width; `offsets[c]` is where candidate c starts,
@@ -307,7 +338,6 @@ export interface SeasonalState {
   plainVar: number;
   firstMs: number;
   n: number;
-  quantum: number;
 }
 
 /**
@@ -340,6 +370,7 @@ export class Seasonal implements Detector<SeasonalState> {
       firstMs: Number.NaN,
       n: 0,
       quantum: Infinity,
+      quantumFiner: 0,
     };
   }
 
@@ -412,10 +443,25 @@ export class Seasonal implements Detector<SeasonalState> {
       const warm = elapsed >= (periodMs > DAY_MS ? 1 : warmupPeriods) * periodMs && (s.stats[st + RESIDUALS] as number) * w >= DAY_MS && !Number.isNaN(base);
       let learn = true;
       if (warm) {
-        const expected = base + (s.stats[st + LEVEL] as number);
         const residualVar = s.stats[st + RESIDUAL_VAR] as number;
-        const sigma = Math.max(Math.sqrt(residualVar), scaleFloor(expected, s.quantum));
-        const z = (x - expected) / sigma;
+        let expected = base + (s.stats[st + LEVEL] as number);
+        let sigma = Math.max(Math.sqrt(residualVar), scaleFloor(expected, s.quantum));
+        let z = (x - expected) / sigma;
+        if ((s.stats[st + OUTLIERS] as number) > 0 && Math.abs(z) >= 3) {
+          // The series is back where it was before the run began (the end of a level drop the
+          // level offset had started to follow): the episode is over, and the offset it moved
+          // goes back. Left moved, it would take the profile ~100 buckets to return to normal,
+          // and the slots learnt meanwhile would carry the error into the following days.
+          const before = base + (s.stats[st + RUN_LEVEL] as number);
+          const sigmaBefore = Math.max(Math.sqrt(residualVar), scaleFloor(before, s.quantum));
+          if (Math.abs(x - before) < 3 * sigmaBefore) {
+            s.stats[st + LEVEL] = s.stats[st + RUN_LEVEL] as number;
+            s.stats[st + OUTLIERS] = 0;
+            expected = before;
+            sigma = sigmaBefore;
+            z = (x - expected) / sigma;
+          }
+        }
         // The candidate with the smallest error reports, if it explains the data (strict: a series
         // constant all day, both 0, has no season).
         const error = s.stats[st + ERROR] as number;
@@ -431,6 +477,7 @@ export class Seasonal implements Detector<SeasonalState> {
         // lasting a quarter of the period, a new shape the profile learns. The residual σ learns
         // from normal buckets only.
         const run = Math.abs(z) < 3 ? 0 : (s.stats[st + OUTLIERS] as number) + 1;
+        if (run === 1) s.stats[st + RUN_LEVEL] = s.stats[st + LEVEL] as number;
         s.stats[st + OUTLIERS] = run;
         const rd = x - expected;
         s.stats[st + ERROR] = error + errorAlpha * (Math.abs(rd) - error);
@@ -465,7 +512,7 @@ export class Seasonal implements Detector<SeasonalState> {
       }
     }
     s.n++;
-    s.quantum = learnQuantum(s.quantum, x);
+    learnQuantum(s, x);
     return result;
   }
 

@@ -404,8 +404,8 @@ export const configSchema = {
           minimum: 0,
           maximum: 100000,
           description:
-            "A series' learning period in buckets of `models.widthSeconds`: scores are written, but no episode starts (`anomaly` stays 0) before the series has this much history. 288 is about 5 h at 60 s, a day at 5 min; lower it for wide buckets.",
-          default: 288,
+            "A series' learning period in buckets of `models.widthSeconds`: scores are written, but no episode starts (`anomaly` stays 0) before the series has this much history. 576 is two days at 5 min (the daily profile's warm-up, so daily edges are judged by a profile before an episode can start), about 10 h at 60 s; lower it for wide buckets.",
+          default: 576,
         },
         seasonalPeriodsSeconds: {
           type: 'array',

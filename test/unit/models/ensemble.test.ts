@@ -10,6 +10,7 @@ import { Ewma, EWMA_DEFAULTS, ROBUST_DEFAULTS, RobustZ, Seasonal, SEASONAL_DEFAU
 import { rng } from '../../../bench/generator.js';
 import { evaluate } from '../../../models/evaluate.js';
 import { isVigilError } from '../../../core/errors.js';
+import { ReferenceResolution } from '../../helpers/resolution.js';
 
 describe('evaluate', () => {
   it('counts an event detected by a flag in its span or grace, and each run of flags outside as one false alarm', () => {
@@ -199,7 +200,7 @@ function referenceEnsemble(settings: EnsembleSettings): { step: (o: Observation)
     return factor;
   };
   const recent: number[] = [];
-  let quantum = Infinity;
+  const resolution = new ReferenceResolution(decimalStep);
   let lastTs = Number.NaN;
   let firstTs = Number.NaN;
   let calm = Infinity;
@@ -220,6 +221,7 @@ function referenceEnsemble(settings: EnsembleSettings): { step: (o: Observation)
     const r = robust.step(rs, o);
     const e = ewma.step(es, o);
     const se = on('seasonal') ? seasonal.step(ss, o) : NOT_READY;
+    const quantum = resolution.quantum;
     const floor = quantum < Infinity ? Math.max(quantum, 1e-9 * Math.abs(o.value), 1e-12) : Math.max(1e-3 * Math.abs(o.value), 1e-6);
     const scores = { robust: 0, ewma: 0, seasonal: 0, iforest: 0, lstm: 0 };
     const weights = { robust: 0, ewma: 0, seasonal: 0, iforest: 0, lstm: 0 };
@@ -283,7 +285,7 @@ function referenceEnsemble(settings: EnsembleSettings): { step: (o: Observation)
     if (n === 0) firstTs = o.tsMs;
     n++;
     lastTs = o.tsMs;
-    quantum = Number.isFinite(o.value) ? Math.min(quantum, decimalStep(o.value)) : quantum;
+    resolution.see(o.value);
 
     const gap = missing >= 5 ? Math.min(1, missing / 10) : 0;
     const score = Math.max(sum > 0 ? likelihoodScore(10 ** -(weighted / sum)) : 0, gap);
@@ -410,6 +412,7 @@ describe('Ensemble rules at their edges', () => {
       calm: Infinity,
       gateRate: 0,
       quantum: Infinity,
+      quantumFiner: 0,
       n: 0,
       firstTsMs: Number.NaN,
       lastTsMs: Number.NaN,

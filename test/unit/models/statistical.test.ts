@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { NOT_READY, normalTail, zScore, type Observation, type Score } from '../../../models/detector.js';
 import { Ewma, EWMA_DEFAULTS, learnQuantum, resolutionOf, RobustZ, scaleFloor, Seasonal, SEASONAL_DEFAULTS, type EwmaState, type SeasonalOptions, type SeasonalState } from '../../../models/statistical.js';
 import { rng } from '../../../bench/generator.js';
+import { ReferenceResolution } from '../../helpers/resolution.js';
 
 const HOUR = 3_600_000;
 
@@ -152,7 +153,9 @@ function robustScale(xs: readonly number[], seen: readonly number[] = xs): numbe
   const dev = xs.map((x) => Math.abs(x - m));
   const mad = median(dev);
   const meanAd = dev.reduce((a, b) => a + b, 0) / xs.length;
-  const quantum = Math.min(...seen.map(resolutionOf));
+  const resolution = new ReferenceResolution(resolutionOf);
+  for (const x of seen) resolution.see(x);
+  const quantum = resolution.quantum;
   return Math.max(mad > 0 ? 1.4826 * mad : 1.2533 * meanAd, Math.max(quantum, 1e-9 * Math.abs(m), 1e-12));
 }
 
@@ -169,9 +172,22 @@ describe('scaleFloor', () => {
     expect(resolutionOf(0.1 + 0.2)).toBe(0.1);
     // Large values: the tolerance grows with them (123456.789 · 1000 is 123456789.00000001).
     expect([resolutionOf(123456.789), resolutionOf(98765432.1)]).toEqual([0.001, 0.1]);
-    let q = Infinity;
-    for (const x of [20, 110, 20, 110.5, Number.NaN, Number.POSITIVE_INFINITY]) q = learnQuantum(q, x);
-    expect(q).toBe(0.1);
+    const r = { quantum: Infinity, quantumFiner: 0 };
+    for (const x of [20, 110, 20, 110.5, Number.NaN, Number.POSITIVE_INFINITY]) learnQuantum(r, x);
+    // One value in four needing a tenth is not yet a tenth of the recent values (an average over 288).
+    expect(r.quantum).toBe(1);
+    for (let i = 0; i < 29; i++) learnQuantum(r, 110.5);
+    expect(r.quantum).toBe(1);
+    learnQuantum(r, 110.25);
+    // The 31st finer value in a row passes a tenth: the step of that value is the resolution.
+    expect(r).toEqual({ quantum: 0.01, quantumFiner: 0 });
+    // Coarser values never coarsen it.
+    for (let i = 0; i < 1000; i++) learnQuantum(r, 7);
+    expect(r.quantum).toBe(0.01);
+    // The first value sets it; NaN and infinities teach nothing.
+    const first = { quantum: Infinity, quantumFiner: 0 };
+    for (const x of [Number.NaN, Number.NEGATIVE_INFINITY, 2.125]) learnQuantum(first, x);
+    expect(first).toEqual({ quantum: 0.001, quantumFiner: 0 });
     expect(scaleFloor(5000, 1)).toBe(1);
     expect(scaleFloor(5e12, 1)).toBe(5000);
     expect(scaleFloor(0, 1e-12)).toBe(1e-12);
@@ -304,13 +320,13 @@ describe('Ewma by hand', () => {
   it('warms up by cumulative averaging, then follows Holt’s level and trend with an EWMA variance', () => {
     const d = new Ewma({ alpha: 0.25, varianceAlpha: 0.125, trendAlpha: 0.5, warmup: 3, clip: 3, regimeAfter: 2 });
     const s = d.init();
-    expect(state(s)).toEqual({ mean: 0, trend: 0, variance: 0, n: 0, outliers: 0, quantum: Infinity });
+    expect(state(s)).toEqual({ mean: 0, trend: 0, variance: 0, n: 0, outliers: 0, quantum: Infinity, quantumFiner: 0 });
     expect(d.step(s, obs(0, 8))).toBe(NOT_READY);
-    expect(state(s)).toEqual({ mean: 8, trend: 0, variance: 0, n: 1, outliers: 0, quantum: 1 });
+    expect(state(s)).toEqual({ mean: 8, trend: 0, variance: 0, n: 1, outliers: 0, quantum: 1, quantumFiner: 0 });
     // n = 1: weight 1/2 for the mean and the variance. z = 4 / 0.008 is not clipped in warm-up.
     // mean 8 + 4/2 = 10, trend 0.5·(10 − 8) = 1, variance (1/2)·(0 + 16/2) = 4.
     expect(d.step(s, obs(1, 12))).toBe(NOT_READY);
-    expect(state(s)).toEqual({ mean: 10, trend: 1, variance: 4, n: 2, outliers: 0, quantum: 1 });
+    expect(state(s)).toEqual({ mean: 10, trend: 1, variance: 4, n: 2, outliers: 0, quantum: 1, quantumFiner: 0 });
     // n = 2: weight 1/3 (above alpha). Forecast 11, d = 3: mean 12, trend 1 + 0.5·(2 − 1) = 1.5,
     // variance (2/3)·(4 + 9/3) = 14/3.
     expect(d.step(s, obs(2, 14))).toBe(NOT_READY);
@@ -384,14 +400,14 @@ describe('Ewma by hand', () => {
       const s = warmed();
       const r = d.step(s, obs(2, 17));
       expect(r).toEqual({ score: zScore(3), expected: 11, lower: 2, upper: 20, ready: true, drivers: { z: 3 } });
-      expect(state(s)).toEqual({ mean: 14, trend: 2.5, variance: 11, n: 3, outliers: 0, quantum: 1 });
+      expect(state(s)).toEqual({ mean: 14, trend: 2.5, variance: 11, n: 3, outliers: 0, quantum: 1, quantumFiner: 0 });
     });
 
     it('a drop below the forecast is clipped to forecast − clip·σ', () => {
       const s = warmed();
       expect(d.step(s, obs(2, -9)).drivers).toEqual({ z: -10 });
       // Learnt as 11 − 6 = 5: mean 8, trend 1 + 0.5·(8 − 10 − 1), variance 0.5·(4 + 0.5·36).
-      expect(state(s)).toEqual({ mean: 8, trend: -0.5, variance: 11, n: 3, outliers: 1, quantum: 1 });
+      expect(state(s)).toEqual({ mean: 8, trend: -0.5, variance: 11, n: 3, outliers: 1, quantum: 1, quantumFiner: 0 });
     });
   });
 });
@@ -563,6 +579,7 @@ interface Candidate {
   residuals: number;
   error: number;
   run: number;
+  runLevel: number;
   slot: number;
   sum: number;
   n: number;
@@ -574,7 +591,9 @@ class ReferenceSeasonal {
   private plainVar = 0;
   private first = Number.NaN;
   private n = 0;
-  private quantum = Infinity;
+  /** Runs that ended by a return to the level before them (the test checks its data reaches that rule). */
+  restored = 0;
+  private readonly resolution = new ReferenceResolution(resolutionOf);
 
   constructor(private readonly o: SeasonalOptions) {}
 
@@ -604,7 +623,7 @@ class ReferenceSeasonal {
       for (const periodMs of periodsMs) {
         const buckets = Math.floor(periodMs / w);
         const k = buckets >= 2 ? Math.min(buckets, maxSlots) : 0;
-        this.c.push({ periodMs, k, profile: new Array<number>(k).fill(0), visits: new Array<number>(k).fill(0), level: 0, rv: 0, residuals: 0, error: 0, run: 0, slot: -1, sum: 0, n: 0 });
+        this.c.push({ periodMs, k, profile: new Array<number>(k).fill(0), visits: new Array<number>(k).fill(0), level: 0, rv: 0, residuals: 0, error: 0, run: 0, runLevel: 0, slot: -1, sum: 0, n: 0 });
       }
     }
     const pa = this.n === 0 ? 1 : Math.max(1 / (this.n + 1), Math.min(0.5, w / DAY));
@@ -626,9 +645,15 @@ class ReferenceSeasonal {
       const warm = obs.tsMs - this.first >= periods * c.periodMs && c.residuals * w >= DAY && !Number.isNaN(base);
       let how: 0 | 1 | 2 = warm ? 2 : 1;
       if (warm) {
-        const expected = base + c.level;
-        const floor = this.quantum < Infinity ? Math.max(this.quantum, 1e-9 * Math.abs(expected), 1e-12) : Math.max(1e-3 * Math.abs(expected), 1e-6);
-        const sigma = Math.max(Math.sqrt(c.rv), floor);
+        const q = this.resolution.quantum;
+        const sigmaAt = (e: number) => Math.max(Math.sqrt(c.rv), q < Infinity ? Math.max(q, 1e-9 * Math.abs(e), 1e-12) : Math.max(1e-3 * Math.abs(e), 1e-6));
+        let expected = base + c.level;
+        let sigma = sigmaAt(expected);
+        // Back within 3σ of where the run started from: the run ends and the level returns there.
+        if (c.run > 0 && Math.abs(x - expected) >= 3 * sigma && Math.abs(x - (base + c.runLevel)) < 3 * sigmaAt(base + c.runLevel)) {
+          [c.level, c.run, expected, sigma] = [c.runLevel, 0, base + c.runLevel, sigmaAt(base + c.runLevel)];
+          this.restored++;
+        }
         const z = (x - expected) / sigma;
         const errorVar = (1.2533 * c.error) ** 2;
         if (errorVar < explains * this.plainVar && c.error < best) {
@@ -636,6 +661,7 @@ class ReferenceSeasonal {
           result = { score: zScore(z), expected, lower: expected - 4.5 * sigma, upper: expected + 4.5 * sigma, ready: true, drivers: { z, season: errorVar / this.plainVar, period: c.periodMs / 1000 } };
         }
         c.run = Math.abs(z) < 3 ? 0 : c.run + 1;
+        if (c.run === 1) c.runLevel = c.level;
         c.error += errorAlpha * (Math.abs(x - expected) - c.error);
         if (c.run === 0 || c.run > Math.max(6, c.periodMs / c.k / w)) c.level += levelAlpha * (x - expected);
         if (c.run === 0) residual(c, x - expected);
@@ -666,18 +692,20 @@ class ReferenceSeasonal {
       }
     }
     this.n++;
-    if (Number.isFinite(x)) this.quantum = Math.min(this.quantum, resolutionOf(x));
+    this.resolution.see(x);
     return result;
   }
 }
 
 describe('Seasonal against a plain reference', () => {
-  const cases: [string, Partial<SeasonalOptions>, number][] = [
-    ['exact slots: 6 h and a day of hourly buckets', { periodsMs: [6 * HOUR, 24 * HOUR], maxSlots: 48 }, HOUR],
-    ['interpolated: a day in 8 slots, two days in 8 (one period of warm-up past a day)', { periodsMs: [24 * HOUR, 48 * HOUR], maxSlots: 8 }, HOUR],
-    ['three candidates, one too short for the width, 30-minute buckets', { periodsMs: [HOUR / 2, 12 * HOUR, 72 * HOUR], maxSlots: 12, warmupPeriods: 2 }, HOUR / 2],
+  // The last field: whether the dip ends by a return to the level before it in some candidate (the
+  // data reaches that rule); with 30-minute buckets the level has not yet moved when it ends.
+  const cases: [string, Partial<SeasonalOptions>, number, boolean][] = [
+    ['exact slots: 6 h and a day of hourly buckets', { periodsMs: [6 * HOUR, 24 * HOUR], maxSlots: 48 }, HOUR, true],
+    ['interpolated: a day in 8 slots, two days in 8 (one period of warm-up past a day)', { periodsMs: [24 * HOUR, 48 * HOUR], maxSlots: 8 }, HOUR, true],
+    ['three candidates, one too short for the width, 30-minute buckets', { periodsMs: [HOUR / 2, 12 * HOUR, 72 * HOUR], maxSlots: 12, warmupPeriods: 2 }, HOUR / 2, false],
   ];
-  for (const [name, over, width] of cases) {
+  for (const [name, over, width, restores] of cases) {
     it(`${name}: score, expected, band and drivers bucket by bucket, through outliers, a level shift and a gap`, () => {
       const options: SeasonalOptions = { ...SEASONAL_DEFAULTS, alpha: 0.3, levelAlpha: 0.05, warmupPeriods: 1, explains: 0.5, ...over };
       const d = new Seasonal(options);
@@ -704,6 +732,7 @@ describe('Seasonal against a plain reference', () => {
         for (const key of ['z', 'season', 'period']) expect(got.drivers[key], `${key} at bucket ${i}`).toBeCloseTo(want.drivers[key]!, 9);
       }
       expect(ready).toBeGreaterThan(100);
+      expect(ref.restored > 0).toBe(restores);
     });
   }
 });
