@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 // From bench/ (vitest, sources) or dist/bench/ (compiled): the compiled CLI either way; $PIPELINE_CLI
 // points at another build (a frozen copy while dist/ is being rebuilt).
-const CLI = process.env['PIPELINE_CLI'] ?? new URL(import.meta.url.includes('/dist/bench/') ? '../cli/index.js' : '../dist/cli/index.js', import.meta.url).pathname;
+export const CLI = process.env['PIPELINE_CLI'] ?? new URL(import.meta.url.includes('/dist/bench/') ? '../cli/index.js' : '../dist/cli/index.js', import.meta.url).pathname;
 
 /** CPU seconds (user + system) of a process, from /proc/<pid>/stat (clock ticks of 1/100 s). */
 export function cpuSecondsOf(pid: number): number {

@@ -19,6 +19,7 @@ import { createClient } from '@clickhouse/client';
 import { BACKTEST_HEADER, backtest, backtestLine, readBacktestCsv } from '../models/backtest.js';
 import { loadLstm } from '../models/lstm-detector.js';
 import { readHistory, trainCsv, trainSeries } from '../models/train.js';
+import { exportBytes, exportTable } from '../sinks/clickhouse/export.js';
 
 const USAGE = `Usage: vigil <command> [options]
 
@@ -54,6 +55,13 @@ Commands:
       --metric PATTERN      LIKE pattern on metric names (default all)
       --hours H             only the last H hours of history (default all)
       --epochs N            (default 10)
+  export --table T --output F  the rows of rollups_merged (T = rollups) or anomalies_dedup
+                            (T = anomalies) as an Arrow IPC file or Parquet, read exactly
+                            (filters inside FINAL)
+      --format F            arrow | parquet (default: parquet for a .parquet file, else arrow)
+      --metric PATTERN      LIKE pattern on metric names (default all)
+      --width S             one bucket width in seconds (default all)
+      --hours H             only the last H hours (default all)
   schema [--server-version V]  print the ClickHouse DDL Vigil applies (default: 18.16 baseline;
                             ON CLUSTER and replicated with clickhouse.cluster)
   bench [options]           benchmark harness (bench/harness.ts), also npm run bench:
@@ -113,6 +121,8 @@ async function main(argv: string[]): Promise<number> {
       metric: { type: 'string' },
       hours: { type: 'string' },
       epochs: { type: 'string' },
+      table: { type: 'string' },
+      width: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -157,6 +167,8 @@ async function main(argv: string[]): Promise<number> {
       return backtestCommand(config, values);
     case 'train':
       return trainCommand(config, values);
+    case 'export':
+      return exportCommand(config, values);
     default:
       throw new VigilError('VIGIL_ERR_CLI_USAGE', `unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
   }
@@ -304,6 +316,31 @@ async function trainCommand(config: VigilConfig, values: Record<string, unknown>
     }
   }
   console.log(JSON.stringify({ output, ...metadata }, null, 2));
+  return 0;
+}
+
+async function exportCommand(config: VigilConfig, values: Record<string, unknown>): Promise<number> {
+  const table = values['table'] as string | undefined;
+  if (table !== 'rollups' && table !== 'anomalies') throw new VigilError('VIGIL_ERR_CLI_USAGE', `vigil export: --table = ${JSON.stringify(table ?? null)}: expected rollups or anomalies`);
+  const output = values['output'] as string | undefined;
+  if (!output) throw new VigilError('VIGIL_ERR_CLI_USAGE', 'vigil export: --output FILE is required');
+  const format = (values['format'] as string | undefined) ?? (output.endsWith('.parquet') ? 'parquet' : 'arrow');
+  if (format !== 'arrow' && format !== 'parquet') throw new VigilError('VIGIL_ERR_CLI_USAGE', `vigil export: --format = ${JSON.stringify(format)}: expected arrow or parquet`);
+  const client = createClient(clickhouseConnection(config.clickhouse));
+  try {
+    const rows = await exportTable(client, {
+      database: config.clickhouse.database,
+      table,
+      ...(values['metric'] ? { metricLike: values['metric'] as string } : {}),
+      widthSeconds: intOption(values, 'width', 0),
+      hours: intOption(values, 'hours', 0),
+    });
+    const bytes = exportBytes(rows, format);
+    writeFileSync(output, bytes);
+    console.log(JSON.stringify({ output, format, table, rows: rows.numRows, bytes: bytes.length }));
+  } finally {
+    await client.close();
+  }
   return 0;
 }
 

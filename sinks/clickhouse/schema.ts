@@ -58,6 +58,22 @@ function tableColumns(columns: readonly (readonly [string, string])[], caps: Cap
   return cols.join(',\n  ');
 }
 
+
+/**
+ * rollups_merged's SELECT: versions replaced by FINAL, then partitions' partial rows and correction
+ * rows merged per series and bucket. `filter` (a `WHERE …` on the table's columns) goes inside the
+ * FINAL, which is how 18.16 reads only the matching key ranges (README "Reading at scale").
+ */
+export function mergedRollupsSql(db: string, filter = ''): string {
+  return (
+    `SELECT series_id, metric, \`tags.key\`, \`tags.value\`, type, width_s, bucket_start, ` +
+    `sum(c) AS count, sum(s) AS sum, min(mn) AS min, max(mx) AS max, argMax(l, lt) AS last, max(lt) AS last_ts_ms, sum(sq) AS sumsq, ` +
+    `sum / count AS mean, sqrt(greatest(sumsq / count - mean * mean, 0)) AS stddev ` +
+    `FROM (SELECT series_id, metric, \`tags.key\`, \`tags.value\`, type, width_s, bucket_start, count AS c, sum AS s, min AS mn, max AS mx, last AS l, last_ts_ms AS lt, sumsq AS sq FROM ${db}.rollups FINAL${filter}) ` +
+    `GROUP BY series_id, metric, \`tags.key\`, \`tags.value\`, type, width_s, bucket_start`
+  );
+}
+
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -78,11 +94,7 @@ export const MIGRATIONS: readonly Migration[] = [
       // Versions of a bucket row replace each other (FINAL); partitions' partial rows and
       // correction rows then merge per series and bucket.
       // Source columns are renamed in the subquery so the output aliases cannot shadow them.
-      `CREATE VIEW IF NOT EXISTS ${db}.rollups_merged AS SELECT series_id, metric, \`tags.key\`, \`tags.value\`, type, width_s, bucket_start, ` +
-        `sum(c) AS count, sum(s) AS sum, min(mn) AS min, max(mx) AS max, argMax(l, lt) AS last, max(lt) AS last_ts_ms, sum(sq) AS sumsq, ` +
-        `sum / count AS mean, sqrt(greatest(sumsq / count - mean * mean, 0)) AS stddev ` +
-        `FROM (SELECT series_id, metric, \`tags.key\`, \`tags.value\`, type, width_s, bucket_start, count AS c, sum AS s, min AS mn, max AS mx, last AS l, last_ts_ms AS lt, sumsq AS sq FROM ${db}.rollups FINAL) ` +
-        `GROUP BY series_id, metric, \`tags.key\`, \`tags.value\`, type, width_s, bucket_start`,
+      `CREATE VIEW IF NOT EXISTS ${db}.rollups_merged AS ${mergedRollupsSql(db)}`,
     ],
   },
   {

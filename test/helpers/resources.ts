@@ -3,6 +3,7 @@ import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
 import { afterAll } from 'vitest';
 import { loadConfig, type VigilConfig } from '../../core/config/index.js';
+import { ClickHouseSink } from '../../sinks/clickhouse/index.js';
 
 /** A name no other test or run uses: letters, digits and underscores (valid for topics and databases). */
 export function uniqueName(prefix: string): string {
@@ -55,6 +56,15 @@ export function useResources(config: VigilConfig = testConfig()) {
       databases.push(name);
       await res.clickhouse().command({ query: `CREATE DATABASE ${name}` });
       return name;
+    },
+    /** A database with Vigil's tables, made as the pipeline makes them (the sink's migrations). */
+    async migratedDatabase(prefix: string): Promise<string> {
+      const db = uniqueName(prefix);
+      databases.push(db);
+      const sink = new ClickHouseSink({ ...config.clickhouse, database: db });
+      await sink.start();
+      await sink.close();
+      return db;
     },
     /** Registers a database or topic created by the code under test (e.g. the pipeline's own). */
     own(kind: 'topic' | 'database', name: string): void {

@@ -1,9 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ClickHouseSink } from '../../../../sinks/clickhouse/index.js';
 import { capabilitiesOf } from '../../../../sinks/clickhouse/capabilities.js';
 import { MIGRATIONS } from '../../../../sinks/clickhouse/schema.js';
-import { uniqueName, useResources } from '../../../helpers/resources.js';
+import { useResources } from '../../../helpers/resources.js';
 
 const res = useResources();
 
@@ -23,19 +22,9 @@ async function rows(query: string): Promise<unknown[][]> {
   return ((await rs.json()) as unknown as { data: unknown[][] }).data.map((r) => r.map((v) => (typeof v === 'number' ? Math.round(v * 1e9) / 1e9 : v)));
 }
 
-/** A database with Vigil's tables, made as the pipeline makes them (the sink's migrations). */
-async function migratedDatabase(prefix: string): Promise<string> {
-  const db = uniqueName(prefix);
-  res.own('database', db);
-  const sink = new ClickHouseSink({ ...res.config.clickhouse, database: db });
-  await sink.start();
-  await sink.close();
-  return db;
-}
-
 describe('README "Reading at scale": the documented queries answer as the views', () => {
   it('on unmerged replays, rollup versions, partitions and corrections, each documented query returns the view’s rows', async () => {
-    const db = await migratedDatabase('reading');
+    const db = await res.migratedDatabase('reading');
     const ch = res.clickhouse();
     const metric = 'system.cpu.usage_total';
     const now = Math.floor(Date.now() / 60_000) * 60 - 600;
@@ -87,7 +76,7 @@ describe('README "Reading at scale": the documented queries answer as the views'
   });
 
   it('README’s rebuild gives a rollups table made with the old sorting key the current one, every row kept', async () => {
-    const db = await migratedDatabase('rebuild');
+    const db = await res.migratedDatabase('rebuild');
     const ch = res.clickhouse();
     const keyOf = async () => /ORDER BY \(([^)]*)\)/.exec(String((await rows(`SHOW CREATE TABLE ${db}.rollups`))[0]?.[0]))?.[1];
     const current = await keyOf();
