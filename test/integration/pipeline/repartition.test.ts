@@ -235,7 +235,8 @@ rules:
     const rules = new RulesFile(ANOMALY_RULES);
     cleanups.push(() => rules.remove());
     const all = { ...env, ...MODEL_ENV, VIGIL_KAFKA_REPARTITION: mode, VIGIL_ALERTS_RULES_FILE: rules.path, VIGIL_KAFKA_SESSION_TIMEOUT_MS: '6000' };
-    for (let i = 0; i < instances; i++) await start(all);
+    const pipelines = [];
+    for (let i = 0; i < instances; i++) pipelines.push(await start(all));
     const { points } = await produceLabelled(res.kafka, { topic, workload: w, pointsPerBucket: 2, format: 'json', ...(keyed ? {} : { unkeyed: { partitions: 4, seed: 7 } }) });
     let want = 0;
     for (const s of w.series) for (const v of s.values) if (!Number.isNaN(v)) want++;
@@ -245,7 +246,16 @@ rules:
       await waitFor('a rollup for every bucket', async () => (await res.scalar(`SELECT count() FROM ${db}.rollups_merged`)) >= want, 120_000, 500);
     } else {
       await waitFor('an anomalies row for every closed bucket', async () => (await res.scalar(`SELECT count() FROM ${db}.anomalies_dedup`)) >= want, 120_000, 500).catch(() => undefined);
-      expect(await res.scalar(`SELECT count() FROM ${db}.anomalies_dedup`), `${name}: anomaly rows (rollup buckets ${await res.scalar(`SELECT count() FROM ${db}.rollups_merged`)}, points ${await res.scalar(`SELECT count() FROM ${db}.points_dedup`)} of ${points})`).toBe(want);
+      const got = await res.scalar(`SELECT count() FROM ${db}.anomalies_dedup`);
+      // Seen once in a CI rehearsal (3 instances: 7,650 of 8,474 rows after 120 s), not reproduced
+      // in 5 runs, also under load: if it comes back, which series stopped, and what the pipelines said.
+      let stopped = '';
+      if (got !== want) {
+        const perSeries = await res.clickhouse().query({ query: `SELECT ${seriesTag} AS s, count() AS n, max(bucket_start) AS last FROM ${db}.anomalies_dedup GROUP BY s ORDER BY s`, format: 'JSONCompact' });
+        const said = pipelines.map((p, i) => `#${i} exit ${String(p.child.exitCode)}: ${p.output.slice(-2000)}`).join(' | ');
+        stopped = `; rows per series: ${JSON.stringify(((await perSeries.json()) as unknown as { data: unknown[] }).data)}; pipelines: ${said}`;
+      }
+      expect(got, `${name}: anomaly rows (rollup buckets ${await res.scalar(`SELECT count() FROM ${db}.rollups_merged`)}, points ${await res.scalar(`SELECT count() FROM ${db}.points_dedup`)} of ${points})${stopped}`).toBe(want);
     }
     await waitFor('the points stored', async () => (await res.scalar(`SELECT count() FROM ${db}.points_dedup`)) >= points, 60_000, 500);
     // Nothing more may come: settled when a few seconds pass without a new row.
