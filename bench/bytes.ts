@@ -8,6 +8,7 @@ import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import { loadConfig } from '../core/config/index.js';
 import { clickhouseConnection } from '../core/redact.js';
 import { venvPython } from '../infra/index.js';
+import { chdbStatements } from './chdb.js';
 import { capabilitiesOf } from '../sinks/clickhouse/capabilities.js';
 import { schemaStatements } from '../sinks/clickhouse/schema.js';
 
@@ -55,8 +56,7 @@ function chdbSizes(python: string, native: string, table: string): { version: st
     'print(json.dumps({"version": str(s.query("SELECT version()", "CSV")).strip().strip(chr(34)), "rows": rows, "columns": json.loads(cols)["data"]}))',
   ].join('\n');
   // The DDL for the version chdb runs: asked of chdb first, then the statements of that version.
-  const version = execFileSync(python, ['-c', 'from chdb import session; print(str(session.Session().query("SELECT version()", "CSV")).strip().strip(chr(34)))']).toString().trim();
-  const ddl = schemaStatements('vigil', capabilitiesOf(version));
+  const { ddl } = chdbStatements(python);
   const out = JSON.parse(execFileSync(python, ['-c', program], { input: JSON.stringify({ ddl, file: native }), maxBuffer: 1 << 24 }).toString()) as { version: string; rows: number; columns: [string, string | number][] };
   return { version: out.version, rows: out.rows, columns: new Map(out.columns.map(([n, b]) => [n, Number(b)])) };
 }

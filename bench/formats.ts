@@ -6,10 +6,9 @@ import { parseArgs } from 'node:util';
 import { Dictionary, Field, Int32, List, makeVector, Table, tableToIPC, Utf8, vectorFromArray, type Vector } from 'apache-arrow';
 import { loadConfig } from '../core/config/index.js';
 import { venvPython } from '../infra/index.js';
-import { capabilitiesOf } from '../sinks/clickhouse/capabilities.js';
-import { schemaStatements } from '../sinks/clickhouse/schema.js';
 import { encodeSeries } from '../workers/encode/rowbinary.js';
 import { PointsEncoder } from '../workers/encode/points.js';
+import { chdbStatements } from './chdb.js';
 import { makeSeries, nextValue, rng } from './generator.js';
 
 /**
@@ -181,8 +180,7 @@ for fmt, path in files.items():
     out["formats"][fmt] = {"bytes": os.path.getsize(path), "hash": h, "nullMs": null_ms, "tableMs": table_ms}
 print(json.dumps(out))
 `;
-  const version = execFileSync(python, ['-c', 'from chdb import session; print(str(session.Session().query("SELECT version()", "TSVRaw")).strip())']).toString().trim();
-  const ddl = schemaStatements('vigil', capabilitiesOf(version)).filter((q) => /\bvigil\.points\b/.test(q) && /^CREATE (DATABASE|TABLE)/.test(q));
+  const ddl = chdbStatements(python).ddl.filter((q) => /\bvigil\.points\b/.test(q) && /^CREATE (DATABASE|TABLE)/.test(q));
   const input = JSON.stringify({ ddl: [`CREATE DATABASE IF NOT EXISTS vigil`, ...ddl], dir, runs: RUNS, files: { RowBinary: join(dir, 'points.rowbinary'), ArrowStream: join(dir, 'points.arrows') } });
   return JSON.parse(execFileSync(python, ['-c', program], { input, maxBuffer: 1 << 26 }).toString()) as ReturnType<typeof serverSide>;
 }

@@ -1,5 +1,5 @@
 import type { ClickHouseClient } from '@clickhouse/client';
-import { Dictionary, Field, Float64, Int32, Int64, List, makeVector, Table, tableToIPC, TimestampSecond, Uint32, Uint64, Uint8, Utf8, vectorFromArray, type Vector } from 'apache-arrow';
+import { Dictionary, Field, Float64, Int32, Int64, List, makeVector, Table, tableToIPC, TimestampSecond, Uint32, Uint64, Uint8, Utf8, vectorFromArray, type DataType, type Vector } from 'apache-arrow';
 import { Compression, Table as ParquetTable, writeParquet, WriterPropertiesBuilder } from 'parquet-wasm';
 import { sqlString, sqlUInt } from '../../core/sql.js';
 import { ANOMALY_COLUMNS } from '../../workers/encode/anomalies.js';
@@ -31,7 +31,7 @@ type Kind = 'u64' | 'i64' | 'u32' | 'u8' | 'f64' | 'string' | 'label' | 'strings
 
 /** Columns exported per table, with the Arrow kind of each (labels: strings from few values, dictionary-encoded). */
 const ROLLUP_EXPORT: readonly (readonly [string, Kind])[] = [
-  ...keyColumns(),
+  ...BUCKET_KEY_COLUMNS.map(([name, type]) => [name, kindOf(name, type)] as const),
   ['count', 'u64'],
   ['sum', 'f64'],
   ['min', 'f64'],
@@ -44,10 +44,6 @@ const ROLLUP_EXPORT: readonly (readonly [string, Kind])[] = [
 ];
 
 const ANOMALY_EXPORT: readonly (readonly [string, Kind])[] = ANOMALY_COLUMNS.map(([name, type]) => [name, kindOf(name, type)] as const);
-
-function keyColumns(): (readonly [string, Kind])[] {
-  return BUCKET_KEY_COLUMNS.map(([name, type]) => [name, kindOf(name, type)] as const);
-}
 
 function kindOf(name: string, type: string): Kind {
   if (name === 'metric' || name === 'source_topic' || type.startsWith('Enum8')) return 'label';
@@ -68,50 +64,61 @@ export function exportSql(q: ExportQuery): string {
   if (q.widthSeconds) where.push(`width_s = ${sqlUInt(q.widthSeconds)}`);
   if (q.hours) where.push(`bucket_start >= now() - toIntervalHour(${sqlUInt(q.hours)})`);
   const filter = where.length ? ` WHERE ${where.join(' AND ')}` : '';
-  const columns = exportColumns(q.table);
-  const select = columns.map(([name, kind]) => (kind === 'time' ? `toUInt32(\`${name}\`) AS \`${name}\`` : `\`${name}\``)).join(', ');
   const from = q.table === 'rollups' ? `(${mergedRollupsSql(q.database, filter)})` : `${q.database}.anomalies FINAL${filter}`;
-  return `SELECT ${select} FROM ${from} ORDER BY series_id, width_s, bucket_start`;
+  return `SELECT ${exportSelect(q.table)} FROM ${from} ORDER BY series_id, width_s, bucket_start`;
+}
+
+/** The exported columns as a SELECT list (times as Unix seconds); also how a test reads the views to compare. */
+export function exportSelect(table: ExportTable): string {
+  return exportColumns(table)
+    .map(([name, kind]) => (kind === 'time' ? `toUInt32(\`${name}\`) AS \`${name}\`` : `\`${name}\``))
+    .join(', ');
 }
 
 type Row = Record<string, unknown>;
 
-function vector(kind: Kind, values: unknown[]): Vector {
+/** The Arrow type of a kind: the one source of the vectors' types and of ARROW_TYPES. */
+function arrowType(kind: Kind): DataType {
   switch (kind) {
     case 'u64':
-      return makeVector(BigUint64Array.from(values, (v) => BigInt(v as string)));
+      return new Uint64();
     case 'i64':
-      return makeVector(BigInt64Array.from(values, (v) => BigInt(v as string)));
+      return new Int64();
     case 'u32':
-      return makeVector(Uint32Array.from(values as number[]));
+      return new Uint32();
     case 'u8':
-      return vectorFromArray(values as number[], new Uint8());
+      return new Uint8();
     case 'f64':
-      // ClickHouse writes NaN (no expectation yet) as null in JSON.
-      return makeVector(Float64Array.from(values, (v) => (v === null ? Number.NaN : Number(v))));
+      return new Float64();
     case 'string':
-      return vectorFromArray(values as string[], new Utf8());
+      return new Utf8();
     case 'label':
-      return vectorFromArray(values as string[], new Dictionary(new Utf8(), new Int32()));
+      // A new instance per column: a dictionary type is its dictionary's id.
+      return new Dictionary(new Utf8(), new Int32());
     case 'strings':
-      return vectorFromArray(values as string[][], new List(new Field('item', new Utf8(), true)));
+      return new List(new Field('item', new Utf8(), true));
     case 'time':
-      return vectorFromArray((values as number[]).map((s) => s * 1000), new TimestampSecond('UTC'));
+      return new TimestampSecond('UTC');
   }
 }
 
 /** The Arrow types of the kinds, for documentation and tests. */
-export const ARROW_TYPES: Record<Kind, string> = {
-  u64: String(new Uint64()),
-  i64: String(new Int64()),
-  u32: String(new Uint32()),
-  u8: String(new Uint8()),
-  f64: String(new Float64()),
-  string: String(new Utf8()),
-  label: String(new Dictionary(new Utf8(), new Int32())),
-  strings: String(new List(new Field('item', new Utf8(), true))),
-  time: String(new TimestampSecond('UTC')),
-};
+export const ARROW_TYPES = Object.fromEntries((['u64', 'i64', 'u32', 'u8', 'f64', 'string', 'label', 'strings', 'time'] as const).map((k) => [k, String(arrowType(k))])) as Record<Kind, string>;
+
+/** A column of JSONEachRow values: 64-bit integers arrive as strings, NaN as null, times as Unix seconds. */
+function vector(kind: Kind, values: unknown[]): Vector {
+  // Typed arrays where they exist, taken as they are (not through a builder); their Arrow type is
+  // arrowType's (the integration test checks the schema against ARROW_TYPES).
+  if (kind === 'u64') return makeVector(BigUint64Array.from(values, (v) => BigInt(v as string)));
+  if (kind === 'i64') return makeVector(BigInt64Array.from(values, (v) => BigInt(v as string)));
+  // ClickHouse writes NaN (no expectation yet) as null in JSON.
+  if (kind === 'f64') return makeVector(Float64Array.from(values, (v) => (v === null ? Number.NaN : Number(v))));
+  if (kind === 'u32') return makeVector(Uint32Array.from(values as number[]));
+  const type = arrowType(kind);
+  // Arrow's timestamp builders take milliseconds.
+  if (kind === 'time') return vectorFromArray((values as number[]).map((s) => s * 1000), type);
+  return vectorFromArray(values, type);
+}
 
 /** Reads the export's rows into one Arrow table (columns in the order of exportColumns). */
 export async function exportTable(client: ClickHouseClient, q: ExportQuery): Promise<Table> {

@@ -6,7 +6,7 @@ import { tableFromIPC, type Table } from 'apache-arrow';
 import { readParquet } from 'parquet-wasm';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CLI } from '../../../../bench/process.js';
-import { ARROW_TYPES, exportBytes, exportColumns, exportTable, type ExportTable } from '../../../../sinks/clickhouse/export.js';
+import { ARROW_TYPES, exportBytes, exportColumns, exportSelect, exportTable, type ExportTable } from '../../../../sinks/clickhouse/export.js';
 import { AnomalyEncoder } from '../../../../workers/encode/anomalies.js';
 import { RollupEncoder } from '../../../../workers/encode/rollups.js';
 import { ClickHouseSink } from '../../../../sinks/clickhouse/index.js';
@@ -59,8 +59,7 @@ async function database(): Promise<string> {
 /** The view's rows as ClickHouse's JSON gives them (UInt64 and Int64 as strings, NaN as null), ordered as the export. */
 async function viewRows(db: string, table: ExportTable, where = ''): Promise<Record<string, unknown>[]> {
   const view = table === 'rollups' ? 'rollups_merged' : 'anomalies_dedup';
-  const columns = exportColumns(table).map(([name, kind]) => (kind === 'time' ? `toUInt32(\`${name}\`) AS \`${name}\`` : `\`${name}\``));
-  const rs = await res.clickhouse().query({ query: `SELECT ${columns.join(', ')} FROM ${db}.${view} ${where} ORDER BY series_id, width_s, bucket_start`, format: 'JSONEachRow' });
+  const rs = await res.clickhouse().query({ query: `SELECT ${exportSelect(table)} FROM ${db}.${view} ${where} ORDER BY series_id, width_s, bucket_start`, format: 'JSONEachRow' });
   return rs.json<Record<string, unknown>>();
 }
 
