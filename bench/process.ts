@@ -96,6 +96,19 @@ export class PipelineProcess {
     return sum;
   }
 
+  /** The /metrics lines of the named metrics (a test's diagnosis when a run falls short). */
+  async metricLines(names: readonly string[]): Promise<string> {
+    try {
+      const text = await (await fetch(`http://127.0.0.1:${this.port}/metrics`, { signal: AbortSignal.timeout(2000) })).text();
+      return text
+        .split('\n')
+        .filter((line) => names.some((n) => line.startsWith(`${n} `) || line.startsWith(`${n}{`)))
+        .join('\n');
+    } catch (err) {
+      return `(no /metrics: ${(err as Error).message})`;
+    }
+  }
+
   /** CPU seconds (user + system, all threads) used so far, from /proc. */
   cpuSeconds(): number {
     return cpuSecondsOf(this.child.pid as number);

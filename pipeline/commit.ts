@@ -55,16 +55,18 @@ export function commitMetadata(meta: CommitMeta): string {
 /**
  * Source marks in little room (Kafka's `offset.metadata.max.bytes` is 4,096 by default): grouped
  * by topic, `partition: [offset, maxMs − base]` (base: the partition's own watermark base, 0 when
- * it has none; null for an unknown maxMs), the point index appended only when it is not
- * ALL_POINTS (a record cut inside a message). About 20 bytes per source partition: some 180 fit.
+ * it has none; null for an unknown maxMs), then the point index when it is not ALL_POINTS (a
+ * record cut inside a message) or the source is idle, then 1 when it is idle. About 20 bytes per
+ * source partition: some 180 fit.
  */
 function packSources(sources: SourceMarks, watermark: number): Record<string, Record<string, (number | null)[]>> {
   const base = Number.isFinite(watermark) ? watermark : 0;
   const out: Record<string, Record<string, (number | null)[]>> = {};
-  for (const [key, [offset, index, maxMs]] of Object.entries(sources)) {
+  for (const [key, [offset, index, maxMs, idle]] of Object.entries(sources)) {
     const slash = key.lastIndexOf('/');
     const cell: (number | null)[] = [offset, Number.isFinite(maxMs) ? maxMs - base : null];
-    if (index !== ALL_POINTS) cell.push(index);
+    if (index !== ALL_POINTS || idle) cell.push(index);
+    if (idle) cell.push(1);
     (out[key.slice(0, slash)] ??= {})[key.slice(slash + 1)] = cell;
   }
   return out;
@@ -78,7 +80,7 @@ function unpackSources(packed: unknown, watermark: number): SourceMarks {
     if (!parts || typeof parts !== 'object') continue;
     for (const [partition, cell] of Object.entries(parts as Record<string, unknown>)) {
       if (!Array.isArray(cell) || typeof cell[0] !== 'number') continue;
-      sources[`${topic}/${partition}`] = [cell[0], typeof cell[2] === 'number' ? cell[2] : ALL_POINTS, typeof cell[1] === 'number' ? base + cell[1] : -Infinity];
+      sources[`${topic}/${partition}`] = [cell[0], typeof cell[2] === 'number' ? cell[2] : ALL_POINTS, typeof cell[1] === 'number' ? base + cell[1] : -Infinity, cell[3] === 1];
     }
   }
   return sources;

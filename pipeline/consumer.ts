@@ -43,6 +43,8 @@ interface Consumed<P> {
   lastMessageAt: number;
   /** Messages behind the partition's end at the last fetch. */
   lag: number;
+  /** A fetched batch is being handed on (it may wait for room in the pool). */
+  dispatching: boolean;
 }
 
 export class PartitionConsumer<P> {
@@ -159,7 +161,7 @@ export class PartitionConsumer<P> {
         const entry = committed?.partitions.find((p) => p.partition === partition);
         const meta = parseCommitMetadata(entry && Number(entry.offset) >= 0 ? entry.metadata : null);
         if (generation !== this.gen) return null;
-        const c: Consumed<P> = { generation, state: this.handlers.openPartition(topic, partition, generation, meta), nextOffset: -1, lastMessageAt: Date.now(), lag: 0 };
+        const c: Consumed<P> = { generation, state: this.handlers.openPartition(topic, partition, generation, meta), nextOffset: -1, lastMessageAt: Date.now(), lag: 0, dispatching: false };
         this.consumed.set(key, c);
         return c;
       })();
@@ -198,17 +200,28 @@ export class PartitionConsumer<P> {
       chunkBytes = 0;
       return true;
     };
-    for (const message of batch.messages) {
-      // kafkajs may hand a range again (a retried fetch); what this generation dispatched is in flight.
-      if (Number(message.offset) < c.nextOffset) continue;
-      const size = message.value?.length ?? 0;
-      if (chunk.length > 0 && (chunk.length >= taskMaxMessages || chunkBytes + size > taskMaxBytes)) {
-        if (!(await flush())) return;
+    c.dispatching = true;
+    try {
+      for (const message of batch.messages) {
+        // kafkajs may hand a range again (a retried fetch); what this generation dispatched is in flight.
+        if (Number(message.offset) < c.nextOffset) continue;
+        const size = message.value?.length ?? 0;
+        if (chunk.length > 0 && (chunk.length >= taskMaxMessages || chunkBytes + size > taskMaxBytes)) {
+          if (!(await flush())) return;
+        }
+        chunk.push(message);
+        chunkBytes += size;
       }
-      chunk.push(message);
-      chunkBytes += size;
+      await flush();
+    } finally {
+      c.dispatching = false;
     }
-    await flush();
+  }
+
+  /** Whether a fetched batch of the partition is still being handed on in the current generation. */
+  dispatching(topic: string, partition: number): boolean {
+    const c = this.consumed.get(partitionKey(topic, partition));
+    return c !== undefined && c.generation === this.gen && c.dispatching;
   }
 
   /**
@@ -225,6 +238,31 @@ export class PartitionConsumer<P> {
       out.push(c.state);
     }
     return out;
+  }
+
+  /**
+   * Assigned partitions of `topics` with nothing to read: no message in the current generation,
+   * and, as the broker says, no message between where the group resumes them and their end.
+   */
+  async emptyUnopened(topics: (topic: string) => boolean): Promise<{ topic: string; partition: number }[]> {
+    const generation = this.gen;
+    const unopened = () =>
+      [...this.assigned].flatMap(([topic, partitions]) =>
+        topics(topic) ? partitions.filter((partition) => !this.consumed.has(partitionKey(topic, partition)) && !this.opening.has(partitionKey(topic, partition))).map((partition) => ({ topic, partition })) : [],
+      );
+    if (this.rebalancing || this.stopping) return [];
+    const out: { topic: string; partition: number }[] = [];
+    for (const topic of new Set(unopened().map((c) => c.topic))) {
+      const [ends, [committed]] = await Promise.all([this.admin.fetchTopicOffsets(topic), this.admin.fetchOffsets({ groupId: this.config.kafka.groupId, topics: [topic] })]);
+      for (const end of ends) {
+        const offset = Number(committed?.partitions.find((p) => p.partition === end.partition)?.offset ?? -1);
+        const from = offset >= 0 ? offset : this.config.kafka.fromBeginning ? Number(end.low) : Number(end.high);
+        if (Number(end.high) <= from) out.push({ topic, partition: end.partition });
+      }
+    }
+    if (generation !== this.gen) return [];
+    const still = new Set(unopened().map((c) => partitionKey(c.topic, c.partition)));
+    return out.filter((c) => still.has(partitionKey(c.topic, c.partition)));
   }
 
   /** Pauses (backpressure) or resumes every assigned partition. */

@@ -17,7 +17,7 @@ import type { Metrics } from './metrics.js';
 import type { OffsetRange } from './offsets.js';
 import type { ShardedPool } from './pool.js';
 import { ShardStage, shardOutputs } from './shards.js';
-import { ALL_POINTS, forwardHeaders, forwards, SourceLog } from './repartition.js';
+import { ALL_POINTS, forwardHeaders, forwards, progressHeaders, SourceLog } from './repartition.js';
 import type { ForwardRecord, RepartitionProducer } from '../sinks/kafka/repartition.js';
 
 /** The repartition topic, when kafka.repartition is not `never` (pipeline/repartition.ts). */
@@ -68,6 +68,11 @@ interface PartitionState {
   sources: SourceLog | null;
   /** The partition's forwarded records, produced one task after the other. */
   forwarded: Promise<void>;
+  /** A metric-topic partition under forwarding: when its last record went to every repartition partition, and the maximum it carried. */
+  progressAt: number;
+  progressMaxMs: number;
+  /** A metric-topic partition: its idle record went out after its last forward (repartition.ts). */
+  idleSent: boolean;
 }
 
 export interface IngestStats {
@@ -110,6 +115,10 @@ export class Ingestor {
   private readonly inserts: InsertBatcher;
   /** Partitions of the current generation. */
   private readonly partitions = new Map<string, PartitionState>();
+  /** Metric-topic partitions of this generation whose idle record went out before any message (announceSources). */
+  private readonly idleSentUnopened = new Set<string>();
+  private checkingUnopened = false;
+  private unopenedCheckedAt = 0;
   /** The shard threads' preparation for the latest generation (after the previous one's). */
   private prepared: Promise<void> = Promise.resolve();
   private readonly counts = { messages: 0, points: 0, rowsInserted: 0, rollupRows: 0, anomalyRows: 0, deadLetters: 0, inFlightBytes: 0 };
@@ -194,6 +203,7 @@ export class Ingestor {
     if (this.shards.rollups) {
       this.idleTimer = setInterval(() => {
         this.closeIdlePartitions();
+        this.announceSources();
         if (!this.stopping) void this.publishAlerts([])?.catch(() => undefined);
       }, Math.min(1000, this.config.rollups.idleTimeoutMs));
       this.idleTimer.unref();
@@ -212,6 +222,7 @@ export class Ingestor {
   private onGeneration(generation: number, assignment: Record<string, number[]>): Promise<void> {
     this.committer.reset(generation);
     this.partitions.clear();
+    this.idleSentUnopened.clear();
     const previous = this.prepared;
     const policy = this.retryPolicy((err, retryInMs) => this.log.warn({ err, retryInMs }, 'preparing the shards for a new generation failed; retrying'));
     this.prepared = (async () => {
@@ -225,9 +236,22 @@ export class Ingestor {
   }
 
   private openPartition(topic: string, partition: number, epoch: number, meta: CommitMeta): PartitionState {
-    const sources = topic === this.repartition?.topic ? new SourceLog(meta.sources, meta.maxEventTimeMs, this.repartition?.sources ?? [], this.config.rollups.idleTimeoutMs) : null;
-    const state: PartitionState = { topic, partition, epoch, queue: [], maxTsMs: meta.maxEventTimeMs, storedUpTo: meta.storedUpTo, sources, forwarded: Promise.resolve() };
-    this.partitions.set(partitionKey(topic, partition), state);
+    const sources = topic === this.repartition?.topic ? new SourceLog(meta.sources, meta.maxEventTimeMs, this.repartition?.sources ?? []) : null;
+    const key = partitionKey(topic, partition);
+    const state: PartitionState = {
+      topic,
+      partition,
+      epoch,
+      queue: [],
+      maxTsMs: meta.maxEventTimeMs,
+      storedUpTo: meta.storedUpTo,
+      sources,
+      forwarded: Promise.resolve(),
+      progressAt: Date.now(),
+      progressMaxMs: meta.maxEventTimeMs,
+      idleSent: this.idleSentUnopened.has(key),
+    };
+    this.partitions.set(key, state);
     return state;
   }
 
@@ -421,6 +445,9 @@ export class Ingestor {
     }
     const points = result.forwards.reduce((n, f) => n + f.points, 0);
     const bytes = records.reduce((n, x) => n + x.value.length, 0);
+    state.idleSent = false;
+    state.progressAt = Date.now();
+    state.progressMaxMs = state.maxTsMs;
     const sent = state.forwarded.then(async () => {
       if (work.epoch !== this.committer.epoch) return;
       await this.retrySink('repartition', () => r.producer.send(records));
@@ -462,7 +489,11 @@ export class Ingestor {
   private closeIdlePartitions(): void {
     if (!this.shards.rollups || this.stopping) return;
     const watermark = Date.now() - this.config.rollups.allowedLatenessMs;
-    for (const state of this.consumer.idle(this.config.rollups.idleTimeoutMs)) {
+    const idle = new Set(this.consumer.idle(this.config.rollups.idleTimeoutMs));
+    // A repartition partition whose every source said it is idle is idle too (their repeated idle
+    // records keep it from looking unread).
+    if (!this.consumer.paused) for (const state of this.partitions.values()) if (state.sources?.allIdle) idle.add(state);
+    for (const state of idle) {
       if (state.queue.length > 0 || state.epoch !== this.committer.epoch) continue;
       for (let shard = 0; shard < this.shards.count; shard++) {
         const task = this.shards.task(shard, 'idle', state.topic, state.partition, emptyBatch(), state.maxTsMs, state.maxTsMs, watermark);
@@ -480,6 +511,62 @@ export class Ingestor {
         );
       }
     }
+  }
+
+  /**
+   * First stage, under forwarding: what each repartition partition needs to know of the
+   * metric-topic partitions this instance owns when they forward nothing (repartition.ts), in
+   * records without points behind their earlier forwards.
+   * - Progress: a partition whose messages are keyed (`auto`) forwards nothing, yet its event-time
+   *   maximum must reach the second stage or it would hold the watermark back. Every
+   *   rollups.idleTimeoutMs it goes out, as of the tasks whose forwards are already queued.
+   * - Idle: a partition with nothing to read (caught up, no message for rollups.idleTimeoutMs;
+   *   or, before its first message in this generation, none between its commit and its end, as
+   *   the broker says) stops holding the watermark back until it sends again; said again every
+   *   rollups.idleTimeoutMs while it lasts.
+   * A source that stops without saying so (its instance killed, slow, or rebalancing) keeps
+   * holding it back until its next owner replays it: the reader's wall clock decides nothing.
+   */
+  private announceSources(): void {
+    const r = this.repartition;
+    if (!r || this.stopping) return;
+    const idleMs = this.config.rollups.idleTimeoutMs;
+    const epoch = this.committer.epoch;
+    const now = Date.now();
+    const idle = new Set(this.consumer.idle(idleMs));
+    for (const state of this.partitions.values()) {
+      if (state.sources || state.epoch !== epoch) continue;
+      const quiet = idle.has(state) && state.queue.length === 0 && !this.consumer.dispatching(state.topic, state.partition);
+      // Idle: said at once, then repeated (a resuming source wakes the idle ones); progress: when it moved.
+      if (quiet ? state.idleSent && now - state.progressAt < idleMs : now - state.progressAt < idleMs || !(state.maxTsMs > state.progressMaxMs)) continue;
+      state.idleSent = quiet;
+      state.progressAt = now;
+      state.progressMaxMs = state.maxTsMs;
+      const maxMs = state.maxTsMs;
+      state.forwarded = state.forwarded.then(() => this.sendProgress(r, epoch, state.topic, state.partition, maxMs, quiet));
+      void state.forwarded.catch(() => undefined);
+    }
+    if (this.checkingUnopened || now - this.unopenedCheckedAt < idleMs) return;
+    this.checkingUnopened = true;
+    this.unopenedCheckedAt = now;
+    this.consumer
+      .emptyUnopened((topic) => topic !== r.topic)
+      .then(async (empty) => {
+        for (const { topic, partition } of empty) {
+          if (epoch !== this.committer.epoch) return;
+          this.idleSentUnopened.add(partitionKey(topic, partition));
+          await this.sendProgress(r, epoch, topic, partition, -Infinity, true);
+        }
+      })
+      .catch((err: unknown) => this.log.warn({ err }, 'looking up source partitions with nothing to read failed; retrying'))
+      .finally(() => (this.checkingUnopened = false));
+  }
+
+  private async sendProgress(r: Repartition, epoch: number, topic: string, partition: number, maxMs: number, idle: boolean): Promise<void> {
+    if (epoch !== this.committer.epoch) return;
+    const headers = progressHeaders(partitionKey(topic, partition), maxMs, idle);
+    const records = Array.from({ length: r.partitions }, (_, p) => ({ partition: p, value: Buffer.alloc(0), headers, timestamp: Date.now() }));
+    await this.retrySink('repartition', () => r.producer.send(records));
   }
 
   /**

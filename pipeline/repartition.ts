@@ -23,8 +23,14 @@ import type { VigilConfig } from '../core/config/index.js';
  * from there rebuilds bucket state from the same records, so they must not be skipped then).
  *
  * Watermark: the least of the sources' event-time maxima (as Flink merges input channels), so a
- * source partition that lags makes no one else's points late; a source silent for
- * `rollups.idleTimeoutMs` of wall time stops holding it back. Never moves backwards.
+ * source partition that lags makes no one else's points late. Never moves backwards. A source
+ * whose messages forward nothing (keyed, under `auto`) reports its progress in records without
+ * points; it stops holding the watermark back only when its first stage says it is idle (a
+ * record with the `idle` header, repeated while it lasts: Flink's idleness, declared by the source
+ * rather than guessed by the reader); when one source resumes, the idle ones hold it again until
+ * they repeat that they still are. The reader's own wall clock decides nothing, so a source whose instance is killed,
+ * slow or rebalancing holds the watermark until its new owner replays it, and a replay of the
+ * repartition partition sees the same records, so the same watermarks, as the first run.
  */
 export const REPARTITION_HEADERS = {
   /** `topic/partition` of the source partition. */
@@ -36,6 +42,8 @@ export const REPARTITION_HEADERS = {
   through: 'vigil-source-through',
   /** The source partition's highest event time after those messages (ms). */
   maxMs: 'vigil-source-max-ms',
+  /** `1`: the source has nothing to forward for now (a record without points). */
+  idle: 'vigil-source-idle',
 } as const;
 
 export function repartitionTopicOf(config: VigilConfig): string {
@@ -57,6 +65,12 @@ export function forwardHeaders(source: string, throughOffset: number, throughInd
   return { [REPARTITION_HEADERS.source]: source, [REPARTITION_HEADERS.through]: `${throughOffset}:${throughIndex}`, [REPARTITION_HEADERS.maxMs]: String(maxMs) };
 }
 
+/** The headers of a source's record without points: its mark unchanged, its maximum so far, and whether it is idle. */
+export function progressHeaders(source: string, maxMs: number, idle: boolean): IHeaders {
+  const headers = forwardHeaders(source, -1, 0, maxMs);
+  return idle ? { ...headers, [REPARTITION_HEADERS.idle]: '1' } : headers;
+}
+
 function header(m: KafkaMessage, name: string): string | undefined {
   const v = m.headers?.[name];
   const x = Array.isArray(v) ? v[0] : v;
@@ -70,10 +84,12 @@ export interface SourceMark {
   index: number;
   /** Its highest event time (ms). */
   maxMs: number;
+  /** Its last record said it is idle: it does not hold the watermark back until it sends again. */
+  idle: boolean;
 }
 
-/** The marks as commit metadata carries them: `{ "topic/partition": [offset, index, maxMs] }`. */
-export type SourceMarks = Record<string, [number, number, number]>;
+/** The marks as commit metadata carries them: `{ "topic/partition": [offset, index, maxMs, idle] }`. */
+export type SourceMarks = Record<string, [number, number, number, boolean]>;
 
 const before = (a: { offset: number; index: number }, b: { offset: number; index: number }) => a.offset < b.offset || (a.offset === b.offset && a.index < b.index);
 
@@ -85,11 +101,13 @@ interface Change {
 
 /**
  * One repartition partition's source marks and watermark, advanced record by record in offset
- * order as its tasks are dispatched; `marksBefore(offset)` gives them as of any later commit.
+ * order as its tasks are dispatched; `marksBefore(offset)` gives them as of any later commit. A
+ * pure function of the records (and the marks restored from the last commit): a replay computes
+ * the same watermarks.
  */
 export class SourceLog {
   private readonly base = new Map<string, SourceMark>();
-  private readonly current = new Map<string, SourceMark & { seenAt: number }>();
+  private readonly current = new Map<string, SourceMark>();
   private changes: Change[] = [];
   /** Changes before this offset are folded into `base` (the last commit). */
   private foldedBefore = -1;
@@ -97,21 +115,15 @@ export class SourceLog {
 
   /**
    * `expected`: the source partitions that exist (the metric topics' partitions when the pipeline
-   * started): each holds the watermark back until it reports or stays silent for `idleMs`.
+   * started): each holds the watermark back until it reports (points, or idle).
    */
-  constructor(
-    marks: SourceMarks | undefined,
-    watermark: number,
-    expected: readonly string[],
-    private readonly idleMs: number,
-    private readonly now: () => number = Date.now,
-  ) {
+  constructor(marks: SourceMarks | undefined, watermark: number, expected: readonly string[]) {
     this.watermark = watermark;
-    for (const [source, [offset, index, maxMs]] of Object.entries(marks ?? {})) {
-      this.base.set(source, { offset, index, maxMs });
-      this.current.set(source, { offset, index, maxMs, seenAt: now() });
+    for (const [source, [offset, index, maxMs, idle]] of Object.entries(marks ?? {})) {
+      this.base.set(source, { offset, index, maxMs, idle });
+      this.current.set(source, { offset, index, maxMs, idle });
     }
-    for (const source of expected) if (!this.current.has(source)) this.current.set(source, { offset: -1, index: ALL_POINTS, maxMs: -Infinity, seenAt: now() });
+    for (const source of expected) if (!this.current.has(source)) this.current.set(source, { offset: -1, index: ALL_POINTS, maxMs: -Infinity, idle: false });
   }
 
   /**
@@ -124,11 +136,23 @@ export class SourceLog {
     const through = { offset: Number(o), index: Number(i) };
     const maxMs = Number(header(m, REPARTITION_HEADERS.maxMs) ?? -Infinity);
     const watermarkBefore = this.watermark;
-    const prev = this.current.get(source) ?? { offset: -1, index: ALL_POINTS, maxMs: -Infinity };
+    const prev = this.current.get(source) ?? { offset: -1, index: ALL_POINTS, maxMs: -Infinity, idle: false };
     const last = before(prev, through) ? through : prev;
-    const mark = { offset: last.offset, index: last.index, maxMs: Math.max(prev.maxMs, maxMs), seenAt: this.now() };
+    const idle = header(m, REPARTITION_HEADERS.idle) === '1';
+    const mark = { offset: last.offset, index: last.index, maxMs: Math.max(prev.maxMs, maxMs), idle };
     this.current.set(source, mark);
-    this.changes.push({ offset, source, mark: { offset: mark.offset, index: mark.index, maxMs: mark.maxMs } });
+    this.changes.push({ offset, source, mark });
+    // A source resumes: the sources idle so far hold the watermark again until they say they still
+    // are (their first stages repeat it every rollups.idleTimeoutMs), so that sources resuming
+    // together (a backfill starting on idle partitions) do not make each other's points late.
+    if (prev.idle && !idle) {
+      for (const [other, o] of this.current) {
+        if (!o.idle) continue;
+        const woken = { ...o, idle: false };
+        this.current.set(other, woken);
+        this.changes.push({ offset, source: other, mark: woken });
+      }
+    }
     this.advance();
     return { skipOffset: prev.offset, skipIndex: prev.index, watermarkBefore };
   }
@@ -138,13 +162,19 @@ export class SourceLog {
     return this.watermark;
   }
 
+  /** Every source said it is idle: the partition closes its buckets by wall time, as an idle one. */
+  get allIdle(): boolean {
+    for (const m of this.current.values()) if (!m.idle) return false;
+    return this.current.size > 0;
+  }
+
+  /** The least maximum of the sources not idle; when every source is idle, the least of all. */
   private advance(): void {
-    const now = this.now();
     let least = Infinity;
     let leastAll = Infinity;
     for (const m of this.current.values()) {
       if (m.maxMs < leastAll) leastAll = m.maxMs;
-      if (now - m.seenAt <= this.idleMs && m.maxMs < least) least = m.maxMs;
+      if (!m.idle && m.maxMs < least) least = m.maxMs;
     }
     const w = least === Infinity ? leastAll : least;
     if (w !== Infinity && w > this.watermark) this.watermark = w;
@@ -161,7 +191,7 @@ export class SourceLog {
       if (c.offset >= offset) break;
       marks.set(c.source, c.mark);
     }
-    return Object.fromEntries([...marks].map(([s, m]) => [s, [m.offset, m.index, m.maxMs]]));
+    return Object.fromEntries([...marks].map(([s, m]) => [s, [m.offset, m.index, m.maxMs, m.idle]]));
   }
 
   /** Offsets before `offset` are committed: their changes fold into the base. */

@@ -66,6 +66,22 @@ function expectedBuckets(w: LabelledWorkload): Map<string, Set<number>> {
 }
 
 const total = (m: Map<string, Set<number>>) => [...m.values()].reduce((n, s) => n + s.size, 0);
+/** What a pipeline reports when a test waits for rows in vain: where its work stopped. */
+const DIAGNOSIS_METRICS = [
+  'vigil_messages_received_total',
+  'vigil_rows_inserted_total',
+  'vigil_buckets_closed_total',
+  'vigil_buckets_scored_total',
+  'vigil_late_points_total',
+  'vigil_in_flight_bytes',
+  'vigil_paused_partitions',
+  'vigil_consumer_lag_messages',
+  'vigil_series_active',
+  'vigil_series_evicted_total',
+  'vigil_sink_errors_total',
+  'vigil_commit_stalled',
+  'vigil_rebalances_total',
+];
 const seriesTag = "`tags.value`[indexOf(`tags.key`, 'series')]";
 
 async function query<T>(q: string): Promise<T[]> {
@@ -291,7 +307,16 @@ describe('anomalies: closed buckets scored end to end', () => {
       // Seen once, on the two-replica pass of a rehearsal (11–14 s otherwise): say how far it got.
       const got = await scalar(`SELECT count() FROM ${db}.anomalies_dedup`);
       const raw = await scalar(`SELECT count() FROM ${db}.anomalies`);
-      throw new Error(`${(err as Error).message}: ${got} of ${total(want)} rows (raw ${raw}, ${atKill} at the kill); second pipeline exit ${String(second.child.exitCode)}, output: ${second.output.slice(-3000)}`);
+      const per = await query<{ s: string; n: string; lo: number; hi: number }>(
+        `SELECT ${seriesTag} AS s, count() AS n, min(toUInt32(bucket_start)) AS lo, max(toUInt32(bucket_start)) AS hi FROM ${db}.anomalies_dedup GROUP BY s ORDER BY s`,
+      );
+      const rolled = await query<{ s: string; n: string; hi: number }>(`SELECT ${seriesTag} AS s, count() AS n, max(toUInt32(bucket_start)) AS hi FROM ${db}.rollups_merged GROUP BY s ORDER BY s`);
+      const bySeries = [...want].map(([s, set]) => {
+        const a = per.find((r) => r.s === s);
+        const r = rolled.find((x) => x.s === s);
+        return `${s}: want ${set.size} up to ${Math.max(...set)}, scored ${a?.n ?? 0} ${a?.lo ?? '-'}..${a?.hi ?? '-'}, rollups ${r?.n ?? 0} up to ${r?.hi ?? '-'}`;
+      });
+      throw new Error(`${(err as Error).message}: ${got} of ${total(want)} rows (raw ${raw}, ${atKill} at the kill); ${bySeries.join('; ')}; second pipeline exit ${String(second.child.exitCode)}, metrics:\n${await second.metricLines(DIAGNOSIS_METRICS)}\noutput: ${second.output.slice(-3000)}`);
     });
     const rows = await expectOneRowPerBucket(db);
     expect(rows).toBe(total(want));
@@ -315,7 +340,8 @@ describe('anomalies: closed buckets scored end to end', () => {
     });
     await annotate(
       `rows ${rows}; raw rows at kill ${atKill}, inserted in all ${inserted} (${inserted - rows} replayed), raw rows now ${raw} (${raw - rows} not yet collapsed by merges); ` +
-        `rows scored with less history than without the crash ${forgotten}, of them in a second warm-up ${rewarming}`,
+        `rows scored with less history than without the crash ${forgotten}, of them in a second warm-up ${rewarming}; ` +
+        `after the restart: late points ${await second.metric('vigil_late_points_total')}, buckets closed ${await second.metric('vigil_buckets_closed_total')}, scored ${await second.metric('vigil_buckets_scored_total')}`,
     );
   });
 });

@@ -252,7 +252,14 @@ rules:
       let stopped = '';
       if (got !== want) {
         const perSeries = await res.clickhouse().query({ query: `SELECT ${seriesTag} AS s, count() AS n, max(bucket_start) AS last FROM ${db}.anomalies_dedup GROUP BY s ORDER BY s`, format: 'JSONCompact' });
-        const said = pipelines.map((p, i) => `#${i} exit ${String(p.child.exitCode)}: ${p.output.slice(-2000)}`).join(' | ');
+        const said = (
+          await Promise.all(
+            pipelines.map(
+              async (p, i) =>
+                `#${i} exit ${String(p.child.exitCode)}: ${await p.metricLines(['vigil_late_points_total', 'vigil_buckets_closed_total', 'vigil_buckets_scored_total', 'vigil_rebalances_total', 'vigil_repartition_points_total'])}\n${p.output.slice(-2000)}`,
+            ),
+          )
+        ).join(' | ');
         stopped = `; rows per series: ${JSON.stringify(((await perSeries.json()) as unknown as { data: unknown[] }).data)}; pipelines: ${said}`;
       }
       expect(got, `${name}: anomaly rows (rollup buckets ${await res.scalar(`SELECT count() FROM ${db}.rollups_merged`)}, points ${await res.scalar(`SELECT count() FROM ${db}.points_dedup`)} of ${points})${stopped}`).toBe(want);

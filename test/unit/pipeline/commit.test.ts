@@ -33,7 +33,7 @@ const pos = (partition: number, offset: number, meta: DoneMeta): Position<DoneMe
 
 describe('offsetsToCommit', () => {
   it('a repartition partition whose held offset moved back below its last commit stays at that commit, with its marks and watermark base', () => {
-    const marks = { 'm/0': [9, 4294967295, 1200] as [number, number, number] };
+    const marks = { 'm/0': [9, 4294967295, 1200, false] as [number, number, number, boolean] };
     // Marks are known from offset 60 on (the last commit); below it they are folded away.
     const sourcesAt = (_key: string, offset: number) => (offset >= 60 ? marks : null);
     const last = new Map([['t/0', { offset: 60, storedUpTo: 60, maxEventTimeMs: 1100 }]]);
