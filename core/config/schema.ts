@@ -368,7 +368,8 @@ export const configSchema = {
           type: 'integer',
           minimum: 100,
           maximum: 86400000,
-          description: 'A partition without messages for this long closes its buckets by wall time (minus the allowed lateness).',
+          description:
+            'A partition without messages for this long closes its buckets by wall time (minus the allowed lateness). Under kafka.repartition, also how often a source partition that forwards nothing reports its progress or its idleness to the repartition topic.',
           default: 30000,
         },
       },
