@@ -212,6 +212,24 @@ export function createMetrics() {
       help: '1 while input waits and no offset commit has advanced for pipeline.stallTimeoutMs',
       registers: reg,
     }),
+    retentionDropped: new Counter({
+      name: 'vigil_retention_partitions_dropped_total',
+      help: 'Expired partitions dropped by Vigil (servers without TTL), by table',
+      labelNames: ['table'] as const,
+      registers: reg,
+    }),
+    retentionDeletes: new Counter({
+      name: 'vigil_retention_deletes_total',
+      help: 'Deletes (mutations) started for a rollup width that expires before the others (servers without TTL)',
+      labelNames: ['table'] as const,
+      registers: reg,
+    }),
+    retentionRuns: new Counter({
+      name: 'vigil_retention_runs_total',
+      help: 'Retention passes: result ok, or error (logged, tried again at the next pass)',
+      labelNames: ['result'] as const,
+      registers: reg,
+    }),
   };
 }
 

@@ -14,6 +14,7 @@ import { componentLogger, type Logger } from '../core/log.js';
 import { createMetrics } from './metrics.js';
 import { ShardedPool } from './pool.js';
 import { Alerting } from './alerts/index.js';
+import { startRetention } from './retention.js';
 
 export interface RunningPipeline {
   ingestor: Ingestor;
@@ -54,6 +55,7 @@ export async function runPipeline(config: VigilConfig): Promise<RunningPipeline>
   await untilUp('clickhouse', log, () => sink.start(), config);
   readiness.set('clickhouse', true);
   log.info({ version: sink.capabilities.version, database: sink.db }, 'clickhouse schema ready');
+  const retention = startRetention(sink, config, metrics, componentLogger('retention'));
   const dlq = new DeadLetterProducer(kafka, config.kafka.dlqTopic);
   await untilUp('kafka producer', log, () => dlq.start(), config);
   let repartition: Repartition | null = null;
@@ -78,6 +80,7 @@ export async function runPipeline(config: VigilConfig): Promise<RunningPipeline>
   const stop = (): Promise<number> =>
     (stopping ??= (async () => {
       clearInterval(timer);
+      retention.stop();
       log.info('stopping: draining in-flight work');
       const drained = await ingestor.stop(config.pipeline.shutdownTimeoutMs).catch((err: unknown) => {
         log.error({ err }, 'drain failed');

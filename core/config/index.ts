@@ -100,6 +100,14 @@ export interface VigilConfig {
     readonly alertmanagerUrl: string;
     readonly webhookUrl: string;
   };
+  readonly retention: {
+    readonly pointsDays: number;
+    readonly rollupsDays: number;
+    readonly rollupsWidthDays: readonly string[];
+    readonly anomaliesDays: number;
+    readonly alertsDays: number;
+    readonly checkIntervalMs: number;
+  };
   readonly limits: {
     readonly maxTagsPerPoint: number;
     readonly maxTagKeyLength: number;

@@ -467,6 +467,30 @@ export const configSchema = {
         webhookToken: { type: 'string', description: 'Bearer token sent to the webhook.', default: '', secret: true },
       },
     },
+    retention: {
+      type: 'object',
+      description:
+        'How long each table keeps its rows, in days by event time (0: for ever). Servers with TTL (19.6+) get a table TTL; on older ones (18.16) Vigil drops whole expired daily partitions, and deletes a rollup width that expires before the others.',
+      properties: {
+        pointsDays: { type: 'integer', minimum: 0, maximum: 36500, description: 'Raw points (`points`, by `ts`).', default: 90 },
+        rollupsDays: { type: 'integer', minimum: 0, maximum: 36500, description: 'Rollups (`rollups`, by `bucket_start`) of every width not in `retention.rollupsWidthDays`.', default: 365 },
+        rollupsWidthDays: {
+          type: 'array',
+          items: { type: 'string', pattern: '^[0-9]+:[0-9]+$' },
+          description: 'Per rollup width, `seconds:days` (e.g. `10:7` keeps 10-second buckets a week), overriding `retention.rollupsDays`.',
+          default: [],
+        },
+        anomaliesDays: { type: 'integer', minimum: 0, maximum: 36500, description: 'Anomaly scores (`anomalies`, by `bucket_start`).', default: 90 },
+        alertsDays: { type: 'integer', minimum: 0, maximum: 36500, description: 'Alert history (`alerts`, by `starts_at`; its partitions are months: one goes once its last day expired).', default: 365 },
+        checkIntervalMs: {
+          type: 'integer',
+          minimum: 1000,
+          maximum: 86400000,
+          description: 'How often a running pipeline looks for expired partitions on servers without TTL (and once at start).',
+          default: 3600000,
+        },
+      },
+    },
     limits: {
       type: 'object',
       description: 'What one producer may send: input past a limit is dead-lettered with a VIGIL_ERR_LIMIT_* code (docs/errors.md) while the rest flows.',

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { retry } from '../../../core/retry.js';
 
 describe('retry', () => {
@@ -33,37 +33,43 @@ describe('retry', () => {
   });
 
   it('throws the last failure once the deadline has passed, never sleeping past it', async () => {
-    const deadline = Date.now() + 30;
+    // A clock of its own (each attempt takes 20 ms of it): the real one can tick between the
+    // retry's reading and the test's, which made "never past the deadline" flaky by 1 ms.
+    let now = 1_000;
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => now);
+    const deadline = now + 30;
     const delays: number[] = [];
     /** When each sleep would end: never past the deadline. */
     const wakes: number[] = [];
     let calls = 0;
-    const err = await retry(
-      async () => {
-        calls++;
-        throw new Error(`fail ${calls}`);
-      },
-      {
-        initialMs: 1000,
-        maxMs: 1000,
-        deadline: () => deadline,
-        onRetry: (_err, ms) => {
-          delays.push(ms);
-          wakes.push(Date.now() + ms);
+    try {
+      const err = await retry(
+        async () => {
+          calls++;
+          now += 20;
+          throw new Error(`fail ${calls}`);
         },
-      },
-    ).then(
-      () => null,
-      (e: unknown) => e as Error,
-    );
-    // The backoff (1 s) is cut to what is left of the deadline (a timer may wake a moment early,
-    // so one more short attempt can fit); the error is the last attempt's.
-    expect(calls).toBeGreaterThanOrEqual(2);
-    expect(err?.message).toBe(`fail ${calls}`);
-    expect(delays).toHaveLength(calls - 1);
-    // Cut to what was left at each failure (a timer that wakes a moment early may leave 1 ms for
-    // one more), never the 1 s backoff and never past the deadline.
-    for (const w of wakes) expect(w).toBeLessThanOrEqual(deadline);
-    expect(Math.max(...delays)).toBeLessThanOrEqual(30);
+        {
+          initialMs: 1000,
+          maxMs: 1000,
+          deadline: () => deadline,
+          onRetry: (_err, ms) => {
+            delays.push(ms);
+            wakes.push(now + ms);
+          },
+        },
+      ).then(
+        () => null,
+        (e: unknown) => e as Error,
+      );
+      // The backoff (1 s) is cut to what is left of the deadline (10 ms after the first attempt);
+      // the second attempt ends past it, and its error is the one thrown.
+      expect(calls).toBe(2);
+      expect(err?.message).toBe('fail 2');
+      expect(delays).toEqual([10]);
+      for (const w of wakes) expect(w).toBeLessThanOrEqual(deadline);
+    } finally {
+      clock.mockRestore();
+    }
   });
 });
