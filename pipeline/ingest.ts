@@ -73,6 +73,8 @@ interface PartitionState {
   progressMaxMs: number;
   /** A metric-topic partition: its idle record went out after its last forward (repartition.ts). */
   idleSent: boolean;
+  /** Tasks handed to the shards whose outputs are not yet queued for their sinks. */
+  shardsPending: number;
 }
 
 export interface IngestStats {
@@ -250,6 +252,7 @@ export class Ingestor {
       progressAt: Date.now(),
       progressMaxMs: meta.maxEventTimeMs,
       idleSent: this.idleSentUnopened.has(key),
+      shardsPending: 0,
     };
     this.partitions.set(key, state);
     return state;
@@ -402,6 +405,7 @@ export class Ingestor {
           if (r.refused && r.refused.lastOffset >= state.storedUpTo && work.epoch === this.committer.epoch) work.outputs.push(this.sendRefused(work, shard, r.refused));
         }),
       );
+      state.shardsPending++;
       Promise.all(runs).then(
         () => {
           for (const insert of out.inserts()) work.outputs.push(this.inserts.write(insert.table, insert.body, insert.rows));
@@ -410,8 +414,9 @@ export class Ingestor {
           // alerts (a late firing here would be a second one for the same episode).
           const alerts = work.epoch === this.committer.epoch ? this.publishAlerts(out.transitions) : null;
           if (alerts) work.outputs.push(alerts);
-          const state = out.state();
-          if (state) work.outputs.push((alerts ?? Promise.resolve()).then(() => this.inserts.write('detector_state', state.body, state.rows)));
+          const series = out.state();
+          if (series) work.outputs.push((alerts ?? Promise.resolve()).then(() => this.inserts.write('detector_state', series.body, series.rows)));
+          state.shardsPending--;
           this.seal(work);
         },
         (err: unknown) => this.die(new VigilError('VIGIL_ERR_WORKER_FAILED', `shard task for ${state.topic}/${state.partition} ${work.range.first}-${work.range.last} failed: ${(err as Error).message}`, { cause: err })),
@@ -494,7 +499,11 @@ export class Ingestor {
     // records keep it from looking unread).
     if (!this.consumer.paused) for (const state of this.partitions.values()) if (state.sources?.allIdle) idle.add(state);
     for (const state of idle) {
-      if (state.queue.length > 0 || state.epoch !== this.committer.epoch) continue;
+      // Not while a task's shard results are still coming: one shard may have finished its share
+      // while another still works on it, and the idle close, queued behind that share on the
+      // fast shard, would queue its series state (which skips those buckets on a restore) before
+      // the task's anomaly rows. A kill between the two lost the rows for good.
+      if (state.queue.length > 0 || state.shardsPending > 0 || state.epoch !== this.committer.epoch) continue;
       for (let shard = 0; shard < this.shards.count; shard++) {
         const task = this.shards.task(shard, 'idle', state.topic, state.partition, emptyBatch(), state.maxTsMs, state.maxTsMs, watermark);
         this.shards.run(shard, task).then(

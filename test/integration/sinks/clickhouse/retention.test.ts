@@ -1,8 +1,8 @@
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { chdbRun } from '../../../../bench/chdb.js';
 import { venvPython } from '../../../../infra/index.js';
 import { capabilitiesOf, schemaStatements } from '../../../../sinks/clickhouse/index.js';
 import { dropExpired, ttlStatements, type RetentionPolicy, type RetentionTable } from '../../../../sinks/clickhouse/retention.js';
@@ -79,18 +79,7 @@ describe('retention on ClickHouse 18.16 (no TTL): expired partitions dropped by 
 
 describe('retention on a current ClickHouse (chdb): table TTLs', () => {
   /** Runs statements in a chdb session kept in `dir` (so that calls share it); the last one's CSV. */
-  function chdb(dir: string, statements: string[]): string {
-    const program = [
-      'import json, sys',
-      'from chdb import session',
-      `s = session.Session(${JSON.stringify(dir)})`,
-      'out = ""',
-      'for q in json.load(sys.stdin):',
-      '    out = s.query(q, "CSV").bytes().decode()',
-      'print(out, end="")',
-    ].join('\n');
-    return execFileSync(venvPython(res.config), ['-c', program], { input: JSON.stringify(statements) }).toString();
-  }
+  const chdb = (dir: string, statements: string[]): string => chdbRun(venvPython(res.config), statements, dir);
   const engines = (dir: string) =>
     Object.fromEntries(
       chdb(dir, ["SELECT name, engine_full FROM system.tables WHERE database = 'vigil' FORMAT JSONEachRow"])

@@ -1,6 +1,6 @@
-import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { chdbRun } from '../../../../bench/chdb.js';
 import { venvPython } from '../../../../infra/index.js';
 import { capabilitiesOf, ClickHouseSink, MIGRATIONS, schemaStatements } from '../../../../sinks/clickhouse/index.js';
 import { seriesId, sortTags } from '../../../../workers/series.js';
@@ -9,18 +9,7 @@ import { uniqueName, useResources } from '../../../helpers/resources.js';
 const res = useResources();
 
 /** Runs SQL statements in chdb (a current ClickHouse, in-process); returns the last result as CSV. */
-function chdb(statements: string[]): string {
-  const program = [
-    'import json, sys',
-    'from chdb import session',
-    's = session.Session()',
-    'out = ""',
-    'for q in json.load(sys.stdin):',
-    '    out = s.query(q, "CSV").bytes().decode()',
-    'print(out, end="")',
-  ].join('\n');
-  return execFileSync(venvPython(res.config), ['-c', program], { input: JSON.stringify(statements) }).toString();
-}
+const chdb = (statements: string[]): string => chdbRun(venvPython(res.config), statements);
 
 describe('ClickHouse schema', () => {
   it('migrates an empty database on the test server, idempotently, and records each version once', async () => {
