@@ -218,23 +218,19 @@ export class PartitionConsumer<P> {
     }
   }
 
-  /** Whether a fetched batch of the partition is still being handed on in the current generation. */
-  dispatching(topic: string, partition: number): boolean {
-    const c = this.consumed.get(partitionKey(topic, partition));
-    return c !== undefined && c.generation === this.gen && c.dispatching;
-  }
-
   /**
    * Partitions of the current generation that are idle rather than unread: caught up at their last
-   * fetch, and the consumer kept fetching for `idleMs` without getting anything for them. During a
-   * rebalance, under backpressure, or while fetches stall (a broker down), none is.
+   * fetch, and the consumer kept fetching for `idleMs` without getting anything for them, nor
+   * still handing on a batch it got (one waiting for room in the pool holds messages not yet
+   * dispatched). During a rebalance, under backpressure, or while fetches stall (a broker down),
+   * none is.
    */
   idle(idleMs: number): P[] {
     if (this.rebalancing || this.paused || this.stopping) return [];
     const now = Date.now();
     const out: P[] = [];
     for (const c of this.consumed.values()) {
-      if (c.generation !== this.gen || c.lag > 0 || now - c.lastMessageAt < idleMs || this.lastFetchAt - c.lastMessageAt < idleMs) continue;
+      if (c.generation !== this.gen || c.lag > 0 || c.dispatching || now - c.lastMessageAt < idleMs || this.lastFetchAt - c.lastMessageAt < idleMs) continue;
       out.push(c.state);
     }
     return out;

@@ -204,8 +204,9 @@ export class Ingestor {
   async start(): Promise<void> {
     if (this.shards.rollups) {
       this.idleTimer = setInterval(() => {
-        this.closeIdlePartitions();
-        this.announceSources();
+        const idle = this.consumer.idle(this.config.rollups.idleTimeoutMs);
+        this.closeIdlePartitions(idle);
+        this.announceSources(idle);
         if (!this.stopping) void this.publishAlerts([])?.catch(() => undefined);
       }, Math.min(1000, this.config.rollups.idleTimeoutMs));
       this.idleTimer.unref();
@@ -491,10 +492,10 @@ export class Ingestor {
    * reached the shards. Idle closes only emit (the buckets stay held), so they never move a
    * commit; their rows are queued before any later task's, and inserts are FIFO.
    */
-  private closeIdlePartitions(): void {
+  private closeIdlePartitions(idlePartitions: readonly PartitionState[]): void {
     if (!this.shards.rollups || this.stopping) return;
     const watermark = Date.now() - this.config.rollups.allowedLatenessMs;
-    const idle = new Set(this.consumer.idle(this.config.rollups.idleTimeoutMs));
+    const idle = new Set(idlePartitions);
     // A repartition partition whose every source said it is idle is idle too (their repeated idle
     // records keep it from looking unread).
     if (!this.consumer.paused) for (const state of this.partitions.values()) if (state.sources?.allIdle) idle.add(state);
@@ -536,18 +537,20 @@ export class Ingestor {
    * A source that stops without saying so (its instance killed, slow, or rebalancing) keeps
    * holding it back until its next owner replays it: the reader's wall clock decides nothing.
    */
-  private announceSources(): void {
+  private announceSources(idlePartitions: readonly PartitionState[]): void {
     const r = this.repartition;
     if (!r || this.stopping) return;
     const idleMs = this.config.rollups.idleTimeoutMs;
     const epoch = this.committer.epoch;
     const now = Date.now();
-    const idle = new Set(this.consumer.idle(idleMs));
+    const idle = new Set(idlePartitions);
     for (const state of this.partitions.values()) {
       if (state.sources || state.epoch !== epoch) continue;
-      const quiet = idle.has(state) && state.queue.length === 0 && !this.consumer.dispatching(state.topic, state.partition);
+      const quiet = idle.has(state) && state.queue.length === 0;
+      const repeat = now - state.progressAt >= idleMs;
       // Idle: said at once, then repeated (a resuming source wakes the idle ones); progress: when it moved.
-      if (quiet ? state.idleSent && now - state.progressAt < idleMs : now - state.progressAt < idleMs || !(state.maxTsMs > state.progressMaxMs)) continue;
+      const due = quiet ? !state.idleSent || repeat : repeat && state.maxTsMs > state.progressMaxMs;
+      if (!due) continue;
       state.idleSent = quiet;
       state.progressAt = now;
       state.progressMaxMs = state.maxTsMs;

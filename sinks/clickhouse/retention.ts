@@ -24,7 +24,7 @@ export interface RetentionPolicy {
 
 const DAY_MS = 86_400_000;
 /** The event-time column each table expires by. */
-const TIME_COLUMN: Record<RetentionTable, string> = { points: 'ts', rollups: 'bucket_start', anomalies: 'bucket_start', alerts: 'starts_at' };
+export const TIME_COLUMN: Record<RetentionTable, string> = { points: 'ts', rollups: 'bucket_start', anomalies: 'bucket_start', alerts: 'starts_at' };
 /** A DateTime no row reaches: the TTL of a rollup width kept for ever beside widths that expire. */
 const NEVER = "toDateTime('2105-12-31 00:00:00')";
 

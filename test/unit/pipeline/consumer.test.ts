@@ -55,6 +55,7 @@ function setup(overrides: Record<string, unknown> = {}, committed = { offset: '-
   const opened: CommitMeta[] = [];
   let ready: () => void = () => undefined;
   const generations: number[] = [];
+  let room = true;
   const handlers: ConsumerHandlers<{ generation: number }> = {
     onGeneration: (generation) => {
       generations.push(generation);
@@ -62,13 +63,13 @@ function setup(overrides: Record<string, unknown> = {}, committed = { offset: '-
     },
     openPartition: (_t, _p, generation, meta) => (opened.push(meta), { generation }),
     dispatch: (state, messages) => tasks.push({ generation: state.generation, offsets: messages.map((m) => Number(m.offset)) }),
-    hasRoom: () => true,
+    hasRoom: () => room,
     onFatal: (err) => {
       throw err;
     },
   };
   const c = new PartitionConsumer(config, k.kafka, handlers, createMetrics(), new Readiness(), rootLogger('silent'));
-  return { c, k, tasks, opened, generations, ready: () => ready() };
+  return { c, k, tasks, opened, generations, ready: () => ready(), setRoom: (v: boolean) => (room = v) };
 }
 
 describe('PartitionConsumer', () => {
@@ -142,5 +143,25 @@ describe('PartitionConsumer', () => {
     c.pause(false);
     k.rebalancing();
     expect(c.idle(idleMs)).toEqual([]);
+  });
+
+  it('does not call a partition idle while a batch it got still waits for room in the pool (messages not yet dispatched)', async () => {
+    const { c, k, ready, setRoom, tasks } = setup();
+    await c.start();
+    k.join({ t: [0] });
+    ready();
+    setRoom(false);
+    const handing = k.batch(0, 6, 0);
+    const idleMs = 20;
+    await new Promise((r) => setTimeout(r, idleMs + 15));
+    k.fetch();
+    expect(tasks).toEqual([]);
+    expect(c.idle(idleMs)).toEqual([]);
+    setRoom(true);
+    await handing;
+    expect(tasks.flatMap((t) => t.offsets)).toEqual([0, 1, 2, 3, 4, 5]);
+    await new Promise((r) => setTimeout(r, idleMs + 15));
+    k.fetch();
+    expect(c.idle(idleMs)).toEqual([{ generation: 1 }]);
   });
 });

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { chdbRun } from '../../../../bench/chdb.js';
 import { venvPython } from '../../../../infra/index.js';
 import { capabilitiesOf, schemaStatements } from '../../../../sinks/clickhouse/index.js';
-import { dropExpired, ttlStatements, type RetentionPolicy, type RetentionTable } from '../../../../sinks/clickhouse/retention.js';
+import { dropExpired, TIME_COLUMN, ttlStatements, type RetentionPolicy, type RetentionTable } from '../../../../sinks/clickhouse/retention.js';
 import { usePipelines, waitFor } from '../../../helpers/pipeline.js';
 import { useResources } from '../../../helpers/resources.js';
 
@@ -51,7 +51,7 @@ describe('retention on ClickHouse 18.16 (no TTL): expired partitions dropped by 
     expect(run.mutations).toEqual([`width_s IN (10) AND bucket_start < toDateTime(${sec(NOW - 7 * DAY)})`]);
     await waitFor('the rollup delete to finish', async () => (await scalar(`SELECT count() FROM system.mutations WHERE database = '${db}' AND NOT is_done`)) === 0, 30_000, 200);
 
-    const left = async (table: string, where = '1') => (await res.clickhouse().query({ query: `SELECT toUInt32(${table === 'alerts' ? 'starts_at' : table === 'points' ? 'ts' : 'bucket_start'}) AS t FROM ${db}.${table} WHERE ${where} ORDER BY t`, format: 'JSONEachRow' })).json<{ t: number }>();
+    const left = async (table: RetentionTable, where = '1') => (await res.clickhouse().query({ query: `SELECT toUInt32(${TIME_COLUMN[table]}) AS t FROM ${db}.${table} WHERE ${where} ORDER BY t`, format: 'JSONEachRow' })).json<{ t: number }>();
     expect((await left('points')).map((r) => Number(r.t))).toEqual([sec(daysAgo(89)), sec(daysAgo(0))]);
     expect((await left('anomalies')).map((r) => Number(r.t))).toEqual([sec(daysAgo(89)), sec(daysAgo(0))]);
     expect((await left('rollups', 'width_s = 60')).map((r) => Number(r.t))).toEqual([sec(daysAgo(30)), sec(daysAgo(0))]);
