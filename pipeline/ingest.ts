@@ -120,6 +120,8 @@ export class Ingestor {
   /** Metric-topic partitions of this generation whose idle record went out before any message (announceSources). */
   private readonly idleSentUnopened = new Set<string>();
   private checkingUnopened = false;
+  /** The last alert publish (publishAlerts): the next one starts after it. */
+  private alertsPublished: Promise<void> = Promise.resolve();
   private unopenedCheckedAt = 0;
   /** The shard threads' preparation for the latest generation (after the previous one's). */
   private prepared: Promise<void> = Promise.resolve();
@@ -583,14 +585,20 @@ export class Ingestor {
 
   /**
    * Turns shard transitions (plus any loose events: repeats, resolves of removed rules) into alert
-   * events and makes them durable, retrying; null when there is nothing to publish.
+   * events and makes them durable, retrying; null when there is nothing to publish. Publishes go
+   * one after the other, in the order the lifecycle made the events: two in flight at once could
+   * land a resolve on the alerts topic before its firing when the first one's send is retried
+   * (seen in the chaos test under kills).
    */
   private publishAlerts(transitions: readonly Transition[]): Promise<void> | null {
     const alerting = this.alerting;
     if (!alerting) return null;
     const alerts = alerting.handle(transitions);
     if (alerts.length === 0) return null;
-    return this.retrySink('alerts', () => alerting.publish(alerts));
+    const published = this.alertsPublished.then(() => this.retrySink('alerts', () => alerting.publish(alerts)));
+    // A publish given up (the shutdown deadline) does not stop the ones after it from trying.
+    this.alertsPublished = published.catch(() => undefined);
+    return published;
   }
 
   private async sendDeadLetters(work: Work, rejects: Rejection[]): Promise<void> {
