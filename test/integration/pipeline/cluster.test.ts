@@ -122,8 +122,10 @@ describe.runIf(usesLocalStack(res.config))('a two-replica ClickHouse cluster (Zo
     };
     for (const r of [0, 1]) await expectExactlyOnce(r, db, sent);
     note('every point on both replicas');
-    expect(await p.metric('vigil_sink_errors_total', { sink: 'clickhouse' }), 'inserts failed while replica 1 was down').toBeGreaterThan(0);
-    expect(await p.metric('vigil_clickhouse_failovers_total', { to: 'http://127.0.0.1:8224' })).toBeGreaterThan(0);
+    // The switch is made by whichever call first gets no answer: an insert in flight, or the
+    // readiness ping every 2 s when the kill falls between inserts (then no insert ever fails).
+    expect(await p.metric('vigil_clickhouse_failovers_total', { to: 'http://127.0.0.1:8224' }), 'switched to replica 2').toBeGreaterThan(0);
+    note(`${await p.metric('vigil_sink_errors_total', { sink: 'clickhouse' })} failed insert(s) retried`);
 
     // The views read the same rows from either replica, and the rollups are exact on each.
     const gauges = await scalar(0, `SELECT count() FROM ${db}.points_dedup WHERE type = 'gauge'`);
