@@ -53,8 +53,9 @@ export class PipelineProcess {
     readonly port: number,
     env: Record<string, string>,
     nodeArgs: string[],
+    command: 'run' | 'start',
   ) {
-    this.child = spawn('node', [...nodeArgs, CLI, 'run'], {
+    this.child = spawn('node', [...nodeArgs, CLI, command], {
       env: { ...process.env, VIGIL_LOG_LEVEL: 'warn', ...env, VIGIL_HTTP_PORT: String(port) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -66,8 +67,9 @@ export class PipelineProcess {
     this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
   }
 
-  static async start(env: Record<string, string>, nodeArgs: string[] = []): Promise<PipelineProcess> {
-    const p = new PipelineProcess(await freePort(), env, nodeArgs);
+  /** `command`: `run`, or `start` (the demo: pipeline, demo producers, live line and recap). */
+  static async start(env: Record<string, string>, nodeArgs: string[] = [], command: 'run' | 'start' = 'run'): Promise<PipelineProcess> {
+    const p = new PipelineProcess(await freePort(), env, nodeArgs, command);
     await waitFor('the pipeline to become ready', async () => {
       if (p.child.exitCode !== null) throw new Error(`pipeline exited ${p.child.exitCode}: ${p.output}`);
       return (await p.readyz()) === 200;

@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { parseArgs } from 'node:util';
 import { configDocs, loadConfig, usesLocalStack, type VigilConfig } from '../core/config/index.js';
 import { isVigilError, VigilError } from '../core/errors.js';
 import { componentLogger, rootLogger } from '../core/log.js';
 import * as infra from '../infra/index.js';
+import { dashboardJson, dashboards } from '../infra/grafana/dashboards.js';
 // bench/ is loaded only by the commands that drive workloads (produce, start, bench), never by `run`.
 import type { GenFormat } from '../bench/generator.js';
 import type { BenchOptions, BenchStages } from '../bench/harness.js';
@@ -20,6 +21,8 @@ import { BACKTEST_HEADER, backtest, backtestLine, readBacktestCsv } from '../mod
 import { loadLstm } from '../models/lstm-detector.js';
 import { readHistory, trainCsv, trainSeries } from '../models/train.js';
 import { exportBytes, exportTable } from '../sinks/clickhouse/export.js';
+import { clock, DEMO_WIDTH_SECONDS, recap, storyLine } from './demo.js';
+import type { AlertEvent } from '../sinks/alerts/event.js';
 
 const USAGE = `Usage: vigil <command> [options]
 
@@ -62,6 +65,10 @@ Commands:
       --metric PATTERN      LIKE pattern on metric names (default all)
       --width S             one bucket width in seconds (default all)
       --hours H             only the last H hours (default all)
+  dashboards [--output DIR]  write the Grafana dashboards over the ClickHouse tables (for the
+                            grafana-clickhouse-datasource plugin, data source uid
+                            "clickhouse") for the configured database and widths (default
+                            DIR: infra/docker/grafana/dashboards, what docker-compose mounts)
   schema [--server-version V]  print the ClickHouse DDL Vigil applies (default: 18.16 baseline;
                             ON CLUSTER and replicated with clickhouse.cluster)
   bench [options]           benchmark harness (bench/harness.ts), also npm run bench:
@@ -147,6 +154,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const config = loadConfig({ file: values.config });
   rootLogger(config.log.level);
+  if (command === 'dashboards') return dashboardsCommand(config, values.output);
 
   switch (command) {
     case 'config':
@@ -172,6 +180,17 @@ async function main(argv: string[]): Promise<number> {
     default:
       throw new VigilError('VIGIL_ERR_CLI_USAGE', `unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
   }
+}
+
+function dashboardsCommand(config: VigilConfig, output: string | undefined): number {
+  const dir = output ?? join(infra.projectRoot(), 'infra', 'docker', 'grafana', 'dashboards');
+  mkdirSync(dir, { recursive: true });
+  const all = dashboards({ database: config.clickhouse.database, threshold: config.models.threshold });
+  for (const [name, d] of Object.entries(all)) {
+    writeFileSync(join(dir, name), dashboardJson(d));
+    console.log(`${join(dir, name)}  ${d.title ?? ''} (${d.panels?.length ?? 0} panels)`);
+  }
+  return 0;
 }
 
 async function infraCommand(config: VigilConfig, sub: string | undefined): Promise<number> {
@@ -445,29 +464,52 @@ function summaryLine(p: RunningPipeline, previous: { at: number; points: number;
 async function start(given: VigilConfig, file: string | undefined): Promise<number> {
   const local = usesLocalStack(given);
   if (local) await infra.up(given, componentLogger('infra'));
-  // The demo alerts with the predefined rules, and through the local Alertmanager when it runs.
+  // The demo alerts with the demo rules (the predefined kinds on windows of seconds), through the
+  // local Alertmanager when it runs, on 10 s buckets closed 2 s after their end.
   const overrides: Record<string, unknown> = {};
-  if (!given.alerts.rulesFile) overrides['alerts.rulesFile'] = join(infra.projectRoot(), 'rules', 'example.yaml');
+  if (!given.alerts.rulesFile) overrides['alerts.rulesFile'] = join(infra.projectRoot(), 'rules', 'demo.yaml');
   if (!given.alerts.alertmanagerUrl && local) overrides['alerts.alertmanagerUrl'] = `http://127.0.0.1:${given.infra.alertmanagerPort}`;
-  // The labelled history goes to a topic of its own per run: on a topic the group has read
-  // before, history would arrive behind the committed watermark, as late data. Deleted on exit.
-  const demoTopic = `metrics-demo-${Date.now().toString(36)}`;
-  overrides['kafka.topics'] = [...given.kafka.topics, demoTopic];
+  overrides['rollups.widthsSeconds'] = [...new Set([...given.rollups.widthsSeconds, DEMO_WIDTH_SECONDS])].sort((a, b) => a - b);
+  overrides['models.widthSeconds'] = DEMO_WIDTH_SECONDS;
+  overrides['rollups.allowedLatenessMs'] = Math.min(given.rollups.allowedLatenessMs, 2000);
+  // The labelled history and the incident go to topics of their own per run: on a topic the
+  // group has read before, history would arrive behind the committed watermark, as late data;
+  // and each behind the other's. Deleted on exit.
+  const run = Date.now().toString(36);
+  const demoTopics = [`metrics-demo-${run}`, `metrics-incident-${run}`] as const;
+  overrides['kafka.topics'] = [...given.kafka.topics, ...demoTopics];
   overrides['kafka.fromBeginning'] = true;
   const config = loadConfig({ file, overrides });
   const pipeline = await runPipeline(config);
+  const story: AlertEvent[] = [];
+  const say = (line: string) => process.stderr.write(`\r\x1b[K${line}\n`);
+  pipeline.alerting?.onPublished((events) => {
+    for (const e of events) {
+      story.push(e);
+      say(storyLine(e));
+    }
+  });
   const abort = new AbortController();
   const kafka = createKafka(config, componentLogger('produce'));
-  // First a day of labelled history with injected anomalies (spikes, shifts, dropouts, ...) for
-  // the detectors, then the live stream: history produced after it would arrive behind the
-  // partitions' watermarks, as late data.
+  // First six hours of labelled history with injected anomalies (spikes, shifts, dropouts, ...)
+  // for the detectors and two of the incident's series, then the live streams: history produced
+  // after them would arrive behind the partitions' watermarks, as late data.
   const { defaultLabelledOptions, labelledWorkload, produceLabelled } = await import('../bench/anomalies.js');
   const { produce } = await import('../bench/generator.js');
-  const widthMs = config.models.widthSeconds * 1000;
-  const buckets = Math.round(86_400_000 / widthMs);
-  const workload = labelledWorkload(defaultLabelledOptions({ series: 12, buckets, widthMs, startMs: Math.floor(Date.now() / widthMs) * widthMs - buckets * widthMs, cleanBuckets: Math.round(buckets / 4) }));
-  await produceLabelled(kafka, { topic: demoTopic, workload, format: 'json', pointsPerBucket: 2 }).catch((err: unknown) => {
+  const { produceIncident, INCIDENT_SECONDS } = await import('../bench/incident.js');
+  const widthMs = DEMO_WIDTH_SECONDS * 1000;
+  const buckets = Math.round(6 * 3_600_000 / widthMs);
+  const workload = labelledWorkload(defaultLabelledOptions({ series: 12, buckets, widthMs, periodMs: 3_600_000, startMs: Math.floor(Date.now() / widthMs) * widthMs - buckets * widthMs, cleanBuckets: Math.round(buckets / 3) }));
+  await produceLabelled(kafka, { topic: demoTopics[0], workload, format: 'json', pointsPerBucket: 2 }).catch((err: unknown) => {
     componentLogger('produce').error({ err }, 'labelled demo producer failed');
+  });
+  const incident = produceIncident(kafka, {
+    topic: demoTopics[1],
+    historyMs: 2 * 3_600_000,
+    signal: abort.signal,
+    onStart: (startMs) => say(`demo: a scripted incident starts at ${clock(startMs)} (bench/incident.ts): demo-web-1's CPU above 90 %, a burst of unauthorized accesses to demo-key, demo-db-1 silent, demo-key read ten times as often; each rule fires and resolves by ${clock(startMs + INCIDENT_SECONDS * 1000)}. Ctrl-C stops and prints where to look.`),
+  }).catch((err: unknown) => {
+    componentLogger('produce').error({ err }, 'incident producer failed');
   });
   const demo = produce(kafka, { ...produceOptions(config, {}), rate: 5000, signal: abort.signal }).catch((err: unknown) => {
     componentLogger('produce').error({ err }, 'demo producer failed');
@@ -477,14 +519,15 @@ async function start(given: VigilConfig, file: string | undefined): Promise<numb
   const reason = await Promise.race([terminationSignal(), pipeline.done.then(() => 'fatal' as const)]);
   clearInterval(ticker);
   abort.abort();
-  await demo;
+  await Promise.all([demo, incident]);
   process.stderr.write('\n');
   const code = await shutdown(pipeline, config, reason);
+  process.stderr.write(recap(config, story, local));
   const admin = kafka.admin();
   await admin
     .connect()
-    .then(() => admin.deleteTopics({ topics: [demoTopic] }))
-    .catch((err: unknown) => componentLogger('produce').warn({ err, topic: demoTopic }, 'could not delete the demo topic'))
+    .then(() => admin.deleteTopics({ topics: [...demoTopics] }))
+    .catch((err: unknown) => componentLogger('produce').warn({ err, topics: demoTopics }, 'could not delete the demo topics'))
     .finally(() => admin.disconnect());
   return code;
 }

@@ -33,6 +33,7 @@ export class Alerting {
   private repeatTimer: NodeJS.Timeout | undefined;
   /** Events the watcher or repeat timer made, waiting for the next publish (they derive from no offset). */
   private loose: AlertEvent[] = [];
+  private readonly listeners: ((events: readonly AlertEvent[]) => void)[] = [];
   readonly widthMs: number;
 
   constructor(
@@ -127,9 +128,15 @@ export class Alerting {
     return all;
   }
 
+  /** Calls `listener` with the events of every publish once they are on the alerts topic (the demo's story). */
+  onPublished(listener: (events: readonly AlertEvent[]) => void): void {
+    this.listeners.push(listener);
+  }
+
   async publish(events: readonly AlertEvent[]): Promise<void> {
     const refused = await this.lifecycle.publish(events);
     for (const e of events) this.metrics.alertEvents.inc({ status: e.status });
+    if (events.length > 0) for (const listener of this.listeners) listener(events);
     if (refused.length === 0) return;
     this.metrics.alertsDropped.inc({ sink: 'kafka', reason: 'refused' }, refused.length);
     for (const e of refused) {

@@ -23,6 +23,7 @@ import {
 } from '../../../../workers/alerts/rules.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../../../rules/example.yaml', import.meta.url));
+const DEMO = fileURLToPath(new URL('../../../../rules/demo.yaml', import.meta.url));
 const README = fileURLToPath(new URL('../../../../workers/alerts/README.md', import.meta.url));
 
 
@@ -38,19 +39,32 @@ const lines = (...l: string[]) => l.join('\n') + '\n';
 describe('rules/example.yaml', () => {
   it('loads the predefined rules with their brief thresholds', () => {
     const set = loadRules(EXAMPLE);
-    expect(set.rules.map((r) => r.id)).toEqual(['cpu-high', 'memory-high', 'auth-failures', 'key-access-anomaly']);
+    expect(set.rules.map((r) => r.id)).toEqual(['cpu-high', 'memory-high', 'auth-failures', 'key-access-anomaly', 'host-silent']);
     const cpu = one(set, 'cpu-high');
     expect(cpu).toMatchObject({ kind: 'threshold', op: '>', threshold: 90, forMs: 300_000, severity: 'warning', of: 'mean', resolveThreshold: 85 });
     expect(one(set, 'memory-high')).toMatchObject({ kind: 'threshold', threshold: 85, forMs: 300_000, severity: 'critical' });
     expect(one(set, 'auth-failures')).toMatchObject({ kind: 'rate', aggregate: 'increase', threshold: 10, windowMs: 300_000, severity: 'critical', rateLimit: { max: 20, perMs: 3_600_000 } });
     expect(one(set, 'key-access-anomaly')).toMatchObject({ kind: 'anomaly', op: '>=', threshold: 0.8, buckets: 3, severity: 'warning' });
-    expect(set.byExactMetric.get('system.cpu.usage_total')).toEqual([cpu]);
+    expect(one(set, 'host-silent')).toMatchObject({ kind: 'absent', forMs: 600_000, severity: 'critical' });
+    expect(set.byExactMetric.get('system.cpu.usage_total')).toEqual([cpu, one(set, 'host-silent')]);
     expect(set.patterned).toEqual([]);
     expect(set.hash).toMatch(/^[0-9a-f]{64}$/);
     expect(cpu.source).toEqual({ file: EXAMPLE, line: 15 });
     expect(cpu.labels).toEqual({ source: 'vigil', team: 'infra' });
     expect(cpu.keepFiringForMs).toBe(60_000);
     expect(one(set, 'auth-failures').repeatIntervalMs).toBe(1_800_000);
+  });
+
+  it('rules/demo.yaml has every kind, with windows of seconds', () => {
+    const set = loadRules(DEMO);
+    expect(new Set(set.rules.map((r) => r.kind))).toEqual(new Set(['threshold', 'rate', 'anomaly', 'absent']));
+    expect(one(set, 'cpu-high')).toMatchObject({ kind: 'threshold', threshold: 90, forMs: 30_000, resolveThreshold: 85 });
+    expect(one(set, 'auth-failures')).toMatchObject({ kind: 'rate', aggregate: 'increase', threshold: 10, windowMs: 30_000 });
+    expect(one(set, 'key-access-anomaly')).toMatchObject({ kind: 'anomaly', threshold: 0.8, buckets: 2 });
+    expect(one(set, 'host-silent')).toMatchObject({ kind: 'absent', forMs: 30_000 });
+    // The same ids and names as the predefined rules they shorten.
+    const example = loadRules(EXAMPLE);
+    for (const r of set.rules) expect(one(example, r.id).name, r.id).toBe(r.name);
   });
 
   it('renders the example annotations', () => {
