@@ -102,6 +102,14 @@ function queryVariable(name: string, label: string, sql: string, extra: Partial<
   return { name, label, type: 'query', datasource: CLICKHOUSE, query: sql, refresh: 2, sort: 1, ...extra };
 }
 
+/** `metric` (those with buckets in the time range) and `width` (the metric's bucket widths) of a per-bucket table. */
+function metricAndWidth(table: string): VariableModel[] {
+  return [
+    queryVariable('metric', 'Metric', `SELECT DISTINCT metric FROM ${table} WHERE $__timeFilter(bucket_start) ORDER BY metric`),
+    queryVariable('width', 'Width (s)', `SELECT DISTINCT width_s FROM ${table} WHERE metric = '\${metric}' AND $__timeFilter(bucket_start) ORDER BY width_s`),
+  ];
+}
+
 function dashboard(uid: string, title: string, description: string, panels: Panel[], variables: VariableModel[], from = 'now-6h'): Dashboard {
   return {
     uid,
@@ -173,8 +181,7 @@ function explorer(o: DashboardOptions): Dashboard {
     'Any metric and tag: rollups per series, their min/max band, raw points.',
     panels.panels,
     [
-      queryVariable('metric', 'Metric', `SELECT DISTINCT metric FROM ${db}.rollups WHERE $__timeFilter(bucket_start) ORDER BY metric`),
-      queryVariable('width', 'Width (s)', `SELECT DISTINCT width_s FROM ${db}.rollups WHERE metric = '\${metric}' AND $__timeFilter(bucket_start) ORDER BY width_s`),
+      ...metricAndWidth(`${db}.rollups`),
       queryVariable('tag_key', 'Tag', `SELECT DISTINCT arrayJoin(tags.key) FROM ${db}.rollups WHERE metric = '\${metric}' AND $__timeFilter(bucket_start)`),
       queryVariable('tag_value', 'Value', `SELECT DISTINCT tags.value[indexOf(tags.key, '\${tag_key}')] AS v FROM ${db}.rollups WHERE metric = '\${metric}' AND has(tags.key, '\${tag_key}') AND $__timeFilter(bucket_start) ORDER BY v LIMIT 1000`, {
         includeAll: true,
@@ -237,8 +244,7 @@ function anomalies(o: DashboardOptions): Dashboard {
     "The detectors' view of one series: value, expected value, band, scores; the flagged buckets of its metric.",
     panels.panels,
     [
-      queryVariable('metric', 'Metric', `SELECT DISTINCT metric FROM ${db}.anomalies WHERE $__timeFilter(bucket_start) ORDER BY metric`),
-      queryVariable('width', 'Width (s)', `SELECT DISTINCT width_s FROM ${db}.anomalies WHERE metric = '\${metric}' AND $__timeFilter(bucket_start) ORDER BY width_s`),
+      ...metricAndWidth(`${db}.anomalies`),
       queryVariable(
         'series',
         'Series',
