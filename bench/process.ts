@@ -70,10 +70,15 @@ export class PipelineProcess {
   /** `command`: `run`, or `start` (the demo: pipeline, demo producers, live line and recap). */
   static async start(env: Record<string, string>, nodeArgs: string[] = [], command: 'run' | 'start' = 'run'): Promise<PipelineProcess> {
     const p = new PipelineProcess(await freePort(), env, nodeArgs, command);
-    await waitFor('the pipeline to become ready', async () => {
-      if (p.child.exitCode !== null) throw new Error(`pipeline exited ${p.child.exitCode}: ${p.output}`);
-      return (await p.readyz()) === 200;
-    });
+    try {
+      await waitFor('the pipeline to become ready', async () => {
+        if (p.child.exitCode !== null) throw new Error(`pipeline exited ${p.child.exitCode}: ${p.output}`);
+        return (await p.readyz()) === 200;
+      });
+    } catch (err) {
+      await p.stop();
+      throw new Error(`${(err as Error).message}\n${p.output.slice(-3000)}`, { cause: err });
+    }
     return p;
   }
 

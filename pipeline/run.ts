@@ -36,14 +36,30 @@ function untilUp<T>(what: string, log: Logger, op: () => Promise<T>, config: Vig
   });
 }
 
-/** `vigil run`: the pipeline alone against the configured Kafka and ClickHouse. */
+/**
+ * `vigil run`: the pipeline alone against the configured Kafka and ClickHouse. A start that fails
+ * for good (a rules file that does not load, a topic that cannot be created) closes what it had
+ * opened, so that the process exits with the error instead of living on with a server, clients
+ * and timers and nothing to run.
+ */
 export async function runPipeline(config: VigilConfig): Promise<RunningPipeline> {
+  const opened: (() => unknown)[] = [];
+  try {
+    return await startPipeline(config, opened);
+  } catch (err) {
+    for (const close of opened.reverse()) await Promise.resolve().then(close).catch(() => undefined);
+    throw err;
+  }
+}
+
+async function startPipeline(config: VigilConfig, opened: (() => unknown)[]): Promise<RunningPipeline> {
   const log = componentLogger('pipeline');
   const metrics = createMetrics();
   const readiness = new Readiness();
   readiness.set('kafka', false);
   readiness.set('clickhouse', false);
   const http = await startHttpServer({ ...config.http, registry: metrics.registry, readiness, log: componentLogger('http') });
+  opened.push(() => http.close());
 
   const kafka = createKafka(config, componentLogger('kafka'));
   const created = await untilUp('kafka', log, () => ensureTopics(kafka, config), config);
@@ -52,16 +68,20 @@ export async function runPipeline(config: VigilConfig): Promise<RunningPipeline>
     metrics.clickhouseFailovers.inc({ to });
     log.warn({ from, to, err: redactUrls((err as Error | undefined)?.message ?? String(err)) }, 'clickhouse replica did not answer; moving to the next');
   });
+  opened.push(() => sink.close());
   await untilUp('clickhouse', log, () => sink.start(), config);
   readiness.set('clickhouse', true);
   log.info({ version: sink.capabilities.version, database: sink.db }, 'clickhouse schema ready');
   const retention = startRetention(sink, config, metrics, componentLogger('retention'));
+  opened.push(() => retention.stop());
   const dlq = new DeadLetterProducer(kafka, config.kafka.dlqTopic);
+  opened.push(() => dlq.close());
   await untilUp('kafka producer', log, () => dlq.start(), config);
   let repartition: Repartition | null = null;
   if (config.kafka.repartition !== 'never') {
     const topic = repartitionTopicOf(config);
     const producer = new RepartitionProducer(kafka, topic);
+    opened.push(() => producer.close());
     await untilUp('repartition producer', log, () => producer.start(), config);
     const { partitions, sources } = await untilUp('repartition topic', log, () => repartitionLayout(kafka, config), config);
     repartition = { producer, topic, partitions, sources };
@@ -69,10 +89,14 @@ export async function runPipeline(config: VigilConfig): Promise<RunningPipeline>
   }
 
   const alerting = config.alerts.enabled && config.alerts.rulesFile ? new Alerting(config, kafka, sink.client, config.pipeline.workers, metrics, componentLogger('alerts')) : null;
-  if (alerting) await untilUp('alerting', log, () => alerting.start(), config);
+  if (alerting) {
+    opened.push(() => alerting.close());
+    await untilUp('alerting', log, () => alerting.start(), config);
+  }
 
   // Each pool's queue holds at most every ingest task plus one shard share per task in flight.
   const pool = new ShardedPool(config.pipeline.workers, 2 * config.pipeline.maxTasksInFlight + 1, config.pipeline.workerMaxHeapMb);
+  opened.push(() => pool.destroy());
   let resolveDone: (code: number) => void = () => undefined;
   const done = new Promise<number>((resolve) => (resolveDone = resolve));
   let stopping: Promise<number> | undefined;
@@ -111,6 +135,7 @@ export async function runPipeline(config: VigilConfig): Promise<RunningPipeline>
     );
   }, 2000);
   timer.unref();
+  opened.push(() => clearInterval(timer));
 
   await ingestor.start();
   log.info({ topics: config.kafka.topicPattern || config.kafka.topics, workers: config.pipeline.workers }, 'pipeline running');

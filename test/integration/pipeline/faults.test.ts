@@ -1,10 +1,12 @@
+import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { produce, type ProduceSummary } from '../../../bench/generator.js';
 import * as infra from '../../../infra/index.js';
 import { usesLocalStack } from '../../../core/config/index.js';
 import { componentLogger } from '../../../core/log.js';
-import { usePipelines, waitFor, type PipelineProcess } from '../../helpers/pipeline.js';
+import { CLI } from '../../../bench/process.js';
+import { freePort, usePipelines, waitFor, type PipelineProcess } from '../../helpers/pipeline.js';
 import { useResources } from '../../helpers/resources.js';
 import { expectRollupsMatchPoints } from '../../helpers/rollups.js';
 
@@ -188,5 +190,23 @@ describe('delivery guarantees under faults', () => {
     expect(maxInFlightSeen).toBeGreaterThan(0);
     expect(maxInFlightSeen).toBeLessThanOrEqual(maxInFlight + 4 * 1024 * 1024);
     expect(maxRss - rssBefore).toBeLessThan(256 * 1024 * 1024);
+  });
+});
+
+describe('a start that fails for good', () => {
+  it('exits 1 at once with the error (a rules file that does not exist), having reached Kafka and ClickHouse and opened its server and clients', async ({ annotate }) => {
+    const { env } = await setup('badstart');
+    const port = await freePort();
+    const t0 = Date.now();
+    const child = spawn('node', [CLI, 'run'], { env: { ...process.env, ...env, VIGIL_HTTP_PORT: String(port), VIGIL_ALERTS_RULES_FILE: '/nonexistent/rules.yaml' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const exit = await Promise.race([new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code))), sleep(30_000).then(() => 'still running' as const)]);
+    if (exit === 'still running') child.kill('SIGKILL');
+    expect(exit, output).toBe(1);
+    expect(output).toContain('clickhouse schema ready'); // it got that far: its clients and server were open
+    expect(output).toContain('/nonexistent/rules.yaml');
+    await annotate(`exited ${Date.now() - t0} ms after the spawn`);
   });
 });
