@@ -482,7 +482,8 @@ async function start(given: VigilConfig, file: string | undefined): Promise<numb
   const config = loadConfig({ file, overrides });
   const pipeline = await runPipeline(config);
   const story: AlertEvent[] = [];
-  const say = (line: string) => process.stderr.write(`\r\x1b[K${line}\n`);
+  // Above the live line on a terminal (carriage return, erase the line); plain lines elsewhere.
+  const say = (line: string) => process.stderr.write(`${process.stderr.isTTY ? '\r\x1b[K' : '\n'}${line}\n`);
   pipeline.alerting?.onPublished((events) => {
     for (const e of events) {
       story.push(e);

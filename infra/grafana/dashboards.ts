@@ -11,8 +11,8 @@ import type { Dashboard, DataSourceRef, FieldConfigSource, MappingType, Panel, T
  *
  * Every query follows README "Reading at scale": the filters on the table read with `FINAL`
  * (exactly the rows of the views; 18.16 does not push a WHERE into a view), in sorting-key order.
- * Macros are the plugin's (`$__timeFilter(col)`, `$__timeInterval(col)`, `$__fromTime`,
- * `$__toTime`, `$__interval_s`), variables Grafana's `${name}`.
+ * Macros are the plugin's (`$__timeFilter(col)`, `$__fromTime`, `$__toTime`, `$__interval_s`), in
+ * SQL that 18.16 runs; variables Grafana's `${name}`.
  */
 
 /** The data source uids of infra/docker/grafana/provisioning/datasources/vigil.yml. */
@@ -33,6 +33,12 @@ const TAGS_LABEL = "arrayStringConcat(arrayMap((k, v) -> concat(k, '=', v), tags
 
 /** The explorer's tag filter: everything (`*`, the value of All), or the series whose `${tag_key}` tag is `${tag_value}`. */
 const TAG_FILTER = "('${tag_value}' = '*' OR tags.value[indexOf(tags.key, '${tag_key}')] = '${tag_value}')";
+
+/**
+ * The start of `column`'s interval of the panel (`$__interval_s` seconds). The plugin's
+ * `$__timeInterval(column)` expands to `toStartOfInterval`, which ClickHouse 18.16 does not have.
+ */
+const per = (column: string): string => `toDateTime(intDiv(toUInt32(${column}), $__interval_s) * $__interval_s)`;
 
 interface Layout {
   y: number;
@@ -161,7 +167,7 @@ function explorer(o: DashboardOptions): Dashboard {
       timeseries(
         'Points stored',
         'Raw points of the selected series per interval (points, deduplicated).',
-        `SELECT $__timeInterval(ts) AS time, count() AS points FROM ${db}.points FINAL WHERE metric = '\${metric}' AND $__timeFilter(ts) AND ${TAG_FILTER} GROUP BY time ORDER BY time`,
+        `SELECT ${per('ts')} AS time, count() AS points FROM ${db}.points FINAL WHERE metric = '\${metric}' AND $__timeFilter(ts) AND ${TAG_FILTER} GROUP BY time ORDER BY time`,
       ),
       8,
       8,
@@ -313,12 +319,12 @@ function overview(o: DashboardOptions): Dashboard {
   const db = o.database;
   const perInterval = (title: string, description: string, sql: string) => timeseries(title, description, sql);
   const panels = new Panels()
-    .add(perInterval('Points stored', 'Raw points per interval, by metric (points, deduplicated).', `SELECT $__timeInterval(ts) AS time, metric, count() AS points FROM ${db}.points FINAL WHERE $__timeFilter(ts) GROUP BY time, metric ORDER BY time`), 12, 8)
+    .add(perInterval('Points stored', 'Raw points per interval, by metric (points, deduplicated).', `SELECT ${per('ts')} AS time, metric, count() AS points FROM ${db}.points FINAL WHERE $__timeFilter(ts) GROUP BY time, metric ORDER BY time`), 12, 8)
     .add(
       perInterval(
         'Rollup buckets',
         'Rollup buckets per interval, by width (rollups, deduplicated; late corrections add rows of their own).',
-        `SELECT $__timeInterval(bucket_start) AS time, concat(toString(width_s), ' s') AS width, count() AS buckets FROM ${db}.rollups FINAL WHERE $__timeFilter(bucket_start) GROUP BY time, width ORDER BY time`,
+        `SELECT ${per('bucket_start')} AS time, concat(toString(width_s), ' s') AS width, count() AS buckets FROM ${db}.rollups FINAL WHERE $__timeFilter(bucket_start) GROUP BY time, width ORDER BY time`,
       ),
       12,
       8,
@@ -327,7 +333,7 @@ function overview(o: DashboardOptions): Dashboard {
       perInterval(
         'Buckets scored and flagged',
         'Anomaly rows per interval and the first buckets of episodes among them.',
-        `SELECT $__timeInterval(bucket_start) AS time, count() AS scored, sum(anomaly) AS flagged FROM ${db}.anomalies FINAL WHERE $__timeFilter(bucket_start) GROUP BY time ORDER BY time`,
+        `SELECT ${per('bucket_start')} AS time, count() AS scored, sum(anomaly) AS flagged FROM ${db}.anomalies FINAL WHERE $__timeFilter(bucket_start) GROUP BY time ORDER BY time`,
       ),
       12,
       8,
@@ -336,7 +342,7 @@ function overview(o: DashboardOptions): Dashboard {
       perInterval(
         'Alert events',
         'Firing and resolved events per interval.',
-        `SELECT $__timeInterval(observed_at) AS time, countIf(status = 'firing') AS fired, countIf(status = 'resolved') AS resolved FROM ${db}.alerts FINAL WHERE $__timeFilter(observed_at) GROUP BY time ORDER BY time`,
+        `SELECT ${per('observed_at')} AS time, countIf(status = 'firing') AS fired, countIf(status = 'resolved') AS resolved FROM ${db}.alerts FINAL WHERE $__timeFilter(observed_at) GROUP BY time ORDER BY time`,
       ),
       12,
       8,
