@@ -13,11 +13,13 @@ export const DEMO_WIDTH_SECONDS = 10;
 /** `HH:MM:SS` of an epoch time, in local time (what the terminal's clock shows). */
 export const clock = (ms: number): string => new Date(ms).toTimeString().slice(0, 8);
 
-/** One alert event as the demo tells it: `12:01:05 FIRING HighCpuUsage host=demo-web-1: CPU at 96.1% on demo-web-1`. */
+/** One alert event as the demo tells it: `12:01:05 FIRING   HighCpuUsage (threshold) system.cpu.usage_total{host=demo-web-1}: CPU at 96.1% on demo-web-1`. */
 export function storyLine(e: AlertEvent): string {
   const at = Date.parse(e.status === 'firing' ? e.startsAt : (e.endsAt ?? e.observedAt));
   const tags = Object.entries(e.series.tags).map(([k, v]) => `${k}=${v}`).join(',');
-  const summary = e.annotations['summary'];
+  // The summary tells why an alert fires; rendered again at the resolve it can read as if it still
+  // did (an absent rule's "no point for 30s"), so a resolve shows the value that ended it.
+  const summary = e.status === 'firing' ? e.annotations['summary'] : e.value === null || Number.isNaN(e.value) ? undefined : `value ${+e.value.toFixed(2)}`;
   return `${clock(at)} ${e.status.toUpperCase().padEnd(8)} ${e.rule.name} (${e.rule.kind}) ${e.series.metric}{${tags}}${summary ? `: ${summary}` : ''}`;
 }
 

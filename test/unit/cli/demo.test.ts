@@ -26,7 +26,9 @@ const event = (status: AlertEvent['status'], over: Partial<AlertEvent> = {}): Al
 describe('the demo story and recap', () => {
   it('tells a firing event at its start and a resolved one at its end', () => {
     expect(storyLine(event('firing'))).toBe(`${clock(Date.parse('2026-11-28T10:00:40Z'))} FIRING   HighCpuUsage (threshold) system.cpu.usage_total{host=demo-web-1,region=eu-west-1}: CPU at 96.1% on demo-web-1`);
-    expect(storyLine(event('resolved', { annotations: {} }))).toBe(`${clock(Date.parse('2026-11-28T10:01:20Z'))} RESOLVED HighCpuUsage (threshold) system.cpu.usage_total{host=demo-web-1,region=eu-west-1}`);
+    // A resolve shows the value that ended it, not the summary of why it fired.
+    expect(storyLine(event('resolved', { value: 33.449 }))).toBe(`${clock(Date.parse('2026-11-28T10:01:20Z'))} RESOLVED HighCpuUsage (threshold) system.cpu.usage_total{host=demo-web-1,region=eu-west-1}: value 33.45`);
+    expect(storyLine(event('resolved', { value: null }))).toBe(`${clock(Date.parse('2026-11-28T10:01:20Z'))} RESOLVED HighCpuUsage (threshold) system.cpu.usage_total{host=demo-web-1,region=eu-west-1}`);
   });
 
   it('recaps each alert once with both times, and where every output is, for the configured endpoints', () => {
