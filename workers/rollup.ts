@@ -246,8 +246,10 @@ export class RollupState {
         b.closed = true;
         out.rows.push(this.bucketRow(b, p));
         out.closed++;
-        const closed: ClosedBucket = Object.assign(Object.create(b) as Bucket, { topic: p.topic, partition: p.partition });
-        for (const stage of this.stages) stage(closed);
+        if (this.stages.length > 0) {
+          const closed = closedBucket(b, p);
+          for (const stage of this.stages) stage(closed);
+        }
         push(p.retained, end + this.settings.retentionMs, b);
       }
       p.open.delete(end);
@@ -320,6 +322,34 @@ export class RollupState {
   ): RollupRow {
     return { seriesId, metric: info.metric, tags: info.tags, type: info.type, widthMs, startMs, topic: p.topic, partition: p.partition, kind, correctionOffset, correctionPoint, count, sum, min, max, last, lastTsMs, sumsq, version };
   }
+}
+
+/**
+ * What the stages get of a closed bucket: a copy with its partition, one shape for all. (It was a
+ * view with the bucket as its prototype, and V8 turns an object used as a prototype into a slow
+ * "prototype map" one: every later read of the bucket, the held-offset heap's above all, went
+ * through it; `npm run bench:shard`, rollups: see the commit.)
+ */
+function closedBucket(b: Bucket, p: Partition): ClosedBucket {
+  return {
+    seriesId: b.seriesId,
+    series: b.series,
+    widthMs: b.widthMs,
+    startMs: b.startMs,
+    count: b.count,
+    sum: b.sum,
+    min: b.min,
+    max: b.max,
+    last: b.last,
+    lastTsMs: b.lastTsMs,
+    sumsq: b.sumsq,
+    baseOffset: b.baseOffset,
+    baseMaxBeforeMs: b.baseMaxBeforeMs,
+    closed: b.closed,
+    evicted: b.evicted,
+    topic: p.topic,
+    partition: p.partition,
+  };
 }
 
 /** A binary min-heap of buckets by base offset (buckets with one base share its watermark base too). */
