@@ -28,7 +28,9 @@ const USAGE = `Usage: vigil <command> [options]
 
 Commands:
   start                     local stack (when no external Kafka/ClickHouse is configured), the
-                            pipeline and a demo producer, with a live summary line
+                            pipeline and the demo: history, a live stream and a scripted
+                            incident that fires and resolves each kind of alert rule, with a
+                            live summary line, a line per alert event and a recap on exit
   run                       the pipeline alone against the configured Kafka and ClickHouse
   produce [options]         load generator: realistic host, service and crypto-key metrics
       --topic T             topic (default: the first of kafka.topics)
@@ -67,8 +69,9 @@ Commands:
       --hours H             only the last H hours (default all)
   dashboards [--output DIR]  write the Grafana dashboards over the ClickHouse tables (for the
                             grafana-clickhouse-datasource plugin, data source uid
-                            "clickhouse") for the configured database and widths (default
-                            DIR: infra/docker/grafana/dashboards, what docker-compose mounts)
+                            "clickhouse") for the configured database and score threshold
+                            (default DIR: infra/docker/grafana/dashboards, what docker-compose
+                            mounts)
   schema [--server-version V]  print the ClickHouse DDL Vigil applies (default: 18.16 baseline;
                             ON CLUSTER and replicated with clickhouse.cluster)
   bench [options]           benchmark harness (bench/harness.ts), also npm run bench:
