@@ -64,8 +64,8 @@ export class Incident {
     const round1 = (v: number) => Math.round(v * 10) / 10;
     const web = within(t, INCIDENT_SCRIPT.cpuHigh) ? 96 + noise(1.5) : s.webCpu.base + s.webCpu.amplitude * Math.sin(phase) + noise(s.webCpu.noise);
     if (within(t, INCIDENT_SCRIPT.authBurst)) this.auth += 2 * seconds;
-    const perSecond = within(t, INCIDENT_SCRIPT.accessSurge) ? 200 : s.keyAccess.base;
-    for (let i = 0; i < seconds; i++) this.access += Math.round(perSecond + noise(perSecond === 200 ? 10 : s.keyAccess.noise));
+    const surge = within(t, INCIDENT_SCRIPT.accessSurge);
+    for (let i = 0; i < seconds; i++) this.access += Math.round(surge ? 200 + noise(10) : s.keyAccess.base + noise(s.keyAccess.noise));
     const points: Point[] = [
       { series: s.webCpu, value: round1(web), tsMs },
       { series: s.authFailures, value: this.auth, tsMs },

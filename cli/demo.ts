@@ -13,9 +13,12 @@ export const DEMO_WIDTH_SECONDS = 10;
 /** `HH:MM:SS` of an epoch time, in local time (what the terminal's clock shows). */
 export const clock = (ms: number): string => new Date(ms).toTimeString().slice(0, 8);
 
+/** When an event happened in event time: a firing one at its start, a resolved one at its end. */
+const eventAt = (e: AlertEvent): number => Date.parse(e.status === 'firing' ? e.startsAt : (e.endsAt ?? e.observedAt));
+
 /** One alert event as the demo tells it: `12:01:05 FIRING   HighCpuUsage (threshold) system.cpu.usage_total{host=demo-web-1}: CPU at 96.1% on demo-web-1`. */
 export function storyLine(e: AlertEvent): string {
-  const at = Date.parse(e.status === 'firing' ? e.startsAt : (e.endsAt ?? e.observedAt));
+  const at = eventAt(e);
   const tags = Object.entries(e.series.tags).map(([k, v]) => `${k}=${v}`).join(',');
   // The summary tells why an alert fires; rendered again at the resolve it can read as if it still
   // did (an absent rule's "no point for 30s"), so a resolve shows the value that ended it.
@@ -32,7 +35,7 @@ export function recap(config: VigilConfig, story: readonly AlertEvent[], local: 
   for (const e of story) {
     const key = `${e.fingerprint}@${e.startsAt}`;
     const entry = byAlert.get(key) ?? { e };
-    entry[e.status] = clock(Date.parse(e.status === 'firing' ? e.startsAt : (e.endsAt ?? e.observedAt)));
+    entry[e.status] = clock(eventAt(e));
     byAlert.set(key, entry);
   }
   const lines = [

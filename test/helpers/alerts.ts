@@ -5,9 +5,14 @@ import { join } from 'node:path';
 import type { Kafka, Producer } from 'kafkajs';
 import { expect } from 'vitest';
 import type { AlertEvent } from '../../sinks/alerts/event.js';
+import { fingerprint } from '../../workers/alerts/evaluator.js';
+import { seriesId, sortTags } from '../../workers/series.js';
 import { kcat } from './kcat.js';
 
 export const MINUTE_MS = 60_000;
+
+/** The fingerprint Vigil gives the alert of `ruleId` on the series `metric` + `tags`. */
+export const fingerprintOf = (ruleId: string, metric: string, tags: Record<string, string>): string => fingerprint(ruleId, seriesId(metric, sortTags(Object.entries(tags).flat())));
 
 /** One alert event as kcat (not Vigil's kafkajs) reads it off the alerts topic. */
 export interface TopicAlert {

@@ -2,9 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { AlertEvent } from '../../../sinks/alerts/event.js';
-import { fingerprint } from '../../../workers/alerts/evaluator.js';
-import { seriesId, sortTags } from '../../../workers/series.js';
-import { MINUTE_MS, PointProducer, RulesFile, alertmanagerAlerts, episodeOf, expectWellFormed, iso, readAlertsTopic, type Point, type TopicAlert } from '../../helpers/alerts.js';
+import { MINUTE_MS, PointProducer, fingerprintOf, RulesFile, alertmanagerAlerts, episodeOf, expectWellFormed, iso, readAlertsTopic, type Point, type TopicAlert } from '../../helpers/alerts.js';
 import { PipelineProcess, waitFor } from '../../helpers/pipeline.js';
 import { testConfig, useResources } from '../../helpers/resources.js';
 import { startReceiver, type Receiver } from '../../helpers/receiver.js';
@@ -47,7 +45,6 @@ function timeline() {
   return { t0, at: (i: number) => iso(t0 + i * MINUTE_MS + 30_000), end: (i: number) => t0 + (i + 1) * MINUTE_MS };
 }
 
-const fingerprintOf = (ruleId: string, metric: string, tags: Record<string, string>) => fingerprint(ruleId, seriesId(metric, sortTags(Object.entries(tags).flat())));
 
 async function topicAlerts(topic: string): Promise<TopicAlert[]> {
   return readAlertsTopic(broker, topic);
