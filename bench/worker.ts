@@ -47,6 +47,7 @@ function task(format: GenFormat, pointsPerMessage: number): IngestTask {
     compression: 'none',
     shards: config.pipeline.workers,
     storeFromOffset: 0,
+    pointsAfter: [-1, -1],
     repartitions: 1,
     forward: null,
   };

@@ -4,7 +4,7 @@ import type { VigilConfig } from '../core/config/index.js';
 import { isVigilError, VigilError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { retry, type RetryPolicy } from '../core/retry.js';
-import { InsertBatcher, rowsOf, splitRows, type ClickHouseSink, type InsertTable, type RefusedRow } from '../sinks/clickhouse/index.js';
+import { InsertBatcher, rowsOf, splitRows, type ClickHouseSink, type InsertTable, type PointMark, type RefusedRow } from '../sinks/clickhouse/index.js';
 import { cardinalityLetter, deadLetterFor, DLQ_HEADERS, refusedRowsLetter, type DeadLetter, type DeadLetterOutcome, type DeadLetterProducer, type Rejected } from '../sinks/kafka/dlq.js';
 import type { Transition } from '../workers/alerts/evaluator.js';
 import { SKIPPED, type IngestResult, type IngestTask } from '../workers/ingest-task.js';
@@ -19,6 +19,9 @@ import type { ShardedPool } from './pool.js';
 import { ShardStage, shardOutputs } from './shards.js';
 import { ALL_POINTS, forwardHeaders, forwards, progressHeaders, SourceLog } from './repartition.js';
 import type { ForwardRecord, RepartitionProducer } from '../sinks/kafka/repartition.js';
+
+/** No point of the partition is known to be stored. */
+const NO_MARK: PointMark = [-1, -1];
 
 /** The repartition topic, when kafka.repartition is not `never` (pipeline/repartition.ts). */
 export interface Repartition {
@@ -64,6 +67,8 @@ interface PartitionState {
   maxTsMs: number;
   /** Messages before this offset had every output stored by an earlier run: not written again. */
   storedUpTo: number;
+  /** The furthest point `points` holds of this partition (its marks, read at the generation's start): not written again. */
+  pointsAfter: PointMark;
   /** A repartition-topic partition: its sources' marks and watermark. */
   sources: SourceLog | null;
   /** The partition's forwarded records, produced one task after the other. */
@@ -125,6 +130,8 @@ export class Ingestor {
   private unopenedCheckedAt = 0;
   /** The shard threads' preparation for the latest generation (after the previous one's). */
   private prepared: Promise<void> = Promise.resolve();
+  /** The points marks of the metric topics' partitions, read at the start of the generation. */
+  private marks = new Map<string, PointMark>();
   private readonly counts = { messages: 0, points: 0, rowsInserted: 0, rollupRows: 0, anomalyRows: 0, deadLetters: 0, inFlightBytes: 0 };
   private commitScheduled = false;
   private idleTimer: NodeJS.Timeout | undefined;
@@ -235,9 +242,23 @@ export class Ingestor {
       const alerting = this.alerting;
       let seeds: Awaited<ReturnType<Alerting['restore']>> | null = null;
       if (alerting) seeds = await retry(() => alerting.restore(), policy);
+      this.marks = await this.readMarks(generation, assignment, policy);
       await this.shards.prepare(seeds, assignment, policy);
     })().catch((err: unknown) => this.die(new VigilError('VIGIL_ERR_WORKER_FAILED', `preparing the shards after a rebalance failed: ${(err as Error).message}`, { cause: err })));
     return this.prepared;
+  }
+
+  /**
+   * Insert-time deduplication of `points` (issue 19): the points of an earlier generation still
+   * queued are taken back and the insert in flight awaited, so nothing of theirs lands after this;
+   * then the marks of the assigned metric-topic partitions say up to which point each is stored.
+   * A replay from the committed offset writes only the points after that.
+   */
+  private async readMarks(generation: number, assignment: Record<string, number[]>, policy: RetryPolicy): Promise<Map<string, PointMark>> {
+    const withdrawn = await this.inserts.withdraw('points', generation);
+    if (withdrawn > 0) this.log.info({ rows: withdrawn, generation }, 'points of the last generation not sent: the partitions\' owners write them');
+    const topics = Object.keys(assignment).filter((t) => t !== this.repartition?.topic && (assignment[t]?.length ?? 0) > 0);
+    return retry(() => this.sink.readPointsMarks(topics), policy);
   }
 
   private openPartition(topic: string, partition: number, epoch: number, meta: CommitMeta): PartitionState {
@@ -250,6 +271,7 @@ export class Ingestor {
       queue: [],
       maxTsMs: meta.maxEventTimeMs,
       storedUpTo: meta.storedUpTo,
+      pointsAfter: this.marks.get(key) ?? NO_MARK,
       sources,
       forwarded: Promise.resolve(),
       progressAt: Date.now(),
@@ -346,6 +368,7 @@ export class Ingestor {
       compression: this.config.clickhouse.compression,
       shards: this.pool.shards,
       storeFromOffset: state.storedUpTo,
+      pointsAfter: state.pointsAfter,
       repartitions: this.repartition?.partitions ?? 1,
       forward,
       ...(forwarded ? { forwarded } : {}),
@@ -370,7 +393,7 @@ export class Ingestor {
       this.counts.points += result.rows;
       const rejects: Rejection[] = [...mainRejects, ...result.rejects];
       if (rejects.length > 0) work.outputs.push(this.sendDeadLetters(work, rejects));
-      if (result.rows > 0) work.outputs.push(this.inserts.write('points', result.body, result.rows));
+      if (result.alreadyStored > 0) this.metrics.pointsAlreadyStored.inc(result.alreadyStored);
     }
     this.dispatchShards(state);
   }
@@ -390,6 +413,9 @@ export class Ingestor {
         this.seal(work);
         continue;
       }
+      // Points go to their insert in offset order per partition (tasks finish in any order): the
+      // partition's mark in ClickHouse then says that every earlier point is stored too.
+      if (result.rows > 0) work.outputs.push(this.inserts.write('points', result.body, result.rows, work.epoch));
       const before = state.maxTsMs;
       if (result.maxTsMs > state.maxTsMs) state.maxTsMs = result.maxTsMs;
       work.maxAfterMs = state.maxTsMs;

@@ -28,6 +28,11 @@ export function createMetrics() {
       help: 'Valid points decoded by the workers',
       registers: reg,
     }),
+    pointsAlreadyStored: new Counter({
+      name: 'vigil_points_already_stored_total',
+      help: 'Points of a replay not written to points again: ClickHouse already held them (the points marks, insert-time deduplication)',
+      registers: reg,
+    }),
     pointsForwarded: new Counter({
       name: 'vigil_repartition_points_total',
       help: 'Points forwarded to the repartition topic (kafka.repartition), to be judged whole by the instance owning their series',

@@ -30,6 +30,12 @@ export interface IngestTask {
    * to the shards (to rebuild bucket state) but produce no rows and no dead letters.
    */
   storeFromOffset: number;
+  /**
+   * The furthest point `points` already holds of this partition (offset, index in its message;
+   * [-1, -1]: none), from the points marks (pipeline/ingest.ts readMarks): points at or before it are not
+   * encoded again (insert-time deduplication of a replay).
+   */
+  pointsAfter: readonly [offset: number, index: number];
   /** Partitions of the repartition topic (where a forwarded point's series lives). */
   repartitions: number;
   /** Per message, 1 when its points go to the repartition topic instead of this instance's shards (null: none does). */
@@ -94,6 +100,8 @@ export interface IngestReject {
 export interface IngestResult {
   body: Uint8Array;
   rows: number;
+  /** Points not encoded because `points` already held them (task.pointsAfter). */
+  alreadyStored: number;
   /** The task's points split by shard (index = shard). */
   shardBatches: ShardBatch[];
   /** Highest event time of the task's valid points, each capped at its message's Kafka timestamp + watermarkMaxAheadMs (-Infinity when none). */

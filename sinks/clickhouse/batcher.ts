@@ -42,6 +42,8 @@ interface Pending {
   table: InsertTable;
   body: Uint8Array;
   rows: number;
+  /** The consumer group generation the body was made in (withdraw). */
+  generation: number;
   resolve: () => void;
   reject: (err: Error) => void;
 }
@@ -55,6 +57,8 @@ export class InsertBatcher {
   /** Set by drain(): every queued body is due at once. */
   private urgent = false;
   private readonly loop: Promise<void>;
+  /** The insert being sent (resolved when none is). */
+  private sending: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly o: BatcherOptions) {
     this.loop = this.run();
@@ -65,14 +69,34 @@ export class InsertBatcher {
     return this.queue.length;
   }
 
-  write(table: InsertTable, body: Uint8Array, rows: number): Promise<void> {
+  write(table: InsertTable, body: Uint8Array, rows: number, generation = 0): Promise<void> {
     if (this.closing) return Promise.reject(new Error('the ClickHouse batcher is closed'));
     return new Promise<void>((resolve, reject) => {
       if (this.queue.length === 0) this.firstAt = performance.now();
-      this.queue.push({ table, body, rows, resolve, reject });
+      this.queue.push({ table, body, rows, generation, resolve, reject });
       this.rows += rows;
       if (this.rows >= this.o.maxRows) this.wake?.();
     });
+  }
+
+  /**
+   * Takes back the queued, unsent bodies of `table` written in a generation before `generation`
+   * (each resolves unsent: the consumer group's next owner of their partition writes them), then
+   * waits for the insert in flight, so that nothing of an earlier generation lands later.
+   */
+  async withdraw(table: InsertTable, generation: number): Promise<number> {
+    const kept: Pending[] = [];
+    let withdrawn = 0;
+    for (const p of this.queue) {
+      if (p.table === table && p.generation < generation) {
+        this.rows -= p.rows;
+        withdrawn += p.rows;
+        p.resolve();
+      } else kept.push(p);
+    }
+    this.queue = kept;
+    await this.sending.catch(() => undefined);
+    return withdrawn;
   }
 
   /** From now on, sends what is queued without waiting for the linger (a shutdown drain). */
@@ -112,7 +136,9 @@ export class InsertBatcher {
       this.rows -= rows;
       if (this.queue.length > 0) this.firstAt = performance.now();
       try {
-        await this.send(batch);
+        const sent = this.send(batch);
+        this.sending = sent;
+        await sent;
       } catch (err) {
         for (const b of [...batch, ...this.queue.splice(0)]) b.reject(err as Error);
         this.rows = 0;

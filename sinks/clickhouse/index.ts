@@ -1,4 +1,4 @@
-export { ClickHouseSink } from './writer.js';
+export { ClickHouseSink, type PointMark } from './writer.js';
 export { InsertBatcher, INSERT_ORDER, type BatcherOptions } from './batcher.js';
 export { capabilitiesOf } from './capabilities.js';
 export type { Capabilities } from './capabilities.js';

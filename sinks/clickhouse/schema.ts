@@ -146,6 +146,21 @@ export const MIGRATIONS: readonly Migration[] = [
     // type rewrites every part.
     statements: (db, caps) => (caps.codecs ? [`ALTER TABLE ${db}.points MODIFY COLUMN ${column('value', 'Float64', caps)}`] : []),
   },
+  {
+    version: 8,
+    name: 'points marks',
+    // Insert-time deduplication of `points` (issue 19): per source partition, the furthest point
+    // (offset, then index in its message) of each insert, written by the same INSERT through a
+    // materialized view, after the insert's rows (ClickHouse writes the table's parts, then the
+    // views'): a mark is never ahead of the rows. A replay reads the marks and does not write
+    // those points again (pipeline/ingest.ts readMarks). Rows per insert collapse to the furthest on merges.
+    statements: (db) => [
+      `CREATE TABLE IF NOT EXISTS ${db}.points_marks (\n  source_topic String,\n  source_partition UInt32,\n  mark_offset UInt64,\n  mark_index UInt32\n) ENGINE = ReplacingMergeTree(mark_offset)\nORDER BY (source_topic, source_partition)`,
+      // 18.16 cannot push an insert through a view whose table sits in a subquery, and an alias may
+      // not shadow a column it is computed from: hence one level and new column names.
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.points_marks_mv TO ${db}.points_marks AS SELECT source_topic, source_partition, tupleElement(max((source_offset, point_index)), 1) AS mark_offset, tupleElement(max((source_offset, point_index)), 2) AS mark_index FROM ${db}.points GROUP BY source_topic, source_partition`,
+    ],
+  },
 ];
 
 /** The tables workers encode rows for, with the column order of their RowBinary bodies. */
@@ -179,7 +194,7 @@ export function onCluster(statement: string, cluster: string): string {
   const on = ` ON CLUSTER ${cluster}`;
   let m = /^CREATE DATABASE IF NOT EXISTS \S+/.exec(statement);
   if (m) return m[0] + on + statement.slice(m[0].length);
-  m = /^(CREATE VIEW IF NOT EXISTS|ALTER TABLE) \S+/.exec(statement);
+  m = /^(CREATE VIEW IF NOT EXISTS|CREATE MATERIALIZED VIEW IF NOT EXISTS|ALTER TABLE) \S+/.exec(statement);
   if (m) return m[0] + on + statement.slice(m[0].length);
   m = /^CREATE TABLE IF NOT EXISTS (\w+)\.(\w+)/.exec(statement);
   if (m) {

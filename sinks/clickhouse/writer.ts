@@ -10,6 +10,9 @@ import { isRowRejection, isServerException } from './errors.js';
 import { insertStatement, migrate, type InsertTable } from './schema.js';
 
 
+/** A point's place in its source partition: the message's offset, the point's index in it. */
+export type PointMark = readonly [offset: number, index: number];
+
 /**
  * The ClickHouse sink: detects the server, migrates the schema, sends worker-encoded insert bodies.
  * With `clickhouse.failoverUrls`, `client` goes to whichever replica answers (failover.ts).
@@ -99,6 +102,29 @@ export class ClickHouseSink {
       format: 'JSONEachRow',
     });
     return (await rs.json<{ id: string; state: string }>()).map((r) => ({ id: BigInt(r.id), state: Buffer.from(r.state, 'hex') }));
+  }
+
+  /**
+   * The furthest point `points` holds of each source partition of `topics` (points_marks, schema
+   * migration 8), keyed `topic/partition`: its offset and index in its message. Partitions with
+   * no mark are absent.
+   */
+  async readPointsMarks(topics: readonly string[]): Promise<Map<string, PointMark>> {
+    const marks = new Map<string, PointMark>();
+    if (topics.length === 0) return marks;
+    const rs = await this.client.query({
+      query:
+        `SELECT source_topic AS t, source_partition AS p, toString(mark_offset) AS o, mark_index AS i FROM ${this.db}.points_marks ` +
+        `WHERE source_topic IN (${topics.map(sqlString).join(', ')})`,
+      format: 'JSONEachRow',
+    });
+    for (const r of await rs.json<{ t: string; p: number; o: string; i: number }>()) {
+      const key = `${r.t}/${r.p}`;
+      const mark: PointMark = [Number(r.o), Number(r.i)];
+      const seen = marks.get(key);
+      if (!seen || mark[0] > seen[0] || (mark[0] === seen[0] && mark[1] > seen[1])) marks.set(key, mark);
+    }
+    return marks;
   }
 
   async close(): Promise<void> {

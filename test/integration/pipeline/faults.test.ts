@@ -55,13 +55,35 @@ describe('delivery guarantees under faults', () => {
     const first = await start({ ...env, ...tuning });
     const producing = stream(topic, 200_000, 25_000);
     await waitFor('some rows stored', async () => (await scalar(`SELECT count() FROM ${db}.points`)) >= 40_000, 60_000, 100);
+    // Points stored past the commit metadata's stored-up-to: a replay re-reads their messages.
+    const admin = await res.admin();
+    const beyondStoredUpTo = async (): Promise<number> => {
+      const [c] = await admin.fetchOffsets({ groupId: env['VIGIL_KAFKA_GROUP_ID'] as string, topics: [topic] });
+      const parts = c?.partitions ?? [];
+      const upTo = parts.map((p) => Math.max(0, (JSON.parse(p.metadata || '{}') as { storedUpTo?: number }).storedUpTo ?? 0));
+      return scalar(`SELECT count() FROM ${db}.points WHERE source_offset >= transform(source_partition, [${parts.map((p) => p.partition).join(', ')}], [${upTo.join(', ')}], 0)`);
+    };
+    // Frozen (SIGSTOP: no commit moves, the insert in flight lands) until points lie there, then killed.
+    await waitFor(
+      'points stored beyond the committed stored-up-to',
+      async () => {
+        first.kill('SIGSTOP');
+        await sleep(300);
+        if ((await beyondStoredUpTo()) > 0) return true;
+        first.kill('SIGCONT');
+        return false;
+      },
+      30_000,
+      Math.floor(Math.random() * 50),
+    );
     first.kill('SIGKILL');
     expect((await first.exited).signal).toBe('SIGKILL');
     // The kill fell between acknowledged and unacknowledged work: messages were committed as stored
     // (the commit metadata's stored-up-to), the committed offsets lie behind them (held buckets:
     // the restart re-reads stored messages, whose points must not be written twice), and the
     // stream was not all stored.
-    const [committed] = await (await res.admin()).fetchOffsets({ groupId: env['VIGIL_KAFKA_GROUP_ID'] as string, topics: [topic] });
+    const replayStored = await beyondStoredUpTo();
+    const [committed] = await admin.fetchOffsets({ groupId: env['VIGIL_KAFKA_GROUP_ID'] as string, topics: [topic] });
     const parts = committed?.partitions ?? [];
     const atKill = {
       offsets: parts.reduce((n, p) => n + Math.max(0, Number(p.offset)), 0),
@@ -77,8 +99,13 @@ describe('delivery guarantees under faults', () => {
     ctx.pipeline = second;
     ctx.sent = await producing;
     await expectExactlyOnce(db, ctx.sent);
-    // The raw table may hold replayed rows (collapsed by ReplacingMergeTree); never fewer.
-    expect(await scalar(`SELECT count() FROM ${db}.points`)).toBeGreaterThanOrEqual(ctx.sent.points);
+    // Insert-time deduplication: the replay wrote none of the points stored before the kill past
+    // the stored-up-to (the points marks told it where each partition's stored points end), so
+    // the raw table itself holds every point once, without FINAL.
+    expect(replayStored).toBeGreaterThan(0);
+    expect(await second.metric('vigil_points_already_stored_total')).toBe(replayStored);
+    expect(await scalar(`SELECT count() FROM ${db}.points`)).toBe(ctx.sent.points);
+    expect(await scalar(`SELECT count() FROM (SELECT source_partition, source_offset, point_index FROM ${db}.points GROUP BY source_partition, source_offset, point_index HAVING count() > 1)`)).toBe(0);
     // Rollups rebuilt by the replay merge to exactly the aggregates of the raw points.
     const gauges = await scalar(`SELECT count() FROM ${db}.points_dedup WHERE type = 'gauge'`);
     await waitFor('every gauge point in both widths of the rollups', async () => (await scalar(`SELECT sum(count) FROM ${db}.rollups_merged WHERE type = 'gauge'`)) >= 2 * gauges, 60_000, 500);

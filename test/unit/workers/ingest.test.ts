@@ -28,7 +28,7 @@ const { seriesId, sortTags } = await import('../../../workers/series.js');
 
 const NOW = 1_700_000_000_000;
 
-function task(messages: (string | null)[], storeFromOffset = 0, kafkaTs = NOW): IngestTask {
+function task(messages: (string | null)[], storeFromOffset = 0, kafkaTs = NOW, pointsAfter: readonly [number, number] = [-1, -1]): IngestTask {
   const enc = new TextEncoder();
   const parts = messages.map((m) => (m === null ? new Uint8Array(0) : enc.encode(m)));
   const data = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
@@ -42,7 +42,7 @@ function task(messages: (string | null)[], storeFromOffset = 0, kafkaTs = NOW): 
   });
   const offsets = Float64Array.from(messages, (_, i) => 100 + i);
   const timestamps = Float64Array.from(messages, () => kafkaTs);
-  return { topic: 't', partition: 0, format: 'auto', data, bounds, offsets, timestamps, nowMs: NOW, maxFutureMs: 3_600_000, watermarkMaxAheadMs: 0, limits: DEFAULT_LIMITS, compression: 'none', shards: 2, storeFromOffset, repartitions: 1, forward: null };
+  return { topic: 't', partition: 0, format: 'auto', data, bounds, offsets, timestamps, nowMs: NOW, maxFutureMs: 3_600_000, watermarkMaxAheadMs: 0, limits: DEFAULT_LIMITS, compression: 'none', shards: 2, storeFromOffset, pointsAfter, repartitions: 1, forward: null };
 }
 
 function rows(body: Uint8Array): { metric: string; offset: number }[] {
@@ -72,6 +72,21 @@ describe('ingest task: poison isolation', () => {
     expect(r.rejects).toEqual([]);
     expect(rows(r.body)).toEqual([{ metric: 'b', offset: 101 }]);
     expect(r.shardBatches.reduce((n, b) => n + b.count, 0)).toBe(1);
+  });
+
+  it('points at or before the partition\'s mark (offset, index) are not encoded again, but still reach the shards; a bad message past it still gets its letter', () => {
+    const three = `[${point('a')},${point('b')},${point('c')}]`;
+    const r = ingest(task([three, three, 'bad line', three], 0, NOW, [101, 1]));
+    // 100 whole and 101's first two points are stored: 101's third and 103's three are written.
+    expect(rows(r.body)).toEqual([
+      { metric: 'c', offset: 101 },
+      { metric: 'a', offset: 103 },
+      { metric: 'b', offset: 103 },
+      { metric: 'c', offset: 103 },
+    ]);
+    expect(r.alreadyStored).toBe(5);
+    expect(r.shardBatches.reduce((n, b) => n + b.count, 0)).toBe(9);
+    expect(r.rejects.map((x) => x.message)).toEqual([2]);
   });
 
   it('JSON nested deeper than JSON.stringify can recurse: the element is rejected, the letter carries the whole message, the good element is stored', () => {

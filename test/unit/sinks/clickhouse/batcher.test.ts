@@ -35,6 +35,34 @@ function harness(overrides: Partial<BatcherOptions> = {}) {
 const body = (...bytes: number[]) => new Uint8Array(bytes);
 
 describe('InsertBatcher', () => {
+  it('withdraw takes back the unsent points bodies of earlier generations (resolved, never sent), keeps the rest, and waits for the insert in flight', async () => {
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    let calls = 0;
+    const sent: number[][] = [];
+    const h = harness({
+      maxRows: 2,
+      insert: async (_table, b) => {
+        if (calls++ === 0) await gate;
+        sent.push([...b]);
+      },
+    });
+    const first = h.b.write('points', body(1), 2, 1);
+    // The first insert is in flight (held at the gate) when the generation changes.
+    await new Promise((r) => setTimeout(r, 5));
+    const old = h.b.write('points', body(2), 1, 1);
+    const rollup = h.b.write('rollups', body(3), 1, 1);
+    const current = h.b.write('points', body(4), 1, 2);
+    let withdrawn: number | undefined;
+    const w = h.b.withdraw('points', 2).then((n) => (withdrawn = n));
+    await new Promise((r) => setTimeout(r, 5));
+    expect(withdrawn).toBeUndefined();
+    release();
+    await Promise.all([w, first, old, rollup, current]);
+    expect(withdrawn).toBe(1);
+    expect(sent).toEqual([[1], [4], [3]]);
+  });
+
   it('sends a full batch at once, tables in dependency order, and resolves each write once stored', async () => {
     const h = harness();
     const done: string[] = [];

@@ -10,7 +10,7 @@ describe('onCluster: the DDL a clickhouse.cluster gets', () => {
       const clustered = schemaStatements('db', caps, 'c1');
       expect(clustered).toHaveLength(plain.length);
       for (const [i, q] of clustered.entries()) {
-        expect(q).toMatch(/^(CREATE (DATABASE|TABLE|VIEW) IF NOT EXISTS|ALTER TABLE) \S+ ON CLUSTER c1\b/);
+        expect(q).toMatch(/^(CREATE (DATABASE|TABLE|VIEW|MATERIALIZED VIEW) IF NOT EXISTS|ALTER TABLE) \S+ ON CLUSTER c1\b/);
         // The rest of the statement is the one-server statement, engines aside.
         const engine = /ENGINE = (\w*)MergeTree\(([^)]*)\)/.exec(plain[i] as string);
         if (!engine) {
