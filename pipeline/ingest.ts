@@ -4,7 +4,7 @@ import type { VigilConfig } from '../core/config/index.js';
 import { isVigilError, VigilError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { retry, type RetryPolicy } from '../core/retry.js';
-import { InsertBatcher, rowsOf, splitRows, type ClickHouseSink, type InsertTable, type PointMark, type RefusedRow } from '../sinks/clickhouse/index.js';
+import { InsertBatcher, isAfter, rowsOf, splitRows, type ClickHouseSink, type InsertTable, type PointMark, type RefusedRow } from '../sinks/clickhouse/index.js';
 import { cardinalityLetter, deadLetterFor, DLQ_HEADERS, refusedRowsLetter, type DeadLetter, type DeadLetterOutcome, type DeadLetterProducer, type Rejected } from '../sinks/kafka/dlq.js';
 import type { Transition } from '../workers/alerts/evaluator.js';
 import { SKIPPED, type IngestResult, type IngestTask } from '../workers/ingest-task.js';
@@ -195,6 +195,18 @@ export class Ingestor {
       refused: (table, rows) => this.sendRefusedRows(table, rows),
       deadline: () => (this.fatal ? 0 : this.deadline),
       onRetry: (err, retryInMs) => this.sinkFailed('clickhouse', err, retryInMs),
+      // A points insert whose answer was lost is asked after before it is sent again: a replica
+      // that took it has its marks (the same INSERT), and it must not be stored twice.
+      landed: async (marks) => {
+        const topics = [...new Set([...marks.keys()].map((k) => k.slice(0, k.lastIndexOf('/'))))];
+        const stored = await this.sink.readPointsMarks(topics);
+        const yes = [...marks].every(([key, point]) => {
+          const mark = stored.get(key);
+          return mark !== undefined && !isAfter(point, mark);
+        });
+        if (yes) this.log.warn({ partitions: marks.size }, 'a points insert whose answer was lost had landed: not sent again');
+        return yes;
+      },
       onStored: (table, rows, seconds) => {
         this.readiness.set('clickhouse', true);
         this.metrics.insertSeconds.observe({ table }, seconds);
@@ -415,7 +427,7 @@ export class Ingestor {
       }
       // Points go to their insert in offset order per partition (tasks finish in any order): the
       // partition's mark in ClickHouse then says that every earlier point is stored too.
-      if (result.rows > 0) work.outputs.push(this.inserts.write('points', result.body, result.rows, work.epoch));
+      if (result.rows > 0) work.outputs.push(this.inserts.write('points', result.body, result.rows, work.epoch, { key: partitionKey(state.topic, state.partition), point: result.lastRow }));
       const before = state.maxTsMs;
       if (result.maxTsMs > state.maxTsMs) state.maxTsMs = result.maxTsMs;
       work.maxAfterMs = state.maxTsMs;

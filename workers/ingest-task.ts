@@ -102,6 +102,8 @@ export interface IngestResult {
   rows: number;
   /** Points not encoded because `points` already held them (task.pointsAfter). */
   alreadyStored: number;
+  /** The body's last point (offset, index in its message; [-1, -1] when empty): its partition's mark once it is stored. */
+  lastRow: [offset: number, index: number];
   /** The task's points split by shard (index = shard). */
   shardBatches: ShardBatch[];
   /** Highest event time of the task's valid points, each capped at its message's Kafka timestamp + watermarkMaxAheadMs (-Infinity when none). */

@@ -101,14 +101,19 @@ function ingestPass(task: IngestTask, format: Format, poisoned: Map<number, stri
   let maxBeforeMessage = -Infinity;
   const [markOffset, markIndex] = task.pointsAfter;
   let alreadyStored = 0;
+  let lastOffset = -1;
+  let lastIndex = -1;
   const points = {
     point(metric: string, arrived: string[], value: number, tsMs: number, type: MetricTypeCode, pointIndex: number) {
       const series = seriesOf(metric, arrived, task.shards);
       const tags = series.tags;
       const offset = task.offsets[message] as number;
       if (offset >= task.storeFromOffset) {
-        if (offset > markOffset || (offset === markOffset && pointIndex > markIndex)) encoder.addEncoded(series.encoded, type, tsMs, value, task.topic, task.partition, offset, pointIndex);
-        else alreadyStored++;
+        if (offset > markOffset || (offset === markOffset && pointIndex > markIndex)) {
+          encoder.addEncoded(series.encoded, type, tsMs, value, task.topic, task.partition, offset, pointIndex);
+          lastOffset = offset;
+          lastIndex = pointIndex;
+        } else alreadyStored++;
       }
       // The watermark trusts a timestamp only up to a little past when the message was produced.
       const kafkaTs = ctx.kafkaTimestampMs;
@@ -155,7 +160,7 @@ function ingestPass(task: IngestTask, format: Format, poisoned: Map<number, stri
   }
   // The last batch of each partition: the main thread stamps it with the task's last offset.
   for (const [partition, f] of forwards) forwarded.push({ partition, body: f.rows.finish(), points: f.count, lastOffset: -1, lastIndex: -1, maxTsMs: runMax });
-  return { body, rows: encoder.count, alreadyStored, rejects: rejects.finish(), shardBatches: collectors.map((c) => c.finish()), maxTsMs: runMax, forwards: forwarded, workerMs: performance.now() - started };
+  return { body, rows: encoder.count, alreadyStored, lastRow: [lastOffset, lastIndex], rejects: rejects.finish(), shardBatches: collectors.map((c) => c.finish()), maxTsMs: runMax, forwards: forwarded, workerMs: performance.now() - started };
 }
 
 /**
@@ -188,7 +193,7 @@ function forwardedPass(task: IngestTask): IngestResult {
       (collectors[Number(p.seriesId % BigInt(task.shards))] as ShardCollector).add(p.seriesId, p.metric, p.tags, p.tsMs, p.value, p.type, offset, i, before);
     });
   }
-  return { body: new Uint8Array(0), rows: 0, alreadyStored: 0, rejects: rejects.finish(), shardBatches: collectors.map((c) => c.finish()), maxTsMs: f.watermarkAfter, forwards: [], workerMs: performance.now() - started };
+  return { body: new Uint8Array(0), rows: 0, alreadyStored: 0, lastRow: [-1, -1], rejects: rejects.finish(), shardBatches: collectors.map((c) => c.finish()), maxTsMs: f.watermarkAfter, forwards: [], workerMs: performance.now() - started };
 }
 
 /** piscina entry: the result is posted back with its body transferred, not copied. */

@@ -9,8 +9,9 @@ import type { Dashboard, DataSourceRef, FieldConfigSource, MappingType, Panel, T
  * infra/docker/grafana/dashboards holds them for docker-compose's Grafana, and a test keeps those
  * files equal to this code's output.
  *
- * Every query follows README "Reading at scale": the filters on the table read with `FINAL`
- * (exactly the rows of the views; 18.16 does not push a WHERE into a view), in sorting-key order.
+ * Every query follows README "Reading at scale": `points` read as it is (each point stored once),
+ * the other tables with the filters on the table read with `FINAL` (exactly the rows of the views;
+ * 18.16 does not push a WHERE into a view), in sorting-key order.
  * Macros are the plugin's (`$__timeFilter(col)`, `$__fromTime`, `$__toTime`, `$__interval_s`), in
  * SQL that 18.16 runs; variables Grafana's `${name}`.
  */
@@ -166,8 +167,8 @@ function explorer(o: DashboardOptions): Dashboard {
     .add(
       timeseries(
         'Points stored',
-        'Raw points of the selected series per interval (points, deduplicated).',
-        `SELECT ${per('ts')} AS time, count() AS points FROM ${db}.points FINAL WHERE metric = '\${metric}' AND $__timeFilter(ts) AND ${TAG_FILTER} GROUP BY time ORDER BY time`,
+        'Raw points of the selected series per interval (points: each point stored once).',
+        `SELECT ${per('ts')} AS time, count() AS points FROM ${db}.points WHERE metric = '\${metric}' AND $__timeFilter(ts) AND ${TAG_FILTER} GROUP BY time ORDER BY time`,
       ),
       8,
       8,
@@ -176,7 +177,7 @@ function explorer(o: DashboardOptions): Dashboard {
       table(
         'Latest points',
         'The newest point of each selected series in the time range.',
-        `SELECT ${TAGS_LABEL} AS series, argMax(value, ts_ms) AS value, max(ts) AS at, count() AS points FROM ${db}.points FINAL WHERE metric = '\${metric}' AND $__timeFilter(ts) AND ${TAG_FILTER} GROUP BY series ORDER BY series LIMIT 200`,
+        `SELECT ${TAGS_LABEL} AS series, argMax(value, ts_ms) AS value, max(ts) AS at, count() AS points FROM ${db}.points WHERE metric = '\${metric}' AND $__timeFilter(ts) AND ${TAG_FILTER} GROUP BY series ORDER BY series LIMIT 200`,
       ),
       24,
       8,
@@ -319,7 +320,7 @@ function overview(o: DashboardOptions): Dashboard {
   const db = o.database;
   const perInterval = (title: string, description: string, sql: string) => timeseries(title, description, sql);
   const panels = new Panels()
-    .add(perInterval('Points stored', 'Raw points per interval, by metric (points, deduplicated).', `SELECT ${per('ts')} AS time, metric, count() AS points FROM ${db}.points FINAL WHERE $__timeFilter(ts) GROUP BY time, metric ORDER BY time`), 12, 8)
+    .add(perInterval('Points stored', 'Raw points per interval, by metric (points: each point stored once).', `SELECT ${per('ts')} AS time, metric, count() AS points FROM ${db}.points WHERE $__timeFilter(ts) GROUP BY time, metric ORDER BY time`), 12, 8)
     .add(
       perInterval(
         'Rollup buckets',
@@ -351,7 +352,7 @@ function overview(o: DashboardOptions): Dashboard {
       table(
         'Freshness per metric',
         'The newest point of each metric and how far behind the end of the time range it is (a stalled producer or pipeline shows here first).',
-        `SELECT metric, max(ts) AS newest, toInt64($__toTime) - toInt64(max(ts)) AS seconds_behind, uniqExact(series_id) AS series, count() AS points FROM ${db}.points FINAL WHERE $__timeFilter(ts) GROUP BY metric ORDER BY seconds_behind DESC`,
+        `SELECT metric, max(ts) AS newest, toInt64($__toTime) - toInt64(max(ts)) AS seconds_behind, uniqExact(series_id) AS series, count() AS points FROM ${db}.points WHERE $__timeFilter(ts) GROUP BY metric ORDER BY seconds_behind DESC`,
       ),
       24,
       8,

@@ -3,6 +3,7 @@ import { isVigilError } from '../../core/errors.js';
 import { retry } from '../../core/retry.js';
 import { bisect, type RefusedRow } from './bisect.js';
 import type { InsertTable } from './schema.js';
+import { isAfter, type PointMark } from './writer.js';
 
 /**
  * The ClickHouse output as the pipeline writes to it: `write(table, body, rows)` takes one
@@ -36,6 +37,18 @@ export interface BatcherOptions {
   deadline(): number;
   onRetry(err: unknown, retryInMs: number): void;
   onStored(table: InsertTable, rows: number, seconds: number): void;
+  /**
+   * Before a points insert is sent again after a failure without an answer: whether its first
+   * attempt landed after all (the marks of its partitions reached its last points), so that it
+   * is not stored twice. Absent: always sent again.
+   */
+  landed?(marks: ReadonlyMap<string, PointMark>): Promise<boolean>;
+}
+
+/** A points body's source partition (`topic/partition`) and last point. */
+export interface BodyMark {
+  key: string;
+  point: PointMark;
 }
 
 interface Pending {
@@ -44,6 +57,8 @@ interface Pending {
   rows: number;
   /** The consumer group generation the body was made in (withdraw). */
   generation: number;
+  /** A points body's last point: its source partition's mark once stored (landed). */
+  mark: BodyMark | undefined;
   resolve: () => void;
   reject: (err: Error) => void;
 }
@@ -59,6 +74,8 @@ export class InsertBatcher {
   private readonly loop: Promise<void>;
   /** The insert being sent (resolved when none is). */
   private sending: Promise<unknown> = Promise.resolve();
+  /** The generation of the last withdraw: points bodies of earlier ones are not sent again after a failure. */
+  private generation = 0;
 
   constructor(private readonly o: BatcherOptions) {
     this.loop = this.run();
@@ -69,11 +86,11 @@ export class InsertBatcher {
     return this.queue.length;
   }
 
-  write(table: InsertTable, body: Uint8Array, rows: number, generation = 0): Promise<void> {
+  write(table: InsertTable, body: Uint8Array, rows: number, generation = 0, mark?: BodyMark): Promise<void> {
     if (this.closing) return Promise.reject(new Error('the ClickHouse batcher is closed'));
     return new Promise<void>((resolve, reject) => {
       if (this.queue.length === 0) this.firstAt = performance.now();
-      this.queue.push({ table, body, rows, generation, resolve, reject });
+      this.queue.push({ table, body, rows, generation, mark, resolve, reject });
       this.rows += rows;
       if (this.rows >= this.o.maxRows) this.wake?.();
     });
@@ -85,6 +102,7 @@ export class InsertBatcher {
    * waits for the insert in flight, so that nothing of an earlier generation lands later.
    */
   async withdraw(table: InsertTable, generation: number): Promise<number> {
+    this.generation = Math.max(this.generation, generation);
     const kept: Pending[] = [];
     let withdrawn = 0;
     for (const p of this.queue) {
@@ -157,8 +175,13 @@ export class InsertBatcher {
       const rows = parts.reduce((n, b) => n + b.rows, 0);
       const t0 = performance.now();
       let refused: RefusedRow[] = [];
+      const landed = this.o.landed;
+      const marks = table === 'points' && landed ? lastPoints(parts) : null;
+      // A points insert of an earlier generation that failed is not sent again: the partitions'
+      // owners now write those points from their marks, and a late copy would be a duplicate.
+      const settled = async (): Promise<boolean> => (table === 'points' && parts.every((b) => b.generation < this.generation)) || (marks !== null && marks.size > 0 && (await (landed as NonNullable<typeof landed>)(marks)));
       try {
-        await this.retried(() => this.o.insert(table, body, false));
+        await this.retried(() => this.o.insert(table, body, false), settled);
       } catch (err) {
         if (!isRefusal(err)) throw err;
         const split = await bisect(this.o.rows(table, body), err, (part) => this.retried(() => this.o.insert(table, part, true)), isRefusal);
@@ -169,9 +192,19 @@ export class InsertBatcher {
     }
   }
 
-  /** Retries what can pass later (with backoff, until the deadline); a refusal is thrown at once. */
-  private retried(op: () => Promise<void>): Promise<void> {
-    return retry(op, {
+  /**
+   * Retries what can pass later (with backoff, until the deadline); a refusal is thrown at once.
+   * With `settled`, each attempt after the first asks it first, and stops when it says the insert
+   * needs sending no more (it landed after all, or is no longer this instance's to write).
+   */
+  private retried(op: () => Promise<void>, settled?: () => Promise<boolean>): Promise<void> {
+    let tried = false;
+    const attempt = async (): Promise<void> => {
+      if (tried && settled && (await settled())) return;
+      tried = true;
+      await op();
+    };
+    return retry(attempt, {
       initialMs: this.o.retryInitialMs,
       maxMs: this.o.retryMaxMs,
       deadline: this.o.deadline,
@@ -179,6 +212,17 @@ export class InsertBatcher {
       onRetry: this.o.onRetry,
     });
   }
+}
+
+/** Per source partition, the furthest last point of a batch's points bodies. */
+function lastPoints(parts: readonly Pending[]): Map<string, PointMark> {
+  const marks = new Map<string, PointMark>();
+  for (const { mark } of parts) {
+    if (!mark || mark.point[0] < 0) continue;
+    const seen = marks.get(mark.key);
+    if (!seen || isAfter(mark.point, seen)) marks.set(mark.key, mark.point);
+  }
+  return marks;
 }
 
 /** An insert refused for its rows (the writer's code for what isRowRejection recognises). */

@@ -1,5 +1,5 @@
-export { ClickHouseSink, type PointMark } from './writer.js';
-export { InsertBatcher, INSERT_ORDER, type BatcherOptions } from './batcher.js';
+export { ClickHouseSink, isAfter, type PointMark } from './writer.js';
+export { InsertBatcher, INSERT_ORDER, type BatcherOptions, type BodyMark } from './batcher.js';
 export { capabilitiesOf } from './capabilities.js';
 export type { Capabilities } from './capabilities.js';
 export { MIGRATIONS, migrate, schemaStatements, insertStatement, INSERT_COLUMNS } from './schema.js';

@@ -11,10 +11,11 @@ import type { Capabilities } from './capabilities.js';
  * in order, recorded in `<db>.schema_migrations`, and idempotent (every statement is IF NOT
  * EXISTS), so concurrent or repeated runs converge. `vigil schema` prints them.
  *
- * Read path: `points` is a ReplacingMergeTree whose sorting key includes the source
- * topic/partition/offset and the point's index in its message, so a message replayed after a
- * crash yields rows with the same key. They collapse on merge, and the `points_dedup` view
- * (`FINAL`) never shows them twice. Query `points_dedup` for exact results.
+ * Read path: `points` holds each point once: a replay does not write the points its partitions'
+ * marks (`points_marks`, migration 8) say are stored. It is also a ReplacingMergeTree whose sorting
+ * key includes the source topic/partition/offset and the point's index in its message, so a copy
+ * that still gets through (README "Output: ClickHouse", known limits) has the same key: it
+ * collapses on merge, and the `points_dedup` view (`FINAL`) never shows it twice.
  */
 export interface Migration {
   version: number;

@@ -13,6 +13,9 @@ import { insertStatement, migrate, type InsertTable } from './schema.js';
 /** A point's place in its source partition: the message's offset, the point's index in it. */
 export type PointMark = readonly [offset: number, index: number];
 
+/** `a` lies after `b` in their source partition. */
+export const isAfter = (a: PointMark, b: PointMark): boolean => a[0] > b[0] || (a[0] === b[0] && a[1] > b[1]);
+
 /**
  * The ClickHouse sink: detects the server, migrates the schema, sends worker-encoded insert bodies.
  * With `clickhouse.failoverUrls`, `client` goes to whichever replica answers (failover.ts).
@@ -122,7 +125,7 @@ export class ClickHouseSink {
       const key = `${r.t}/${r.p}`;
       const mark: PointMark = [Number(r.o), Number(r.i)];
       const seen = marks.get(key);
-      if (!seen || mark[0] > seen[0] || (mark[0] === seen[0] && mark[1] > seen[1])) marks.set(key, mark);
+      if (!seen || isAfter(mark, seen)) marks.set(key, mark);
     }
     return marks;
   }

@@ -156,6 +156,10 @@ describe('a consumer group of Vigil instances', () => {
     expect(kills).toBeGreaterThanOrEqual(10);
     expect(added && removed).toBe(true);
     await expectExactlyOnce(db, sent as ProduceSummary);
+    // Insert-time deduplication: the raw table itself holds every point once, through every
+    // kill, handoff and restart (each replay wrote only the points after its partitions' marks).
+    const rawDuplicates = (await scalar(`SELECT count() FROM ${db}.points`)) - (sent as ProduceSummary).points;
+    expect(rawDuplicates, 'points stored twice in the raw table').toBe(0);
     const drainSeconds = (Date.now() - lastKillAt) / 1000;
     // Rollups rebuilt by every replay merge to exactly the aggregates of the raw points.
     const gauges = await scalar(`SELECT count() FROM ${db}.points_dedup WHERE type = 'gauge'`);
@@ -195,7 +199,7 @@ describe('a consumer group of Vigil instances', () => {
     reference.kill('SIGTERM');
     // Every live member still ready: commits advance, no consumer failure.
     for (const p of live) expect(await p.readyz(), p.output).toBe(200);
-    await annotate(JSON.stringify({ instancesMax: 3, kills, points: total, lost: 0, duplicated: 0, anomalyRows: chaosRows.size, anomalyRowsDiffering: differing, episodes, drainSecondsAfterLastKill: Math.round(drainSeconds) }), 'chaos');
+    await annotate(JSON.stringify({ instancesMax: 3, kills, points: total, lost: 0, duplicated: 0, rawDuplicates, anomalyRows: chaosRows.size, anomalyRowsDiffering: differing, episodes, drainSecondsAfterLastKill: Math.round(drainSeconds) }), 'chaos');
   }, 600_000);
 
   // Stops and restarts the local broker; an external cluster is not the tests' to stop.

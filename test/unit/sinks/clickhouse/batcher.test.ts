@@ -35,6 +35,69 @@ function harness(overrides: Partial<BatcherOptions> = {}) {
 const body = (...bytes: number[]) => new Uint8Array(bytes);
 
 describe('InsertBatcher', () => {
+  it('a points insert whose answer was lost is not sent again when its partitions\' marks show it landed; asked with the furthest point per partition', async () => {
+    const asked: [string, readonly [number, number]][][] = [];
+    let attempts = 0;
+    let landedAnswer = false;
+    const h = harness({
+      maxRows: 3,
+      insert: async () => {
+        attempts++;
+        // The server stored it, the answer never came.
+        if (attempts === 1) throw new Error('socket hang up');
+      },
+      landed: async (marks) => {
+        asked.push([...marks]);
+        return landedAnswer;
+      },
+    });
+    landedAnswer = true;
+    await Promise.all([
+      h.b.write('points', body(1), 1, 0, { key: 't/0', point: [5, 2] }),
+      h.b.write('points', body(2), 1, 0, { key: 't/1', point: [9, 0] }),
+      h.b.write('points', body(3), 1, 0, { key: 't/0', point: [7, 1] }),
+    ]);
+    expect(attempts).toBe(1);
+    expect(asked).toEqual([[['t/0', [7, 1]], ['t/1', [9, 0]]]]);
+    // Not landed: sent again.
+    landedAnswer = false;
+    attempts = 0;
+    await h.b.write('points', body(4), 3, 0, { key: 't/0', point: [8, 0] });
+    expect(attempts).toBe(2);
+  });
+
+  it('a failed points insert of an earlier generation is not sent again once a new one began; other tables are', async () => {
+    let attempts = 0;
+    let fail = true;
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    const h = harness({
+      maxRows: 1,
+      retryInitialMs: 20,
+      retryMaxMs: 20,
+      insert: async () => {
+        attempts++;
+        if (fail) {
+          await gate;
+          throw new Error('socket hang up');
+        }
+      },
+    });
+    const old = h.b.write('points', body(1), 1, 1);
+    await new Promise((r) => setTimeout(r, 5));
+    const withdrawn = h.b.withdraw('points', 2);
+    release();
+    await Promise.all([old, withdrawn]);
+    expect(attempts).toBe(1);
+    // A rollup body of that generation is still retried until stored.
+    attempts = 0;
+    const rollup = h.b.write('rollups', body(2), 1, 1);
+    await new Promise((r) => setTimeout(r, 30));
+    fail = false;
+    await rollup;
+    expect(attempts).toBeGreaterThan(1);
+  });
+
   it('withdraw takes back the unsent points bodies of earlier generations (resolved, never sent), keeps the rest, and waits for the insert in flight', async () => {
     let release: () => void = () => undefined;
     const gate = new Promise<void>((r) => (release = r));
