@@ -129,6 +129,11 @@ export class PartitionConsumer<P> {
     });
   }
 
+  /** Each partition's end (the offset its next message gets). */
+  async endOffsets(topic: string): Promise<Map<number, number>> {
+    return new Map((await this.admin.fetchTopicOffsets(topic)).map((e) => [e.partition, Number(e.high)]));
+  }
+
   commitOffsets(offsets: OffsetCommit[]): Promise<void> {
     return this.consumer.commitOffsets(offsets);
   }

@@ -270,7 +270,20 @@ export class Ingestor {
     const withdrawn = await this.inserts.withdraw('points', generation);
     if (withdrawn > 0) this.log.info({ rows: withdrawn, generation }, 'points of the last generation not sent: the partitions\' owners write them');
     const topics = Object.keys(assignment).filter((t) => t !== this.repartition?.topic && (assignment[t]?.length ?? 0) > 0);
-    return retry(() => this.sink.readPointsMarks(topics), policy);
+    const [marks, ends] = await retry(() => Promise.all([this.sink.readPointsMarks(topics), Promise.all(topics.map((t) => this.consumer.endOffsets(t)))]), policy);
+    // A mark at or past its partition's end belongs to an earlier topic of that name (deleted and
+    // made again): trusting it would skip the new topic's points.
+    topics.forEach((topic, i) => {
+      for (const [partition, end] of ends[i] as Map<number, number>) {
+        const key = partitionKey(topic, partition);
+        const mark = marks.get(key);
+        if (mark && mark[0] >= end) {
+          this.log.warn({ topic, partition, mark: mark[0], end }, 'a points mark lies past the end of its partition (a topic deleted and made again?): ignored');
+          marks.delete(key);
+        }
+      }
+    });
+    return marks;
   }
 
   private openPartition(topic: string, partition: number, epoch: number, meta: CommitMeta): PartitionState {

@@ -47,7 +47,7 @@ async function expectExactlyOnce(db: string, sent: ProduceSummary): Promise<void
 describe('delivery guarantees under faults', () => {
   const ctx: { topic?: string; db?: string; env?: Record<string, string>; sent?: ProduceSummary; pipeline?: PipelineProcess } = {};
 
-  it('kill -9 in the middle of a stream, then restart: nothing missing, no duplicate through points_dedup', async () => {
+  it('kill -9 in the middle of a stream, then restart: nothing missing, no point twice even in the raw points table', async () => {
     const { topic, db, env } = await setup('crash');
     Object.assign(ctx, { topic, db, env });
     // Small inserts so that a kill lands between acknowledged and unacknowledged work.
