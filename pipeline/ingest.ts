@@ -51,6 +51,8 @@ interface Work {
   held: HeldOffset | null;
   /** Some of its messages' points go to the repartition topic. */
   forwarding: boolean;
+  /** Its dead letters, when it has some: its points are written after them (dispatchShards). */
+  letters?: Promise<void>;
 }
 
 /** A message's folded rejects (workers/rejects.ts), or the main thread's own (too large). */
@@ -80,6 +82,8 @@ interface PartitionState {
   idleSent: boolean;
   /** Tasks handed to the shards whose outputs are not yet queued for their sinks. */
   shardsPending: number;
+  /** Resolves once the partition's last points body went to the insert batcher (they go in offset order). */
+  pointsQueued: Promise<void>;
 }
 
 export interface IngestStats {
@@ -299,6 +303,7 @@ export class Ingestor {
       pointsAfter: this.marks.get(key) ?? NO_MARK,
       sources,
       forwarded: Promise.resolve(),
+      pointsQueued: Promise.resolve(),
       progressAt: Date.now(),
       progressMaxMs: meta.maxEventTimeMs,
       idleSent: this.idleSentUnopened.has(key),
@@ -417,7 +422,7 @@ export class Ingestor {
       this.metrics.pointsProcessed.inc(result.rows);
       this.counts.points += result.rows;
       const rejects: Rejection[] = [...mainRejects, ...result.rejects];
-      if (rejects.length > 0) work.outputs.push(this.sendDeadLetters(work, rejects));
+      if (rejects.length > 0) work.outputs.push((work.letters = this.sendDeadLetters(work, rejects)));
       if (result.alreadyStored > 0) this.metrics.pointsAlreadyStored.inc(result.alreadyStored);
     }
     this.dispatchShards(state);
@@ -438,9 +443,7 @@ export class Ingestor {
         this.seal(work);
         continue;
       }
-      // Points go to their insert in offset order per partition (tasks finish in any order): the
-      // partition's mark in ClickHouse then says that every earlier point is stored too.
-      if (result.rows > 0) work.outputs.push(this.inserts.write('points', result.body, result.rows, work.epoch, { key: partitionKey(state.topic, state.partition), point: result.lastRow }));
+      if (result.rows > 0) work.outputs.push(this.writePoints(state, work, result));
       const before = state.maxTsMs;
       if (result.maxTsMs > state.maxTsMs) state.maxTsMs = result.maxTsMs;
       work.maxAfterMs = state.maxTsMs;
@@ -476,6 +479,32 @@ export class Ingestor {
         (err: unknown) => this.die(new VigilError('VIGIL_ERR_WORKER_FAILED', `shard task for ${state.topic}/${state.partition} ${work.range.first}-${work.range.last} failed: ${(err as Error).message}`, { cause: err })),
       );
     }
+  }
+
+  /**
+   * Queues a task's points for their insert, in offset order per partition (tasks finish in any
+   * order), so that a partition's mark in ClickHouse says every earlier point is stored too; a
+   * task with dead letters after they are produced, and the partition's later tasks behind it: a
+   * replay skips the points up to the mark, and a point rejected by the clock (too far in the
+   * future) may pass then, so its letter must be out before a later point raises the mark. A task
+   * of a generation that ended meanwhile writes nothing (the partition's owner writes it).
+   */
+  private writePoints(state: PartitionState, work: Work, result: IngestResult): Promise<void> {
+    const write = () => this.inserts.write('points', result.body, result.rows, work.epoch, { key: partitionKey(state.topic, state.partition), point: result.lastRow });
+    const before = state.pointsQueued;
+    if (!work.letters) {
+      const stored = before.then(() => (work.epoch === this.committer.epoch ? write() : undefined));
+      state.pointsQueued = before;
+      return stored;
+    }
+    let queued!: () => void;
+    state.pointsQueued = new Promise<void>((resolve) => (queued = resolve));
+    // A failed letter leaves the partition's later points unwritten: its work is never committed.
+    return Promise.all([before, work.letters]).then(() => {
+      const stored = work.epoch === this.committer.epoch ? write() : Promise.resolve();
+      queued();
+      return stored;
+    });
   }
 
   /**

@@ -184,9 +184,9 @@ export class InsertBatcher {
         await this.retried(() => this.o.insert(table, body, false), settled);
       } catch (err) {
         if (!isRefusal(err)) throw err;
-        const split = await bisect(this.o.rows(table, body), err, (part) => this.retried(() => this.o.insert(table, part, true)), isRefusal);
+        // Each run of refused rows is set aside before any later row is stored (bisect.ts).
+        const split = await bisect(this.o.rows(table, body), err, (part) => this.retried(() => this.o.insert(table, part, true)), isRefusal, (rows) => this.o.refused(table, rows));
         refused = split.refused;
-        await this.o.refused(table, refused);
       }
       this.o.onStored(table, rows - refused.length, (performance.now() - t0) / 1000);
     }

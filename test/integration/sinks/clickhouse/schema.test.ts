@@ -1,4 +1,6 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { chdbRun } from '../../../../bench/chdb.js';
 import { venvPython } from '../../../../infra/index.js';
@@ -21,8 +23,25 @@ describe('ClickHouse schema', () => {
     const rs = await res.clickhouse().query({ query: `SELECT version, count() AS n FROM ${db}.schema_migrations GROUP BY version ORDER BY version`, format: 'JSONEachRow' });
     expect((await rs.json<{ version: number; n: string }>()).map((r) => [Number(r.version), Number(r.n)])).toEqual(MIGRATIONS.map((m) => [m.version, 1]));
     const tables = await res.clickhouse().query({ query: `SELECT name FROM system.tables WHERE database = '${db}' ORDER BY name`, format: 'JSONEachRow' });
-    expect((await tables.json<{ name: string }>()).map((t) => t.name)).toEqual(['alerts', 'alerts_dedup', 'anomalies', 'anomalies_dedup', 'detector_state', 'points', 'points_dedup', 'rollups', 'rollups_merged', 'schema_migrations']);
+    expect((await tables.json<{ name: string }>()).map((t) => t.name)).toEqual(['alerts', 'alerts_dedup', 'anomalies', 'anomalies_dedup', 'detector_state', 'points', 'points_dedup', 'points_marks', 'points_marks_mv', 'rollups', 'rollups_merged', 'schema_migrations']);
     await sink.close();
+  });
+
+  // What the points marks rely on (schema migration 8): a view's rows are written after its
+  // table's, so a mark never runs ahead of the points it marks.
+  const failingView = (db: string) => [
+    `CREATE TABLE ${db}.src (o UInt64, d Date) ENGINE = MergeTree() PARTITION BY d ORDER BY o`,
+    `CREATE TABLE ${db}.marks (o UInt64) ENGINE = MergeTree() ORDER BY o`,
+    `CREATE MATERIALIZED VIEW ${db}.marks_mv TO ${db}.marks AS SELECT max(o) + throwIf(max(o) > 5) AS o FROM ${db}.src`,
+  ];
+  const failingInsert = (db: string) => `INSERT INTO ${db}.src VALUES (1, '2024-01-01'), (9, '2024-01-02')`;
+
+  it('18.16 writes an insert\'s rows before its materialized views\': a view that fails leaves the rows (every partition) and no view row', async () => {
+    const db = await res.database('mvorder');
+    for (const q of failingView(db)) await res.clickhouse().command({ query: q });
+    await expect(res.clickhouse().command({ query: failingInsert(db) })).rejects.toThrow(/throwIf|Value passed to 'throwIf'/);
+    expect(await res.scalar(`SELECT count() FROM ${db}.src`)).toBe(2);
+    expect(await res.scalar(`SELECT count() FROM ${db}.marks`)).toBe(0);
   });
 
   describe('on a current ClickHouse (chdb)', () => {
@@ -41,6 +60,18 @@ describe('ClickHouse schema', () => {
       const insert = 'INSERT INTO vigil.points (series_id, metric, `tags.key`, `tags.value`, type, ts, ts_ms, value, source_topic, source_partition, source_offset, point_index) VALUES ';
       const out = chdb([...ddl, insert + row, insert + row, insert + row.replace(', 5, 0)', ', 6, 0)'), 'SELECT count() FROM vigil.points_dedup']);
       expect(out.trim()).toBe('2');
+    });
+
+    it('writes an insert\'s rows before its materialized views\' as 18.16 does: a view that fails leaves the rows and no view row', () => {
+      const dir = mkdtempSync(join(tmpdir(), 'vigil-mvorder-'));
+      try {
+        chdbRun(python, ['CREATE DATABASE m', ...failingView('m')], dir);
+        expect(() => chdbRun(python, [failingInsert('m')], dir)).toThrow();
+        expect(chdbRun(python, ['SELECT count() FROM m.src'], dir).trim()).toBe('2');
+        expect(chdbRun(python, ['SELECT count() FROM m.marks'], dir).trim()).toBe('0');
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
 
     it('migration 6 gives a database made before it the point codecs; 18.16 gets no statement', () => {

@@ -27,6 +27,21 @@ describe('bisect', () => {
     expect(r.refused.every((x) => x.error === refusal)).toBe(true);
   });
 
+  it('hands each run of refused rows to setAside, and waits for it, before inserting any later row', async () => {
+    const log: string[] = [];
+    const insert = async (body: Uint8Array) => {
+      if (body.includes(0)) throw refusal;
+      log.push(`stored ${[...body].join(',')}`);
+    };
+    const r = await bisect(rowsOf(1, 0, 0, 2, 0), refusal, insert, isRefusal, async (run) => {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      log.push(`set aside ${run.map((x) => [...x.row].join('')).join(',')}`);
+    });
+    // Before every later insert attempt: each could store rows after the refused ones.
+    expect(log).toEqual(['stored 1', 'set aside 0', 'set aside 0', 'stored 2', 'set aside 0']);
+    expect(r.refused).toHaveLength(3);
+  });
+
   it('costs O(bad · log n) inserts: one bad row in 1,024 takes at most 2·10 inserts', async () => {
     const rows = Array.from({ length: 1024 }, (_, i) => new Uint8Array([i === 700 ? 0 : 1]));
     const s = server((b) => b.includes(0));
