@@ -443,7 +443,8 @@ export class Ingestor {
         this.seal(work);
         continue;
       }
-      if (result.rows > 0) work.outputs.push(this.writePoints(state, work, result));
+      const points = this.queuePoints(state, work, result);
+      if (points) work.outputs.push(points);
       const before = state.maxTsMs;
       if (result.maxTsMs > state.maxTsMs) state.maxTsMs = result.maxTsMs;
       work.maxAfterMs = state.maxTsMs;
@@ -482,26 +483,26 @@ export class Ingestor {
   }
 
   /**
-   * Queues a task's points for their insert, in offset order per partition (tasks finish in any
-   * order), so that a partition's mark in ClickHouse says every earlier point is stored too; a
-   * task with dead letters after they are produced, and the partition's later tasks behind it: a
-   * replay skips the points up to the mark, and a point rejected by the clock (too far in the
-   * future) may pass then, so its letter must be out before a later point raises the mark. A task
-   * of a generation that ended meanwhile writes nothing (the partition's owner writes it).
+   * Queues a task's points for their insert (null: it has none and no dead letters), in offset
+   * order per partition (tasks finish in any order), so that a partition's mark in ClickHouse
+   * says every earlier point is stored too. A task with dead letters holds its points and the
+   * partition's later ones until the letters are produced: a replay skips every point up to the
+   * mark, and a point rejected by the clock (too far in the future) may pass then, so its letter
+   * must be out before a later point raises the mark. A task of a generation that ended meanwhile
+   * writes nothing (the partition's owner writes it).
    */
-  private writePoints(state: PartitionState, work: Work, result: IngestResult): Promise<void> {
-    const write = () => this.inserts.write('points', result.body, result.rows, work.epoch, { key: partitionKey(state.topic, state.partition), point: result.lastRow });
+  private queuePoints(state: PartitionState, work: Work, result: IngestResult): Promise<void> | null {
+    const write = () =>
+      result.rows > 0 && work.epoch === this.committer.epoch
+        ? this.inserts.write('points', result.body, result.rows, work.epoch, { key: partitionKey(state.topic, state.partition), point: result.lastRow })
+        : Promise.resolve();
     const before = state.pointsQueued;
-    if (!work.letters) {
-      const stored = before.then(() => (work.epoch === this.committer.epoch ? write() : undefined));
-      state.pointsQueued = before;
-      return stored;
-    }
+    if (!work.letters) return result.rows > 0 ? before.then(write) : null;
     let queued!: () => void;
     state.pointsQueued = new Promise<void>((resolve) => (queued = resolve));
     // A failed letter leaves the partition's later points unwritten: its work is never committed.
     return Promise.all([before, work.letters]).then(() => {
-      const stored = work.epoch === this.committer.epoch ? write() : Promise.resolve();
+      const stored = write();
       queued();
       return stored;
     });
