@@ -473,11 +473,11 @@ export const configSchema = {
         'How long each table keeps its rows, in days by event time (0: for ever). Servers with TTL (19.6+) get a table TTL; on older ones (18.16) Vigil drops whole expired daily partitions, and deletes a rollup width that expires before the others.',
       properties: {
         pointsDays: { type: 'integer', minimum: 0, maximum: 36500, description: 'Raw points (`points`, by `ts`).', default: 90 },
-        rollupsDays: { type: 'integer', minimum: 0, maximum: 36500, description: 'Rollups (`rollups`, by `bucket_start`) of every width not in `retention.rollupsWidthDays`.', default: 365 },
+        rollupsDays: { type: 'integer', minimum: 0, maximum: 36500, description: 'Rollups (`rollups`, by `bucket_start`) of every width not in `retention.rollupsWidthDays`; also `metric_rollups` (per minute) unless `retention.rollupsWidthDays` lists 60.', default: 365 },
         rollupsWidthDays: {
           type: 'array',
           items: { type: 'string', pattern: '^[0-9]+:[0-9]+$' },
-          description: 'Per rollup width, `seconds:days` (e.g. `10:7` keeps 10-second buckets a week), overriding `retention.rollupsDays`.',
+          description: 'Per rollup width, `seconds:days` (e.g. `10:7` keeps 10-second buckets a week), overriding `retention.rollupsDays`; `60:days` also sets how long `metric_rollups` (per minute) keeps.',
           default: [],
         },
         anomaliesDays: { type: 'integer', minimum: 0, maximum: 36500, description: 'Anomaly scores (`anomalies`, by `bucket_start`).', default: 90 },

@@ -6,11 +6,11 @@ import { onCluster } from './schema.js';
 /**
  * Retention (DESIGN.md §7b): how long each table keeps its rows, by event time. A server with TTL
  * gets it as the table's TTL (the server drops what expired as it merges); on one without (18.16)
- * Vigil drops whole expired partitions (daily; the alerts table's are months), which costs the
+ * Vigil drops whole expired partitions (daily; those of `alerts` and `metric_rollups` are months), which costs the
  * server nothing but a file removal, and deletes a rollup width that expires before the table's
  * other widths with a mutation.
  */
-export const RETENTION_TABLES = ['points', 'rollups', 'anomalies', 'alerts'] as const;
+export const RETENTION_TABLES = ['points', 'rollups', 'metric_rollups', 'anomalies', 'alerts'] as const;
 export type RetentionTable = (typeof RETENTION_TABLES)[number];
 
 /** Days each table keeps (0: for ever); rollups per width in seconds, others at `rollups`. */
@@ -18,13 +18,15 @@ export interface RetentionPolicy {
   points: number;
   rollups: number;
   rollupsByWidth: ReadonlyMap<number, number>;
+  /** `metric_rollups` (per minute): as the rollups' 60-second width. */
+  metricRollups: number;
   anomalies: number;
   alerts: number;
 }
 
 const DAY_MS = 86_400_000;
 /** The event-time column each table expires by. */
-export const TIME_COLUMN: Record<RetentionTable, string> = { points: 'ts', rollups: 'bucket_start', anomalies: 'bucket_start', alerts: 'starts_at' };
+export const TIME_COLUMN: Record<RetentionTable, string> = { points: 'ts', rollups: 'bucket_start', metric_rollups: 'bucket_start', anomalies: 'bucket_start', alerts: 'starts_at' };
 /** A DateTime no row reaches: the TTL of a rollup width kept for ever beside widths that expire. */
 const NEVER = "toDateTime('2105-12-31 00:00:00')";
 
@@ -34,14 +36,14 @@ export function retentionPolicy(r: VigilConfig['retention']): RetentionPolicy {
     const [width, days] = entry.split(':').map(Number) as [number, number];
     rollupsByWidth.set(width, days);
   }
-  return { points: r.pointsDays, rollups: r.rollupsDays, rollupsByWidth, anomalies: r.anomaliesDays, alerts: r.alertsDays };
+  return { points: r.pointsDays, rollups: r.rollupsDays, rollupsByWidth, metricRollups: rollupsByWidth.get(60) ?? r.rollupsDays, anomalies: r.anomaliesDays, alerts: r.alertsDays };
 }
 
 /** The table's TTL expression under the policy (null: it keeps everything). */
 export function ttlExpression(table: RetentionTable, policy: RetentionPolicy): string | null {
   const column = TIME_COLUMN[table];
   if (table !== 'rollups') {
-    const days = policy[table];
+    const days = table === 'metric_rollups' ? policy.metricRollups : policy[table];
     return days > 0 ? `${column} + toIntervalDay(${days})` : null;
   }
   const at = (days: number) => (days > 0 ? `addDays(${column}, ${days})` : NEVER);
@@ -110,6 +112,7 @@ export async function dropExpired(client: ClickHouseClient, db: string, policy: 
     anomalies: policy.anomalies,
     alerts: policy.alerts,
     rollups: widthDays.includes(0) ? 0 : Math.max(...widthDays),
+    metric_rollups: policy.metricRollups,
   };
   for (const { table, partition } of await rs.json<{ table: RetentionTable; partition: string }>()) {
     const days = longest[table];

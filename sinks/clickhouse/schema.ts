@@ -162,6 +162,19 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.points_marks_mv TO ${db}.points_marks AS SELECT source_topic, source_partition, tupleElement(max((source_offset, point_index)), 1) AS mark_offset, tupleElement(max((source_offset, point_index)), 2) AS mark_index FROM ${db}.points GROUP BY source_topic, source_partition`,
     ],
   },
+  {
+    version: 9,
+    name: 'metric rollups',
+    // Per metric and minute, over all its series (issue 19): what a dashboard's per-metric panel
+    // reads, one row per minute after merges instead of one per series and minute. Written by a
+    // materialized view from the points each insert stores, so it is as exact as `points` (each
+    // point once) and sees late points too; gauges only (a counter's rate needs its series'
+    // previous point: read `rollups`). Monthly partitions: a few rows per metric and minute.
+    statements: (db, caps) => [
+      `CREATE TABLE IF NOT EXISTS ${db}.metric_rollups (\n  ${column('metric', 'String', caps)},\n  bucket_start DateTime,\n  count AggregateFunction(count),\n  sum AggregateFunction(sum, Float64),\n  min AggregateFunction(min, Float64),\n  max AggregateFunction(max, Float64),\n  sumsq AggregateFunction(sum, Float64)\n) ENGINE = AggregatingMergeTree()\nPARTITION BY toYYYYMM(bucket_start)\nORDER BY (metric, bucket_start)`,
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.metric_rollups_mv TO ${db}.metric_rollups AS SELECT metric, toStartOfMinute(ts) AS bucket_start, countState() AS count, sumState(value) AS sum, minState(value) AS min, maxState(value) AS max, sumState(value * value) AS sumsq FROM ${db}.points WHERE type = 'gauge' GROUP BY metric, bucket_start`,
+    ],
+  },
 ];
 
 /** The tables workers encode rows for, with the column order of their RowBinary bodies. */

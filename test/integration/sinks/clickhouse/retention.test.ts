@@ -19,7 +19,7 @@ const daysAgo = (days: number) => Math.floor((NOW - days * DAY) / DAY) * DAY + D
 const sec = (ms: number) => Math.floor(ms / 1000);
 const day = (ms: number) => new Date(ms).toISOString().slice(0, 10).replaceAll('-', '');
 
-const POLICY: RetentionPolicy = { points: 90, rollups: 365, rollupsByWidth: new Map([[10, 7]]), anomalies: 90, alerts: 365 };
+const POLICY: RetentionPolicy = { points: 90, rollups: 365, rollupsByWidth: new Map([[10, 7]]), metricRollups: 365, anomalies: 90, alerts: 365 };
 
 async function scalar(q: string): Promise<number> {
   const rs = await res.clickhouse().query({ query: q, format: 'JSONEachRow' });
@@ -31,6 +31,8 @@ async function backdate(db: string, table: RetentionTable, ms: number, width = 6
   const values: Record<RetentionTable, string> = {
     points: `INSERT INTO ${db}.points (series_id, metric, ts, ts_ms, value) VALUES (1, 'cpu', ${sec(ms)}, ${ms}, 1)`,
     rollups: `INSERT INTO ${db}.rollups (series_id, metric, width_s, bucket_start, count) VALUES (1, 'cpu', ${width}, ${sec(ms)}, 1)`,
+    // Written by its view from the points inserted.
+    metric_rollups: `INSERT INTO ${db}.points (series_id, metric, ts, ts_ms, value) VALUES (1, 'cpu', ${sec(ms)}, ${ms}, 1)`,
     anomalies: `INSERT INTO ${db}.anomalies (series_id, metric, width_s, bucket_start) VALUES (1, 'cpu', 60, ${sec(ms)})`,
     alerts: `INSERT INTO ${db}.alerts (id, fingerprint, starts_at, observed_at) VALUES ('a${ms}', 'f', ${sec(ms)}, ${sec(ms)})`,
   };
@@ -41,13 +43,16 @@ describe('retention on ClickHouse 18.16 (no TTL): expired partitions dropped by 
   it('drops every partition whose whole range expired, per table; deletes a rollup width that expires first; a second pass finds nothing', async () => {
     const db = await res.migratedDatabase('retention');
     for (const table of ['points', 'anomalies'] as const) for (const d of [100, 89, 0]) await backdate(db, table, daysAgo(d));
+    // A gauge point stored 430 days ago: its minute in metric_rollups (monthly partitions, kept as
+    // the rollups' 60 s width) expires with it; the points of 100 days ago keep their month.
+    await backdate(db, 'points', daysAgo(430));
     for (const d of [400, 30, 0]) await backdate(db, 'rollups', daysAgo(d), 60);
     for (const d of [30, 3]) await backdate(db, 'rollups', daysAgo(d), 10);
     for (const d of [430, 0]) await backdate(db, 'alerts', daysAgo(d));
 
     const run = await dropExpired(res.clickhouse(), db, POLICY, NOW);
     const month = day(daysAgo(430)).slice(0, 6);
-    expect(run.dropped).toEqual({ points: [day(daysAgo(100))], anomalies: [day(daysAgo(100))], rollups: [day(daysAgo(400))], alerts: [month] });
+    expect(run.dropped).toEqual({ points: [day(daysAgo(430)), day(daysAgo(100))], metric_rollups: [month], anomalies: [day(daysAgo(100))], rollups: [day(daysAgo(400))], alerts: [month] });
     expect(run.mutations).toEqual([`width_s IN (10) AND bucket_start < toDateTime(${sec(NOW - 7 * DAY)})`]);
     await waitFor('the rollup delete to finish', async () => (await scalar(`SELECT count() FROM system.mutations WHERE database = '${db}' AND NOT is_done`)) === 0, 30_000, 200);
 
@@ -57,11 +62,12 @@ describe('retention on ClickHouse 18.16 (no TTL): expired partitions dropped by 
     expect((await left('rollups', 'width_s = 60')).map((r) => Number(r.t))).toEqual([sec(daysAgo(30)), sec(daysAgo(0))]);
     expect((await left('rollups', 'width_s = 10')).map((r) => Number(r.t))).toEqual([sec(daysAgo(3))]);
     expect((await left('alerts')).map((r) => Number(r.t))).toEqual([sec(daysAgo(0))]);
+    expect((await left('metric_rollups')).map((r) => Number(r.t))).toEqual([100, 89, 0].map((d) => Math.floor(sec(daysAgo(d)) / 60) * 60));
 
     const again = await dropExpired(res.clickhouse(), db, POLICY, NOW);
     expect(again).toEqual({ dropped: {}, mutations: [] });
     // Kept for ever: nothing goes.
-    const forever = await dropExpired(res.clickhouse(), db, { points: 0, rollups: 0, rollupsByWidth: new Map(), anomalies: 0, alerts: 0 }, NOW + 10_000 * DAY);
+    const forever = await dropExpired(res.clickhouse(), db, { points: 0, rollups: 0, rollupsByWidth: new Map(), metricRollups: 0, anomalies: 0, alerts: 0 }, NOW + 10_000 * DAY);
     expect(forever).toEqual({ dropped: {}, mutations: [] });
   });
 
@@ -96,7 +102,7 @@ describe('retention on a current ClickHouse (chdb): table TTLs', () => {
       expect(caps.ttl).toBe(true);
       chdb(dir, schemaStatements('vigil', caps));
       const set = ttlStatements('vigil', POLICY, engines(dir));
-      expect(set).toHaveLength(4);
+      expect(set).toHaveLength(5);
       chdb(dir, set);
       // Applied: what the server reports is what the policy asks, so a restart sends nothing.
       expect(ttlStatements('vigil', POLICY, engines(dir))).toEqual([]);

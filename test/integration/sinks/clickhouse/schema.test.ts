@@ -23,7 +23,7 @@ describe('ClickHouse schema', () => {
     const rs = await res.clickhouse().query({ query: `SELECT version, count() AS n FROM ${db}.schema_migrations GROUP BY version ORDER BY version`, format: 'JSONEachRow' });
     expect((await rs.json<{ version: number; n: string }>()).map((r) => [Number(r.version), Number(r.n)])).toEqual(MIGRATIONS.map((m) => [m.version, 1]));
     const tables = await res.clickhouse().query({ query: `SELECT name FROM system.tables WHERE database = '${db}' ORDER BY name`, format: 'JSONEachRow' });
-    expect((await tables.json<{ name: string }>()).map((t) => t.name)).toEqual(['alerts', 'alerts_dedup', 'anomalies', 'anomalies_dedup', 'detector_state', 'points', 'points_dedup', 'points_marks', 'points_marks_mv', 'rollups', 'rollups_merged', 'schema_migrations']);
+    expect((await tables.json<{ name: string }>()).map((t) => t.name)).toEqual(['alerts', 'alerts_dedup', 'anomalies', 'anomalies_dedup', 'detector_state', 'metric_rollups', 'metric_rollups_mv', 'points', 'points_dedup', 'points_marks', 'points_marks_mv', 'rollups', 'rollups_merged', 'schema_migrations']);
     await sink.close();
   });
 
@@ -42,6 +42,30 @@ describe('ClickHouse schema', () => {
     await expect(res.clickhouse().command({ query: failingInsert(db) })).rejects.toThrow(/throwIf|Value passed to 'throwIf'/);
     expect(await res.scalar(`SELECT count() FROM ${db}.src`)).toBe(2);
     expect(await res.scalar(`SELECT count() FROM ${db}.marks`)).toBe(0);
+  });
+
+  // metric_rollups (migration 9): per metric and minute, the gauges of every insert, counters not.
+  const pointRows = (from: number, n: number) =>
+    Array.from({ length: n }, (_, i) => {
+      const k = from + i;
+      const [metric, type] = k % 3 === 2 ? ['req', 'counter'] : [k % 3 ? 'mem' : 'cpu', 'gauge'];
+      return `(${(k % 7) + 1}, '${metric}', ['host'], ['h${k % 7}'], '${type}', ${1700000000 + k * 13}, ${(1700000000 + k * 13) * 1000}, ${((k * 37) % 101) / 4}, 't', ${k % 2}, ${k}, 0)`;
+    }).join(', ');
+  const pointsInsert = (db: string, rows: string) =>
+    `INSERT INTO ${db}.points (series_id, metric, \`tags.key\`, \`tags.value\`, type, ts, ts_ms, value, source_topic, source_partition, source_offset, point_index) VALUES ${rows}`;
+  /** Per metric and minute: the view's merged aggregates, then the same from the points table, as CSV-like lines. */
+  const metricRollupsCheck = (db: string) => [
+    `SELECT metric, toUInt32(bucket_start), countMerge(count), round(sumMerge(sum), 6), minMerge(min), maxMerge(max), round(sumMerge(sumsq), 6) FROM ${db}.metric_rollups GROUP BY metric, bucket_start ORDER BY metric, bucket_start`,
+    `SELECT metric, toUInt32(toStartOfMinute(ts)) AS b, count(), round(sum(value), 6), min(value), max(value), round(sum(value * value), 6) FROM ${db}.points WHERE type = 'gauge' GROUP BY metric, b ORDER BY metric, b`,
+  ];
+
+  it('metric_rollups holds, per metric and minute, the count, sum, min, max and sum of squares of the gauges stored in points (every insert), no counter', async () => {
+    const db = await res.migratedDatabase('metricrollups');
+    for (let i = 0; i < 4; i++) await res.clickhouse().command({ query: pointsInsert(db, pointRows(i * 50, 50)) });
+    const [view, points] = await Promise.all(metricRollupsCheck(db).map(async (query) => (await res.clickhouse().query({ query, format: 'TabSeparated' })).text()));
+    expect(points?.trim().split('\n').length).toBeGreaterThan(4);
+    expect(view).toBe(points);
+    expect(await res.scalar(`SELECT count() FROM ${db}.metric_rollups WHERE metric = 'req'`)).toBe(0);
   });
 
   describe('on a current ClickHouse (chdb)', () => {
@@ -107,6 +131,14 @@ describe('ClickHouse schema', () => {
       const row = JSON.stringify({ series_id: 1, metric: 'cpu', 'tags.key': ['host', 'region'], 'tags.value': ['a', 'eu'], type: 'gauge', ts: 1700000000, ts_ms: 1700000000000, value: 1.5, source_topic: 't', source_partition: 0, source_offset: 5, point_index: 0 });
       const out = chdb([...ddl, insert + row, "SELECT toTypeName(`tags.key`), toTypeName(`tags.value`), tags.value[indexOf(tags.key, 'region')] FROM vigil.points"]);
       expect(out.trim()).toBe('"Array(LowCardinality(String))","Array(LowCardinality(String))","eu"');
+    });
+
+    it('fills metric_rollups as 18.16 does (the same per-minute aggregates as the gauges in points)', () => {
+      const ddl = schemaStatements('vigil', capabilitiesOf(chdb(['SELECT version()']).trim().replaceAll('"', '')));
+      const inserts = [0, 1, 2].map((i) => pointsInsert('vigil', pointRows(i * 50, 50)));
+      const [view, points] = metricRollupsCheck('vigil').map((q) => chdb([...ddl, ...inserts, q]));
+      expect(points?.trim().split('\n').length).toBeGreaterThan(4);
+      expect(view).toBe(points);
     });
 
     it("computes the same series id as ClickHouse's xxHash64 of the canonical text", () => {
