@@ -81,7 +81,7 @@ describe.runIf(usesLocalStack(res.config))('a two-replica ClickHouse cluster (Zo
     });
     // Migrated ON CLUSTER: both replicas have the tables (points_marks too) and the marks' view.
     for (const r of [0, 1]) {
-      expect(await scalar(r, `SELECT count() FROM system.tables WHERE database = '${db}' AND engine LIKE 'Replicated%'`)).toBe(7);
+      expect(await scalar(r, `SELECT count() FROM system.tables WHERE database = '${db}' AND engine LIKE 'Replicated%'`)).toBe(8);
       expect(await scalar(r, `SELECT count() FROM system.tables WHERE database = '${db}' AND name = 'points_marks_mv' AND engine = 'MaterializedView'`)).toBe(1);
     }
 
