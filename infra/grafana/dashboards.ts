@@ -240,7 +240,10 @@ function anomalies(o: DashboardOptions): Dashboard {
       table(
         'Flagged per metric',
         'Anomaly episodes started in the time range, per metric.',
-        `SELECT metric, count() AS episodes, max(score) AS top_score FROM ${db}.anomalies FINAL WHERE ${flagged} GROUP BY metric ORDER BY episodes DESC`,
+        // Every metric's rows in the range: the flagged buckets' latest versions, not FINAL (README "Reading at scale").
+        `SELECT metric, count() AS episodes, max(score) AS top_score FROM (SELECT metric, argMax(score, version) AS score FROM ${db}.anomalies ` +
+          `WHERE $__timeFilter(bucket_start) AND (series_id, width_s, bucket_start) IN (SELECT series_id, width_s, bucket_start FROM ${db}.anomalies WHERE ${flagged}) ` +
+          'GROUP BY metric, series_id, width_s, bucket_start HAVING argMax(anomaly, version) = 1) GROUP BY metric ORDER BY episodes DESC',
       ),
       8,
       9,
