@@ -4,15 +4,17 @@ import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import { loadConfig } from '../core/config/index.js';
 import { clickhouseConnection } from '../core/redact.js';
 import { capabilitiesOf } from '../sinks/clickhouse/capabilities.js';
-import { insertStatement, migrate } from '../sinks/clickhouse/schema.js';
+import { insertStatement, migrate, MIGRATIONS } from '../sinks/clickhouse/schema.js';
 
 /**
- * `npm run bench:marks` (issue 19): what the points marks cost ClickHouse. One RowBinary body of
- * `--rows` points (default 200,000, pipeline.insertMaxRows' default; 12 source partitions, 1,000
- * series) is inserted `--inserts` times (default 20) into Vigil's `points`, whose materialized
- * view writes the marks, and into a copy of the table without the view, alternating table by
- * table, for `--rounds` rounds (default 3); the same body each time, so the insert path alone
- * differs. Prints the median milliseconds per insert of each and their ratio.
+ * `npm run bench:marks` (issue 19): what the materialized views on `points` cost ClickHouse per
+ * insert: the marks (`points_marks_mv`) and the per-metric rollups (`metric_rollups_mv`). One
+ * RowBinary body of `--rows` points (default 200,000, pipeline.insertMaxRows' default; 12 source
+ * partitions, 1,000 series) is inserted `--inserts` times (default 20) into Vigil's `points` (both
+ * views), into copies of the table with only the marks' view, only the rollups' view, and none,
+ * in turn (the order rotating), for `--rounds` rounds (default 3); the same body each time, so the
+ * insert path alone differs. Prints the median milliseconds per insert of each and their ratios
+ * to the table without views.
  */
 const { values } = parseArgs({ options: { rows: { type: 'string' }, inserts: { type: 'string' }, rounds: { type: 'string' } } });
 const rows = Number(values.rows ?? 200_000);
@@ -47,29 +49,40 @@ async function main(): Promise<void> {
   const version = ((await (await ch.query({ query: 'SELECT version() AS v', format: 'JSONEachRow' })).json<{ v: string }>())[0] as { v: string }).v;
   try {
     await migrate(ch, db, capabilitiesOf(version));
-    await ch.command({ query: `CREATE TABLE ${db}.points_plain AS ${db}.points` });
+    // Copies of points with one view each, made from the migrations' own statements.
+    const view = (name: string) => MIGRATIONS.flatMap((m) => m.statements(db, capabilitiesOf(version))).find((q) => q.includes(`${db}.${name} `)) as string;
+    const copies = { all: 'points', marks: 'points_m', rollups: 'points_r', none: 'points_plain' };
+    for (const [copy, mv] of [[copies.marks, 'points_marks_mv'], [copies.rollups, 'metric_rollups_mv'], [copies.none, '']] as const) {
+      await ch.command({ query: `CREATE TABLE ${db}.${copy} AS ${db}.points` });
+      if (mv) await ch.command({ query: view(mv).replace(`${db}.${mv} `, `${db}.${copy}_${mv} `).replace(`FROM ${db}.points `, `FROM ${db}.${copy} `) });
+    }
     const data = await body(ch);
-    const withMarks = insertStatement(db, 'points');
-    const plain = withMarks.replace(`${db}.points `, `${db}.points_plain `);
-    const ms = { marks: [] as number[], plain: [] as number[] };
-    // One warm-up each, then alternating so that drift (merges, caches) falls on both.
-    await insert(ch, withMarks, data);
-    await insert(ch, plain, data);
+    const statement = (table: string) => insertStatement(db, 'points').replace(`${db}.points `, `${db}.${table} `);
+    const kinds = Object.keys(copies) as (keyof typeof copies)[];
+    const ms = Object.fromEntries(kinds.map((k) => [k, [] as number[]])) as Record<keyof typeof copies, number[]>;
+    // One warm-up each, then in turn, the order rotating, so that drift (merges, caches) falls on all.
+    for (const k of kinds) await insert(ch, statement(copies[k]), data);
     for (let r = 0; r < rounds; r++) {
       for (let i = 0; i < inserts; i++) {
-        const first = (r + i) % 2 === 0;
-        const a = await insert(ch, first ? withMarks : plain, data);
-        const b = await insert(ch, first ? plain : withMarks, data);
-        ms.marks.push(first ? a : b);
-        ms.plain.push(first ? b : a);
+        for (let j = 0; j < kinds.length; j++) {
+          const k = kinds[(r + i + j) % kinds.length] as keyof typeof copies;
+          ms[k].push(await insert(ch, statement(copies[k]), data));
+        }
       }
     }
-    const [m, p] = [median(ms.marks), median(ms.plain)];
+    const med = Object.fromEntries(kinds.map((k) => [k, median(ms[k])])) as Record<keyof typeof copies, number>;
     const marksRows = Number(((await (await ch.query({ query: `SELECT count() AS n FROM ${db}.points_marks`, format: 'JSONEachRow' })).json<{ n: string }>())[0] as { n: string }).n);
+    const line = (label: string, k: keyof typeof copies) =>
+      `${label}: ${med[k].toFixed(1)} ms per insert (median), ${(med[k] / med.none).toFixed(3)}× the table without views (${(((med[k] - med.none) / rows) * 1e6).toFixed(0)} ns per point)`;
     console.log(
-      `# Points marks (ClickHouse ${version}): ${rows.toLocaleString('en')} rows per insert (${data.length.toLocaleString('en')} bytes of RowBinary), ${ms.marks.length} inserts each\n` +
-        `with the marks' view: ${m.toFixed(1)} ms per insert (median); without: ${p.toFixed(1)} ms; ratio ${(m / p).toFixed(3)} ` +
-        `(${((m - p) / rows * 1e6).toFixed(0)} ns per point); ${marksRows} mark rows written (12 per insert before merges)`,
+      [
+        `# Views on points (ClickHouse ${version}): ${rows.toLocaleString('en')} rows per insert (${data.length.toLocaleString('en')} bytes of RowBinary), ${ms.none.length} inserts each`,
+        `without views: ${med.none.toFixed(1)} ms per insert (median)`,
+        line('marks only', 'marks'),
+        line('metric_rollups only', 'rollups'),
+        line('both (points as migrated)', 'all'),
+        `${marksRows} rows in points_marks now (12 per insert into a table with the marks' view, merged to a row per partition and writer)`,
+      ].join('\n'),
     );
   } finally {
     await ch.command({ query: `DROP DATABASE IF EXISTS ${db}` });
