@@ -47,20 +47,26 @@ describe('README "Reading at scale": the documented queries answer as the views'
     // partial row of the same bucket, and a correction row.
     for (const r of [rollup(0, 'bucket', 0, 3, 30, 3), rollup(0, 'bucket', 0, 5, 60, 5), rollup(1, 'bucket', 0, 2, 10, 2), rollup(0, 'correction', 77, 1, 4, 1)]) await ch.command({ query: rollupsInsert + r });
 
-    const anomaly = (score: number, flagged: number, version: number) =>
-      `(4711, '${metric}', ['host'], ['h4711'], 'gauge', 60, ${now}, 20, 19, 15, 25, ${score}, ${flagged}, 0, 0, 0, 0, 0, '{}', 'm', 0, ${version})`;
+    const anomaly = (score: number, flagged: number, version: number, bucket = now) =>
+      `(4711, '${metric}', ['host'], ['h4711'], 'gauge', 60, ${bucket}, 20, 19, 15, 25, ${score}, ${flagged}, 0, 0, 0, 0, 0, '{}', 'm', 0, ${version})`;
     const anomaliesInsert =
       `INSERT INTO ${db}.anomalies (series_id, metric, \`tags.key\`, \`tags.value\`, type, width_s, bucket_start, value, expected, lower, upper, score, anomaly, ` +
       'score_robust, score_ewma, score_seasonal, score_iforest, score_lstm, explanation, source_topic, source_partition, version) VALUES ';
-    for (const a of [anomaly(0.9, 1, 7), anomaly(0.9, 1, 7)]) await ch.command({ query: anomaliesInsert + a });
+    // A bucket flagged and written twice (a replay), one whose flag a later version cleared, one
+    // flagged only by its later version.
+    for (const a of [anomaly(0.9, 1, 7), anomaly(0.9, 1, 7), anomaly(0.95, 1, 8, now + 60), anomaly(0.4, 0, 9, now + 60), anomaly(0.3, 0, 9, now + 120), anomaly(0.8, 1, 10, now + 120)]) {
+      await ch.command({ query: anomaliesInsert + a });
+    }
 
     // Without FINAL the rollups' and anomalies' duplicates show: the comparison below can tell the forms apart.
     expect(Number((await rows(`SELECT sum(count) FROM ${db}.rollups`))[0]?.[0])).toBe(11);
 
     const views = [
       `SELECT toStartOfMinute(ts) AS t, avg(value) FROM ${db}.points_dedup WHERE metric = '${metric}' AND series_id = 4711 AND ts >= now() - 86400 GROUP BY t ORDER BY t`,
-      `SELECT bucket_start, avg(mean) FROM ${db}.rollups_merged WHERE metric = '${metric}' AND width_s = 60 AND bucket_start >= now() - 86400 GROUP BY bucket_start ORDER BY bucket_start`,
+      // metric_rollups: the metric's gauges per minute over all its series.
+      `SELECT toStartOfMinute(ts) AS bucket_start, avg(value) AS mean, max(value) AS max FROM ${db}.points_dedup WHERE metric = '${metric}' AND type = 'gauge' AND ts >= now() - 86400 GROUP BY bucket_start ORDER BY bucket_start`,
       `SELECT series_id, bucket_start, score FROM ${db}.anomalies_dedup WHERE bucket_start >= now() - 3600 AND anomaly = 1 ORDER BY score DESC LIMIT 100`,
+      `SELECT bucket_start, count, mean, min, max FROM ${db}.rollups_merged WHERE metric = '${metric}' AND width_s = 60 AND series_id = 4711 AND bucket_start >= now() - 86400 ORDER BY bucket_start`,
     ];
     const documented = readmeStatements();
     expect(documented).toHaveLength(views.length);
@@ -69,9 +75,14 @@ describe('README "Reading at scale": the documented queries answer as the views'
       expect(want.length, views[i]).toBeGreaterThan(0);
       expect(await rows(q.replaceAll('vigil.', `${db}.`)), q).toEqual(want);
     }
+    const answer = async (i: number) => rows(documented[i]?.replaceAll('vigil.', `${db}.`) as string);
+    // The metric's first minute: both series' points (10 and 99).
+    expect((await answer(1))[0]?.slice(1)).toEqual([54.5, 99]);
+    // The flagged buckets whose latest version is flagged: the replayed one and the one flagged later, not the one cleared.
+    expect((await answer(2)).map((r) => r[2])).toEqual([0.9, 0.8]);
     // The rollup bucket: partition 0's latest version (5 points, sum 60), partition 1 (2, 10) and
     // the correction (1, 4): mean 74 / 8.
-    expect(Number((await rows(documented[1]?.replaceAll('vigil.', `${db}.`) as string))[0]?.[1])).toBeCloseTo(74 / 8, 9);
+    expect(Number((await answer(3))[0]?.[2])).toBeCloseTo(74 / 8, 9);
   });
 
   it('README’s rebuild gives a rollups table made with the old sorting key the current one, every row kept', async () => {
