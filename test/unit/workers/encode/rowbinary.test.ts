@@ -126,6 +126,45 @@ describe('RowBinaryWriter made with 0 bytes', () => {
   });
 });
 
+describe('RowBinaryWriter.string: the ASCII fast path', () => {
+  /** What the library writes: a LEB128 length, then TextEncoder's UTF-8. */
+  function reference(s: string): number[] {
+    const bytes = new TextEncoder().encode(s);
+    const out: number[] = [];
+    let n = bytes.length;
+    while (n >= 0x80) {
+      out.push((n & 0x7f) | 0x80);
+      n = Math.floor(n / 128);
+    }
+    out.push(n, ...bytes);
+    return out;
+  }
+
+  it('writes exactly what TextEncoder writes: lengths 0 to 200, non-ASCII at the start, middle and end, lone surrogates, 2,000 random strings', () => {
+    const strings = ['', 'a', 'cpu.usage', 'x'.repeat(42), 'x'.repeat(43), 'x'.repeat(127), 'x'.repeat(128), 'x'.repeat(200), '\u007f', '\u0080', 'é', 'caf\u00e9', '\u00e9tat', 'a'.repeat(126) + 'é', '日本', '\ud83d\ude00', '\ud800', 'a\udc00b', '\u0000'];
+    let seed = 11;
+    const next = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+    // Mostly ASCII, some with one character from higher planes, as tags arrive.
+    const alphabet = ['a', 'Z', '0', '.', '_', '-', ' ', '\u007f', 'ü', '€', '\ud83d\ude00', '\ud800'];
+    for (let i = 0; i < 2000; i++) {
+      const length = Math.floor(next() * 140);
+      let s = '';
+      for (let k = 0; k < length; k++) s += next() < 0.97 ? String.fromCharCode(32 + Math.floor(next() * 95)) : (alphabet[Math.floor(next() * alphabet.length)] as string);
+      strings.push(s);
+    }
+    for (const s of strings) {
+      // Small writers too: the fast path must grow the buffer like the slow one.
+      for (const size of [1, 1 << 16]) {
+        const w = new RowBinaryWriter(size);
+        w.uint8(9);
+        w.string(s);
+        w.uint8(9);
+        expect([...w.finish()], JSON.stringify(s)).toEqual([9, ...reference(s), 9]);
+      }
+    }
+  });
+});
+
 describe('RowBinaryWriter.int64 without BigInt', () => {
   it('writes the bytes DataView.setBigInt64 writes, for negative, boundary and random safe integers', () => {
     const values = [0, 1, -1, 2 ** 31, -(2 ** 31), 2 ** 32 - 1, 2 ** 32, -(2 ** 32), -(2 ** 32) - 1, 1_700_000_000_123, -1_700_000_000_123, Number.MAX_SAFE_INTEGER, Number.MIN_SAFE_INTEGER];
