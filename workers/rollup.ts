@@ -41,6 +41,8 @@ export interface Bucket extends Aggregate {
   baseMaxBeforeMs: number;
   closed: boolean;
   evicted: boolean;
+  /** The map that holds it (its series' in its partition, of its width), keyed by startMs / widthMs: eviction deletes it there without looking the series up. */
+  home: Map<number, Bucket>;
 }
 
 export interface SeriesInfo {
@@ -50,11 +52,11 @@ export interface SeriesInfo {
 }
 
 /** A closed bucket as the stages (detectors, alert rules) receive it. */
-export type ClosedBucket = Readonly<Bucket> & { readonly topic: string; readonly partition: number };
+export type ClosedBucket = Readonly<Omit<Bucket, 'home'>> & { readonly topic: string; readonly partition: number };
 export type ClosedBucketStage = (bucket: ClosedBucket) => void;
 
 interface PartSeries {
-  /** Per width: bucket start → bucket. */
+  /** Per width: bucket index (start / width, a small integer: V8 hashes it fastest) → bucket. */
   buckets: Map<number, Bucket>[];
   prevTs: number;
   prevValue: number;
@@ -170,7 +172,8 @@ export class RollupState {
       let late = false;
       for (let w = 0; w < widthsMs.length; w++) {
         const width = widthsMs[w] as number;
-        const start = Math.floor(ts / width) * width;
+        const index = Math.floor(ts / width);
+        const start = index * width;
         const end = start + width;
         // Classified by the point's own watermark only (never by what happens to be in memory,
         // which depends on where tasks were cut): past end + retention, a correction row.
@@ -180,7 +183,7 @@ export class RollupState {
           continue;
         }
         const map = ps.buckets[w] as Map<number, Bucket>;
-        let b = map.get(start);
+        let b = map.get(index);
         if (!b) {
           b = {
             seriesId: id,
@@ -198,8 +201,9 @@ export class RollupState {
             baseMaxBeforeMs,
             closed: false,
             evicted: false,
+            home: map,
           };
-          map.set(start, b);
+          map.set(index, b);
           heapPush(p.heap, b);
           if (end <= watermark) {
             // The bucket had already closed for this partition: born closed, retained.
@@ -261,9 +265,8 @@ export class RollupState {
       if (until > watermark) continue;
       for (const b of p.retained.get(until) as Bucket[]) {
         b.evicted = true;
-        const ps = p.series.get(b.seriesId);
-        const map = ps?.buckets[this.settings.widthsMs.indexOf(b.widthMs)];
-        if (map?.get(b.startMs) === b) map.delete(b.startMs);
+        const index = b.startMs / b.widthMs;
+        if (b.home.get(index) === b) b.home.delete(index);
       }
       p.retained.delete(until);
     }
