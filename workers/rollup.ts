@@ -41,6 +41,9 @@ export interface Bucket extends Aggregate {
   baseMaxBeforeMs: number;
   closed: boolean;
   evicted: boolean;
+  /** Its source partition. */
+  topic: string;
+  partition: number;
   /** The map that holds it (its series' in its partition, of its width), keyed by startMs / widthMs: eviction deletes it there without looking the series up. */
   home: Map<number, Bucket>;
 }
@@ -51,8 +54,11 @@ export interface SeriesInfo {
   type: number;
 }
 
-/** A closed bucket as the stages (detectors, alert rules) receive it. */
-export type ClosedBucket = Readonly<Omit<Bucket, 'home'>> & { readonly topic: string; readonly partition: number };
+/**
+ * A closed bucket as the stages (detectors, alert rules) receive it: the bucket itself, read-only,
+ * valid while the task that closed it runs (a late point in a later task re-versions it).
+ */
+export type ClosedBucket = Readonly<Omit<Bucket, 'home'>>;
 export type ClosedBucketStage = (bucket: ClosedBucket) => void;
 
 interface PartSeries {
@@ -201,6 +207,8 @@ export class RollupState {
             baseMaxBeforeMs,
             closed: false,
             evicted: false,
+            topic: p.topic,
+            partition: p.partition,
             home: map,
           };
           map.set(index, b);
@@ -250,10 +258,7 @@ export class RollupState {
         b.closed = true;
         out.rows.push(this.bucketRow(b, p));
         out.closed++;
-        if (this.stages.length > 0) {
-          const closed = closedBucket(b, p);
-          for (const stage of this.stages) stage(closed);
-        }
+        for (const stage of this.stages) stage(b);
         push(p.retained, end + this.settings.retentionMs, b);
       }
       p.open.delete(end);
@@ -325,34 +330,6 @@ export class RollupState {
   ): RollupRow {
     return { seriesId, metric: info.metric, tags: info.tags, type: info.type, widthMs, startMs, topic: p.topic, partition: p.partition, kind, correctionOffset, correctionPoint, count, sum, min, max, last, lastTsMs, sumsq, version };
   }
-}
-
-/**
- * What the stages get of a closed bucket: a copy with its partition, one shape for all. (It was a
- * view with the bucket as its prototype, and V8 turns an object used as a prototype into a slow
- * "prototype map" one: every later read of the bucket, the held-offset heap's above all, went
- * through it; `npm run bench:shard`, rollups: see the commit.)
- */
-function closedBucket(b: Bucket, p: Partition): ClosedBucket {
-  return {
-    seriesId: b.seriesId,
-    series: b.series,
-    widthMs: b.widthMs,
-    startMs: b.startMs,
-    count: b.count,
-    sum: b.sum,
-    min: b.min,
-    max: b.max,
-    last: b.last,
-    lastTsMs: b.lastTsMs,
-    sumsq: b.sumsq,
-    baseOffset: b.baseOffset,
-    baseMaxBeforeMs: b.baseMaxBeforeMs,
-    closed: b.closed,
-    evicted: b.evicted,
-    topic: p.topic,
-    partition: p.partition,
-  };
 }
 
 /** A binary min-heap of buckets by base offset (buckets with one base share its watermark base too). */
