@@ -33,7 +33,7 @@ export function scaleFloor(level: number, quantum = Infinity): number {
  */
 export function resolutionOf(x: number): number {
   for (let k = 0; k < DECIMAL_STEPS.length; k++) {
-    const y = x * 10 ** k;
+    const y = x * (POWERS_OF_TEN[k] as number);
     // Float noise of a decimal: 0.1 + 0.2 is 3.0000000000000004 tenths.
     if (Math.abs(y - Math.round(y)) <= Math.max(1e-9, 1e-12 * Math.abs(y))) return DECIMAL_STEPS[k] as number;
   }
@@ -41,6 +41,8 @@ export function resolutionOf(x: number): number {
 }
 
 const DECIMAL_STEPS = [1, 0.1, 0.01, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12];
+/** 10 ** k for each step, computed once (exact doubles: the same products as `10 ** k` in the loop). */
+const POWERS_OF_TEN = DECIMAL_STEPS.map((_, k) => 10 ** k);
 
 /** Where a detector keeps the series' resolution (learnQuantum). */
 export interface Resolution {
