@@ -137,20 +137,28 @@ describe.runIf(usesLocalStack(res.config))('a two-replica ClickHouse cluster (Zo
       await expectRollupsMatchPoints(replicas[r] as ClickHouseClient, db, [1, 5]);
     }
     expect(await mergedRollups(replicas[1] as ClickHouseClient, db, )).toEqual(await mergedRollups(replicas[0] as ClickHouseClient, db));
-    // metric_rollups, written by its view in each points insert and replicated with it (a block
-    // sent again to the other replica is dropped there too): on each replica, per metric, the
-    // gauges points holds, no more and no fewer.
+    // metric_rollups, written by its view in each points insert and replicated with it: both
+    // replicas hold the same, and never more than points (a block sent again is dropped in points
+    // and its views alike). It can hold less: when the replica dies between committing an insert's
+    // points part and its view's part, the retry is dropped as a duplicate of points and
+    // ClickHouse skips the views of a dropped block (README "metric_rollups", known limit).
     const perMetric = (r: number, query: string) => (replicas[r] as ClickHouseClient).query({ query, format: 'JSONEachRow' }).then((rs) => rs.json<{ metric: string; n: string; s: number }>());
     const stored = await perMetric(0, `SELECT metric, toString(count()) AS n, sum(value) AS s FROM ${db}.points WHERE type = 'gauge' GROUP BY metric ORDER BY metric`);
     expect(stored.length).toBeGreaterThan(0);
-    const gaugesStored = stored.reduce((a, row) => a + Number(row.n), 0);
-    for (const r of [0, 1]) {
-      // Each table's parts replicate on their own: wait for this one's, then compare.
-      await waitFor(`every stored gauge in metric_rollups on replica ${r + 1}`, async () => (await scalar(r, `SELECT countMerge(count) FROM ${db}.metric_rollups`)) >= gaugesStored, 60_000, 500);
-      const rolled = await perMetric(r, `SELECT metric, toString(countMerge(count)) AS n, sumMerge(sum) AS s FROM ${db}.metric_rollups GROUP BY metric ORDER BY metric`);
-      expect(rolled.map(({ metric, n }) => ({ metric, n })), `metric_rollups' counts on replica ${r + 1}`).toEqual(stored.map(({ metric, n }) => ({ metric, n })));
-      rolled.forEach((row, i) => expect(row.s, `metric_rollups' sum of ${row.metric} on replica ${r + 1}`).toBeCloseTo((stored[i] as { s: number }).s, 3));
+    const rolledQuery = `SELECT metric, toString(countMerge(count)) AS n, sumMerge(sum) AS s FROM ${db}.metric_rollups GROUP BY metric ORDER BY metric`;
+    // Each table's parts replicate on their own: wait until both replicas hold the same counts.
+    const counts = (rows: { metric: string; n: string }[]) => JSON.stringify(rows.map(({ metric, n }) => [metric, n]));
+    await waitFor('metric_rollups alike on both replicas', async () => counts(await perMetric(0, rolledQuery)) === counts(await perMetric(1, rolledQuery)), 60_000, 500);
+    const rolled = await perMetric(0, rolledQuery);
+    expect(counts(await perMetric(1, rolledQuery)), 'metric_rollups on replica 2').toBe(counts(rolled));
+    let short = 0;
+    for (const row of stored) {
+      const got = Number(rolled.find((x) => x.metric === row.metric)?.n ?? 0);
+      expect(got, `metric_rollups' count of ${row.metric}`).toBeLessThanOrEqual(Number(row.n));
+      short += Number(row.n) - got;
     }
+    expect(rolled.every((x) => stored.some((row) => row.metric === x.metric)), 'no metric_rollups row of a metric points does not hold').toBe(true);
+    note(`metric_rollups: ${short} of ${stored.reduce((a, row) => a + Number(row.n), 0)} stored gauges missing (inserts cut by a replica's kill)`);
     const raw = [await scalar(0, `SELECT count() FROM ${db}.points`), await scalar(1, `SELECT count() FROM ${db}.points`)];
     expect(raw[1]).toBe(raw[0]);
     await annotate(`${events.join('; ')}; points ${sent.points}, raw rows on each replica ${raw[0]} (${(raw[0] as number) - sent.points} second copies: README "Output: ClickHouse", known limits)`);
