@@ -148,7 +148,7 @@ describe.runIf(usesLocalStack(res.config))('a two-replica ClickHouse cluster (Zo
     const rolledQuery = `SELECT metric, toString(countMerge(count)) AS n, sumMerge(sum) AS s FROM ${db}.metric_rollups GROUP BY metric ORDER BY metric`;
     // Each table's parts replicate on their own: wait until both replicas hold the same counts.
     const counts = (rows: { metric: string; n: string }[]) => JSON.stringify(rows.map(({ metric, n }) => [metric, n]));
-    await waitFor('metric_rollups alike on both replicas', async () => counts(await perMetric(0, rolledQuery)) === counts(await perMetric(1, rolledQuery)), 60_000, 500);
+    await waitFor('metric_rollups alike on both replicas', async () => counts(await perMetric(0, rolledQuery)) === counts(await perMetric(1, rolledQuery)), 180_000, 500);
     const rolled = await perMetric(0, rolledQuery);
     expect(counts(await perMetric(1, rolledQuery)), 'metric_rollups on replica 2').toBe(counts(rolled));
     let short = 0;
