@@ -2,7 +2,7 @@ export { ClickHouseSink, isAfter, type PointMark } from './writer.js';
 export { InsertBatcher, INSERT_ORDER, type BatcherOptions, type BodyMark } from './batcher.js';
 export { capabilitiesOf } from './capabilities.js';
 export type { Capabilities } from './capabilities.js';
-export { MIGRATIONS, migrate, schemaStatements, insertStatement, INSERT_COLUMNS } from './schema.js';
+export { MIGRATIONS, migrate, schemaStatements, insertStatement, insertTarget, INSERT_COLUMNS } from './schema.js';
 export type { Migration, InsertTable } from './schema.js';
 export { rowsOf, splitRows } from './rows.js';
 export type { RowCodec } from './rows.js';

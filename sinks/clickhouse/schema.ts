@@ -4,7 +4,7 @@ import { POINT_COLUMNS } from '../../workers/encode/points.js';
 import { ROLLUP_COLUMNS } from '../../workers/encode/rollups.js';
 import { ANOMALY_COLUMNS } from '../../workers/encode/anomalies.js';
 import { STATE_COLUMNS } from '../../workers/encode/state.js';
-import type { Capabilities } from './capabilities.js';
+import { capabilitiesOf, type Capabilities } from './capabilities.js';
 
 /**
  * Vigil's tables, created and migrated by Vigil (DESIGN.md §5). Migrations are numbered, applied
@@ -20,8 +20,12 @@ import type { Capabilities } from './capabilities.js';
 export interface Migration {
   version: number;
   name: string;
-  statements(db: string, caps: Capabilities): string[];
+  /** `cluster`: `clickhouse.cluster` (empty without one); statements get `ON CLUSTER` afterwards (onCluster). */
+  statements(db: string, caps: Capabilities, cluster?: string): string[];
 }
+
+/** The 18.16 baseline: plain types, no codecs (a Null table stores nothing to code). */
+const BASELINE = capabilitiesOf('18.16.1');
 
 const quote = (name: string) => (name.includes('.') ? `\`${name}\`` : name);
 
@@ -172,17 +176,60 @@ export const MIGRATIONS: readonly Migration[] = [
     // previous point: read `rollups`). Monthly partitions: a few rows per metric and minute.
     statements: (db, caps) => [
       `CREATE TABLE IF NOT EXISTS ${db}.metric_rollups (\n  ${column('metric', 'String', caps)},\n  bucket_start DateTime,\n  count AggregateFunction(count),\n  sum AggregateFunction(sum, Float64),\n  min AggregateFunction(min, Float64),\n  max AggregateFunction(max, Float64),\n  sumsq AggregateFunction(sum, Float64)\n) ENGINE = AggregatingMergeTree()\nPARTITION BY toYYYYMM(bucket_start)\nORDER BY (metric, bucket_start)`,
-      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.metric_rollups_mv TO ${db}.metric_rollups AS SELECT metric, toStartOfMinute(ts) AS bucket_start, countState() AS count, sumState(value) AS sum, minState(value) AS min, maxState(value) AS max, sumState(value * value) AS sumsq FROM ${db}.points WHERE type = 'gauge' GROUP BY metric, bucket_start`,
+      metricRollupsView(db, 'points'),
     ],
   },
+  {
+    version: 10,
+    name: 'points through a null table on a cluster',
+    // metric_rollups exact across a replica's kill (issue 19). When a replica dies between an
+    // insert's `points` part and its views' parts, Vigil's retry is a duplicate of the `points`
+    // block, and ClickHouse pushes no duplicate block to the views: metric_rollups stayed short.
+    // So on a cluster Vigil inserts into `points_in` (ENGINE = Null), whose views write
+    // metric_rollups and points; the views of a table that cannot deduplicate deduplicate their
+    // own blocks (18.16; newer servers when the insert sets
+    // deduplicate_blocks_in_dependent_materialized_views, which Vigil does where it exists), so a
+    // retry fills exactly the parts the first attempt missed. `insert_hash` (a sum of the points'
+    // source hashes) keeps two different inserts that aggregate alike from passing for one.
+    // Views run in name order (18.16 sorts a table's dependants by name): metric_rollups_mv
+    // before points_mv, and the marks after points (their view hangs on `points`), so marks that
+    // say an insert landed (a retry skipped, batcher.ts) mean its metric_rollups landed too.
+    // Without a cluster nothing changes: a plain MergeTree deduplicates nothing anyway.
+    statements: (db, _caps, cluster = '') =>
+      cluster
+        ? [
+            `CREATE TABLE IF NOT EXISTS ${db}.points_in (\n  ${tableColumns(POINT_COLUMNS, BASELINE)}\n) ENGINE = Null`,
+            `ALTER TABLE ${db}.metric_rollups ADD COLUMN insert_hash AggregateFunction(sum, UInt64)`,
+            `DROP TABLE IF EXISTS ${db}.metric_rollups_mv`,
+            metricRollupsView(db, 'points_in'),
+            `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.points_mv TO ${db}.points AS SELECT ${POINT_COLUMNS.map(([n]) => quote(n)).join(', ')} FROM ${db}.points_in`,
+          ]
+        : [],
+  },
 ];
+
+/**
+ * metric_rollups' view over the points inserted into `source`: `points` (one server), or
+ * `points_in` on a cluster (migration 10), where it also sums the points' source hashes.
+ */
+function metricRollupsView(db: string, source: 'points' | 'points_in'): string {
+  const hash = source === 'points_in' ? ', sumState(cityHash64(source_topic, source_partition, source_offset, point_index)) AS insert_hash' : '';
+  return (
+    `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.metric_rollups_mv TO ${db}.metric_rollups AS SELECT metric, toStartOfMinute(ts) AS bucket_start, ` +
+    `countState() AS count, sumState(value) AS sum, minState(value) AS min, maxState(value) AS max, sumState(value * value) AS sumsq${hash} ` +
+    `FROM ${db}.${source} WHERE type = 'gauge' GROUP BY metric, bucket_start`
+  );
+}
 
 /** The tables workers encode rows for, with the column order of their RowBinary bodies. */
 export const INSERT_COLUMNS = { points: POINT_COLUMNS, rollups: ROLLUP_COLUMNS, anomalies: ANOMALY_COLUMNS, detector_state: STATE_COLUMNS } as const;
 export type InsertTable = keyof typeof INSERT_COLUMNS;
 
-export const insertStatement = (db: string, table: InsertTable) =>
-  `INSERT INTO ${db}.${table} (${INSERT_COLUMNS[table].map(([n]) => quote(n)).join(', ')}) FORMAT RowBinary`;
+/** The table an insert of `table`'s rows goes to: on a cluster, points go through `points_in` (migration 10). */
+export const insertTarget = (table: InsertTable, cluster: string): string => (table === 'points' && cluster ? 'points_in' : table);
+
+export const insertStatement = (db: string, table: InsertTable, cluster = '') =>
+  `INSERT INTO ${db}.${insertTarget(table, cluster)} (${INSERT_COLUMNS[table].map(([n]) => quote(n)).join(', ')}) FORMAT RowBinary`;
 
 /**
  * Every statement a fresh database gets, in order (what `vigil schema` prints); with `cluster`,
@@ -192,7 +239,7 @@ export function schemaStatements(db: string, caps: Capabilities, cluster = ''): 
   return [
     `CREATE DATABASE IF NOT EXISTS ${db}`,
     `CREATE TABLE IF NOT EXISTS ${db}.schema_migrations (version UInt32, name String, applied_at DateTime) ENGINE = ReplacingMergeTree() ORDER BY version`,
-    ...MIGRATIONS.flatMap((m) => m.statements(db, caps)),
+    ...MIGRATIONS.flatMap((m) => m.statements(db, caps, cluster)),
   ].map((q) => onCluster(q, cluster));
 }
 
@@ -208,8 +255,11 @@ export function onCluster(statement: string, cluster: string): string {
   const on = ` ON CLUSTER ${cluster}`;
   let m = /^CREATE DATABASE IF NOT EXISTS \S+/.exec(statement);
   if (m) return m[0] + on + statement.slice(m[0].length);
-  m = /^(CREATE VIEW IF NOT EXISTS|CREATE MATERIALIZED VIEW IF NOT EXISTS|ALTER TABLE) \S+/.exec(statement);
+  m = /^(CREATE VIEW IF NOT EXISTS|CREATE MATERIALIZED VIEW IF NOT EXISTS|ALTER TABLE|DROP TABLE IF EXISTS) \S+/.exec(statement);
   if (m) return m[0] + on + statement.slice(m[0].length);
+  m = /^CREATE TABLE IF NOT EXISTS \S+/.exec(statement);
+  // A Null table stores nothing: every replica has its own, nothing to replicate.
+  if (m && / ENGINE = Null$/.test(statement)) return m[0] + on + statement.slice(m[0].length);
   m = /^CREATE TABLE IF NOT EXISTS (\w+)\.(\w+)/.exec(statement);
   if (m) {
     const [head, db, table] = m as unknown as [string, string, string];
@@ -224,6 +274,20 @@ export function onCluster(statement: string, cluster: string): string {
     );
   }
   throw new VigilError('VIGIL_ERR_CLICKHOUSE_SCHEMA', `no ON CLUSTER form for: ${statement.slice(0, 80)}`);
+}
+
+/**
+ * `query` adds a column the table already has. 18.16 has no `ADD COLUMN IF NOT EXISTS`: the
+ * column is looked up so that a migration cut after its ALTER runs again cleanly.
+ */
+async function hasColumn(client: ClickHouseClient, query: string): Promise<boolean> {
+  const m = /^ALTER TABLE (\w+)\.(\w+) ADD COLUMN (\w+) /.exec(query);
+  if (!m) return false;
+  const rs = await client.query({
+    query: `SELECT count() AS n FROM system.columns WHERE database = '${m[1]}' AND table = '${m[2]}' AND name = '${m[3]}'`,
+    format: 'JSONEachRow',
+  });
+  return Number((await rs.json<{ n: string }>())[0]?.n ?? 0) > 0;
 }
 
 /** Applies the migrations not yet recorded; returns the versions applied by this call. */
@@ -241,7 +305,10 @@ export async function migrate(client: ClickHouseClient, db: string, caps: Capabi
     const done = new Set((await rs.json<{ version: number }>()).map((r) => Number(r.version)));
     for (const m of MIGRATIONS) {
       if (done.has(m.version)) continue;
-      for (const query of m.statements(db, caps)) await client.command({ query: onCluster(query, cluster) });
+      for (const query of m.statements(db, caps, cluster)) {
+        if (await hasColumn(client, query)) continue;
+        await client.command({ query: onCluster(query, cluster) });
+      }
       await client.insert({
         table: `${db}.schema_migrations`,
         values: [{ version: m.version, name: m.name, applied_at: Math.floor(Date.now() / 1000) }],

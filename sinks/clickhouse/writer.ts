@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { clickhouseConnection, redactUrls } from '../../core/redact.js';
-import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
+import { ClickHouseLogLevel, createClient, type ClickHouseClient, type ClickHouseSettings } from '@clickhouse/client';
 import type { VigilConfig } from '../../core/config/index.js';
 import { VigilError } from '../../core/errors.js';
 import { sqlString } from '../../core/sql.js';
@@ -26,6 +26,7 @@ export class ClickHouseSink {
   /** The URLs without user info (what errors show): `clickhouse.url`, then the failover replicas. */
   private readonly urls: string[];
   private caps: Capabilities | undefined;
+  private pointsSettings: ClickHouseSettings = {};
 
   constructor(
     private readonly config: VigilConfig['clickhouse'],
@@ -56,8 +57,16 @@ export class ClickHouseSink {
   async start(): Promise<void> {
     let version: string;
     try {
-      const rs = await this.client.query({ query: 'SELECT version() AS v', format: 'JSONEachRow' });
-      version = ((await rs.json<{ v: string }>())[0] as { v: string }).v;
+      const rs = await this.client.query({
+        query: "SELECT version() AS v, (SELECT count() FROM system.settings WHERE name = 'deduplicate_blocks_in_dependent_materialized_views') AS d",
+        format: 'JSONEachRow',
+      });
+      const row = (await rs.json<{ v: string; d: string }>())[0] as { v: string; d: string };
+      version = row.v;
+      // On a cluster, points go through points_in's views (schema.ts migration 10), which a newer
+      // server deduplicates only when the insert asks; 18.16 does without being asked, and
+      // refuses a setting it does not know.
+      if (this.config.cluster && Number(row.d) > 0) this.pointsSettings = { deduplicate_blocks_in_dependent_materialized_views: 1 };
     } catch (err) {
       throw new VigilError('VIGIL_ERR_CLICKHOUSE_UNAVAILABLE', `${this.urls.join(', ')}: ${redactUrls((err as Error).message)}`, { cause: err, retryable: true });
     }
@@ -78,7 +87,8 @@ export class ClickHouseSink {
   async insert(table: InsertTable, body: Uint8Array, gzip: boolean): Promise<void> {
     try {
       const result = await this.client.exec({
-        query: insertStatement(this.db, table),
+        query: insertStatement(this.db, table, this.config.cluster),
+        ...(table === 'points' ? { clickhouse_settings: this.pointsSettings } : {}),
         values: Readable.from([Buffer.from(body.buffer, body.byteOffset, body.byteLength)], { objectMode: false }),
         ...(gzip ? { http_headers: { 'Content-Encoding': 'gzip' } } : {}),
       });

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { capabilitiesOf } from '../../../../sinks/clickhouse/capabilities.js';
-import { MIGRATIONS } from '../../../../sinks/clickhouse/schema.js';
+import { insertTarget, MIGRATIONS } from '../../../../sinks/clickhouse/schema.js';
 import { useResources } from '../../../helpers/resources.js';
 
 const res = useResources();
@@ -32,7 +32,7 @@ describe('README "Reading at scale": the documented queries answer as the views'
     for (const t of ['points', 'rollups', 'anomalies']) await ch.command({ query: `SYSTEM STOP MERGES ${db}.${t}` });
 
     const point = (series: number, ts: number, value: number, offset: number) => `(${series}, '${metric}', ['host'], ['h${series}'], 'gauge', ${ts}, ${ts * 1000}, ${value}, 'm', 0, ${offset}, 0)`;
-    const pointsInsert = `INSERT INTO ${db}.points (series_id, metric, \`tags.key\`, \`tags.value\`, type, ts, ts_ms, value, source_topic, source_partition, source_offset, point_index) VALUES `;
+    const pointsInsert = `INSERT INTO ${db}.${insertTarget('points', res.config.clickhouse.cluster)} (series_id, metric, \`tags.key\`, \`tags.value\`, type, ts, ts_ms, value, source_topic, source_partition, source_offset, point_index) VALUES `;
     const points = [point(4711, now, 10, 1), point(4711, now + 60, 20, 2), point(4711, now + 120, 30, 3), point(42, now, 99, 4)];
     // Each point once, as the pipeline stores them (a replay skips the points the marks cover):
     // README documents `points` read as it is.

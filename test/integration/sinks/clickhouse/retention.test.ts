@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { chdbRun } from '../../../../bench/chdb.js';
 import { venvPython } from '../../../../infra/index.js';
-import { capabilitiesOf, schemaStatements } from '../../../../sinks/clickhouse/index.js';
+import { capabilitiesOf, insertTarget, schemaStatements } from '../../../../sinks/clickhouse/index.js';
 import { dropExpired, TIME_COLUMN, ttlStatements, type RetentionPolicy, type RetentionTable } from '../../../../sinks/clickhouse/retention.js';
 import { usePipelines, waitFor } from '../../../helpers/pipeline.js';
 import { useResources } from '../../../helpers/resources.js';
@@ -29,10 +29,10 @@ async function scalar(q: string): Promise<number> {
 /** Rows dated `ms` in each table Vigil keeps by time (other columns at their defaults). */
 async function backdate(db: string, table: RetentionTable, ms: number, width = 60): Promise<void> {
   const values: Record<RetentionTable, string> = {
-    points: `INSERT INTO ${db}.points (series_id, metric, ts, ts_ms, value) VALUES (1, 'cpu', ${sec(ms)}, ${ms}, 1)`,
+    points: `INSERT INTO ${db}.${insertTarget('points', res.config.clickhouse.cluster)} (series_id, metric, ts, ts_ms, value) VALUES (1, 'cpu', ${sec(ms)}, ${ms}, 1)`,
     rollups: `INSERT INTO ${db}.rollups (series_id, metric, width_s, bucket_start, count) VALUES (1, 'cpu', ${width}, ${sec(ms)}, 1)`,
     // Written by its view from the points inserted.
-    metric_rollups: `INSERT INTO ${db}.points (series_id, metric, ts, ts_ms, value) VALUES (1, 'cpu', ${sec(ms)}, ${ms}, 1)`,
+    metric_rollups: `INSERT INTO ${db}.${insertTarget('points', res.config.clickhouse.cluster)} (series_id, metric, ts, ts_ms, value) VALUES (1, 'cpu', ${sec(ms)}, ${ms}, 1)`,
     anomalies: `INSERT INTO ${db}.anomalies (series_id, metric, width_s, bucket_start) VALUES (1, 'cpu', 60, ${sec(ms)})`,
     alerts: `INSERT INTO ${db}.alerts (id, fingerprint, starts_at, observed_at) VALUES ('a${ms}', 'f', ${sec(ms)}, ${sec(ms)})`,
   };

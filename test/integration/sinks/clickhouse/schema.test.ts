@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { chdbRun } from '../../../../bench/chdb.js';
 import { venvPython } from '../../../../infra/index.js';
-import { capabilitiesOf, ClickHouseSink, MIGRATIONS, schemaStatements } from '../../../../sinks/clickhouse/index.js';
+import { capabilitiesOf, ClickHouseSink, insertTarget, MIGRATIONS, schemaStatements } from '../../../../sinks/clickhouse/index.js';
 import { seriesId, sortTags } from '../../../../workers/series.js';
 import { uniqueName, useResources } from '../../../helpers/resources.js';
 
@@ -23,7 +23,9 @@ describe('ClickHouse schema', () => {
     const rs = await res.clickhouse().query({ query: `SELECT version, count() AS n FROM ${db}.schema_migrations GROUP BY version ORDER BY version`, format: 'JSONEachRow' });
     expect((await rs.json<{ version: number; n: string }>()).map((r) => [Number(r.version), Number(r.n)])).toEqual(MIGRATIONS.map((m) => [m.version, 1]));
     const tables = await res.clickhouse().query({ query: `SELECT name FROM system.tables WHERE database = '${db}' ORDER BY name`, format: 'JSONEachRow' });
-    expect((await tables.json<{ name: string }>()).map((t) => t.name)).toEqual(['alerts', 'alerts_dedup', 'anomalies', 'anomalies_dedup', 'detector_state', 'metric_rollups', 'metric_rollups_mv', 'points', 'points_dedup', 'points_marks', 'points_marks_mv', 'rollups', 'rollups_merged', 'schema_migrations']);
+    // On a cluster, points arrive through points_in and its view (migration 10).
+    const cluster = res.config.clickhouse.cluster ? ['points_in', 'points_marks', 'points_marks_mv', 'points_mv'] : ['points_marks', 'points_marks_mv'];
+    expect((await tables.json<{ name: string }>()).map((t) => t.name)).toEqual(['alerts', 'alerts_dedup', 'anomalies', 'anomalies_dedup', 'detector_state', 'metric_rollups', 'metric_rollups_mv', 'points', 'points_dedup', ...cluster, 'rollups', 'rollups_merged', 'schema_migrations']);
     await sink.close();
   });
 
@@ -51,8 +53,8 @@ describe('ClickHouse schema', () => {
       const [metric, type] = k % 3 === 2 ? ['req', 'counter'] : [k % 3 ? 'mem' : 'cpu', 'gauge'];
       return `(${(k % 7) + 1}, '${metric}', ['host'], ['h${k % 7}'], '${type}', ${1700000000 + k * 13}, ${(1700000000 + k * 13) * 1000}, ${((k * 37) % 101) / 4}, 't', ${k % 2}, ${k}, 0)`;
     }).join(', ');
-  const pointsInsert = (db: string, rows: string) =>
-    `INSERT INTO ${db}.points (series_id, metric, \`tags.key\`, \`tags.value\`, type, ts, ts_ms, value, source_topic, source_partition, source_offset, point_index) VALUES ${rows}`;
+  const pointsInsert = (db: string, rows: string, cluster = '') =>
+    `INSERT INTO ${db}.${insertTarget('points', cluster)} (series_id, metric, \`tags.key\`, \`tags.value\`, type, ts, ts_ms, value, source_topic, source_partition, source_offset, point_index) VALUES ${rows}`;
   /** Per metric and minute: the view's merged aggregates, then the same from the points table, as CSV-like lines. */
   const metricRollupsCheck = (db: string) => [
     `SELECT metric, toUInt32(bucket_start), countMerge(count), round(sumMerge(sum), 6), minMerge(min), maxMerge(max), round(sumMerge(sumsq), 6) FROM ${db}.metric_rollups GROUP BY metric, bucket_start ORDER BY metric, bucket_start`,
@@ -61,7 +63,7 @@ describe('ClickHouse schema', () => {
 
   it('metric_rollups holds, per metric and minute, the count, sum, min, max and sum of squares of the gauges stored in points (every insert), no counter', async () => {
     const db = await res.migratedDatabase('metricrollups');
-    for (let i = 0; i < 4; i++) await res.clickhouse().command({ query: pointsInsert(db, pointRows(i * 50, 50)) });
+    for (let i = 0; i < 4; i++) await res.clickhouse().command({ query: pointsInsert(db, pointRows(i * 50, 50), res.config.clickhouse.cluster) });
     const [view, points] = await Promise.all(metricRollupsCheck(db).map(async (query) => (await res.clickhouse().query({ query, format: 'TabSeparated' })).text()));
     expect(points?.trim().split('\n').length).toBeGreaterThan(4);
     expect(view).toBe(points);
@@ -139,6 +141,20 @@ describe('ClickHouse schema', () => {
       const [view, points] = metricRollupsCheck('vigil').map((q) => chdb([...ddl, ...inserts, q]));
       expect(points?.trim().split('\n').length).toBeGreaterThan(4);
       expect(view).toBe(points);
+    });
+
+    it('takes the cluster form of migration 10 (points through the Null table points_in, its views writing metric_rollups and points)', () => {
+      // The statements a cluster gets, without ON CLUSTER (chdb has no ZooKeeper): the DDL a
+      // current server must accept (its AggregatingMergeTree refuses a column that is neither key
+      // nor aggregate state) and the same per-minute aggregates as the gauges in points.
+      const caps = capabilitiesOf(chdb(['SELECT version()']).trim().replaceAll('"', ''));
+      const ddl = ['CREATE DATABASE IF NOT EXISTS vigil', ...MIGRATIONS.flatMap((m) => m.statements('vigil', caps, 'vigil'))];
+      expect(ddl.join('\n')).toContain('ENGINE = Null');
+      const inserts = [0, 1, 2].map((i) => pointsInsert('vigil', pointRows(i * 50, 50), 'vigil'));
+      const [view, points, hashes] = [...metricRollupsCheck('vigil'), 'SELECT count(DISTINCT finalizeAggregation(insert_hash)) FROM vigil.metric_rollups'].map((q) => chdb([...ddl, ...inserts, q]));
+      expect(points?.trim().split('\n').length).toBeGreaterThan(4);
+      expect(view).toBe(points);
+      expect(Number(hashes)).toBeGreaterThan(1);
     });
 
     it("computes the same series id as ClickHouse's xxHash64 of the canonical text", () => {

@@ -1,7 +1,7 @@
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { isVigilError } from '../../../../core/errors.js';
-import { ClickHouseSink, INSERT_COLUMNS, rowsOf, splitRows, type InsertTable } from '../../../../sinks/clickhouse/index.js';
+import { ClickHouseSink, INSERT_COLUMNS, insertTarget, rowsOf, splitRows, type InsertTable } from '../../../../sinks/clickhouse/index.js';
 import { AnomalyEncoder } from '../../../../workers/encode/anomalies.js';
 import { PointsEncoder } from '../../../../workers/encode/points.js';
 import { RollupEncoder } from '../../../../workers/encode/rollups.js';
@@ -80,7 +80,8 @@ describe('ClickHouse writer (the real server)', () => {
 
   it('classifies rows the server refuses for their values (a DEFAULT that throws) as VIGIL_ERR_CLICKHOUSE_REJECTED, not retryable, nothing stored', async () => {
     const { s, db } = await sink();
-    await res.clickhouse().command({ query: `ALTER TABLE ${db}.points ADD COLUMN guard UInt8 DEFAULT throwIf(value = 666)` });
+    // The table the insert names: points, or points_in on a cluster (schema.ts migration 10).
+    await res.clickhouse().command({ query: `ALTER TABLE ${db}.${insertTarget('points', res.config.clickhouse.cluster)} ADD COLUMN guard UInt8 DEFAULT throwIf(value = 666)` });
     const e = new PointsEncoder(64);
     e.add(1n, 'cpu', [], 0, 1_700_000_000_000, 1, 'm', 0, 1, 0);
     e.add(1n, 'cpu', [], 0, 1_700_000_001_000, 666, 'm', 0, 2, 0);

@@ -6,11 +6,12 @@ describe('onCluster: the DDL a clickhouse.cluster gets', () => {
   for (const version of ['18.16.1', '24.8.1']) {
     it(`every statement of a fresh database runs ON CLUSTER and every table replicates (${version})`, () => {
       const caps = capabilitiesOf(version);
-      const plain = schemaStatements('db', caps);
+      // The cluster's statements before ON CLUSTER: the one-server ones plus migration 10's.
+      const plain = schemaStatements('db', caps).slice(0, 2).concat(MIGRATIONS.flatMap((m) => m.statements('db', caps, 'c1')));
       const clustered = schemaStatements('db', caps, 'c1');
       expect(clustered).toHaveLength(plain.length);
       for (const [i, q] of clustered.entries()) {
-        expect(q).toMatch(/^(CREATE (DATABASE|TABLE|VIEW|MATERIALIZED VIEW) IF NOT EXISTS|ALTER TABLE) \S+ ON CLUSTER c1\b/);
+        expect(q).toMatch(/^(CREATE (DATABASE|TABLE|VIEW|MATERIALIZED VIEW) IF NOT EXISTS|ALTER TABLE|DROP TABLE IF EXISTS) \S+ ON CLUSTER c1\b/);
         // The rest of the statement is the one-server statement, engines aside.
         const engine = /ENGINE = (\w*)MergeTree\(([^)]*)\)/.exec(plain[i] as string);
         if (!engine) {
@@ -22,6 +23,10 @@ describe('onCluster: the DDL a clickhouse.cluster gets', () => {
         expect(q).toContain(`ENGINE = Replicated${engine[1] ?? ''}MergeTree('/clickhouse/tables/{shard}/db/${table}', '{replica}'${args})`);
         expect(q.replace(' ON CLUSTER c1', '').replace(/ENGINE = \w+\([^)]*\)/, 'E')).toBe((plain[i] as string).replace(/ENGINE = \w+\([^)]*\)/, 'E'));
       }
+      // Points go through a Null table on a cluster (migration 10): one per replica, not replicated;
+      // one server has none.
+      expect(clustered.filter((q) => q.includes('db.points_in ') && q.startsWith('CREATE TABLE'))).toEqual([expect.stringMatching(/^CREATE TABLE IF NOT EXISTS db\.points_in ON CLUSTER c1 \([\s\S]*\) ENGINE = Null$/)]);
+      expect(schemaStatements('db', caps).join('\n')).not.toContain('points_in');
       // Versioned tables keep their version column.
       expect(clustered.join('\n')).toContain("ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/rollups', '{replica}', version)");
     });
