@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { createClient, type ClickHouseClient, type ClickHouseSettings } from '@clickhouse/client';
 import { loadConfig } from '../core/config/index.js';
 import { clickhouseConnection } from '../core/redact.js';
 import { capabilitiesOf } from '../sinks/clickhouse/capabilities.js';
@@ -14,7 +14,8 @@ import { insertStatement, migrate, MIGRATIONS } from '../sinks/clickhouse/schema
  * views), into copies of the table with only the marks' view, only the rollups' view, and none,
  * in turn (the order rotating), for `--rounds` rounds (default 3); the same body each time, so the
  * insert path alone differs. Prints the median milliseconds per insert of each and their ratios
- * to the table without views.
+ * to the table without views. With `clickhouse.cluster` set, measures points through `points_in`
+ * instead (see `cluster`).
  */
 const { values } = parseArgs({ options: { rows: { type: 'string' }, inserts: { type: 'string' }, rounds: { type: 'string' } } });
 const rows = Number(values.rows ?? 200_000);
@@ -32,9 +33,9 @@ async function body(ch: ClickHouseClient): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-async function insert(ch: ClickHouseClient, query: string, data: Buffer): Promise<number> {
+async function insert(ch: ClickHouseClient, query: string, data: Buffer, settings: ClickHouseSettings = {}): Promise<number> {
   const t0 = performance.now();
-  const r = await ch.exec({ query, values: Readable.from([data], { objectMode: false }) });
+  const r = await ch.exec({ query, values: Readable.from([data], { objectMode: false }), clickhouse_settings: settings });
   r.stream.resume();
   await new Promise<void>((resolve, reject) => r.stream.once('end', resolve).once('error', reject));
   return performance.now() - t0;
@@ -42,9 +43,56 @@ async function insert(ch: ClickHouseClient, query: string, data: Buffer): Promis
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
+/**
+ * On a cluster (`clickhouse.cluster` set): what points going through `points_in` (schema.ts
+ * migration 10) cost an insert against the one-server layout, the same views hanging on `points`.
+ * Two databases migrated ON CLUSTER; in the second, metric_rollups' view is moved onto `points`
+ * and `points_mv` dropped; the same body into `a.points_in` and `b.points` in turn, without block
+ * deduplication (the same body would be dropped as a duplicate after the first).
+ */
+async function cluster(ch: ClickHouseClient, name: string, version: string): Promise<void> {
+  const stamp = Date.now().toString(36);
+  const [a, b] = [`vigil_mbench_${stamp}_in`, `vigil_mbench_${stamp}_direct`];
+  const caps = capabilitiesOf(version);
+  try {
+    for (const db of [a, b]) await migrate(ch, db, caps, name);
+    const view = (db: string) => MIGRATIONS.flatMap((m) => m.statements(db, caps, name)).filter((q) => q.includes(`${db}.metric_rollups_mv `)).at(-1) as string;
+    await ch.command({ query: `DROP TABLE ${b}.points_mv` });
+    await ch.command({ query: `DROP TABLE ${b}.metric_rollups_mv` });
+    await ch.command({ query: view(b).replace(`FROM ${b}.points_in `, `FROM ${b}.points `) });
+    const data = await body(ch);
+    const settings: ClickHouseSettings = { insert_deduplicate: 0 };
+    const statements = { in: insertStatement(a, 'points', name), direct: insertStatement(b, 'points') };
+    const kinds = ['in', 'direct'] as const;
+    const ms = { in: [] as number[], direct: [] as number[] };
+    for (const k of kinds) await insert(ch, statements[k], data, settings);
+    for (let i = 0; i < rounds * inserts; i++) {
+      for (let j = 0; j < kinds.length; j++) {
+        const k = kinds[(i + j) % kinds.length] as (typeof kinds)[number];
+        ms[k].push(await insert(ch, statements[k], data, settings));
+      }
+    }
+    const [viaIn, direct] = [median(ms.in), median(ms.direct)];
+    console.log(
+      [
+        `# Points through points_in on cluster ${name} (ClickHouse ${version}): ${rows.toLocaleString('en')} rows per insert, ${ms.in.length} inserts each`,
+        `views on points (the one-server layout, replicated): ${direct.toFixed(1)} ms per insert (median)`,
+        `through points_in (as migrated on a cluster): ${viaIn.toFixed(1)} ms per insert (median), ${(viaIn / direct).toFixed(3)}× (${(((viaIn - direct) / rows) * 1e6).toFixed(0)} ns per point)`,
+      ].join('\n'),
+    );
+  } finally {
+    for (const db of [a, b]) await ch.command({ query: `DROP DATABASE IF EXISTS ${db} ON CLUSTER ${name}` });
+  }
+}
+
 async function main(): Promise<void> {
   const config = loadConfig({ env: process.env });
   const ch = createClient({ ...clickhouseConnection(config.clickhouse) });
+  if (config.clickhouse.cluster) {
+    const version = ((await (await ch.query({ query: 'SELECT version() AS v', format: 'JSONEachRow' })).json<{ v: string }>())[0] as { v: string }).v;
+    await cluster(ch, config.clickhouse.cluster, version).finally(() => ch.close());
+    return;
+  }
   const db = `vigil_mbench_${Date.now().toString(36)}`;
   const version = ((await (await ch.query({ query: 'SELECT version() AS v', format: 'JSONEachRow' })).json<{ v: string }>())[0] as { v: string }).v;
   try {
