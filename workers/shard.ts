@@ -1,4 +1,5 @@
-import { deserialize, getHeapStatistics, serialize } from 'node:v8';
+import { getHeapStatistics } from 'node:v8';
+import { readSnapshot, writeSnapshot, type SeriesSnapshot } from './snapshot.js';
 import { RollupEncoder } from './encode/rollups.js';
 import { StateEncoder } from './encode/state.js';
 import { AnomalyEncoder } from './encode/anomalies.js';
@@ -6,7 +7,7 @@ import { RollupState, type ClosedBucket, type ClosedBucketStage } from './rollup
 import { emptyShardResult, filterBatch, REFUSED_SAMPLE_BYTES, snapshotKey, type ModelSettings, type RefusedPoints, type RollupSettings, type ShardBatch, type ShardResult, type ShardTask } from './shard-task.js';
 import { Ensemble, type SeriesModels } from '../models/ensemble.js';
 import { loadLstm } from '../models/lstm-detector.js';
-import { RuleEvaluator, type RuleSnapshot } from './alerts/evaluator.js';
+import { RuleEvaluator } from './alerts/evaluator.js';
 
 /**
  * Per-series state of this thread's shard: the series registry (last seen, for eviction), the
@@ -30,12 +31,6 @@ interface SeriesState {
 }
 
 /** What `detector_state` holds per series: everything a replay needs to judge the next bucket exactly as without it. */
-interface SeriesSnapshot {
-  lastBucketMs: number;
-  buckets: number;
-  models: SeriesModels | null;
-  rules: RuleSnapshot[] | null;
-}
 
 const series = new Map<bigint, SeriesState>();
 let rollups: RollupState | undefined;
@@ -118,7 +113,7 @@ function scoreClosed(encoder: AnomalyEncoder, states: StateEncoder, withModels: 
   const settings = snapshotKey(model ? model.settings : null, widthMs);
   for (const [seriesId, t] of touched) {
     const snapshot: SeriesSnapshot = { lastBucketMs: t.s.lastBucketMs, buckets: t.s.buckets, models: t.s.models, rules: rules.snapshot(seriesId) };
-    states.add({ topic: t.topic, partition: t.partition, seriesId, widthMs, settings, lastBucketMs: t.s.lastBucketMs, version: t.s.buckets, state: serialize(snapshot) });
+    states.add({ topic: t.topic, partition: t.partition, seriesId, widthMs, settings, lastBucketMs: t.s.lastBucketMs, version: t.s.buckets, state: writeSnapshot(snapshot) });
   }
   return { scored, flagged };
 }
@@ -129,7 +124,7 @@ function restoreSeries(task: ShardTask): ShardResult {
   if (r) {
     for (let i = 0; i < r.ids.length; i++) {
       const id = r.ids[i] as bigint;
-      const snap = deserialize(r.data.subarray(r.bounds[2 * i] as number, r.bounds[2 * i + 1] as number)) as SeriesSnapshot;
+      const snap = readSnapshot(r.data.subarray(r.bounds[2 * i] as number, r.bounds[2 * i + 1] as number));
       // Its source is learnt from its next point.
       series.set(id, { lastSeenMs: task.nowMs, source: '', split: false, models: task.models ? snap.models : null, lastBucketMs: snap.lastBucketMs, buckets: snap.buckets });
       if (snap.rules) rules.restoreSeries(id, snap.rules);
