@@ -17,7 +17,7 @@ export type DetectorName = (typeof DETECTORS)[number];
  * Version of the per-series state's layout (SeriesModels): part of the key under which detector
  * state is persisted, so a snapshot written by another layout is never read back into this one.
  */
-export const MODEL_STATE_VERSION = 4;
+export const MODEL_STATE_VERSION = 5;
 
 export interface EnsembleSettings {
   /** Detectors that take part (the others are not run). */

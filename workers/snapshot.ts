@@ -35,7 +35,12 @@ export function writeSnapshot(snapshot: SeriesSnapshot): Buffer {
 
 const LEFT_OUT = new Float64Array(0);
 
-/** Reads what `writeSnapshot` wrote, and what node:v8's `serialize` wrote before it (stored rows restore as they did). */
+/**
+ * Reads what `writeSnapshot` wrote (and node:v8's `serialize` form too). Snapshots of another
+ * layout never get here: MODEL_STATE_VERSION (5 since the sorted window is left out) is part of
+ * the key they are stored under, so a Vigil before it never reads these and this one starts a
+ * series written by one before it afresh.
+ */
 export function readSnapshot(bytes: Uint8Array): SeriesSnapshot {
   const snapshot = deserialize(bytes) as SeriesSnapshot;
   const robust = snapshot.models?.robust;

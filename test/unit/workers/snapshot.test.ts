@@ -65,7 +65,7 @@ describe('detector snapshots (detector_state)', () => {
     }
   });
 
-  it('restores a snapshot stored before (node:v8 serialize, typed arrays as host objects)', () => {
+  it('reads node:v8 serialize’s form too (typed arrays as host objects)', () => {
     const snap = snapshotAfter(120);
     const old = serialize(snap);
     expect(old.equals(writeSnapshot(snap))).toBe(false);
