@@ -1,7 +1,6 @@
 import type { VigilConfig } from '../core/config/index.js';
 import { retry, type RetryPolicy } from '../core/retry.js';
 import type { Logger } from '../core/log.js';
-import { concat } from '../core/bytes.js';
 import type { ClickHouseSink, InsertTable } from '../sinks/clickhouse/index.js';
 import type { Transition } from '../workers/alerts/evaluator.js';
 import { emptyBatch, snapshotKey, batchBuffers, type ModelSettings, type RollupSettings, type ShardBatch, type ShardResult, type ShardTask } from '../workers/shard-task.js';
@@ -167,19 +166,22 @@ export function shardOutputs() {
       parts.detector_state.push(r.stateBody);
       rows.detector_state += r.stateRows;
     },
-    inserts(): { table: InsertTable; body: Uint8Array; rows: number }[] {
-      return (['rollups', 'anomalies'] as const).filter((t) => rows[t] > 0).map((table) => ({ table, body: concat(parts[table]), rows: rows[table] }));
+    // The shards' parts are handed on as they are (the insert streams them, not one copy of them).
+    inserts(): { table: InsertTable; body: Uint8Array[]; rows: number }[] {
+      return (['rollups', 'anomalies'] as const).filter((t) => rows[t] > 0).map((table) => ({ table, body: nonEmpty(parts[table]), rows: rows[table] }));
     },
     /**
      * The series state rows, to be written once the task's alert events are durable (and after its
      * anomalies rows, which the insert queue's order guarantees): a restored state never skips a
      * bucket whose outputs could still be missing.
      */
-    state(): { body: Uint8Array; rows: number } | null {
-      return rows.detector_state > 0 ? { body: concat(parts.detector_state), rows: rows.detector_state } : null;
+    state(): { body: Uint8Array[]; rows: number } | null {
+      return rows.detector_state > 0 ? { body: nonEmpty(parts.detector_state), rows: rows.detector_state } : null;
     },
   };
 }
+
+const nonEmpty = (parts: Uint8Array[]) => parts.filter((p) => p.byteLength > 0);
 
 /** What the shard threads need to score closed buckets (models/ensemble.ts). */
 export function modelSettings(config: VigilConfig): ModelSettings | null {

@@ -25,10 +25,11 @@ export interface BatcherOptions {
   retryInitialMs: number;
   retryMaxMs: number;
   /**
-   * Sends one insert body (the writer: ClickHouseSink.insert): `plain` false for bodies as the
-   * workers encoded them (maybe compressed), true for the plain rows of a split insert.
+   * Sends one insert body, given as the chunks it is made of (the writer: ClickHouseSink.insert
+   * streams them, so the bodies of a batch are never copied into one): `plain` false for bodies
+   * as the workers encoded them (maybe compressed), true for the plain rows of a split insert.
    */
-  insert(table: InsertTable, body: Uint8Array, plain: boolean): Promise<void>;
+  insert(table: InsertTable, body: readonly Uint8Array[], plain: boolean): Promise<void>;
   /** The plain RowBinary rows of a worker-encoded body (rows.ts splitRows). */
   rows(table: InsertTable, body: Uint8Array): Uint8Array[];
   /** Sets aside the rows ClickHouse refused (dead letters); resolves when that is durable. */
@@ -53,7 +54,8 @@ export interface BodyMark {
 
 interface Pending {
   table: InsertTable;
-  body: Uint8Array;
+  /** The body's chunks in order (one, or the shards' parts of a task). */
+  body: readonly Uint8Array[];
   rows: number;
   /** The consumer group generation the body was made in (withdraw). */
   generation: number;
@@ -86,11 +88,12 @@ export class InsertBatcher {
     return this.queue.length;
   }
 
-  write(table: InsertTable, body: Uint8Array, rows: number, generation = 0, mark?: BodyMark): Promise<void> {
+  /** `body`: one RowBinary body, or the chunks one is made of, in order. */
+  write(table: InsertTable, body: Uint8Array | readonly Uint8Array[], rows: number, generation = 0, mark?: BodyMark): Promise<void> {
     if (this.closing) return Promise.reject(new Error('the ClickHouse batcher is closed'));
     return new Promise<void>((resolve, reject) => {
       if (this.queue.length === 0) this.firstAt = performance.now();
-      this.queue.push({ table, body, rows, generation, mark, resolve, reject });
+      this.queue.push({ table, body: body instanceof Uint8Array ? [body] : body, rows, generation, mark, resolve, reject });
       this.rows += rows;
       if (this.rows >= this.o.maxRows) this.wake?.();
     });
@@ -171,7 +174,7 @@ export class InsertBatcher {
     for (const table of INSERT_ORDER) {
       const parts = batch.filter((b) => b.table === table);
       if (parts.length === 0) continue;
-      const body = concat(parts.map((b) => b.body));
+      const body = parts.flatMap((b) => b.body);
       const rows = parts.reduce((n, b) => n + b.rows, 0);
       const t0 = performance.now();
       let refused: RefusedRow[] = [];
@@ -185,7 +188,7 @@ export class InsertBatcher {
       } catch (err) {
         if (!isRefusal(err)) throw err;
         // Each run of refused rows is set aside before any later row is stored (bisect.ts).
-        const split = await bisect(this.o.rows(table, body), err, (part) => this.retried(() => this.o.insert(table, part, true)), isRefusal, (rows) => this.o.refused(table, rows));
+        const split = await bisect(this.o.rows(table, concat(body)), err, (part) => this.retried(() => this.o.insert(table, [part], true)), isRefusal, (rows) => this.o.refused(table, rows));
         refused = split.refused;
       }
       this.o.onStored(table, rows - refused.length, (performance.now() - t0) / 1000);

@@ -79,17 +79,23 @@ export class ClickHouseSink {
   }
 
   /**
-   * Inserts one RowBinary body into `table` (gzip-compressed when `gzip`). Rejects with a
+   * Inserts one RowBinary body, or the chunks one is made of, into `table` (gzip-compressed when
+   * `gzip`: then each chunk is a whole gzip member, which ClickHouse reads one after another). Rejects with a
    * non-retryable VIGIL_ERR_CLICKHOUSE_REJECTED when the server blames the rows (errors.ts
    * isRowRejection), else with a retryable VIGIL_ERR_CLICKHOUSE_INSERT (the server refused for
    * its own reasons) or VIGIL_ERR_CLICKHOUSE_UNAVAILABLE (no answer).
    */
-  async insert(table: InsertTable, body: Uint8Array, gzip: boolean): Promise<void> {
+  async insert(table: InsertTable, body: Uint8Array | readonly Uint8Array[], gzip: boolean): Promise<void> {
+    const chunks = body instanceof Uint8Array ? [body] : body;
     try {
       const result = await this.client.exec({
         query: insertStatement(this.db, table, this.config.cluster),
         ...(table === 'points' ? { clickhouse_settings: this.pointsSettings } : {}),
-        values: Readable.from([Buffer.from(body.buffer, body.byteOffset, body.byteLength)], { objectMode: false }),
+        // The chunks streamed as they are: a batch of bodies is never copied into one.
+        values: Readable.from(
+          chunks.map((c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength)),
+          { objectMode: false },
+        ),
         ...(gzip ? { http_headers: { 'Content-Encoding': 'gzip' } } : {}),
       });
       result.stream.resume();

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { concat } from '../../../core/bytes.js';
 import { loadConfig } from '../../../core/config/index.js';
 import { modelSettings, shardOutputs } from '../../../pipeline/shards.js';
 import type { ShardResult } from '../../../workers/shard-task.js';
@@ -21,13 +22,13 @@ describe('shard stage', () => {
     const out = shardOutputs();
     out.add(result(1, { rollups: 2, anomalies: 1, state: 1 }));
     out.add(result(2, { rollups: 1, anomalies: 0, state: 2 }));
-    expect(out.inserts().map((i) => [i.table, i.rows, [...i.body]])).toEqual([
+    expect(out.inserts().map((i) => [i.table, i.rows, [...concat(i.body)]])).toEqual([
       ['rollups', 3, [1, 1, 2]],
       ['anomalies', 1, [11]],
     ]);
     const state = out.state();
     expect(state?.rows).toBe(3);
-    expect([...(state?.body ?? [])]).toEqual([21, 22, 22]);
+    expect([...concat(state?.body ?? [])]).toEqual([21, 22, 22]);
     const none = shardOutputs();
     none.add(result(3, { rollups: 0, anomalies: 0, state: 0 }));
     expect(none.inserts()).toEqual([]);

@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { concat } from '../../../../core/bytes.js';
 import { VigilError } from '../../../../core/errors.js';
 import { InsertBatcher, type BatcherOptions } from '../../../../sinks/clickhouse/batcher.js';
 import type { RefusedRow } from '../../../../sinks/clickhouse/bisect.js';
@@ -19,7 +20,7 @@ function harness(overrides: Partial<BatcherOptions> = {}) {
         failures--;
         throw new Error('ClickHouse down');
       }
-      sent.push({ table, body: [...body] });
+      sent.push({ table, body: [...concat(body)] });
     },
     deadline: () => Infinity,
     onRetry: (_err, ms) => retries.push(ms),
@@ -107,7 +108,7 @@ describe('InsertBatcher', () => {
       maxRows: 2,
       insert: async (_table, b) => {
         if (calls++ === 0) await gate;
-        sent.push([...b]);
+        sent.push([...concat(b)]);
       },
     });
     const first = h.b.write('points', body(1), 2, 1);
@@ -172,6 +173,16 @@ describe('InsertBatcher', () => {
       { table: 'points', body: [2] },
     ]);
     await h.b.close();
+  });
+
+  it('sends a batch as the chunks its bodies were written as, in order, none copied', async () => {
+    const chunks: Uint8Array[] = [];
+    const h = harness({ maxRows: 6, insert: async (_table, b) => void chunks.push(...b) });
+    const parts = [body(1, 2), body(3), body(4, 5)];
+    const last = body(6);
+    await Promise.all([h.b.write('rollups', parts, 3), h.b.write('rollups', last, 3)]);
+    expect(chunks).toHaveLength(4);
+    for (const [i, c] of [...parts, last].entries()) expect(chunks[i]).toBe(c);
   });
 
   it('retries a failed insert with backoff and stores it once', async () => {
@@ -329,7 +340,7 @@ describe('InsertBatcher on a fake clock', () => {
       lingerMs: 1_000,
       insert: async (_table, b) => {
         await new Promise((resolve) => setTimeout(resolve, 100));
-        stored.push([...b]);
+        stored.push([...concat(b)]);
       },
       ...overrides,
     });
@@ -386,9 +397,9 @@ describe('InsertBatcher on a fake clock', () => {
       const refused: { table: InsertTable; rows: number[][] }[] = [];
       const h = harness({
         insert: async (_table, b, plain) => {
-          calls.push({ body: [...b], plain });
-          if (b.includes(0xff)) throw refusal();
-          stored.push(...b);
+          calls.push({ body: [...concat(b)], plain });
+          if (concat(b).includes(0xff)) throw refusal();
+          stored.push(...concat(b));
         },
         refused: async (table, rows: readonly RefusedRow[]) => {
           refused.push({ table, rows: rows.map((r) => [...r.row]) });
@@ -445,12 +456,12 @@ describe('InsertBatcher on a fake clock', () => {
       let downOnce = true;
       const h = picky({
         insert: async (_table, b, plain) => {
-          if (b.includes(0xff)) throw refusal();
+          if (concat(b).includes(0xff)) throw refusal();
           if (plain && downOnce) {
             downOnce = false;
             throw new VigilError('VIGIL_ERR_CLICKHOUSE_UNAVAILABLE', 'connection reset', { retryable: true });
           }
-          h.storedBytes.push(...b);
+          h.storedBytes.push(...concat(b));
         },
       });
       await Promise.all([h.b.write('points', body(1, 2, 3, 0xff), 10), h.b.close()]);
