@@ -46,9 +46,10 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 /**
  * On a cluster (`clickhouse.cluster` set): what points going through `points_in` (schema.ts
  * migration 10) cost an insert against the one-server layout, the same views hanging on `points`.
- * Two databases migrated ON CLUSTER; in the second, metric_rollups' view is moved onto `points`
- * and `points_mv` dropped; the same body into `a.points_in` and `b.points` in turn, without block
- * deduplication (the same body would be dropped as a duplicate after the first).
+ * Two databases migrated ON CLUSTER; in the second, metric_rollups' and the marks' views are
+ * moved onto `points` and `points_in_mv` dropped; the same body into `a.points_in` and `b.points`
+ * in turn, without block deduplication (the same body would be dropped as a duplicate after the
+ * first).
  */
 async function cluster(ch: ClickHouseClient, name: string, version: string): Promise<void> {
   const stamp = Date.now().toString(36);
@@ -56,10 +57,10 @@ async function cluster(ch: ClickHouseClient, name: string, version: string): Pro
   const caps = capabilitiesOf(version);
   try {
     for (const db of [a, b]) await migrate(ch, db, caps, name);
-    const view = (db: string) => MIGRATIONS.flatMap((m) => m.statements(db, caps, name)).filter((q) => q.includes(`${db}.metric_rollups_mv `)).at(-1) as string;
-    await ch.command({ query: `DROP TABLE ${b}.points_mv` });
-    await ch.command({ query: `DROP TABLE ${b}.metric_rollups_mv` });
-    await ch.command({ query: view(b).replace(`FROM ${b}.points_in `, `FROM ${b}.points `) });
+    // b: the views moved onto points (the one-server layout), points_in's own view dropped.
+    const view = (mv: string) => MIGRATIONS.flatMap((m) => m.statements(b, caps, name)).filter((q) => q.includes(`${b}.${mv} `)).at(-1) as string;
+    for (const mv of ['points_in_mv', 'metric_rollups_mv', 'points_marks_mv']) await ch.command({ query: `DROP TABLE ${b}.${mv}` });
+    for (const mv of ['metric_rollups_mv', 'points_marks_mv']) await ch.command({ query: view(mv).replace(`FROM ${b}.points_in `, `FROM ${b}.points `) });
     const data = await body(ch);
     const settings: ClickHouseSettings = { insert_deduplicate: 0 };
     const statements = { in: insertStatement(a, 'points', name), direct: insertStatement(b, 'points') };

@@ -163,7 +163,7 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE TABLE IF NOT EXISTS ${db}.points_marks (\n  source_topic String,\n  source_partition UInt32,\n  mark_offset UInt64,\n  mark_index UInt32\n) ENGINE = ReplacingMergeTree(mark_offset)\nORDER BY (source_topic, source_partition)`,
       // 18.16 cannot push an insert through a view whose table sits in a subquery, and an alias may
       // not shadow a column it is computed from: hence one level and new column names.
-      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.points_marks_mv TO ${db}.points_marks AS SELECT source_topic, source_partition, tupleElement(max((source_offset, point_index)), 1) AS mark_offset, tupleElement(max((source_offset, point_index)), 2) AS mark_index FROM ${db}.points GROUP BY source_topic, source_partition`,
+      marksView(db, 'points'),
     ],
   },
   {
@@ -184,29 +184,36 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'points through a null table on a cluster',
     // metric_rollups exact across a replica's kill (issue 19). When a replica dies between an
     // insert's `points` part and its views' parts, Vigil's retry is a duplicate of the `points`
-    // block, and ClickHouse pushes no duplicate block to the views: metric_rollups stayed short.
-    // So on a cluster Vigil inserts into `points_in` (ENGINE = Null), whose views write
-    // metric_rollups and points; the views of a table that cannot deduplicate deduplicate their
-    // own blocks (18.16; newer servers when the insert sets
+    // block, and ClickHouse pushes no duplicate block to the views: metric_rollups and the marks
+    // stayed short. So on a cluster Vigil inserts into `points_in` (ENGINE = Null), whose three
+    // views write metric_rollups, points and the marks (18.16 runs no view of a view's target, so
+    // the marks' view moves there too). The views of a table that cannot deduplicate deduplicate
+    // their own blocks (18.16; newer servers when the insert sets
     // deduplicate_blocks_in_dependent_materialized_views, which Vigil does where it exists), so a
-    // retry fills exactly the parts the first attempt missed. `insert_hash` (a sum of the points'
-    // source hashes) keeps two different inserts that aggregate alike from passing for one.
-    // Views run in name order (18.16 sorts a table's dependants by name): metric_rollups_mv
-    // before points_mv, and the marks after points (their view hangs on `points`), so marks that
-    // say an insert landed (a retry skipped, batcher.ts) mean its metric_rollups landed too.
-    // Without a cluster nothing changes: a plain MergeTree deduplicates nothing anyway.
+    // retry fills exactly the parts the first attempt missed, and on a cluster Vigil always sends
+    // the same body again (pipeline/ingest.ts). `insert_hash` (a sum of the points' source hashes)
+    // keeps two different inserts that aggregate alike from passing for one. 18.16 runs a table's
+    // views in name order: metric_rollups_mv, points_in_mv, points_marks_mv, so a mark is never
+    // ahead of its points there either. Without a cluster nothing changes.
     statements: (db, _caps, cluster = '') =>
       cluster
         ? [
             `CREATE TABLE IF NOT EXISTS ${db}.points_in (\n  ${tableColumns(POINT_COLUMNS, BASELINE)}\n) ENGINE = Null`,
             `ALTER TABLE ${db}.metric_rollups ADD COLUMN insert_hash AggregateFunction(sum, UInt64)`,
             `DROP TABLE IF EXISTS ${db}.metric_rollups_mv`,
+            `DROP TABLE IF EXISTS ${db}.points_marks_mv`,
             metricRollupsView(db, 'points_in'),
-            `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.points_mv TO ${db}.points AS SELECT ${POINT_COLUMNS.map(([n]) => quote(n)).join(', ')} FROM ${db}.points_in`,
+            `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.points_in_mv TO ${db}.points AS SELECT ${POINT_COLUMNS.map(([n]) => quote(n)).join(', ')} FROM ${db}.points_in`,
+            marksView(db, 'points_in'),
           ]
         : [],
   },
 ];
+
+/** The marks' view over the points inserted into `source` (migrations 8 and 10). */
+function marksView(db: string, source: 'points' | 'points_in'): string {
+  return `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.points_marks_mv TO ${db}.points_marks AS SELECT source_topic, source_partition, tupleElement(max((source_offset, point_index)), 1) AS mark_offset, tupleElement(max((source_offset, point_index)), 2) AS mark_index FROM ${db}.${source} GROUP BY source_topic, source_partition`;
+}
 
 /**
  * metric_rollups' view over the points inserted into `source`: `points` (one server), or

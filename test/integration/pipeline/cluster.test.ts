@@ -68,7 +68,7 @@ describe.runIf(usesLocalStack(res.config))('a two-replica ClickHouse cluster (Zo
     expect(await scalar(replica, `SELECT count() FROM (SELECT series_id, count() AS c FROM ${db}.points_dedup GROUP BY series_id HAVING c != ${sent.points / SERIES})`)).toBe(0);
   }
 
-  it('metric_rollups on a cluster: a retry after an insert cut between its points part and its views fills the views, a retry of a whole insert adds nothing, two inserts that aggregate alike both count', async () => {
+  it('metric_rollups and the marks on a cluster: a retry after an insert cut between its points part and its views fills the views, a retry of a whole insert adds nothing, two inserts that aggregate alike both count', async () => {
     const db = `cluster_retry_${Date.now()}`;
     const sink = new ClickHouseSink({ ...cluster.clickhouse, database: db });
     await sink.start();
@@ -79,21 +79,27 @@ describe.runIf(usesLocalStack(res.config))('a two-replica ClickHouse cluster (Zo
       Array.from({ length: 10 }, (_, i) => `(${i + 1}, 'up', ['host'], ['h${i}'], 'gauge', 1700000040, 1700000040000, 1, 't', 0, ${from + i}, 0)`).join(', ');
     const columns = '(series_id, metric, `tags.key`, `tags.value`, type, ts, ts_ms, value, source_topic, source_partition, source_offset, point_index)';
     const insert = (table: string, from: number) => (replicas[0] as ClickHouseClient).command({ query: `INSERT INTO ${db}.${table} ${columns} VALUES ${rows(from)}` });
-    const counts = async (r: number) => [await scalar(r, `SELECT count() FROM ${db}.points`), await scalar(r, `SELECT countMerge(count) FROM ${db}.metric_rollups`)];
+    // points, metric_rollups' count, and the mark (furthest offset) of the source partition.
+    const counts = async (r: number) => [
+      await scalar(r, `SELECT count() FROM ${db}.points`),
+      await scalar(r, `SELECT countMerge(count) FROM ${db}.metric_rollups`),
+      await scalar(r, `SELECT max(mark_offset) FROM ${db}.points_marks`),
+    ];
 
     // What a replica killed after committing the points part leaves: points without its views.
     await insert('points', 0);
-    expect(await counts(0)).toEqual([10, 0]);
-    // Vigil's retry of the same body: points drops it as a duplicate, metric_rollups takes it.
+    expect(await counts(0)).toEqual([10, 0, 0]);
+    // Vigil's retry of the same body: points drops it as a duplicate, metric_rollups and the
+    // marks take it.
     await insert('points_in', 0);
-    expect(await counts(0)).toEqual([10, 10]);
+    expect(await counts(0)).toEqual([10, 10, 9]);
     // A retry of an insert that landed whole changes nothing.
     await insert('points_in', 0);
-    expect(await counts(0)).toEqual([10, 10]);
+    expect(await counts(0)).toEqual([10, 10, 9]);
     // Another insert, alike once aggregated (same minute, count and values), counts.
     await insert('points_in', 10);
-    expect(await counts(0)).toEqual([20, 20]);
-    await waitFor('replica 2 alike', async () => JSON.stringify(await counts(1)) === JSON.stringify([20, 20]), 60_000, 200);
+    expect(await counts(0)).toEqual([20, 20, 19]);
+    await waitFor('replica 2 alike', async () => JSON.stringify(await counts(1)) === JSON.stringify([20, 20, 19]), 60_000, 200);
   });
 
   it('each replica stopped mid-stream (kill -9, the one Vigil writes to too: it fails over): nothing lost, nothing doubled, both replicas read the same rows; a start with the first replica down writes to the second', async ({ annotate }) => {

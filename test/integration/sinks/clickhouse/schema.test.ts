@@ -24,7 +24,7 @@ describe('ClickHouse schema', () => {
     expect((await rs.json<{ version: number; n: string }>()).map((r) => [Number(r.version), Number(r.n)])).toEqual(MIGRATIONS.map((m) => [m.version, 1]));
     const tables = await res.clickhouse().query({ query: `SELECT name FROM system.tables WHERE database = '${db}' ORDER BY name`, format: 'JSONEachRow' });
     // On a cluster, points arrive through points_in and its view (migration 10).
-    const cluster = res.config.clickhouse.cluster ? ['points_in', 'points_marks', 'points_marks_mv', 'points_mv'] : ['points_marks', 'points_marks_mv'];
+    const cluster = res.config.clickhouse.cluster ? ['points_in', 'points_in_mv', 'points_marks', 'points_marks_mv'] : ['points_marks', 'points_marks_mv'];
     expect((await tables.json<{ name: string }>()).map((t) => t.name)).toEqual(['alerts', 'alerts_dedup', 'anomalies', 'anomalies_dedup', 'detector_state', 'metric_rollups', 'metric_rollups_mv', 'points', 'points_dedup', ...cluster, 'rollups', 'rollups_merged', 'schema_migrations']);
     await sink.close();
   });
