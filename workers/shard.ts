@@ -111,12 +111,20 @@ function scoreClosed(encoder: AnomalyEncoder, states: StateEncoder, withModels: 
   }
   toScore.length = 0;
   const settings = snapshotKey(model ? model.settings : null, widthMs);
+  // Room for the task's state rows at once (the last task's bytes per row, a little over): grown
+  // by doubling instead, the body was copied about twice over (6 % of the shard stage, measured).
+  const before = states.rows.length;
+  states.rows.reserve(Math.ceil(touched.size * stateRowBytes * 1.1));
   for (const [seriesId, t] of touched) {
     const snapshot: SeriesSnapshot = { lastBucketMs: t.s.lastBucketMs, buckets: t.s.buckets, models: t.s.models, rules: rules.snapshot(seriesId) };
     states.add({ topic: t.topic, partition: t.partition, seriesId, widthMs, settings, lastBucketMs: t.s.lastBucketMs, version: t.s.buckets, state: writeSnapshot(snapshot) });
   }
+  if (touched.size > 0) stateRowBytes = (states.rows.length - before) / touched.size;
   return { scored, flagged };
 }
+
+/** Bytes per detector_state row in the last task that wrote any (what the next one reserves). */
+let stateRowBytes = 1024;
 
 /** Series state read back from `detector_state` (a new generation): detectors and rules continue from it. */
 function restoreSeries(task: ShardTask): ShardResult {

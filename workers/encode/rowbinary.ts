@@ -30,6 +30,11 @@ export class RowBinaryWriter {
     this.view = new DataView(next.buffer);
   }
 
+  /** Room for `extra` more bytes without growing (one allocation instead of several doublings). */
+  reserve(extra: number): void {
+    this.ensure(extra);
+  }
+
   uint8(v: number): void {
     this.ensure(1);
     this.buf[this.pos++] = v;
