@@ -2,6 +2,7 @@ import { getHeapStatistics } from 'node:v8';
 import { readSnapshot, writeSnapshot, type SeriesSnapshot } from './snapshot.js';
 import { RollupEncoder } from './encode/rollups.js';
 import { StateEncoder } from './encode/state.js';
+import type { RowBinaryWriter } from './encode/rowbinary.js';
 import { AnomalyEncoder } from './encode/anomalies.js';
 import { RollupState, type ClosedBucket, type ClosedBucketStage } from './rollup.js';
 import { emptyShardResult, filterBatch, REFUSED_SAMPLE_BYTES, snapshotKey, type ModelSettings, type RefusedPoints, type RollupSettings, type ShardBatch, type ShardResult, type ShardTask } from './shard-task.js';
@@ -111,20 +112,40 @@ function scoreClosed(encoder: AnomalyEncoder, states: StateEncoder, withModels: 
   }
   toScore.length = 0;
   const settings = snapshotKey(model ? model.settings : null, widthMs);
-  // Room for the task's state rows at once (the last task's bytes per row, a little over): grown
-  // by doubling instead, the body was copied about twice over (6 % of the shard stage, measured).
-  const before = states.rows.length;
-  states.rows.reserve(Math.ceil(touched.size * stateRowBytes * 1.1));
+  stateRowBytes.reserve(states.rows, touched.size);
   for (const [seriesId, t] of touched) {
     const snapshot: SeriesSnapshot = { lastBucketMs: t.s.lastBucketMs, buckets: t.s.buckets, models: t.s.models, rules: rules.snapshot(seriesId) };
     states.add({ topic: t.topic, partition: t.partition, seriesId, widthMs, settings, lastBucketMs: t.s.lastBucketMs, version: t.s.buckets, state: writeSnapshot(snapshot) });
   }
-  if (touched.size > 0) stateRowBytes = (states.rows.length - before) / touched.size;
+  stateRowBytes.learn(states.rows, touched.size);
   return { scored, flagged };
 }
 
-/** Bytes per detector_state row in the last task that wrote any (what the next one reserves). */
-let stateRowBytes = 1024;
+/**
+ * Room for a task's rows of one table at once: rows × the bytes per row of the last task that
+ * wrote any, a little over. Grown by doubling from a small buffer instead, a body of state rows
+ * (6.8 KB each) was allocated and copied about twice over: 0.87× the shard stage's CPU per scored
+ * bucket without it (`npm run bench:snapshot`). Rollup rows (about 150 bytes) showed no gain
+ * (`bench:shard`), so they grow as before.
+ */
+class RowSizer {
+  private perRow: number;
+  private from = 0;
+
+  constructor(initial: number) {
+    this.perRow = initial;
+  }
+
+  reserve(w: RowBinaryWriter, rows: number): void {
+    this.from = w.length;
+    if (rows > 0) w.reserve(Math.ceil(rows * this.perRow * 1.1));
+  }
+
+  learn(w: RowBinaryWriter, rows: number): void {
+    if (rows > 0) this.perRow = (w.length - this.from) / rows;
+  }
+}
+const stateRowBytes = new RowSizer(1024);
 
 /** Series state read back from `detector_state` (a new generation): detectors and rules continue from it. */
 function restoreSeries(task: ShardTask): ShardResult {
