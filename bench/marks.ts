@@ -89,13 +89,12 @@ async function cluster(ch: ClickHouseClient, name: string, version: string): Pro
 async function main(): Promise<void> {
   const config = loadConfig({ env: process.env });
   const ch = createClient({ ...clickhouseConnection(config.clickhouse) });
+  const version = ((await (await ch.query({ query: 'SELECT version() AS v', format: 'JSONEachRow' })).json<{ v: string }>())[0] as { v: string }).v;
   if (config.clickhouse.cluster) {
-    const version = ((await (await ch.query({ query: 'SELECT version() AS v', format: 'JSONEachRow' })).json<{ v: string }>())[0] as { v: string }).v;
     await cluster(ch, config.clickhouse.cluster, version).finally(() => ch.close());
     return;
   }
   const db = `vigil_mbench_${Date.now().toString(36)}`;
-  const version = ((await (await ch.query({ query: 'SELECT version() AS v', format: 'JSONEachRow' })).json<{ v: string }>())[0] as { v: string }).v;
   try {
     await migrate(ch, db, capabilitiesOf(version));
     // Copies of points with one view each, made from the migrations' own statements.

@@ -31,8 +31,6 @@ interface SeriesState {
   buckets: number;
 }
 
-/** What `detector_state` holds per series: everything a replay needs to judge the next bucket exactly as without it. */
-
 const series = new Map<bigint, SeriesState>();
 let rollups: RollupState | undefined;
 let rollupKey = '';

@@ -2,7 +2,7 @@ import { deserialize, Serializer } from 'node:v8';
 import type { SeriesModels } from '../models/ensemble.js';
 import type { RuleSnapshot } from './alerts/evaluator.js';
 
-/** What `detector_state` keeps of a series: where its detectors and rules stand. */
+/** What `detector_state` holds per series: everything a replay needs to judge the next bucket exactly as without it. */
 export interface SeriesSnapshot {
   lastBucketMs: number;
   buckets: number;

@@ -29,6 +29,9 @@ const BASELINE = capabilitiesOf('18.16.1');
 
 const quote = (name: string) => (name.includes('.') ? `\`${name}\`` : name);
 
+/** An encoder's column names, quoted where needed, as a SELECT or INSERT lists them. */
+const columnList = (columns: readonly (readonly [string, string])[]) => columns.map(([n]) => quote(n)).join(', ');
+
 /**
  * Codecs on servers that have them (issue 19, measured in chdb, bytes per point): timestamps and
  * source offsets climb by near-constant steps within a series, so DoubleDelta (source_offset
@@ -203,7 +206,7 @@ export const MIGRATIONS: readonly Migration[] = [
             `DROP TABLE IF EXISTS ${db}.metric_rollups_mv`,
             `DROP TABLE IF EXISTS ${db}.points_marks_mv`,
             metricRollupsView(db, 'points_in'),
-            `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.points_in_mv TO ${db}.points AS SELECT ${POINT_COLUMNS.map(([n]) => quote(n)).join(', ')} FROM ${db}.points_in`,
+            `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.points_in_mv TO ${db}.points AS SELECT ${columnList(POINT_COLUMNS)} FROM ${db}.points_in`,
             marksView(db, 'points_in'),
           ]
         : [],
@@ -236,7 +239,7 @@ export type InsertTable = keyof typeof INSERT_COLUMNS;
 export const insertTarget = (table: InsertTable, cluster: string): string => (table === 'points' && cluster ? 'points_in' : table);
 
 export const insertStatement = (db: string, table: InsertTable, cluster = '') =>
-  `INSERT INTO ${db}.${insertTarget(table, cluster)} (${INSERT_COLUMNS[table].map(([n]) => quote(n)).join(', ')}) FORMAT RowBinary`;
+  `INSERT INTO ${db}.${insertTarget(table, cluster)} (${columnList(INSERT_COLUMNS[table])}) FORMAT RowBinary`;
 
 /**
  * Every statement a fresh database gets, in order (what `vigil schema` prints); with `cluster`,
