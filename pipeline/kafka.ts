@@ -1,8 +1,38 @@
+import { createRequire } from 'node:module';
 import { Kafka, logLevel, type KafkaConfig, type LogEntry, type SASLOptions } from 'kafkajs';
 import { tlsFiles } from '../core/redact.js';
 import type { VigilConfig } from '../core/config/index.js';
 import type { Logger } from '../core/log.js';
 import { repartitionTopicOf } from './repartition.js';
+
+interface RequestQueueInternals {
+  pending: unknown[];
+  throttledUntil: number;
+  throttleCheckTimeoutId: unknown;
+  scheduleCheckPendingRequests(): void;
+}
+
+/**
+ * kafkajs 2.2.4 (its last release) re-arms a timer of `throttledUntil - now` ms (negative, so 1 ms)
+ * after every response even when nothing waits and nothing is throttled: every broker connection
+ * wakes the event loop a thousand times a second for nothing (tulios/kafkajs#1556, #1704; the fix
+ * of #1667 and #1768 never released). The same method, minus that timer: a request waiting behind
+ * the in-flight limit or a throttle is still checked again, as before.
+ */
+export function mendRequestQueue(proto: RequestQueueInternals): boolean {
+  const original = proto.scheduleCheckPendingRequests;
+  if (typeof original !== 'function' || (original as { vigilMended?: true }).vigilMended) return false;
+  const mended = function (this: RequestQueueInternals): void {
+    if (this.pending.length === 0 && this.throttledUntil <= Date.now()) return;
+    original.call(this);
+  };
+  (mended as { vigilMended?: true }).vigilMended = true;
+  proto.scheduleCheckPendingRequests = mended;
+  return true;
+}
+
+const RequestQueue = createRequire(import.meta.url)('kafkajs/src/network/requestQueue/index.js') as { prototype: RequestQueueInternals };
+mendRequestQueue(RequestQueue.prototype);
 
 /** A kafkajs client whose logs go to the component's pino logger instead of the console. */
 export function createKafka(config: VigilConfig, log: Logger): Kafka {
