@@ -17,13 +17,15 @@ import { MetricType } from '../workers/decode/types.js';
 import { seriesId, sortTags } from '../workers/series.js';
 import { makeSeries, nextValue, rng } from './generator.js';
 
-const { values } = parseArgs({ options: { points: { type: 'string' }, stages: { type: 'string' }, runs: { type: 'string' } } });
+const { values } = parseArgs({ options: { points: { type: 'string' }, stages: { type: 'string' }, runs: { type: 'string' }, 'state-interval': { type: 'string' } } });
 const points = Number(values.points ?? 400_000);
 const runs = Number(values.runs ?? 3);
 const SERIES = 500;
 const STEP_MS = 10_000;
 const TASK_POINTS = 10_000;
 const config = loadConfig({ env: {} });
+// --state-interval S: models.stateIntervalSeconds (default the configuration's; 0 writes state after every task).
+const stateIntervalMs = Number(values['state-interval'] ?? config.models.stateIntervalSeconds) * 1000;
 const rollups = { widthsMs: config.rollups.widthsSeconds.map((s) => s * 1000), latenessMs: config.rollups.allowedLatenessMs, retentionMs: config.rollups.lateRetentionMs };
 const rulesFile = new URL('../../rules/example.yaml', import.meta.url).pathname;
 const rulesText = readFileSync(rulesFile, 'utf8');
@@ -80,6 +82,7 @@ async function run(stages: Stages, work: ReturnType<typeof tasks>): Promise<{ cp
       batch: w.batch,
       nowMs: Date.now(),
       seriesIdleMs: 3_600_000,
+      stateIntervalMs,
       maxSeries: Infinity,
       rollups,
       models,

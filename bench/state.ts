@@ -35,7 +35,7 @@ for (let round = 0; round < 3; round++) {
       c.add(BigInt(i) * 2654435761n, 'system.cpu.usage_total', ['host', `host-${i}`, 'region', 'eu-west-1'], ts, i % 100, 0, offset++, 0, maxTs);
       if (ts > maxTs) maxTs = ts;
     }
-    const task: ShardTask = { kind: 'data', topic: 'state', partition: 0, partitionMaxBeforeMs: maxTs, partitionMaxAfterMs: maxTs, idleWatermarkMs: -Infinity, batch: c.finish(), nowMs: Date.now(), seriesIdleMs: 3_600_000, maxSeries: Infinity, rollups, models: null, alerts: null, alertWidthMs: 0 };
+    const task: ShardTask = { kind: 'data', topic: 'state', partition: 0, partitionMaxBeforeMs: maxTs, partitionMaxAfterMs: maxTs, idleWatermarkMs: -Infinity, batch: c.finish(), nowMs: Date.now(), seriesIdleMs: 3_600_000, stateIntervalMs: config.models.stateIntervalSeconds * 1000, maxSeries: Infinity, rollups, models: null, alerts: null, alertWidthMs: 0 };
     track(task);
   }
 }

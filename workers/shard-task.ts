@@ -82,6 +82,13 @@ export interface ShardTask {
   nowMs: number;
   seriesIdleMs: number;
   /**
+   * Event time a partition's judged buckets may span before the state of their series is written
+   * to `detector_state` (0: after every task that judges one). Until then the partition's offsets
+   * are held at the first judged bucket, so a replay judges those buckets again from the last
+   * state written.
+   */
+  stateIntervalMs: number;
+  /**
    * Most series this shard holds state for: a point of a new series past it skips the stateful
    * stages (rollups, detectors, rules) and is reported in `refused` (its raw row is stored by then).
    */

@@ -91,6 +91,7 @@ export interface VigilConfig {
     readonly forestRefitEvery: number;
     readonly lstmModelDir: string;
     readonly minScore: number;
+    readonly stateIntervalSeconds: number;
   };
   readonly alerts: {
     readonly enabled: boolean;

@@ -445,6 +445,14 @@ export const configSchema = {
           description: 'Only buckets scoring at least this are written to `anomalies` (0: every scored bucket, the full record).',
           default: 0,
         },
+        stateIntervalSeconds: {
+          type: 'integer',
+          minimum: 0,
+          maximum: 86400,
+          description:
+            'How much event time the buckets judged on a partition may span before the detector and rule state of their series is written to `detector_state` (0: after every batch that judges one). Until then the partition\'s offsets are committed no further than the first of those buckets, so a restart or a new owner judges them again from the last state written, to the same scores.',
+          default: 600,
+        },
       },
     },
     alerts: {

@@ -53,6 +53,10 @@ async function setup(prefix: string) {
     // Per-series detectors only: their state is handed over; the shard's isolation forest is not.
     VIGIL_MODELS_DETECTORS: 'robust,ewma,seasonal',
     VIGIL_MODELS_MIN_SCORE: '0',
+    // Series state written every 5 s of event time (5 buckets), so kills land between writes and a
+    // replay judges the unsaved buckets again from the last state (at the default 600 s nothing
+    // would be written in this two-minute stream, and every replay would start from the beginning).
+    VIGIL_MODELS_STATE_INTERVAL_SECONDS: '5',
     VIGIL_ALERTS_RULES_FILE: rules.path,
   };
   return { topic, db, env };

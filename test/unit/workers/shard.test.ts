@@ -9,7 +9,7 @@ import { STATE_COLUMNS } from '../../../workers/encode/state.js';
 import { decodeRowBinary } from '../../helpers/rowbinary.js';
 
 function task(batch: ShardTask['batch'], nowMs: number, rollups: ShardTask['rollups'] = null): ShardTask {
-  return { kind: 'data', topic: 't', partition: 0, partitionMaxBeforeMs: -Infinity, partitionMaxAfterMs: 0, idleWatermarkMs: -Infinity, batch, nowMs, seriesIdleMs: 60_000, maxSeries: Infinity, rollups, models: null, alerts: null, alertWidthMs: 0 };
+  return { kind: 'data', topic: 't', partition: 0, partitionMaxBeforeMs: -Infinity, partitionMaxAfterMs: 0, idleWatermarkMs: -Infinity, batch, nowMs, seriesIdleMs: 60_000, stateIntervalMs: 0, maxSeries: Infinity, rollups, models: null, alerts: null, alertWidthMs: 0 };
 }
 
 describe('shard stage', () => {
@@ -234,5 +234,116 @@ describe('shard stage', () => {
     for (const [k, v] of after) expect(v, k).toEqual(reference.get(k));
     for (const [k, v] of before) expect(v, k).toEqual(reference.get(k));
     expect(before.size + after.size).toBe(reference.size);
+  });
+
+  it('with models.stateIntervalSeconds, state is written once per interval and the commit held at the first unsaved bucket: a replay from there after a kill scores and alerts as a run without it', async () => {
+    const models = { widthMs: 10_000, ensemble: { ...DEFAULT_ENSEMBLE, detectors: ['robust', 'ewma', 'seasonal'] as const }, lstmModelDir: '', minScore: 0 };
+    const rollups = { widthsMs: [10_000], latenessMs: 0, retentionMs: 0 };
+    const rand = mulberry32(9);
+    const values = Array.from({ length: 200 }, (_, i) => [50 + 10 * Math.sin(i / 7) + rand() * 3 + (i === 150 ? 80 : 0), 20 + rand()]);
+    const text = 'rules:\n  - id: hot\n    kind: threshold\n    metric: cpu\n    op: ">"\n    value: 55\n    for: 30s\n';
+    const alerts = { hash: 'h1', text, file: 'rules.yaml', active: null };
+    const intervalMs = 100_000;
+    type Scored = { score: number; expected: number; version: bigint };
+    interface Run {
+      scored: Map<string, Scored>;
+      fired: string[];
+      /** Per task: the state rows written and the offset the commit may reach (the lower of the task's last offset + 1 and the hold). */
+      tasks: { states: Map<bigint, Uint8Array>; lastBucketS: number; commit: number }[];
+    }
+    const run = (from: number, to: number, out: Run) => {
+      let maxTs = from === 0 ? -Infinity : (from - 1) * 10_000;
+      for (let i = from; i < to; i++) {
+        const c = new ShardCollector();
+        c.add(1n, 'cpu', ['host', 'a'], i * 10_000, values[i]?.[0] as number, 0, i, 0, maxTs);
+        c.add(2n, 'cpu', ['host', 'b'], i * 10_000, values[i]?.[1] as number, 0, i, 1, maxTs);
+        const before = maxTs;
+        maxTs = i * 10_000;
+        const r = track({ ...task(c.finish(), 0, rollups), partitionMaxBeforeMs: before, partitionMaxAfterMs: maxTs, stateIntervalMs: intervalMs, models, alerts, alertWidthMs: 10_000 });
+        for (const t of r.alerts) out.fired.push(`${t.fingerprint} ${t.status} ${t.startsAtMs} at ${t.atMs}`);
+        for (const row of decodeRowBinary(r.anomalyBody, ANOMALY_COLUMNS)) {
+          out.scored.set(`${String(row['series_id'])}/${String(row['bucket_start'])}`, { score: row['score'] as number, expected: row['expected'] as number, version: row['version'] as bigint });
+        }
+        const states = new Map<bigint, Uint8Array>();
+        let lastBucketS = -Infinity;
+        for (const row of decodeRowBinary(r.stateBody, STATE_COLUMNS, { rawStrings: ['state'] })) {
+          states.set(row['series_id'] as bigint, (row['state'] as Uint8Array).slice());
+          lastBucketS = Math.max(lastBucketS, Number(row['last_bucket']));
+        }
+        out.tasks.push({ states, lastBucketS, commit: Math.min(i + 1, r.held?.offset ?? Infinity) });
+      }
+    };
+    await prepareModels(models);
+    const reference: Run = { scored: new Map(), fired: [], tasks: [] };
+    run(0, 200, reference);
+    expect(reference.scored.size).toBe(2 * 199);
+    // State rows once per 100 s of event time (10 buckets), not after every task.
+    const written = reference.tasks.filter((t) => t.states.size > 0);
+    expect(written.length).toBeGreaterThanOrEqual(18);
+    expect(written.length).toBeLessThanOrEqual(20);
+    expect(written.every((t) => t.states.size === 2)).toBe(true);
+
+    for (const kill of [57, 123, 171, 178]) {
+      resetShardState();
+      await prepareModels(models);
+      const crashed: Run = { scored: new Map(), fired: [], tasks: [] };
+      run(0, kill, crashed);
+      // What survives the kill: the state rows of every task, and the commit of the last one.
+      const last = new Map<bigint, Uint8Array>();
+      for (const t of crashed.tasks) for (const [id, st] of t.states) last.set(id, st);
+      const committed = (crashed.tasks[kill - 1] as Run['tasks'][number]).commit;
+      // The hold keeps the commit at or before the first bucket judged since the last state written
+      // (bucket i starts with point i); between two writes, well behind the last task.
+      const savedUpTo = Math.max(...crashed.tasks.map((t) => t.lastBucketS)) / 10;
+      expect(committed).toBeLessThanOrEqual(savedUpTo + 1);
+      if (kill % 10 > 2) expect(committed).toBeLessThan(kill - 2);
+      track({ ...task(emptyBatch(), 0), kind: 'reset', seeds: [] });
+      const ids = [...last.keys()];
+      const parts = ids.map((id) => last.get(id) as Uint8Array);
+      const data = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+      const bounds = new Uint32Array(ids.length * 2);
+      let pos = 0;
+      parts.forEach((p, i) => {
+        bounds[2 * i] = pos;
+        data.set(p, pos);
+        pos += p.length;
+        bounds[2 * i + 1] = pos;
+      });
+      track({ ...task(emptyBatch(), 0), kind: 'restore', models, restore: { ids: BigUint64Array.from(ids), bounds, data } });
+      const replay: Run = { scored: new Map(), fired: [], tasks: [] };
+      run(committed, 200, replay);
+      // Every bucket scored after the replay as without the kill; none missing, none different.
+      for (const [k, v] of replay.scored) expect(v, `kill ${kill} ${k}`).toEqual(reference.scored.get(k));
+      for (const [k, v] of crashed.scored) expect(v, `kill ${kill} ${k}`).toEqual(reference.scored.get(k));
+      expect(new Set([...crashed.scored.keys(), ...replay.scored.keys()]).size).toBe(reference.scored.size);
+      // Transitions re-derived for the re-judged buckets are the same events (the lifecycle keeps one of each).
+      expect([...new Set([...crashed.fired, ...replay.fired])].sort()).toEqual([...new Set(reference.fired)].sort());
+      expect(replay.fired.every((t) => reference.fired.includes(t))).toBe(true);
+    }
+  });
+
+  it('writes the state of a series evicted with unsaved buckets in a data task, and never in an idle close', async () => {
+    const models = { widthMs: 10_000, ensemble: { ...DEFAULT_ENSEMBLE, detectors: ['robust', 'ewma'] as const }, lstmModelDir: '', minScore: 0 };
+    const rollups = { widthsMs: [10_000], latenessMs: 0, retentionMs: 0 };
+    await prepareModels(models);
+    const at = (id: bigint, i: number, nowMs: number, maxBefore: number) => {
+      const c = new ShardCollector();
+      c.add(id, 'cpu', [], i * 10_000, i, 0, i, 0, maxBefore);
+      return { ...task(c.finish(), nowMs, rollups), partitionMaxBeforeMs: maxBefore, partitionMaxAfterMs: i * 10_000, stateIntervalMs: 3_600_000, models };
+    };
+    expect(track(at(1n, 0, 0, -Infinity)).stateRows).toBe(0);
+    const judged = track(at(1n, 1, 0, 0));
+    expect(judged.scored).toBe(1);
+    expect(judged.stateRows).toBe(0);
+    expect(judged.held?.offset).toBe(0);
+    // Silent past seriesIdleMs: an idle close does not evict it (its state would go unwritten)...
+    const idle = track({ ...task(emptyBatch(), 120_000, rollups), kind: 'idle', idleWatermarkMs: 15_000, stateIntervalMs: 3_600_000, models });
+    expect(idle).toMatchObject({ evicted: 0, stateRows: 0 });
+    // ...the next data task evicts it with its state written.
+    const sweep = track(at(2n, 2, 240_000, 10_000));
+    expect(sweep.evicted).toBe(1);
+    expect(sweep.stateRows).toBe(1);
+    const [row] = decodeRowBinary(sweep.stateBody, STATE_COLUMNS, { rawStrings: ['state'] });
+    expect(row).toMatchObject({ series_id: 1n, last_bucket: 10 });
   });
 });
