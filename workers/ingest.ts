@@ -1,7 +1,7 @@
 import { gzipSync } from 'node:zlib';
 import { performance } from 'node:perf_hooks';
 import { Piscina } from 'piscina';
-import { decodeMessage, type DecodeContext, type DecodeErrorCode, type Format, type MetricTypeCode } from './decode/index.js';
+import { decodeMessage, stableTags, type DecodeContext, type DecodeErrorCode, type Format, type MetricTypeCode } from './decode/index.js';
 import { readForwarded, type ForwardedPoint } from './decode/repartition.js';
 import { PointsEncoder } from './encode/points.js';
 import { encodeSeries } from './encode/rowbinary.js';
@@ -53,8 +53,26 @@ function sameStrings(a: readonly string[], b: readonly string[]): boolean {
   return true;
 }
 
+/**
+ * The same cache by the tags array itself, then the metric, for arrays a decoder hands out again
+ * unchanged (`stableTags`, influx.ts's series sections): found without joining a key. Weak: the
+ * arrays go with the decoder's cache.
+ */
+const byTags = new WeakMap<readonly string[], Map<string, SeriesEntry>>();
+
 /** The series of a point: its id, shard and sorted tags. `tags` is left as it is. */
 export function seriesOf(metric: string, tags: readonly string[], shards: number): SeriesEntry {
+  let metrics = byTags.get(tags);
+  const known = metrics?.get(metric);
+  if (known !== undefined && known.shards === shards) return known;
+  const entry = seriesByKey(metric, tags, shards);
+  if (!stableTags.has(tags)) return entry;
+  if (!metrics) byTags.set(tags, (metrics = new Map()));
+  metrics.set(metric, entry);
+  return entry;
+}
+
+function seriesByKey(metric: string, tags: readonly string[], shards: number): SeriesEntry {
   const key = tags.length === 0 ? metric : `${metric}\u0000${tags.join('\u0000')}`;
   let entry = seriesCache.get(key);
   if (entry !== undefined && entry.shards === shards && entry.metric === metric && sameStrings(entry.arrived, tags)) return entry;

@@ -52,7 +52,7 @@ import { decodeInflux } from './influx.js';
 import { decodeJson } from './json.js';
 import { BOM, invalidUtf8Offset, isBlankCode, utf8Decoder } from './text.js';
 
-export { MetricType } from './types.js';
+export { MetricType, stableTags } from './types.js';
 export type { DecodeContext, DecodeErrorCode, DecodeLimits, Format, MetricTypeCode, PointSink, RejectSink } from './types.js';
 export { MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, parseTimestamp } from './timestamp.js';
 

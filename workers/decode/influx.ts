@@ -8,7 +8,7 @@
  * as in InfluxDB. A line's fields are held in reusable scratch arrays until its timestamp is known.
  */
 import type { DecodeContext, DecodeErrorCode, PointSink, RejectSink } from './types.js';
-import { MetricType } from './types.js';
+import { MetricType, stableTags } from './types.js';
 import { checkTimestamp, epochStringToMs, parseTimestamp } from './timestamp.js';
 import { parseDecimal, quote, skipDigits, tagLimit, utf8Encoder } from './text.js';
 
@@ -28,6 +28,32 @@ const LOWER_U = 0x75;
 const INT64_MAX = '9223372036854775807';
 const INT64_MIN_ABS = '9223372036854775808';
 const UINT64_MAX = '18446744073709551615';
+
+/**
+ * Series sections (`measurement[,tag=v...]`, no backslash) already parsed, and what they parsed
+ * to. Telegraf repeats the same few thousand sections in every message; a known one costs a slice
+ * and a lookup instead of scanning and checking every tag. Its tags array is handed out again for
+ * every line of it (sinks only read it), which also lets the ingest stage find its series by the
+ * array itself (workers/ingest.ts). Limits are checked again on a hit: a task may carry others.
+ */
+interface Section {
+  measurement: string;
+  tags: string[];
+  /** The longest tag key and value, for the limits. */
+  maxKey: number;
+  maxValue: number;
+}
+const SECTION_CACHE_MAX = 100_000;
+const sections = new Map<string, Section>();
+
+/** Test hook: forget every cached section (a fresh thread has none). */
+export function clearSectionCache(): void {
+  sections.clear();
+}
+
+function withinLimits(hit: Section, limits: DecodeContext['limits']): boolean {
+  return hit.tags.length / 2 <= limits.maxTagsPerPoint && hit.maxKey <= limits.maxTagKeyLength && hit.maxValue <= limits.maxTagValueLength;
+}
 
 /** Decodes text[from, ...) as line protocol; `from` skips a BOM without shifting line numbers. */
 export function decodeInflux(text: string, from: number, ctx: DecodeContext, points: PointSink, rejects: RejectSink): void {
@@ -135,14 +161,43 @@ class LineDecoder {
     const end = this.end;
 
     const mStart = this.pos;
-    this.scanName(false);
-    if (this.pos === mStart) return this.fail('VIGIL_ERR_DECODE_NAME', 'expected a measurement name', mStart);
-    this.measurement = this.sawBackslash ? this.unescape(mStart, this.pos, false) : text.slice(mStart, this.pos);
+    // The series section ends at the first space; one with a backslash takes the full scan.
+    let sectionEnd = mStart;
+    for (; sectionEnd < end; sectionEnd++) {
+      const c = text.charCodeAt(sectionEnd);
+      if (c === SPACE) break;
+      if (c === BACKSLASH) {
+        sectionEnd = -1;
+        break;
+      }
+    }
+    const sectionKey = sectionEnd > mStart && sectionEnd < end ? text.slice(mStart, sectionEnd) : null;
+    const hit = sectionKey === null ? undefined : sections.get(sectionKey);
+    if (hit && withinLimits(hit, this.ctx.limits)) {
+      this.measurement = hit.measurement;
+      this.tags = hit.tags;
+      this.pos = sectionEnd;
+    } else {
+      this.scanName(false);
+      if (this.pos === mStart) return this.fail('VIGIL_ERR_DECODE_NAME', 'expected a measurement name', mStart);
+      this.measurement = this.sawBackslash ? this.unescape(mStart, this.pos, false) : text.slice(mStart, this.pos);
 
-    this.tags = []; // handed to the sink, so never reused across lines
-    while (this.pos < end && text.charCodeAt(this.pos) === COMMA) {
-      this.pos++;
-      if (!this.parseTag()) return false;
+      this.tags = []; // handed to the sink, so never reused across lines (but kept by the section cache)
+      while (this.pos < end && text.charCodeAt(this.pos) === COMMA) {
+        this.pos++;
+        if (!this.parseTag()) return false;
+      }
+      if (sectionKey !== null && this.pos === sectionEnd) {
+        let maxKey = 0;
+        let maxValue = 0;
+        for (let j = 0; j < this.tags.length; j += 2) {
+          maxKey = Math.max(maxKey, (this.tags[j] as string).length);
+          maxValue = Math.max(maxValue, (this.tags[j + 1] as string).length);
+        }
+        if (sections.size >= SECTION_CACHE_MAX) sections.clear();
+        sections.set(sectionKey, { measurement: this.measurement, tags: this.tags, maxKey, maxValue });
+        stableTags.add(this.tags);
+      }
     }
 
     if (this.pos >= end) {

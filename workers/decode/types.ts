@@ -48,3 +48,9 @@ export interface PointSink {
 export interface RejectSink {
   reject(code: DecodeErrorCode, reason: string, detail: { bytes?: Uint8Array; line?: number; element?: number }): void;
 }
+
+/**
+ * Tags arrays a decoder hands out again for every point of the same series and never changes
+ * (influx.ts's series sections): the ingest stage may look a series up by the array itself.
+ */
+export const stableTags = new WeakSet<readonly string[]>();

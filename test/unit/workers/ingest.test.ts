@@ -175,4 +175,31 @@ describe('series cache (by the series as it arrives)', () => {
     }
     expect(new Set(pairs.map(([m, t]) => canonicalId(m, t))).size).toBe(3);
   });
+
+  it('finds a series by a decoder\'s stable tags array and its metric: each metric of one array its own series, the shard count checked', async () => {
+    const { stableTags } = await import('../../../workers/decode/types.js');
+    const tags = ['host', 'b', 'dc', 'x'];
+    stableTags.add(tags);
+    const usage = seriesOf('cache.stable.usage', tags, 4);
+    const idle = seriesOf('cache.stable.idle', tags, 4);
+    expect(usage.id).toBe(canonicalId('cache.stable.usage', tags));
+    expect(idle.id).toBe(canonicalId('cache.stable.idle', tags));
+    expect(seriesOf('cache.stable.usage', tags, 4)).toBe(usage);
+    expect(seriesOf('cache.stable.idle', tags, 4)).toBe(idle);
+    expect(seriesOf('cache.stable.usage', tags, 3).shard).toBe(Number(usage.id % 3n));
+    expect(tags).toEqual(['host', 'b', 'dc', 'x']);
+  });
+
+  it('gives an influx line the same series warm (its section cached) as cold, one per field', () => {
+    const line = `cache,host=z,dc=y usage=1,idle=2 ${String(NOW)}`;
+    const ids = () => {
+      const r = ingest(task([line, line]));
+      return decodeRowBinary(r.body, POINT_COLUMNS).map((row) => row['series_id']);
+    };
+    const [a, b, c, d] = ids();
+    expect(a).toBe(seriesId('cache.usage', ['dc', 'y', 'host', 'z']));
+    expect(b).toBe(seriesId('cache.idle', ['dc', 'y', 'host', 'z']));
+    expect([c, d]).toEqual([a, b]);
+    expect(ids()).toEqual([a, b, a, b]);
+  });
 });

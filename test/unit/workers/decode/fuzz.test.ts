@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { ErrorCodes } from '../../../../core/errors.js';
 import { mulberry32 } from '../../../../models/random.js';
 import { decodeMessage, type Format } from '../../../../workers/decode/index.js';
-import { CTX, NOW } from './collect.js';
+import { clearSectionCache } from '../../../../workers/decode/influx.js';
+import { CTX, decode, NOW } from './collect.js';
 
 /**
  * Fuzz (issue 13): random bytes and mutated valid messages of every format. No exception escapes
@@ -92,4 +93,36 @@ describe.each(Object.keys(SEEDS) as (keyof typeof SEEDS)[])('decoder fuzz: %s', 
     expect(points - rejected).toBeGreaterThan(CASES / 20);
     expect(codes.size).toBeGreaterThanOrEqual(format === 'influx' ? 5 : 7);
   }, 120_000);
+});
+
+describe('influx series-section cache', () => {
+  it('decodes 20,000 mutated messages alike cold (cache cleared) and warm (their sections cached), points, tags and rejects', () => {
+    const rand = mulberry32(4242);
+    let cachedPoints = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const bytes = mutate(SEEDS.influx[i % SEEDS.influx.length] as string, rand);
+      clearSectionCache();
+      const cold = decode(bytes, 'influx');
+      const warm = decode(bytes, 'influx');
+      expect(warm, `case ${i} (${Buffer.from(bytes).toString('base64')})`).toEqual(cold);
+      cachedPoints += warm.points.length;
+    }
+    expect(cachedPoints).toBeGreaterThan(20_000);
+  });
+
+  it('checks the limits again on a cached section: a task with lower limits rejects it as a cold decoder would', () => {
+    clearSectionCache();
+    const line = `cpu,host=a,dc=${'x'.repeat(40)} v=1 ${String(NOW)}`;
+    expect(decode(line, 'influx').points).toHaveLength(1);
+    for (const limits of [{ maxTagsPerPoint: 1 }, { maxTagKeyLength: 3 }, { maxTagValueLength: 39 }]) {
+      const ctx = { ...CTX, limits: { ...CTX.limits, ...limits } };
+      const warm = decode(line, 'influx', ctx);
+      clearSectionCache();
+      const cold = decode(line, 'influx', ctx);
+      expect(warm.points).toEqual([]);
+      expect(warm.rejects.map((r) => r.code)).toEqual(['VIGIL_ERR_LIMIT_TAGS']);
+      expect(warm).toEqual(cold);
+      expect(decode(line, 'influx').points).toHaveLength(1);
+    }
+  });
 });
