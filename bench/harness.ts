@@ -177,8 +177,12 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
     VIGIL_KAFKA_REPARTITION: o.repartition ?? 'auto',
     VIGIL_KAFKA_REPARTITION_TOPIC: `${topic}_repartition`,
     ...(o.stages === 'alerts' ? { ...ALERT_ENV, VIGIL_ALERTS_RULES_FILE: rulesFile() } : {}),
-    // BENCH_PROFILE_DIR=DIR: V8 CPU profiles of the pipeline's threads (main and workers) there.
-  }, process.env['BENCH_PROFILE_DIR'] ? ['--cpu-prof', `--cpu-prof-dir=${process.env['BENCH_PROFILE_DIR']}`] : []);
+    // BENCH_PROFILE_DIR=DIR: V8 CPU profiles of the pipeline's threads (main and workers) there;
+    // BENCH_NODE_ARGS: more node flags for the pipeline (e.g. --trace-gc, with BENCH_PIPELINE_LOG).
+  }, [
+    ...(process.env['BENCH_PROFILE_DIR'] ? ['--cpu-prof', `--cpu-prof-dir=${process.env['BENCH_PROFILE_DIR']}`] : []),
+    ...(process.env['BENCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a.length > 0),
+  ]);
   /** Every record on the repartition topic received (asked only when there is one: not under `never`). */
   const secondStageCaughtUp = async (): Promise<boolean> => {
     const ends = await admin.fetchTopicOffsets(`${topic}_repartition`).catch(() => []);

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -59,8 +59,11 @@ export class PipelineProcess {
       env: { ...process.env, VIGIL_LOG_LEVEL: 'warn', ...env, VIGIL_HTTP_PORT: String(port) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    // BENCH_PIPELINE_LOG=FILE: the pipeline's whole output appended there (e.g. with NODE_OPTIONS=--trace-gc).
+    const logFile = process.env['BENCH_PIPELINE_LOG'];
     const keep = (d: Buffer) => {
       this.output = (this.output + d.toString()).slice(-20_000);
+      if (logFile) appendFileSync(logFile, d);
     };
     this.child.stdout?.on('data', keep);
     this.child.stderr?.on('data', keep);

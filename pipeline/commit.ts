@@ -190,6 +190,15 @@ export class Committer {
     if (epoch === this.generation) this.tracker.done(range, meta);
   }
 
+  /**
+   * The shards hold less of a drained partition than its last task reported (its series state
+   * written at shutdown): the position's hold becomes `held`. A range of it not yet done, or an
+   * earlier generation, changes nothing.
+   */
+  release(epoch: number, topic: string, partition: number, held: HeldOffset | null): boolean {
+    return epoch === this.generation && this.tracker.amend(topic, partition, (meta) => ({ ...meta, held }));
+  }
+
   /** Commits what became committable; serialised so that offsets only move forward. */
   commit(storedUpToOf: (key: string) => number): Promise<void> {
     const epoch = this.generation;

@@ -808,6 +808,40 @@ export class Ingestor {
   }
 
   /**
+   * After a drain: every owned partition's unsaved series state (models.stateIntervalSeconds) is
+   * written, and its commit released to what the rollups alone still hold; otherwise the next start
+   * would re-read and judge again up to that interval of buckets. A partition whose state could
+   * not be written keeps its hold: its replay is longer, never wrong.
+   */
+  private async saveSeriesState(): Promise<void> {
+    if (!this.shards.rollups) return;
+    const epoch = this.committer.epoch;
+    const owned = [...this.partitions.values()].filter((state) => state.epoch === epoch);
+    await Promise.all(
+      owned.map(async (state) => {
+        const { topic, partition } = state;
+        try {
+          const out = shardOutputs();
+          let held: HeldOffset | null = null;
+          await Promise.all(
+            Array.from({ length: this.shards.count }, (_, shard) =>
+              this.shards.run(shard, this.shards.task(shard, 'save', topic, partition, emptyBatch(), state.maxTsMs, state.maxTsMs)).then((r) => {
+                out.add(r);
+                if (r.held && (!held || r.held.offset < held.offset)) held = r.held;
+              }),
+            ),
+          );
+          const rows = out.state();
+          if (rows) await this.inserts.write('detector_state', rows.body, rows.rows);
+          this.committer.release(epoch, topic, partition, held);
+        } catch (err) {
+          this.log.warn({ err, topic, partition }, 'series state not written at shutdown: the next start judges its unsaved buckets again');
+        }
+      }),
+    );
+  }
+
+  /**
    * Stops fetching, drains what is in flight, commits, leaves the group. False when the drain did
    * not finish by `timeoutMs` (retries give up at that deadline).
    */
@@ -820,6 +854,7 @@ export class Ingestor {
     while ((this.counts.inFlightBytes > 0 || this.inserts.pending > 0) && Date.now() < this.deadline && !this.fatal) await sleep(20);
     // Drained: everything in flight stored, not merely given up at the deadline.
     const drained = this.counts.inFlightBytes === 0 && this.inserts.pending === 0 && this.abandoned === 0 && !this.fatal;
+    if (drained) await this.saveSeriesState();
     await this.inserts.close();
     if (drained) {
       await this.committer.commit(this.storedUpTo);

@@ -67,6 +67,17 @@ export class OffsetTracker<M = undefined> {
     }
   }
 
+  /**
+   * Replaces the metadata of a partition's position when every range registered for it is done
+   * (false otherwise, or when it has no position): what it holds changed after its last range.
+   */
+  amend(topic: string, partition: number, update: (meta: M) => M): boolean {
+    const s = this.partitions.get(`${topic}\u0000${partition}`);
+    if (!s?.position || s.queue.length > 0) return false;
+    s.position = { ...s.position, meta: update(s.position.meta) };
+    return true;
+  }
+
   /** The position of every partition with finished work. */
   positions(): Position<M>[] {
     const out: Position<M>[] = [];

@@ -40,7 +40,7 @@ export class ShardStage {
     return this.pool.shards;
   }
 
-  task(shard: number, kind: 'data' | 'idle', topic: string, partition: number, batch: ShardBatch, beforeMs: number, afterMs: number, idleWatermarkMs = -Infinity): ShardTask {
+  task(shard: number, kind: 'data' | 'idle' | 'save', topic: string, partition: number, batch: ShardBatch, beforeMs: number, afterMs: number, idleWatermarkMs = -Infinity): ShardTask {
     return {
       kind,
       topic,

@@ -67,9 +67,10 @@ export interface ShardTask {
    * `data`: a share of one task; `idle`: a wall-clock close of an idle partition; `reset`: a new
    * consumer group generation, every series' state is dropped (as in a fresh thread) and the
    * alert rules start from `seeds` (the firing alerts); `restore`: detector state of the series
-   * in `restore` (read back from `detector_state`) before the generation's first data.
+   * in `restore` (read back from `detector_state`) before the generation's first data; `save`:
+   * the partition's unsaved series state written now (a drained shutdown), and what it still holds.
    */
-  kind: 'data' | 'idle' | 'reset' | 'restore';
+  kind: 'data' | 'idle' | 'reset' | 'restore' | 'save';
   topic: string;
   partition: number;
   /** Highest event time of the partition before this task (-Infinity when none). */

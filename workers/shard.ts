@@ -243,9 +243,32 @@ function resetSeries(seeds: ShardTask['seeds']): ShardResult {
   return emptyShardResult();
 }
 
+/** The `detector_state` settings tag of a task's judged width. */
+function stateSettingsOf(task: ShardTask): { settings: string; widthMs: number } {
+  const widthMs = task.models?.widthMs ?? task.alertWidthMs;
+  return { settings: snapshotKey(task.models && scoring?.settings.widthMs === widthMs ? scoring.settings : null, widthMs), widthMs };
+}
+
+/**
+ * A drained shutdown: the partition's unsaved series are written now, so its commit can move to
+ * what the rollups alone still hold, and the next owner does not judge those buckets again.
+ */
+function savePartition(task: ShardTask): ShardResult {
+  const states = new StateEncoder();
+  const key = `${task.topic}\u0000${task.partition}`;
+  const u = unsavedParts.get(key);
+  if (u) {
+    unsavedParts.delete(key);
+    const { settings, widthMs } = stateSettingsOf(task);
+    saveSeries(states, u.series, u.series.size, settings, widthMs);
+  }
+  return { ...emptyShardResult(), series: series.size, stateBody: states.rows.finish(), stateRows: states.count, held: rollups ? rollups.held(task.topic, task.partition) : null };
+}
+
 export function track(task: ShardTask): ShardResult {
   if (task.kind === 'reset') return resetSeries(task.seeds);
   if (task.kind === 'restore') return restoreSeries(task);
+  if (task.kind === 'save') return savePartition(task);
   const { nowMs } = task;
   const { batch, refused, splits } = admit(task);
   // Rules first: the buckets this task closes are collected for them.
@@ -268,8 +291,7 @@ export function track(task: ShardTask): ShardResult {
   }
   const anomalies = new AnomalyEncoder();
   const states = new StateEncoder();
-  const judgedWidthMs = task.models?.widthMs ?? task.alertWidthMs;
-  const stateSettings = snapshotKey(task.models && scoring?.settings.widthMs === judgedWidthMs ? scoring.settings : null, judgedWidthMs);
+  const { settings: stateSettings, widthMs: judgedWidthMs } = stateSettingsOf(task);
   const { scored, flagged } = scoreClosed(anomalies, task.models !== null, judgedWidthMs);
   if (task.kind === 'data') saveDue(states, task, stateSettings, judgedWidthMs);
   if (task.rollups && rules.ruleCount > 0) {

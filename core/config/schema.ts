@@ -450,7 +450,7 @@ export const configSchema = {
           minimum: 0,
           maximum: 86400,
           description:
-            'How much event time the buckets judged on a partition may span before the detector and rule state of their series is written to `detector_state` (0: after every batch that judges one). Until then the partition\'s offsets are committed no further than the first of those buckets, so a restart or a new owner judges them again from the last state written, to the same scores.',
+            'How much event time the buckets judged on a partition may span before the detector and rule state of their series is written to `detector_state` (0: after every batch that judges one). Until then the partition\'s offsets are committed no further than the first of those buckets, so after a kill or a rebalance the next owner judges them again from the last state written, to the same scores; a drained shutdown writes it first.',
           default: 600,
         },
       },

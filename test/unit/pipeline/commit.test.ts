@@ -136,6 +136,24 @@ describe('Committer', () => {
     expect(t.sent.map((s) => s.map((o) => o.offset))).toEqual([['10'], ['20']]);
   });
 
+  it('release: a drained partition whose shards hold less commits past what its last task held; not while a range is open, nor for an old generation', async () => {
+    const t = target();
+    const c = new Committer(t, log);
+    const epoch = c.reset();
+    const a = c.register({ topic: 't', partition: 0, first: 0, last: 99 });
+    c.done(epoch, a, { maxAfterMs: 9000, held: { offset: 20, maxBeforeMs: 1000 } });
+    await c.commit(() => -1);
+    expect(t.sent.flat().map((o) => o.offset)).toEqual(['20']);
+    const open = c.register({ topic: 't', partition: 0, first: 100, last: 109 });
+    expect(c.release(epoch, 't', 0, { offset: 90, maxBeforeMs: 8000 })).toBe(false);
+    c.done(epoch, open, { maxAfterMs: 9500, held: { offset: 20, maxBeforeMs: 1000 } });
+    expect(c.release(epoch - 1, 't', 0, null)).toBe(false);
+    expect(c.release(epoch, 't', 1, null)).toBe(false);
+    expect(c.release(epoch, 't', 0, { offset: 90, maxBeforeMs: 8000 })).toBe(true);
+    await c.commit(() => -1);
+    expect(t.sent.flat().map((o) => [o.offset, JSON.parse(o.metadata).maxEventTimeMs])).toEqual([['20', 1000], ['90', 8000]]);
+  });
+
   it('does not remember a commit answered after its generation ended: the new generation commits the same offset again', async () => {
     let release: () => void = () => undefined;
     const sent: string[] = [];

@@ -322,6 +322,36 @@ describe('shard stage', () => {
     }
   });
 
+  it('a save task (drained shutdown) writes the partition\'s unsaved series and reports what the rollups alone hold', async () => {
+    const models = { widthMs: 10_000, ensemble: { ...DEFAULT_ENSEMBLE, detectors: ['robust', 'ewma'] as const }, lstmModelDir: '', minScore: 0 };
+    const rollups = { widthsMs: [10_000], latenessMs: 0, retentionMs: 0 };
+    await prepareModels(models);
+    let maxTs = -Infinity;
+    let last = track(task(emptyBatch(), 0));
+    for (let i = 0; i < 5; i++) {
+      const c = new ShardCollector();
+      c.add(1n, 'cpu', [], i * 10_000, i, 0, 100 + i, 0, maxTs);
+      c.add(2n, 'cpu', ['k', 'v'], i * 10_000, i, 0, 100 + i, 1, maxTs);
+      const before = maxTs;
+      maxTs = i * 10_000;
+      last = track({ ...task(c.finish(), 0, rollups), partitionMaxBeforeMs: before, partitionMaxAfterMs: maxTs, stateIntervalMs: 3_600_000, models });
+      expect(last.stateRows).toBe(0);
+    }
+    // Held at the first judged bucket (offset 100), not at the open one (104).
+    expect(last.held?.offset).toBe(100);
+    const save = { ...task(emptyBatch(), 0, rollups), kind: 'save' as const, partitionMaxBeforeMs: maxTs, partitionMaxAfterMs: maxTs, stateIntervalMs: 3_600_000, models };
+    const saved = track(save);
+    expect(saved.stateRows).toBe(2);
+    expect(decodeRowBinary(saved.stateBody, STATE_COLUMNS, { rawStrings: ['state'] }).map((r) => [r['series_id'], r['last_bucket'], r['version']])).toEqual([
+      [1n, 30, 4n],
+      [2n, 30, 4n],
+    ]);
+    expect(saved.held?.offset).toBe(104);
+    expect(track(save)).toMatchObject({ stateRows: 0, held: { offset: 104 } });
+    // Another partition's save writes nothing of this one's.
+    expect(track({ ...save, partition: 1 })).toMatchObject({ stateRows: 0, held: null });
+  });
+
   it('writes the state of a series evicted with unsaved buckets in a data task, and never in an idle close', async () => {
     const models = { widthMs: 10_000, ensemble: { ...DEFAULT_ENSEMBLE, detectors: ['robust', 'ewma'] as const }, lstmModelDir: '', minScore: 0 };
     const rollups = { widthsMs: [10_000], latenessMs: 0, retentionMs: 0 };
