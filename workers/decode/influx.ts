@@ -9,7 +9,7 @@
  */
 import type { DecodeContext, DecodeErrorCode, PointSink, RejectSink } from './types.js';
 import { MetricType, stableTags } from './types.js';
-import { checkTimestamp, epochStringToMs, parseTimestamp } from './timestamp.js';
+import { checkTimestamp, epochStringToMs, inRange, parseTimestamp } from './timestamp.js';
 import { parseDecimal, quote, skipDigits, tagLimit, utf8Encoder } from './text.js';
 
 const TAB = 0x09;
@@ -126,7 +126,9 @@ class LineDecoder {
     const tsMs =
       this.tsStart < 0
         ? parseTimestamp(undefined, this.ctx)
-        : checkTimestamp(this.tsMs, this.ctx, `timestamp ${text.slice(this.tsStart, this.end).trimEnd()}`);
+        : inRange(this.tsMs, this.ctx)
+          ? this.tsMs
+          : checkTimestamp(this.tsMs, this.ctx, `timestamp ${text.slice(this.tsStart, this.end).trimEnd()}`);
     if (typeof tsMs === 'string') {
       if (this.tsStart < 0) this.rejectLine('VIGIL_ERR_DECODE_TIMESTAMP', `no timestamp and the ${tsMs}`, -1);
       else this.rejectLine('VIGIL_ERR_DECODE_TIMESTAMP', tsMs, this.tsStart);

@@ -23,12 +23,13 @@ export const MAX_TIMESTAMP_MS = Date.UTC(2106, 0, 1) - 1;
 /** Returns integer epoch ms, or a reason (a string) when the value is unusable or out of range. */
 export function parseTimestamp(value: unknown, ctx: DecodeContext): number | string {
   if (value === undefined || value === null) {
-    return checkTimestamp(Math.floor(ctx.kafkaTimestampMs), ctx, `Kafka record timestamp ${String(ctx.kafkaTimestampMs)}`);
+    const ms = Math.floor(ctx.kafkaTimestampMs);
+    return inRange(ms, ctx) ? ms : checkTimestamp(ms, ctx, `Kafka record timestamp ${String(ctx.kafkaTimestampMs)}`);
   }
   if (typeof value === 'number') {
     const ms = epochNumberToMs(value);
     if (Number.isNaN(ms)) return `expected an epoch number or an RFC 3339 string, got ${describe(value)}`;
-    return checkTimestamp(ms, ctx, `timestamp ${String(value)}`);
+    return inRange(ms, ctx) ? ms : checkTimestamp(ms, ctx, `timestamp ${String(value)}`);
   }
   if (typeof value === 'string') {
     let ms = epochStringToMs(value, 0, value.length, true);
@@ -36,9 +37,18 @@ export function parseTimestamp(value: unknown, ctx: DecodeContext): number | str
     if (Number.isNaN(ms)) {
       return `expected an RFC 3339 date-time (like 2024-01-15T10:30:00Z) or epoch digits, got ${quote(value)}`;
     }
-    return checkTimestamp(ms, ctx, `timestamp ${quote(value)}`);
+    return inRange(ms, ctx) ? ms : checkTimestamp(ms, ctx, `timestamp ${quote(value)}`);
   }
   return `expected an epoch number or an RFC 3339 string, got ${describe(value)}`;
+}
+
+/**
+ * The accepted range, checked before any reason is built: callers make the `shown` text of
+ * checkTimestamp only for a value out of it (built for every point, it was 2–3 % of a worker's
+ * decoding). NaN is out of range.
+ */
+export function inRange(ms: number, ctx: DecodeContext): boolean {
+  return ms >= MIN_TIMESTAMP_MS && ms <= MAX_TIMESTAMP_MS && ms <= ctx.nowMs + ctx.maxFutureMs;
 }
 
 /** Range check shared by every format; `shown` names the original value in the reason. */
