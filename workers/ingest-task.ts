@@ -93,6 +93,11 @@ export interface IngestReject {
   element?: number;
   /** The bad lines or elements, newline-joined; absent when the whole message is the letter. */
   bytes?: Uint8Array;
+  /**
+   * The whole message, when it is the letter (no `bytes`): the main thread no longer holds the
+   * messages it handed to a task.
+   */
+  value?: Uint8Array;
   /** How many of the `count` bad items `bytes` carries (the rest did not fit). */
   items?: number;
 }

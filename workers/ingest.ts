@@ -93,13 +93,23 @@ function seriesByKey(metric: string, tags: readonly string[], shards: number): S
  */
 export function ingest(task: IngestTask): IngestResult {
   const format = task.format;
-  if (format === 'repartition') return forwardedPass(task);
+  if (format === 'repartition') return withValues(task, forwardedPass(task));
   const poisoned = new Map<number, string>();
   for (;;) {
     const found = poisoned.size;
     const result = ingestPass(task, format, poisoned);
-    if (poisoned.size === found) return result;
+    if (poisoned.size === found) return withValues(task, result);
   }
+}
+
+/** A whole-message reject carries the message's bytes (a copy: a view would post the task's whole buffer back). */
+function withValues(task: IngestTask, result: IngestResult): IngestResult {
+  for (const r of result.rejects) {
+    if (r.bytes !== undefined) continue;
+    const from = task.bounds[2 * r.message] as number;
+    if (from !== SKIPPED) r.value = task.data.slice(from, task.bounds[2 * r.message + 1] as number);
+  }
+  return result;
 }
 
 function ingestPass(task: IngestTask, format: Format, poisoned: Map<number, string>): IngestResult {

@@ -74,7 +74,7 @@ function headerBytes(headers: IHeaders): number {
 }
 
 /** The dead letter for one bad message (before fitDeadLetter cuts its value). */
-export function deadLetterFor(message: KafkaMessage, r: Rejected, topic: string, partition: number): DeadLetter {
+export function deadLetterFor(message: Pick<KafkaMessage, 'key' | 'value' | 'headers' | 'offset'>, r: Rejected, topic: string, partition: number): DeadLetter {
   const original = message.headers ?? {};
   const originalBytes = headerBytes(original);
   const keyBytes = message.key?.length ?? 0;

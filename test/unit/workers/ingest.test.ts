@@ -61,10 +61,14 @@ describe('ingest task: poison isolation', () => {
     ]);
     expect(r.rows).toBe(3);
     expect(r.shardBatches.reduce((n, b) => n + b.count, 0)).toBe(3);
+    // Whole-message rejects carry the message's bytes (the main thread no longer holds the messages).
+    const enc = new TextEncoder();
     expect(r.rejects).toEqual([
-      { message: 1, code: 'VIGIL_ERR_DECODE_INTERNAL', reason: 'decoding the message threw: RangeError: Maximum call stack size exceeded', count: 1 },
-      { message: 3, code: 'VIGIL_ERR_DECODE_INTERNAL', reason: 'decoding the message threw: RangeError: Maximum call stack size exceeded', count: 1 },
+      { message: 1, code: 'VIGIL_ERR_DECODE_INTERNAL', reason: 'decoding the message threw: RangeError: Maximum call stack size exceeded', count: 1, value: enc.encode('THROW me') },
+      { message: 3, code: 'VIGIL_ERR_DECODE_INTERNAL', reason: 'decoding the message threw: RangeError: Maximum call stack size exceeded', count: 1, value: enc.encode('THROW again') },
     ]);
+    // Copies, not views of the task's buffer (a view would post the whole buffer back).
+    expect(r.rejects.every((x) => x.value?.buffer.byteLength === x.value?.byteLength)).toBe(true);
   });
 
   it('a poisoned message below storeFromOffset (already stored) writes no dead letter again', () => {
