@@ -12,6 +12,45 @@ function task(batch: ShardTask['batch'], nowMs: number, rollups: ShardTask['roll
   return { kind: 'data', topic: 't', partition: 0, partitionMaxBeforeMs: -Infinity, partitionMaxAfterMs: 0, idleWatermarkMs: -Infinity, batch, nowMs, seriesIdleMs: 60_000, stateIntervalMs: 0, maxSeries: Infinity, rollups, models: null, alerts: null, alertWidthMs: 0 };
 }
 
+/**
+ * Two series of 200 buckets of 10 s (a noisy sine with one spike at `spikeAt`, and a flat one),
+ * the per-series detectors (the shard's isolation forest is not handed over) and a threshold rule
+ * held for 30 s on the sine.
+ */
+function replayFixture(seed: number, spikeAt: number) {
+  const models = { widthMs: 10_000, ensemble: { ...DEFAULT_ENSEMBLE, detectors: ['robust', 'ewma', 'seasonal'] as const }, lstmModelDir: '', minScore: 0 };
+  const rollups = { widthsMs: [10_000], latenessMs: 0, retentionMs: 0 };
+  const rand = mulberry32(seed);
+  const values = Array.from({ length: 200 }, (_, i) => [50 + 10 * Math.sin(i / 7) + rand() * 3 + (i === spikeAt ? 80 : 0), 20 + rand()]);
+  const text = 'rules:\n  - id: hot\n    kind: threshold\n    metric: cpu\n    op: ">"\n    value: 55\n    for: 30s\n';
+  const alerts = { hash: 'h1', text, file: 'rules.yaml', active: null };
+  /** The task of bucket i (points at offset i), the partition's maximum before it `maxBeforeMs`. */
+  const taskAt = (i: number, maxBeforeMs: number, stateIntervalMs = 0): ShardTask => {
+    const c = new ShardCollector();
+    c.add(1n, 'cpu', ['host', 'a'], i * 10_000, values[i]?.[0] as number, 0, i, 0, maxBeforeMs);
+    c.add(2n, 'cpu', ['host', 'b'], i * 10_000, values[i]?.[1] as number, 0, i, 1, maxBeforeMs);
+    return { ...task(c.finish(), 0, rollups), partitionMaxBeforeMs: maxBeforeMs, partitionMaxAfterMs: i * 10_000, stateIntervalMs, models, alerts, alertWidthMs: 10_000 };
+  };
+  return { models, taskAt };
+}
+
+/** A new consumer group generation: every series dropped, then `states` (detector_state rows) restored, as pipeline/shards.ts does. */
+function resetAndRestore(states: ReadonlyMap<bigint, Uint8Array>, models: ShardTask['models']): void {
+  track({ ...task(emptyBatch(), 0), kind: 'reset', seeds: [] });
+  const ids = [...states.keys()];
+  const parts = ids.map((id) => states.get(id) as Uint8Array);
+  const data = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  const bounds = new Uint32Array(ids.length * 2);
+  let pos = 0;
+  parts.forEach((p, i) => {
+    bounds[2 * i] = pos;
+    data.set(p, pos);
+    pos += p.length;
+    bounds[2 * i + 1] = pos;
+  });
+  track({ ...task(emptyBatch(), 0), kind: 'restore', models, restore: { ids: BigUint64Array.from(ids), bounds, data } });
+}
+
 describe('shard stage', () => {
   beforeEach(() => resetShardState());
 
@@ -167,25 +206,13 @@ describe('shard stage', () => {
   });
 
   it('series state (detectors and rules) written after each task and restored after a reset makes a replay score and alert exactly as a run without the reset', async () => {
-    // The statistical detectors are per series; the isolation forest is the shard's (not handed over).
-    const models = { widthMs: 10_000, ensemble: { ...DEFAULT_ENSEMBLE, detectors: ['robust', 'ewma', 'seasonal'] as const }, lstmModelDir: '', minScore: 0 };
-    const rollups = { widthsMs: [10_000], latenessMs: 0, retentionMs: 0 };
-    const rand = mulberry32(5);
-    const values = Array.from({ length: 200 }, (_, i) => [50 + 10 * Math.sin(i / 7) + rand() * 3 + (i === 170 ? 80 : 0), 20 + rand()]);
     // A threshold held for 30 s on the sine: its episodes (buckets 92-106, 136-150) span the reset (bucket 99).
-    const text = 'rules:\n  - id: hot\n    kind: threshold\n    metric: cpu\n    op: ">"\n    value: 55\n    for: 30s\n';
-    const alerts = { hash: 'h1', text, file: 'rules.yaml', active: null };
+    const { models, taskAt } = replayFixture(5, 170);
     type Scored = { score: number; expected: number; version: bigint };
     const fired: string[][] = [[], []];
     const run = (from: number, to: number, out: Map<string, Scored>, states: Map<bigint, Uint8Array>, log: string[] = []) => {
-      let maxTs = from === 0 ? -Infinity : (from - 1) * 10_000;
       for (let i = from; i < to; i++) {
-        const c = new ShardCollector();
-        c.add(1n, 'cpu', ['host', 'a'], i * 10_000, values[i]?.[0] as number, 0, i, 0, maxTs);
-        c.add(2n, 'cpu', ['host', 'b'], i * 10_000, values[i]?.[1] as number, 0, i, 1, maxTs);
-        const before = maxTs;
-        maxTs = i * 10_000;
-        const r = track({ ...task(c.finish(), 0, rollups), partitionMaxBeforeMs: before, partitionMaxAfterMs: maxTs, models, alerts, alertWidthMs: 10_000 });
+        const r = track(taskAt(i, i === 0 ? -Infinity : (i - 1) * 10_000));
         for (const t of r.alerts) log.push(`${t.fingerprint} ${t.status} ${t.startsAtMs} at ${t.atMs}`);
         for (const row of decodeRowBinary(r.anomalyBody, ANOMALY_COLUMNS)) {
           out.set(`${String(row['series_id'])}/${String(row['bucket_start'])}`, { score: row['score'] as number, expected: row['expected'] as number, version: row['version'] as bigint });
@@ -212,19 +239,7 @@ describe('shard stage', () => {
     expect([...states.keys()].sort()).toEqual([1n, 2n]);
     // A new generation: everything dropped, the saved state restored, the partition replayed from
     // an offset before the last scored bucket (its held buckets).
-    track({ ...task(emptyBatch(), 0), kind: 'reset', seeds: [] });
-    const ids = [...states.keys()];
-    const parts = ids.map((id) => states.get(id) as Uint8Array);
-    const data = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    const bounds = new Uint32Array(ids.length * 2);
-    let pos = 0;
-    parts.forEach((p, i) => {
-      bounds[2 * i] = pos;
-      data.set(p, pos);
-      pos += p.length;
-      bounds[2 * i + 1] = pos;
-    });
-    track({ ...task(emptyBatch(), 0), kind: 'restore', models, restore: { ids: BigUint64Array.from(ids), bounds, data } });
+    resetAndRestore(states, models);
     const after = new Map<string, Scored>();
     run(80, 200, after, new Map(), fired[1]);
     // The replay from bucket 80 re-judges nothing the state had judged: the same transitions, once each.
@@ -237,12 +252,7 @@ describe('shard stage', () => {
   });
 
   it('with models.stateIntervalSeconds, state is written once per interval and the commit held at the first unsaved bucket: a replay from there after a kill scores and alerts as a run without it', async () => {
-    const models = { widthMs: 10_000, ensemble: { ...DEFAULT_ENSEMBLE, detectors: ['robust', 'ewma', 'seasonal'] as const }, lstmModelDir: '', minScore: 0 };
-    const rollups = { widthsMs: [10_000], latenessMs: 0, retentionMs: 0 };
-    const rand = mulberry32(9);
-    const values = Array.from({ length: 200 }, (_, i) => [50 + 10 * Math.sin(i / 7) + rand() * 3 + (i === 150 ? 80 : 0), 20 + rand()]);
-    const text = 'rules:\n  - id: hot\n    kind: threshold\n    metric: cpu\n    op: ">"\n    value: 55\n    for: 30s\n';
-    const alerts = { hash: 'h1', text, file: 'rules.yaml', active: null };
+    const { models, taskAt } = replayFixture(9, 150);
     const intervalMs = 100_000;
     type Scored = { score: number; expected: number; version: bigint };
     interface Run {
@@ -252,14 +262,8 @@ describe('shard stage', () => {
       tasks: { states: Map<bigint, Uint8Array>; lastBucketS: number; commit: number }[];
     }
     const run = (from: number, to: number, out: Run) => {
-      let maxTs = from === 0 ? -Infinity : (from - 1) * 10_000;
       for (let i = from; i < to; i++) {
-        const c = new ShardCollector();
-        c.add(1n, 'cpu', ['host', 'a'], i * 10_000, values[i]?.[0] as number, 0, i, 0, maxTs);
-        c.add(2n, 'cpu', ['host', 'b'], i * 10_000, values[i]?.[1] as number, 0, i, 1, maxTs);
-        const before = maxTs;
-        maxTs = i * 10_000;
-        const r = track({ ...task(c.finish(), 0, rollups), partitionMaxBeforeMs: before, partitionMaxAfterMs: maxTs, stateIntervalMs: intervalMs, models, alerts, alertWidthMs: 10_000 });
+        const r = track(taskAt(i, i === 0 ? -Infinity : (i - 1) * 10_000, intervalMs));
         for (const t of r.alerts) out.fired.push(`${t.fingerprint} ${t.status} ${t.startsAtMs} at ${t.atMs}`);
         for (const row of decodeRowBinary(r.anomalyBody, ANOMALY_COLUMNS)) {
           out.scored.set(`${String(row['series_id'])}/${String(row['bucket_start'])}`, { score: row['score'] as number, expected: row['expected'] as number, version: row['version'] as bigint });
@@ -297,19 +301,7 @@ describe('shard stage', () => {
       const savedUpTo = Math.max(...crashed.tasks.map((t) => t.lastBucketS)) / 10;
       expect(committed).toBeLessThanOrEqual(savedUpTo + 1);
       if (kill % 10 > 2) expect(committed).toBeLessThan(kill - 2);
-      track({ ...task(emptyBatch(), 0), kind: 'reset', seeds: [] });
-      const ids = [...last.keys()];
-      const parts = ids.map((id) => last.get(id) as Uint8Array);
-      const data = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-      const bounds = new Uint32Array(ids.length * 2);
-      let pos = 0;
-      parts.forEach((p, i) => {
-        bounds[2 * i] = pos;
-        data.set(p, pos);
-        pos += p.length;
-        bounds[2 * i + 1] = pos;
-      });
-      track({ ...task(emptyBatch(), 0), kind: 'restore', models, restore: { ids: BigUint64Array.from(ids), bounds, data } });
+      resetAndRestore(last, models);
       const replay: Run = { scored: new Map(), fired: [], tasks: [] };
       run(committed, 200, replay);
       // Every bucket scored after the replay as without the kill; none missing, none different.
