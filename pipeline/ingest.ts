@@ -8,7 +8,7 @@ import { InsertBatcher, isAfter, rowsOf, splitRows, type ClickHouseSink, type In
 import { cardinalityLetter, deadLetterFor, DLQ_HEADERS, refusedRowsLetter, type DeadLetter, type DeadLetterOutcome, type DeadLetterProducer, type Rejected } from '../sinks/kafka/dlq.js';
 import type { Transition } from '../workers/alerts/evaluator.js';
 import { SKIPPED, type IngestResult, type IngestTask } from '../workers/ingest-task.js';
-import { emptyBatch, type HeldOffset, type RefusedPoints } from '../workers/shard-task.js';
+import { emptyBatch, lowerHold, type HeldOffset, type RefusedPoints } from '../workers/shard-task.js';
 import type { Alerting } from './alerts/index.js';
 import { Committer, partitionKey, type CommitMeta } from './commit.js';
 import { PartitionConsumer } from './consumer.js';
@@ -514,7 +514,7 @@ export class Ingestor {
       const runs = shares.map(({ batch, shard }) =>
         this.shards.run(shard, this.shards.task(shard, 'data', state.topic, state.partition, batch, before, state.maxTsMs)).then((r) => {
           out.add(r);
-          if (r.held && (!work.held || r.held.offset < work.held.offset)) work.held = r.held;
+          work.held = lowerHold(work.held, r.held);
           // A replay below storedUpTo refuses the same points again: their letter went out then.
           if (r.refused && r.refused.lastOffset >= state.storedUpTo && work.epoch === this.committer.epoch) work.outputs.push(this.sendRefused(work, shard, r.refused));
         }),
@@ -880,7 +880,7 @@ export class Ingestor {
             Array.from({ length: this.shards.count }, (_, shard) =>
               this.shards.run(shard, this.shards.task(shard, 'save', topic, partition, emptyBatch(), state.maxTsMs, state.maxTsMs)).then((r) => {
                 out.add(r);
-                if (r.held && (!held || r.held.offset < held.offset)) held = r.held;
+                held = lowerHold(held, r.held);
               }),
             ),
           );

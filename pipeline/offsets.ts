@@ -31,8 +31,12 @@ export interface Position<M> {
 export class OffsetTracker<M = undefined> {
   private readonly partitions = new Map<string, { topic: string; partition: number; queue: Entry<M>[]; position: Position<M> | undefined; last: number }>();
 
+  private static key(topic: string, partition: number): string {
+    return `${topic}\u0000${partition}`;
+  }
+
   private state(topic: string, partition: number) {
-    const k = `${topic}\u0000${partition}`;
+    const k = OffsetTracker.key(topic, partition);
     let s = this.partitions.get(k);
     if (!s) {
       s = { topic, partition, queue: [], position: undefined, last: -1 };
@@ -72,7 +76,7 @@ export class OffsetTracker<M = undefined> {
    * (false otherwise, or when it has no position): what it holds changed after its last range.
    */
   amend(topic: string, partition: number, update: (meta: M) => M): boolean {
-    const s = this.partitions.get(`${topic}\u0000${partition}`);
+    const s = this.partitions.get(OffsetTracker.key(topic, partition));
     if (!s?.position || s.queue.length > 0) return false;
     s.position = { ...s.position, meta: update(s.position.meta) };
     return true;

@@ -113,6 +113,13 @@ export interface HeldOffset {
   maxBeforeMs: number;
 }
 
+/** The lower of two holds (null: none): a commit may go no further than either. */
+export function lowerHold(a: HeldOffset | null, b: HeldOffset | null): HeldOffset | null {
+  if (!a) return b;
+  if (!b) return a;
+  return b.offset < a.offset ? b : a;
+}
+
 export interface ShardResult {
   /** Series this shard holds state for, after eviction. */
   series: number;

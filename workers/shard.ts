@@ -5,7 +5,7 @@ import { StateEncoder } from './encode/state.js';
 import type { RowBinaryWriter } from './encode/rowbinary.js';
 import { AnomalyEncoder } from './encode/anomalies.js';
 import { RollupState, type ClosedBucket, type ClosedBucketStage } from './rollup.js';
-import { emptyShardResult, filterBatch, REFUSED_SAMPLE_BYTES, snapshotKey, type HeldOffset, type ModelSettings, type RefusedPoints, type RollupSettings, type ShardBatch, type ShardResult, type ShardTask } from './shard-task.js';
+import { emptyShardResult, filterBatch, lowerHold, REFUSED_SAMPLE_BYTES, snapshotKey, type HeldOffset, type ModelSettings, type RefusedPoints, type RollupSettings, type ShardBatch, type ShardResult, type ShardTask } from './shard-task.js';
 import { Ensemble, type SeriesModels } from '../models/ensemble.js';
 import { loadLstm } from '../models/lstm-detector.js';
 import { RuleEvaluator } from './alerts/evaluator.js';
@@ -51,9 +51,10 @@ interface Unsaved {
   firstStartMs: number;
 }
 const unsavedParts = new Map<string, Unsaved>();
+const partKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
 
 function unsavedOf(topic: string, partition: number): Unsaved {
-  const key = `${topic}\u0000${partition}`;
+  const key = partKey(topic, partition);
   let u = unsavedParts.get(key);
   if (!u) unsavedParts.set(key, (u = { topic, partition, series: new Set(), hold: null, firstStartMs: Infinity }));
   return u;
@@ -65,7 +66,8 @@ let rollupKey = '';
 let lastSweepMs = 0;
 const stages: ClosedBucketStage[] = [];
 
-let scoring: { key: string; settings: ModelSettings; ensemble: Ensemble } | undefined;
+/** `stateKey`: its detector_state rows' settings tag (a hash of the settings, 21 µs: made once here, not per task). */
+let scoring: { key: string; settings: ModelSettings; ensemble: Ensemble; stateKey: string } | undefined;
 let rules = new RuleEvaluator();
 let rulesWidthMs = 0;
 /** Closed buckets of the scored (or rules') width, collected by the stage below during one task. */
@@ -82,14 +84,14 @@ export async function prepareModels(settings: ModelSettings): Promise<void> {
   const key = JSON.stringify(settings);
   if (scoring?.key === key) return;
   const lstm = settings.lstmModelDir && settings.ensemble.detectors.includes('lstm') ? await loadLstm(settings.lstmModelDir) : null;
-  scoring = { key, settings, ensemble: new Ensemble(settings.ensemble, lstm?.weights ?? null, lstm?.validationRmse ?? 1) };
+  scoring = { key, settings, ensemble: new Ensemble(settings.ensemble, lstm?.weights ?? null, lstm?.validationRmse ?? 1), stateKey: snapshotKey(settings, settings.widthMs) };
   for (const s of series.values()) s.models = null;
 }
 
 /**
  * Scores the closed buckets of this task, in closing order, into `anomalies` rows, and runs the
- * alert rules on them (anomaly rules read the score of the same bucket). Each scored series'
- * state after the task goes to `states` (detector_state), written after its anomalies rows.
+ * alert rules on them (anomaly rules read the score of the same bucket). Each judged series joins
+ * its partition's unsaved ones (saveDue writes their state).
  */
 function scoreClosed(encoder: AnomalyEncoder, withModels: boolean, widthMs: number): { scored: number; flagged: number } {
   let scored = 0;
@@ -144,7 +146,8 @@ function scoreClosed(encoder: AnomalyEncoder, withModels: boolean, widthMs: numb
 }
 
 /** Writes the state of `ids` (series with unsaved buckets) to `states`; they are saved from then on. */
-function saveSeries(states: StateEncoder, ids: Iterable<bigint>, count: number, settings: string, widthMs: number): void {
+function saveSeries(states: StateEncoder, ids: ReadonlySet<bigint> | readonly bigint[], settings: string, widthMs: number): void {
+  const count = 'size' in ids ? ids.size : ids.length;
   stateRowBytes.reserve(states.rows, count);
   for (const seriesId of ids) {
     const s = series.get(seriesId);
@@ -157,24 +160,23 @@ function saveSeries(states: StateEncoder, ids: Iterable<bigint>, count: number, 
   stateRowBytes.learn(states.rows, count);
 }
 
-/**
- * After a data task: the partition's unsaved series are written once its event time has moved
- * `intervalMs` past the first unsaved bucket, and its hold goes. Idle closes never write (their
- * outputs are not what a commit waits for): their buckets wait, held, for the next data task.
- */
-function saveDue(states: StateEncoder, task: ShardTask, settings: string, widthMs: number): void {
-  const key = `${task.topic}\u0000${task.partition}`;
+/** Writes the task partition's unsaved series to `states`, when `due` says so of them; its hold goes. */
+function savePartitionSeries(states: StateEncoder, task: ShardTask, due: (u: Unsaved) => boolean): void {
+  const key = partKey(task.topic, task.partition);
   const u = unsavedParts.get(key);
-  if (!u || task.partitionMaxAfterMs - u.firstStartMs < task.stateIntervalMs) return;
+  if (!u || !due(u)) return;
   unsavedParts.delete(key);
-  saveSeries(states, u.series, u.series.size, settings, widthMs);
+  const { settings, widthMs } = stateSettingsOf(task);
+  saveSeries(states, u.series, settings, widthMs);
 }
 
-/** The lower of two holds (null: none). */
-function lowerHold(a: HeldOffset | null, b: HeldOffset | null): HeldOffset | null {
-  if (!a) return b;
-  if (!b) return a;
-  return b.offset < a.offset ? b : a;
+/**
+ * After a data task: the partition's unsaved series are written once its event time has moved
+ * `stateIntervalMs` past the first unsaved bucket. Idle closes never write (their outputs are not
+ * what a commit waits for): their buckets wait, held, for the next data task.
+ */
+function saveDue(states: StateEncoder, task: ShardTask): void {
+  savePartitionSeries(states, task, (u) => task.partitionMaxAfterMs - u.firstStartMs >= task.stateIntervalMs);
 }
 
 /**
@@ -246,7 +248,7 @@ function resetSeries(seeds: ShardTask['seeds']): ShardResult {
 /** The `detector_state` settings tag of a task's judged width. */
 function stateSettingsOf(task: ShardTask): { settings: string; widthMs: number } {
   const widthMs = task.models?.widthMs ?? task.alertWidthMs;
-  return { settings: snapshotKey(task.models && scoring?.settings.widthMs === widthMs ? scoring.settings : null, widthMs), widthMs };
+  return { settings: task.models && scoring?.settings.widthMs === widthMs ? scoring.stateKey : snapshotKey(null, widthMs), widthMs };
 }
 
 /**
@@ -255,13 +257,7 @@ function stateSettingsOf(task: ShardTask): { settings: string; widthMs: number }
  */
 function savePartition(task: ShardTask): ShardResult {
   const states = new StateEncoder();
-  const key = `${task.topic}\u0000${task.partition}`;
-  const u = unsavedParts.get(key);
-  if (u) {
-    unsavedParts.delete(key);
-    const { settings, widthMs } = stateSettingsOf(task);
-    saveSeries(states, u.series, u.series.size, settings, widthMs);
-  }
+  savePartitionSeries(states, task, () => true);
   return { ...emptyShardResult(), series: series.size, stateBody: states.rows.finish(), stateRows: states.count, held: rollups ? rollups.held(task.topic, task.partition) : null };
 }
 
@@ -293,7 +289,7 @@ export function track(task: ShardTask): ShardResult {
   const states = new StateEncoder();
   const { settings: stateSettings, widthMs: judgedWidthMs } = stateSettingsOf(task);
   const { scored, flagged } = scoreClosed(anomalies, task.models !== null, judgedWidthMs);
-  if (task.kind === 'data') saveDue(states, task, stateSettings, judgedWidthMs);
+  if (task.kind === 'data') saveDue(states, task);
   if (task.rollups && rules.ruleCount > 0) {
     const watermark = task.kind === 'idle' ? task.idleWatermarkMs : task.partitionMaxAfterMs - task.rollups.latenessMs;
     rules.checkAbsent(task.topic, task.partition, watermark, nowMs);
@@ -315,7 +311,7 @@ export function track(task: ShardTask): ShardResult {
         unsaved.push(id);
       }
     }
-    if (unsaved.length > 0) saveSeries(states, unsaved, unsaved.length, stateSettings, judgedWidthMs);
+    if (unsaved.length > 0) saveSeries(states, unsaved, stateSettings, judgedWidthMs);
     for (const id of gone) series.delete(id);
     if (gone.size > 0) rollups?.forget(gone);
     if (gone.size > 0) rules.forget(gone);
@@ -339,7 +335,7 @@ export function track(task: ShardTask): ShardResult {
     closed,
     late,
     counterOutOfOrder,
-    held: lowerHold(task.rollups ? (rollups as RollupState).held(task.topic, task.partition) : null, unsavedParts.get(`${task.topic}\u0000${task.partition}`)?.hold ?? null),
+    held: lowerHold(task.rollups ? (rollups as RollupState).held(task.topic, task.partition) : null, unsavedParts.get(partKey(task.topic, task.partition))?.hold ?? null),
     refused,
     splits,
   };
