@@ -1,6 +1,7 @@
 /**
  * Bytes of per-series state in one shard thread (issue 5's report): the series registry plus
- * rollup buckets for the default widths, measured as V8 heap growth after GC for N series that
+ * rollup buckets for the default widths, measured as growth of V8's heap and of the array buffers
+ * outside it (typed-array capacity, slack included) after GC for N series that
  * each have open and retained buckets. Run: `node --expose-gc dist/bench/state.js [--series N]`.
  */
 import { parseArgs } from 'node:util';
@@ -15,10 +16,12 @@ if (!gc) throw new Error('run with node --expose-gc');
 const config = loadConfig({ env: {} });
 const rollups = { widthsMs: config.rollups.widthsSeconds.map((s) => s * 1000), latenessMs: config.rollups.allowedLatenessMs, retentionMs: config.rollups.lateRetentionMs };
 
-function heap(): number {
+/** V8's heap and the typed arrays outside it (rollup buckets live in those). */
+function heap(): { heap: number; arrays: number } {
   gc?.();
   gc?.();
-  return process.memoryUsage().heapUsed;
+  const m = process.memoryUsage();
+  return { heap: m.heapUsed, arrays: m.arrayBuffers };
 }
 
 resetShardState();
@@ -39,13 +42,18 @@ for (let round = 0; round < 3; round++) {
     track(task);
   }
 }
-const bytes = heap() - before;
+const after = heap();
+const heapBytes = after.heap - before.heap;
+const arrayBytes = after.arrays - before.arrays;
+const bytes = heapBytes + arrayBytes;
 const perSeries = bytes / seriesCount;
 console.log(
   JSON.stringify({
     series: seriesCount,
     widthsSeconds: config.rollups.widthsSeconds,
-    heapBytes: bytes,
+    bytes,
+    heapBytes,
+    arrayBytes,
     bytesPerSeries: Math.round(perSeries),
     seriesPerGiB: Math.floor(2 ** 30 / perSeries),
   }),

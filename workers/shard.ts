@@ -320,8 +320,9 @@ export function track(task: ShardTask): ShardResult {
   return {
     series: series.size,
     // Measured, not estimated: this thread's own V8 heap (its series state, plus the task's
-    // transient data and garbage not yet collected). A per-series estimate was 6× off.
-    stateBytes: getHeapStatistics().used_heap_size,
+    // transient data and garbage not yet collected) and the rollup buckets' typed arrays beside
+    // it. A per-series estimate was 6× off.
+    stateBytes: getHeapStatistics().used_heap_size + (rollups?.arrayBytes ?? 0),
     evicted,
     rollupBody: encoder.rows.finish(),
     rollupRows: encoder.count,
