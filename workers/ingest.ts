@@ -156,7 +156,7 @@ function ingestPass(task: IngestTask, format: Format, poisoned: Map<number, stri
           forwarded.push({ partition: series.repartition, body: f.rows.finish(), points: f.count, lastOffset: offset, lastIndex: pointIndex, maxTsMs: runMax });
           forwards.delete(series.repartition);
         }
-      } else (collectors[series.shard] as ShardCollector).add(series.id, metric, tags, tsMs, value, type, offset, pointIndex, maxBeforeMessage);
+      } else (collectors[series.shard] as ShardCollector).add(series.id, metric, tags, tsMs, value, type, offset, pointIndex, maxBeforeMessage, series.encoded);
     },
   };
   const rejectSink = {

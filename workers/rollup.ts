@@ -1,4 +1,4 @@
-import type { ShardBatch, HeldOffset, RollupSettings } from './shard-task.js';
+import { dictEntry, type ShardBatch, type HeldOffset, type RollupSettings } from './shard-task.js';
 import type { Aggregate, RollupRow } from './encode/rollups.js';
 
 /**
@@ -232,7 +232,7 @@ export class RollupState {
       if (s === undefined) {
         dict ??= new Map(Array.from(batch.dictIds, (d, k) => [d, k]));
         const d = dict.get(id) as number;
-        s = this.newSeries(p, id, { metric: batch.dictMetrics[d] as string, tags: batch.dictTags[d] as string[], type });
+        s = this.newSeries(p, id, { ...dictEntry(batch, d), type });
       }
       const info = this.sInfo[s] as SeriesInfo;
       info.type = type;

@@ -5,7 +5,7 @@ import { StateEncoder } from './encode/state.js';
 import type { RowBinaryWriter } from './encode/rowbinary.js';
 import { AnomalyEncoder } from './encode/anomalies.js';
 import { RollupState, type ClosedBucket, type ClosedBucketStage } from './rollup.js';
-import { emptyShardResult, filterBatch, lowerHold, REFUSED_SAMPLE_BYTES, snapshotKey, type HeldOffset, type ModelSettings, type RefusedPoints, type RollupSettings, type ShardBatch, type ShardResult, type ShardTask } from './shard-task.js';
+import { dictEntry, emptyShardResult, filterBatch, lowerHold, REFUSED_SAMPLE_BYTES, snapshotKey, type HeldOffset, type ModelSettings, type RefusedPoints, type RollupSettings, type ShardBatch, type ShardResult, type ShardTask } from './shard-task.js';
 import { Ensemble, type SeriesModels } from '../models/ensemble.js';
 import { loadLstm } from '../models/lstm-detector.js';
 import { RuleEvaluator } from './alerts/evaluator.js';
@@ -387,11 +387,10 @@ function admit(task: ShardTask): { batch: ShardBatch; refused: RefusedPoints | n
 /** A refused point as a JSON point Vigil reads back (tags as an object). */
 function refusedLine(batch: ShardBatch, i: number): string {
   const id = batch.seriesIds[i] as bigint;
-  const d = batch.dictIds.indexOf(id);
-  const tags = batch.dictTags[d] ?? [];
+  const { metric, tags } = dictEntry(batch, batch.dictIds.indexOf(id));
   const tagObject: Record<string, string> = {};
   for (let k = 0; k + 1 < tags.length; k += 2) tagObject[tags[k] as string] = tags[k + 1] as string;
-  return JSON.stringify({ name: batch.dictMetrics[d], value: batch.values[i], timestamp: batch.tsMs[i], type: batch.types[i] === 1 ? 'counter' : 'gauge', tags: tagObject });
+  return JSON.stringify({ name: metric, value: batch.values[i], timestamp: batch.tsMs[i], type: batch.types[i] === 1 ? 'counter' : 'gauge', tags: tagObject });
 }
 
 /** Test hook: forget everything (a fresh thread has nothing). */

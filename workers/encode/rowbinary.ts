@@ -154,6 +154,38 @@ export function writeSeries(w: RowBinaryWriter, seriesId: bigint, metric: string
   for (let i = 1; i < tags.length; i += 2) w.string(tags[i] as string);
 }
 
+const utf8 = new TextDecoder();
+
+/** writeSeries's bytes read back: the id, metric and tags as a flat [k1, v1, ...] array. */
+export function readSeries(bytes: Uint8Array): { id: bigint; metric: string; tags: string[] } {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let pos = 8;
+  const varUint = (): number => {
+    let n = 0;
+    for (let shift = 0; ; shift += 7) {
+      const b = bytes[pos++];
+      if (b === undefined) throw new RangeError(`series columns end at byte ${bytes.length}, inside a length`);
+      n += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return n;
+    }
+  };
+  const string = (): string => {
+    const n = varUint();
+    if (pos + n > bytes.length) throw new RangeError(`series columns end at byte ${bytes.length}, inside a string of ${n} bytes at ${pos}`);
+    const text = utf8.decode(bytes.subarray(pos, pos + n));
+    pos += n;
+    return text;
+  };
+  const id = view.getBigUint64(0, true);
+  const metric = string();
+  const n = varUint();
+  const tags = new Array<string>(2 * n);
+  for (let i = 0; i < n; i++) tags[2 * i] = string();
+  if (varUint() !== n) throw new RangeError('series columns with unequal tag keys and values');
+  for (let i = 0; i < n; i++) tags[2 * i + 1] = string();
+  return { id, metric, tags };
+}
+
 /** writeSeries's bytes on their own, for a row prefix written once per series and copied after. */
 export function encodeSeries(seriesId: bigint, metric: string, tags: readonly string[]): Uint8Array {
   const w = new RowBinaryWriter(64);

@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect, it } from 'vitest';
-import { emptyBatch, ShardCollector, type ShardTask } from '../../../workers/shard-task.js';
+import { dictEntry, emptyBatch, ShardCollector, type ShardTask } from '../../../workers/shard-task.js';
 import { prepareModels, resetShardState, track } from '../../../workers/shard.js';
 import { DEFAULT_ENSEMBLE } from '../../../models/ensemble.js';
 import { mulberry32 } from '../../../models/random.js';
@@ -63,7 +63,7 @@ describe('shard stage', () => {
     expect(b.tsMs[500]).toBe(5000);
     expect(b.offsets[700]).toBe(700);
     expect(b.dictIds.length).toBe(10);
-    expect(b.dictMetrics[3]).toBe('m3');
+    expect(dictEntry(b, 3)).toEqual({ metric: 'm3', tags: ['k', 'v'] });
   });
 
   it('holds one state per series and evicts series silent longer than the idle time', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { encodeSeries, RowBinaryWriter, writeSeries } from '../../../../workers/encode/rowbinary.js';
+import { encodeSeries, readSeries, RowBinaryWriter, writeSeries } from '../../../../workers/encode/rowbinary.js';
 import { PointsEncoder } from '../../../../workers/encode/points.js';
 import { decodeRowBinary } from '../../../helpers/rowbinary.js';
 
@@ -205,5 +205,22 @@ describe('points rows with the series columns cached', () => {
     }
     expect(cached.count).toBe(plain.count);
     expect(Buffer.from(cached.rows.finish()).equals(Buffer.from(plain.rows.finish()))).toBe(true);
+  });
+});
+
+describe('readSeries', () => {
+  it('reads back what writeSeries wrote: ids to 2^64 - 1, no tags, long and non-ASCII strings, empty strings', () => {
+    const long = 'x'.repeat(300);
+    const cases: [bigint, string, string[]][] = [
+      [0n, 'm', []],
+      [2n ** 64n - 1n, 'cpu', ['host', 'a', 'region', 'eu-west-1']],
+      [12345678901234567n, `température.${long}`, ['', '', 'clé', 'värde ✓', long, '😀']],
+    ];
+    for (const [id, metric, tags] of cases) expect(readSeries(encodeSeries(id, metric, tags))).toEqual({ id, metric, tags });
+  });
+
+  it('fails with the byte where truncated columns end instead of reading past them', () => {
+    const bytes = encodeSeries(1n, 'metric', ['k', 'value']);
+    for (const cut of [9, 12, bytes.length - 1]) expect(() => readSeries(bytes.subarray(0, cut))).toThrow(RangeError);
   });
 });
