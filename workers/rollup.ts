@@ -218,21 +218,21 @@ export class RollupState {
       p.lastOffset = batch.offsets[batch.count - 1] as number;
     }
     const out: RollupOutput = { rows: [], closed: 0, late: 0, counterOutOfOrder: 0 };
-    // The share's series by id, made only when a series is new to the partition.
-    let dict: Map<bigint, number> | null = null;
+    // The share's series slots by dictionary index, each looked up (or made) at its first point.
+    const slots = new Int32Array(batch.dictIds.length).fill(-1);
     const dirty = new Set<number>();
     const { latenessMs, retentionMs, widthsMs } = this.settings;
     const widths = this.widths;
     for (let i = 0; i < batch.count; i++) {
-      const id = batch.seriesIds[i] as bigint;
       const ts = batch.tsMs[i] as number;
       const offset = batch.offsets[i] as number;
       const type = batch.types[i] as number;
-      let s = p.series.get(id);
-      if (s === undefined) {
-        dict ??= new Map(Array.from(batch.dictIds, (d, k) => [d, k]));
-        const d = dict.get(id) as number;
-        s = this.newSeries(p, id, { ...dictEntry(batch, d), type });
+      const d = batch.dictIndexes[i] as number;
+      let s = slots[d] as number;
+      if (s < 0) {
+        const id = batch.dictIds[d] as bigint;
+        s = p.series.get(id) ?? this.newSeries(p, id, { ...dictEntry(batch, d), type });
+        slots[d] = s;
       }
       const info = this.sInfo[s] as SeriesInfo;
       info.type = type;
@@ -270,7 +270,7 @@ export class RollupState {
         // which depends on where tasks were cut): past end + retention, a correction row.
         if (end + retentionMs <= watermark) {
           late = true;
-          out.rows.push(this.row(id, info, width, start, p, 2, offset, batch.pointIndexes[i] as number, 1, value, value, value, value, ts, value * value, 1));
+          out.rows.push(this.row(this.sIds[s] as bigint, info, width, start, p, 2, offset, batch.pointIndexes[i] as number, 1, value, value, value, value, ts, value * value, 1));
           continue;
         }
         let b = this.find(s * widths + w, start);

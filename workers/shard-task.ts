@@ -11,6 +11,8 @@ import { encodeSeries, readSeries } from './encode/rowbinary.js';
 export interface ShardBatch {
   count: number;
   seriesIds: BigUint64Array;
+  /** Per point: its series' index in the dictionary (`dictIds`): the shard resolves a series once per share, not per point. */
+  dictIndexes: Uint32Array;
   tsMs: Float64Array;
   values: Float64Array;
   types: Uint8Array;
@@ -187,6 +189,7 @@ export function filterBatch(batch: ShardBatch, keep: Uint8Array): ShardBatch {
     ...batch,
     count: n,
     seriesIds: new BigUint64Array(n),
+    dictIndexes: new Uint32Array(n),
     tsMs: new Float64Array(n),
     values: new Float64Array(n),
     types: new Uint8Array(n),
@@ -197,6 +200,7 @@ export function filterBatch(batch: ShardBatch, keep: Uint8Array): ShardBatch {
   for (let i = 0, j = 0; i < batch.count; i++) {
     if (!keep[i]) continue;
     out.seriesIds[j] = batch.seriesIds[i] as bigint;
+    out.dictIndexes[j] = batch.dictIndexes[i] as number;
     out.tsMs[j] = batch.tsMs[i] as number;
     out.values[j] = batch.values[i] as number;
     out.types[j] = batch.types[i] as number;
@@ -238,14 +242,16 @@ const EMPTY_IDS = new BigUint64Array(0);
 export class ShardCollector {
   count = 0;
   seriesIds = new BigUint64Array(256);
+  dictIndexes = new Uint32Array(256);
   tsMs = new Float64Array(256);
   values = new Float64Array(256);
   types = new Uint8Array(256);
   offsets = new Float64Array(256);
   pointIndexes = new Uint32Array(256);
   maxBeforeMs = new Float64Array(256);
-  /** Per series: its columns as writeSeries writes them. */
-  private readonly dict = new Map<bigint, Uint8Array>();
+  /** Per series: its index, and its columns as writeSeries writes them. */
+  private readonly dict = new Map<bigint, number>();
+  private readonly dictEncoded: Uint8Array[] = [];
   private dictBytes = 0;
 
   /** `encoded`: the series' writeSeries bytes when the caller has them (encoded here otherwise). */
@@ -259,17 +265,22 @@ export class ShardCollector {
     this.offsets[i] = offset;
     this.pointIndexes[i] = pointIndex;
     this.maxBeforeMs[i] = maxBeforeMs;
-    if (!this.dict.has(id)) {
+    let d = this.dict.get(id);
+    if (d === undefined) {
       const bytes = encoded ?? encodeSeries(id, metric, tags);
-      this.dict.set(id, bytes);
+      d = this.dictEncoded.length;
+      this.dict.set(id, d);
+      this.dictEncoded.push(bytes);
       this.dictBytes += bytes.length;
     }
+    this.dictIndexes[i] = d;
   }
 
   private grow(): void {
     const n = this.tsMs.length * 2;
     const grown = <T extends { set(a: ArrayLike<never>): void }>(a: ArrayLike<never>, b: T): T => (b.set(a), b);
     this.seriesIds = grown(this.seriesIds as never, new BigUint64Array(n));
+    this.dictIndexes = grown(this.dictIndexes as never, new Uint32Array(n));
     this.tsMs = grown(this.tsMs as never, new Float64Array(n));
     this.values = grown(this.values as never, new Float64Array(n));
     this.types = grown(this.types as never, new Uint8Array(n));
@@ -284,15 +295,16 @@ export class ShardCollector {
     const dictIds = this.dict.size > 0 ? new BigUint64Array(this.dict.size) : EMPTY_IDS;
     const dictSeries = new Uint8Array(this.dictBytes);
     const dictBounds = new Uint32Array(this.dict.size + 1);
-    let d = 0;
-    for (const [id, bytes] of this.dict) {
+    for (const [id, d] of this.dict) {
+      const bytes = this.dictEncoded[d] as Uint8Array;
       dictIds[d] = id;
       dictSeries.set(bytes, dictBounds[d]);
-      dictBounds[++d] = (dictBounds[d - 1] as number) + bytes.length;
+      dictBounds[d + 1] = (dictBounds[d] as number) + bytes.length;
     }
     return {
       count: n,
       seriesIds: this.seriesIds.slice(0, n),
+      dictIndexes: this.dictIndexes.slice(0, n),
       tsMs: this.tsMs.slice(0, n),
       values: this.values.slice(0, n),
       types: this.types.slice(0, n),
@@ -311,7 +323,7 @@ export function emptyBatch(): ShardBatch {
 }
 
 export function batchBuffers(b: ShardBatch): ArrayBuffer[] {
-  const buffers = [b.seriesIds.buffer, b.tsMs.buffer, b.values.buffer, b.types.buffer, b.offsets.buffer, b.pointIndexes.buffer, b.maxBeforeMs.buffer];
+  const buffers = [b.seriesIds.buffer, b.dictIndexes.buffer, b.tsMs.buffer, b.values.buffer, b.types.buffer, b.offsets.buffer, b.pointIndexes.buffer, b.maxBeforeMs.buffer];
   if (b.dictIds.length > 0) buffers.push(b.dictIds.buffer, b.dictSeries.buffer, b.dictBounds.buffer);
   return buffers as ArrayBuffer[];
 }

@@ -352,13 +352,14 @@ function admit(task: ShardTask): { batch: ShardBatch; refused: RefusedPoints | n
   const { batch, nowMs, maxSeries } = task;
   const source = `${task.topic}/${task.partition}`;
   let splits = 0;
-  let keep: Uint8Array | null = null;
-  let refused: RefusedPoints | null = null;
-  let refusedIds: Set<bigint> | null = null;
-  for (let i = 0; i < batch.count; i++) {
-    const id = batch.seriesIds[i] as bigint;
+  // Series by series, in the order of their first points: the same ones are admitted as point by point.
+  const admitted = new Uint8Array(batch.dictIds.length);
+  let refusedSeries = 0;
+  for (let d = 0; d < batch.dictIds.length; d++) {
+    const id = batch.dictIds[d] as bigint;
     const s = series.get(id);
     if (s) {
+      admitted[d] = 1;
       s.lastSeenMs = nowMs;
       // Judged in pieces: a producer that does not key by series, with kafka.repartition never
       // (or a key that is not a function of the series).
@@ -367,27 +368,31 @@ function admit(task: ShardTask): { batch: ShardBatch; refused: RefusedPoints | n
         s.split = true;
         splits++;
       }
-    } else if (series.size < maxSeries) series.set(id, { lastSeenMs: nowMs, source, split: false, models: null, lastBucketMs: Number.NaN, buckets: 0, unsaved: null });
-    else {
-      keep ??= new Uint8Array(batch.count).fill(1);
-      keep[i] = 0;
-      const offset = batch.offsets[i] as number;
-      refused ??= { points: 0, series: 0, firstOffset: offset, lastOffset: offset, sample: '' };
-      refusedIds ??= new Set();
-      refused.points++;
-      refused.lastOffset = offset;
-      refusedIds.add(id);
-      if (refused.sample.length < REFUSED_SAMPLE_BYTES) refused.sample += `${refusedLine(batch, i)}\n`;
-    }
+    } else if (series.size < maxSeries) {
+      admitted[d] = 1;
+      series.set(id, { lastSeenMs: nowMs, source, split: false, models: null, lastBucketMs: Number.NaN, buckets: 0, unsaved: null });
+    } else refusedSeries++;
   }
-  if (refused && refusedIds) refused.series = refusedIds.size;
-  return { batch: keep ? filterBatch(batch, keep) : batch, refused, splits };
+  if (refusedSeries === 0) return { batch, refused: null, splits };
+  const keep = new Uint8Array(batch.count);
+  let refused: RefusedPoints | null = null;
+  for (let i = 0; i < batch.count; i++) {
+    if (admitted[batch.dictIndexes[i] as number] === 1) {
+      keep[i] = 1;
+      continue;
+    }
+    const offset = batch.offsets[i] as number;
+    refused ??= { points: 0, series: refusedSeries, firstOffset: offset, lastOffset: offset, sample: '' };
+    refused.points++;
+    refused.lastOffset = offset;
+    if (refused.sample.length < REFUSED_SAMPLE_BYTES) refused.sample += `${refusedLine(batch, i)}\n`;
+  }
+  return { batch: filterBatch(batch, keep), refused, splits };
 }
 
 /** A refused point as a JSON point Vigil reads back (tags as an object). */
 function refusedLine(batch: ShardBatch, i: number): string {
-  const id = batch.seriesIds[i] as bigint;
-  const { metric, tags } = dictEntry(batch, batch.dictIds.indexOf(id));
+  const { metric, tags } = dictEntry(batch, batch.dictIndexes[i] as number);
   const tagObject: Record<string, string> = {};
   for (let k = 0; k + 1 < tags.length; k += 2) tagObject[tags[k] as string] = tags[k + 1] as string;
   return JSON.stringify({ name: metric, value: batch.values[i], timestamp: batch.tsMs[i], type: batch.types[i] === 1 ? 'counter' : 'gauge', tags: tagObject });
