@@ -10,7 +10,6 @@ import { encodeSeries, readSeries } from './encode/rowbinary.js';
  */
 export interface ShardBatch {
   count: number;
-  seriesIds: BigUint64Array;
   /** Per point: its series' index in the dictionary (`dictIds`): the shard resolves a series once per share, not per point. */
   dictIndexes: Uint32Array;
   tsMs: Float64Array;
@@ -188,7 +187,6 @@ export function filterBatch(batch: ShardBatch, keep: Uint8Array): ShardBatch {
   const out: ShardBatch = {
     ...batch,
     count: n,
-    seriesIds: new BigUint64Array(n),
     dictIndexes: new Uint32Array(n),
     tsMs: new Float64Array(n),
     values: new Float64Array(n),
@@ -199,7 +197,6 @@ export function filterBatch(batch: ShardBatch, keep: Uint8Array): ShardBatch {
   };
   for (let i = 0, j = 0; i < batch.count; i++) {
     if (!keep[i]) continue;
-    out.seriesIds[j] = batch.seriesIds[i] as bigint;
     out.dictIndexes[j] = batch.dictIndexes[i] as number;
     out.tsMs[j] = batch.tsMs[i] as number;
     out.values[j] = batch.values[i] as number;
@@ -241,7 +238,6 @@ const EMPTY_IDS = new BigUint64Array(0);
 /** Growable per-shard columns filled by the ingest task. */
 export class ShardCollector {
   count = 0;
-  seriesIds = new BigUint64Array(256);
   dictIndexes = new Uint32Array(256);
   tsMs = new Float64Array(256);
   values = new Float64Array(256);
@@ -258,7 +254,6 @@ export class ShardCollector {
   add(id: bigint, metric: string, tags: readonly string[], tsMs: number, value: number, type: number, offset: number, pointIndex: number, maxBeforeMs: number, encoded?: Uint8Array): void {
     if (this.count === this.tsMs.length) this.grow();
     const i = this.count++;
-    this.seriesIds[i] = id;
     this.tsMs[i] = tsMs;
     this.values[i] = value;
     this.types[i] = type;
@@ -279,7 +274,6 @@ export class ShardCollector {
   private grow(): void {
     const n = this.tsMs.length * 2;
     const grown = <T extends { set(a: ArrayLike<never>): void }>(a: ArrayLike<never>, b: T): T => (b.set(a), b);
-    this.seriesIds = grown(this.seriesIds as never, new BigUint64Array(n));
     this.dictIndexes = grown(this.dictIndexes as never, new Uint32Array(n));
     this.tsMs = grown(this.tsMs as never, new Float64Array(n));
     this.values = grown(this.values as never, new Float64Array(n));
@@ -303,7 +297,6 @@ export class ShardCollector {
     }
     return {
       count: n,
-      seriesIds: this.seriesIds.slice(0, n),
       dictIndexes: this.dictIndexes.slice(0, n),
       tsMs: this.tsMs.slice(0, n),
       values: this.values.slice(0, n),
@@ -323,7 +316,7 @@ export function emptyBatch(): ShardBatch {
 }
 
 export function batchBuffers(b: ShardBatch): ArrayBuffer[] {
-  const buffers = [b.seriesIds.buffer, b.dictIndexes.buffer, b.tsMs.buffer, b.values.buffer, b.types.buffer, b.offsets.buffer, b.pointIndexes.buffer, b.maxBeforeMs.buffer];
+  const buffers = [b.dictIndexes.buffer, b.tsMs.buffer, b.values.buffer, b.types.buffer, b.offsets.buffer, b.pointIndexes.buffer, b.maxBeforeMs.buffer];
   if (b.dictIds.length > 0) buffers.push(b.dictIds.buffer, b.dictSeries.buffer, b.dictBounds.buffer);
   return buffers as ArrayBuffer[];
 }

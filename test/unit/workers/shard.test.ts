@@ -59,7 +59,7 @@ describe('shard stage', () => {
     for (let i = 0; i < 1000; i++) c.add(BigInt(i % 10), `m${i % 10}`, ['k', 'v'], i * 10, i / 2, i % 2, i, 0, i * 10);
     const b = c.finish();
     expect(b.count).toBe(1000);
-    expect(b.seriesIds[999]).toBe(9n);
+    expect(b.dictIds[b.dictIndexes[999] as number]).toBe(9n);
     expect(b.tsMs[500]).toBe(5000);
     expect(b.offsets[700]).toBe(700);
     expect(b.dictIds.length).toBe(10);
