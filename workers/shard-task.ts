@@ -1,6 +1,6 @@
 import { MODEL_STATE_VERSION, type EnsembleSettings } from '../models/ensemble.js';
 import type { AlertRulesSettings, Transition } from './alerts/evaluator.js';
-import { encodeSeries, readSeries } from './encode/rowbinary.js';
+import { encodeSeries, readSeries, type StringInterner } from './encode/rowbinary.js';
 
 /**
  * The contract of the shard stage (workers/shard.ts). A series belongs to exactly one shard
@@ -35,8 +35,8 @@ export interface ShardBatch {
 }
 
 /** The metric and sorted tags of the share's series `d` (an index into `dictIds`). */
-export function dictEntry(batch: ShardBatch, d: number): { metric: string; tags: string[] } {
-  const { metric, tags } = readSeries(batch.dictSeries.subarray(batch.dictBounds[d], batch.dictBounds[d + 1]));
+export function dictEntry(batch: ShardBatch, d: number, interner?: StringInterner): { metric: string; tags: string[] } {
+  const { metric, tags } = readSeries(batch.dictSeries.subarray(batch.dictBounds[d], batch.dictBounds[d + 1]), interner);
   return { metric, tags };
 }
 

@@ -16,6 +16,8 @@ import { RuleEvaluator } from './alerts/evaluator.js';
  * exactly one shard (pipeline/pool.ts), so nothing here is shared.
  */
 interface SeriesState {
+  /** The key it is held under: the rollups key their slots by the same object (one BigInt per series, not one per map). */
+  id: bigint;
   lastSeenMs: number;
   /** The source partition (`topic/partition`) it first came from, and whether another one sent it since. */
   source: string;
@@ -213,7 +215,7 @@ function restoreSeries(task: ShardTask): ShardResult {
       const id = r.ids[i] as bigint;
       const snap = readSnapshot(r.data.subarray(r.bounds[2 * i] as number, r.bounds[2 * i + 1] as number));
       // Its source is learnt from its next point.
-      series.set(id, { lastSeenMs: task.nowMs, source: '', split: false, models: task.models ? snap.models : null, lastBucketMs: snap.lastBucketMs, buckets: snap.buckets, unsaved: null });
+      series.set(id, { id, lastSeenMs: task.nowMs, source: '', split: false, models: task.models ? snap.models : null, lastBucketMs: snap.lastBucketMs, buckets: snap.buckets, unsaved: null });
       if (snap.rules) rules.restoreSeries(id, snap.rules);
     }
   }
@@ -266,7 +268,7 @@ export function track(task: ShardTask): ShardResult {
   if (task.kind === 'restore') return restoreSeries(task);
   if (task.kind === 'save') return savePartition(task);
   const { nowMs } = task;
-  const { batch, refused, splits } = admit(task);
+  const { batch, ids, refused, splits } = admit(task);
   // Rules first: the buckets this task closes are collected for them.
   if (task.alerts) {
     rules.configure(task.alerts);
@@ -281,7 +283,7 @@ export function track(task: ShardTask): ShardResult {
     const out =
       task.kind === 'idle'
         ? state.idle(task.topic, task.partition, task.idleWatermarkMs)
-        : state.apply(task.topic, task.partition, batch, task.partitionMaxBeforeMs, task.partitionMaxAfterMs);
+        : state.apply(task.topic, task.partition, batch, task.partitionMaxBeforeMs, task.partitionMaxAfterMs, ids);
     for (const row of out.rows) encoder.add(row);
     ({ closed, late, counterOutOfOrder } = out);
   }
@@ -348,18 +350,21 @@ export function track(task: ShardTask): ShardResult {
  * reported, with a sample, for a dead letter. Known series keep flowing; eviction of silent series
  * makes room again.
  */
-function admit(task: ShardTask): { batch: ShardBatch; refused: RefusedPoints | null; splits: number } {
+function admit(task: ShardTask): { batch: ShardBatch; ids: bigint[]; refused: RefusedPoints | null; splits: number } {
   const { batch, nowMs, maxSeries } = task;
   const source = `${task.topic}/${task.partition}`;
   let splits = 0;
   // Series by series, in the order of their first points: the same ones are admitted as point by point.
   const admitted = new Uint8Array(batch.dictIds.length);
+  // The admitted series' ids as the registry holds them, by dictionary index (refused: unset).
+  const ids = new Array<bigint>(batch.dictIds.length);
   let refusedSeries = 0;
   for (let d = 0; d < batch.dictIds.length; d++) {
     const id = batch.dictIds[d] as bigint;
     const s = series.get(id);
     if (s) {
       admitted[d] = 1;
+      ids[d] = s.id;
       s.lastSeenMs = nowMs;
       // Judged in pieces: a producer that does not key by series, with kafka.repartition never
       // (or a key that is not a function of the series).
@@ -370,10 +375,11 @@ function admit(task: ShardTask): { batch: ShardBatch; refused: RefusedPoints | n
       }
     } else if (series.size < maxSeries) {
       admitted[d] = 1;
-      series.set(id, { lastSeenMs: nowMs, source, split: false, models: null, lastBucketMs: Number.NaN, buckets: 0, unsaved: null });
+      ids[d] = id;
+      series.set(id, { id, lastSeenMs: nowMs, source, split: false, models: null, lastBucketMs: Number.NaN, buckets: 0, unsaved: null });
     } else refusedSeries++;
   }
-  if (refusedSeries === 0) return { batch, refused: null, splits };
+  if (refusedSeries === 0) return { batch, ids, refused: null, splits };
   const keep = new Uint8Array(batch.count);
   let refused: RefusedPoints | null = null;
   for (let i = 0; i < batch.count; i++) {
@@ -387,7 +393,7 @@ function admit(task: ShardTask): { batch: ShardBatch; refused: RefusedPoints | n
     refused.lastOffset = offset;
     if (refused.sample.length < REFUSED_SAMPLE_BYTES) refused.sample += `${refusedLine(batch, i)}\n`;
   }
-  return { batch: filterBatch(batch, keep), refused, splits };
+  return { batch: filterBatch(batch, keep), ids, refused, splits };
 }
 
 /** A refused point as a JSON point Vigil reads back (tags as an object). */

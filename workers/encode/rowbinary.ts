@@ -156,8 +156,37 @@ export function writeSeries(w: RowBinaryWriter, seriesId: bigint, metric: string
 
 const utf8 = new TextDecoder();
 
-/** writeSeries's bytes read back: the id, metric and tags as a flat [k1, v1, ...] array. */
-export function readSeries(bytes: Uint8Array): { id: bigint; metric: string; tags: string[] } {
+/**
+ * One string object for equal strings (metric names, tag keys, most tag values: a shard's series
+ * share them): a direct-mapped cache of `slots` strings by a hash of their UTF-16 units, so its
+ * memory is fixed whatever the cardinality. A string unique to its series (a host name) only takes
+ * a slot from another until that one is seen again. About 120 bytes per series of a typical tag
+ * set; a Map of every string seen cost more than it saved at one unique tag value per series.
+ */
+export class StringInterner {
+  private readonly table: (string | undefined)[];
+  private readonly mask: number;
+
+  constructor(slots = 4096) {
+    const size = 2 ** Math.ceil(Math.log2(Math.max(2, slots)));
+    this.table = new Array<string | undefined>(size).fill(undefined);
+    this.mask = size - 1;
+  }
+
+  intern(s: string): string {
+    // FNV-1a over the UTF-16 units (a string is interned once per series new to the shard).
+    let h = 0x811c9dc5;
+    for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+    const slot = (h >>> 0) & this.mask;
+    const known = this.table[slot];
+    if (known === s) return known;
+    this.table[slot] = s;
+    return s;
+  }
+}
+
+/** writeSeries's bytes read back: the id, metric and tags as a flat [k1, v1, ...] array; strings through `interner` when given. */
+export function readSeries(bytes: Uint8Array, interner?: StringInterner): { id: bigint; metric: string; tags: string[] } {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let pos = 8;
   const varUint = (): number => {
@@ -174,7 +203,7 @@ export function readSeries(bytes: Uint8Array): { id: bigint; metric: string; tag
     if (pos + n > bytes.length) throw new RangeError(`series columns end at byte ${bytes.length}, inside a string of ${n} bytes at ${pos}`);
     const text = utf8.decode(bytes.subarray(pos, pos + n));
     pos += n;
-    return text;
+    return interner ? interner.intern(text) : text;
   };
   const id = view.getBigUint64(0, true);
   const metric = string();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { encodeSeries, readSeries, RowBinaryWriter, writeSeries } from '../../../../workers/encode/rowbinary.js';
+import { encodeSeries, readSeries, RowBinaryWriter, StringInterner, writeSeries } from '../../../../workers/encode/rowbinary.js';
 import { PointsEncoder } from '../../../../workers/encode/points.js';
 import { decodeRowBinary } from '../../../helpers/rowbinary.js';
 
@@ -222,5 +222,16 @@ describe('readSeries', () => {
   it('fails with the byte where truncated columns end instead of reading past them', () => {
     const bytes = encodeSeries(1n, 'metric', ['k', 'value']);
     for (const cut of [9, 12, bytes.length - 1]) expect(() => readSeries(bytes.subarray(0, cut))).toThrow(RangeError);
+  });
+  it('reads the same strings through a string interner, however full its slots and whatever collides', () => {
+    // Two slots: nearly every string collides with another, and each replaces the other in turn.
+    const interner = new StringInterner(2);
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 200; i++) {
+        const tags = ['host', `host-${i}`, 'region', i % 2 ? 'eu-west-1' : 'us-east-1'];
+        expect(readSeries(encodeSeries(BigInt(i), `m${i % 7}`, tags), interner)).toEqual({ id: BigInt(i), metric: `m${i % 7}`, tags });
+      }
+    }
+    for (const s of ['', 'a', 'é', '😀', 'x'.repeat(500)]) expect(interner.intern(`${s}`)).toBe(s);
   });
 });
