@@ -17,7 +17,7 @@ export type DetectorName = (typeof DETECTORS)[number];
  * Version of the per-series state's layout (SeriesModels): part of the key under which detector
  * state is persisted, so a snapshot written by another layout is never read back into this one.
  */
-export const MODEL_STATE_VERSION = 5;
+export const MODEL_STATE_VERSION = 6;
 
 export interface EnsembleSettings {
   /** Detectors that take part (the others are not run). */
@@ -60,14 +60,16 @@ export interface SeriesModels extends Resolution {
   lstm: Float32Array | null;
   lstmForecast: number;
   lstmResidualVar: number;
-  /** Last values for the features (previous value and a short ring for the local spread). */
-  recent: Float64Array;
   /** Per detector (DETECTORS order), its anomaly likelihood history (models/calibration.ts), one after another. */
   tails: Float32Array;
-  /** Per detector: mean absolute error of its expected value, and buckets it was measured on (the combination's weights). */
-  errors: Float64Array;
-  /** Per detector: its rate of alarm onsets (starting at ALARM_BUDGET) and whether it is in an alarm (the combination's calibration factor). */
-  alarms: Float64Array;
+  /**
+   * One array (each typed array costs ~180 bytes of V8 objects beside its numbers): from RECENT_AT
+   * the last values for the features (previous value and a short ring for the local spread); from
+   * ERRORS_AT per detector the mean absolute error of its expected value and the buckets it was
+   * measured on (the combination's weights); from ALARMS_AT per detector its rate of alarm onsets
+   * (starting at ALARM_BUDGET) and whether it is in an alarm (the combination's calibration factor).
+   */
+  numbers: Float64Array;
   /** Consecutive buckets below the threshold since the last one at or above it (Infinity: no episode open). */
   calm: number;
   /** How often the forest's gate opened for the series (its likelihood is conditional on the gate). */
@@ -107,6 +109,11 @@ const IFOREST = DETECTORS.indexOf('iforest');
  */
 const GAP_BUCKETS = 5;
 const RECENT = 5;
+// Layout of SeriesModels.numbers.
+const RECENT_AT = 0;
+const ERRORS_AT = RECENT_AT + RECENT;
+const ALARMS_AT = ERRORS_AT + 2 * DETECTORS.length;
+const NUMBERS = ALARMS_AT + 2 * DETECTORS.length;
 /** Reservoir rows scored after a refit to calibrate the forest (median → z 0, 99.9th percentile → z 3.29). */
 const CALIBRATION = 2048;
 /** z of the two-sided normal tail 1e-3: the forest's 99.9th percentile maps there. */
@@ -249,11 +256,9 @@ export class Ensemble {
       lstm: this.lstm ? this.lstm.initState() : null,
       lstmForecast: Number.NaN,
       lstmResidualVar: this.lstmValidationRmse * this.lstmValidationRmse,
-      recent: new Float64Array(RECENT).fill(Number.NaN),
       // The LSTM's history (the last) only when a model is loaded.
       tails: new Float32Array((this.lstm ? DETECTORS.length : DETECTORS.length - 1) * this.calibrator.size),
-      errors: new Float64Array(2 * DETECTORS.length),
-      alarms: new Float64Array(2 * DETECTORS.length).map((_, i) => (i % 2 === 0 ? ALARM_BUDGET : 0)),
+      numbers: new Float64Array(NUMBERS).map((_, i) => (i < ERRORS_AT ? Number.NaN : i >= ALARMS_AT && (i - ALARMS_AT) % 2 === 0 ? ALARM_BUDGET : 0)),
       calm: Infinity,
       gateRate: 0,
       quantum: Infinity,
@@ -340,8 +345,8 @@ export class Ensemble {
         detectors.iforest = { score: round(score), ...(Number.isNaN(z) ? {} : { z: round(z), p: significant(p) }) };
       }
     }
-    for (let i = RECENT - 1; i > 0; i--) m.recent[i] = m.recent[i - 1] as number;
-    m.recent[0] = obs.value;
+    m.numbers.copyWithin(RECENT_AT + 1, RECENT_AT, RECENT_AT + RECENT - 1);
+    m.numbers[RECENT_AT] = obs.value;
     if (m.n === 0) m.firstTsMs = obs.tsMs;
     m.n++;
     m.lastTsMs = obs.tsMs;
@@ -383,8 +388,9 @@ export class Ensemble {
    * error does not lower its say on it), then learns its absolute error `e`.
    */
   private learnError(m: SeriesModels, d: number, e: number, floor: number): number {
-    let mae = m.errors[2 * d] as number;
-    let n = m.errors[2 * d + 1] as number;
+    const at = ERRORS_AT + 2 * d;
+    let mae = m.numbers[at] as number;
+    let n = m.numbers[at + 1] as number;
     if (n === 0 && Number.isFinite(e)) {
       // A detector's first ready bucket: its error so far is this one.
       mae = e;
@@ -393,8 +399,8 @@ export class Ensemble {
     const w = n > 0 ? 1 / ((mae + floor) * (mae + floor)) : 0;
     if (Number.isFinite(e)) {
       const a = Math.max(1 / ERROR_MEMORY, 1 / (n + 1));
-      m.errors[2 * d] = mae + a * (Math.min(e, ERROR_CLIP * mae + floor) - mae);
-      m.errors[2 * d + 1] = n + 1;
+      m.numbers[at] = mae + a * (Math.min(e, ERROR_CLIP * mae + floor) - mae);
+      m.numbers[at + 1] = n + 1;
     }
     return w;
   }
@@ -406,24 +412,25 @@ export class Ensemble {
    * noise-free step) loses its say there; one alarmed by the series' rare incidents keeps it.
    */
   private learnAlarms(m: SeriesModels, d: number, p: number): number {
-    const rate = m.alarms[2 * d] as number;
+    const at = ALARMS_AT + 2 * d;
+    const rate = m.numbers[at] as number;
     const factor = Math.min(1, ALARM_BUDGET / rate);
     const alarm = p < ALARM_P;
-    const onset = alarm && (m.alarms[2 * d + 1] as number) === 0 ? 1 : 0;
-    m.alarms[2 * d] = rate + (onset - rate) / CALIBRATION_DEFAULTS.memory;
-    m.alarms[2 * d + 1] = alarm ? 1 : 0;
+    const onset = alarm && (m.numbers[at + 1] as number) === 0 ? 1 : 0;
+    m.numbers[at] = rate + (onset - rate) / CALIBRATION_DEFAULTS.memory;
+    m.numbers[at + 1] = alarm ? 1 : 0;
     return factor;
   }
 
   private forestStep(m: SeriesModels, obs: Observation, robust: Score, residual: Score, score: boolean): Score {
     if (!robust.ready) return NOT_READY;
     const scale = m.robust.scale;
-    const prev = m.recent[0] as number;
+    const prev = m.numbers[RECENT_AT] as number;
     let spread = 0;
     let n = 0;
     let last = obs.value;
     for (let i = 0; i < RECENT; i++) {
-      const v = m.recent[i] as number;
+      const v = m.numbers[RECENT_AT + i] as number;
       if (Number.isNaN(v)) break;
       spread += (last - v) * (last - v);
       last = v;

@@ -132,9 +132,14 @@ export interface RobustOptions {
 export const ROBUST_DEFAULTS: Readonly<RobustOptions> = Object.freeze({ window: 128, warmup: 30 });
 
 export interface RobustState extends Resolution {
-  /** The window in arrival order (a ring) and the same values kept sorted. */
-  ring: Float64Array;
+  /**
+   * The window sorted, and beside each value its place in arrival order (its ring position,
+   * arrival count mod the window): the oldest value is the one whose place is `head`. The values
+   * in arrival order were a second array of doubles (1 KB a series at the default window); their
+   * places take a byte each (two past 256).
+   */
   sorted: Float64Array;
+  places: Uint8Array | Uint16Array;
   n: number;
   head: number;
   /** Median and robust σ as of the last scored step (features for the forest and the LSTM). */
@@ -153,12 +158,13 @@ export class RobustZ implements Detector<RobustState> {
 
   init(): RobustState {
     const w = this.options.window;
-    return { ring: new Float64Array(w), sorted: new Float64Array(w), n: 0, head: 0, median: Number.NaN, scale: Number.NaN, quantum: Infinity, quantumFiner: 0 };
+    return { sorted: new Float64Array(w), places: w <= 256 ? new Uint8Array(w) : new Uint16Array(w), n: 0, head: 0, median: Number.NaN, scale: Number.NaN, quantum: Infinity, quantumFiner: 0 };
   }
 
   step(s: RobustState, obs: Observation): Score {
     let result: Score = NOT_READY;
-    const size = Math.min(s.n, s.ring.length);
+    const w = s.sorted.length;
+    const size = Math.min(s.n, w);
     if (s.n >= this.options.warmup) {
       const median = sortedMedian(s.sorted, size);
       const mad = sortedMad(s.sorted, size, median);
@@ -174,19 +180,21 @@ export class RobustZ implements Detector<RobustState> {
       const z = (obs.value - median) / scale;
       result = { score: zScore(z), expected: median, lower: median - 4.5 * scale, upper: median + 4.5 * scale, ready: true, drivers: { z } };
     }
-    const w = s.ring.length;
+    const { sorted, places } = s;
     let m = size;
     if (size === w) {
-      // Full: the oldest value leaves the sorted window.
-      const old = s.ring[s.head] as number;
-      const at = lowerBound(s.sorted, m, old);
-      s.sorted.copyWithin(at, at + 1, m);
+      // Full: the oldest value (the one at ring position head) leaves the sorted window.
+      let at = 0;
+      while (places[at] !== s.head) at++;
+      sorted.copyWithin(at, at + 1, m);
+      places.copyWithin(at, at + 1, m);
       m--;
     }
-    const at = lowerBound(s.sorted, m, obs.value);
-    s.sorted.copyWithin(at + 1, at, m);
-    s.sorted[at] = obs.value;
-    s.ring[s.head] = obs.value;
+    const at = lowerBound(sorted, m, obs.value);
+    sorted.copyWithin(at + 1, at, m);
+    places.copyWithin(at + 1, at, m);
+    sorted[at] = obs.value;
+    places[at] = s.head;
     s.head = (s.head + 1) % w;
     s.n++;
     learnQuantum(s, obs.value);
@@ -305,6 +313,8 @@ export interface SeasonalOptions {
 }
 
 const HOUR_MS = 3_600_000;
+/** A series' layout before its first bucket (no width yet). */
+const NO_LAYOUT = new Int32Array(0);
 const DAY_MS = 86_400_000;
 
 export const SEASONAL_DEFAULTS: Readonly<SeasonalOptions> = Object.freeze({ periodsMs: Object.freeze([HOUR_MS, DAY_MS, 7 * DAY_MS]), maxSlots: 288, alpha: 0.3, levelAlpha: 0.02, warmupPeriods: 2, explains: 0.5 });
@@ -326,12 +336,12 @@ const STATS = 9;
 
 export interface SeasonalState extends Resolution {
   /**
-   * The candidates' profiles one after another (slot values, absolute level) and their visit
-   * counts, sized at the first bucket from its width; `offsets[c]` is where candidate c starts,
-   * `slots[c]` its slot count (0: the width cannot resolve the period).
+   * The candidates' profiles one after another (slot values, absolute level; NaN: a slot not yet
+   * visited), sized at the first bucket from its width; `offsets[c]` is where candidate c starts,
+   * `slots[c]` its slot count (0: the width cannot resolve the period). The layout depends only on
+   * the width: series of one width share its two arrays (never written after `layout`).
    */
   profile: Float32Array;
-  visits: Uint8Array;
   offsets: Int32Array;
   slots: Int32Array;
   /** Per candidate: level offset, residual variance, outlier run, current slot visit (slot, sum, n). */
@@ -354,6 +364,8 @@ export class Seasonal implements Detector<SeasonalState> {
   readonly name = 'seasonal';
   /** Per candidate, within one step: 0 the bucket is not learnt, 1 learnt by a candidate warming up, 2 by a warm one. */
   private readonly learnAt: Int8Array;
+  /** The profiles' layout per bucket width (SeasonalState.offsets and slots), shared by the series of that width. */
+  private readonly layouts = new Map<number, { offsets: Int32Array; slots: Int32Array; total: number }>();
 
   constructor(readonly options: SeasonalOptions = SEASONAL_DEFAULTS) {
     this.learnAt = new Int8Array(options.periodsMs.length);
@@ -363,9 +375,8 @@ export class Seasonal implements Detector<SeasonalState> {
     const c = this.options.periodsMs.length;
     return {
       profile: new Float32Array(0),
-      visits: new Uint8Array(0),
-      offsets: new Int32Array(c),
-      slots: new Int32Array(c),
+      offsets: NO_LAYOUT,
+      slots: NO_LAYOUT,
       stats: new Float64Array(c * STATS),
       plainMean: 0,
       plainVar: 0,
@@ -378,40 +389,43 @@ export class Seasonal implements Detector<SeasonalState> {
 
   /** Sizes the profiles for the series' bucket width. */
   private layout(s: SeasonalState, widthMs: number): void {
-    let total = 0;
-    this.options.periodsMs.forEach((periodMs, c) => {
-      const buckets = Math.floor(periodMs / widthMs);
-      const k = buckets >= 2 ? Math.min(buckets, this.options.maxSlots) : 0;
-      s.offsets[c] = total;
-      s.slots[c] = k;
-      total += k;
-      s.stats[c * STATS + CUR_SLOT] = -1;
-    });
-    s.profile = new Float32Array(total);
-    s.visits = new Uint8Array(total);
+    let layout = this.layouts.get(widthMs);
+    if (!layout) {
+      const c = this.options.periodsMs.length;
+      layout = { offsets: new Int32Array(c), slots: new Int32Array(c), total: 0 };
+      for (let i = 0; i < c; i++) {
+        const buckets = Math.floor((this.options.periodsMs[i] as number) / widthMs);
+        const k = buckets >= 2 ? Math.min(buckets, this.options.maxSlots) : 0;
+        layout.offsets[i] = layout.total;
+        layout.slots[i] = k;
+        layout.total += k;
+      }
+      this.layouts.set(widthMs, layout);
+    }
+    s.offsets = layout.offsets;
+    s.slots = layout.slots;
+    for (let c = 0; c < this.options.periodsMs.length; c++) s.stats[c * STATS + CUR_SLOT] = -1;
+    s.profile = new Float32Array(layout.total).fill(Number.NaN);
   }
 
-  /** Slot of `tsMs` in candidate c, and the profile there (interpolated between slot centres when slots are coarser than buckets; NaN when unvisited). */
+  /** Slot of `tsMs` in candidate c. */
   private slotOf(s: SeasonalState, c: number, tsMs: number, widthMs: number): number {
     const periodMs = this.options.periodsMs[c] as number;
     const k = s.slots[c] as number;
     return Math.min(k - 1, Math.floor(((((tsMs + widthMs / 2) % periodMs) + periodMs) % periodMs) / (periodMs / k)));
   }
 
+  /** The profile at `tsMs` in candidate c (interpolated between slot centres when slots are coarser than buckets; NaN when a slot is unvisited). */
   private profileAt(s: SeasonalState, c: number, tsMs: number, widthMs: number): number {
     const periodMs = this.options.periodsMs[c] as number;
     const k = s.slots[c] as number;
     const at = s.offsets[c] as number;
-    if (k * widthMs >= periodMs) {
-      const slot = at + this.slotOf(s, c, tsMs, widthMs);
-      return (s.visits[slot] as number) > 0 ? (s.profile[slot] as number) : Number.NaN;
-    }
+    if (k * widthMs >= periodMs) return s.profile[at + this.slotOf(s, c, tsMs, widthMs)] as number;
     const phase = ((((tsMs + widthMs / 2) % periodMs) + periodMs) % periodMs) / (periodMs / k) - 0.5;
     const lo = Math.floor(phase);
     const f = phase - lo;
     const i = at + ((lo + k) % k);
     const j = at + ((lo + 1) % k);
-    if ((s.visits[i] as number) === 0 || (s.visits[j] as number) === 0) return Number.NaN;
     const a = s.profile[i] as number;
     return a + ((s.profile[j] as number) - a) * f;
   }
@@ -533,9 +547,9 @@ export class Seasonal implements Detector<SeasonalState> {
     if (cur < 0 || n === 0) return;
     const mean = (s.stats[st + CUR_SUM] as number) / n;
     const i = (s.offsets[c] as number) + cur;
-    const v = s.visits[i] as number;
-    s.profile[i] = v === 0 ? mean : (s.profile[i] as number) + this.options.alpha * (mean - (s.profile[i] as number));
-    s.visits[i] = Math.min(v + 1, 255);
+    const v = s.profile[i] as number;
+    // Values are finite (decoders refuse NaN), so a NaN slot is one never visited.
+    s.profile[i] = Number.isNaN(v) ? mean : v + this.options.alpha * (mean - v);
     s.stats[st + CUR_SUM] = 0;
     s.stats[st + CUR_N] = 0;
   }

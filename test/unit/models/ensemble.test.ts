@@ -60,7 +60,7 @@ describe('ensemble on the labelled workload', () => {
     expect(r.expected).toBeGreaterThan(8);
     expect(r.upper).toBeLessThan(40);
     // The per-series state is plain data: it survives a structured clone (a worker hand-over).
-    expect(structuredClone(m).robust.ring.length).toBe(DEFAULT_ENSEMBLE.robust.window);
+    expect(structuredClone(m).robust.sorted.length).toBe(DEFAULT_ENSEMBLE.robust.window);
   });
 
   it('flags a series that resumes after a dropout, naming the gap', () => {
@@ -405,10 +405,9 @@ describe('Ensemble rules at their edges', () => {
       lstm: null,
       lstmForecast: Number.NaN,
       lstmResidualVar: 1,
-      recent: new Float64Array(5).fill(Number.NaN),
       tails: new Float32Array(4 * new TailCalibrator().size),
-      errors: new Float64Array(10),
-      alarms: Float64Array.of(1.5e-3, 0, 1.5e-3, 0, 1.5e-3, 0, 1.5e-3, 0, 1.5e-3, 0),
+      // The last 5 values, then per detector its error and buckets, then its alarm rate and state.
+      numbers: Float64Array.of(...new Array<number>(5).fill(Number.NaN), ...new Array<number>(10).fill(0), 1.5e-3, 0, 1.5e-3, 0, 1.5e-3, 0, 1.5e-3, 0, 1.5e-3, 0),
       calm: Infinity,
       gateRate: 0,
       quantum: Infinity,
@@ -419,7 +418,7 @@ describe('Ensemble rules at their edges', () => {
     });
     const r = e.step(m, bucket(0, 10));
     expect(r).toEqual({ score: 0, anomaly: false, ready: false, expected: Number.NaN, lower: Number.NaN, upper: Number.NaN, scores: { robust: 0, ewma: 0, seasonal: 0, iforest: 0, lstm: 0 }, explanation: { drivers: [], detectors: {} } });
-    expect(Array.from(m.recent)).toEqual([10, Number.NaN, Number.NaN, Number.NaN, Number.NaN]);
+    expect(Array.from(m.numbers.subarray(0, 5))).toEqual([10, Number.NaN, Number.NaN, Number.NaN, Number.NaN]);
     expect([m.n, m.firstTsMs, m.lastTsMs, m.quantum]).toEqual([1, 0, 0, 1]);
   });
 
@@ -530,9 +529,10 @@ describe('Ensemble rules at their edges', () => {
     const e = new Ensemble(withSettings({ detectors: ['robust', 'ewma'] }));
     const m = e.init();
     for (const o of steady(45)) e.step(m, o);
-    const before = Array.from(m.errors);
+    // The errors and their bucket counts (numbers 5 to 14).
+    const before = Array.from(m.numbers.subarray(5, 15));
     e.step(m, bucket(45, Number.POSITIVE_INFINITY));
-    expect(Array.from(m.errors)).toEqual(before);
+    expect(Array.from(m.numbers.subarray(5, 15))).toEqual(before);
     expect(before.some((x) => x > 0)).toBe(true);
   });
 

@@ -83,7 +83,7 @@ describe('RobustZ', () => {
     const a = d.init();
     const n = noise(2);
     for (let i = 0; i < 500; i++) d.step(a, obs(i, n()));
-    expect(a.ring.length).toBe(128);
+    expect([a.sorted.length, a.places.length]).toEqual([128, 128]);
     const b = structuredClone(a);
     const x = obs(500, 3);
     expect(d.step(b, x)).toEqual(d.step(a, x));
@@ -239,8 +239,12 @@ describe('RobustZ against a sorted reference', () => {
         expect(Array.from(s.sorted.subarray(0, last.length))).toEqual([...last].sort((a, b) => a - b));
         expect(s.n).toBe(seen.length);
         expect(s.head).toBe(seen.length % window);
-        // The ring holds the window in arrival order, the newest just before head.
-        for (let k = 0; k < last.length; k++) expect(s.ring[(s.head - 1 - k + window) % window]).toBe(seen[seen.length - 1 - k]);
+        // Each value's place is its ring position in arrival order, the newest just before head.
+        for (let k = 0; k < last.length; k++) {
+          const place = (s.head - 1 - k + window) % window;
+          const i = Array.from(s.places.subarray(0, last.length)).indexOf(place);
+          expect(s.sorted[i]).toBe(seen[seen.length - 1 - k]);
+        }
       }
     });
   }
@@ -424,7 +428,12 @@ describe('Seasonal by hand', () => {
     d.step(s, at(0, 1));
     expect(Array.from(s.slots)).toEqual([0, 4, 6, 6]);
     expect(Array.from(s.offsets)).toEqual([0, 0, 4, 10]);
-    expect([s.profile.length, s.visits.length]).toEqual([16, 16]);
+    expect(s.profile.length).toBe(16);
+    // Series of one width share the layout; each its own profile, unvisited slots NaN.
+    const other = d.init();
+    d.step(other, at(0, 1));
+    expect([other.offsets === s.offsets, other.slots === s.slots, other.profile === s.profile]).toEqual([true, true, false]);
+    expect(Array.from(s.profile).filter((v) => !Number.isNaN(v))).toEqual([]);
     // The state stays plain data (a worker hand-over).
     expect(structuredClone(s)).toEqual(s);
   });
@@ -534,8 +543,8 @@ describe('Seasonal by hand', () => {
     const wave = (i: number): number => (i % 4 < 2 ? 10 : 90) + ((i * 7) % 3) - 1;
     for (let i = 0; i < 44; i++) d.step(s, at(i, i === 40 ? 900 : wave(i)));
     const long = s.offsets[1] as number;
-    // Bucket 40 of the long profile was never learnt; its neighbours were, once.
-    expect([s.visits[long + 39], s.visits[long + 40], s.visits[long + 41]]).toEqual([1, 0, 1]);
+    // Bucket 40 of the long profile was never learnt (still NaN); its neighbours were.
+    expect([s.profile[long + 39], s.profile[long + 40], s.profile[long + 41]].map((v) => Number.isNaN(v))).toEqual([false, true, false]);
     // Without a warm candidate to suspect it (the same spike in the first hours), it is learnt.
     const early = d.init();
     for (let i = 0; i < 12; i++) d.step(early, at(i, i === 8 ? 900 : wave(i)));
