@@ -33,6 +33,12 @@ export interface BenchOptions {
   /** With `rate` 0: how many points to pre-fill. */
   points: number;
   /**
+   * With `rate` 0: event time between successive points of a series (default 1000 ms). The
+   * detectors score a bucket, not a point: at 1 s a 10-second scored bucket holds 10 points; a
+   * scrape every 15 s into 60-second buckets gives 4 (`--interval-ms 2500` at the bench's 10 s).
+   */
+  intervalMs?: number | undefined;
+  /**
    * raw: points only; rollups: + event-time buckets; scoring: + the anomaly ensemble (anomalies
    * table); alerts: + rules (a probe threshold rule and the predefined rules) and their outputs.
    */
@@ -142,8 +148,10 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
     format: o.format,
     rate: o.rate,
     seed: 17,
-    intervalMs: live ? Math.max(1, Math.round((o.series * 1000) / o.rate)) : 1000,
+    intervalMs: live ? Math.max(1, Math.round((o.series * 1000) / o.rate)) : (o.intervalMs ?? 1000),
   };
+  // A drain's event time span: its points per series, spaced by the interval.
+  const spanMs = Math.ceil(o.points / o.series) * gen.intervalMs;
   // The labelled history ends now and goes first, so the main workload's event times follow it.
   let labelled: { points: number; labels: { series: number; kind: string; startMs: number; endMs: number }[]; widthMs: number; buckets: number } | undefined;
   // Its buckets are the scored width, its season 240 buckets (the seasonal detector is told), five seasons long.
@@ -151,7 +159,7 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
   const periodMs = 240 * widthMs;
   if (o.anomalies > 0) {
     const buckets = 5 * 240;
-    const startMs = Math.floor(Date.now() / widthMs) * widthMs - buckets * widthMs - (live ? 0 : Math.ceil(o.points / o.series) * 1000 + 120_000);
+    const startMs = Math.floor(Date.now() / widthMs) * widthMs - buckets * widthMs - (live ? 0 : spanMs + 120_000);
     const workload = labelledWorkload(defaultLabelledOptions({ series: o.anomalies, buckets, widthMs, periodMs, startMs, anomaliesPerSeries: 4 }));
     // ndjson: the kcat|clickhouse-client baseline reads newline-delimited objects.
     const r = await produceLabelled(kafka, { topic, workload, format: 'ndjson', pointsPerBucket: 2 });
@@ -161,7 +169,7 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
   }
   let prefilled: Awaited<ReturnType<typeof produce>> | undefined;
   if (!live) {
-    prefilled = await produce(kafka, { ...gen, points: o.points, durationMs: 0, startMs: Date.now() - Math.ceil(o.points / o.series) * 1000 - 60_000 });
+    prefilled = await produce(kafka, { ...gen, points: o.points, durationMs: 0, startMs: Date.now() - spanMs - 60_000 });
   }
 
   const pipeline = await PipelineProcess.start({

@@ -77,6 +77,8 @@ Commands:
   bench [options]           benchmark harness (bench/harness.ts), also npm run bench:
       --preset P            smoke | default | drain | batched (default: default)
       --series, --points-per-message, --format, --rate, --count, --duration  as for produce
+      --interval-ms N       drains: event time between a series' points (default 1000; the
+                            scored buckets are 10 s, so 2500 puts 4 points in each)
       --stages S            raw | rollups | scoring | alerts (each adds to the one before)
       --anomalies N         first a labelled workload of N series with injected anomalies;
                             reports detection precision/recall/F1 (0: none)
@@ -386,6 +388,7 @@ async function benchCommand(config: VigilConfig, values: Record<string, unknown>
     rate: intOption(values, 'rate', preset.rate ?? 20000),
     durationSeconds: intOption(values, 'duration', preset.durationSeconds ?? 30, 1),
     points: intOption(values, 'count', preset.points ?? 400_000, 1),
+    intervalMs: intOption(values, 'interval-ms', 1000, 1),
     stages: stages as BenchStages,
     anomalies: intOption(values, 'anomalies', preset.anomalies ?? 0),
     workers: intOption(values, 'workers', preset.workers ?? config.pipeline.workers, 1),
