@@ -389,6 +389,15 @@ export class Seasonal implements Detector<SeasonalState> {
 
   /** Sizes the profiles for the series' bucket width. */
   private layout(s: SeasonalState, widthMs: number): void {
+    const layout = this.layoutOf(widthMs);
+    s.offsets = layout.offsets;
+    s.slots = layout.slots;
+    for (let c = 0; c < this.options.periodsMs.length; c++) s.stats[c * STATS + CUR_SLOT] = -1;
+    s.profile = new Float32Array(layout.total).fill(Number.NaN);
+  }
+
+  /** The shared layout of a width. */
+  private layoutOf(widthMs: number): { offsets: Int32Array; slots: Int32Array; total: number } {
     let layout = this.layouts.get(widthMs);
     if (!layout) {
       const c = this.options.periodsMs.length;
@@ -402,10 +411,17 @@ export class Seasonal implements Detector<SeasonalState> {
       }
       this.layouts.set(widthMs, layout);
     }
-    s.offsets = layout.offsets;
-    s.slots = layout.slots;
-    for (let c = 0; c < this.options.periodsMs.length; c++) s.stats[c * STATS + CUR_SLOT] = -1;
-    s.profile = new Float32Array(layout.total).fill(Number.NaN);
+    return layout;
+  }
+
+  /** A state read back from a snapshot (or cloned) has copies of its layout: it shares the width's again. */
+  private share(s: SeasonalState, widthMs: number): void {
+    const layout = this.layoutOf(widthMs);
+    const same = (a: Int32Array, b: Int32Array): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+    if (same(s.offsets, layout.offsets) && same(s.slots, layout.slots)) {
+      s.offsets = layout.offsets;
+      s.slots = layout.slots;
+    }
   }
 
   /** Slot of `tsMs` in candidate c. */
@@ -437,7 +453,7 @@ export class Seasonal implements Detector<SeasonalState> {
     if (s.n === 0) {
       s.firstMs = obs.tsMs;
       this.layout(s, w);
-    }
+    } else if (s.offsets !== this.layouts.get(w)?.offsets) this.share(s, w);
     // Plain level and variance over the last day, the yardstick of whether a season explains anything.
     const pd = x - s.plainMean;
     const pa = s.n === 0 ? 1 : Math.max(1 / (s.n + 1), Math.min(0.5, w / DAY_MS));
@@ -548,7 +564,8 @@ export class Seasonal implements Detector<SeasonalState> {
     const mean = (s.stats[st + CUR_SUM] as number) / n;
     const i = (s.offsets[c] as number) + cur;
     const v = s.profile[i] as number;
-    // Values are finite (decoders refuse NaN), so a NaN slot is one never visited.
+    // A NaN slot is one never visited (decoders refuse NaN; a mean past float32's range, above
+    // 3.4e38, makes the slot NaN too, and it then starts afresh instead of staying NaN for good).
     s.profile[i] = Number.isNaN(v) ? mean : v + this.options.alpha * (mean - v);
     s.stats[st + CUR_SUM] = 0;
     s.stats[st + CUR_N] = 0;

@@ -433,6 +433,11 @@ describe('Seasonal by hand', () => {
     const other = d.init();
     d.step(other, at(0, 1));
     expect([other.offsets === s.offsets, other.slots === s.slots, other.profile === s.profile]).toEqual([true, true, false]);
+    // A state read back (a snapshot, a clone) holds copies; its next step shares the layout again.
+    const restored = structuredClone(other);
+    expect(restored.offsets === s.offsets).toBe(false);
+    d.step(restored, at(1, 1));
+    expect([restored.offsets === s.offsets, restored.slots === s.slots]).toEqual([true, true]);
     expect(Array.from(s.profile).filter((v) => !Number.isNaN(v))).toEqual([]);
     // The state stays plain data (a worker hand-over).
     expect(structuredClone(s)).toEqual(s);
