@@ -126,10 +126,14 @@ describe('a counter produced without keys over 4 partitions (real Kafka and Clic
     await annotate(`points per partition: ${perPartition.join(', ')}; firing values: ${JSON.stringify(values)}; forwarded: ${await pipeline.metric('vigil_repartition_points_total')}`);
     // Had the rules not settled in time, say which events did come (a rehearsal once failed here).
     expect(msgs.length, `events after 60 s: ${all.map((m) => `${m.event.rule.id}:${m.event.status}`).join(', ')}; ${pipeline.output.slice(-2000)}`).toBeGreaterThan(0);
-    // The counter's increase is right either way (each partition's thinned copy still rises by 60).
+    // The counter's rule fires either way: each partition's thinned copy rises at the same rate.
     expect(values['auth-10']).toBeGreaterThan(10);
-    expect(values['auth-30']).toBeGreaterThan(30);
     if (whole) {
+      // How far it gets judged in pieces depends on how the partitions interleave: a minute is
+      // judged from the first partition to close it, and a partition that runs ahead leaves the
+      // others' pieces of earlier minutes unjudged (a cluster rehearsal saw 12, never 30). Whole,
+      // the five minutes' increase is there.
+      expect(values['auth-30']).toBeGreaterThan(30);
       expect(values['failures-10']).toBeGreaterThan(10);
       expect(values['failures-30']).toBeGreaterThan(30);
       // The true count over five minutes is 60: only the whole series reaches it.
