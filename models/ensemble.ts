@@ -258,7 +258,7 @@ export class Ensemble {
       lstmResidualVar: this.lstmValidationRmse * this.lstmValidationRmse,
       // The LSTM's history (the last) only when a model is loaded.
       tails: new Float32Array((this.lstm ? DETECTORS.length : DETECTORS.length - 1) * this.calibrator.size),
-      numbers: new Float64Array(NUMBERS).map((_, i) => (i < ERRORS_AT ? Number.NaN : i >= ALARMS_AT && (i - ALARMS_AT) % 2 === 0 ? ALARM_BUDGET : 0)),
+      numbers: initialNumbers(),
       calm: Infinity,
       gateRate: 0,
       quantum: Infinity,
@@ -468,6 +468,13 @@ export class Ensemble {
     m.lstmForecast = lstm.step(state, x);
     return result;
   }
+}
+
+/** SeriesModels.numbers of a new series: no recent values, no errors measured, every alarm rate at its budget. */
+function initialNumbers(): Float64Array {
+  const numbers = new Float64Array(NUMBERS).fill(Number.NaN, RECENT_AT, RECENT_AT + RECENT);
+  for (let d = 0; d < DETECTORS.length; d++) numbers[ALARMS_AT + 2 * d] = ALARM_BUDGET;
+  return numbers;
 }
 
 /** −log10 p, the evidence a detector's likelihood carries, capped (p = 1e-50: beyond, float noise of the tails). */

@@ -184,8 +184,7 @@ export class RobustZ implements Detector<RobustState> {
     let m = size;
     if (size === w) {
       // Full: the oldest value (the one at ring position head) leaves the sorted window.
-      let at = 0;
-      while (places[at] !== s.head) at++;
+      const at = places.indexOf(s.head);
       sorted.copyWithin(at, at + 1, m);
       places.copyWithin(at, at + 1, m);
       m--;
@@ -313,9 +312,9 @@ export interface SeasonalOptions {
 }
 
 const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
 /** A series' layout before its first bucket (no width yet). */
 const NO_LAYOUT = new Int32Array(0);
-const DAY_MS = 86_400_000;
 
 export const SEASONAL_DEFAULTS: Readonly<SeasonalOptions> = Object.freeze({ periodsMs: Object.freeze([HOUR_MS, DAY_MS, 7 * DAY_MS]), maxSlots: 288, alpha: 0.3, levelAlpha: 0.02, warmupPeriods: 2, explains: 0.5 });
 
