@@ -547,6 +547,47 @@ export class Seasonal implements Detector<SeasonalState> {
     return result;
   }
 
+  /** Number of candidate periods. */
+  get periods(): number {
+    return this.options.periodsMs.length;
+  }
+
+  /**
+   * Whether candidate c's profile has seen enough to forecast from at `tsMs`: the width resolves
+   * its period and the warm-up periods have passed (models/forecast.ts).
+   */
+  warmAt(s: SeasonalState, c: number, tsMs: number): boolean {
+    if (s.n === 0 || (s.slots[c] as number) === 0) return false;
+    const periodMs = this.options.periodsMs[c] as number;
+    return tsMs - s.firstMs >= (periodMs > DAY_MS ? 1 : this.options.warmupPeriods) * periodMs;
+  }
+
+  /** Period of candidate c, ms. */
+  periodOf(c: number): number {
+    return this.options.periodsMs[c] as number;
+  }
+
+  /** Mean of candidate c's visited slots (NaN: none visited): what a forecast subtracts to keep the season's shape alone. */
+  profileMean(s: SeasonalState, c: number): number {
+    const at = s.offsets[c] as number;
+    const k = s.slots[c] as number;
+    let sum = 0;
+    let n = 0;
+    for (let i = at; i < at + k; i++) {
+      const v = s.profile[i] as number;
+      if (!Number.isNaN(v)) {
+        sum += v;
+        n++;
+      }
+    }
+    return n > 0 ? sum / n : Number.NaN;
+  }
+
+  /** Candidate c's profile at `tsMs` (NaN: its slot not yet visited). */
+  profileValue(s: SeasonalState, c: number, tsMs: number, widthMs: number): number {
+    return this.profileAt(s, c, tsMs, widthMs);
+  }
+
   /** EWMA of squared residuals, unbiased from the first: the weight is 1/n (the plain mean) until it falls to levelAlpha. */
   private learnResidual(s: SeasonalState, st: number, r: number): void {
     const n = (s.stats[st + RESIDUALS] as number) + 1;

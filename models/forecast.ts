@@ -1,0 +1,331 @@
+import { scaleFloor, type Seasonal, type SeasonalState } from './statistical.js';
+
+/**
+ * Forecasts over a horizon (issue 17): exponential smoothing of the ETS family on top of the
+ * seasons the seasonal detector learns for the series.
+ *
+ * For each season on offer — none, and every candidate period of the seasonal detector (an hour,
+ * a day, a week) once its profile is warm — the series less that season's shape (its profile less
+ * the profile's mean) is followed by a damped additive trend model (ETS(A,Ad,N) in Hyndman et
+ * al.'s error-correction form, 2008, §2.5):
+ *
+ *   ŷ(t+1) = ℓ + φ·b,  e = y − ŷ,  ℓ ← ŷ + α·e,  b ← φ·b + β·e.
+ *
+ * The smoothing parameters are not fitted by an optimiser over a stored history (a shard keeps no
+ * history): a fixed grid (no trend, damped trends, a straight line; slow to fast) runs side by
+ * side for every season. What forecasts is the (season, parameters) pair whose forecasts from past
+ * origins, a day apart, missed least over the day after each (mean squared error, older origins
+ * weighing less): one-step errors, which ETS's likelihood fitting uses, favour fast levels and
+ * trends that follow the last few buckets and extrapolate badly a day out (bench:forecast). The
+ * forecast h buckets ahead is ℓ + φ_h·b + season(t+h), φ_h = φ + … + φ^h, and its variance the
+ * model's own (class 1 of Hyndman et al., Table 6.1),
+ *
+ *   σ²_h = σ²·(1 + Σ_{j=1}^{h−1} (α + β·φ_j)²),
+ *
+ * with σ² the one-step error variance, scaled up where the forecasts from past origins missed by
+ * more than this variance says (a season's profile error is not in the model); 80 % and 95 %
+ * intervals are ±1.2816 and ±1.96 σ_h.
+ */
+
+/**
+ * A grid candidate: α, the memory of the slope (β = α · width / memory: the slope is an average of
+ * the level's steps over about that long, whatever the width; 0: no trend) and the trend's
+ * half-life (Infinity: undamped, a straight line as Prometheus' predict_linear draws).
+ */
+interface Candidate {
+  alpha: number;
+  slopeMemoryMs: number;
+  halfLifeMs: number;
+}
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
+
+export const CANDIDATES: readonly Candidate[] = Object.freeze([
+  { alpha: 0.02, slopeMemoryMs: 0, halfLifeMs: 0 },
+  { alpha: 0.1, slopeMemoryMs: 0, halfLifeMs: 0 },
+  { alpha: 0.3, slopeMemoryMs: 0, halfLifeMs: 0 },
+  { alpha: 0.7, slopeMemoryMs: 0, halfLifeMs: 0 },
+  { alpha: 0.1, slopeMemoryMs: 6 * HOUR_MS, halfLifeMs: 12 * HOUR_MS },
+  { alpha: 0.3, slopeMemoryMs: 6 * HOUR_MS, halfLifeMs: 12 * HOUR_MS },
+  { alpha: 0.05, slopeMemoryMs: 2 * DAY_MS, halfLifeMs: Infinity },
+  { alpha: 0.2, slopeMemoryMs: 2 * DAY_MS, halfLifeMs: 7 * DAY_MS },
+]);
+
+// ForecastState.numbers: per season group (none, then each seasonal candidate) a header —
+// the profile's mean taken out (NaN: the season not yet warm), and how many origins its errors
+// have completed — then per grid candidate: level, trend, discounted one-step squared error and
+// its weight; the level and trend at the current origin, the discounted squared error of the
+// forecasts from past origins and its weight (the current origin's errors so far included).
+const CENTRE = 0;
+const ORIGINS = 1;
+const HEADER = 2;
+const LEVEL = 0;
+const TREND = 1;
+const SSE = 2;
+const WEIGHT = 3;
+const ORIGIN_LEVEL = 4;
+const ORIGIN_TREND = 5;
+const MSSE = 6;
+const MWEIGHT = 7;
+/** A robust scale of the one-step errors (the updates' clipping). */
+const SCALE = 8;
+const STRIDE = 9;
+const GROUP = HEADER + CANDIDATES.length * STRIDE;
+/** Forecasts are judged over a day from origins a day apart. */
+const ORIGIN_MS = DAY_MS;
+/** Weight of an origin's errors against the next one's (about a week of origins counts). */
+const ORIGIN_DECAY = 0.85;
+/** Memory of the one-step errors σ² is measured over. */
+const ERROR_MEMORY_MS = 3 * DAY_MS;
+/**
+ * Robust smoothing (Gelper, Fried and Croux, "Robust forecasting with exponential and Holt-Winters
+ * smoothing", 2010): the level and trend learn the one-step error clipped at CLIP robust scales
+ * (Huber's ψ), and the scale learns the square clipped the same way, so it can grow by at most
+ * √(1 + SCALE_ALPHA·(CLIP² − 1)) per bucket. An incident's hours then move the levels a little
+ * instead of being extrapolated for a day; a lasting shift is learnt within tens of buckets.
+ */
+const CLIP = 2.5;
+const SCALE_ALPHA = 0.05;
+/** Buckets a candidate learns unclipped while its scale forms. */
+const SCALE_WARMUP = 10;
+/** Buckets between re-reads of a season's profile mean (the profile keeps learning). */
+const RECENTRE_EVERY = 64;
+/** Buckets before a series forecasts: its levels and errors need some history. */
+export const FORECAST_WARMUP = 30;
+const Z80 = 1.2815515655446004;
+const Z95 = 1.959963984540054;
+
+export interface ForecastState {
+  numbers: Float64Array;
+  n: number;
+  /** Start of the last bucket learnt (NaN: none). */
+  lastTsMs: number;
+  /** Start of the bucket the current origin was taken after. */
+  originMs: number;
+  /** Event time (a bucket end) from which the next forecast is due. */
+  dueMs: number;
+}
+
+export interface ForecastPoint {
+  /** Start of the forecast bucket. */
+  tsMs: number;
+  value: number;
+  lower80: number;
+  upper80: number;
+  lower95: number;
+  upper95: number;
+}
+
+export interface Forecast {
+  /** End of the last bucket learnt: the forecast's origin. */
+  issuedMs: number;
+  points: ForecastPoint[];
+  /** What forecast: the candidate's parameters, σ of one step, the factor its intervals were widened by, the season's period (0: none). */
+  model: { alpha: number; beta: number; phi: number; sigma: number; scale: number; periodS: number };
+}
+
+export interface ForecastOptions {
+  /** How far ahead, ms. */
+  horizonMs: number;
+  /** Spacing of the forecast's points, ms (a multiple of the bucket width; the width when smaller). */
+  stepMs: number;
+}
+
+/** A series' forecast state for a seasonal detector of `periods` candidate periods. */
+export function initForecast(periods: number): ForecastState {
+  const numbers = new Float64Array((1 + periods) * GROUP);
+  for (let g = 1; g <= periods; g++) numbers[g * GROUP + CENTRE] = Number.NaN;
+  return { numbers, n: 0, lastTsMs: Number.NaN, originMs: Number.NaN, dueMs: -Infinity };
+}
+
+/** φ + φ² + … + φ^h. */
+function phiSum(phi: number, h: number): number {
+  if (phi === 0 || h <= 0) return 0;
+  return phi === 1 ? h : (phi * (1 - Math.pow(phi, h))) / (1 - phi);
+}
+
+function phiOf(c: Candidate, widthMs: number): number {
+  if (c.slopeMemoryMs === 0) return 0;
+  return c.halfLifeMs === Infinity ? 1 : Math.pow(0.5, widthMs / c.halfLifeMs);
+}
+
+function betaOf(c: Candidate, widthMs: number): number {
+  return c.slopeMemoryMs === 0 ? 0 : c.alpha * Math.min(1, widthMs / c.slopeMemoryMs);
+}
+
+export class Forecaster {
+  constructor(private readonly seasonal: Seasonal) {}
+
+  /** Season group g's centred profile at `tsMs` (0 for group 0, and at a slot never visited). */
+  private seasonAt(f: ForecastState, s: SeasonalState | null, g: number, tsMs: number, widthMs: number): number {
+    if (g === 0 || !s) return 0;
+    const v = this.seasonal.profileValue(s, g - 1, tsMs, widthMs) - (f.numbers[g * GROUP + CENTRE] as number);
+    return Number.isFinite(v) ? v : 0;
+  }
+
+  /** Learns one closed bucket's value (after the seasonal detector has stepped on it). */
+  step(f: ForecastState, s: SeasonalState | null, tsMs: number, widthMs: number, value: number): void {
+    const x = f.numbers;
+    const groups = x.length / GROUP;
+    const missing = f.n === 0 ? 0 : Math.max(0, Math.round((tsMs - f.lastTsMs) / widthMs) - 1);
+    const lambda = Math.max(0.5, 1 - widthMs / ERROR_MEMORY_MS);
+    if (f.n === 0) f.originMs = tsMs;
+    const h = Math.round((tsMs - f.originMs) / widthMs);
+    const newOrigin = tsMs - f.originMs >= ORIGIN_MS;
+    for (let g = 0; g < groups; g++) {
+      const base = g * GROUP;
+      let fresh = f.n === 0;
+      if (g > 0) {
+        const centre = x[base + CENTRE] as number;
+        if (Number.isNaN(centre)) {
+          // A season whose profile just became warm starts its levels from here.
+          if (!s || !this.seasonal.warmAt(s, g - 1, tsMs)) continue;
+          const mean = this.seasonal.profileMean(s, g - 1);
+          if (Number.isNaN(mean)) continue;
+          x[base + CENTRE] = mean;
+          fresh = true;
+        } else if (s && f.n % RECENTRE_EVERY === 0) {
+          const mean = this.seasonal.profileMean(s, g - 1);
+          if (!Number.isNaN(mean)) x[base + CENTRE] = mean;
+        }
+      }
+      const y = value - this.seasonAt(f, s, g, tsMs, widthMs);
+      if (fresh) {
+        x.fill(0, base + HEADER, base + GROUP);
+        for (let i = 0; i < CANDIDATES.length; i++) {
+          x[base + HEADER + i * STRIDE + LEVEL] = y;
+          x[base + HEADER + i * STRIDE + ORIGIN_LEVEL] = y;
+        }
+        continue;
+      }
+      for (let i = 0; i < CANDIDATES.length; i++) {
+        const c = CANDIDATES[i] as Candidate;
+        const phi = phiOf(c, widthMs);
+        const at = base + HEADER + i * STRIDE;
+        let level = x[at + LEVEL] as number;
+        let trend = x[at + TREND] as number;
+        // Missing buckets: the level moves on by its trend, unlearnt.
+        for (let k = 0; k < missing && trend !== 0; k++) {
+          level += phi * trend;
+          trend *= phi;
+        }
+        const predicted = level + phi * trend;
+        const e = y - predicted;
+        const n = x[at + WEIGHT] as number;
+        let scale = x[at + SCALE] as number;
+        let clipped = e;
+        if (f.n >= SCALE_WARMUP) {
+          scale = Math.max(scale, scaleFloor(predicted, s?.quantum));
+          const limit = CLIP * scale;
+          clipped = Math.max(-limit, Math.min(limit, e));
+          x[at + SCALE] = Math.sqrt(scale * scale + SCALE_ALPHA * (clipped * clipped - scale * scale));
+        } else x[at + SCALE] = Math.sqrt((scale * scale * n + e * e) / (n + 1));
+        x[at + LEVEL] = predicted + c.alpha * clipped;
+        x[at + TREND] = phi * trend + betaOf(c, widthMs) * clipped;
+        x[at + SSE] = lambda * (x[at + SSE] as number) + e * e;
+        x[at + WEIGHT] = lambda * (x[at + WEIGHT] as number) + 1;
+        // The forecast from the origin for this bucket, h buckets out.
+        const eo = y - ((x[at + ORIGIN_LEVEL] as number) + phiSum(phi, h) * (x[at + ORIGIN_TREND] as number));
+        x[at + MSSE] = (x[at + MSSE] as number) + eo * eo;
+        x[at + MWEIGHT] = (x[at + MWEIGHT] as number) + 1;
+        if (newOrigin) {
+          x[at + MSSE] = ORIGIN_DECAY * (x[at + MSSE] as number);
+          x[at + MWEIGHT] = ORIGIN_DECAY * (x[at + MWEIGHT] as number);
+          x[at + ORIGIN_LEVEL] = x[at + LEVEL] as number;
+          x[at + ORIGIN_TREND] = x[at + TREND] as number;
+        }
+      }
+      if (newOrigin) x[base + ORIGINS] = (x[base + ORIGINS] as number) + 1;
+    }
+    if (newOrigin) f.originMs = tsMs;
+    f.n++;
+    f.lastTsMs = tsMs;
+  }
+
+  /**
+   * Where in `numbers` the forecasting (season, parameters) pair is: the smallest mean squared
+   * error of forecasts from past origins among the seasons with a whole origin behind them; before
+   * any has one, the smallest one-step error without a season.
+   */
+  private best(f: ForecastState): { group: number; at: number; candidate: Candidate } {
+    const x = f.numbers;
+    let group = 0;
+    let index = 0;
+    let bestErr = Infinity;
+    const groups = x.length / GROUP;
+    const judged = (x[ORIGINS] as number) >= 1;
+    for (let g = 0; g < (judged ? groups : 1); g++) {
+      const base = g * GROUP;
+      if (Number.isNaN(x[base + CENTRE] as number) || (judged && (x[base + ORIGINS] as number) < 1)) continue;
+      for (let i = 0; i < CANDIDATES.length; i++) {
+        const at = base + HEADER + i * STRIDE;
+        const w = x[at + (judged ? MWEIGHT : WEIGHT)] as number;
+        const err = w > 0 ? (x[at + (judged ? MSSE : SSE)] as number) / w : Infinity;
+        if (err < bestErr) {
+          bestErr = err;
+          group = g;
+          index = i;
+        }
+      }
+    }
+    return { group, at: group * GROUP + HEADER + index * STRIDE, candidate: CANDIDATES[index] as Candidate };
+  }
+
+  /** Whether a forecast is due after the bucket starting at `tsMs` (warm, and the refresh time reached). */
+  due(f: ForecastState, tsMs: number, widthMs: number): boolean {
+    return f.n >= FORECAST_WARMUP && tsMs + widthMs >= f.dueMs;
+  }
+
+  /**
+   * The forecast from the last bucket learnt, `horizonMs` ahead; the next one is due `refreshMs`
+   * later, aligned to multiples of it in event time (so a replay issues the same forecasts).
+   */
+  forecast(f: ForecastState, s: SeasonalState | null, widthMs: number, options: ForecastOptions, refreshMs = 0): Forecast {
+    const issuedMs = f.lastTsMs + widthMs;
+    if (refreshMs > 0) f.dueMs = Math.floor(issuedMs / refreshMs) * refreshMs + refreshMs;
+    const x = f.numbers;
+    const { group, at, candidate: c } = this.best(f);
+    const phi = phiOf(c, widthMs);
+    const beta = betaOf(c, widthMs);
+    const level = x[at + LEVEL] as number;
+    const trend = x[at + TREND] as number;
+    const w = x[at + WEIGHT] as number;
+    const sigma2 = w > 0 ? (x[at + SSE] as number) / w : 0;
+    const steps = Math.max(1, Math.floor(options.horizonMs / widthMs));
+    const every = Math.max(1, Math.round(options.stepMs / widthMs));
+    // The model's variance at each horizon up to the origins' day, to compare with what the
+    // forecasts from past origins actually missed by: their mean squared error over that day.
+    const judged = (x[group * GROUP + ORIGINS] as number) >= 1 && (x[at + MWEIGHT] as number) > 0;
+    const originSteps = Math.max(1, Math.round(ORIGIN_MS / widthMs));
+    let phiH = 0;
+    let phiPow = 1;
+    let spread = 0;
+    let modelMean = 0;
+    const spreads = new Float64Array(steps + 1);
+    for (let h = 1; h <= Math.max(steps, judged ? originSteps : 0); h++) {
+      // Before φ_h moves on, φ_{h−1} gives the (h−1)th term of the variance sum.
+      if (h > 1) spread += (c.alpha + beta * phiH) ** 2;
+      phiPow *= phi;
+      phiH += phiPow;
+      if (h <= steps) spreads[h] = spread;
+      if (h <= originSteps) modelMean += sigma2 * (1 + spread);
+    }
+    modelMean /= originSteps;
+    const scale = judged && modelMean > 0 ? Math.max(1, (x[at + MSSE] as number) / (x[at + MWEIGHT] as number) / modelMean) : 1;
+    const points: ForecastPoint[] = [];
+    phiH = 0;
+    phiPow = 1;
+    for (let h = 1; h <= steps; h++) {
+      phiPow *= phi;
+      phiH += phiPow;
+      if (h % every !== 0) continue;
+      const tsMs = f.lastTsMs + h * widthMs;
+      const value = level + phiH * trend + this.seasonAt(f, s, group, tsMs, widthMs);
+      const sd = Math.sqrt(sigma2 * scale * (1 + (spreads[h] as number)));
+      points.push({ tsMs, value, lower80: value - Z80 * sd, upper80: value + Z80 * sd, lower95: value - Z95 * sd, upper95: value + Z95 * sd });
+    }
+    const periodS = group > 0 ? this.seasonal.periodOf(group - 1) / 1000 : 0;
+    return { issuedMs, points, model: { alpha: c.alpha, beta, phi, sigma: Math.sqrt(sigma2), scale, periodS } };
+  }
+}
