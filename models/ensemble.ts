@@ -225,7 +225,8 @@ class ShardForest {
 export class Ensemble {
   private readonly robust: RobustZ;
   private readonly ewma: Ewma;
-  private readonly seasonal: Seasonal;
+  /** The seasonal detector (its profiles are what forecasts carry forward: models/forecast.ts). */
+  readonly seasonal: Seasonal;
   private readonly forest: ShardForest;
   private readonly lstm: LstmForecaster | null;
   private readonly calibrator = new TailCalibrator(CALIBRATION_DEFAULTS);

@@ -3,7 +3,9 @@ import { retry, type RetryPolicy } from '../core/retry.js';
 import type { Logger } from '../core/log.js';
 import type { ClickHouseSink, InsertTable } from '../sinks/clickhouse/index.js';
 import type { Transition } from '../workers/alerts/evaluator.js';
-import { emptyBatch, snapshotKey, batchBuffers, type ModelSettings, type RollupSettings, type ShardBatch, type ShardResult, type ShardTask } from '../workers/shard-task.js';
+import { emptyBatch, snapshotKey, batchBuffers, type ForecastSettings, type ModelSettings, type RollupSettings, type ShardBatch, type ShardResult, type ShardTask } from '../workers/shard-task.js';
+import { compileMatcher } from '../workers/alerts/rules.js';
+import { VigilError } from '../core/errors.js';
 import type { Alerting } from './alerts/index.js';
 import type { Metrics } from './metrics.js';
 import type { ShardedPool } from './pool.js';
@@ -154,8 +156,8 @@ function resetTask(seeds: { fingerprint: string; startsAtMs: number }[] | null):
 
 /** The insert bodies and alert transitions of one task's shard results, gathered per table. */
 export function shardOutputs() {
-  const parts = { rollups: [] as Uint8Array[], anomalies: [] as Uint8Array[], detector_state: [] as Uint8Array[] };
-  const rows = { rollups: 0, anomalies: 0, detector_state: 0 };
+  const parts = { rollups: [] as Uint8Array[], anomalies: [] as Uint8Array[], forecasts: [] as Uint8Array[], detector_state: [] as Uint8Array[] };
+  const rows = { rollups: 0, anomalies: 0, forecasts: 0, detector_state: 0 };
   const transitions: Transition[] = [];
   return {
     transitions,
@@ -165,12 +167,14 @@ export function shardOutputs() {
       rows.rollups += r.rollupRows;
       parts.anomalies.push(r.anomalyBody);
       rows.anomalies += r.anomalyRows;
+      parts.forecasts.push(r.forecastBody);
+      rows.forecasts += r.forecastRows;
       parts.detector_state.push(r.stateBody);
       rows.detector_state += r.stateRows;
     },
     // The shards' parts are handed on as they are (the insert streams them, not one copy of them).
     inserts(): { table: InsertTable; body: Uint8Array[]; rows: number }[] {
-      return (['rollups', 'anomalies'] as const).filter((t) => rows[t] > 0).map((table) => ({ table, body: nonEmpty(parts[table]), rows: rows[table] }));
+      return (['rollups', 'anomalies', 'forecasts'] as const).filter((t) => rows[t] > 0).map((table) => ({ table, body: nonEmpty(parts[table]), rows: rows[table] }));
     },
     /**
      * The series state rows, to be written once the task's alert events are durable (and after its
@@ -193,6 +197,7 @@ export function modelSettings(config: VigilConfig): ModelSettings | null {
     widthMs: m.widthSeconds * 1000,
     lstmModelDir: m.lstmModelDir,
     minScore: m.minScore,
+    forecast: forecastSettings(config),
     ensemble: {
       detectors: [...m.detectors],
       threshold: m.threshold,
@@ -203,4 +208,53 @@ export function modelSettings(config: VigilConfig): ModelSettings | null {
       iforest: { trees: m.forestTrees, samples: m.forestSamples, refitEvery: m.forestRefitEvery, reservoir: Math.max(m.forestSamples * 16, 4096), seed: 1 },
     },
   };
+}
+
+/**
+ * The forecasts' settings for the shard threads (null: no series selected). Their matchers are
+ * compiled here once, at start, so a bad one stops the start with the key that holds it.
+ */
+export function forecastSettings(config: VigilConfig): ForecastSettings | null {
+  const f = config.forecasts;
+  if (f.series.length === 0) return null;
+  const series = f.series.map((text, i) => {
+    const key = `forecasts.series[${i}]`;
+    const sel = parseSelector(text);
+    if (typeof sel === 'string') throw new VigilError('VIGIL_ERR_CONFIG_INVALID', `${key} = ${JSON.stringify(text)}: ${sel}`);
+    for (const [what, matcher] of [['metric', sel.metric], ...Object.entries(sel.tags).map(([k, v]) => [`tag ${k}`, v])] as [string, string][]) {
+      try {
+        compileMatcher(matcher);
+      } catch (err) {
+        throw new VigilError('VIGIL_ERR_CONFIG_INVALID', `${key} = ${JSON.stringify(text)}: its ${what} matcher ${JSON.stringify(matcher)} ${(err as Error).message}`, { cause: err });
+      }
+    }
+    return sel;
+  });
+  const widthMs = config.models.widthSeconds * 1000;
+  return {
+    series,
+    horizonMs: f.horizonSeconds * 1000,
+    stepMs: Math.max(widthMs, Math.round((f.stepSeconds * 1000) / widthMs) * widthMs),
+    refreshMs: f.refreshSeconds * 1000,
+  };
+}
+
+const SELECTOR = /^\s*([^{}\s]+)\s*(?:\{(.*)\})?\s*$/s;
+const TAG_MATCHER = /\s*([A-Za-z_][A-Za-z0-9_.:-]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(,|$)/y;
+
+/** `metric{tag="matcher", …}` into its matchers, or what is wrong with it. */
+export function parseSelector(text: string): { metric: string; tags: Record<string, string> } | string {
+  const m = SELECTOR.exec(text);
+  if (!m) return 'expected metric{tag="matcher", ...} (the tag part optional)';
+  const tags: Record<string, string> = {};
+  const body = m[2] ?? '';
+  TAG_MATCHER.lastIndex = 0;
+  while (TAG_MATCHER.lastIndex < body.length && body.slice(TAG_MATCHER.lastIndex).trim() !== '') {
+    const at = TAG_MATCHER.lastIndex;
+    const t = TAG_MATCHER.exec(body);
+    if (!t) return `expected tag="matcher" at character ${at} of the braces' ${JSON.stringify(body)}`;
+    tags[t[1] as string] = (t[2] as string).replace(/\\(.)/g, '$1');
+    if (t[3] === '') break;
+  }
+  return { metric: m[1] as string, tags };
 }

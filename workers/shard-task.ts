@@ -54,6 +54,15 @@ export interface ModelSettings {
   lstmModelDir: string;
   /** Rows below this ensemble score are not written to `anomalies`. */
   minScore: number;
+  /** Forecasts of the series `series` selects (models/forecast.ts); null: none. Not part of `stateKey`: the forecast state stands on its own. */
+  forecast?: ForecastSettings | null;
+}
+
+export interface ForecastSettings {
+  series: readonly { metric: string; tags: Readonly<Record<string, string>> }[];
+  horizonMs: number;
+  stepMs: number;
+  refreshMs: number;
 }
 
 /**
@@ -61,7 +70,7 @@ export interface ModelSettings {
  * filters rows) and the layout of the state (MODEL_STATE_VERSION). 16 hex digits of FNV-1a 64 over their JSON; a restored state must match it.
  */
 export function stateKey(settings: ModelSettings): string {
-  const text = JSON.stringify({ ...settings, minScore: undefined, version: MODEL_STATE_VERSION });
+  const text = JSON.stringify({ ...settings, minScore: undefined, forecast: undefined, version: MODEL_STATE_VERSION });
   let h = 0xcbf29ce484222325n;
   for (let i = 0; i < text.length; i++) h = ((h ^ BigInt(text.charCodeAt(i))) * 0x100000001b3n) & 0xffffffffffffffffn;
   return h.toString(16).padStart(16, '0');
@@ -145,6 +154,9 @@ export interface ShardResult {
   /** RowBinary rows for `anomalies` (empty when none). */
   anomalyBody: Uint8Array;
   anomalyRows: number;
+  /** RowBinary rows for `forecasts` (empty when none). */
+  forecastBody: Uint8Array;
+  forecastRows: number;
   /** RowBinary rows for `detector_state`: the state of each series scored by this task. */
   stateBody: Uint8Array;
   stateRows: number;
@@ -219,6 +231,8 @@ export function emptyShardResult(): ShardResult {
     rollupRows: 0,
     anomalyBody: new Uint8Array(0),
     anomalyRows: 0,
+    forecastBody: new Uint8Array(0),
+    forecastRows: 0,
     stateBody: new Uint8Array(0),
     stateRows: 0,
     scored: 0,

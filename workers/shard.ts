@@ -9,6 +9,9 @@ import { dictEntry, emptyShardResult, filterBatch, lowerHold, REFUSED_SAMPLE_BYT
 import { Ensemble, type SeriesModels } from '../models/ensemble.js';
 import { loadLstm } from '../models/lstm-detector.js';
 import { RuleEvaluator } from './alerts/evaluator.js';
+import { compileMatcher, tagObject, type Matcher } from './alerts/rules.js';
+import { ForecastEncoder } from './encode/forecasts.js';
+import { Forecaster, initForecast, type ForecastState } from '../models/forecast.js';
 
 /**
  * Per-series state of this thread's shard: the series registry (last seen, for eviction), the
@@ -33,6 +36,12 @@ interface SeriesState {
   buckets: number;
   /** The partition whose unsaved state holds buckets it was judged on since its state was last written (null: none). */
   unsaved: Unsaved | null;
+  /**
+   * Its forecast state (models/forecast.ts): undefined until its first scored bucket decides
+   * whether `forecasts.series` selects it (and again after a restore: the selectors may have
+   * changed), null when not selected.
+   */
+  forecast: ForecastState | null | undefined;
 }
 
 /**
@@ -63,13 +72,27 @@ function unsavedOf(topic: string, partition: number): Unsaved {
 }
 
 const series = new Map<bigint, SeriesState>();
+/** Forecast states read back from `detector_state`, until the series' next bucket decides whether it is still selected. */
+const restoredForecasts = new Map<bigint, ForecastState>();
 let rollups: RollupState | undefined;
 let rollupKey = '';
 let lastSweepMs = 0;
 const stages: ClosedBucketStage[] = [];
 
 /** `stateKey`: its detector_state rows' settings tag (a hash of the settings, 21 µs: made once here, not per task). */
-let scoring: { key: string; settings: ModelSettings; ensemble: Ensemble; stateKey: string } | undefined;
+let scoring: { key: string; settings: ModelSettings; ensemble: Ensemble; stateKey: string; forecaster: Forecaster; selectors: Selector[] } | undefined;
+
+/** A compiled `forecasts.series` selector. */
+interface Selector {
+  metric: Matcher;
+  tags: { key: string; match: Matcher }[];
+}
+
+function selects(selectors: readonly Selector[], metric: string, tags: readonly string[]): boolean {
+  if (selectors.length === 0) return false;
+  const byKey = tagObject(tags);
+  return selectors.some((sel) => sel.metric.test(metric) && sel.tags.every((t) => t.match.test(byKey[t.key] ?? '')));
+}
 let rules = new RuleEvaluator();
 let rulesWidthMs = 0;
 /** Closed buckets of the scored (or rules') width, collected by the stage below during one task. */
@@ -86,8 +109,14 @@ export async function prepareModels(settings: ModelSettings): Promise<void> {
   const key = JSON.stringify(settings);
   if (scoring?.key === key) return;
   const lstm = settings.lstmModelDir && settings.ensemble.detectors.includes('lstm') ? await loadLstm(settings.lstmModelDir) : null;
-  scoring = { key, settings, ensemble: new Ensemble(settings.ensemble, lstm?.weights ?? null, lstm?.validationRmse ?? 1), stateKey: snapshotKey(settings, settings.widthMs) };
-  for (const s of series.values()) s.models = null;
+  const ensemble = new Ensemble(settings.ensemble, lstm?.weights ?? null, lstm?.validationRmse ?? 1);
+  const selectors = (settings.forecast?.series ?? []).map((sel) => ({ metric: compileMatcher(sel.metric), tags: Object.entries(sel.tags).map(([key, text]) => ({ key, match: compileMatcher(text) })) }));
+  scoring = { key, settings, ensemble, stateKey: snapshotKey(settings, settings.widthMs), forecaster: new Forecaster(ensemble.seasonal), selectors };
+  for (const s of series.values()) {
+    s.models = null;
+    s.forecast = undefined;
+  }
+  restoredForecasts.clear();
 }
 
 /**
@@ -95,7 +124,7 @@ export async function prepareModels(settings: ModelSettings): Promise<void> {
  * alert rules on them (anomaly rules read the score of the same bucket). Each judged series joins
  * its partition's unsaved ones (saveDue writes their state).
  */
-function scoreClosed(encoder: AnomalyEncoder, withModels: boolean, widthMs: number): { scored: number; flagged: number } {
+function scoreClosed(encoder: AnomalyEncoder, forecasts: ForecastEncoder, withModels: boolean, widthMs: number): { scored: number; flagged: number } {
   let scored = 0;
   let flagged = 0;
   const model = scoring && withModels && scoring.settings.widthMs === widthMs ? scoring : null;
@@ -122,6 +151,27 @@ function scoreClosed(encoder: AnomalyEncoder, withModels: boolean, widthMs: numb
     scored++;
     if (r.anomaly) flagged++;
     rules.onBucket(b, r);
+    const fs = settings.forecast;
+    if (fs) {
+      if (s.forecast === undefined) {
+        const restored = restoredForecasts.get(b.seriesId);
+        restoredForecasts.delete(b.seriesId);
+        const fresh = initForecast(ensemble.seasonal.periods);
+        // A state of another number of seasonal periods (models.seasonalPeriodsSeconds changed) starts afresh.
+        s.forecast = selects(model.selectors, b.series.metric, b.series.tags) ? (restored?.numbers.length === fresh.numbers.length ? restored : fresh) : null;
+      }
+      const f = s.forecast;
+      if (f) {
+        model.forecaster.step(f, m.seasonal, b.startMs, b.widthMs, mean);
+        if (model.forecaster.due(f, b.startMs, b.widthMs)) {
+          const out = model.forecaster.forecast(f, m.seasonal, b.widthMs, fs, fs.refreshMs);
+          const modelJson = JSON.stringify(out.model);
+          for (const p of out.points) {
+            forecasts.add({ seriesId: b.seriesId, metric: b.series.metric, tags: b.series.tags, type: b.series.type, widthMs: b.widthMs, startMs: p.tsMs, issuedMs: out.issuedMs, value: p.value, lower80: p.lower80, upper80: p.upper80, lower95: p.lower95, upper95: p.upper95, model: modelJson });
+          }
+        }
+      }
+    }
     if (r.score < settings.minScore) continue;
     encoder.add({
       seriesId: b.seriesId,
@@ -156,7 +206,7 @@ function saveSeries(states: StateEncoder, ids: ReadonlySet<bigint> | readonly bi
     const u = s?.unsaved;
     if (!s || !u) continue;
     s.unsaved = null;
-    const snapshot: SeriesSnapshot = { lastBucketMs: s.lastBucketMs, buckets: s.buckets, models: s.models, rules: rules.snapshot(seriesId) };
+    const snapshot: SeriesSnapshot = { lastBucketMs: s.lastBucketMs, buckets: s.buckets, models: s.models, rules: rules.snapshot(seriesId), forecast: s.forecast ?? null };
     states.add({ topic: u.topic, partition: u.partition, seriesId, widthMs, settings, lastBucketMs: s.lastBucketMs, version: s.buckets, state: writeSnapshot(snapshot) });
   }
   stateRowBytes.learn(states.rows, count);
@@ -215,7 +265,9 @@ function restoreSeries(task: ShardTask): ShardResult {
       const id = r.ids[i] as bigint;
       const snap = readSnapshot(r.data.subarray(r.bounds[2 * i] as number, r.bounds[2 * i + 1] as number));
       // Its source is learnt from its next point.
-      series.set(id, { id, lastSeenMs: task.nowMs, source: '', split: false, models: task.models ? snap.models : null, lastBucketMs: snap.lastBucketMs, buckets: snap.buckets, unsaved: null });
+      // A restored forecast state is kept only while the selectors still select the series: decided at its next bucket.
+      series.set(id, { id, lastSeenMs: task.nowMs, source: '', split: false, models: task.models ? snap.models : null, lastBucketMs: snap.lastBucketMs, buckets: snap.buckets, unsaved: null, forecast: undefined });
+      if (snap.forecast && task.models) restoredForecasts.set(id, snap.forecast);
       if (snap.rules) rules.restoreSeries(id, snap.rules);
     }
   }
@@ -239,6 +291,7 @@ function rollupState(settings: RollupSettings): RollupState {
  */
 function resetSeries(seeds: ShardTask['seeds']): ShardResult {
   series.clear();
+  restoredForecasts.clear();
   unsavedParts.clear();
   rollups = undefined;
   rollupKey = '';
@@ -288,9 +341,10 @@ export function track(task: ShardTask): ShardResult {
     ({ closed, late, counterOutOfOrder } = out);
   }
   const anomalies = new AnomalyEncoder();
+  const forecasts = new ForecastEncoder();
   const states = new StateEncoder();
   const { settings: stateSettings, widthMs: judgedWidthMs } = stateSettingsOf(task);
-  const { scored, flagged } = scoreClosed(anomalies, task.models !== null, judgedWidthMs);
+  const { scored, flagged } = scoreClosed(anomalies, forecasts, task.models !== null, judgedWidthMs);
   if (task.kind === 'data') saveDue(states, task);
   if (task.rollups && rules.ruleCount > 0) {
     const watermark = task.kind === 'idle' ? task.idleWatermarkMs : task.partitionMaxAfterMs - task.rollups.latenessMs;
@@ -314,7 +368,10 @@ export function track(task: ShardTask): ShardResult {
       }
     }
     if (unsaved.length > 0) saveSeries(states, unsaved, stateSettings, judgedWidthMs);
-    for (const id of gone) series.delete(id);
+    for (const id of gone) {
+      series.delete(id);
+      restoredForecasts.delete(id);
+    }
     if (gone.size > 0) rollups?.forget(gone);
     if (gone.size > 0) rules.forget(gone);
     evicted = gone.size;
@@ -330,6 +387,8 @@ export function track(task: ShardTask): ShardResult {
     rollupRows: encoder.count,
     anomalyBody: anomalies.rows.finish(),
     anomalyRows: anomalies.count,
+    forecastBody: forecasts.rows.finish(),
+    forecastRows: forecasts.count,
     stateBody: states.rows.finish(),
     stateRows: states.count,
     scored,
@@ -376,7 +435,7 @@ function admit(task: ShardTask): { batch: ShardBatch; ids: bigint[]; refused: Re
     } else if (series.size < maxSeries) {
       admitted[d] = 1;
       ids[d] = id;
-      series.set(id, { id, lastSeenMs: nowMs, source, split: false, models: null, lastBucketMs: Number.NaN, buckets: 0, unsaved: null });
+      series.set(id, { id, lastSeenMs: nowMs, source, split: false, models: null, lastBucketMs: Number.NaN, buckets: 0, unsaved: null, forecast: undefined });
     } else refusedSeries++;
   }
   if (refusedSeries === 0) return { batch, ids, refused: null, splits };

@@ -1,5 +1,6 @@
 import { deserialize, Serializer } from 'node:v8';
 import type { SeriesModels } from '../models/ensemble.js';
+import type { ForecastState } from '../models/forecast.js';
 import type { RuleSnapshot } from './alerts/evaluator.js';
 
 /** What `detector_state` holds per series: everything a replay needs to judge the next bucket exactly as without it. */
@@ -8,6 +9,8 @@ export interface SeriesSnapshot {
   buckets: number;
   models: SeriesModels | null;
   rules: RuleSnapshot[] | null;
+  /** Its forecast state, when the series is forecast (absent in snapshots written before forecasts). */
+  forecast?: ForecastState | null;
 }
 
 /**

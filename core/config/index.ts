@@ -93,6 +93,12 @@ export interface VigilConfig {
     readonly minScore: number;
     readonly stateIntervalSeconds: number;
   };
+  readonly forecasts: {
+    readonly series: readonly string[];
+    readonly horizonSeconds: number;
+    readonly stepSeconds: number;
+    readonly refreshSeconds: number;
+  };
   readonly alerts: {
     readonly enabled: boolean;
     readonly rulesFile: string;
@@ -181,6 +187,10 @@ export function loadConfig(options: LoadOptions = {}): VigilConfig {
   if (models.widthSeconds === 0) models.widthSeconds = Math.max(...widths);
   else if (!widths.includes(models.widthSeconds)) {
     throw new VigilError('VIGIL_ERR_CONFIG_INVALID', `models.widthSeconds = ${models.widthSeconds}: expected one of rollups.widthsSeconds ${JSON.stringify(widths)}`);
+  }
+  const forecasts = (raw as { forecasts: { series: string[] } }).forecasts;
+  if (forecasts.series.length > 0 && !models.enabled) {
+    throw new VigilError('VIGIL_ERR_CONFIG_INVALID', `forecasts.series = ${JSON.stringify(forecasts.series)}: expected models.enabled too (forecasts build on the detectors' seasonal profiles)`);
   }
   const clickhouse = (raw as { clickhouse: { cluster: string; failoverUrls: string[] } }).clickhouse;
   if (clickhouse.failoverUrls.length > 0 && !clickhouse.cluster) {

@@ -455,6 +455,29 @@ export const configSchema = {
         },
       },
     },
+    forecasts: {
+      type: 'object',
+      description:
+        'Forecasts (models/forecast.ts): for the series `series` selects, a forecast over `horizonSeconds` at `models.widthSeconds` with 80 % and 95 % intervals, made in the shard threads every `refreshSeconds` of event time and written to the `forecasts` table (`forecasts_latest`: the latest per series). Needs `models.enabled`.',
+      properties: {
+        series: {
+          type: 'array',
+          items: { type: 'string', minLength: 1 },
+          description:
+            'Selectors of the series to forecast, Prometheus style: a metric matcher and optional tag matchers, matched as alert rules match them (exact, glob or /regex/), e.g. `disk.used_percent{host="db-*"}`; empty: none.',
+          default: [],
+        },
+        horizonSeconds: { type: 'integer', minimum: 60, maximum: 2592000, description: 'How far ahead each forecast reaches.', default: 86400 },
+        stepSeconds: {
+          type: 'integer',
+          minimum: 0,
+          maximum: 86400,
+          description: 'Spacing of a forecast\'s rows (rounded to a multiple of `models.widthSeconds`; 0: one row per bucket of that width). 24 h at 60 s is 1,440 rows per series and forecast; 300 makes it 288.',
+          default: 300,
+        },
+        refreshSeconds: { type: 'integer', minimum: 60, maximum: 604800, description: 'Event time between a series\' forecasts (aligned to multiples of it).', default: 3600 },
+      },
+    },
     alerts: {
       type: 'object',
       description: 'Alert rules on closed buckets of `models.widthSeconds` (workers/alerts/README.md) and their outputs.',

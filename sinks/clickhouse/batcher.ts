@@ -17,7 +17,7 @@ import { isAfter, type PointMark } from './writer.js';
  * server takes are stored, the ones it refuses are handed to `refused` (dead letters), and the
  * batch resolves once both are durable.
  */
-export const INSERT_ORDER: readonly InsertTable[] = ['points', 'rollups', 'anomalies', 'detector_state'];
+export const INSERT_ORDER: readonly InsertTable[] = ['points', 'rollups', 'anomalies', 'forecasts', 'detector_state'];
 
 export interface BatcherOptions {
   maxRows: number;

@@ -3,6 +3,7 @@ import { VigilError } from '../../core/errors.js';
 import { POINT_COLUMNS } from '../../workers/encode/points.js';
 import { ROLLUP_COLUMNS } from '../../workers/encode/rollups.js';
 import { ANOMALY_COLUMNS } from '../../workers/encode/anomalies.js';
+import { FORECAST_COLUMNS } from '../../workers/encode/forecasts.js';
 import { STATE_COLUMNS } from '../../workers/encode/state.js';
 import { capabilitiesOf, type Capabilities } from './capabilities.js';
 
@@ -211,6 +212,17 @@ export const MIGRATIONS: readonly Migration[] = [
           ]
         : [],
   },
+  {
+    version: 11,
+    name: 'forecasts',
+    // Forecasts (issue 17): per series and forecast, one row per forecast bucket. A replay issues
+    // the same forecast from the same restored state, the same rows, and FINAL keeps one; the
+    // latest forecast of each series is what a capacity question reads (`vigil capacity`).
+    statements: (db, caps) => [
+      `CREATE TABLE IF NOT EXISTS ${db}.forecasts (\n  ${tableColumns(FORECAST_COLUMNS, caps)}\n) ENGINE = ReplacingMergeTree()\nPARTITION BY toYYYYMMDD(issued_at)\nORDER BY (metric, series_id, width_s, issued_at, bucket_start)`,
+      `CREATE VIEW IF NOT EXISTS ${db}.forecasts_latest AS SELECT * FROM ${db}.forecasts FINAL WHERE (series_id, issued_at) IN (SELECT series_id, max(issued_at) FROM ${db}.forecasts GROUP BY series_id)`,
+    ],
+  },
 ];
 
 /** The marks' view over the points inserted into `source` (migrations 8 and 10). */
@@ -232,7 +244,7 @@ function metricRollupsView(db: string, source: 'points' | 'points_in'): string {
 }
 
 /** The tables workers encode rows for, with the column order of their RowBinary bodies. */
-export const INSERT_COLUMNS = { points: POINT_COLUMNS, rollups: ROLLUP_COLUMNS, anomalies: ANOMALY_COLUMNS, detector_state: STATE_COLUMNS } as const;
+export const INSERT_COLUMNS = { points: POINT_COLUMNS, rollups: ROLLUP_COLUMNS, anomalies: ANOMALY_COLUMNS, forecasts: FORECAST_COLUMNS, detector_state: STATE_COLUMNS } as const;
 export type InsertTable = keyof typeof INSERT_COLUMNS;
 
 /** The table an insert of `table`'s rows goes to: on a cluster, points go through `points_in` (migration 10). */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { concat } from '../../../core/bytes.js';
 import { loadConfig } from '../../../core/config/index.js';
-import { modelSettings, shardOutputs } from '../../../pipeline/shards.js';
+import { forecastSettings, modelSettings, parseSelector, shardOutputs } from '../../../pipeline/shards.js';
 import type { ShardResult } from '../../../workers/shard-task.js';
 import { emptyShardResult, stateKey } from '../../../workers/shard-task.js';
 
@@ -44,5 +44,25 @@ describe('shard stage', () => {
     expect(stateKey({ ...s, ensemble: { ...s.ensemble, robust: { window: 64 } } })).not.toBe(stateKey(s));
     expect(stateKey({ ...s, widthMs: s.widthMs * 2 })).not.toBe(stateKey(s));
     expect(modelSettings(loadConfig({ env: {}, overrides: { 'models.enabled': false } }))).toBeNull();
+  });
+});
+
+describe('forecasts.series selectors', () => {
+  it('reads metric{tag="matcher", ...} as the matchers rules use', () => {
+    expect(parseSelector('disk.used_percent')).toEqual({ metric: 'disk.used_percent', tags: {} });
+    expect(parseSelector(' system.cpu.* { host = "web-*", dc="/^eu-\\\\d$/" } ')).toEqual({ metric: 'system.cpu.*', tags: { host: 'web-*', dc: '/^eu-\\d$/' } });
+    expect(parseSelector('m{k="a \\"quoted\\" b"}')).toEqual({ metric: 'm', tags: { k: 'a "quoted" b' } });
+  });
+
+  it('refuses a selector it cannot read, or a matcher that does not compile, naming the key', () => {
+    expect(parseSelector('m{host=web}')).toMatch(/expected tag="matcher" at character 0/);
+    expect(parseSelector('{host="a"}')).toMatch(/expected metric\{tag="matcher"/);
+    const config = loadConfig({ env: {}, overrides: { 'forecasts.series': ['disk{host="/(/"}'] } });
+    expect(() => forecastSettings(config)).toThrow(/forecasts\.series\[0\] = .*its tag host matcher "\/\(\/" is not a valid regular expression/);
+    const ok = forecastSettings(loadConfig({ env: {}, overrides: { 'forecasts.series': ['disk{host="db-*"}'], 'forecasts.stepSeconds': 90 } }));
+    // 90 s rounds to the model width's multiple (60 s buckets by default: 120 s).
+    expect(ok).toEqual({ series: [{ metric: 'disk', tags: { host: 'db-*' } }], horizonMs: 86_400_000, stepMs: 120_000, refreshMs: 3_600_000 });
+    expect(forecastSettings(loadConfig({ env: {} }))).toBeNull();
+    expect(() => loadConfig({ env: {}, overrides: { 'forecasts.series': ['disk'], 'models.enabled': false } })).toThrow(/forecasts\.series = \["disk"\]: expected models\.enabled too/);
   });
 });

@@ -1,5 +1,6 @@
 import { beforeEach, describe, expect, it } from 'vitest';
-import { dictEntry, emptyBatch, ShardCollector, type ShardTask } from '../../../workers/shard-task.js';
+import { dictEntry, emptyBatch, ShardCollector, type ModelSettings, type ShardTask } from '../../../workers/shard-task.js';
+import { FORECAST_COLUMNS } from '../../../workers/encode/forecasts.js';
 import { prepareModels, resetShardState, track } from '../../../workers/shard.js';
 import { DEFAULT_ENSEMBLE } from '../../../models/ensemble.js';
 import { mulberry32 } from '../../../models/random.js';
@@ -17,8 +18,8 @@ function task(batch: ShardTask['batch'], nowMs: number, rollups: ShardTask['roll
  * the per-series detectors (the shard's isolation forest is not handed over) and a threshold rule
  * held for 30 s on the sine.
  */
-function replayFixture(seed: number, spikeAt: number) {
-  const models = { widthMs: 10_000, ensemble: { ...DEFAULT_ENSEMBLE, detectors: ['robust', 'ewma', 'seasonal'] as const }, lstmModelDir: '', minScore: 0 };
+function replayFixture(seed: number, spikeAt: number, forecast: ModelSettings['forecast'] = null) {
+  const models = { widthMs: 10_000, ensemble: { ...DEFAULT_ENSEMBLE, detectors: ['robust', 'ewma', 'seasonal'] as const }, lstmModelDir: '', minScore: 0, forecast };
   const rollups = { widthsMs: [10_000], latenessMs: 0, retentionMs: 0 };
   const rand = mulberry32(seed);
   const values = Array.from({ length: 200 }, (_, i) => [50 + 10 * Math.sin(i / 7) + rand() * 3 + (i === spikeAt ? 80 : 0), 20 + rand()]);
@@ -249,6 +250,51 @@ describe('shard stage', () => {
     for (const [k, v] of after) expect(v, k).toEqual(reference.get(k));
     for (const [k, v] of before) expect(v, k).toEqual(reference.get(k));
     expect(before.size + after.size).toBe(reference.size);
+  });
+
+  it('forecasts the series forecasts.series selects, every refresh of event time, and continues them from restored state exactly as without a reset', async () => {
+    const forecast = { series: [{ metric: 'cpu', tags: { host: 'a' } }], horizonMs: 600_000, stepMs: 60_000, refreshMs: 300_000 };
+    const { models, taskAt } = replayFixture(7, 170, forecast);
+    const run = (from: number, to: number, out: Map<string, Record<string, unknown>>, states: Map<bigint, Uint8Array>) => {
+      for (let i = from; i < to; i++) {
+        const r = track(taskAt(i, i === 0 ? -Infinity : (i - 1) * 10_000));
+        const rows = decodeRowBinary(r.forecastBody, FORECAST_COLUMNS);
+        expect(rows).toHaveLength(r.forecastRows);
+        for (const row of rows) out.set(`${String(row['series_id'])}/${String(row['issued_at'])}/${String(row['bucket_start'])}`, row);
+        for (const row of decodeRowBinary(r.stateBody, STATE_COLUMNS, { rawStrings: ['state'] })) states.set(row['series_id'] as bigint, (row['state'] as Uint8Array).slice());
+      }
+    };
+    await prepareModels(models);
+    const reference = new Map<string, Record<string, unknown>>();
+    run(0, 200, reference, new Map());
+    const rows = [...reference.values()];
+    // Only host a; from its 30th bucket (the warm-up), at each 300 s boundary of event time: 10 rows 60 s apart, 600 s ahead.
+    expect(new Set(rows.map((r) => r['series_id']))).toEqual(new Set([1n]));
+    const issued = [...new Set(rows.map((r) => r['issued_at'] as number))].sort((a, b) => a - b);
+    expect(issued).toEqual([300, 600, 900, 1200, 1500, 1800]);
+    for (const at of issued) {
+      const of = rows.filter((r) => r['issued_at'] === at).map((r) => r['bucket_start'] as number);
+      expect(of.sort((a, b) => a - b)).toEqual(Array.from({ length: 10 }, (_, k) => at - 10 + 60 * (k + 1)));
+    }
+    for (const r of rows) {
+      expect(r['lower_95'] as number).toBeLessThan(r['lower_80'] as number);
+      expect(r['lower_80'] as number).toBeLessThan(r['value'] as number);
+      expect(r['upper_95'] as number).toBeGreaterThan(r['upper_80'] as number);
+      // The noisy sine runs between 40 and 63.
+      expect(Math.abs((r['value'] as number) - 51)).toBeLessThan(25);
+      expect(JSON.parse(r['model'] as string)).toHaveProperty('alpha');
+    }
+
+    resetShardState();
+    await prepareModels(models);
+    const before = new Map<string, Record<string, unknown>>();
+    const states = new Map<bigint, Uint8Array>();
+    run(0, 100, before, states);
+    resetAndRestore(states, models);
+    const after = new Map<string, Record<string, unknown>>();
+    run(80, 200, after, new Map());
+    for (const [k, v] of [...before, ...after]) expect(v, k).toEqual(reference.get(k));
+    expect(new Set([...before.keys(), ...after.keys()]).size).toBe(reference.size);
   });
 
   it('with models.stateIntervalSeconds, state is written once per interval and the commit held at the first unsaved bucket: a replay from there after a kill scores and alerts as a run without it', async () => {

@@ -25,7 +25,29 @@ describe('ClickHouse schema', () => {
     const tables = await res.clickhouse().query({ query: `SELECT name FROM system.tables WHERE database = '${db}' ORDER BY name`, format: 'JSONEachRow' });
     // On a cluster, points arrive through points_in and its view (migration 10).
     const cluster = res.config.clickhouse.cluster ? ['points_in', 'points_in_mv', 'points_marks', 'points_marks_mv'] : ['points_marks', 'points_marks_mv'];
-    expect((await tables.json<{ name: string }>()).map((t) => t.name)).toEqual(['alerts', 'alerts_dedup', 'anomalies', 'anomalies_dedup', 'detector_state', 'metric_rollups', 'metric_rollups_mv', 'points', 'points_dedup', ...cluster, 'rollups', 'rollups_merged', 'schema_migrations']);
+    expect((await tables.json<{ name: string }>()).map((t) => t.name)).toEqual(['alerts', 'alerts_dedup', 'anomalies', 'anomalies_dedup', 'detector_state', 'forecasts', 'forecasts_latest', 'metric_rollups', 'metric_rollups_mv', 'points', 'points_dedup', ...cluster, 'rollups', 'rollups_merged', 'schema_migrations']);
+    await sink.close();
+  });
+
+  it('forecasts_latest gives each series\' latest forecast, once, whatever a replay inserted again (18.16)', async () => {
+    const db = await res.database('forecasts');
+    const sink = new ClickHouseSink({ ...res.config.clickhouse, database: db });
+    await sink.start();
+    const row = (series: number, issued: string, at: string, value: number) =>
+      `(${series}, 'disk', ['host'], ['db-${series}'], 'gauge', 60, '${at}', '${issued}', ${value}, ${value - 1}, ${value + 1}, ${value - 2}, ${value + 2}, '{}')`;
+    const insert = (rows: string[]) =>
+      res.clickhouse().command({ query: `INSERT INTO ${db}.forecasts (series_id, metric, tags.key, tags.value, type, width_s, bucket_start, issued_at, value, lower_80, upper_80, lower_95, upper_95, model) VALUES ${rows.join(', ')}` });
+    await insert([row(1, '2026-01-05 10:00:00', '2026-01-05 11:00:00', 50), row(1, '2026-01-05 10:00:00', '2026-01-05 12:00:00', 51), row(2, '2026-01-05 10:00:00', '2026-01-05 11:00:00', 7)]);
+    const latest = [row(1, '2026-01-05 11:00:00', '2026-01-05 12:00:00', 60), row(1, '2026-01-05 11:00:00', '2026-01-05 13:00:00', 61)];
+    await insert(latest);
+    // A replay's second insert of the same forecast.
+    await insert(latest);
+    const rs = await res.clickhouse().query({ query: `SELECT series_id, toString(issued_at) AS issued, toString(bucket_start) AS at, value FROM ${db}.forecasts_latest ORDER BY series_id, bucket_start`, format: 'JSONEachRow' });
+    expect(await rs.json()).toEqual([
+      { series_id: '1', issued: '2026-01-05 11:00:00', at: '2026-01-05 12:00:00', value: 60 },
+      { series_id: '1', issued: '2026-01-05 11:00:00', at: '2026-01-05 13:00:00', value: 61 },
+      { series_id: '2', issued: '2026-01-05 10:00:00', at: '2026-01-05 11:00:00', value: 7 },
+    ]);
     await sink.close();
   });
 

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { isVigilError } from '../../../../core/errors.js';
 import { ClickHouseSink, INSERT_COLUMNS, insertTarget, rowsOf, splitRows, type InsertTable } from '../../../../sinks/clickhouse/index.js';
 import { AnomalyEncoder } from '../../../../workers/encode/anomalies.js';
+import { ForecastEncoder } from '../../../../workers/encode/forecasts.js';
 import { PointsEncoder } from '../../../../workers/encode/points.js';
 import { RollupEncoder } from '../../../../workers/encode/rollups.js';
 import { StateEncoder } from '../../../../workers/encode/state.js';
@@ -107,12 +108,16 @@ describe('ClickHouse writer (the real server)', () => {
     rollups.add({ ...key, topic: 'm', partition: 1, kind: 2, correctionOffset: 9, correctionPoint: 1, count: 3, sum: 6.5, min: -1, max: 4, last: 2, lastTsMs: 1_700_000_041_000, sumsq: 20.25, version: 4 });
     const anomalies = new AnomalyEncoder();
     anomalies.add({ ...key, value: 9, expected: 2, lower: 1, upper: 3, score: 0.97, anomaly: true, scores: { robust: 0.9, ewma: 0.5, seasonal: 0, iforest: 0.7, lstm: 0 }, explanation: '{"why":"spike"}', topic: 'm', partition: 2, version: 8 });
+    const forecasts = new ForecastEncoder();
+    forecasts.add({ ...key, startMs: 1_700_003_640_000, issuedMs: 1_700_000_100_000, value: 41.5, lower80: 40, upper80: 43, lower95: 39, upper95: 44, model: '{"alpha":0.1}' });
+    forecasts.add({ ...key, startMs: 1_700_007_240_000, issuedMs: 1_700_000_100_000, value: -2e-300, lower80: -1, upper80: 1, lower95: -2, upper95: 2, model: '' });
     const state = new StateEncoder();
     state.add({ topic: 'm', partition: 0, seriesId: 5n, widthMs: 60_000, settings: 'k', lastBucketMs: 1_700_000_040_000, version: 3, state: new TextEncoder().encode('state') });
     const bodies: Record<InsertTable, { body: Uint8Array; rows: number }> = {
       points: { body: points.rows.finish(), rows: 2 },
       rollups: { body: rollups.rows.finish(), rows: 1 },
       anomalies: { body: anomalies.rows.finish(), rows: 1 },
+      forecasts: { body: forecasts.rows.finish(), rows: 2 },
       detector_state: { body: state.rows.finish(), rows: 1 },
     };
     for (const [table, { body, rows }] of Object.entries(bodies) as [InsertTable, { body: Uint8Array; rows: number }][]) {
