@@ -112,6 +112,7 @@ export interface VigilConfig {
     readonly rollupsDays: number;
     readonly rollupsWidthDays: readonly string[];
     readonly anomaliesDays: number;
+    readonly forecastsDays: number;
     readonly alertsDays: number;
     readonly checkIntervalMs: number;
   };
@@ -268,14 +269,36 @@ function fromEnv(name: string, text: string, type: string, itemType?: string): u
     case 'boolean':
       return text === 'true' || text === '1' ? true : text === 'false' || text === '0' ? false : text;
     case 'array':
-      return text
-        .split(',')
+      return splitList(text)
         .map((s) => s.trim())
         .filter((s) => s !== '')
         .map((s) => (itemType === 'integer' && /^-?\d+$/.test(s) ? Number(s) : s));
     default:
       return text;
   }
+}
+
+/** Splits a list at its commas, except inside braces or double quotes (`disk{host="a",dc="b"},cpu` is two items). */
+function splitList(text: string): string[] {
+  const items: string[] = [];
+  let depth = 0;
+  let quoted = false;
+  let from = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '\\') i++;
+      else if (c === '"') quoted = false;
+    } else if (c === '"') quoted = true;
+    else if (c === '{') depth++;
+    else if (c === '}') depth = Math.max(0, depth - 1);
+    else if (c === ',' && depth === 0) {
+      items.push(text.slice(from, i));
+      from = i + 1;
+    }
+  }
+  items.push(text.slice(from));
+  return items;
 }
 
 function setPath(target: Record<string, unknown>, path: string, value: unknown): void {

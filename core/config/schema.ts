@@ -512,6 +512,7 @@ export const configSchema = {
           default: [],
         },
         anomaliesDays: { type: 'integer', minimum: 0, maximum: 36500, description: 'Anomaly scores (`anomalies`, by `bucket_start`).', default: 90 },
+        forecastsDays: { type: 'integer', minimum: 0, maximum: 36500, description: 'Forecasts (`forecasts`, by `issued_at`: when the forecast was made).', default: 30 },
         alertsDays: { type: 'integer', minimum: 0, maximum: 36500, description: 'Alert history (`alerts`, by `starts_at`; its partitions are months: one goes once its last day expired).', default: 365 },
         checkIntervalMs: {
           type: 'integer',

@@ -104,6 +104,12 @@ describe('configuration', () => {
     expect(loadError(() => loadConfig({ file: file('bad.json', '{"kafka":'), env: {} })).code).toBe('VIGIL_ERR_CONFIG_FILE');
   });
 
+  it('splits a list from the environment at its commas, not those inside braces or quotes (forecast selectors)', () => {
+    const config = loadConfig({ env: { VIGIL_FORECASTS_SERIES: 'disk.used{host="db-*",dc="a,b"}, cpu ,', VIGIL_KAFKA_BROKERS: 'a:9092,b:9092' } });
+    expect(config.forecasts.series).toEqual(['disk.used{host="db-*",dc="a,b"}', 'cpu']);
+    expect(config.kafka.brokers).toEqual(['a:9092', 'b:9092']);
+  });
+
   it('derives environment names from key paths', () => {
     expect(envName('pipeline.maxInFlightBytes')).toBe('VIGIL_PIPELINE_MAX_IN_FLIGHT_BYTES');
     expect(envName('kafka.brokers')).toBe('VIGIL_KAFKA_BROKERS');
