@@ -105,7 +105,7 @@ describe('retention on a current ClickHouse (chdb): table TTLs', () => {
       expect(caps.ttl).toBe(true);
       chdb(dir, schemaStatements('vigil', caps));
       const set = ttlStatements('vigil', POLICY, engines(dir));
-      expect(set).toHaveLength(5);
+      expect(set).toHaveLength(6);
       chdb(dir, set);
       // Applied: what the server reports is what the policy asks, so a restart sends nothing.
       expect(ttlStatements('vigil', POLICY, engines(dir))).toEqual([]);
