@@ -211,12 +211,13 @@ export function modelSettings(config: VigilConfig): ModelSettings | null {
 }
 
 /**
- * The forecasts' settings for the shard threads (null: no series selected). Their matchers are
- * compiled here once, at start, so a bad one stops the start with the key that holds it.
+ * The forecasts' settings for the shard threads: the series `forecasts.series` selects, and the
+ * horizon, spacing and refresh of every forecast (also of the series a `forecast` alert rule
+ * needs forecast). The selectors' matchers are compiled here once, at start, so a bad one stops
+ * the start with the key that holds it.
  */
-export function forecastSettings(config: VigilConfig): ForecastSettings | null {
+export function forecastSettings(config: VigilConfig): ForecastSettings {
   const f = config.forecasts;
-  if (f.series.length === 0) return null;
   const series = f.series.map((text, i) => {
     const key = `forecasts.series[${i}]`;
     const sel = parseSelector(text);

@@ -94,6 +94,8 @@ function selects(selectors: readonly Selector[], metric: string, tags: readonly 
   return selectors.some((sel) => sel.metric.test(metric) && sel.tags.every((t) => t.match.test(byKey[t.key] ?? '')));
 }
 let rules = new RuleEvaluator();
+/** The rules generation the series' forecast decisions were made under. */
+let forecastRulesGeneration = 0;
 let rulesWidthMs = 0;
 /** Closed buckets of the scored (or rules') width, collected by the stage below during one task. */
 const toScore: ClosedBucket[] = [];
@@ -128,6 +130,11 @@ function scoreClosed(encoder: AnomalyEncoder, forecasts: ForecastEncoder, withMo
   let scored = 0;
   let flagged = 0;
   const model = scoring && withModels && scoring.settings.widthMs === widthMs ? scoring : null;
+  if (rules.generation !== forecastRulesGeneration) {
+    // Another rules file: its forecast rules may need series forecast that were not.
+    forecastRulesGeneration = rules.generation;
+    for (const s of series.values()) if (s.forecast === null) s.forecast = undefined;
+  }
   for (const b of toScore) {
     const s = series.get(b.seriesId);
     if (!s || b.widthMs !== widthMs) continue;
@@ -140,7 +147,7 @@ function scoreClosed(encoder: AnomalyEncoder, forecasts: ForecastEncoder, withMo
     if (!u.hold || b.baseOffset < u.hold.offset) u.hold = { offset: b.baseOffset, maxBeforeMs: b.baseMaxBeforeMs };
     if (b.startMs < u.firstStartMs) u.firstStartMs = b.startMs;
     if (!model) {
-      rules.onBucket(b, null);
+      rules.onBucket(b, null, null);
       continue;
     }
     const { ensemble, settings } = model;
@@ -150,17 +157,18 @@ function scoreClosed(encoder: AnomalyEncoder, forecasts: ForecastEncoder, withMo
     const r = ensemble.step(m, { tsMs: b.startMs, widthMs: b.widthMs, value: mean, count: b.count, min: b.min, max: b.max, std });
     scored++;
     if (r.anomaly) flagged++;
-    rules.onBucket(b, r);
     const fs = settings.forecast;
+    let f: ForecastState | null = null;
     if (fs) {
       if (s.forecast === undefined) {
         const restored = restoredForecasts.get(b.seriesId);
         restoredForecasts.delete(b.seriesId);
         const fresh = initForecast(ensemble.seasonal.periods);
         // A state of another number of seasonal periods (models.seasonalPeriodsSeconds changed) starts afresh.
-        s.forecast = selects(model.selectors, b.series.metric, b.series.tags) ? (restored?.numbers.length === fresh.numbers.length ? restored : fresh) : null;
+        const wanted = selects(model.selectors, b.series.metric, b.series.tags) || rules.wantsForecast(b.series.metric, b.series.tags);
+        s.forecast = wanted ? (restored?.numbers.length === fresh.numbers.length ? restored : fresh) : null;
       }
-      const f = s.forecast;
+      f = s.forecast;
       if (f) {
         model.forecaster.step(f, m.seasonal, b.startMs, b.widthMs, mean);
         if (model.forecaster.due(f, b.startMs, b.widthMs)) {
@@ -172,6 +180,9 @@ function scoreClosed(encoder: AnomalyEncoder, forecasts: ForecastEncoder, withMo
         }
       }
     }
+    const seasonal = m.seasonal;
+    const held = f;
+    rules.onBucket(b, r, held ? (withinMs, met) => model.forecaster.crossing(held, seasonal, b.widthMs, withinMs, met) : null);
     if (r.score < settings.minScore) continue;
     encoder.add({
       seriesId: b.seriesId,

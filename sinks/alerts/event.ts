@@ -3,7 +3,7 @@
  * the ClickHouse `alerts` table, Alertmanager and the webhook. One event per state change.
  */
 export type AlertStatus = 'firing' | 'resolved';
-export type RuleKind = 'threshold' | 'rate' | 'anomaly' | 'absent';
+export type RuleKind = 'threshold' | 'rate' | 'anomaly' | 'absent' | 'forecast';
 export type Severity = 'info' | 'warning' | 'critical';
 
 export interface AlertEvent {

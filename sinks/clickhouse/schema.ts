@@ -223,6 +223,12 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE VIEW IF NOT EXISTS ${db}.forecasts_latest AS SELECT * FROM ${db}.forecasts FINAL WHERE (series_id, issued_at) IN (SELECT series_id, max(issued_at) FROM ${db}.forecasts GROUP BY series_id)`,
     ],
   },
+  {
+    version: 12,
+    name: 'forecast rules',
+    // Alert events of `forecast` rules (issue 17): the kind joins the enum (metadata only).
+    statements: (db) => [`ALTER TABLE ${db}.alerts MODIFY COLUMN rule_kind Enum8('threshold' = 1, 'rate' = 2, 'anomaly' = 3, 'absent' = 4, 'forecast' = 5)`],
+  },
 ];
 
 /** The marks' view over the points inserted into `source` (migrations 8 and 10). */

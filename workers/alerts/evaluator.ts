@@ -1,5 +1,6 @@
 import { compare, matchesSeries, parseRules, shouldResolve, tagObject, type CompiledRule, type RuleSet } from './rules.js';
 import type { EnsembleScore } from '../../models/ensemble.js';
+import type { Crossing } from '../../models/forecast.js';
 import type { ClosedBucket } from '../rollup.js';
 
 /**
@@ -94,6 +95,11 @@ export class RuleEvaluator {
   private readonly seeded = new Map<string, number>();
   /** The anomaly score of the bucket being evaluated (anomaly rules explain with it). */
   private anomaly: EnsembleScore | null = null;
+  /** forecast rules: where the forecast of the bucket being evaluated crosses (null: it does not). */
+  private crossing: Crossing | null = null;
+  private crossingFromMs = 0;
+  /** Grows when a rules file with another hash is read: the shard then asks again which series forecast rules need forecasts for. */
+  generation = 0;
   private readonly lastAbsentCheck = new Map<string, number>();
   transitions: Transition[] = [];
 
@@ -106,6 +112,7 @@ export class RuleEvaluator {
     if (settings.hash === this.hash || settings.text === null) return;
     this.rules = parseRules(settings.text, settings.file);
     this.hash = settings.hash;
+    this.generation++;
     // States of rules that still exist (same id) carry over; the others go, and the main thread
     // resolves their alerts (it knows which rules disappeared).
     const keep = new Map<string, CompiledRule>(this.rules.rules.map((r) => [r.id, r]));
@@ -185,8 +192,20 @@ export class RuleEvaluator {
     return s;
   }
 
-  /** Evaluates one closed bucket of the rules' width (with its anomaly score when scored). */
-  onBucket(b: ClosedBucket, anomaly: EnsembleScore | null): void {
+  /** Whether a `forecast` rule matches the series: it needs the series forecast (models/forecast.ts). */
+  wantsForecast(metric: string, tags: readonly string[]): boolean {
+    const forecasts = this.rules?.rules.filter((r) => r.kind === 'forecast') ?? [];
+    if (forecasts.length === 0) return false;
+    const byKey = tagObject(tags);
+    return forecasts.some((r) => matchesSeries(r, metric, byKey));
+  }
+
+  /**
+   * Evaluates one closed bucket of the rules' width (with its anomaly score when scored, and for
+   * forecast rules `crossing`: where the series' forecast from this bucket first meets a
+   * condition within a horizon; null when the series has no forecast yet).
+   */
+  onBucket(b: ClosedBucket, anomaly: EnsembleScore | null, crossing: ((withinMs: number, met: (value: number) => boolean) => Crossing | null) | null = null): void {
     if (!this.rules) return;
     const end = b.startMs + b.widthMs;
     const mean = b.sum / b.count;
@@ -209,6 +228,20 @@ export class RuleEvaluator {
           const score = anomaly.score;
           s.streak = compare(rule.op, score, rule.threshold) ? s.streak + 1 : 0;
           this.decide(s, end, s.streak >= rule.buckets, shouldResolve(rule, score), mean, score);
+          break;
+        }
+        case 'forecast': {
+          // No forecast yet (models off, or the series still warming up): nothing to judge.
+          if (!crossing) break;
+          // The bucket itself past the value holds too ("within" starts now). Against flapping at
+          // the horizon's edge, a firing alert resolves only once the forecast no longer crosses
+          // within half as long again.
+          const now = compare(rule.op, mean, rule.threshold);
+          const c = now ? { atMs: end, value: mean, lower95: mean, upper95: mean } : crossing(s.firing ? 1.5 * rule.withinMs : rule.withinMs, (v) => compare(rule.op, v, rule.threshold));
+          const met = c !== null && (s.firing || c.atMs - end <= rule.withinMs);
+          this.crossing = c;
+          this.crossingFromMs = end;
+          this.held(s, b, end, met, c === null, mean);
           break;
         }
         case 'absent': {
@@ -318,6 +351,10 @@ export class RuleEvaluator {
       }
       case 'absent':
         return { lastDataMs: s.lastEnd, forMs: r.forMs };
+      case 'forecast': {
+        const c = this.crossing;
+        return { op: r.op, withinMs: r.withinMs, heldMs: s.heldMs, forMs: r.forMs, ...(c ? { predictedAtMs: c.atMs, predictedInMs: c.atMs - this.crossingFromMs, predictedValue: c.value, predictedLower95: c.lower95, predictedUpper95: c.upper95 } : {}) };
+      }
     }
   }
 

@@ -115,6 +115,7 @@ const KIND_KEYS: Record<RuleKind, readonly string[]> = {
   rate: ['expr', 'op', 'value', 'aggregate', 'window', 'for', 'resolveValue'],
   anomaly: ['score', 'sensitivity', 'buckets', 'resolveValue'],
   absent: ['for'],
+  forecast: ['op', 'value', 'within', 'for'],
 };
 const COMMON_KEYS = ['id', 'name', 'kind', 'enabled', 'metric', 'tags', 'severity', 'labels', 'annotations', 'keepFiringFor', 'repeatInterval', 'rateLimit'];
 const KIND_SPECIFIC = RULE_KEYS.filter((k) => !COMMON_KEYS.includes(k));
@@ -220,7 +221,7 @@ function compileRule(r: Obj, i: number, defaults: Defaults, c: Checker): Compile
   if (expr) {
     const implied: RuleKind = expr.windowMs !== undefined ? 'rate' : 'threshold';
     if (kind !== undefined && kind !== implied) {
-      const why = kind === 'anomaly' || kind === 'absent' ? `${kind} rules cannot use expr` : `expr ${implied === 'rate' ? 'with' : 'without'} "in <window>" is a ${implied} rule`;
+      const why = kind === 'anomaly' || kind === 'absent' || kind === 'forecast' ? `${kind} rules cannot use expr` : `expr ${implied === 'rate' ? 'with' : 'without'} "in <window>" is a ${implied} rule`;
       c.add(at('kind'), kind, `${JSON.stringify(kind)} does not match expr (${why})`);
       return null;
     }
@@ -230,7 +231,7 @@ function compileRule(r: Obj, i: number, defaults: Defaults, c: Checker): Compile
   if (kind !== undefined && !Object.hasOwn(KIND_KEYS, kind)) return null;
   if (kind === undefined) {
     // An expr that did not parse has been reported; guessing its kind would only add noise.
-    if (!has(r, 'kind') && exprText === undefined) c.add(at('kind'), undefined, 'required key is missing (expected threshold, rate, anomaly or absent, or an expr)', at());
+    if (!has(r, 'kind') && exprText === undefined) c.add(at('kind'), undefined, 'required key is missing (expected threshold, rate, anomaly, absent or forecast, or an expr)', at());
     return null;
   }
 
@@ -270,6 +271,7 @@ function compileRule(r: Obj, i: number, defaults: Defaults, c: Checker): Compile
   let forMs = 0;
   let windowMs = 0;
   let buckets = 1;
+  let withinMs = 0;
   const dur = (key: string) => durationMs(str(r, key) ?? '') ?? undefined;
   switch (kind) {
     case 'threshold':
@@ -308,6 +310,17 @@ function compileRule(r: Obj, i: number, defaults: Defaults, c: Checker): Compile
       else if (!has(r, 'score') && !has(r, 'sensitivity')) c.add(at('score'), undefined, 'required for anomaly rules (expected a level in (0, 1], or `sensitivity`)', at());
       threshold = score ?? (sensitivity === undefined ? 1 : 1 - sensitivity);
       buckets = num(r, 'buckets') ?? 1;
+      break;
+    }
+    case 'forecast': {
+      required('op', `one of ${OPS.join(' ')}`);
+      required('value', 'a number');
+      required('within', 'a duration, e.g. 4h');
+      op = (str(r, 'op') as Op | undefined) ?? '>';
+      threshold = num(r, 'value') ?? 0;
+      forMs = dur('for') ?? 0;
+      withinMs = dur('within') ?? 0;
+      if (has(r, 'within') && withinMs === 0 && durationMs(str(r, 'within') ?? '') === 0) c.add(at('within'), r['within'], `${show(r['within'])} is too short (expected a duration longer than 0s)`);
       break;
     }
     case 'absent': {
@@ -359,6 +372,7 @@ function compileRule(r: Obj, i: number, defaults: Defaults, c: Checker): Compile
     forMs,
     windowMs,
     buckets,
+    withinMs,
     keepFiringForMs,
     resolveThreshold: resolveValue !== undefined && KIND_KEYS[kind].includes('resolveValue') ? resolveValue : null,
     repeatIntervalMs,

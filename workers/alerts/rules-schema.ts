@@ -9,7 +9,7 @@
  */
 
 export const SEVERITIES = ['info', 'warning', 'critical'] as const;
-export const KINDS = ['threshold', 'rate', 'anomaly', 'absent'] as const;
+export const KINDS = ['threshold', 'rate', 'anomaly', 'absent', 'forecast'] as const;
 export const OPS = ['>', '>=', '<', '<=', '==', '!='] as const;
 export const OFS = ['mean', 'max', 'min', 'last', 'sum', 'count'] as const;
 export const AGGREGATES = ['increase', 'sum', 'count', 'mean', 'max', 'rate'] as const;
@@ -63,6 +63,7 @@ export const RULE_KEYS = [
   'aggregate',
   'for',
   'window',
+  'within',
   'score',
   'sensitivity',
   'buckets',
@@ -98,6 +99,7 @@ const rule = {
     aggregate: { type: 'string', enum: AGGREGATES, description: 'rate: aggregate over the window (default increase).' },
     for: duration('threshold/rate: how long the condition must hold; absent: how long without data.'),
     window: duration('rate: sliding window length.'),
+    within: duration('forecast: how far ahead the forecast may cross `value` for the rule to hold.'),
     score: { type: 'number', exclusiveMinimum: 0, maximum: 1, description: 'anomaly: ensemble score level in (0, 1].' },
     sensitivity: { type: 'number', exclusiveMinimum: 0, maximum: 1, description: 'anomaly: level = 1 - sensitivity.' },
     buckets: { type: 'integer', minimum: 1, maximum: 10000, description: 'anomaly: consecutive buckets at or above the level (default 1).' },

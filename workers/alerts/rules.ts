@@ -55,6 +55,8 @@ export interface CompiledRule {
   windowMs: number;
   /** anomaly: consecutive buckets at or above the level; other kinds 1. */
   buckets: number;
+  /** forecast: how far ahead the forecast may cross the threshold; other kinds 0. */
+  withinMs: number;
   keepFiringForMs: number;
   /** Hysteresis level (`resolveValue`); null: resolve as soon as the condition is false. See `shouldResolve`. */
   resolveThreshold: number | null;

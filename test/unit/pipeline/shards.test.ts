@@ -62,7 +62,7 @@ describe('forecasts.series selectors', () => {
     const ok = forecastSettings(loadConfig({ env: {}, overrides: { 'forecasts.series': ['disk{host="db-*"}'], 'forecasts.stepSeconds': 90 } }));
     // 90 s rounds to the model width's multiple (60 s buckets by default: 120 s).
     expect(ok).toEqual({ series: [{ metric: 'disk', tags: { host: 'db-*' } }], horizonMs: 86_400_000, stepMs: 120_000, refreshMs: 3_600_000 });
-    expect(forecastSettings(loadConfig({ env: {} }))).toBeNull();
+    expect(forecastSettings(loadConfig({ env: {} }))?.series).toEqual([]);
     expect(() => loadConfig({ env: {}, overrides: { 'forecasts.series': ['disk'], 'models.enabled': false } })).toThrow(/forecasts\.series = \["disk"\]: expected models\.enabled too/);
   });
 });

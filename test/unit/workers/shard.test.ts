@@ -297,6 +297,43 @@ describe('shard stage', () => {
     expect(new Set([...before.keys(), ...after.keys()]).size).toBe(reference.size);
   });
 
+  it('a forecast rule fires when the forecast crosses its value within its horizon, before the series itself does, and names when', async () => {
+    // No forecasts.series: the rule alone has the disk forecast. 5-minute buckets over three and a
+    // half days; disk a fills 0.01 a bucket from 50 (58 at bucket 800), disk b stays at 50.
+    const w = 300_000;
+    const models = { widthMs: w, ensemble: { ...DEFAULT_ENSEMBLE, detectors: ['robust', 'ewma', 'seasonal'] as const }, lstmModelDir: '', minScore: 0, forecast: { series: [], horizonMs: 6 * 3_600_000, stepMs: 3_600_000, refreshMs: 3_600_000 } };
+    const rollups = { widthsMs: [w], latenessMs: 0, retentionMs: 0 };
+    // Kept firing for an hour: the forecast's crossing wanders about the horizon's edge as its model changes.
+    const text = 'rules:\n  - id: disk-full-soon\n    kind: forecast\n    metric: disk\n    op: ">"\n    value: 58\n    within: 6h\n    keepFiringFor: 1h\n';
+    const alerts = { hash: 'f1', text, file: 'rules.yaml', active: null };
+    await prepareModels(models);
+    const rand = mulberry32(3);
+    const fired: { tags: string[]; atMs: number; explanation: Record<string, unknown> }[] = [];
+    let forecastRows = 0;
+    for (let i = 0; i < 1000; i++) {
+      const c = new ShardCollector();
+      c.add(1n, 'disk', ['host', 'a'], i * w, 50 + 0.01 * i + 0.02 * (rand() - 0.5), 0, i, 0, (i - 1) * w);
+      c.add(2n, 'disk', ['host', 'b'], i * w, 50 + 0.02 * (rand() - 0.5), 0, i, 1, (i - 1) * w);
+      const r = track({ ...task(c.finish(), 0, rollups), partitionMaxBeforeMs: (i - 1) * w, partitionMaxAfterMs: i * w, models, alerts, alertWidthMs: w });
+      forecastRows += r.forecastRows;
+      for (const t of r.alerts) if (t.status === 'firing') fired.push({ tags: t.tags, atMs: t.atMs, explanation: t.explanation });
+    }
+    expect(fired).toHaveLength(1);
+    const [alert] = fired;
+    expect(alert?.tags).toEqual(['host', 'a']);
+    // Fired while the disk was still below 58 (bucket 800), with the forecast crossing within the 6 hours.
+    expect(alert?.atMs).toBeLessThan(790 * w);
+    expect(alert?.atMs).toBeGreaterThan(650 * w);
+    const e = alert?.explanation as Record<string, number>;
+    expect(e['predictedValue']).toBeGreaterThan(58);
+    expect(e['predictedInMs']).toBeGreaterThan(0);
+    expect(e['predictedInMs']).toBeLessThanOrEqual(6 * 3_600_000);
+    expect(e['predictedAtMs']).toBe((alert?.atMs as number) + (e['predictedInMs'] as number));
+    // The rule's series is forecast into the table too (hourly forecasts of 6 rows); b is not.
+    expect(forecastRows).toBeGreaterThan(0);
+    expect(forecastRows % 6).toBe(0);
+  });
+
   it('with models.stateIntervalSeconds, state is written once per interval and the commit held at the first unsaved bucket: a replay from there after a kill scores and alerts as a run without it', async () => {
     const { models, taskAt } = replayFixture(9, 150);
     const intervalMs = 100_000;

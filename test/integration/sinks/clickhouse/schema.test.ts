@@ -29,7 +29,7 @@ describe('ClickHouse schema', () => {
     await sink.close();
   });
 
-  it('forecasts_latest gives each series\' latest forecast, once, whatever a replay inserted again (18.16)', async () => {
+  it('forecasts_latest gives each series\' latest forecast, once, whatever a replay inserted again; alerts take the forecast kind (18.16)', async () => {
     const db = await res.database('forecasts');
     const sink = new ClickHouseSink({ ...res.config.clickhouse, database: db });
     await sink.start();
@@ -48,6 +48,10 @@ describe('ClickHouse schema', () => {
       { series_id: '1', issued: '2026-01-05 11:00:00', at: '2026-01-05 13:00:00', value: 61 },
       { series_id: '2', issued: '2026-01-05 10:00:00', at: '2026-01-05 11:00:00', value: 7 },
     ]);
+    // Alert events of forecast rules have their kind in the alerts table (migration 12).
+    await res.clickhouse().command({ query: `INSERT INTO ${db}.alerts (id, fingerprint, rule_kind, starts_at, observed_at) VALUES ('a', 'f', 'forecast', now(), now())` });
+    const kinds = await res.clickhouse().query({ query: `SELECT toString(rule_kind) AS kind FROM ${db}.alerts`, format: 'JSONEachRow' });
+    expect(await kinds.json()).toEqual([{ kind: 'forecast' }]);
     await sink.close();
   });
 

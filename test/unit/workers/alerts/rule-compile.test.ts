@@ -154,7 +154,7 @@ describe('expr beside other keys', () => {
 describe('kinds and their keys', () => {
   it('a rule without kind or expr', () => {
     const err = rulesError(file('{ id: a, metric: m }'));
-    expect(err.issues.map((i) => `${i.line}:${i.column} ${i.path}: ${i.message}`)).toEqual(['2:5 rules[0].kind: required key is missing (expected threshold, rate, anomaly or absent, or an expr)']);
+    expect(err.issues.map((i) => `${i.line}:${i.column} ${i.path}: ${i.message}`)).toEqual(['2:5 rules[0].kind: required key is missing (expected threshold, rate, anomaly, absent or forecast, or an expr)']);
     expect(problems('{ id: a, kind: 5, metric: m }')).toEqual(['rules[0].kind: 5 has the wrong type (expected a string; quote it: "5")']);
   });
 
@@ -169,6 +169,20 @@ describe('kinds and their keys', () => {
       'rules[0].op: is not used by absent rules (absent rules use for)',
       'rules[0].resolveValue: is not used by absent rules (absent rules use for)',
     ]);
+  });
+
+  it('forecast: op, value and within required, for optional; no expr, window or score', () => {
+    const ok = parseRules(file('{ id: a, kind: forecast, metric: disk, op: ">", value: 95, within: 4h, for: 10m }'), 'x.yaml').rules[0];
+    expect(ok).toMatchObject({ kind: 'forecast', op: '>', threshold: 95, withinMs: 4 * 3_600_000, forMs: 600_000, windowMs: 0 });
+    expect(problems('{ id: a, kind: forecast, metric: disk }')).toEqual([
+      'rules[0].op: required for forecast rules (expected one of > >= < <= == !=)',
+      'rules[0].value: required for forecast rules (expected a number)',
+      'rules[0].within: required for forecast rules (expected a duration, e.g. 4h)',
+    ]);
+    expect(problems('{ id: a, kind: forecast, metric: disk, op: ">", value: 1, within: 0s }')).toEqual(['rules[0].within: "0s" is too short (expected a duration longer than 0s)']);
+    expect(problems('{ id: a, kind: forecast, metric: disk, op: ">", value: 1, within: 1h, window: 5m }')).toEqual(['rules[0].window: is not used by forecast rules (forecast rules use op, value, within, for)']);
+    expect(problems('{ id: a, kind: forecast, expr: "disk > 1" }')).toEqual(['rules[0].kind: "forecast" does not match expr (forecast rules cannot use expr)']);
+    expect(problems('{ id: a, kind: threshold, expr: "m > 1", within: 1h }')).toEqual(['rules[0].within: is not used by threshold rules (threshold rules use expr, op, value, of, for, resolveValue)']);
   });
 
   it('what threshold and rate rules require, placed at the rule', () => {
@@ -281,6 +295,7 @@ describe('defaults, labels, annotations and lifecycle', () => {
       forMs: 300_000,
       windowMs: 0,
       buckets: 1,
+      withinMs: 0,
       keepFiringForMs: 60_000,
       resolveThreshold: 80,
       repeatIntervalMs: 7_200_000,

@@ -382,7 +382,7 @@ describe('errors name the file, line, column, key, value and what was expected',
   it('missing rules list, missing kind, YAML syntax and unreadable files', () => {
     expect(rulesError('defaults: {}\n').message).toContain('rules.yaml:1:1 rules: required key is missing');
     expect(rulesError('').message).toContain('expected a mapping with a `rules:` list');
-    expect(rulesError('rules: [{ id: a, metric: m }]').message).toContain('rules[0].kind: required key is missing (expected threshold, rate, anomaly or absent, or an expr)');
+    expect(rulesError('rules: [{ id: a, metric: m }]').message).toContain('rules[0].kind: required key is missing (expected threshold, rate, anomaly, absent or forecast, or an expr)');
     const syntax = rulesError('rules:\n  - id: a\n    expr: "m > 1\n');
     expect(syntax.code).toBe('VIGIL_ERR_RULES_FILE');
     expect(syntax.issues[0]?.line).toBeGreaterThan(1);
@@ -398,7 +398,7 @@ describe('errors name the file, line, column, key, value and what was expected',
   it('a misspelt kind is reported once, with a suggestion', () => {
     const err = rulesError(lines('rules:', '  - id: a', '    kind: thresold', '    metric: m', '    op: ">"', '    value: 1', '    window: 5m'));
     expect(err.issues).toHaveLength(1);
-    expect(err.message).toContain('rules.yaml:3:5 rules[0].kind: "thresold" is not allowed (did you mean "threshold"? expected one of "threshold", "rate", "anomaly", "absent")');
+    expect(err.message).toContain('rules.yaml:3:5 rules[0].kind: "thresold" is not allowed (did you mean "threshold"? expected one of "threshold", "rate", "anomaly", "absent", "forecast")');
   });
 
   it('unknown template variables are caught when the file loads', () => {
@@ -419,7 +419,7 @@ describe('workers/alerts/README.md', () => {
   it('opens with an example that loads', () => {
     const example = /```yaml\n([\s\S]*?)```/.exec(readme)?.[1];
     expect(example).toBeDefined();
-    expect(parseRules(example ?? '', 'README.md').rules.map((r) => r.kind)).toEqual(['threshold', 'rate', 'anomaly', 'absent']);
+    expect(parseRules(example ?? '', 'README.md').rules.map((r) => r.kind)).toEqual(['threshold', 'rate', 'anomaly', 'absent', 'forecast']);
   });
 });
 
