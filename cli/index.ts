@@ -21,6 +21,7 @@ import { BACKTEST_HEADER, backtest, backtestLine, readBacktestCsv } from '../mod
 import { loadLstm } from '../models/lstm-detector.js';
 import { readHistory, trainCsv, trainSeries } from '../models/train.js';
 import { exportBytes, exportTable } from '../sinks/clickhouse/export.js';
+import { capacity, capacityTable } from '../sinks/clickhouse/capacity.js';
 import { clock, DEMO_WIDTH_SECONDS, recap, storyLine } from './demo.js';
 import type { AlertEvent } from '../sinks/alerts/event.js';
 
@@ -67,6 +68,11 @@ Commands:
       --metric PATTERN      LIKE pattern on metric names (default all)
       --width S             one bucket width in seconds (default all)
       --hours H             only the last H hours (default all)
+  capacity --metric M --threshold T  time to the threshold per series, from each series' latest
+                            forecast (forecasts_latest): when the forecast reaches it, and
+                            when its 95 % interval does on either side
+      --below               a threshold to fall to (free space) instead of to rise to
+      --json                one JSON object per series instead of the table
   dashboards [--output DIR]  write the Grafana dashboards over the ClickHouse tables (for the
                             grafana-clickhouse-datasource plugin, data source uid
                             "clickhouse") for the configured database and score threshold
@@ -135,6 +141,9 @@ async function main(argv: string[]): Promise<number> {
       epochs: { type: 'string' },
       table: { type: 'string' },
       width: { type: 'string' },
+      threshold: { type: 'string' },
+      below: { type: 'boolean' },
+      json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -182,6 +191,8 @@ async function main(argv: string[]): Promise<number> {
       return trainCommand(config, values);
     case 'export':
       return exportCommand(config, values);
+    case 'capacity':
+      return capacityCommand(config, values);
     default:
       throw new VigilError('VIGIL_ERR_CLI_USAGE', `unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
   }
@@ -362,6 +373,25 @@ async function exportCommand(config: VigilConfig, values: Record<string, unknown
     const bytes = exportBytes(rows, format);
     writeFileSync(output, bytes);
     console.log(JSON.stringify({ output, format, table, rows: rows.numRows, bytes: bytes.length }));
+  } finally {
+    await client.close();
+  }
+  return 0;
+}
+
+async function capacityCommand(config: VigilConfig, values: Record<string, unknown>): Promise<number> {
+  const metric = values['metric'] as string | undefined;
+  if (!metric) throw new VigilError('VIGIL_ERR_CLI_USAGE', 'vigil capacity: --metric NAME is required (a LIKE pattern: disk.%)');
+  const text = values['threshold'] as string | undefined;
+  const threshold = Number(text);
+  if (text === undefined || text.trim() === '' || !Number.isFinite(threshold)) throw new VigilError('VIGIL_ERR_CLI_USAGE', `vigil capacity: --threshold = ${JSON.stringify(text ?? null)}: expected a number`);
+  const query = { database: config.clickhouse.database, metricLike: metric, threshold, below: values['below'] === true };
+  const client = createClient(clickhouseConnection(config.clickhouse));
+  try {
+    const rows = await capacity(client, query);
+    if (values['json']) for (const r of rows) console.log(JSON.stringify(r));
+    else if (rows.length === 0) console.error(`no forecasts of ${JSON.stringify(metric)} in ${config.clickhouse.database}.forecasts_latest (select the series with forecasts.series)`);
+    else process.stdout.write(capacityTable(rows, query));
   } finally {
     await client.close();
   }
