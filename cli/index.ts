@@ -22,6 +22,7 @@ import { loadLstm } from '../models/lstm-detector.js';
 import { readHistory, trainCsv, trainSeries } from '../models/train.js';
 import { exportBytes, exportTable } from '../sinks/clickhouse/export.js';
 import { capacity, capacityTable } from '../sinks/clickhouse/capacity.js';
+import { correlate, correlationTable } from '../sinks/clickhouse/correlate.js';
 import { clock, DEMO_WIDTH_SECONDS, recap, storyLine } from './demo.js';
 import type { AlertEvent } from '../sinks/alerts/event.js';
 
@@ -73,6 +74,14 @@ Commands:
                             when its 95 % interval does on either side
       --below               a threshold to fall to (free space) instead of to rise to
       --json                one JSON object per series instead of the table
+  correlate --metric M       the series whose bucket means move with M's (Pearson's r at the
+                            best lag), the brief's find_correlations, from rollups_merged
+      --with PATTERN        LIKE patterns of the series to compare, comma-separated (default all)
+      --since S             seconds back from M's newest bucket (default 3600)
+      --width S             bucket width (default models.widthSeconds)
+      --threshold R         |r| at or above which a pair is reported (default 0.7)
+      --max-lag N           lags tried, in buckets either way (default 5)
+      --json                one JSON object per pair instead of the table
   dashboards [--output DIR]  write the Grafana dashboards over the ClickHouse tables (for the
                             grafana-clickhouse-datasource plugin, data source uid
                             "clickhouse") for the configured database and score threshold
@@ -144,6 +153,9 @@ async function main(argv: string[]): Promise<number> {
       threshold: { type: 'string' },
       below: { type: 'boolean' },
       json: { type: 'boolean' },
+      with: { type: 'string' },
+      since: { type: 'string' },
+      'max-lag': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -193,6 +205,8 @@ async function main(argv: string[]): Promise<number> {
       return exportCommand(config, values);
     case 'capacity':
       return capacityCommand(config, values);
+    case 'correlate':
+      return correlateCommand(config, values);
     default:
       throw new VigilError('VIGIL_ERR_CLI_USAGE', `unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
   }
@@ -392,6 +406,33 @@ async function capacityCommand(config: VigilConfig, values: Record<string, unkno
     if (values['json']) for (const r of rows) console.log(JSON.stringify(r));
     else if (rows.length === 0) console.error(`no forecasts of ${JSON.stringify(metric)} in ${config.clickhouse.database}.forecasts_latest (select the series with forecasts.series)`);
     else process.stdout.write(capacityTable(rows, query));
+  } finally {
+    await client.close();
+  }
+  return 0;
+}
+
+async function correlateCommand(config: VigilConfig, values: Record<string, unknown>): Promise<number> {
+  const metric = values['metric'] as string | undefined;
+  if (!metric) throw new VigilError('VIGIL_ERR_CLI_USAGE', 'vigil correlate: --metric NAME is required (a LIKE pattern or the name)');
+  const text = (values['threshold'] as string | undefined) ?? '0.7';
+  const threshold = Number(text);
+  if (text.trim() === '' || !(threshold >= 0 && threshold <= 1)) throw new VigilError('VIGIL_ERR_CLI_USAGE', `vigil correlate: --threshold = ${JSON.stringify(text)}: expected a number from 0 to 1`);
+  const query = {
+    database: config.clickhouse.database,
+    metric,
+    with: ((values['with'] as string | undefined) ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''),
+    widthSeconds: intOption(values, 'width', config.models.widthSeconds, 1),
+    sinceSeconds: intOption(values, 'since', 3600, 1),
+    threshold,
+    maxLag: intOption(values, 'max-lag', 5),
+  };
+  const client = createClient(clickhouseConnection(config.clickhouse));
+  try {
+    const rows = await correlate(client, query);
+    if (values['json']) for (const r of rows) console.log(JSON.stringify(r));
+    else if (rows.length === 0) console.error(`no series correlated with ${JSON.stringify(metric)} at |r| >= ${threshold} in ${config.clickhouse.database}.rollups_merged (width ${query.widthSeconds} s, the last ${query.sinceSeconds} s)`);
+    else process.stdout.write(correlationTable(rows));
   } finally {
     await client.close();
   }
