@@ -229,6 +229,17 @@ export function createMetrics() {
       labelNames: ['table'] as const,
       registers: reg,
     }),
+    incidentRuns: new Counter({
+      name: 'vigil_incidents_runs_total',
+      help: 'Incident passes (grouping anomaly onsets of the anomalies table): result ok, or error (logged, tried again at the next pass)',
+      labelNames: ['result'] as const,
+      registers: reg,
+    }),
+    incidentsWritten: new Counter({
+      name: 'vigil_incidents_written_total',
+      help: 'Incident rows written (a new incident, or a new version of one: more members, or its related series)',
+      registers: reg,
+    }),
     retentionRuns: new Counter({
       name: 'vigil_retention_runs_total',
       help: 'Retention passes: result ok, or error (logged, tried again at the next pass)',

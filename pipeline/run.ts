@@ -15,6 +15,7 @@ import { createMetrics } from './metrics.js';
 import { ShardedPool } from './pool.js';
 import { Alerting } from './alerts/index.js';
 import { startRetention } from './retention.js';
+import { startIncidents } from './incidents.js';
 
 export interface RunningPipeline {
   ingestor: Ingestor;
@@ -74,6 +75,8 @@ async function startPipeline(config: VigilConfig, opened: (() => unknown)[]): Pr
   log.info({ version: sink.capabilities.version, database: sink.db }, 'clickhouse schema ready');
   const retention = startRetention(sink, config, metrics, componentLogger('retention'));
   opened.push(() => retention.stop());
+  const incidents = startIncidents(sink, config, metrics, componentLogger('incidents'));
+  opened.push(() => incidents.stop());
   const dlq = new DeadLetterProducer(kafka, config.kafka.dlqTopic);
   opened.push(() => dlq.close());
   await untilUp('kafka producer', log, () => dlq.start(), config);

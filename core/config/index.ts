@@ -99,6 +99,15 @@ export interface VigilConfig {
     readonly stepSeconds: number;
     readonly refreshSeconds: number;
   };
+  readonly incidents: {
+    readonly enabled: boolean;
+    readonly windowSeconds: number;
+    readonly lookbackSeconds: number;
+    readonly intervalMs: number;
+    readonly relatedPatterns: readonly string[];
+    readonly relatedThreshold: number;
+    readonly relatedMax: number;
+  };
   readonly alerts: {
     readonly enabled: boolean;
     readonly rulesFile: string;
@@ -113,6 +122,7 @@ export interface VigilConfig {
     readonly rollupsWidthDays: readonly string[];
     readonly anomaliesDays: number;
     readonly forecastsDays: number;
+    readonly incidentsDays: number;
     readonly alertsDays: number;
     readonly checkIntervalMs: number;
   };

@@ -478,6 +478,20 @@ export const configSchema = {
         refreshSeconds: { type: 'integer', minimum: 60, maximum: 604800, description: 'Event time between a series\' forecasts (aligned to multiples of it).', default: 3600 },
       },
     },
+    incidents: {
+      type: 'object',
+      description:
+        'Correlated incidents (`incidents` table): anomaly onsets of different series within `windowSeconds` of one another, grouped from the `anomalies` table every `intervalMs` (needs `models.enabled`); an incident over gets its related series (`vigil correlate`\'s measure).',
+      properties: {
+        enabled: { type: 'boolean', description: 'Group anomaly onsets into incidents.', default: true },
+        windowSeconds: { type: 'integer', minimum: 1, maximum: 86400, description: 'Event time between two onsets of one incident at most; an incident is over once this long has passed after its last onset.', default: 600 },
+        lookbackSeconds: { type: 'integer', minimum: 60, maximum: 2592000, description: 'Event time back from the newest scored bucket each pass reads onsets from.', default: 86400 },
+        intervalMs: { type: 'integer', minimum: 1000, maximum: 86400000, description: 'Time between passes.', default: 60000 },
+        relatedPatterns: { type: 'array', items: { type: 'string', minLength: 1 }, description: 'LIKE patterns of the series related ones are looked for among (empty: every metric).', default: [] },
+        relatedThreshold: { type: 'number', minimum: 0, maximum: 1, description: '|r| at or above which a series is related to an incident (its first member\'s bucket means, at the best lag of up to 5 buckets).', default: 0.7 },
+        relatedMax: { type: 'integer', minimum: 0, maximum: 1000, description: 'Related series kept per incident, strongest first.', default: 10 },
+      },
+    },
     alerts: {
       type: 'object',
       description: 'Alert rules on closed buckets of `models.widthSeconds` (workers/alerts/README.md) and their outputs.',
@@ -513,6 +527,7 @@ export const configSchema = {
         },
         anomaliesDays: { type: 'integer', minimum: 0, maximum: 36500, description: 'Anomaly scores (`anomalies`, by `bucket_start`).', default: 90 },
         forecastsDays: { type: 'integer', minimum: 0, maximum: 36500, description: 'Forecasts (`forecasts`, by `issued_at`: when the forecast was made).', default: 30 },
+        incidentsDays: { type: 'integer', minimum: 0, maximum: 36500, description: 'Incidents (`incidents`, by `started_at`; monthly partitions).', default: 365 },
         alertsDays: { type: 'integer', minimum: 0, maximum: 36500, description: 'Alert history (`alerts`, by `starts_at`; its partitions are months: one goes once its last day expired).', default: 365 },
         checkIntervalMs: {
           type: 'integer',

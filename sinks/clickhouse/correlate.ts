@@ -24,6 +24,10 @@ export interface CorrelateQuery {
   threshold: number;
   /** Lags tried, in buckets either way (0: aligned buckets only). */
   maxLag: number;
+  /** The window's end, s (default: the primary metric's newest bucket). */
+  untilS?: number;
+  /** Only the primary metric's series with exactly these tags (default: each of its series). */
+  primaryTags?: Record<string, string>;
 }
 
 export interface Correlation {
@@ -78,8 +82,11 @@ export async function correlate(client: ClickHouseClient, q: CorrelateQuery): Pr
   const patterns = [q.metric, ...(q.with.length > 0 ? q.with : ['%'])];
   const metricFilter = patterns.map((p) => `metric LIKE ${sqlString(p)}`).join(' OR ');
   // The newest bucket of the primary metric bounds the window (history works as well as now).
-  const newestRs = await client.query({ query: `SELECT toUInt32(max(bucket_start)) AS t FROM ${q.database}.rollups WHERE width_s = ${width} AND metric LIKE ${sqlString(q.metric)}`, format: 'JSONEachRow' });
-  const newest = Number((await newestRs.json<{ t: number }>())[0]?.t ?? 0);
+  let newest = q.untilS ?? 0;
+  if (q.untilS === undefined) {
+    const newestRs = await client.query({ query: `SELECT toUInt32(max(bucket_start)) AS t FROM ${q.database}.rollups WHERE width_s = ${width} AND metric LIKE ${sqlString(q.metric)}`, format: 'JSONEachRow' });
+    newest = Number((await newestRs.json<{ t: number }>())[0]?.t ?? 0);
+  }
   if (newest === 0) return [];
   const from = Math.max(0, newest - Number(sqlUInt(q.sinceSeconds)));
   const filter = ` WHERE width_s = ${width} AND bucket_start >= ${from} AND bucket_start <= ${newest} AND (${metricFilter})`;
@@ -98,7 +105,8 @@ export async function correlate(client: ClickHouseClient, q: CorrelateQuery): Pr
   const withRes = (q.with.length > 0 ? q.with : ['%']).map(like);
   const all = [...byId.values()];
   const out: Correlation[] = [];
-  for (const p of all.filter((s) => primaryRe.test(s.metric))) {
+  const wanted = q.primaryTags ? JSON.stringify(Object.entries(q.primaryTags).sort()) : null;
+  for (const p of all.filter((s) => primaryRe.test(s.metric) && (wanted === null || JSON.stringify(Object.entries(s.tags).sort()) === wanted))) {
     for (const s of all) {
       if (s.id === p.id || !withRes.some((re) => re.test(s.metric))) continue;
       let best = { r: Number.NaN, n: 0, lag: 0 };

@@ -10,7 +10,7 @@ import { onCluster } from './schema.js';
  * server nothing but a file removal, and deletes a rollup width that expires before the table's
  * other widths with a mutation.
  */
-export const RETENTION_TABLES = ['points', 'rollups', 'metric_rollups', 'anomalies', 'forecasts', 'alerts'] as const;
+export const RETENTION_TABLES = ['points', 'rollups', 'metric_rollups', 'anomalies', 'forecasts', 'incidents', 'alerts'] as const;
 export type RetentionTable = (typeof RETENTION_TABLES)[number];
 
 /** Days each table keeps (0: for ever); rollups per width in seconds, others at `rollups`. */
@@ -22,12 +22,13 @@ export interface RetentionPolicy {
   metricRollups: number;
   anomalies: number;
   forecasts: number;
+  incidents: number;
   alerts: number;
 }
 
 const DAY_MS = 86_400_000;
 /** The event-time column each table expires by. */
-export const TIME_COLUMN: Record<RetentionTable, string> = { points: 'ts', rollups: 'bucket_start', metric_rollups: 'bucket_start', anomalies: 'bucket_start', forecasts: 'issued_at', alerts: 'starts_at' };
+export const TIME_COLUMN: Record<RetentionTable, string> = { points: 'ts', rollups: 'bucket_start', metric_rollups: 'bucket_start', anomalies: 'bucket_start', forecasts: 'issued_at', incidents: 'started_at', alerts: 'starts_at' };
 /** A DateTime no row reaches: the TTL of a rollup width kept for ever beside widths that expire. */
 const NEVER = "toDateTime('2105-12-31 00:00:00')";
 
@@ -37,7 +38,7 @@ export function retentionPolicy(r: VigilConfig['retention']): RetentionPolicy {
     const [width, days] = entry.split(':').map(Number) as [number, number];
     rollupsByWidth.set(width, days);
   }
-  return { points: r.pointsDays, rollups: r.rollupsDays, rollupsByWidth, metricRollups: rollupsByWidth.get(60) ?? r.rollupsDays, anomalies: r.anomaliesDays, forecasts: r.forecastsDays, alerts: r.alertsDays };
+  return { points: r.pointsDays, rollups: r.rollupsDays, rollupsByWidth, metricRollups: rollupsByWidth.get(60) ?? r.rollupsDays, anomalies: r.anomaliesDays, forecasts: r.forecastsDays, incidents: r.incidentsDays, alerts: r.alertsDays };
 }
 
 /** The table's TTL expression under the policy (null: it keeps everything). */
@@ -112,6 +113,7 @@ export async function dropExpired(client: ClickHouseClient, db: string, policy: 
     points: policy.points,
     anomalies: policy.anomalies,
     forecasts: policy.forecasts,
+    incidents: policy.incidents,
     alerts: policy.alerts,
     rollups: widthDays.includes(0) ? 0 : Math.max(...widthDays),
     metric_rollups: policy.metricRollups,

@@ -229,6 +229,16 @@ export const MIGRATIONS: readonly Migration[] = [
     // Alert events of `forecast` rules (issue 17): the kind joins the enum (metadata only).
     statements: (db) => [`ALTER TABLE ${db}.alerts MODIFY COLUMN rule_kind Enum8('threshold' = 1, 'rate' = 2, 'anomaly' = 3, 'absent' = 4, 'forecast' = 5)`],
   },
+  {
+    version: 13,
+    name: 'incidents',
+    // Co-occurring anomaly onsets grouped (issue 17; sinks/clickhouse/incidents.ts): one row per
+    // incident and version, the latest kept.
+    statements: (db) => [
+      `CREATE TABLE IF NOT EXISTS ${db}.incidents (\n  incident_id String,\n  width_s UInt32,\n  started_at DateTime,\n  last_onset_at DateTime,\n  series_count UInt32,\n  members Nested(series_id UInt64, metric String, tags String, onset DateTime, score Float64),\n  related String,\n  version UInt64\n) ENGINE = ReplacingMergeTree(version)\nPARTITION BY toYYYYMM(started_at)\nORDER BY (incident_id)`,
+      `CREATE VIEW IF NOT EXISTS ${db}.incidents_dedup AS SELECT * FROM ${db}.incidents FINAL`,
+    ],
+  },
 ];
 
 /** The marks' view over the points inserted into `source` (migrations 8 and 10). */

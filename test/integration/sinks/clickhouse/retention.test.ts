@@ -19,7 +19,7 @@ const daysAgo = (days: number) => Math.floor((NOW - days * DAY) / DAY) * DAY + D
 const sec = (ms: number) => Math.floor(ms / 1000);
 const day = (ms: number) => new Date(ms).toISOString().slice(0, 10).replaceAll('-', '');
 
-const POLICY: RetentionPolicy = { points: 90, rollups: 365, rollupsByWidth: new Map([[10, 7]]), metricRollups: 365, anomalies: 90, forecasts: 30, alerts: 365 };
+const POLICY: RetentionPolicy = { points: 90, rollups: 365, rollupsByWidth: new Map([[10, 7]]), metricRollups: 365, anomalies: 90, forecasts: 30, incidents: 365, alerts: 365 };
 
 async function scalar(q: string): Promise<number> {
   const rs = await res.clickhouse().query({ query: q, format: 'JSONEachRow' });
@@ -34,6 +34,7 @@ async function backdate(db: string, table: RetentionTable, ms: number, width = 6
     // Written by its view from the points inserted.
     metric_rollups: `INSERT INTO ${db}.${insertTarget('points', res.config.clickhouse.cluster)} (series_id, metric, ts, ts_ms, value) VALUES (1, 'cpu', ${sec(ms)}, ${ms}, 1)`,
     anomalies: `INSERT INTO ${db}.anomalies (series_id, metric, width_s, bucket_start) VALUES (1, 'cpu', 60, ${sec(ms)})`,
+    incidents: `INSERT INTO ${db}.incidents (incident_id, started_at, last_onset_at) VALUES ('i${ms}', ${sec(ms)}, ${sec(ms)})`,
     forecasts: `INSERT INTO ${db}.forecasts (series_id, metric, width_s, bucket_start, issued_at) VALUES (1, 'cpu', 60, ${sec(ms + DAY)}, ${sec(ms)})`,
     alerts: `INSERT INTO ${db}.alerts (id, fingerprint, starts_at, observed_at) VALUES ('a${ms}', 'f', ${sec(ms)}, ${sec(ms)})`,
   };
@@ -51,10 +52,11 @@ describe('retention on ClickHouse 18.16 (no TTL): expired partitions dropped by 
     for (const d of [30, 3]) await backdate(db, 'rollups', daysAgo(d), 10);
     for (const d of [430, 0]) await backdate(db, 'alerts', daysAgo(d));
     for (const d of [31, 29]) await backdate(db, 'forecasts', daysAgo(d));
+    for (const d of [430, 0]) await backdate(db, 'incidents', daysAgo(d));
 
     const run = await dropExpired(res.clickhouse(), db, POLICY, NOW);
     const month = day(daysAgo(430)).slice(0, 6);
-    expect(run.dropped).toEqual({ points: [day(daysAgo(430)), day(daysAgo(100))], metric_rollups: [month], anomalies: [day(daysAgo(100))], forecasts: [day(daysAgo(31))], rollups: [day(daysAgo(400))], alerts: [month] });
+    expect(run.dropped).toEqual({ points: [day(daysAgo(430)), day(daysAgo(100))], metric_rollups: [month], anomalies: [day(daysAgo(100))], forecasts: [day(daysAgo(31))], incidents: [month], rollups: [day(daysAgo(400))], alerts: [month] });
     expect(run.mutations).toEqual([`width_s IN (10) AND bucket_start < toDateTime(${sec(NOW - 7 * DAY)})`]);
     await waitFor('the rollup delete to finish', async () => (await scalar(`SELECT count() FROM system.mutations WHERE database = '${db}' AND NOT is_done`)) === 0, 30_000, 200);
 
@@ -65,12 +67,13 @@ describe('retention on ClickHouse 18.16 (no TTL): expired partitions dropped by 
     expect((await left('rollups', 'width_s = 10')).map((r) => Number(r.t))).toEqual([sec(daysAgo(3))]);
     expect((await left('alerts')).map((r) => Number(r.t))).toEqual([sec(daysAgo(0))]);
     expect((await left('forecasts')).map((r) => Number(r.t))).toEqual([sec(daysAgo(29))]);
+    expect((await left('incidents')).map((r) => Number(r.t))).toEqual([sec(daysAgo(0))]);
     expect((await left('metric_rollups')).map((r) => Number(r.t))).toEqual([100, 89, 0].map((d) => Math.floor(sec(daysAgo(d)) / 60) * 60));
 
     const again = await dropExpired(res.clickhouse(), db, POLICY, NOW);
     expect(again).toEqual({ dropped: {}, mutations: [] });
     // Kept for ever: nothing goes.
-    const forever = await dropExpired(res.clickhouse(), db, { points: 0, rollups: 0, rollupsByWidth: new Map(), metricRollups: 0, anomalies: 0, forecasts: 0, alerts: 0 }, NOW + 10_000 * DAY);
+    const forever = await dropExpired(res.clickhouse(), db, { points: 0, rollups: 0, rollupsByWidth: new Map(), metricRollups: 0, anomalies: 0, forecasts: 0, incidents: 0, alerts: 0 }, NOW + 10_000 * DAY);
     expect(forever).toEqual({ dropped: {}, mutations: [] });
   });
 
@@ -105,7 +108,7 @@ describe('retention on a current ClickHouse (chdb): table TTLs', () => {
       expect(caps.ttl).toBe(true);
       chdb(dir, schemaStatements('vigil', caps));
       const set = ttlStatements('vigil', POLICY, engines(dir));
-      expect(set).toHaveLength(6);
+      expect(set).toHaveLength(7);
       chdb(dir, set);
       // Applied: what the server reports is what the policy asks, so a restart sends nothing.
       expect(ttlStatements('vigil', POLICY, engines(dir))).toEqual([]);

@@ -2,12 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../../core/config/index.js';
 import { partitionEndMs, retentionPolicy, ttlExpression, ttlStatements, type RetentionPolicy } from '../../../../sinks/clickhouse/retention.js';
 
-const policy = (over: Partial<RetentionPolicy> = {}): RetentionPolicy => ({ points: 90, rollups: 365, rollupsByWidth: new Map(), metricRollups: 365, anomalies: 90, forecasts: 30, alerts: 365, ...over });
+const policy = (over: Partial<RetentionPolicy> = {}): RetentionPolicy => ({ points: 90, rollups: 365, rollupsByWidth: new Map(), metricRollups: 365, anomalies: 90, forecasts: 30, incidents: 365, alerts: 365, ...over });
 
 describe('retention policy', () => {
   it('reads retention.* from the configuration, rollup widths as seconds:days', () => {
     const config = loadConfig({ env: { VIGIL_RETENTION_ROLLUPS_WIDTH_DAYS: '10:7,60:0', VIGIL_RETENTION_POINTS_DAYS: '30' } });
-    expect(retentionPolicy(config.retention)).toEqual({ points: 30, rollups: 365, rollupsByWidth: new Map([[10, 7], [60, 0]]), metricRollups: 0, anomalies: 90, forecasts: 30, alerts: 365 });
+    expect(retentionPolicy(config.retention)).toEqual({ points: 30, rollups: 365, rollupsByWidth: new Map([[10, 7], [60, 0]]), metricRollups: 0, anomalies: 90, forecasts: 30, incidents: 365, alerts: 365 });
     expect(() => loadConfig({ env: { VIGIL_RETENTION_ROLLUPS_WIDTH_DAYS: '10-7' } })).toThrow(/retention.rollupsWidthDays/);
     // metric_rollups (per minute) keeps as the 60 s width, or as rollups when no width says so.
     expect(retentionPolicy(loadConfig({ env: { VIGIL_RETENTION_ROLLUPS_WIDTH_DAYS: '60:30', VIGIL_RETENTION_ROLLUPS_DAYS: '90' } }).retention).metricRollups).toBe(30);

@@ -1,0 +1,128 @@
+import type { ClickHouseClient } from '@clickhouse/client';
+import { sqlUInt } from '../../core/sql.js';
+import { correlate, type Correlation } from './correlate.js';
+
+/**
+ * Correlated incidents (issue 17): anomaly onsets (the first flagged bucket of an episode,
+ * `anomalies.anomaly = 1`) of different series that come within `windowSeconds` of one another
+ * are one incident. Grouped from the `anomalies` table itself, not from what one instance's shards
+ * saw: every instance of a consumer group, and a replay after a crash, computes the same incidents
+ * from the same rows (the incident's id is its first onset's series and time), and the
+ * ReplacingMergeTree keeps one row per incident, its latest version.
+ */
+export interface Onset {
+  seriesId: string;
+  metric: string;
+  tags: Record<string, string>;
+  /** Start of the flagged bucket, s. */
+  t: number;
+  score: number;
+}
+
+export interface Incident {
+  /** `<first member's series id, hex>-<its onset, s>`. */
+  id: string;
+  startS: number;
+  /** The last member's onset, s. */
+  lastS: number;
+  /** One per series, by onset, then score (highest first): each series at its first onset in the incident, with its highest score there. */
+  members: Onset[];
+}
+
+/** Single-linkage in time: onsets sorted by time, a gap of more than `windowSeconds` starts the next incident. */
+export function groupOnsets(onsets: readonly Onset[], windowSeconds: number): Incident[] {
+  const sorted = [...onsets].sort((a, b) => a.t - b.t || b.score - a.score || (a.seriesId < b.seriesId ? -1 : a.seriesId > b.seriesId ? 1 : 0));
+  const out: Incident[] = [];
+  let current: Incident | null = null;
+  let seen = new Map<string, Onset>();
+  for (const o of sorted) {
+    if (!current || o.t - current.lastS > windowSeconds) {
+      current = { id: `${BigInt(o.seriesId).toString(16).padStart(16, '0')}-${o.t}`, startS: o.t, lastS: o.t, members: [] };
+      out.push(current);
+      seen = new Map();
+    }
+    current.lastS = o.t;
+    const known = seen.get(o.seriesId);
+    if (known) {
+      if (o.t === known.t && o.score > known.score) known.score = o.score;
+      continue;
+    }
+    const member = { ...o };
+    seen.set(o.seriesId, member);
+    current.members.push(member);
+  }
+  for (const i of out) i.members.sort((a, b) => a.t - b.t || b.score - a.score);
+  return out;
+}
+
+/** The onsets of the flagged buckets at `widthSeconds` from `fromS` on, through the latest versions of the flagged rows (README "Reading at scale"). */
+export async function readOnsets(client: ClickHouseClient, database: string, widthSeconds: number, fromS: number): Promise<Onset[]> {
+  const rs = await client.query({
+    query:
+      `SELECT toString(series_id) AS id, metric, \`tags.key\` AS keys, \`tags.value\` AS vals, toUInt32(bucket_start) AS t, score ` +
+      `FROM ${database}.anomalies FINAL WHERE width_s = ${sqlUInt(widthSeconds)} AND bucket_start >= ${sqlUInt(fromS)} AND anomaly = 1 ORDER BY t, id`,
+    format: 'JSONEachRow',
+  });
+  return (await rs.json<{ id: string; metric: string; keys: string[]; vals: string[]; t: number; score: number }>()).map((r) => ({
+    seriesId: r.id,
+    metric: r.metric,
+    tags: Object.fromEntries(r.keys.map((k, i) => [k, r.vals[i] ?? ''])),
+    t: Number(r.t),
+    score: Number(r.score),
+  }));
+}
+
+/** The newest flagged bucket at the width (0: none): incidents' "now" in event time. */
+export async function newestOnset(client: ClickHouseClient, database: string, widthSeconds: number): Promise<number> {
+  const rs = await client.query({ query: `SELECT toUInt32(max(bucket_start)) AS t FROM ${database}.anomalies WHERE width_s = ${sqlUInt(widthSeconds)} AND anomaly = 1`, format: 'JSONEachRow' });
+  return Number((await rs.json<{ t: number }>())[0]?.t ?? 0);
+}
+
+export interface RelatedOptions {
+  /** LIKE patterns of the series related ones are looked for among (empty: every metric). */
+  patterns: readonly string[];
+  threshold: number;
+  max: number;
+  maxLag: number;
+}
+
+/**
+ * The series whose bucket means moved with the incident's first member over its span (a window
+ * either side), by |r| at the best lag (vigil correlate's measure), its own members left out.
+ */
+export async function relatedSeries(client: ClickHouseClient, database: string, widthSeconds: number, windowSeconds: number, incident: Incident, o: RelatedOptions): Promise<Correlation[]> {
+  const first = incident.members[0];
+  if (!first) return [];
+  const members = new Set(incident.members.map((m) => `${m.metric}\u0000${JSON.stringify(m.tags)}`));
+  const found = await correlate(client, {
+    database,
+    metric: first.metric,
+    with: o.patterns,
+    widthSeconds,
+    sinceSeconds: incident.lastS - incident.startS + 2 * windowSeconds,
+    untilS: incident.lastS + windowSeconds,
+    threshold: o.threshold,
+    maxLag: o.maxLag,
+    primaryTags: first.tags,
+  });
+  return found.filter((c) => !members.has(`${c.series.metric}\u0000${JSON.stringify(c.series.tags)}`)).slice(0, o.max);
+}
+
+/** One `incidents` row (JSONEachRow): members as Nested columns, related series as JSON. */
+export function incidentRow(i: Incident, widthSeconds: number, related: readonly Correlation[] | null): Record<string, unknown> {
+  return {
+    incident_id: i.id,
+    width_s: widthSeconds,
+    started_at: i.startS,
+    last_onset_at: i.lastS,
+    series_count: i.members.length,
+    'members.series_id': i.members.map((m) => m.seriesId),
+    'members.metric': i.members.map((m) => m.metric),
+    'members.tags': i.members.map((m) => JSON.stringify(m.tags)),
+    'members.onset': i.members.map((m) => m.t),
+    'members.score': i.members.map((m) => m.score),
+    related: related === null ? '' : JSON.stringify(related.map((c) => ({ metric: c.series.metric, tags: c.series.tags, r: Math.round(c.r * 1000) / 1000, lagSeconds: c.lagSeconds }))),
+    // A later version of an incident has more members or a later last onset, or has its related series.
+    version: i.lastS * 4096 + Math.min(i.members.length, 2047) * 2 + (related === null ? 0 : 1),
+  };
+}

@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest';
+import { groupOnsets, incidentRow, type Onset } from '../../../../sinks/clickhouse/incidents.js';
+
+const onset = (seriesId: number, t: number, score = 0.6, metric = `m${seriesId}`): Onset => ({ seriesId: String(seriesId), metric, tags: { host: `h${seriesId}` }, t, score });
+
+describe('incidents from anomaly onsets', () => {
+  it('groups onsets no more than the window apart (chained), one member per series ranked by onset then score, the id from the first', () => {
+    const incidents = groupOnsets(
+      [
+        onset(3, 1_000_240, 0.9),
+        onset(1, 1_000_000, 0.7),
+        onset(2, 1_000_060, 0.8),
+        onset(4, 1_000_060, 0.95),
+        // Series 1 again within the incident: it stays at its first onset.
+        onset(1, 1_000_500, 0.99),
+        // 601 s after the last onset: a new incident.
+        onset(2, 1_001_101, 0.6),
+      ],
+      600,
+    );
+    expect(incidents).toHaveLength(2);
+    const [a, b] = incidents;
+    expect(a?.id).toBe(`${(1n).toString(16).padStart(16, '0')}-1000000`);
+    expect(a?.members.map((m) => [m.seriesId, m.t, m.score])).toEqual([
+      ['1', 1_000_000, 0.7],
+      ['4', 1_000_060, 0.95],
+      ['2', 1_000_060, 0.8],
+      ['3', 1_000_240, 0.9],
+    ]);
+    expect([a?.startS, a?.lastS]).toEqual([1_000_000, 1_000_500]);
+    expect(b?.members.map((m) => m.seriesId)).toEqual(['2']);
+    expect(b?.id).toBe(`${(2n).toString(16).padStart(16, '0')}-1001101`);
+    // The same onsets in another order: the same incidents (every instance computes the same).
+    const again = groupOnsets([onset(2, 1_001_101, 0.6), onset(1, 1_000_500, 0.99), onset(4, 1_000_060, 0.95), onset(3, 1_000_240, 0.9), onset(2, 1_000_060, 0.8), onset(1, 1_000_000, 0.7)], 600);
+    expect(again).toEqual(incidents);
+    // Series ids past 2^53 keep every digit.
+    expect(groupOnsets([{ ...onset(0, 5), seriesId: '18446744073709551615' }], 600)[0]?.id).toBe('ffffffffffffffff-5');
+  });
+
+  it('writes a later version as an incident grows, ends and gets its related series', () => {
+    const [small] = groupOnsets([onset(1, 1_000_000), onset(2, 1_000_060)], 600);
+    const [grown] = groupOnsets([onset(1, 1_000_000), onset(2, 1_000_060), onset(3, 1_000_120)], 600);
+    const v = (r: Record<string, unknown>) => r['version'] as number;
+    const open = incidentRow(small!, 60, null);
+    expect(open).toMatchObject({ incident_id: small?.id, width_s: 60, started_at: 1_000_000, last_onset_at: 1_000_060, series_count: 2, 'members.series_id': ['1', '2'], 'members.tags': ['{"host":"h1"}', '{"host":"h2"}'], related: '' });
+    expect(v(incidentRow(grown!, 60, null))).toBeGreaterThan(v(open));
+    const closed = incidentRow(grown!, 60, [{ primary: { metric: 'm1', tags: {} }, series: { metric: 'cpu', tags: { host: 'a' } }, r: 0.91234, lagSeconds: 120, n: 30 }]);
+    expect(v(closed)).toBe(v(incidentRow(grown!, 60, null)) + 1);
+    expect(JSON.parse(closed['related'] as string)).toEqual([{ metric: 'cpu', tags: { host: 'a' }, r: 0.912, lagSeconds: 120 }]);
+  });
+});
