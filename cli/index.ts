@@ -400,12 +400,17 @@ async function capacityCommand(config: VigilConfig, values: Record<string, unkno
   const threshold = Number(text);
   if (text === undefined || text.trim() === '' || !Number.isFinite(threshold)) throw new VigilError('VIGIL_ERR_CLI_USAGE', `vigil capacity: --threshold = ${JSON.stringify(text ?? null)}: expected a number`);
   const query = { database: config.clickhouse.database, metricLike: metric, threshold, below: values['below'] === true };
+  return printRows(config, values, (client) => capacity(client, query), (rows) => capacityTable(rows, query), `no forecasts of ${JSON.stringify(metric)} in ${config.clickhouse.database}.forecasts_latest (select the series with forecasts.series)`);
+}
+
+/** Runs a ClickHouse read and prints its rows: one JSON object per line with --json, else as `table` renders them (`none` on stderr when there are none). */
+async function printRows<T>(config: VigilConfig, values: Record<string, unknown>, read: (client: ReturnType<typeof createClient>) => Promise<T[]>, table: (rows: T[]) => string, none: string): Promise<number> {
   const client = createClient(clickhouseConnection(config.clickhouse));
   try {
-    const rows = await capacity(client, query);
+    const rows = await read(client);
     if (values['json']) for (const r of rows) console.log(JSON.stringify(r));
-    else if (rows.length === 0) console.error(`no forecasts of ${JSON.stringify(metric)} in ${config.clickhouse.database}.forecasts_latest (select the series with forecasts.series)`);
-    else process.stdout.write(capacityTable(rows, query));
+    else if (rows.length === 0) console.error(none);
+    else process.stdout.write(table(rows));
   } finally {
     await client.close();
   }
@@ -427,16 +432,7 @@ async function correlateCommand(config: VigilConfig, values: Record<string, unkn
     threshold,
     maxLag: intOption(values, 'max-lag', 5),
   };
-  const client = createClient(clickhouseConnection(config.clickhouse));
-  try {
-    const rows = await correlate(client, query);
-    if (values['json']) for (const r of rows) console.log(JSON.stringify(r));
-    else if (rows.length === 0) console.error(`no series correlated with ${JSON.stringify(metric)} at |r| >= ${threshold} in ${config.clickhouse.database}.rollups_merged (width ${query.widthSeconds} s, the last ${query.sinceSeconds} s)`);
-    else process.stdout.write(correlationTable(rows));
-  } finally {
-    await client.close();
-  }
-  return 0;
+  return printRows(config, values, (client) => correlate(client, query), correlationTable, `no series correlated with ${JSON.stringify(metric)} at |r| >= ${threshold} in ${config.clickhouse.database}.rollups_merged (width ${query.widthSeconds} s, the last ${query.sinceSeconds} s)`);
 }
 
 async function benchCommand(config: VigilConfig, values: Record<string, unknown>): Promise<number> {

@@ -297,6 +297,14 @@ export class Forecaster {
     return { group, at: group * GROUP + HEADER + index * STRIDE, candidate: CANDIDATES[index] as Candidate };
   }
 
+  /** The forecasting pair's numbers at the series' width: its candidate, φ, β, level, trend and one-step σ². */
+  private model(f: ForecastState, widthMs: number): { group: number; at: number; c: Candidate; phi: number; beta: number; level: number; trend: number; sigma2: number } {
+    const x = f.numbers;
+    const { group, at, candidate: c } = this.best(f);
+    const w = x[at + WEIGHT] as number;
+    return { group, at, c, phi: phiOf(c, widthMs), beta: betaOf(c, widthMs), level: x[at + LEVEL] as number, trend: x[at + TREND] as number, sigma2: w > 0 ? (x[at + SSE] as number) / w : 0 };
+  }
+
   /**
    * The first bucket within `withinMs` after the last one learnt whose forecast value meets
    * `met` (null: none, or the series has not forecast yet). Value by value, without the rows of
@@ -304,14 +312,7 @@ export class Forecaster {
    */
   crossing(f: ForecastState, s: SeasonalState | null, widthMs: number, withinMs: number, met: (value: number) => boolean): Crossing | null {
     if (f.n < FORECAST_WARMUP) return null;
-    const x = f.numbers;
-    const { group, at, candidate: c } = this.best(f);
-    const phi = phiOf(c, widthMs);
-    const beta = betaOf(c, widthMs);
-    const level = x[at + LEVEL] as number;
-    const trend = x[at + TREND] as number;
-    const w = x[at + WEIGHT] as number;
-    const sigma2 = w > 0 ? (x[at + SSE] as number) / w : 0;
+    const { group, c, phi, beta, level, trend, sigma2 } = this.model(f, widthMs);
     const steps = Math.max(1, Math.floor(withinMs / widthMs));
     let phiH = 0;
     let phiPow = 1;
@@ -344,13 +345,7 @@ export class Forecaster {
     const issuedMs = f.lastTsMs + widthMs;
     if (refreshMs > 0) f.dueMs = Math.floor(issuedMs / refreshMs) * refreshMs + refreshMs;
     const x = f.numbers;
-    const { group, at, candidate: c } = this.best(f);
-    const phi = phiOf(c, widthMs);
-    const beta = betaOf(c, widthMs);
-    const level = x[at + LEVEL] as number;
-    const trend = x[at + TREND] as number;
-    const w = x[at + WEIGHT] as number;
-    const sigma2 = w > 0 ? (x[at + SSE] as number) / w : 0;
+    const { group, at, c, phi, beta, level, trend, sigma2 } = this.model(f, widthMs);
     const steps = Math.max(1, Math.floor(options.horizonMs / widthMs));
     const every = Math.max(1, Math.round(options.stepMs / widthMs));
     // The model's variance at each horizon up to the origins' day, to compare with what the

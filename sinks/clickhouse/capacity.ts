@@ -1,4 +1,5 @@
 import type { ClickHouseClient } from '@clickhouse/client';
+import { textTable } from '../../core/table.js';
 import { sqlString } from '../../core/sql.js';
 
 /**
@@ -81,7 +82,5 @@ export function capacityTable(rows: readonly CapacityRow[], q: Pick<CapacityQuer
     const reaches = r.reachesMs === null ? `not within ${humanDuration(r.horizonEndMs - r.issuedMs)}` : when(r.reachesMs, r.issuedMs);
     return [series, String(Math.round(r.firstValue * 100) / 100), reaches, when(r.earliestMs, r.issuedMs), when(r.latestMs, r.issuedMs), new Date(r.issuedMs).toISOString()];
   });
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] as string).length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd();
-  return [line(header), ...body.map(line)].join('\n') + '\n';
+  return textTable(header, body);
 }

@@ -1,4 +1,5 @@
 import type { ClickHouseClient } from '@clickhouse/client';
+import { textTable } from '../../core/table.js';
 import { sqlString, sqlUInt } from '../../core/sql.js';
 import { mergedRollupsSql } from './schema.js';
 
@@ -132,7 +133,5 @@ const seriesText = (s: { metric: string; tags: Record<string, string> }): string
 export function correlationTable(rows: readonly Correlation[]): string {
   const header = ['primary', 'series', 'r', 'lag', 'buckets'];
   const body = rows.map((c) => [seriesText(c.primary), seriesText(c.series), c.r.toFixed(3), c.lagSeconds === 0 ? '0s' : `${c.lagSeconds > 0 ? '+' : ''}${c.lagSeconds}s`, String(c.n)]);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] as string).length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd();
-  return [line(header), ...body.map(line)].join('\n') + '\n';
+  return textTable(header, body);
 }
