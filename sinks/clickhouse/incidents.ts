@@ -55,12 +55,18 @@ export function groupOnsets(onsets: readonly Onset[], windowSeconds: number): In
   return out;
 }
 
-/** The onsets of the flagged buckets at `widthSeconds` from `fromS` on, through the latest versions of the flagged rows (README "Reading at scale"). */
+/**
+ * The onsets of the flagged buckets at `widthSeconds` from `fromS` on: the buckets some version
+ * flagged, kept where their latest version (the row FINAL keeps) is flagged — README "Reading at
+ * scale": no FINAL over every scored bucket of the lookback, only the flagged buckets' rows read.
+ */
 export async function readOnsets(client: ClickHouseClient, database: string, widthSeconds: number, fromS: number): Promise<Onset[]> {
+  const range = `width_s = ${sqlUInt(widthSeconds)} AND bucket_start >= ${sqlUInt(fromS)}`;
   const rs = await client.query({
     query:
-      `SELECT toString(series_id) AS id, metric, \`tags.key\` AS keys, \`tags.value\` AS vals, toUInt32(bucket_start) AS t, score ` +
-      `FROM ${database}.anomalies FINAL WHERE width_s = ${sqlUInt(widthSeconds)} AND bucket_start >= ${sqlUInt(fromS)} AND anomaly = 1 ORDER BY t, id`,
+      `SELECT toString(series_id) AS id, any(metric) AS metric, any(\`tags.key\`) AS keys, any(\`tags.value\`) AS vals, toUInt32(bucket_start) AS t, argMax(score, version) AS score ` +
+      `FROM ${database}.anomalies WHERE ${range} AND (series_id, width_s, bucket_start) IN (SELECT series_id, width_s, bucket_start FROM ${database}.anomalies WHERE ${range} AND anomaly = 1) ` +
+      `GROUP BY series_id, width_s, bucket_start HAVING argMax(anomaly, version) = 1 ORDER BY t, id`,
     format: 'JSONEachRow',
   });
   return (await rs.json<{ id: string; metric: string; keys: string[]; vals: string[]; t: number; score: number }>()).map((r) => ({
@@ -70,12 +76,6 @@ export async function readOnsets(client: ClickHouseClient, database: string, wid
     t: Number(r.t),
     score: Number(r.score),
   }));
-}
-
-/** The newest flagged bucket at the width (0: none): incidents' "now" in event time. */
-export async function newestOnset(client: ClickHouseClient, database: string, widthSeconds: number): Promise<number> {
-  const rs = await client.query({ query: `SELECT toUInt32(max(bucket_start)) AS t FROM ${database}.anomalies WHERE width_s = ${sqlUInt(widthSeconds)} AND anomaly = 1`, format: 'JSONEachRow' });
-  return Number((await rs.json<{ t: number }>())[0]?.t ?? 0);
 }
 
 export interface RelatedOptions {
