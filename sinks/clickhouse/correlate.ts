@@ -121,7 +121,9 @@ export async function correlate(client: ClickHouseClient, q: CorrelateQuery): Pr
       }
     }
   }
-  return out.sort((a, b) => Math.abs(b.r) - Math.abs(a.r) || Math.abs(a.lagSeconds) - Math.abs(b.lagSeconds));
+  // |r| to nine places (float noise does not order equals), then the smaller lag first.
+  const strength = (c: Correlation) => Math.round(Math.abs(c.r) * 1e9);
+  return out.sort((a, b) => strength(b) - strength(a) || Math.abs(a.lagSeconds) - Math.abs(b.lagSeconds));
 }
 
 const seriesText = (s: { metric: string; tags: Record<string, string> }): string => {

@@ -23,6 +23,13 @@ export interface Migration {
   name: string;
   /** `cluster`: `clickhouse.cluster` (empty without one); statements get `ON CLUSTER` afterwards (onCluster). */
   statements(db: string, caps: Capabilities, cluster?: string): string[];
+  /**
+   * Its statements run on the server Vigil talks to, never `ON CLUSTER`: ALTERs of replicated
+   * tables, which replicate themselves. (18.16 runs a replicated table's `ALTER … MODIFY COLUMN ON
+   * CLUSTER` on both replicas of the shard, and its DDL worker stops at "Node exists …/executed",
+   * holding every DDL after it: seen in a cluster rehearsal.)
+   */
+  replicated?: boolean;
 }
 
 /** The 18.16 baseline: plain types, no codecs (a Null table stores nothing to code). */
@@ -121,7 +128,7 @@ export const MIGRATIONS: readonly Migration[] = [
     statements: (db) => [
       // Every alert state change, as on the alerts topic. An event's id is derived from event time
       // (fingerprint, status, episode start), so a replay re-inserts the same key and FINAL keeps one.
-      `CREATE TABLE IF NOT EXISTS ${db}.alerts (\n  id String,\n  fingerprint String,\n  status Enum8('firing' = 1, 'resolved' = 2),\n  rule_id String,\n  rule_name String,\n  rule_kind Enum8('threshold' = 1, 'rate' = 2, 'anomaly' = 3, 'absent' = 4),\n  severity Enum8('info' = 1, 'warning' = 2, 'critical' = 3),\n  metric String,\n  tags Nested(key String, value String),\n  value Nullable(Float64),\n  threshold Nullable(Float64),\n  score Nullable(Float64),\n  starts_at DateTime,\n  ends_at Nullable(DateTime),\n  observed_at DateTime,\n  observed_ms Int64,\n  explanation String,\n  labels String,\n  annotations String,\n  event String\n) ENGINE = ReplacingMergeTree(observed_ms)\nPARTITION BY toYYYYMM(starts_at)\nORDER BY (fingerprint, id)`,
+      `CREATE TABLE IF NOT EXISTS ${db}.alerts (\n  id String,\n  fingerprint String,\n  status Enum8('firing' = 1, 'resolved' = 2),\n  rule_id String,\n  rule_name String,\n  rule_kind Enum8('threshold' = 1, 'rate' = 2, 'anomaly' = 3, 'absent' = 4, 'forecast' = 5),\n  severity Enum8('info' = 1, 'warning' = 2, 'critical' = 3),\n  metric String,\n  tags Nested(key String, value String),\n  value Nullable(Float64),\n  threshold Nullable(Float64),\n  score Nullable(Float64),\n  starts_at DateTime,\n  ends_at Nullable(DateTime),\n  observed_at DateTime,\n  observed_ms Int64,\n  explanation String,\n  labels String,\n  annotations String,\n  event String\n) ENGINE = ReplacingMergeTree(observed_ms)\nPARTITION BY toYYYYMM(starts_at)\nORDER BY (fingerprint, id)`,
       `CREATE VIEW IF NOT EXISTS ${db}.alerts_dedup AS SELECT * FROM ${db}.alerts FINAL`,
     ],
   },
@@ -226,7 +233,9 @@ export const MIGRATIONS: readonly Migration[] = [
   {
     version: 12,
     name: 'forecast rules',
-    // Alert events of `forecast` rules (issue 17): the kind joins the enum (metadata only).
+    // Alert events of `forecast` rules (issue 17): the kind joins the enum of databases made
+    // before it (migration 4 makes it so since), on the server Vigil talks to.
+    replicated: true,
     statements: (db) => [`ALTER TABLE ${db}.alerts MODIFY COLUMN rule_kind Enum8('threshold' = 1, 'rate' = 2, 'anomaly' = 3, 'absent' = 4, 'forecast' = 5)`],
   },
   {
@@ -275,10 +284,9 @@ export const insertStatement = (db: string, table: InsertTable, cluster = '') =>
  */
 export function schemaStatements(db: string, caps: Capabilities, cluster = ''): string[] {
   return [
-    `CREATE DATABASE IF NOT EXISTS ${db}`,
-    `CREATE TABLE IF NOT EXISTS ${db}.schema_migrations (version UInt32, name String, applied_at DateTime) ENGINE = ReplacingMergeTree() ORDER BY version`,
-    ...MIGRATIONS.flatMap((m) => m.statements(db, caps, cluster)),
-  ].map((q) => onCluster(q, cluster));
+    ...[`CREATE DATABASE IF NOT EXISTS ${db}`, `CREATE TABLE IF NOT EXISTS ${db}.schema_migrations (version UInt32, name String, applied_at DateTime) ENGINE = ReplacingMergeTree() ORDER BY version`].map((q) => onCluster(q, cluster)),
+    ...MIGRATIONS.flatMap((m) => m.statements(db, caps, cluster).map((q) => (m.replicated ? q : onCluster(q, cluster)))),
+  ];
 }
 
 /**
@@ -318,6 +326,18 @@ export function onCluster(statement: string, cluster: string): string {
  * `query` adds a column the table already has. 18.16 has no `ADD COLUMN IF NOT EXISTS`: the
  * column is looked up so that a migration cut after its ALTER runs again cleanly.
  */
+/** `query` gives a column the type it already has (a database made after the migration, or one cut after its ALTER). */
+async function hasType(client: ClickHouseClient, query: string): Promise<boolean> {
+  const m = /^ALTER TABLE (\w+)\.(\w+) MODIFY COLUMN (\w+) (.+)$/.exec(query);
+  if (!m) return false;
+  const rs = await client.query({
+    query: `SELECT type FROM system.columns WHERE database = '${m[1]}' AND table = '${m[2]}' AND name = '${m[3]}'`,
+    format: 'JSONEachRow',
+  });
+  const type = (await rs.json<{ type: string }>())[0]?.type;
+  return type !== undefined && type.replace(/\s+/g, '') === (m[4] as string).replace(/\s+/g, '');
+}
+
 async function hasColumn(client: ClickHouseClient, query: string): Promise<boolean> {
   const m = /^ALTER TABLE (\w+)\.(\w+) ADD COLUMN (\w+) /.exec(query);
   if (!m) return false;
@@ -344,8 +364,8 @@ export async function migrate(client: ClickHouseClient, db: string, caps: Capabi
     for (const m of MIGRATIONS) {
       if (done.has(m.version)) continue;
       for (const query of m.statements(db, caps, cluster)) {
-        if (await hasColumn(client, query)) continue;
-        await client.command({ query: onCluster(query, cluster) });
+        if ((await hasColumn(client, query)) || (await hasType(client, query))) continue;
+        await client.command({ query: m.replicated ? query : onCluster(query, cluster) });
       }
       await client.insert({
         table: `${db}.schema_migrations`,

@@ -114,9 +114,9 @@ describe.runIf(usesLocalStack(res.config))('a two-replica ClickHouse cluster (Zo
       VIGIL_PIPELINE_INSERT_LINGER_MS: '100',
       VIGIL_MODELS_ENABLED: 'false',
     });
-    // Migrated ON CLUSTER: both replicas have the tables (points_marks and forecasts too) and the marks' view.
+    // Migrated ON CLUSTER: both replicas have the tables (points_marks, forecasts and incidents too) and the marks' view.
     for (const r of [0, 1]) {
-      expect(await scalar(r, `SELECT count() FROM system.tables WHERE database = '${db}' AND engine LIKE 'Replicated%'`)).toBe(9);
+      expect(await scalar(r, `SELECT count() FROM system.tables WHERE database = '${db}' AND engine LIKE 'Replicated%'`)).toBe(10);
       expect(await scalar(r, `SELECT count() FROM system.tables WHERE database = '${db}' AND name = 'points_marks_mv' AND engine = 'MaterializedView'`)).toBe(1);
     }
 

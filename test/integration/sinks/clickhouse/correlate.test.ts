@@ -33,9 +33,10 @@ describe('vigil correlate (rollups_merged on 18.16)', () => {
 
     const query = { database: db, metric: 'application.api.response_time', with: ['system.cpu.%', 'system.memory.%', 'system.disk.%'], widthSeconds: 60, sinceSeconds: 3600, threshold: 0.7, maxLag: 5 };
     const out = await correlate(res.clickhouse(), query);
+    // Both exact (r = ±1): the smaller lag first.
     expect(out.map((c) => [c.series.metric, Number(c.r.toFixed(6)), c.lagSeconds, c.n])).toEqual([
-      ['system.cpu.usage', 1, 120, 59],
       ['system.memory.free', -1, 0, 61],
+      ['system.cpu.usage', 1, 120, 59],
     ]);
     expect(out[0]?.primary).toEqual({ metric: 'application.api.response_time', tags: { host: 'api-1' } });
     // Only cpu: --with narrows the comparison; a threshold of 1.01 leaves nothing.
@@ -45,7 +46,7 @@ describe('vigil correlate (rollups_merged on 18.16)', () => {
     const env = { ...process.env, VIGIL_CLICKHOUSE_DATABASE: db };
     const table = execFileSync('node', [CLI, 'correlate', '--metric', 'application.api.response_time', '--with', 'system.cpu.%,system.memory.%,system.disk.%', '--width', '60'], { env }).toString();
     expect(table).toBe(correlationTable(out));
-    expect(table.split('\n')[1]).toMatch(/^application\.api\.response_time\{host="api-1"\}\s+system\.cpu\.usage\{host="api-1"\}\s+1\.000\s+\+120s\s+59$/);
+    expect(table.split('\n')[2]).toMatch(/^application\.api\.response_time\{host="api-1"\}\s+system\.cpu\.usage\{host="api-1"\}\s+1\.000\s+\+120s\s+59$/);
     const json = execFileSync('node', [CLI, 'correlate', '--metric', 'application.api.response_time', '--with', 'system.cpu.%', '--width', '60', '--json'], { env }).toString().trim().split('\n').map((l) => JSON.parse(l) as { r: number });
     expect(json).toHaveLength(1);
     expect(() => execFileSync('node', [CLI, 'correlate', '--metric', 'x', '--threshold', '2'], { env, stdio: 'pipe' })).toThrow(/VIGIL_ERR_CLI_USAGE.*--threshold = "2": expected a number from 0 to 1/s);

@@ -25,7 +25,7 @@ describe('ClickHouse schema', () => {
     const tables = await res.clickhouse().query({ query: `SELECT name FROM system.tables WHERE database = '${db}' ORDER BY name`, format: 'JSONEachRow' });
     // On a cluster, points arrive through points_in and its view (migration 10).
     const cluster = res.config.clickhouse.cluster ? ['points_in', 'points_in_mv', 'points_marks', 'points_marks_mv'] : ['points_marks', 'points_marks_mv'];
-    expect((await tables.json<{ name: string }>()).map((t) => t.name)).toEqual(['alerts', 'alerts_dedup', 'anomalies', 'anomalies_dedup', 'detector_state', 'forecasts', 'forecasts_latest', 'metric_rollups', 'metric_rollups_mv', 'points', 'points_dedup', ...cluster, 'rollups', 'rollups_merged', 'schema_migrations']);
+    expect((await tables.json<{ name: string }>()).map((t) => t.name)).toEqual(['alerts', 'alerts_dedup', 'anomalies', 'anomalies_dedup', 'detector_state', 'forecasts', 'forecasts_latest', 'incidents', 'incidents_dedup', 'metric_rollups', 'metric_rollups_mv', 'points', 'points_dedup', ...cluster, 'rollups', 'rollups_merged', 'schema_migrations']);
     await sink.close();
   });
 

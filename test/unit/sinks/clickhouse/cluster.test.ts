@@ -4,13 +4,21 @@ import { MIGRATIONS, onCluster, schemaStatements } from '../../../../sinks/click
 
 describe('onCluster: the DDL a clickhouse.cluster gets', () => {
   for (const version of ['18.16.1', '24.8.1']) {
-    it(`every statement of a fresh database runs ON CLUSTER and every table replicates (${version})`, () => {
+    it(`every statement of a fresh database runs ON CLUSTER but a replicated ALTER, and every table replicates (${version})`, () => {
       const caps = capabilitiesOf(version);
       // The cluster's statements before ON CLUSTER: the one-server ones plus migration 10's.
       const plain = schemaStatements('db', caps).slice(0, 2).concat(MIGRATIONS.flatMap((m) => m.statements('db', caps, 'c1')));
       const clustered = schemaStatements('db', caps, 'c1');
       expect(clustered).toHaveLength(plain.length);
+      const replicated = [false, false, ...MIGRATIONS.flatMap((m) => m.statements('db', caps, 'c1').map(() => m.replicated === true))];
+      expect(replicated.filter(Boolean)).toHaveLength(1);
       for (const [i, q] of clustered.entries()) {
+        // An ALTER of a replicated table runs on one replica and replicates itself (Migration.replicated).
+        if (replicated[i]) {
+          expect(q).toBe(plain[i]);
+          expect(q).toMatch(/^ALTER TABLE db\.\w+ MODIFY COLUMN /);
+          continue;
+        }
         expect(q).toMatch(/^(CREATE (DATABASE|TABLE|VIEW|MATERIALIZED VIEW) IF NOT EXISTS|ALTER TABLE|DROP TABLE IF EXISTS) \S+ ON CLUSTER c1\b/);
         // The rest of the statement is the one-server statement, engines aside.
         const engine = /ENGINE = (\w*)MergeTree\(([^)]*)\)/.exec(plain[i] as string);
