@@ -155,9 +155,14 @@ export interface ForecastOptions {
   stepMs: number;
 }
 
+/** Length of ForecastState.numbers for a seasonal detector of `periods` candidate periods (a restored state of another length is of other settings). */
+export function forecastLength(periods: number): number {
+  return (1 + periods) * GROUP;
+}
+
 /** A series' forecast state for a seasonal detector of `periods` candidate periods. */
 export function initForecast(periods: number): ForecastState {
-  const numbers = new Float64Array((1 + periods) * GROUP);
+  const numbers = new Float64Array(forecastLength(periods));
   for (let g = 1; g <= periods; g++) numbers[g * GROUP + CENTRE] = Number.NaN;
   return { numbers, n: 0, lastTsMs: Number.NaN, originMs: Number.NaN, dueMs: -Infinity };
 }

@@ -1,7 +1,7 @@
 import type { VigilConfig } from '../core/config/index.js';
 import type { Logger } from '../core/log.js';
 import type { ClickHouseSink } from '../sinks/clickhouse/index.js';
-import { groupOnsets, incidentRow, readOnsets, relatedSeries } from '../sinks/clickhouse/incidents.js';
+import { groupOnsets, incidentRow, incidentVersion, readOnsets, relatedSeries } from '../sinks/clickhouse/incidents.js';
 import type { Metrics } from './metrics.js';
 
 /**
@@ -29,14 +29,14 @@ export function startIncidents(sink: ClickHouseSink, config: VigilConfig, metric
       // An incident that may have begun before the lookback is not written from part of it.
       if (from > 0 && i.startS - from <= o.windowSeconds) continue;
       const over = now - i.lastS > o.windowSeconds;
-      const row = incidentRow(i, width, over ? [] : null);
-      if (written.get(i.id) === row['version']) continue;
+      const version = incidentVersion(i, over);
+      if (written.get(i.id) === version) continue;
       const related = over ? await relatedSeries(sink.client, sink.db, width, o.windowSeconds, i, { patterns: o.relatedPatterns, threshold: o.relatedThreshold, max: o.relatedMax, maxLag: 5 }) : null;
-      const full = incidentRow(i, width, related);
-      rows.push(full);
-      written.set(i.id, full['version'] as number);
+      rows.push(incidentRow(i, width, related));
+      written.set(i.id, version);
     }
-    for (const [id] of written) if (!incidents.some((i) => i.id === id)) written.delete(id);
+    const current = new Set(incidents.map((i) => i.id));
+    for (const id of written.keys()) if (!current.has(id)) written.delete(id);
     if (rows.length > 0) {
       await sink.client.insert({ table: `${sink.db}.incidents`, values: rows, format: 'JSONEachRow' });
       metrics.incidentsWritten.inc(rows.length);

@@ -9,9 +9,9 @@ import { dictEntry, emptyShardResult, filterBatch, lowerHold, REFUSED_SAMPLE_BYT
 import { Ensemble, type SeriesModels } from '../models/ensemble.js';
 import { loadLstm } from '../models/lstm-detector.js';
 import { RuleEvaluator } from './alerts/evaluator.js';
-import { compileMatcher, tagObject, type Matcher } from './alerts/rules.js';
+import { compileMatcher, matchesSeries, tagObject, type CompiledRule } from './alerts/rules.js';
 import { ForecastEncoder } from './encode/forecasts.js';
-import { Forecaster, initForecast, type ForecastState } from '../models/forecast.js';
+import { Forecaster, forecastLength, initForecast, type ForecastState } from '../models/forecast.js';
 
 /**
  * Per-series state of this thread's shard: the series registry (last seen, for eviction), the
@@ -82,17 +82,8 @@ const stages: ClosedBucketStage[] = [];
 /** `stateKey`: its detector_state rows' settings tag (a hash of the settings, 21 µs: made once here, not per task). */
 let scoring: { key: string; settings: ModelSettings; ensemble: Ensemble; stateKey: string; forecaster: Forecaster; selectors: Selector[] } | undefined;
 
-/** A compiled `forecasts.series` selector. */
-interface Selector {
-  metric: Matcher;
-  tags: { key: string; match: Matcher }[];
-}
-
-function selects(selectors: readonly Selector[], metric: string, tags: readonly string[]): boolean {
-  if (selectors.length === 0) return false;
-  const byKey = tagObject(tags);
-  return selectors.some((sel) => sel.metric.test(metric) && sel.tags.every((t) => t.match.test(byKey[t.key] ?? '')));
-}
+/** A compiled `forecasts.series` selector: matched as a rule's metric and tags are. */
+type Selector = Pick<CompiledRule, 'metric' | 'tags'>;
 let rules = new RuleEvaluator();
 /** The rules generation the series' forecast decisions were made under. */
 let forecastRulesGeneration = 0;
@@ -163,10 +154,10 @@ function scoreClosed(encoder: AnomalyEncoder, forecasts: ForecastEncoder, withMo
       if (s.forecast === undefined) {
         const restored = restoredForecasts.get(b.seriesId);
         restoredForecasts.delete(b.seriesId);
-        const fresh = initForecast(ensemble.seasonal.periods);
+        const tags = tagObject(b.series.tags);
+        const wanted = model.selectors.some((sel) => matchesSeries(sel, b.series.metric, tags)) || rules.wantsForecast(b.series.metric, tags);
         // A state of another number of seasonal periods (models.seasonalPeriodsSeconds changed) starts afresh.
-        const wanted = selects(model.selectors, b.series.metric, b.series.tags) || rules.wantsForecast(b.series.metric, b.series.tags);
-        s.forecast = wanted ? (restored?.numbers.length === fresh.numbers.length ? restored : fresh) : null;
+        s.forecast = !wanted ? null : restored && restored.numbers.length === forecastLength(ensemble.seasonal.periods) ? restored : initForecast(ensemble.seasonal.periods);
       }
       f = s.forecast;
       if (f) {

@@ -1,6 +1,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { textTable } from '../../core/table.js';
 import { sqlString } from '../../core/sql.js';
+import { nestedTags, seriesText } from './tags.js';
 
 /**
  * `vigil capacity` (issue 17): time to a threshold per series, from each series' latest forecast
@@ -52,7 +53,7 @@ export async function capacity(client: ClickHouseClient, q: CapacityQuery): Prom
     const vals = r['vals'] as string[];
     return {
       metric: r['metric'] as string,
-      tags: Object.fromEntries(keys.map((k, i) => [k, vals[i] ?? ''])),
+      tags: nestedTags(keys, vals),
       issuedMs: Number(r['issued']) * 1000,
       firstValue: Number(r['first_value']),
       horizonEndMs: Number(r['horizon_end']) * 1000,
@@ -77,8 +78,7 @@ export function capacityTable(rows: readonly CapacityRow[], q: Pick<CapacityQuer
   const when = (ms: number | null, from: number) => (ms === null ? '–' : `${humanDuration(ms - from)}`);
   const header = ['series', 'forecast now', `reaches ${q.below ? '<=' : '>='} ${q.threshold} in`, 'earliest (95 %)', 'latest (95 %)', 'forecast made'];
   const body = rows.map((r) => {
-    const tags = Object.entries(r.tags).map(([k, v]) => `${k}="${v}"`).join(',');
-    const series = tags ? `${r.metric}{${tags}}` : r.metric;
+    const series = seriesText(r.metric, r.tags);
     const reaches = r.reachesMs === null ? `not within ${humanDuration(r.horizonEndMs - r.issuedMs)}` : when(r.reachesMs, r.issuedMs);
     return [series, String(Math.round(r.firstValue * 100) / 100), reaches, when(r.earliestMs, r.issuedMs), when(r.latestMs, r.issuedMs), new Date(r.issuedMs).toISOString()];
   });

@@ -2,6 +2,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { textTable } from '../../core/table.js';
 import { sqlString, sqlUInt } from '../../core/sql.js';
 import { mergedRollupsSql } from './schema.js';
+import { nestedTags, seriesText } from './tags.js';
 
 /**
  * `vigil correlate` (issue 17): the brief's `find_correlations(primary_metric, secondary_patterns,
@@ -98,7 +99,7 @@ export async function correlate(client: ClickHouseClient, q: CorrelateQuery): Pr
   const byId = new Map<string, Series>();
   for (const row of await rs.json<{ id: string; metric: string; keys: string[]; vals: string[]; t: number; mean: number }>()) {
     let s = byId.get(row.id);
-    if (!s) byId.set(row.id, (s = { id: row.id, metric: row.metric, tags: Object.fromEntries(row.keys.map((k, i) => [k, row.vals[i] ?? ''])), values: new Map() }));
+    if (!s) byId.set(row.id, (s = { id: row.id, metric: row.metric, tags: nestedTags(row.keys, row.vals), values: new Map() }));
     if (Number.isFinite(Number(row.mean))) s.values.set(Number(row.t), Number(row.mean));
   }
   const like = (p: string) => new RegExp(`^${p.replace(/[.+^${}()|[\]\\*?]/g, '\\$&').replaceAll('%', '.*').replaceAll('_', '.')}$`, 's');
@@ -126,14 +127,9 @@ export async function correlate(client: ClickHouseClient, q: CorrelateQuery): Pr
   return out.sort((a, b) => strength(b) - strength(a) || Math.abs(a.lagSeconds) - Math.abs(b.lagSeconds));
 }
 
-const seriesText = (s: { metric: string; tags: Record<string, string> }): string => {
-  const tags = Object.entries(s.tags).map(([k, v]) => `${k}="${v}"`).join(',');
-  return tags ? `${s.metric}{${tags}}` : s.metric;
-};
-
 /** The correlations as a text table, strongest first. */
 export function correlationTable(rows: readonly Correlation[]): string {
   const header = ['primary', 'series', 'r', 'lag', 'buckets'];
-  const body = rows.map((c) => [seriesText(c.primary), seriesText(c.series), c.r.toFixed(3), c.lagSeconds === 0 ? '0s' : `${c.lagSeconds > 0 ? '+' : ''}${c.lagSeconds}s`, String(c.n)]);
+  const body = rows.map((c) => [seriesText(c.primary.metric, c.primary.tags), seriesText(c.series.metric, c.series.tags), c.r.toFixed(3), c.lagSeconds === 0 ? '0s' : `${c.lagSeconds > 0 ? '+' : ''}${c.lagSeconds}s`, String(c.n)]);
   return textTable(header, body);
 }

@@ -1,6 +1,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { sqlUInt } from '../../core/sql.js';
 import { correlate, type Correlation } from './correlate.js';
+import { nestedTags } from './tags.js';
 
 /**
  * Correlated incidents (issue 17): anomaly onsets (the first flagged bucket of an episode,
@@ -72,7 +73,7 @@ export async function readOnsets(client: ClickHouseClient, database: string, wid
   return (await rs.json<{ id: string; metric: string; keys: string[]; vals: string[]; t: number; score: number }>()).map((r) => ({
     seriesId: r.id,
     metric: r.metric,
-    tags: Object.fromEntries(r.keys.map((k, i) => [k, r.vals[i] ?? ''])),
+    tags: nestedTags(r.keys, r.vals),
     t: Number(r.t),
     score: Number(r.score),
   }));
@@ -122,7 +123,11 @@ export function incidentRow(i: Incident, widthSeconds: number, related: readonly
     'members.onset': i.members.map((m) => m.t),
     'members.score': i.members.map((m) => m.score),
     related: related === null ? '' : JSON.stringify(related.map((c) => ({ metric: c.series.metric, tags: c.series.tags, r: Math.round(c.r * 1000) / 1000, lagSeconds: c.lagSeconds }))),
-    // A later version of an incident has more members or a later last onset, or has its related series.
-    version: i.lastS * 4096 + Math.min(i.members.length, 2047) * 2 + (related === null ? 0 : 1),
+    version: incidentVersion(i, related !== null),
   };
+}
+
+/** A later version of an incident has a later last onset or more members, or has its related series. */
+export function incidentVersion(i: Incident, withRelated: boolean): number {
+  return i.lastS * 4096 + Math.min(i.members.length, 2047) * 2 + (withRelated ? 1 : 0);
 }

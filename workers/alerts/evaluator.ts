@@ -193,11 +193,8 @@ export class RuleEvaluator {
   }
 
   /** Whether a `forecast` rule matches the series: it needs the series forecast (models/forecast.ts). */
-  wantsForecast(metric: string, tags: readonly string[]): boolean {
-    const forecasts = this.rules?.rules.filter((r) => r.kind === 'forecast') ?? [];
-    if (forecasts.length === 0) return false;
-    const byKey = tagObject(tags);
-    return forecasts.some((r) => matchesSeries(r, metric, byKey));
+  wantsForecast(metric: string, tags: Readonly<Record<string, string>>): boolean {
+    return this.rules?.rules.some((r) => r.kind === 'forecast' && matchesSeries(r, metric, tags)) ?? false;
   }
 
   /**

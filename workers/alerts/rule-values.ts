@@ -111,7 +111,8 @@ export function tagObject(tags: readonly string[]): Record<string, string> {
   return out;
 }
 
-export function matchesSeries(rule: CompiledRule, metric: string, tags: Readonly<Record<string, string>>): boolean {
+/** Whether a rule's matchers (or a `forecasts.series` selector's, the same shape) take the series. */
+export function matchesSeries(rule: Pick<CompiledRule, 'metric' | 'tags'>, metric: string, tags: Readonly<Record<string, string>>): boolean {
   if (!rule.metric.test(metric)) return false;
   for (const { key, match } of rule.tags) {
     if (!match.test(Object.hasOwn(tags, key) ? (tags[key] as string) : '')) return false;
