@@ -522,11 +522,16 @@ export class Ingestor {
       state.shardsPending++;
       Promise.all(runs).then(
         () => {
-          for (const insert of out.inserts()) work.outputs.push(this.inserts.write(insert.table, insert.body, insert.rows));
+          const anomalies: Promise<void>[] = [];
+          for (const insert of out.inserts()) {
+            const written = this.inserts.write(insert.table, insert.body, insert.rows);
+            work.outputs.push(written);
+            if (insert.table === 'anomalies') anomalies.push(written);
+          }
           // Transitions of a generation that ended are not the lifecycle's to see: whoever owns the
           // partition now re-derives them from its committed offset, after restoring the firing
           // alerts (a late firing here would be a second one for the same episode).
-          const alerts = work.epoch === this.committer.epoch ? this.publishAlerts(out.transitions) : null;
+          const alerts = work.epoch === this.committer.epoch ? this.publishAlerts(out.transitions, Promise.all(anomalies).catch(() => undefined)) : null;
           if (alerts) work.outputs.push(alerts);
           const series = out.state();
           if (series) work.outputs.push((alerts ?? Promise.resolve()).then(() => this.inserts.write('detector_state', series.body, series.rows)));
@@ -651,8 +656,8 @@ export class Ingestor {
             if (state.epoch !== this.committer.epoch) return;
             const out = shardOutputs();
             out.add(r);
-            for (const insert of out.inserts()) void this.inserts.write(insert.table, insert.body, insert.rows).catch(() => undefined);
-            const alerts = this.publishAlerts(out.transitions) ?? Promise.resolve();
+            const written = Promise.all(out.inserts().map((insert) => this.inserts.write(insert.table, insert.body, insert.rows))).catch(() => undefined);
+            const alerts = this.publishAlerts(out.transitions, written) ?? Promise.resolve();
             const rows = out.state();
             void alerts.then(() => (rows ? this.inserts.write('detector_state', rows.body, rows.rows) : undefined)).catch(() => undefined);
           },
@@ -727,12 +732,12 @@ export class Ingestor {
    * land a resolve on the alerts topic before its firing when the first one's send is retried
    * (seen in the chaos test under kills).
    */
-  private publishAlerts(transitions: readonly Transition[]): Promise<void> | null {
+  private publishAlerts(transitions: readonly Transition[], stored?: Promise<unknown>): Promise<void> | null {
     const alerting = this.alerting;
     if (!alerting) return null;
     const alerts = alerting.handle(transitions);
     if (alerts.length === 0) return null;
-    const published = this.alertsPublished.then(() => this.retrySink('alerts', () => alerting.publish(alerts)));
+    const published = this.alertsPublished.then(() => this.retrySink('alerts', () => alerting.publish(alerts, stored)));
     // A publish given up (the shutdown deadline) does not stop the ones after it from trying.
     this.alertsPublished = published.catch(() => undefined);
     return published;

@@ -11,6 +11,7 @@ import type { AlertEvent } from '../../sinks/alerts/event.js';
 import { AlertLifecycle } from './lifecycle.js';
 import { loadRules, type RuleSet } from '../../workers/alerts/rules.js';
 import { watchRules } from './watch.js';
+import { incidentsOf, type IncidentTarget } from '../../sinks/clickhouse/incidents.js';
 
 export type { AlertEvent, AlertStatus, RuleKind, Severity } from '../../sinks/alerts/event.js';
 export { AlertLifecycle } from './lifecycle.js';
@@ -39,7 +40,7 @@ export class Alerting {
   constructor(
     private readonly config: VigilConfig,
     kafka: Kafka,
-    clickhouse: ClickHouseClient,
+    private readonly clickhouse: ClickHouseClient,
     shards: number,
     private readonly metrics: Metrics,
     private readonly log: Logger,
@@ -133,7 +134,12 @@ export class Alerting {
     this.listeners.push(listener);
   }
 
-  async publish(events: readonly AlertEvent[]): Promise<void> {
+  /**
+   * `stored`: the insert of the anomaly rows the events' task wrote, which their incidents are
+   * read with (a failed one is the task's to retry; the events go out regardless).
+   */
+  async publish(events: readonly AlertEvent[], stored?: Promise<unknown>): Promise<void> {
+    await this.placeInIncidents(events, stored);
     const refused = await this.lifecycle.publish(events);
     for (const e of events) this.metrics.alertEvents.inc({ status: e.status });
     if (events.length > 0) for (const listener of this.listeners) listener(events);
@@ -142,6 +148,31 @@ export class Alerting {
     for (const e of refused) {
       this.log.error({ id: e.id, rule: e.rule.id, bytes: JSON.stringify(e).length }, 'the broker refused an alert event for good (larger than the alerts topic allows); it is in the alerts table and the other outputs only');
     }
+  }
+
+  /**
+   * Names in the explanation of each anomaly alert event the incident its series is part of
+   * (`incident`: the `incidents` row's id, or null when the series has no anomaly onset in its
+   * episode): the series' earliest onset from a window before the rule's streak began to the
+   * bucket that fired it, grouped with the onsets in the table as the incidents pass groups them.
+   * A firing event names the incident as it stands when published, its resolve as it stands then
+   * (an earlier onset arriving late from a lagging partition can change an incident's id: the
+   * resolve has the later word). Set once per event, so a retried publish reads nothing again.
+   */
+  private async placeInIncidents(events: readonly AlertEvent[], stored: Promise<unknown> | undefined): Promise<void> {
+    const { incidents, models } = this.config;
+    if (!models.enabled || !incidents.enabled) return;
+    const pending = events.filter((e) => e.rule.kind === 'anomaly' && !('incident' in e.explanation));
+    if (pending.length === 0) return;
+    await stored?.catch(() => undefined);
+    const width = models.widthSeconds;
+    const targets = pending.map((e): IncidentTarget => {
+      const startsS = Math.floor(Date.parse(e.startsAt) / 1000);
+      const buckets = this.rules.rules.find((r) => r.id === e.rule.id)?.buckets ?? 1;
+      return { metric: e.series.metric, tags: e.series.tags, fromS: startsS - buckets * width - incidents.windowSeconds, toS: startsS - width };
+    });
+    const ids = await incidentsOf(this.clickhouse, this.config.clickhouse.database, width, incidents.windowSeconds, incidents.lookbackSeconds, targets);
+    pending.forEach((e, i) => (e.explanation['incident'] = ids[i] ?? null));
   }
 
   async close(): Promise<void> {

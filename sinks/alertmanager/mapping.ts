@@ -66,7 +66,7 @@ function explanationJson(explanation: Record<string, unknown>): string {
   }
 }
 
-/** The event's annotations (names sanitised) plus `value`, `threshold`, `score` (when not null) and `explanation` (JSON). */
+/** The event's annotations (names sanitised) plus `value`, `threshold`, `score` (when not null), `explanation` (JSON) and `incident` (an anomaly alert's incident id, when it has one). */
 export function alertmanagerAnnotations(event: AlertEvent): Record<string, string> {
   const annotations: Record<string, string> = {};
   for (const name of Object.keys(event.annotations).sort()) {
@@ -77,6 +77,8 @@ export function alertmanagerAnnotations(event: AlertEvent): Record<string, strin
   if (event.threshold !== null) annotations['threshold'] = String(event.threshold);
   if (event.score !== null) annotations['score'] = String(event.score);
   annotations['explanation'] = explanationJson(event.explanation);
+  const incident = event.explanation['incident'];
+  if (typeof incident === 'string') annotations['incident'] = incident;
   return annotations;
 }
 

@@ -131,3 +131,49 @@ export function incidentRow(i: Incident, widthSeconds: number, related: readonly
 export function incidentVersion(i: Incident, withRelated: boolean): number {
   return i.lastS * 4096 + Math.min(i.members.length, 2047) * 2 + (withRelated ? 1 : 0);
 }
+
+/** A series' onset to place in an incident: its onset in the table between `fromS` and `toS` (bucket starts, s). */
+export interface IncidentTarget {
+  metric: string;
+  tags: Record<string, string>;
+  fromS: number;
+  toS: number;
+}
+
+/** The incident holding each target's series at its earliest onset within its span (null: no onset of it there). */
+export function placeOnsets(onsets: readonly Onset[], incidents: readonly Incident[], targets: readonly IncidentTarget[]): (string | null)[] {
+  return targets.map((target) => {
+    const key = seriesKey(target.metric, target.tags);
+    let at = Number.POSITIVE_INFINITY;
+    for (const o of onsets) if (o.t >= target.fromS && o.t <= target.toS && o.t < at && seriesKey(o.metric, o.tags) === key) at = o.t;
+    if (at === Number.POSITIVE_INFINITY) return null;
+    return incidents.find((i) => i.startS <= at && at <= i.lastS)?.id ?? null;
+  });
+}
+
+/**
+ * The incident each target's series belongs to, as the incidents pass would group the onsets in
+ * the table now (null: the series has no onset in its span). Reads back from the targets only as
+ * far as the chain of onsets reaches (at most `lookbackSeconds`, as the pass): a window of onsets,
+ * widened while an incident may begin before it.
+ */
+export async function incidentsOf(client: ClickHouseClient, database: string, widthSeconds: number, windowSeconds: number, lookbackSeconds: number, targets: readonly IncidentTarget[]): Promise<(string | null)[]> {
+  if (targets.length === 0) return [];
+  const hi = Math.max(...targets.map((t) => t.toS));
+  let span = hi - Math.min(...targets.map((t) => t.fromS)) + 2 * windowSeconds;
+  for (;;) {
+    const from = Math.max(0, hi - Math.min(span, lookbackSeconds));
+    const onsets = await readOnsets(client, database, widthSeconds, from);
+    const incidents = groupOnsets(onsets, windowSeconds);
+    const first = incidents[0];
+    const whole = from === 0 || span >= lookbackSeconds || !first || first.startS - from > windowSeconds;
+    if (whole) return placeOnsets(onsets, incidents, targets);
+    span *= 4;
+  }
+}
+
+const seriesKey = (metric: string, tags: Record<string, string>): string =>
+  `${metric}\u0000${Object.keys(tags)
+    .sort()
+    .map((k) => `${k}=${tags[k]}`)
+    .join('\u0000')}`;

@@ -45,6 +45,9 @@ describe('Alertmanager mapping', () => {
   it('annotations: the event’s, plus value, threshold and score when set, and the explanation as JSON', () => {
     const event = alertEvent({ threshold: null, score: null, value: 0.5, annotations: { 'runbook-url': 'u', summary: 's' }, explanation: { a: [1, 2] } });
     expect(alertmanagerAnnotations(event)).toEqual({ runbook_url: 'u', summary: 's', value: '0.5', explanation: '{"a":[1,2]}' });
+    // An anomaly alert's incident, when it has one, as an annotation of its own (not a label: it may change between firing and resolve).
+    expect(alertmanagerAnnotations(alertEvent({ explanation: { incident: '00000000000000ff-1700000000' } }))['incident']).toBe('00000000000000ff-1700000000');
+    expect(alertmanagerAnnotations(alertEvent({ explanation: { incident: null } }))).not.toHaveProperty('incident');
   });
 
   it('does not throw on an explanation JSON cannot represent', () => {
