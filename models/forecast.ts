@@ -22,9 +22,11 @@ import { scaleFloor, type Seasonal, type SeasonalState } from './statistical.js'
  *
  *   σ²_h = σ²·(1 + Σ_{j=1}^{h−1} (α + β·φ_j)²),
  *
- * with σ² the one-step error variance, scaled up where the forecasts from past origins missed by
- * more than this variance says (a season's profile error is not in the model); 80 % and 95 %
- * intervals are ±1.2816 and ±1.96 σ_h.
+ * with σ² the one-step error variance. The intervals are ±q σ_h with q the 80 % and 95 % quantiles
+ * of |error / σ_h| of the forecasts from past origins, tracked bucket by bucket (a season's profile
+ * error is not in the model, and errors have tails the normal lacks: widening both intervals by the
+ * errors' variance held 89 % in the 80 % interval on bench:forecast), the normal's ±1.2816 and ±1.96
+ * before the first origin is judged and weighed in while few are.
  */
 
 /**
@@ -73,7 +75,10 @@ const MSSE = 6;
 const MWEIGHT = 7;
 /** A robust scale of the one-step errors (the updates' clipping). */
 const SCALE = 8;
-const STRIDE = 9;
+/** Logs of the 80 % and 95 % quantiles of |error / σ_h| of the forecasts from the origin (the intervals' widths in model σ_h). */
+const Q80 = 9;
+const Q95 = 10;
+const STRIDE = 11;
 const GROUP = HEADER + CANDIDATES.length * STRIDE;
 /**
  * Forecasts are judged over a day from origins a day apart. (Origins drifting 70 minutes a day,
@@ -109,6 +114,22 @@ const RECENTRE_EVERY = 64;
 export const FORECAST_WARMUP = 30;
 const Z80 = 1.2815515655446004;
 const Z95 = 1.959963984540054;
+/**
+ * Step of the intervals' quantile tracking (log scale), per day of buckets: each bucket's error from
+ * the origin moves a quantile up by rate · p when it falls outside, down by rate · (1 − p) when
+ * inside, which settles where a share 1 − p falls outside (stochastic quantile estimation, as in
+ * the quantile tracker of Angelopoulos, Candès and Tibshirani, "Conformal PID control", 2023).
+ * bench:forecast seeds 1–3, the 80 % interval held: 0.43 a day 85.1 %, 1 82.6 %, 2 80.1 %, 3 78.7 %
+ * (slower trackers lag less behind a day's regime but learn a series' tails less).
+ */
+const QUANTILE_RATE_PER_DAY = 2;
+/**
+ * The tracked quantiles weigh origins / (origins + PRIOR_ORIGINS) against the normal's: a few days
+ * of errors (all of one series, and strongly correlated within a day) are a small sample
+ * (bench:forecast seeds 1–3, the 80 % interval: 80.1 % held without the prior, 82.1 % with 1 and
+ * 83.2 % with 2; a local-level series after four days: 70 % → 74 % with 1).
+ */
+const PRIOR_ORIGINS = 1;
 
 export interface ForecastState {
   numbers: Float64Array;
@@ -182,6 +203,19 @@ function betaOf(c: Candidate, widthMs: number): number {
   return c.slopeMemoryMs === 0 ? 0 : c.alpha * Math.min(1, widthMs / c.slopeMemoryMs);
 }
 
+/** Σ_{j=1}^{m} (α + β·φ_j)², φ_j = φ + … + φ^j: the h-step variance's sum at m = h − 1, in closed form. */
+export function spreadSum(alpha: number, beta: number, phi: number, m: number): number {
+  if (m <= 0) return 0;
+  if (beta === 0 || phi === 0) return m * alpha * alpha;
+  if (phi === 1) return m * alpha * alpha + alpha * beta * m * (m + 1) + (beta * beta * m * (m + 1) * (2 * m + 1)) / 6;
+  // φ_j = A − A·φ^j with A = φ / (1 − φ): (K − βA·φ^j)², K = α + βA.
+  const a = phi / (1 - phi);
+  const k = alpha + beta * a;
+  const g1 = (phi * (1 - Math.pow(phi, m))) / (1 - phi);
+  const g2 = (phi * phi * (1 - Math.pow(phi, 2 * m))) / (1 - phi * phi);
+  return m * k * k - 2 * k * beta * a * g1 + beta * beta * a * a * g2;
+}
+
 export class Forecaster {
   constructor(private readonly seasonal: Seasonal) {}
 
@@ -224,6 +258,8 @@ export class Forecaster {
         for (let i = 0; i < CANDIDATES.length; i++) {
           x[base + HEADER + i * STRIDE + LEVEL] = y;
           x[base + HEADER + i * STRIDE + ORIGIN_LEVEL] = y;
+          x[base + HEADER + i * STRIDE + Q80] = Math.log(Z80);
+          x[base + HEADER + i * STRIDE + Q95] = Math.log(Z95);
         }
         continue;
       }
@@ -257,6 +293,14 @@ export class Forecaster {
         const eo = y - ((x[at + ORIGIN_LEVEL] as number) + phiSum(phi, h) * (x[at + ORIGIN_TREND] as number));
         x[at + MSSE] = (x[at + MSSE] as number) + eo * eo;
         x[at + MWEIGHT] = (x[at + MWEIGHT] as number) + 1;
+        // The same error in the model's σ_h: where it falls against the intervals' quantiles.
+        const sd = Math.sqrt(((x[at + SSE] as number) / (x[at + WEIGHT] as number)) * (1 + spreadSum(c.alpha, betaOf(c, widthMs), phi, h - 1)));
+        if (sd > 0 && f.n >= SCALE_WARMUP) {
+          const z = Math.abs(eo) / sd;
+          const rate = (QUANTILE_RATE_PER_DAY * widthMs) / DAY_MS;
+          x[at + Q80] = (x[at + Q80] as number) + rate * (z > Math.exp(x[at + Q80] as number) ? 0.8 : -0.2);
+          x[at + Q95] = (x[at + Q95] as number) + rate * (z > Math.exp(x[at + Q95] as number) ? 0.95 : -0.05);
+        }
         if (newOrigin) {
           x[at + MSSE] = ORIGIN_DECAY * (x[at + MSSE] as number);
           x[at + MWEIGHT] = ORIGIN_DECAY * (x[at + MWEIGHT] as number);
@@ -353,38 +397,28 @@ export class Forecaster {
     const { group, at, c, phi, beta, level, trend, sigma2 } = this.model(f, widthMs);
     const steps = Math.max(1, Math.floor(options.horizonMs / widthMs));
     const every = Math.max(1, Math.round(options.stepMs / widthMs));
-    // The model's variance at each horizon up to the origins' day, to compare with what the
-    // forecasts from past origins actually missed by: their mean squared error over that day.
-    const judged = (x[group * GROUP + ORIGINS] as number) >= 1 && (x[at + MWEIGHT] as number) > 0;
-    const originSteps = Math.max(1, Math.round(ORIGIN_MS / widthMs));
+    // Once forecasts from a past origin have been judged, the intervals are the quantiles of their
+    // errors in the model's σ_h (tracked bucket by bucket); before, the normal's.
+    const origins = x[group * GROUP + ORIGINS] as number;
+    const w = origins / (origins + PRIOR_ORIGINS);
+    const q80 = Math.exp(w * (x[at + Q80] as number) + (1 - w) * Math.log(Z80));
+    const q95 = Math.max(q80, Math.exp(w * (x[at + Q95] as number) + (1 - w) * Math.log(Z95)));
+    const points: ForecastPoint[] = [];
     let phiH = 0;
     let phiPow = 1;
     let spread = 0;
-    let modelMean = 0;
-    const spreads = new Float64Array(steps + 1);
-    for (let h = 1; h <= Math.max(steps, judged ? originSteps : 0); h++) {
+    for (let h = 1; h <= steps; h++) {
       // Before φ_h moves on, φ_{h−1} gives the (h−1)th term of the variance sum.
       if (h > 1) spread += (c.alpha + beta * phiH) ** 2;
-      phiPow *= phi;
-      phiH += phiPow;
-      if (h <= steps) spreads[h] = spread;
-      if (h <= originSteps) modelMean += sigma2 * (1 + spread);
-    }
-    modelMean /= originSteps;
-    const scale = judged && modelMean > 0 ? Math.max(1, (x[at + MSSE] as number) / (x[at + MWEIGHT] as number) / modelMean) : 1;
-    const points: ForecastPoint[] = [];
-    phiH = 0;
-    phiPow = 1;
-    for (let h = 1; h <= steps; h++) {
       phiPow *= phi;
       phiH += phiPow;
       if (h % every !== 0) continue;
       const tsMs = f.lastTsMs + h * widthMs;
       const value = level + phiH * trend + this.seasonAt(f, s, group, tsMs, widthMs);
-      const sd = Math.sqrt(sigma2 * scale * (1 + (spreads[h] as number)));
-      points.push({ tsMs, value, lower80: value - Z80 * sd, upper80: value + Z80 * sd, lower95: value - Z95 * sd, upper95: value + Z95 * sd });
+      const sd = Math.sqrt(sigma2 * (1 + spread));
+      points.push({ tsMs, value, lower80: value - q80 * sd, upper80: value + q80 * sd, lower95: value - q95 * sd, upper95: value + q95 * sd });
     }
     const periodS = group > 0 ? this.seasonal.periodOf(group - 1) / 1000 : 0;
-    return { issuedMs, points, model: { alpha: c.alpha, beta, phi, sigma: Math.sqrt(sigma2), scale, periodS } };
+    return { issuedMs, points, model: { alpha: c.alpha, beta, phi, sigma: Math.sqrt(sigma2), scale: q95 / Z95, periodS } };
   }
 }

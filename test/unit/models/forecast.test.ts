@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Forecaster, initForecast, type ForecastState } from '../../../models/forecast.js';
+import { CANDIDATES, Forecaster, initForecast, spreadSum, type ForecastState } from '../../../models/forecast.js';
 import { Seasonal, SEASONAL_DEFAULTS, type SeasonalState } from '../../../models/statistical.js';
 import { rng } from '../../../bench/generator.js';
 
@@ -88,6 +88,49 @@ describe('forecaster', () => {
     expect(in80 / n).toBeLessThan(0.9);
     expect(in95 / n).toBeGreaterThan(0.9);
     expect(in95 / n).toBeLessThan(0.99);
+  });
+
+  it('widens each interval by the quantile of the errors it met, not by their variance: heavy tails leave the 80 % interval at about 80 %', () => {
+    // A flat series with contaminated noise (1 in 20 values off by ten times as much): its error
+    // variance is six times the bulk's, so intervals of ±1.28 and ±1.96 σ hold about 96 and 98 %.
+    const w = 5 * MINUTE;
+    let in80 = 0;
+    let in95 = 0;
+    let n = 0;
+    for (let seed = 1; seed <= 100; seed++) {
+      const r = rng(seed);
+      const noise = gauss(r);
+      const values = Array.from({ length: 8 * 288 }, () => 50 + (r() < 0.05 ? 10 : 1) * noise());
+      const { forecaster, f, s } = feed(values.slice(0, 7 * 288), w);
+      const fc = forecaster.forecast(f, s, w, { horizonMs: DAY, stepMs: w });
+      for (const [i, p] of fc.points.entries()) {
+        const actual = values[7 * 288 + i] as number;
+        if (actual >= p.lower80 && actual <= p.upper80) in80++;
+        if (actual >= p.lower95 && actual <= p.upper95) in95++;
+        n++;
+      }
+    }
+    expect(in80 / n).toBeGreaterThan(0.72);
+    expect(in80 / n).toBeLessThan(0.88);
+    expect(in95 / n).toBeGreaterThan(0.9);
+    expect(in95 / n).toBeLessThan(0.99);
+  });
+
+  it("sums the h-step variance's terms in closed form as the loop over them does", () => {
+    for (const c of CANDIDATES) {
+      for (const widthMs of [10_000, MINUTE, 5 * MINUTE]) {
+        const beta = c.slopeMemoryMs === 0 ? 0 : c.alpha * Math.min(1, widthMs / c.slopeMemoryMs);
+        const phi = c.slopeMemoryMs === 0 ? 0 : c.halfLifeMs === Infinity ? 1 : Math.pow(0.5, widthMs / c.halfLifeMs);
+        let phiJ = 0;
+        let sum = 0;
+        for (let m = 1; m <= 2000; m++) {
+          phiJ += Math.pow(phi, m);
+          sum += (c.alpha + beta * phiJ) ** 2;
+          if (m % 97 === 1 || m === 2000) expect(spreadSum(c.alpha, beta, phi, m)).toBeCloseTo(sum, 6);
+        }
+      }
+    }
+    expect(spreadSum(0.3, 0.1, 0.9, 0)).toBe(0);
   });
 
   it('moves on by its trend over missing buckets, and an incident of a few hours is not extrapolated', () => {
