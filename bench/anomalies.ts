@@ -196,12 +196,14 @@ export interface LabelledProduceOptions {
    * spread over every partition).
    */
   unkeyed?: { partitions: number; seed: number };
+  /** The series' metric (default `synthetic.value`). */
+  metric?: string;
 }
 
 /** The series a labelled workload's index stands for on the wire. */
-export function labelledSeriesSpec(w: LabelledWorkload, i: number): SeriesSpec {
+export function labelledSeriesSpec(w: LabelledWorkload, i: number, metric = 'synthetic.value'): SeriesSpec {
   const s = w.series[i] as LabelledSeries;
-  return { metric: 'synthetic.value', tags: { series: `s${i}`, shape: s.amplitude > 0 ? 'seasonal' : 'flat' }, type: 'gauge', base: s.base, amplitude: s.amplitude, noise: s.noise };
+  return { metric, tags: { series: `s${i}`, shape: s.amplitude > 0 ? 'seasonal' : 'flat' }, type: 'gauge', base: s.base, amplitude: s.amplitude, noise: s.noise };
 }
 
 /**
@@ -214,7 +216,7 @@ export function labelledSeriesSpec(w: LabelledWorkload, i: number): SeriesSpec {
  */
 export async function produceLabelled(kafka: Kafka, o: LabelledProduceOptions): Promise<{ points: number; labels: (AnomalyLabel & { key: string })[] }> {
   const { workload: w } = o;
-  const specs = w.series.map((_, i) => labelledSeriesSpec(w, i));
+  const specs = w.series.map((_, i) => labelledSeriesSpec(w, i, o.metric));
   const producer = kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
   await producer.connect();
   let points = 0;

@@ -16,7 +16,10 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { VigilConfig } from '../core/config/index.js';
 import { lineChart } from './chart.js';
 import { produce, type GenFormat } from './generator.js';
-import { defaultLabelledOptions, labelledWorkload, produceLabelled } from './anomalies.js';
+import { defaultLabelledOptions, labelledWorkload, produceLabelled, type LabelledWorkload } from './anomalies.js';
+import { injectIncidents, type InjectedIncident } from './grouping.js';
+import { FORECAST_DAYS, FORECAST_METRIC, readForecastQuality, readIncidentQuality, type ForecastQuality, type IncidentQuality } from './pipeline-quality.js';
+import { mulberry32 } from '../models/random.js';
 import { evaluate, type Quality } from '../models/evaluate.js';
 import { Partitioners, type Kafka } from 'kafkajs';
 import { cpuSecondsOf, PipelineProcess } from './process.js';
@@ -45,7 +48,11 @@ export interface BenchOptions {
   stages: BenchStages;
   /** kafka.repartition for the run (the generator keys by series: `always` measures what the repartition hop costs). */
   repartition?: 'auto' | 'always' | 'never' | undefined;
-  /** Also produce a labelled workload with injected anomalies first (its series count), and report detection quality. */
+  /**
+   * Also produce a labelled workload with injected anomalies first (its series count), and report
+   * detection quality; with the scoring stages, also correlated incidents injected into it and a
+   * forecast workload before it, and report incident grouping and forecast accuracy.
+   */
   anomalies: number;
   workers: number;
   partitions: number;
@@ -66,6 +73,9 @@ export const PRESETS: Record<string, Partial<BenchOptions>> = {
   drain: { series: 1000, pointsPerMessage: 1, format: 'json', rate: 0, points: 400_000, stages: 'alerts', anomalies: 0, workers: 2, partitions: 4 },
   batched: { series: 1000, pointsPerMessage: 100, format: 'influx', rate: 0, points: 1_600_000, stages: 'alerts', anomalies: 0, workers: 2, partitions: 4 },
 };
+
+/** Buckets an injected incident's shift lasts. */
+const INCIDENT_BUCKETS = 30;
 
 /** Rules of the `alerts` stage: a probe rule the harness times, plus the predefined rules. */
 const PROBE_METRIC = 'bench.probe';
@@ -96,6 +106,14 @@ export interface BenchResult {
   alertLatencyMs: { probes: number; p50: number; p95: number; p99: number; max: number } | null;
   /** Detection quality on the injected labelled anomalies, read back from `anomalies_dedup`. */
   quality: (Pick<Quality, 'events' | 'detected' | 'falseAlarms' | 'precision' | 'recall' | 'f1' | 'fpPerThousand' | 'meanDelayBuckets'> & { buckets: number; workloadBuckets: number }) | null;
+  /**
+   * The pipeline's forecasts of the forecast workload (min(4, anomalies) labelled series of
+   * FORECAST_DAYS days, before the labelled workload), issued in its last day, four seasons ahead,
+   * scored against what came with the seasonal naive and naive forecasts in the same run.
+   */
+  forecast: ForecastQuality | null;
+  /** The pipeline's incidents (`incidents_dedup`) against the correlated incidents injected into the labelled workload. */
+  incidents: IncidentQuality | null;
   cpuSeconds: { vigil: number; kafka: number | null; clickhouse: number | null };
   vigilRssMaxMiB: number;
   timeline: { t: number; rowsPerSecond: number; lag: number }[];
@@ -153,7 +171,11 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
   // A drain's event time span: its points per series, spaced by the interval.
   const spanMs = Math.ceil(o.points / o.series) * gen.intervalMs;
   // The labelled history ends now and goes first, so the main workload's event times follow it.
-  let labelled: { points: number; labels: { series: number; kind: string; startMs: number; endMs: number }[]; widthMs: number; buckets: number } | undefined;
+  let labelled: { points: number; labels: { series: number; kind: string; startMs: number; endMs: number }[]; widthMs: number; buckets: number; workload: LabelledWorkload } | undefined;
+  const scored = o.stages === 'scoring' || o.stages === 'alerts';
+  let forecastWorkload: LabelledWorkload | undefined;
+  let forecastPoints = 0;
+  let injected: InjectedIncident[] = [];
   // Its buckets are the scored width, its season 240 buckets (the seasonal detector is told), five seasons long.
   const widthMs = o.stages === 'alerts' ? 10_000 : 60_000;
   const periodMs = 240 * widthMs;
@@ -161,11 +183,19 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
     const buckets = 5 * 240;
     const startMs = Math.floor(Date.now() / widthMs) * widthMs - buckets * widthMs - (live ? 0 : spanMs + 120_000);
     const workload = labelledWorkload(defaultLabelledOptions({ series: o.anomalies, buckets, widthMs, periodMs, startMs, anomaliesPerSeries: 4 }));
+    if (scored) {
+      // Before it (event time goes forward per partition): the forecast workload, a point per bucket.
+      const days = FORECAST_DAYS * 86_400_000;
+      forecastWorkload = labelledWorkload(defaultLabelledOptions({ series: Math.min(4, o.anomalies), buckets: days / widthMs, widthMs, periodMs, startMs: startMs - days, anomaliesPerSeries: 2, seed: 5 }));
+      forecastPoints = (await produceLabelled(kafka, { topic, workload: forecastWorkload, format: 'ndjson', pointsPerBucket: 1, metric: FORECAST_METRIC })).points;
+      // Three correlated incidents after the learning period (576 buckets), 3-6 series each (labelled: detection counts them too).
+      injected = injectIncidents(workload, mulberry32(7919), { count: 3, firstAt: 640, spacing: 180, jitter: 40, maxLag: 3, minSize: 3, maxSize: 6, buckets: INCIDENT_BUCKETS, label: true });
+    }
     // ndjson: the kcat|clickhouse-client baseline reads newline-delimited objects.
     const r = await produceLabelled(kafka, { topic, workload, format: 'ndjson', pointsPerBucket: 2 });
     // Buckets with data (dropouts have none): what Vigil should have scored.
     const present = workload.series.reduce((n, x) => n + x.values.filter((v) => !Number.isNaN(v)).length, 0);
-    labelled = { points: r.points, labels: r.labels, widthMs, buckets: present };
+    labelled = { points: r.points, labels: r.labels, widthMs, buckets: present, workload };
   }
   let prefilled: Awaited<ReturnType<typeof produce>> | undefined;
   if (!live) {
@@ -182,6 +212,10 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
     VIGIL_ROLLUPS_ENABLED: String(o.stages !== 'raw'),
     VIGIL_MODELS_ENABLED: String(o.stages === 'scoring' || o.stages === 'alerts'),
     VIGIL_MODELS_SEASONAL_PERIODS_SECONDS: String(periodMs / 1000),
+    // The forecast workload's series, four seasons ahead, every hour; incidents grouped every 2 s
+    // at a window of 10 buckets (the default's at 60 s).
+    ...(forecastWorkload ? { VIGIL_FORECASTS_SERIES: FORECAST_METRIC, VIGIL_FORECASTS_HORIZON_SECONDS: String((4 * periodMs) / 1000), VIGIL_FORECASTS_STEP_SECONDS: '60', VIGIL_FORECASTS_REFRESH_SECONDS: '3600' } : {}),
+    ...(scored ? { VIGIL_INCIDENTS_INTERVAL_MS: '2000', VIGIL_INCIDENTS_WINDOW_SECONDS: String((10 * widthMs) / 1000) } : {}),
     VIGIL_KAFKA_REPARTITION: o.repartition ?? 'auto',
     VIGIL_KAFKA_REPARTITION_TOPIC: `${topic}_repartition`,
     ...(o.stages === 'alerts' ? { ...ALERT_ENV, VIGIL_ALERTS_RULES_FILE: rulesFile() } : {}),
@@ -205,7 +239,7 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
   const visible: [number, number][] = [[0, 0]];
   const timeline: BenchResult['timeline'] = [];
   let rssMax = pipeline.rss();
-  const extra = labelled?.points ?? 0;
+  const extra = (labelled?.points ?? 0) + forecastPoints;
   let target = prefilled ? prefilled.points + extra : Infinity;
   const probes = live && o.stages === 'alerts' ? startProbes(kafka, topic, `${topic}_alerts`, o.durationSeconds) : undefined;
 
@@ -256,6 +290,14 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
   const deadLetters = await pipeline.metric('vigil_dead_letters_total');
   const alertLatencyMs = probes ? await probes.finish() : null;
   const quality = labelled ? await readQuality(ch, db, labelled) : null;
+  const forecast = forecastWorkload ? await readForecastQuality(ch, db, forecastWorkload) : null;
+  let incidents: IncidentQuality | null = null;
+  if (labelled && injected.length > 0) {
+    // Two more passes of the incidents job over what is stored now.
+    const runs = await pipeline.metric('vigil_incidents_runs_total', { result: 'ok' });
+    for (let waited = 0; waited < 30_000 && (await pipeline.metric('vigil_incidents_runs_total', { result: 'ok' })) < runs + 2; waited += 250) await new Promise((r) => setTimeout(r, 250));
+    incidents = await readIncidentQuality(ch, db, 'synthetic.value', labelled.workload, injected, INCIDENT_BUCKETS, (10 * widthMs) / 1000);
+  }
   pipeline.kill('SIGTERM');
   await pipeline.exited;
 
@@ -309,6 +351,8 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
     ratioToKafkaEngine: live || !engine ? null : rowsStored / seconds / engine.pointsPerSecond,
     alertLatencyMs,
     quality,
+    forecast,
+    incidents,
     regressions: [],
     files: { json: '', markdown: '', chart: '' },
   };
@@ -332,6 +376,7 @@ export function compareResults(previous: BenchResult, current: BenchResult, rati
   if (previous.latencyMs && current.latencyMs) check('latency p99 ms', previous.latencyMs.p99, current.latencyMs.p99, false);
   if (previous.alertLatencyMs && current.alertLatencyMs) check('alert latency p99 ms', previous.alertLatencyMs.p99, current.alertLatencyMs.p99, false);
   if (previous.quality && current.quality) check('detection F1', previous.quality.f1, current.quality.f1, true);
+  if (previous.forecast && current.forecast) check('forecast MAE / seasonal naive', previous.forecast.relativeMae, current.forecast.relativeMae, false);
   return out;
 }
 
@@ -358,6 +403,8 @@ function writeReport(r: BenchResult, outDir: string): void {
     `| latency produce→ClickHouse p50 / p95 / p99 / max (ms) | ${r.latencyMs ? `${r.latencyMs.p50} / ${r.latencyMs.p95} / ${r.latencyMs.p99} / ${r.latencyMs.max}` : '– (drain run)'} |`,
     `| latency produce→alert p50 / p95 / p99 / max (ms), probes | ${r.alertLatencyMs ? `${r.alertLatencyMs.p50} / ${r.alertLatencyMs.p95} / ${r.alertLatencyMs.p99} / ${r.alertLatencyMs.max}, ${r.alertLatencyMs.probes}` : '– (needs a live run with the alerts stage)'} |`,
     `| detection on injected anomalies: precision / recall / F1, false buckets per 1,000, delay (buckets) | ${r.quality ? `${fmt(r.quality.precision, 3)} / ${fmt(r.quality.recall, 3)} / ${fmt(r.quality.f1, 3)}, ${fmt(r.quality.fpPerThousand, 2)}, ${fmt(r.quality.meanDelayBuckets, 1)} (${r.quality.detected}/${r.quality.events} events, ${fmt(r.quality.buckets)} buckets)` : '– (no anomalies injected, or scoring off)'} |`,
+    `| forecasts (forecast workload, last day, 4 seasons ahead): MAE / seasonal naive's (naive's), MASE (seasonal naive's), 80 / 95 % intervals hold | ${r.forecast ? `${fmt(r.forecast.relativeMae, 2)} (${fmt(r.forecast.naiveRelativeMae, 2)}), ${fmt(r.forecast.mase, 2)} (${fmt(r.forecast.seasonalNaiveMase, 2)}), ${fmt(100 * r.forecast.covered80, 1)} / ${fmt(100 * r.forecast.covered95, 1)} % (${r.forecast.forecasts} forecasts of ${r.forecast.series} series, ${fmt(r.forecast.buckets)} buckets)` : '– (no anomalies injected, or scoring off)'} |`,
+    `| incidents (window ${r.incidents ? fmt(r.incidents.windowSeconds) : '–'} s): injected grouped whole / seen, purity, members flagged, other onsets in an incident of 2+ series | ${r.incidents ? `${r.incidents.right} / ${r.incidents.seen} of ${r.incidents.injected}, ${fmt(100 * r.incidents.purity)} %, ${fmt(100 * r.incidents.flagged)} %, ${fmt(100 * r.incidents.joined)} % of ${r.incidents.others}` : '– (no anomalies injected, or scoring off)'} |`,
     `| CPU s: Vigil / Kafka / ClickHouse | ${fmt(r.cpuSeconds.vigil, 1)} / ${fmt(r.cpuSeconds.kafka, 1)} / ${fmt(r.cpuSeconds.clickhouse, 1)} |`,
     `| Vigil RSS max | ${r.vigilRssMaxMiB} MiB |`,
     `| dead letters | ${fmt(r.deadLetters)} |`,

@@ -5,6 +5,7 @@ import { DEFAULT_ENSEMBLE, Ensemble } from '../models/ensemble.js';
 import { mulberry32 } from '../models/random.js';
 import { groupOnsets, type Onset } from '../sinks/clickhouse/incidents.js';
 import { defaultLabelledOptions, labelledWorkload } from './anomalies.js';
+import { injectIncidents, scoreGrouping } from './grouping.js';
 
 /**
  * Incident grouping quality (issue 17): the labelled synthetic workload (each series with its own
@@ -32,21 +33,8 @@ function main(): void {
     const o = defaultLabelledOptions({ seed, series: 40, buckets: 6 * 1440 });
     const w = labelledWorkload(o);
     const rand = mulberry32(seed * 7919);
-    // Six correlated incidents after the warm-up, a day apart: 3-6 series each shift by 6-9 σ.
-    const injected: { at: number; members: Map<number, number> }[] = [];
-    for (let k = 0; k < 6; k++) {
-      const at = 2 * 1440 + 240 + k * 600 + Math.floor(rand() * 120);
-      const members = new Map<number, number>();
-      const size = 3 + Math.floor(rand() * 4);
-      while (members.size < size) members.set(Math.floor(rand() * o.series), Math.floor(rand() * (maxLag + 1)));
-      for (const [s, lag] of members) {
-        const series = w.series[s];
-        if (!series) continue;
-        const shift = (6 + 3 * rand()) * series.noise * (rand() < 0.5 ? -1 : 1);
-        for (let t = at + lag; t < at + lag + 30 && t < series.values.length; t++) series.values[t] = (series.values[t] as number) + shift;
-      }
-      injected.push({ at, members });
-    }
+    // Six correlated incidents after the warm-up, 600 buckets apart: 3-6 series each shift by 6-9 σ.
+    const injected = injectIncidents(w, rand, { count: 6, firstAt: 2 * 1440 + 240, spacing: 600, jitter: 120, maxLag, minSize: 3, maxSize: 6, buckets: 30, label: false });
     const ensemble = new Ensemble({ ...DEFAULT_ENSEMBLE, learningBuckets: 1440 }, null, 1);
     const onsets: Onset[] = [];
     w.series.forEach((series, s) => {
@@ -59,51 +47,11 @@ function main(): void {
         if (r.anomaly) onsets.push({ seriesId: String(s + 1), metric: `m${s}`, tags: {}, t: tsMs / 1000, score: r.score });
       }
     });
-    const incidents = groupOnsets(onsets, windowS);
-    let seen = 0;
-    let right = 0;
-    let purity = 0;
-    let flagged = 0;
-    let memberCount = 0;
-    const injectedMembers = new Set<string>();
-    for (const inj of injected) {
-      const startS = (o.startMs + inj.at * o.widthMs) / 1000;
-      // A member counts as flagged when its first onset falls within the shift's half hour.
-      const hits = new Map<number, string>();
-      for (const i of incidents) {
-        for (const mem of i.members) {
-          const s = Number(mem.seriesId) - 1;
-          const lag = inj.members.get(s);
-          if (lag === undefined || mem.t < startS + lag * 60 || mem.t >= startS + (lag + 30) * 60) continue;
-          if (!hits.has(s)) hits.set(s, i.id);
-          injectedMembers.add(`${mem.seriesId}/${mem.t}`);
-        }
-      }
-      memberCount += inj.members.size;
-      flagged += hits.size;
-      if (hits.size < 2) continue;
-      seen++;
-      const ids = new Set(hits.values());
-      if (ids.size === 1) {
-        right++;
-        const id = [...ids][0] as string;
-        const group = incidents.find((i) => i.id === id);
-        purity += hits.size / (group?.members.length ?? hits.size);
-      }
-    }
-    // Onsets outside the injected incidents that share an incident with another series.
-    let alone = 0;
-    let joined = 0;
-    for (const i of incidents) {
-      for (const mem of i.members) {
-        if (injectedMembers.has(`${mem.seriesId}/${mem.t}`)) continue;
-        alone++;
-        if (i.members.length >= 2) joined++;
-      }
-    }
-    const row = { seed, seen, right, purity: right > 0 ? purity / right : Number.NaN, flagged: flagged / memberCount, joined: joined / Math.max(1, alone), incidents: incidents.length };
+    const incidents = groupOnsets(onsets, windowS).map((i) => ({ id: i.id, members: i.members.map((m) => ({ series: Number(m.seriesId) - 1, t: m.t })) }));
+    const g = scoreGrouping(incidents, injected, o.startMs, o.widthMs, 30);
+    const row = { seed, seen: g.seen, right: g.right, purity: g.purity, flagged: g.flagged, joined: g.joined, incidents: g.incidents };
     results.push(row);
-    lines.push(`| ${seed} | ${seen} of ${injected.length} | ${right} | ${(100 * row.purity).toFixed(0)} % | ${(100 * row.flagged).toFixed(0)} % | ${(100 * row.joined).toFixed(0)} % of ${alone} |`);
+    lines.push(`| ${seed} | ${g.seen} of ${injected.length} | ${g.right} | ${(100 * g.purity).toFixed(0)} % | ${(100 * g.flagged).toFixed(0)} % | ${(100 * g.joined).toFixed(0)} % of ${g.others} |`);
   }
   const text = lines.join('\n') + '\n';
   process.stdout.write(text);

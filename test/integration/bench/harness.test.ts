@@ -21,7 +21,7 @@ function expectComplete(r: BenchResult): void {
   for (const f of Object.values(r.files)) expect(existsSync(f)).toBe(true);
   expect(JSON.parse(readFileSync(r.files.json, 'utf8'))).toEqual(JSON.parse(JSON.stringify(r)));
   const md = readFileSync(r.files.markdown, 'utf8');
-  for (const row of ['points/s in', 'rows/s out', 'ratio to reference', 'Kafka engine', 'ratio to Kafka engine', 'latency produce→ClickHouse', 'latency produce→alert', 'detection on injected anomalies', 'CPU s: Vigil / Kafka / ClickHouse', 'Vigil RSS max', 'dead letters']) expect(md).toContain(row);
+  for (const row of ['points/s in', 'rows/s out', 'ratio to reference', 'Kafka engine', 'ratio to Kafka engine', 'latency produce→ClickHouse', 'latency produce→alert', 'detection on injected anomalies', 'forecasts (forecast workload', 'incidents (window', 'CPU s: Vigil / Kafka / ClickHouse', 'Vigil RSS max', 'dead letters']) expect(md).toContain(row);
   // Every table row has the same number of cells (no stray "|" in a cell).
   const rows = md.split('\n').filter((l) => l.startsWith('|'));
   expect(new Set(rows.map((l) => l.replaceAll('\\|', '').split('|').length)).size).toBe(1);
@@ -50,6 +50,23 @@ describe('benchmark harness (tiny presets; structure and consistency, no timings
     expect(q.precision).toBeGreaterThan(0);
     expect(q.f1).toBeGreaterThan(0);
     expect(q.f1).toBeLessThanOrEqual(1);
+    // Forecasts and incidents are read back from what the pipeline wrote (forecasts, incidents_dedup).
+    const f = r.forecast as NonNullable<BenchResult['forecast']>;
+    expect(f.series).toBe(Math.min(4, base.anomalies));
+    expect(f.forecasts).toBeGreaterThan(f.series * 20);
+    expect(f.horizonBuckets).toBe(4 * 240);
+    expect(f.relativeMae).toBeGreaterThan(0);
+    // A forecast at all: far better than the last value carried (the workload has a season).
+    expect(f.relativeMae).toBeLessThan(f.naiveRelativeMae);
+    expect(f.covered80).toBeGreaterThan(0);
+    expect(f.covered80).toBeLessThanOrEqual(f.covered95);
+    const i = r.incidents as NonNullable<BenchResult['incidents']>;
+    expect(i.injected).toBe(3);
+    expect(i.right).toBeLessThanOrEqual(i.seen);
+    expect(i.seen).toBeLessThanOrEqual(i.injected);
+    // Some injected member's onset is in an incident the pipeline wrote.
+    expect(i.flagged).toBeGreaterThan(0);
+    expect(i.incidents).toBeGreaterThan(0);
     expect(r.latencyMs).not.toBeNull();
     const l = r.latencyMs as NonNullable<BenchResult['latencyMs']>;
     expect(l.p50).toBeLessThanOrEqual(l.p95);
@@ -65,6 +82,8 @@ describe('benchmark harness (tiny presets; structure and consistency, no timings
     expect(r.latencyMs).toBeNull();
     expect(r.alertLatencyMs).toBeNull();
     expect(r.quality).toBeNull();
+    expect(r.forecast).toBeNull();
+    expect(r.incidents).toBeNull();
     expect(r.ratioToReference).toBeGreaterThan(0);
     expect(r.ratioToKafkaEngine).toBeGreaterThan(0);
     expect(compareResults(r, r, 0.85)).toEqual([]);
