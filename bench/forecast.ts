@@ -2,6 +2,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Forecaster, initForecast } from '../models/forecast.js';
+import { LstmForecaster, normalise } from '../models/lstm/index.js';
+import { loadLstm } from '../models/lstm-detector.js';
 import { Seasonal, SEASONAL_DEFAULTS } from '../models/statistical.js';
 import { defaultLabelledOptions, labelledWorkload } from './anomalies.js';
 import { CORPUS_SHAPES, realisticCorpus } from './corpus.js';
@@ -20,7 +22,7 @@ import { CORPUS_SHAPES, realisticCorpus } from './corpus.js';
  * (MAE over the in-sample MAE of the one-step daily seasonal naive, Hyndman & Koehler 2006), and
  * the share of actual values inside the forecaster's 80 % and 95 % intervals.
  *
- * `npm run bench:forecast -- [--seeds 4,5,6] [--horizon-hours 24] [--warmup-days 7]`
+ * `npm run bench:forecast -- [--seeds 4,5,6] [--horizon-hours 24] [--warmup-days 7] [--lstm DIR]`
  */
 
 interface Series {
@@ -40,7 +42,7 @@ interface Tally {
   maseN: number;
 }
 
-const METHODS = ['vigil', 'snaive-day', 'snaive-week', 'naive', 'drift'] as const;
+const METHODS = ['vigil', 'snaive-day', 'snaive-week', 'naive', 'drift', 'lstm'] as const;
 
 function corpusSeries(seed: number): Series[] {
   const corpus = realisticCorpus(seed);
@@ -63,7 +65,12 @@ function syntheticSeries(seed: number): Series[] {
   return w.series.map((s, i) => ({ group: i % 3 === 2 ? 'synthetic-flat' : 'synthetic-daily', widthMs: o.widthMs, startMs: o.startMs, values: s.values }));
 }
 
-function run(series: Series, horizonHours: number, warmupDays: number, tallies: Map<string, Tally>): void {
+/**
+ * `--lstm DIR`: the LSTM `vigil train` wrote, forecasting the horizon recursively (each step's
+ * forecast fed back as the next input) from the state it carried through the history, the series
+ * normalised by its first `warmupDays` (median and MAD, as training normalises).
+ */
+function run(series: Series, horizonHours: number, warmupDays: number, tallies: Map<string, Tally>, lstm: LstmForecaster | null): void {
   const seasonal = new Seasonal(SEASONAL_DEFAULTS);
   const forecaster = new Forecaster(seasonal);
   const s = seasonal.init();
@@ -77,6 +84,10 @@ function run(series: Series, horizonHours: number, warmupDays: number, tallies: 
   const tally = tallies.get(series.group) ?? { absErr: Object.fromEntries(METHODS.map((m) => [m, 0])), n: 0, in80: 0, in95: 0, mase: Object.fromEntries(METHODS.map((m) => [m, 0])), maseN: 0 };
   tallies.set(series.group, tally);
   let first = -1;
+  const norm = lstm ? normalise(v.slice(0, warmupDays * day)) : null;
+  const state = lstm?.initState();
+  let next = Number.NaN;
+  const recursive = new Float64Array(horizon + 1);
   for (let t = 0; t < v.length; t++) {
     const x = v[t] as number;
     if (!Number.isNaN(x)) {
@@ -84,10 +95,17 @@ function run(series: Series, horizonHours: number, warmupDays: number, tallies: 
       seasonal.step(s, { tsMs, widthMs: w, value: x, count: 1, min: x, max: x, std: 0 });
       forecaster.step(f, s, tsMs, w, x);
       if (first < 0) first = t;
+      if (lstm && state && norm) next = lstm.step(state, (x - norm.median) / norm.scale);
     }
     // Origins: after bucket t, every 12 h from the warm-up on, with the whole horizon inside the series.
     if (t < warmupDays * day || (t + 1) % every !== 0 || t + horizon >= v.length || Number.isNaN(x)) continue;
     const fc = forecaster.forecast(f, s, w, { horizonMs: horizon * w, stepMs: w });
+    if (lstm && state && norm) {
+      const copy = state.slice();
+      recursive[1] = next;
+      for (let h = 2; h <= horizon; h++) recursive[h] = lstm.step(copy, recursive[h - 1] as number);
+      for (let h = 1; h <= horizon; h++) recursive[h] = norm.median + norm.scale * (recursive[h] as number);
+    }
     // In-sample scale: one-step daily seasonal naive over the history.
     let scale = 0;
     let scaleN = 0;
@@ -115,7 +133,7 @@ function run(series: Series, horizonHours: number, warmupDays: number, tallies: 
         }
         return x;
       };
-      const pred: Record<string, number> = { vigil: p.value, 'snaive-day': snaive(day), 'snaive-week': t + h - week >= first ? snaive(week) : snaive(day), naive: x, drift: x + h * lastStep };
+      const pred: Record<string, number> = { vigil: p.value, 'snaive-day': snaive(day), 'snaive-week': t + h - week >= first ? snaive(week) : snaive(day), naive: x, drift: x + h * lastStep, lstm: lstm ? (recursive[h] as number) : 0 };
       for (const m of METHODS) err[m] = (err[m] as number) + Math.abs(actual - (pred[m] as number));
       if (actual >= p.lower80 && actual <= p.upper80) tally.in80++;
       if (actual >= p.lower95 && actual <= p.upper95) tally.in95++;
@@ -131,8 +149,9 @@ function run(series: Series, horizonHours: number, warmupDays: number, tallies: 
   }
 }
 
-function main(): void {
-  const { values } = parseArgs({ options: { seeds: { type: 'string', default: '4,5,6' }, 'horizon-hours': { type: 'string', default: '24' }, 'warmup-days': { type: 'string', default: '7' }, out: { type: 'string', default: 'bench/results' } } });
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { seeds: { type: 'string', default: '4,5,6' }, 'horizon-hours': { type: 'string', default: '24' }, 'warmup-days': { type: 'string', default: '7' }, lstm: { type: 'string' }, out: { type: 'string', default: 'bench/results' } } });
+  const lstm = values.lstm ? new LstmForecaster((await loadLstm(values.lstm)).weights) : null;
   const seeds = (values.seeds ?? '4,5,6').split(',').map(Number);
   const horizonHours = Number(values['horizon-hours']);
   const warmupDays = Number(values['warmup-days']);
@@ -140,9 +159,9 @@ function main(): void {
   const started = process.hrtime.bigint();
   for (const seed of seeds) {
     const tallies = new Map<string, Tally>();
-    for (const s of corpusSeries(seed)) run(s, horizonHours, warmupDays, tallies);
+    for (const s of corpusSeries(seed)) run(s, horizonHours, warmupDays, tallies, lstm);
     // The synthetic workload is 9 days: origins from day 3 (two days of daily warm-up and one of forecasts' own).
-    for (const s of syntheticSeries(seed)) run(s, horizonHours, Math.min(warmupDays, 3), tallies);
+    for (const s of syntheticSeries(seed)) run(s, horizonHours, Math.min(warmupDays, 3), tallies, lstm);
     perSeed.push({ seed, groups: Object.fromEntries(tallies) });
   }
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
@@ -171,12 +190,12 @@ function main(): void {
     '',
     'MAE relative to the daily seasonal naive (below 1: better than it); MASE (scaled by the in-sample one-step daily seasonal naive); interval coverage of Vigil\'s forecasts.',
     '',
-    '| series | Vigil MAE / snaive-day | snaive-week | naive | drift | MASE Vigil | MASE snaive-day | 80 % covered | 95 % covered |',
-    '|---|---|---|---|---|---|---|---|---|',
+    `| series | Vigil MAE / snaive-day | snaive-week | naive | drift${lstm ? ' | LSTM (recursive)' : ''} | MASE Vigil | MASE snaive-day | 80 % covered | 95 % covered |`,
+    `|---|---|---|---|---|${lstm ? '---|' : ''}---|---|---|---|`,
   ];
   const rel = (m: string) => (t: Tally) => (t.absErr[m] as number) / (t.absErr['snaive-day'] as number);
   for (const g of groups) {
-    lines.push(`| ${g} | ${stat(g, rel('vigil'))} | ${stat(g, rel('snaive-week'))} | ${stat(g, rel('naive'))} | ${stat(g, rel('drift'))} | ${stat(g, (t) => (t.mase['vigil'] as number) / t.maseN)} | ${stat(g, (t) => (t.mase['snaive-day'] as number) / t.maseN)} | ${stat(g, (t) => (100 * t.in80) / t.n)} % | ${stat(g, (t) => (100 * t.in95) / t.n)} % |`);
+    lines.push(`| ${g} | ${stat(g, rel('vigil'))} | ${stat(g, rel('snaive-week'))} | ${stat(g, rel('naive'))} | ${stat(g, rel('drift'))}${lstm ? ` | ${stat(g, rel('lstm'))}` : ''} | ${stat(g, (t) => (t.mase['vigil'] as number) / t.maseN)} | ${stat(g, (t) => (t.mase['snaive-day'] as number) / t.maseN)} | ${stat(g, (t) => (100 * t.in80) / t.n)} % | ${stat(g, (t) => (100 * t.in95) / t.n)} % |`);
   }
   lines.push('', `${(ms / 1000).toFixed(1)} s in all.`);
   const text = lines.join('\n') + '\n';
@@ -187,4 +206,4 @@ function main(): void {
   writeFileSync(join(values.out ?? 'bench/results', `forecast-${stamp}.json`), JSON.stringify({ seeds, horizonHours, warmupDays, perSeed }, null, 2));
 }
 
-main();
+await main();
