@@ -142,10 +142,16 @@ export interface IncidentTarget {
 
 /** The incident holding each target's series at its earliest onset within its span (null: no onset of it there). */
 export function placeOnsets(onsets: readonly Onset[], incidents: readonly Incident[], targets: readonly IncidentTarget[]): (string | null)[] {
+  const bySeries = new Map<string, number[]>();
+  for (const o of onsets) {
+    const key = seriesKey(o.metric, o.tags);
+    const times = bySeries.get(key);
+    if (times) times.push(o.t);
+    else bySeries.set(key, [o.t]);
+  }
   return targets.map((target) => {
-    const key = seriesKey(target.metric, target.tags);
     let at = Number.POSITIVE_INFINITY;
-    for (const o of onsets) if (o.t >= target.fromS && o.t <= target.toS && o.t < at && seriesKey(o.metric, o.tags) === key) at = o.t;
+    for (const t of bySeries.get(seriesKey(target.metric, target.tags)) ?? []) if (t >= target.fromS && t <= target.toS && t < at) at = t;
     if (at === Number.POSITIVE_INFINITY) return null;
     return incidents.find((i) => i.startS <= at && at <= i.lastS)?.id ?? null;
   });
