@@ -1,3 +1,4 @@
+import { endianness } from 'node:os';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { VigilError } from '../core/errors.js';
 import { sqlString, sqlUInt } from '../core/sql.js';
@@ -19,18 +20,59 @@ export interface HistoryQuery {
   maxSeries?: number;
 }
 
-/** Bucket means per series, in time order. Gaps are left out (the forecaster sees buckets, not time). */
+/**
+ * Bucket means per series, in time order. Gaps are left out (the forecaster sees buckets, not time).
+ * Read as RowBinary (series id, then the array of means): the values arrive as the server holds
+ * them and are copied into Float64Arrays, where JSONEachRow made the server print and Vigil parse
+ * text per value (`npm run bench:history`: README "Benchmarks").
+ */
 export async function readHistory(client: ClickHouseClient, q: HistoryQuery): Promise<Map<string, Float64Array>> {
+  return decodeHistory(await historyBody(client, q, 'RowBinary'));
+}
+
+/** The history query's response body in `format` (RowBinary, or another the server writes). */
+export async function historyBody(client: ClickHouseClient, q: HistoryQuery, format: string): Promise<Uint8Array> {
   // Literals, not query parameters: 18.16 has none ("Unknown setting param_width").
   const where = [`width_s = ${sqlUInt(q.widthSeconds)}`];
   if (q.metricLike) where.push(`metric LIKE ${sqlString(q.metricLike)}`);
   if (q.hours) where.push(`bucket_start >= now() - toIntervalHour(${sqlUInt(q.hours)})`);
-  const rs = await client.query({
-    query: `SELECT toString(series_id) AS id, groupArray(mean) AS values FROM (SELECT series_id, bucket_start, mean FROM ${q.database}.rollups_merged WHERE ${where.join(' AND ')} ORDER BY series_id, bucket_start) GROUP BY series_id LIMIT ${sqlUInt(q.maxSeries ?? 10_000)}`,
-    format: 'JSONEachRow',
+  const { stream } = await client.exec({
+    query: `SELECT series_id, groupArray(mean) AS values FROM (SELECT series_id, bucket_start, mean FROM ${q.database}.rollups_merged WHERE ${where.join(' AND ')} ORDER BY series_id, bucket_start) GROUP BY series_id LIMIT ${sqlUInt(q.maxSeries ?? 10_000)} FORMAT ${format}`,
   });
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+const LITTLE_ENDIAN = endianness() === 'LE';
+
+/** Rows of (series_id UInt64, values Array(Float64)) in RowBinary; a truncated body is refused with the byte offset. */
+export function decodeHistory(body: Uint8Array): Map<string, Float64Array> {
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
   const out = new Map<string, Float64Array>();
-  for (const row of await rs.json<{ id: string; values: number[] }>()) out.set(row.id, Float64Array.from(row.values));
+  const truncated = (at: number, what: string) => new VigilError('VIGIL_ERR_MODEL_TRAIN', `history body truncated at byte ${at} of ${body.length}: expected ${what}`);
+  let o = 0;
+  while (o < body.length) {
+    if (o + 8 > body.length) throw truncated(o, 'a series id (UInt64)');
+    const id = view.getBigUint64(o, true);
+    o += 8;
+    // The array's length: unsigned LEB128.
+    let n = 0;
+    let scale = 1;
+    for (;;) {
+      if (o >= body.length) throw truncated(o, 'an array length (LEB128)');
+      const b = body[o++] as number;
+      n += (b & 0x7f) * scale;
+      if (b < 0x80) break;
+      scale *= 128;
+    }
+    if (o + 8 * n > body.length) throw truncated(o, `${n} Float64 values`);
+    const values = new Float64Array(n);
+    if (LITTLE_ENDIAN && (body.byteOffset + o) % 8 === 0) values.set(new Float64Array(body.buffer, body.byteOffset + o, n));
+    else for (let i = 0; i < n; i++) values[i] = view.getFloat64(o + 8 * i, true);
+    o += 8 * n;
+    out.set(id.toString(), values);
+  }
   return out;
 }
 
