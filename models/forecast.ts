@@ -235,6 +235,7 @@ export class Forecaster {
     if (f.n === 0) f.originMs = tsMs;
     const h = Math.round((tsMs - f.originMs) / widthMs);
     const newOrigin = tsMs - f.originMs >= ORIGIN_MS;
+    const rate = (QUANTILE_RATE_PER_DAY * widthMs) / DAY_MS;
     for (let g = 0; g < groups; g++) {
       const base = g * GROUP;
       let fresh = f.n === 0;
@@ -266,6 +267,7 @@ export class Forecaster {
       for (let i = 0; i < CANDIDATES.length; i++) {
         const c = CANDIDATES[i] as Candidate;
         const phi = phiOf(c, widthMs);
+        const beta = betaOf(c, widthMs);
         const at = base + HEADER + i * STRIDE;
         let level = x[at + LEVEL] as number;
         let trend = x[at + TREND] as number;
@@ -286,7 +288,7 @@ export class Forecaster {
           x[at + SCALE] = Math.sqrt(scale * scale + SCALE_ALPHA * (clipped * clipped - scale * scale));
         } else x[at + SCALE] = Math.sqrt((scale * scale * n + e * e) / (n + 1));
         x[at + LEVEL] = predicted + c.alpha * clipped;
-        x[at + TREND] = phi * trend + betaOf(c, widthMs) * clipped;
+        x[at + TREND] = phi * trend + beta * clipped;
         x[at + SSE] = lambda * (x[at + SSE] as number) + e * e;
         x[at + WEIGHT] = lambda * (x[at + WEIGHT] as number) + 1;
         // The forecast from the origin for this bucket, h buckets out.
@@ -294,10 +296,9 @@ export class Forecaster {
         x[at + MSSE] = (x[at + MSSE] as number) + eo * eo;
         x[at + MWEIGHT] = (x[at + MWEIGHT] as number) + 1;
         // The same error in the model's σ_h: where it falls against the intervals' quantiles.
-        const sd = Math.sqrt(((x[at + SSE] as number) / (x[at + WEIGHT] as number)) * (1 + spreadSum(c.alpha, betaOf(c, widthMs), phi, h - 1)));
+        const sd = Math.sqrt(((x[at + SSE] as number) / (x[at + WEIGHT] as number)) * (1 + spreadSum(c.alpha, beta, phi, h - 1)));
         if (sd > 0 && f.n >= SCALE_WARMUP) {
           const z = Math.abs(eo) / sd;
-          const rate = (QUANTILE_RATE_PER_DAY * widthMs) / DAY_MS;
           x[at + Q80] = (x[at + Q80] as number) + rate * (z > Math.exp(x[at + Q80] as number) ? 0.8 : -0.2);
           x[at + Q95] = (x[at + Q95] as number) + rate * (z > Math.exp(x[at + Q95] as number) ? 0.95 : -0.05);
         }

@@ -27,17 +27,17 @@ export interface HistoryQuery {
  * text per value (`npm run bench:history`: README "Benchmarks").
  */
 export async function readHistory(client: ClickHouseClient, q: HistoryQuery): Promise<Map<string, Float64Array>> {
-  return decodeHistory(await historyBody(client, q, 'RowBinary'));
+  return decodeHistory(await historyBody(client, q));
 }
 
-/** The history query's response body in `format` (RowBinary, or another the server writes). */
-export async function historyBody(client: ClickHouseClient, q: HistoryQuery, format: string): Promise<Uint8Array> {
+/** The history query's RowBinary response body. */
+async function historyBody(client: ClickHouseClient, q: HistoryQuery): Promise<Uint8Array> {
   // Literals, not query parameters: 18.16 has none ("Unknown setting param_width").
   const where = [`width_s = ${sqlUInt(q.widthSeconds)}`];
   if (q.metricLike) where.push(`metric LIKE ${sqlString(q.metricLike)}`);
   if (q.hours) where.push(`bucket_start >= now() - toIntervalHour(${sqlUInt(q.hours)})`);
   const { stream } = await client.exec({
-    query: `SELECT series_id, groupArray(mean) AS values FROM (SELECT series_id, bucket_start, mean FROM ${q.database}.rollups_merged WHERE ${where.join(' AND ')} ORDER BY series_id, bucket_start) GROUP BY series_id LIMIT ${sqlUInt(q.maxSeries ?? 10_000)} FORMAT ${format}`,
+    query: `SELECT series_id, groupArray(mean) AS values FROM (SELECT series_id, bucket_start, mean FROM ${q.database}.rollups_merged WHERE ${where.join(' AND ')} ORDER BY series_id, bucket_start) GROUP BY series_id LIMIT ${sqlUInt(q.maxSeries ?? 10_000)} FORMAT RowBinary`,
   });
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(chunk as Buffer);

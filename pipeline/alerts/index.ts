@@ -11,7 +11,7 @@ import type { AlertEvent } from '../../sinks/alerts/event.js';
 import { AlertLifecycle } from './lifecycle.js';
 import { loadRules, type RuleSet } from '../../workers/alerts/rules.js';
 import { watchRules } from './watch.js';
-import { incidentsOf, type IncidentTarget } from '../../sinks/clickhouse/incidents.js';
+import { incidentTarget, incidentsOf } from '../../sinks/clickhouse/incidents.js';
 
 export type { AlertEvent, AlertStatus, RuleKind, Severity } from '../../sinks/alerts/event.js';
 export { AlertLifecycle } from './lifecycle.js';
@@ -166,10 +166,10 @@ export class Alerting {
     if (pending.length === 0) return;
     await stored?.catch(() => undefined);
     const width = models.widthSeconds;
-    const targets = pending.map((e): IncidentTarget => {
+    const targets = pending.map((e) => {
       const startsS = Math.floor(Date.parse(e.startsAt) / 1000);
       const buckets = this.rules.rules.find((r) => r.id === e.rule.id)?.buckets ?? 1;
-      return { metric: e.series.metric, tags: e.series.tags, fromS: startsS - buckets * width - incidents.windowSeconds, toS: startsS - width };
+      return incidentTarget(e.series.metric, e.series.tags, startsS - buckets * width - incidents.windowSeconds, startsS - width);
     });
     const ids = await incidentsOf(this.clickhouse, this.config.clickhouse.database, width, incidents.windowSeconds, incidents.lookbackSeconds, targets);
     pending.forEach((e, i) => (e.explanation['incident'] = ids[i] ?? null));

@@ -1,6 +1,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { sqlUInt } from '../../core/sql.js';
 import { correlate, type Correlation } from './correlate.js';
+import { seriesId, sortTags } from '../../workers/series.js';
 import { nestedTags } from './tags.js';
 
 /**
@@ -134,24 +135,28 @@ export function incidentVersion(i: Incident, withRelated: boolean): number {
 
 /** A series' onset to place in an incident: its onset in the table between `fromS` and `toS` (bucket starts, s). */
 export interface IncidentTarget {
-  metric: string;
-  tags: Record<string, string>;
+  /** The series id (decimal), as `anomalies.series_id` holds it. */
+  seriesId: string;
   fromS: number;
   toS: number;
+}
+
+/** The target of a series by its metric and tags (any order), identified as the pipeline identifies it (workers/series.ts). */
+export function incidentTarget(metric: string, tags: Readonly<Record<string, string>>, fromS: number, toS: number): IncidentTarget {
+  return { seriesId: seriesId(metric, sortTags(Object.entries(tags).flat())).toString(), fromS, toS };
 }
 
 /** The incident holding each target's series at its earliest onset within its span (null: no onset of it there). */
 export function placeOnsets(onsets: readonly Onset[], incidents: readonly Incident[], targets: readonly IncidentTarget[]): (string | null)[] {
   const bySeries = new Map<string, number[]>();
   for (const o of onsets) {
-    const key = seriesKey(o.metric, o.tags);
-    const times = bySeries.get(key);
+    const times = bySeries.get(o.seriesId);
     if (times) times.push(o.t);
-    else bySeries.set(key, [o.t]);
+    else bySeries.set(o.seriesId, [o.t]);
   }
   return targets.map((target) => {
     let at = Number.POSITIVE_INFINITY;
-    for (const t of bySeries.get(seriesKey(target.metric, target.tags)) ?? []) if (t >= target.fromS && t <= target.toS && t < at) at = t;
+    for (const t of bySeries.get(target.seriesId) ?? []) if (t >= target.fromS && t <= target.toS && t < at) at = t;
     if (at === Number.POSITIVE_INFINITY) return null;
     return incidents.find((i) => i.startS <= at && at <= i.lastS)?.id ?? null;
   });
@@ -177,9 +182,3 @@ export async function incidentsOf(client: ClickHouseClient, database: string, wi
     span *= 4;
   }
 }
-
-const seriesKey = (metric: string, tags: Record<string, string>): string =>
-  `${metric}\u0000${Object.keys(tags)
-    .sort()
-    .map((k) => `${k}=${tags[k]}`)
-    .join('\u0000')}`;

@@ -323,29 +323,20 @@ export function onCluster(statement: string, cluster: string): string {
 }
 
 /**
- * `query` adds a column the table already has. 18.16 has no `ADD COLUMN IF NOT EXISTS`: the
+ * `query` is an ALTER the table already has: it adds a column the table has, or gives a column the
+ * type it has (a database made after the migration). 18.16 has no `ADD COLUMN IF NOT EXISTS`: the
  * column is looked up so that a migration cut after its ALTER runs again cleanly.
  */
-/** `query` gives a column the type it already has (a database made after the migration, or one cut after its ALTER). */
-async function hasType(client: ClickHouseClient, query: string): Promise<boolean> {
-  const m = /^ALTER TABLE (\w+)\.(\w+) MODIFY COLUMN (\w+) (.+)$/.exec(query);
+async function alreadyAltered(client: ClickHouseClient, query: string): Promise<boolean> {
+  const m = /^ALTER TABLE (\w+)\.(\w+) (ADD|MODIFY) COLUMN (\w+) (.+)$/s.exec(query);
   if (!m) return false;
   const rs = await client.query({
-    query: `SELECT type FROM system.columns WHERE database = '${m[1]}' AND table = '${m[2]}' AND name = '${m[3]}'`,
+    query: `SELECT type FROM system.columns WHERE database = '${m[1]}' AND table = '${m[2]}' AND name = '${m[4]}'`,
     format: 'JSONEachRow',
   });
   const type = (await rs.json<{ type: string }>())[0]?.type;
-  return type !== undefined && type.replace(/\s+/g, '') === (m[4] as string).replace(/\s+/g, '');
-}
-
-async function hasColumn(client: ClickHouseClient, query: string): Promise<boolean> {
-  const m = /^ALTER TABLE (\w+)\.(\w+) ADD COLUMN (\w+) /.exec(query);
-  if (!m) return false;
-  const rs = await client.query({
-    query: `SELECT count() AS n FROM system.columns WHERE database = '${m[1]}' AND table = '${m[2]}' AND name = '${m[3]}'`,
-    format: 'JSONEachRow',
-  });
-  return Number((await rs.json<{ n: string }>())[0]?.n ?? 0) > 0;
+  if (type === undefined) return false;
+  return m[3] === 'ADD' || type.replace(/\s+/g, '') === (m[5] as string).replace(/\s+/g, '');
 }
 
 /** Applies the migrations not yet recorded; returns the versions applied by this call. */
@@ -364,7 +355,7 @@ export async function migrate(client: ClickHouseClient, db: string, caps: Capabi
     for (const m of MIGRATIONS) {
       if (done.has(m.version)) continue;
       for (const query of m.statements(db, caps, cluster)) {
-        if ((await hasColumn(client, query)) || (await hasType(client, query))) continue;
+        if (await alreadyAltered(client, query)) continue;
         await client.command({ query: m.replicated ? query : onCluster(query, cluster) });
       }
       await client.insert({

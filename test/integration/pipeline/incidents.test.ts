@@ -102,15 +102,15 @@ describe('incidents from the anomalies table (18.16)', () => {
     await res.clickhouse().command({ query: `INSERT INTO ${db}.anomalies (series_id, metric, tags.key, tags.value, type, width_s, bucket_start, score, anomaly, version) VALUES ${rows.join(', ')}` });
     const last = T + 24 * 300;
     const ids = await incidentsOf(res.clickhouse(), db, 60, 600, 86400, [
-      { metric: 'chain.m', tags: { k: '24' }, fromS: last - 600, toS: last },
-      { metric: 'lone.m', tags: {}, fromS: last, toS: last + 3600 },
+      { seriesId: '25', fromS: last - 600, toS: last },
+      { seriesId: '30', fromS: last, toS: last + 3600 },
       // Its onset lies outside the span asked about.
-      { metric: 'chain.m', tags: { k: '3' }, fromS: last - 600, toS: last },
+      { seriesId: '4', fromS: last - 600, toS: last },
     ]);
     // The chain's first onset names it, two hours before the span asked about.
     expect(ids).toEqual([`${(1n).toString(16).padStart(16, '0')}-${T}`, `${(30n).toString(16).padStart(16, '0')}-${last + 1800}`, null]);
     // A lookback shorter than the chain: the incident as the pass would see it within the lookback.
-    const short = await incidentsOf(res.clickhouse(), db, 60, 600, 3600, [{ metric: 'chain.m', tags: { k: '24' }, fromS: last - 600, toS: last }]);
+    const short = await incidentsOf(res.clickhouse(), db, 60, 600, 3600, [{ seriesId: '25', fromS: last - 600, toS: last }]);
     expect(short[0]).not.toBe(ids[0]);
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { groupOnsets, incidentRow, placeOnsets, type Onset } from '../../../../sinks/clickhouse/incidents.js';
+import { groupOnsets, incidentRow, incidentTarget, placeOnsets, type Onset } from '../../../../sinks/clickhouse/incidents.js';
+import { seriesId } from '../../../../workers/series.js';
 
 const onset = (seriesId: number, t: number, score = 0.6, metric = `m${seriesId}`): Onset => ({ seriesId: String(seriesId), metric, tags: { host: `h${seriesId}` }, t, score });
 
@@ -53,18 +54,20 @@ describe('incidents from anomaly onsets', () => {
     const onsets = [onset(1, 1_000_000), onset(2, 1_000_300), onset(2, 1_005_000), onset(3, 1_005_100)];
     const incidents = groupOnsets(onsets, 600);
     expect(incidents.map((i) => i.id)).toEqual([`${'1'.padStart(16, '0')}-1000000`, `${'2'.padStart(16, '0')}-1005000`]);
-    const m2 = { metric: 'm2', tags: { host: 'h2' } };
     expect(
       placeOnsets(onsets, incidents, [
-        { ...m2, fromS: 1_000_000, toS: 1_010_000 },
-        { ...m2, fromS: 1_000_400, toS: 1_010_000 },
-        // Outside both of its onsets; another series; another tag value.
-        { ...m2, fromS: 1_000_400, toS: 1_004_999 },
-        { metric: 'm9', tags: { host: 'h2' }, fromS: 0, toS: 2_000_000 },
-        { metric: 'm2', tags: { host: 'h3' }, fromS: 0, toS: 2_000_000 },
+        { seriesId: '2', fromS: 1_000_000, toS: 1_010_000 },
+        { seriesId: '2', fromS: 1_000_400, toS: 1_010_000 },
+        // Outside both of its onsets; other series.
+        { seriesId: '2', fromS: 1_000_400, toS: 1_004_999 },
+        { seriesId: '9', fromS: 0, toS: 2_000_000 },
+        { seriesId: '22', fromS: 0, toS: 2_000_000 },
       ]),
     ).toEqual([incidents[0]?.id, incidents[1]?.id, null, null, null]);
-    const tagged: Onset[] = [{ seriesId: '7', metric: 'x', tags: { b: '2', a: '1' }, t: 10, score: 1 }];
-    expect(placeOnsets(tagged, groupOnsets(tagged, 600), [{ metric: 'x', tags: { a: '1', b: '2' }, fromS: 0, toS: 10 }])).toEqual([`${'7'.padStart(16, '0')}-10`]);
+    // A target is the series as the pipeline identifies it, whatever its tags' order.
+    const id = incidentTarget('x', { b: '2', a: '1' }, 0, 10).seriesId;
+    expect(id).toBe(seriesId('x', ['a', '1', 'b', '2']).toString());
+    const tagged: Onset[] = [{ seriesId: id, metric: 'x', tags: { b: '2', a: '1' }, t: 10, score: 1 }];
+    expect(placeOnsets(tagged, groupOnsets(tagged, 600), [incidentTarget('x', { a: '1', b: '2' }, 0, 10)])).toEqual([`${BigInt(id).toString(16).padStart(16, '0')}-10`]);
   });
 });
