@@ -181,6 +181,8 @@ export class Ingestor {
   private checkingUnopened = false;
   /** The last alert publish (publishAlerts): the next one starts after it. */
   private alertsPublished: Promise<void> = Promise.resolve();
+  /** A publish was given up (the shutdown deadline): no series state is written after it. */
+  private alertsGivenUp = false;
   private unopenedCheckedAt = 0;
   /** The shard threads' preparation for the latest generation (after the previous one's). */
   private prepared: Promise<void> = Promise.resolve();
@@ -308,11 +310,16 @@ export class Ingestor {
     const policy = this.retryPolicy((err, retryInMs) => this.log.warn({ err, retryInMs }, 'preparing the shards for a new generation failed; retrying'));
     this.prepared = (async () => {
       await previous;
+      this.marks = await this.readMarks(generation, assignment, policy);
+      // The series state first, the firing alerts after it: a state is written once its task's
+      // alert events are durable, so the alerts read next know every episode the state has seen
+      // begin (read the other way round, an owner still publishing could fire an episode between
+      // the two reads: restored as firing, unknown to the lifecycle, its resolve dropped).
+      const states = await this.shards.readState(assignment, policy);
       const alerting = this.alerting;
       let seeds: Awaited<ReturnType<Alerting['restore']>> | null = null;
       if (alerting) seeds = await retry(() => alerting.restore(), policy);
-      this.marks = await this.readMarks(generation, assignment, policy);
-      await this.shards.prepare(seeds, assignment, policy);
+      await this.shards.prepare(seeds, states);
     })().catch((err: unknown) => this.die(new VigilError('VIGIL_ERR_WORKER_FAILED', `preparing the shards after a rebalance failed: ${(err as Error).message}`, { cause: err })));
     return this.prepared;
   }
@@ -534,7 +541,7 @@ export class Ingestor {
           const alerts = work.epoch === this.committer.epoch ? this.publishAlerts(out.transitions, Promise.all(anomalies).catch(() => undefined)) : null;
           if (alerts) work.outputs.push(alerts);
           const series = out.state();
-          if (series) work.outputs.push((alerts ?? Promise.resolve()).then(() => this.inserts.write('detector_state', series.body, series.rows)));
+          if (series) work.outputs.push((alerts ?? this.alertsPublished).then(() => this.writeState(work.epoch, series)));
           state.shardsPending--;
           this.seal(work);
         },
@@ -657,9 +664,9 @@ export class Ingestor {
             const out = shardOutputs();
             out.add(r);
             const written = Promise.all(out.inserts().map((insert) => this.inserts.write(insert.table, insert.body, insert.rows))).catch(() => undefined);
-            const alerts = this.publishAlerts(out.transitions, written) ?? Promise.resolve();
+            const alerts = this.publishAlerts(out.transitions, written) ?? this.alertsPublished;
             const rows = out.state();
-            void alerts.then(() => (rows ? this.inserts.write('detector_state', rows.body, rows.rows) : undefined)).catch(() => undefined);
+            void alerts.then(() => (rows ? this.writeState(state.epoch, rows) : undefined)).catch(() => undefined);
           },
           (err: unknown) => this.die(new VigilError('VIGIL_ERR_WORKER_FAILED', `idle close of ${state.topic}/${state.partition} on shard ${shard} failed: ${(err as Error).message}`, { cause: err })),
         );
@@ -726,20 +733,39 @@ export class Ingestor {
   }
 
   /**
+   * Writes series state; called once every alert event made before it is durable (the task's own,
+   * or, when it has none, the tail of the publish queue: a series' state can be past an episode's
+   * start made by an earlier task whose events still wait). Not when the task's generation has
+   * ended, nor once a publish was given up: those events may have been withdrawn, never made or
+   * never published, and a state past an episode's start or end whose event was not published
+   * keeps the partition's next owner from ever deriving it (the whole episode lost, seen in the
+   * chaos test with publishes slowed).
+   */
+  private writeState(epoch: number, rows: { body: Uint8Array[]; rows: number }): Promise<void> {
+    return epoch === this.committer.epoch && !this.alertsGivenUp ? this.inserts.write('detector_state', rows.body, rows.rows) : Promise.resolve();
+  }
+
+  /**
    * Turns shard transitions (plus any loose events: repeats, resolves of removed rules) into alert
    * events and makes them durable, retrying; null when there is nothing to publish. Publishes go
    * one after the other, in the order the lifecycle made the events: two in flight at once could
    * land a resolve on the alerts topic before its firing when the first one's send is retried
-   * (seen in the chaos test under kills).
+   * (seen in the chaos test under kills). Events whose turn comes after their generation ended are
+   * withdrawn, not published: their work commits nothing, so the partitions' next owners derive
+   * them again, and one published late could land after such an owner read which events the
+   * alerts topic and table hold (it would publish the same episode again).
    */
   private publishAlerts(transitions: readonly Transition[], stored?: Promise<unknown>): Promise<void> | null {
     const alerting = this.alerting;
     if (!alerting) return null;
     const alerts = alerting.handle(transitions);
     if (alerts.length === 0) return null;
-    const published = this.alertsPublished.then(() => this.retrySink('alerts', () => alerting.publish(alerts, stored)));
+    const epoch = this.committer.epoch;
+    const published = this.alertsPublished.then(() => (epoch === this.committer.epoch ? this.retrySink('alerts', () => alerting.publish(alerts, stored)) : alerting.withdraw(alerts)));
     // A publish given up (the shutdown deadline) does not stop the ones after it from trying.
-    this.alertsPublished = published.catch(() => undefined);
+    this.alertsPublished = published.catch(() => {
+      this.alertsGivenUp = true;
+    });
     return published;
   }
 
@@ -890,6 +916,8 @@ export class Ingestor {
             ),
           );
           const rows = out.state();
+          await this.alertsPublished;
+          if (rows && this.alertsGivenUp) throw new Error('an alert publish was given up');
           if (rows) await this.inserts.write('detector_state', rows.body, rows.rows);
           this.committer.release(epoch, topic, partition, held);
         } catch (err) {

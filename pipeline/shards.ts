@@ -89,16 +89,15 @@ export class ShardStage {
   }
 
   /**
-   * A new generation: every shard drops its series state behind the tasks already queued for it,
-   * its rules seeded with the firing alerts; then the assigned partitions' detector state is
-   * restored from `detector_state`, so scores continue where the last owner (or this process
-   * before a restart) left them instead of warming up again.
+   * The assigned partitions' detector state as `detector_state` holds it, split by shard (null:
+   * no width is judged). Read before the firing alerts are restored (Ingestor.onGeneration): a
+   * series state is written only after the alert events of its task are durable, so whatever state
+   * this reads, the alerts read after it include those events.
    */
-  async prepare(seeds: { fingerprint: string; startsAtMs: number }[] | null, assignment: Record<string, number[]>, policy: RetryPolicy): Promise<void> {
-    await Promise.all(Array.from({ length: this.count }, (_, shard) => this.pool.runShard(shard, resetTask(seeds), [])));
+  async readState(assignment: Record<string, number[]>, policy: RetryPolicy): Promise<ShardStates | null> {
     const settings = this.models;
     const widthMs = settings?.widthMs ?? (this.rollups && this.alerting ? this.alerting.widthMs : 0);
-    if (widthMs <= 0) return;
+    if (widthMs <= 0) return null;
     const key = snapshotKey(settings, widthMs);
     const perShard = Array.from({ length: this.count }, () => ({ ids: [] as bigint[], states: [] as Uint8Array[], bytes: 0 }));
     for (const [topic, partitions] of Object.entries(assignment)) {
@@ -110,9 +109,21 @@ export class ShardStage {
         s.bytes += r.state.length;
       }
     }
+    return perShard;
+  }
+
+  /**
+   * A new generation: every shard drops its series state behind the tasks already queued for it,
+   * its rules seeded with the firing alerts; then the state `readState` found is restored, so
+   * scores continue where the last owner (or this process before a restart) left them instead of
+   * warming up again (a series' restored rule state supersedes its seed).
+   */
+  async prepare(seeds: { fingerprint: string; startsAtMs: number }[] | null, states: ShardStates | null): Promise<void> {
+    await Promise.all(Array.from({ length: this.count }, (_, shard) => this.pool.runShard(shard, resetTask(seeds), [])));
+    if (!states) return;
     let restored = 0;
     await Promise.all(
-      perShard.map((s, shard) => {
+      states.map((s, shard) => {
         if (s.ids.length === 0) return undefined;
         restored += s.ids.length;
         const data = new Uint8Array(s.bytes);
@@ -124,13 +135,16 @@ export class ShardStage {
           pos += b.length;
           bounds[2 * i + 1] = pos;
         });
-        const task: ShardTask = { ...resetTask(null), kind: 'restore', models: settings, restore: { ids: BigUint64Array.from(s.ids), bounds, data } };
+        const task: ShardTask = { ...resetTask(null), kind: 'restore', models: this.models, restore: { ids: BigUint64Array.from(s.ids), bounds, data } };
         return this.pool.runShard(shard, task, [data.buffer, bounds.buffer] as ArrayBuffer[]);
       }),
     );
     if (restored > 0) this.log.info({ series: restored }, 'detector state restored');
   }
 }
+
+/** Per shard: the series ids and their serialized states, as `detector_state` holds them. */
+export type ShardStates = { ids: bigint[]; states: Uint8Array[]; bytes: number }[];
 
 /** The shard task that drops a shard's series state at a new generation (seeded with the firing alerts). */
 function resetTask(seeds: { fingerprint: string; startsAtMs: number }[] | null): ShardTask {

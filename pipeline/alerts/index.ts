@@ -8,7 +8,7 @@ import type { VigilConfig } from '../../core/config/index.js';
 import type { Logger } from '../../core/log.js';
 import type { Metrics } from '../metrics.js';
 import type { AlertEvent } from '../../sinks/alerts/event.js';
-import { AlertLifecycle } from './lifecycle.js';
+import { AlertLifecycle, isLater, type TopicAlerts } from './lifecycle.js';
 import { loadRules, type RuleSet } from '../../workers/alerts/rules.js';
 import { watchRules } from './watch.js';
 import { incidentTarget, incidentsOf } from '../../sinks/clickhouse/incidents.js';
@@ -58,17 +58,21 @@ export class Alerting {
     const { alertmanagerUrl, webhookUrl, alertmanagerToken, webhookToken } = config.alerts;
     if (alertmanagerUrl) this.outputs.push(new AlertmanagerOutput({ url: alertmanagerUrl, bearerToken: alertmanagerToken, stats: stats('alertmanager'), logger: log }));
     if (webhookUrl) this.outputs.push(new WebhookOutput({ url: webhookUrl, bearerToken: webhookToken, stats: stats('webhook'), logger: log }));
-    const publishedSince = async (sinceMs: number): Promise<Map<string, number>> => {
-      const ids = new Map<string, number>();
+    const publishedSince = async (sinceMs: number): Promise<TopicAlerts> => {
+      const seen: TopicAlerts = { ids: new Map(), last: new Map() };
       await readTopicSince(kafka, config.kafka.alertsTopic, sinceMs, (m) => {
+        let event: AlertEvent;
         try {
-          const id = (JSON.parse(m.value?.toString() ?? '') as { id?: unknown }).id;
-          if (typeof id === 'string') ids.set(id, Number(m.timestamp));
+          event = JSON.parse(m.value?.toString() ?? '') as AlertEvent;
         } catch {
-          // Not an event of Vigil's: nothing to remember.
+          return; // Not an event of Vigil's: nothing to remember.
         }
+        if (typeof event?.id !== 'string' || typeof event.fingerprint !== 'string' || typeof event.observedAt !== 'string' || typeof event.startsAt !== 'string') return;
+        seen.ids.set(event.id, Number(m.timestamp));
+        const last = seen.last.get(event.fingerprint);
+        if (!last || isLater(event, last)) seen.last.set(event.fingerprint, event);
       });
-      return ids;
+      return seen;
     };
     this.lifecycle = new AlertLifecycle({ producer: this.producer, topic: config.kafka.alertsTopic, clickhouse, database: config.clickhouse.database, others: this.outputs, publishedSince });
     this.lifecycle.setRules(this.rules);
@@ -127,6 +131,11 @@ export class Alerting {
     const all = [...this.loose, ...events];
     this.loose = [];
     return all;
+  }
+
+  /** Events `handle` returned that will not be published (their generation ended first): see AlertLifecycle.withdraw. */
+  withdraw(events: readonly AlertEvent[]): void {
+    this.lifecycle.withdraw(events);
   }
 
   /** Calls `listener` with the events of every publish once they are on the alerts topic (the demo's story). */

@@ -18,12 +18,13 @@ import { renderAnnotations, tagObject, type CompiledRule, type RuleSet } from '.
  * - a repeat of each firing event every `repeatInterval` while the episode lasts;
  * - alerts of a rule removed from the file resolve.
  *
- * The firing set is restored at start from the `alerts` table (the last event of each
+ * The firing set is restored at start from the `alerts` table and topic (the last event of each
  * fingerprint), so a restart neither re-fires nor forgets what it must resolve. Event ids derive
  * from event time (fingerprint, status, episode start), so a replay re-derives the same ids: an
  * event whose id was already published (this process, or any member of the group in the last
- * PUBLISHED_MEMORY_MS, read from the table at each restore) is not published again, even when the
- * episode it belongs to has ended since (a replay after kill -9 re-lives the whole episode).
+ * PUBLISHED_MEMORY_MS, read from the table and topic at each restore) is not published again, even
+ * when the episode it belongs to has ended since (a replay after kill -9 re-lives the whole
+ * episode).
  */
 export const PUBLISHED_MEMORY_MS = 86_400_000;
 
@@ -35,11 +36,31 @@ export interface AlertSinks {
   database: string;
   /** Best-effort outputs (Alertmanager, webhook): queued, never blocking. */
   /**
-   * Ids (and when) of the events the alerts topic holds since a moment: the topic is written first,
-   * so after a crash between the topic and the table only it knows them. Optional (tests).
+   * What the alerts topic holds since a moment: the topic is written first, so after a crash
+   * between the topic and the table only it knows those events. Optional (tests).
    */
-  publishedSince?: (sinceMs: number) => Promise<Map<string, number>>;
+  publishedSince?: (sinceMs: number) => Promise<TopicAlerts>;
   others: { send(event: AlertEvent): void }[];
+}
+
+/** The events of the alerts topic since a moment, as restore() needs them. */
+export interface TopicAlerts {
+  /** Every event id, with when it was produced. */
+  ids: Map<string, number>;
+  /** The last event of each fingerprint (lastOf's order). */
+  last: Map<string, AlertEvent>;
+}
+
+/**
+ * Which of two events of a fingerprint is its last, in the order restore() reads the table by:
+ * when observed, then the episode (a later start wins), then the status (`resolved` > `firing`).
+ */
+export function isLater(a: AlertEvent, b: AlertEvent): boolean {
+  const [x, y] = [Date.parse(a.observedAt), Date.parse(b.observedAt)];
+  if (x !== y) return x > y;
+  const [p, q] = [Date.parse(a.startsAt), Date.parse(b.startsAt)];
+  if (p !== q) return p > q;
+  return a.status === 'resolved' && b.status === 'firing';
 }
 
 interface Active {
@@ -55,6 +76,10 @@ export class AlertLifecycle {
   private readonly tokens = new Map<string, { left: number; refillAt: number }>();
   /** Ids of events published within PUBLISHED_MEMORY_MS, with when (pruned as they age). */
   private readonly published = new Map<string, number>();
+  /** Events `handle` made (their ids entered `published` then), until published or withdrawn. */
+  private readonly made = new WeakSet<AlertEvent>();
+  /** Events already on the alerts topic (or refused by it for good): a retried publish does not produce them again. */
+  private readonly produced = new WeakMap<AlertEvent, 'sent' | 'refused'>();
   private lastPruneMs = 0;
   /** Events produced so far, by status (for the summary line and tests). */
   readonly counts = { firing: 0, resolved: 0, suppressed: 0, repeats: 0 };
@@ -69,7 +94,7 @@ export class AlertLifecycle {
   }
 
   /**
-   * The firing set as the alerts table has it (the last event of each fingerprint), replacing
+   * The firing set as the alerts table and topic have it (the last event of each fingerprint), replacing
    * this process's own, as at a restart: after a rebalance another member may have resolved or
    * fired what this one remembers. Events this process published that are not in the table yet
    * belong to uncommitted work, which the shards replay: the transitions re-derive them (and
@@ -90,7 +115,20 @@ export class AlertLifecycle {
     const since = this.now() - PUBLISHED_MEMORY_MS;
     const ids = await this.sinks.clickhouse.query({ query: `SELECT id, max(observed_ms) AS at FROM ${this.sinks.database}.alerts WHERE observed_ms >= ${since} GROUP BY id`, format: 'JSONEachRow' });
     for (const row of await ids.json<{ id: string; at: string | number }>()) this.published.set(row.id, Number(row.at));
-    if (this.sinks.publishedSince) for (const [id, at] of await this.sinks.publishedSince(since)) this.published.set(id, Math.max(at, this.published.get(id) ?? at));
+    if (this.sinks.publishedSince) {
+      const topic = await this.sinks.publishedSince(since);
+      for (const [id, at] of topic.ids) this.published.set(id, Math.max(at, this.published.get(id) ?? at));
+      // An event the topic has and the table missed (its publisher killed between the two writes)
+      // is the fingerprint's last: a resolve there ends the episode the table still has firing, a
+      // firing there starts one the table lacks. Nobody writes it to the table later (a replay
+      // finds its id published), so every later restore needs it from the topic.
+      for (const [fp, event] of topic.last) {
+        const a = this.active.get(fp);
+        if (a && !isLater(event, a.event)) continue;
+        if (event.status === 'firing') this.active.set(fp, { event, lastSentMs: this.now() });
+        else this.active.delete(fp);
+      }
+    }
     // Alerts of rules removed while no member ran resolve now, as at a reload.
     const resolved = this.resolveRemoved();
     return { active: [...this.active].map(([fingerprint, a]) => ({ fingerprint, startsAtMs: Date.parse(a.event.startsAt) })), resolved };
@@ -154,8 +192,21 @@ export class AlertLifecycle {
         out.push(resolved);
       }
     }
-    for (const e of out) this.published.set(e.id, this.now());
+    for (const e of out) {
+      this.published.set(e.id, this.now());
+      this.made.add(e);
+    }
     return out;
+  }
+
+  /**
+   * Events `handle` made that will not be published after all (their work belongs to a consumer
+   * group generation that ended before their turn): forgotten as published, so that this process,
+   * owning their series again, publishes them when it re-derives them. Repeats and other events
+   * not made by `handle` leave `published` as it is (a repeat has its firing's id).
+   */
+  withdraw(events: readonly AlertEvent[]): void {
+    for (const e of events) if (this.made.delete(e)) this.published.delete(e.id);
   }
 
   private prune(): void {
@@ -212,7 +263,7 @@ export class AlertLifecycle {
     const v = Number.isFinite(value) ? value : null;
     return {
       ...firing,
-      id: `${firing.fingerprint}-resolved-${Date.parse(firing.startsAt)}`,
+      id: resolvedId(firing.fingerprint, Date.parse(firing.startsAt)),
       status: 'resolved',
       value: v,
       score,
@@ -235,27 +286,29 @@ export class AlertLifecycle {
    */
   async publish(events: readonly AlertEvent[]): Promise<AlertEvent[]> {
     if (events.length === 0) return [];
-    const refused: AlertEvent[] = [];
-    const records = events.map((e) => ({ event: e, message: { key: e.fingerprint, value: JSON.stringify(e), headers: { 'vigil-alert-status': e.status } } }));
+    // A retry after the table insert failed: what reached the topic the first time stays there once.
+    const records = events.filter((e) => !this.produced.has(e)).map((e) => ({ event: e, message: { key: e.fingerprint, value: JSON.stringify(e), headers: { 'vigil-alert-status': e.status } } }));
     for (const chunk of chunks(records, (r) => r.message.value.length + r.message.key.length + 64, MAX_ALERT_REQUEST_BYTES)) {
-      await this.produce(chunk, refused);
+      await this.produce(chunk);
     }
     await this.sinks.clickhouse.insert({ table: `${this.sinks.database}.alerts`, values: events.map(row), format: 'JSONEachRow' });
     for (const e of events) {
+      this.made.delete(e);
       if (e.status === 'firing') this.counts.firing++;
       else this.counts.resolved++;
       for (const o of this.sinks.others) o.send(e);
     }
-    return refused;
+    return events.filter((e) => this.produced.get(e) === 'refused');
   }
 
-  private async produce(records: readonly { event: AlertEvent; message: Message }[], refused: AlertEvent[]): Promise<void> {
+  private async produce(records: readonly { event: AlertEvent; message: Message }[]): Promise<void> {
     try {
       await this.sinks.producer.send({ topic: this.sinks.topic, acks: -1, messages: records.map((r) => r.message) });
+      for (const r of records) this.produced.set(r.event, 'sent');
     } catch (err) {
       if (!isPermanentProduceError(err)) throw err;
-      if (records.length === 1) refused.push((records[0] as { event: AlertEvent }).event);
-      else for (const r of records) await this.produce([r], refused);
+      if (records.length === 1) this.produced.set((records[0] as { event: AlertEvent }).event, 'refused');
+      else for (const r of records) await this.produce([r]);
     }
   }
 }
@@ -264,6 +317,7 @@ export class AlertLifecycle {
 export const MAX_ALERT_REQUEST_BYTES = 512 * 1024;
 
 const firingId = (fingerprint: string, startsAtMs: number): string => `${fingerprint}-firing-${startsAtMs}`;
+const resolvedId = (fingerprint: string, startsAtMs: number): string => `${fingerprint}-resolved-${startsAtMs}`;
 
 const seconds = (iso: string): number => Math.floor(Date.parse(iso) / 1000);
 

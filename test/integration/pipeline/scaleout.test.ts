@@ -176,7 +176,8 @@ describe('a consumer group of Vigil instances', () => {
     // anomaly rows equal the chaos run's (detector state restored at every handoff and restart).
     const refDb = `${db}_ref`;
     res.own('database', refDb);
-    const reference = await start({ ...env, VIGIL_CLICKHOUSE_DATABASE: refDb, VIGIL_KAFKA_GROUP_ID: `${env['VIGIL_KAFKA_GROUP_ID'] as string}_ref`, VIGIL_KAFKA_ALERTS_TOPIC: await res.topic('chaos_ref_alerts') });
+    const refAlerts = await res.topic('chaos_ref_alerts');
+    const reference = await start({ ...env, VIGIL_CLICKHOUSE_DATABASE: refDb, VIGIL_KAFKA_GROUP_ID: `${env['VIGIL_KAFKA_GROUP_ID'] as string}_ref`, VIGIL_KAFKA_ALERTS_TOPIC: refAlerts });
     // Every closed bucket of the scored width has its row (rollups and anomalies are separate inserts).
     const scoredBuckets = (d: string) => scalar(`SELECT count() FROM (SELECT DISTINCT series_id, bucket_start FROM ${d}.rollups_merged WHERE width_s = 1)`);
     const buckets = await scoredBuckets(db);
@@ -200,6 +201,14 @@ describe('a consumer group of Vigil instances', () => {
     expect(rollupDiff.slice(0, 5).map(([k, v]) => `${k}: ${v} (reference) vs ${String(chaosRollups.get(k))}`)).toEqual([]);
     expect(refRows.size).toBe(chaosRows.size);
     expect(differing, `anomaly rows differing from a run without kills (series/bucket: score expected version), e.g.\n${sample.join('\n')}`).toBe(0);
+    // Every episode the uninterrupted run announced, the chaos run announced too, firing and
+    // resolve, and no other (a lost episode leaves the topic alternating, so only this finds it).
+    const eventIds = async (topic: string) => new Set((await readAlertsTopic(broker, topic)).map((m) => m.event.id));
+    const chaosIds = await eventIds(env['VIGIL_KAFKA_ALERTS_TOPIC'] as string);
+    let refIds = new Set<string>();
+    await waitFor('the reference run to have published every event the chaos run did', async () => (refIds = await eventIds(refAlerts)).size >= chaosIds.size, 60_000, 1000).catch(() => undefined);
+    expect([...refIds].filter((id) => !chaosIds.has(id)).slice(0, 5), 'events of the uninterrupted run missing from the chaos run').toEqual([]);
+    expect([...chaosIds].filter((id) => !refIds.has(id)).slice(0, 5), 'events of the chaos run the uninterrupted run did not publish').toEqual([]);
     reference.kill('SIGTERM');
     // Every live member still ready: commits advance, no consumer failure.
     for (const p of live) expect(await p.readyz(), p.output).toBe(200);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { KafkaJSProtocolError } from 'kafkajs';
-import { AlertLifecycle, MAX_ALERT_REQUEST_BYTES, PUBLISHED_MEMORY_MS, type AlertSinks } from '../../../../pipeline/alerts/lifecycle.js';
+import { AlertLifecycle, isLater, MAX_ALERT_REQUEST_BYTES, PUBLISHED_MEMORY_MS, type AlertSinks } from '../../../../pipeline/alerts/lifecycle.js';
 import type { AlertEvent } from '../../../../sinks/alerts/event.js';
 import type { Transition } from '../../../../workers/alerts/evaluator.js';
 import { parseRules } from '../../../../workers/alerts/rules.js';
@@ -218,6 +218,85 @@ describe('AlertLifecycle.restore', () => {
   });
 });
 
+describe('AlertLifecycle.restore: events the topic has and the table missed', () => {
+  /** A member whose publishes reach the topic only (killed before the table insert) when `tableDown`. */
+  function withTopic(table: AlertsTable, start = T0) {
+    const topic: AlertEvent[] = [];
+    const clock = { now: start };
+    const state = { tableDown: false };
+    const { sinks } = sinksOf(table);
+    const l = new AlertLifecycle(
+      {
+        ...sinks,
+        producer: { send: async (r: { messages: { value: string }[] }) => void topic.push(...r.messages.map((m) => JSON.parse(m.value) as AlertEvent)) },
+        clickhouse: {
+          query: table.query.bind(table),
+          insert: async (args: Parameters<AlertsTable['insert']>[0]) => {
+            if (state.tableDown) throw new Error('killed');
+            return table.insert(args);
+          },
+        },
+        publishedSince: async (sinceMs: number) => {
+          const ids = new Map<string, number>();
+          const last = new Map<string, AlertEvent>();
+          for (const e of topic) {
+            if (Date.parse(e.observedAt) < sinceMs) continue;
+            ids.set(e.id, Date.parse(e.observedAt));
+            const seen = last.get(e.fingerprint);
+            if (!seen || isLater(e, seen)) last.set(e.fingerprint, e);
+          }
+          return { ids, last };
+        },
+      } as unknown as AlertSinks,
+      () => clock.now,
+    );
+    l.setRules(rules);
+    return { l, clock, state, topic };
+  }
+
+  it('a resolve on the topic only ends the episode the table still has firing: the next episode fires', async () => {
+    const table = new AlertsTable();
+    const a = withTopic(table);
+    await a.l.publish(a.l.handle([transition('firing', 'f1', 60_000)]));
+    a.clock.now = T0 + 1000;
+    a.state.tableDown = true;
+    await expect(a.l.publish(a.l.handle([transition('resolved', 'f1', 60_000, 120_000)]))).rejects.toThrow('killed');
+    expect(table.rows.map((r) => r.id)).toEqual(['f1-firing-60000']);
+
+    const b = withTopic(table, T0 + MINUTE);
+    b.topic.push(...a.topic);
+    expect(await b.l.restore()).toEqual({ active: [], resolved: [] });
+    // A replay finds the resolve published; the next episode is new.
+    expect(b.l.handle([transition('resolved', 'f1', 60_000, 120_000), transition('firing', 'f1', 300_000)]).map((e) => e.id)).toEqual(['f1-firing-300000']);
+  });
+
+  it('a firing on the topic only is restored as firing (the state restored past it never derives it again): its resolve is published', async () => {
+    const table = new AlertsTable();
+    const a = withTopic(table);
+    a.state.tableDown = true;
+    await expect(a.l.publish(a.l.handle([transition('firing', 'f1', 60_000)]))).rejects.toThrow('killed');
+    expect(table.rows).toEqual([]);
+
+    const b = withTopic(table, T0 + MINUTE);
+    b.topic.push(...a.topic);
+    expect(await b.l.restore()).toEqual({ active: [{ fingerprint: 'f1', startsAtMs: 60_000 }], resolved: [] });
+    expect(b.l.handle([transition('resolved', 'f1', 60_000, 120_000)]).map((e) => e.id)).toEqual(['f1-resolved-60000']);
+  });
+
+  it('the table\'s event stays the last when it is later than the topic\'s (the topic read from a day ago only)', async () => {
+    const table = new AlertsTable();
+    const a = withTopic(table);
+    await a.l.publish(a.l.handle([transition('firing', 'f1', 60_000)]));
+    a.clock.now = T0 + 1000;
+    await a.l.publish(a.l.handle([transition('resolved', 'f1', 60_000, 120_000)]));
+    a.clock.now = T0 + 2000;
+    await a.l.publish(a.l.handle([transition('firing', 'f1', 300_000)]));
+    const b = withTopic(table, T0 + MINUTE);
+    b.topic.push(...a.topic.slice(0, 2));
+    expect(await b.l.restore()).toEqual({ active: [{ fingerprint: 'f1', startsAtMs: 300_000 }], resolved: [] });
+  });
+});
+
 describe('AlertLifecycle.publish', () => {
   it('writes to the alerts topic (acks=all, keyed by fingerprint), then the alerts table, and only then to the other outputs', async () => {
     const log: string[] = [];
@@ -287,6 +366,89 @@ describe('AlertLifecycle.publish', () => {
     await expect(l.publish(l.handle([transition('firing', 'f1', 60_000)]))).rejects.toThrow('broker down');
     expect(log).toEqual([]);
     expect(l.counts.firing).toBe(0);
+  });
+});
+
+describe('AlertLifecycle.publish: retries and withdrawals', () => {
+  it('a publish retried after the table insert failed does not produce its events to the topic again; the table and outputs get them once', async () => {
+    const log: string[] = [];
+    const table = new AlertsTable(log);
+    const { sinks, delivered } = sinksOf(table, log);
+    let failures = 1;
+    const flaky = {
+      ...sinks,
+      clickhouse: {
+        insert: async (args: Parameters<AlertsTable['insert']>[0]) => {
+          if (failures-- > 0) throw new Error('ClickHouse away');
+          return table.insert(args);
+        },
+      },
+    } as unknown as AlertSinks;
+    const l = new AlertLifecycle(flaky, () => T0);
+    l.setRules(rules);
+    const events = l.handle([transition('firing', 'f1', 60_000), transition('firing', 'f2', 60_000)]);
+    await expect(l.publish(events)).rejects.toThrow('ClickHouse away');
+    expect(await l.publish(events)).toEqual([]);
+    expect(log).toEqual(['kafka f1,f2', 'clickhouse f1-firing-60000,f2-firing-60000', 'other f1-firing-60000', 'other f2-firing-60000']);
+    expect(delivered).toHaveLength(2);
+    expect(l.counts.firing).toBe(2);
+  });
+
+  it('an event refused for good on the first try is returned by the retry too, and not produced again', async () => {
+    const table = new AlertsTable();
+    const { sinks } = sinksOf(table);
+    let sends = 0;
+    let failures = 1;
+    const l = new AlertLifecycle(
+      {
+        ...sinks,
+        producer: {
+          send: async () => {
+            sends++;
+            throw new KafkaJSProtocolError({ type: 'MESSAGE_TOO_LARGE', code: 10, retriable: false, message: 'too large' } as never);
+          },
+        },
+        clickhouse: {
+          insert: async (args: Parameters<AlertsTable['insert']>[0]) => {
+            if (failures-- > 0) throw new Error('ClickHouse away');
+            return table.insert(args);
+          },
+        },
+      } as unknown as AlertSinks,
+      () => T0,
+    );
+    l.setRules(rules);
+    const events = l.handle([transition('firing', 'f1', 60_000)]);
+    await expect(l.publish(events)).rejects.toThrow('ClickHouse away');
+    expect((await l.publish(events)).map((e) => e.id)).toEqual(['f1-firing-60000']);
+    expect(sends).toBe(1);
+  });
+
+  it('withdrawn events are forgotten as published: re-derived later (this member owns the series again), they are published', async () => {
+    const table = new AlertsTable();
+    const { l } = member(table);
+    await l.publish(l.handle([transition('firing', 'f1', 60_000)]));
+    // Made, then withdrawn (the generation ended before their turn): a resolve and a new episode.
+    const withdrawn = l.handle([transition('resolved', 'f1', 60_000, 120_000), transition('firing', 'f2', 90_000)]);
+    expect(withdrawn.map((e) => e.id)).toEqual(['f1-resolved-60000', 'f2-firing-90000']);
+    l.withdraw(withdrawn);
+    expect(table.rows.map((r) => r.id)).toEqual(['f1-firing-60000']);
+    // The next generation: the firing set from the table, the shards replaying from the commit.
+    await l.restore();
+    expect(l.handle([transition('firing', 'f1', 60_000), transition('resolved', 'f1', 60_000, 120_000), transition('firing', 'f2', 90_000)]).map((e) => e.id)).toEqual(['f1-resolved-60000', 'f2-firing-90000']);
+  });
+
+  it('a withdrawn repeat leaves its firing known as published (a repeat carries its firing\'s id)', async () => {
+    const table = new AlertsTable();
+    const { l, clock, step } = member(table);
+    await step(T0, [transition('firing', 'f1', 60_000)]);
+    clock.now = T0 + 10 * MINUTE;
+    const repeats = l.repeats();
+    expect(repeats.map((e) => e.id)).toEqual(['f1-firing-60000']);
+    l.withdraw(repeats);
+    await step(T0 + 11 * MINUTE, [transition('resolved', 'f1', 60_000, 120_000)]);
+    // A replay of the whole episode (kill -9 before the commit): nothing published again.
+    expect(l.handle(episode('f1'))).toEqual([]);
   });
 });
 
