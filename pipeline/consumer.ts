@@ -56,6 +56,8 @@ export class PartitionConsumer<P> {
   private generationReady: Promise<unknown> = Promise.resolve();
   private gen = 0;
   private rebalancing = false;
+  /** Waiting for the rebalance under way to end (settled at the next join, or at disconnect). */
+  private rejoined: { promise: Promise<void>; resolve: () => void } | null = null;
   private lastFetchAt = 0;
   private stopping = false;
   paused = false;
@@ -107,6 +109,27 @@ export class PartitionConsumer<P> {
     this.consumer.on(DISCONNECT, () => this.readiness.set('kafka', false));
   }
 
+  /**
+   * Resolves once no rebalance is under way: at once outside one; else when this member has
+   * rejoined the group (a new generation) or disconnects. From kafkajs' REBALANCING, emitted as it
+   * goes to rejoin, the generation it runs in is over for the group: the others may already own
+   * its partitions.
+   */
+  settledGeneration(): Promise<void> {
+    if (!this.rebalancing) return Promise.resolve();
+    if (!this.rejoined) {
+      let resolve = () => {};
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.rejoined = { promise, resolve };
+    }
+    return this.rejoined.promise;
+  }
+
+  private settle(): void {
+    this.rejoined?.resolve();
+    this.rejoined = null;
+  }
+
   /** The current generation (one per join of the group). */
   get generation(): number {
     return this.gen;
@@ -151,6 +174,8 @@ export class PartitionConsumer<P> {
     this.readiness.set('kafka', true);
     this.log.info({ assignment, generation }, 'joined consumer group');
     this.generationReady = this.handlers.onGeneration(generation, assignment);
+    // After onGeneration began: the new epoch is set, so what waited sees its generation ended.
+    this.settle();
     if (this.paused) this.pause(true);
   }
 
@@ -298,6 +323,8 @@ export class PartitionConsumer<P> {
 
   /** Leaves the group; past `timeoutMs` nobody waits for the broker. */
   async disconnect(timeoutMs: number): Promise<void> {
+    this.rebalancing = false;
+    this.settle();
     await withTimeout(this.consumer.disconnect(), timeoutMs);
     await withTimeout(this.admin.disconnect(), 1000);
   }

@@ -10,6 +10,7 @@ import type { Transition } from '../workers/alerts/evaluator.js';
 import { SKIPPED, type IngestResult, type IngestTask } from '../workers/ingest-task.js';
 import { emptyBatch, lowerHold, type HeldOffset, type RefusedPoints } from '../workers/shard-task.js';
 import type { Alerting } from './alerts/index.js';
+import { AlertPublishQueue } from './alerts/queue.js';
 import { Committer, partitionKey, type CommitMeta } from './commit.js';
 import { PartitionConsumer } from './consumer.js';
 import type { Readiness } from './http.js';
@@ -179,10 +180,8 @@ export class Ingestor {
   /** Metric-topic partitions of this generation whose idle record went out before any message (announceSources). */
   private readonly idleSentUnopened = new Set<string>();
   private checkingUnopened = false;
-  /** The last alert publish (publishAlerts): the next one starts after it. */
-  private alertsPublished: Promise<void> = Promise.resolve();
-  /** A publish was given up (the shutdown deadline): no series state is written after it. */
-  private alertsGivenUp = false;
+  /** Alert events on their way to the alerts topic and table, in order (pipeline/alerts/queue.ts). */
+  private readonly alertQueue: AlertPublishQueue;
   private unopenedCheckedAt = 0;
   /** The shard threads' preparation for the latest generation (after the previous one's). */
   private prepared: Promise<void> = Promise.resolve();
@@ -230,6 +229,13 @@ export class Ingestor {
       readiness,
       log,
     );
+    this.alertQueue = new AlertPublishQueue({
+      epoch: () => this.committer.epoch,
+      settledGeneration: () => this.consumer.settledGeneration(),
+      retry: (op) => this.retrySink('alerts', op),
+      publish: (events, stored) => (alerting as Alerting).publish(events, stored),
+      withdraw: (events) => alerting?.withdraw(events),
+    });
     this.committer = new Committer(
       {
         commitOffsets: (offsets) => this.consumer.commitOffsets(offsets),
@@ -306,10 +312,15 @@ export class Ingestor {
     this.committer.reset(generation);
     this.partitions.clear();
     this.idleSentUnopened.clear();
+    // Events still queued for publishing are withdrawn now, before the replay re-derives them.
+    this.alertQueue.endGeneration();
     const previous = this.prepared;
     const policy = this.retryPolicy((err, retryInMs) => this.log.warn({ err, retryInMs }, 'preparing the shards for a new generation failed; retrying'));
     this.prepared = (async () => {
       await previous;
+      // The publish under way (if any) ends first, published or withdrawn: then the events the
+      // lifecycle counts as published are on the topic.
+      await this.alertQueue.settled();
       this.marks = await this.readMarks(generation, assignment, policy);
       // The series state first, the firing alerts after it: a state is written once its task's
       // alert events are durable, so the alerts read next know every episode the state has seen
@@ -541,7 +552,7 @@ export class Ingestor {
           const alerts = work.epoch === this.committer.epoch ? this.publishAlerts(out.transitions, Promise.all(anomalies).catch(() => undefined)) : null;
           if (alerts) work.outputs.push(alerts);
           const series = out.state();
-          if (series) work.outputs.push((alerts ?? this.alertsPublished).then(() => this.writeState(work.epoch, series)));
+          if (series) work.outputs.push(this.writeState(work.epoch, series));
           state.shardsPending--;
           this.seal(work);
         },
@@ -664,9 +675,10 @@ export class Ingestor {
             const out = shardOutputs();
             out.add(r);
             const written = Promise.all(out.inserts().map((insert) => this.inserts.write(insert.table, insert.body, insert.rows))).catch(() => undefined);
-            const alerts = this.publishAlerts(out.transitions, written) ?? this.alertsPublished;
+            const alerts = this.publishAlerts(out.transitions, written);
             const rows = out.state();
-            void alerts.then(() => (rows ? this.writeState(state.epoch, rows) : undefined)).catch(() => undefined);
+            if (rows) void this.writeState(state.epoch, rows).catch(() => undefined);
+            void alerts?.catch(() => undefined);
           },
           (err: unknown) => this.die(new VigilError('VIGIL_ERR_WORKER_FAILED', `idle close of ${state.topic}/${state.partition} on shard ${shard} failed: ${(err as Error).message}`, { cause: err })),
         );
@@ -733,40 +745,29 @@ export class Ingestor {
   }
 
   /**
-   * Writes series state; called once every alert event made before it is durable (the task's own,
-   * or, when it has none, the tail of the publish queue: a series' state can be past an episode's
-   * start made by an earlier task whose events still wait). Not when the task's generation has
-   * ended, nor once a publish was given up: those events may have been withdrawn, never made or
-   * never published, and a state past an episode's start or end whose event was not published
-   * keeps the partition's next owner from ever deriving it (the whole episode lost, seen in the
-   * chaos test with publishes slowed).
+   * Writes series state once every alert event made before it is durable (its task's, and those of
+   * earlier tasks still queued: a series' state can be past an episode's start made by an earlier
+   * task). Not when the task's generation has ended, nor once a publish was given up: those events
+   * may have been withdrawn, never made or never published, and a state past an episode's start or
+   * end whose event was not published keeps the partition's next owner from ever deriving it (the
+   * whole episode lost, seen in the chaos test with publishes slowed).
    */
-  private writeState(epoch: number, rows: { body: Uint8Array[]; rows: number }): Promise<void> {
-    return epoch === this.committer.epoch && !this.alertsGivenUp ? this.inserts.write('detector_state', rows.body, rows.rows) : Promise.resolve();
+  private async writeState(epoch: number, rows: { body: Uint8Array[]; rows: number }): Promise<void> {
+    const durable = await this.alertQueue.durable();
+    if (durable && epoch === this.committer.epoch) await this.inserts.write('detector_state', rows.body, rows.rows);
   }
 
   /**
    * Turns shard transitions (plus any loose events: repeats, resolves of removed rules) into alert
-   * events and makes them durable, retrying; null when there is nothing to publish. Publishes go
-   * one after the other, in the order the lifecycle made the events: two in flight at once could
-   * land a resolve on the alerts topic before its firing when the first one's send is retried
-   * (seen in the chaos test under kills). Events whose turn comes after their generation ended are
-   * withdrawn, not published: their work commits nothing, so the partitions' next owners derive
-   * them again, and one published late could land after such an owner read which events the
-   * alerts topic and table hold (it would publish the same episode again).
+   * events and queues them for publishing (AlertPublishQueue: in order, withdrawn when their
+   * generation ends first); null when there is nothing to publish.
    */
   private publishAlerts(transitions: readonly Transition[], stored?: Promise<unknown>): Promise<void> | null {
     const alerting = this.alerting;
     if (!alerting) return null;
     const alerts = alerting.handle(transitions);
     if (alerts.length === 0) return null;
-    const epoch = this.committer.epoch;
-    const published = this.alertsPublished.then(() => (epoch === this.committer.epoch ? this.retrySink('alerts', () => alerting.publish(alerts, stored)) : alerting.withdraw(alerts)));
-    // A publish given up (the shutdown deadline) does not stop the ones after it from trying.
-    this.alertsPublished = published.catch(() => {
-      this.alertsGivenUp = true;
-    });
-    return published;
+    return this.alertQueue.push(alerts, stored);
   }
 
   private async sendDeadLetters(work: Work, rejects: Rejection[]): Promise<void> {
@@ -916,8 +917,7 @@ export class Ingestor {
             ),
           );
           const rows = out.state();
-          await this.alertsPublished;
-          if (rows && this.alertsGivenUp) throw new Error('an alert publish was given up');
+          if (rows && !(await this.alertQueue.durable())) throw new Error('an alert publish was given up');
           if (rows) await this.inserts.write('detector_state', rows.body, rows.rows);
           this.committer.release(epoch, topic, partition, held);
         } catch (err) {

@@ -70,7 +70,9 @@ export class Alerting {
         if (typeof event?.id !== 'string' || typeof event.fingerprint !== 'string' || typeof event.observedAt !== 'string' || typeof event.startsAt !== 'string') return;
         seen.ids.set(event.id, Number(m.timestamp));
         const last = seen.last.get(event.fingerprint);
-        if (!last || isLater(event, last)) seen.last.set(event.fingerprint, event);
+        // A day of a storm's events: the whole event kept only while it is a firing one.
+        const { status, observedAt, startsAt } = event;
+        if (!last || isLater(event, last)) seen.last.set(event.fingerprint, status === 'firing' ? { status, observedAt, startsAt, event } : { status, observedAt, startsAt });
       });
       return seen;
     };

@@ -43,19 +43,22 @@ export interface AlertSinks {
   others: { send(event: AlertEvent): void }[];
 }
 
+/** What orders the events of a fingerprint (isLater). */
+export type EventOrder = Pick<AlertEvent, 'status' | 'observedAt' | 'startsAt'>;
+
 /** The events of the alerts topic since a moment, as restore() needs them. */
 export interface TopicAlerts {
   /** Every event id, with when it was produced. */
   ids: Map<string, number>;
-  /** The last event of each fingerprint (lastOf's order). */
-  last: Map<string, AlertEvent>;
+  /** The last event of each fingerprint (isLater's order); the whole event only when it is a firing one. */
+  last: Map<string, EventOrder & { event?: AlertEvent }>;
 }
 
 /**
  * Which of two events of a fingerprint is its last, in the order restore() reads the table by:
  * when observed, then the episode (a later start wins), then the status (`resolved` > `firing`).
  */
-export function isLater(a: AlertEvent, b: AlertEvent): boolean {
+export function isLater(a: EventOrder, b: EventOrder): boolean {
   const [x, y] = [Date.parse(a.observedAt), Date.parse(b.observedAt)];
   if (x !== y) return x > y;
   const [p, q] = [Date.parse(a.startsAt), Date.parse(b.startsAt)];
@@ -105,27 +108,30 @@ export class AlertLifecycle {
    * one task restores as resolved, not at the server's whim.
    */
   async restore(): Promise<{ active: { fingerprint: string; startsAtMs: number }[]; resolved: AlertEvent[] }> {
+    const since = this.now() - PUBLISHED_MEMORY_MS;
+    // The firing ones, and the others whose last event is recent enough for the topic to have one.
     const rs = await this.sinks.clickhouse.query({
-      query: `SELECT fingerprint, argMax(status, (observed_ms, starts_at, status)) AS last, argMax(event, (observed_ms, starts_at, status)) AS event FROM ${this.sinks.database}.alerts_dedup GROUP BY fingerprint HAVING last = 'firing'`,
+      query: `SELECT fingerprint, argMax(status, (observed_ms, starts_at, status)) AS last, argMax(event, (observed_ms, starts_at, status)) AS event FROM ${this.sinks.database}.alerts_dedup GROUP BY fingerprint HAVING last = 'firing' OR max(observed_ms) >= ${since}`,
       format: 'JSONEachRow',
     });
-    const rows = await rs.json<{ fingerprint: string; event: string }>();
-    this.active.clear();
-    for (const row of rows) this.active.set(row.fingerprint, { event: JSON.parse(row.event) as AlertEvent, lastSentMs: this.now() });
-    const since = this.now() - PUBLISHED_MEMORY_MS;
+    const table = new Map<string, AlertEvent>();
+    for (const row of await rs.json<{ fingerprint: string; event: string }>()) table.set(row.fingerprint, JSON.parse(row.event) as AlertEvent);
     const ids = await this.sinks.clickhouse.query({ query: `SELECT id, max(observed_ms) AS at FROM ${this.sinks.database}.alerts WHERE observed_ms >= ${since} GROUP BY id`, format: 'JSONEachRow' });
     for (const row of await ids.json<{ id: string; at: string | number }>()) this.published.set(row.id, Number(row.at));
+    this.active.clear();
+    for (const [fp, event] of table) if (event.status === 'firing') this.active.set(fp, { event, lastSentMs: this.now() });
     if (this.sinks.publishedSince) {
       const topic = await this.sinks.publishedSince(since);
       for (const [id, at] of topic.ids) this.published.set(id, Math.max(at, this.published.get(id) ?? at));
       // An event the topic has and the table missed (its publisher killed between the two writes)
       // is the fingerprint's last: a resolve there ends the episode the table still has firing, a
       // firing there starts one the table lacks. Nobody writes it to the table later (a replay
-      // finds its id published), so every later restore needs it from the topic.
-      for (const [fp, event] of topic.last) {
-        const a = this.active.get(fp);
-        if (a && !isLater(event, a.event)) continue;
-        if (event.status === 'firing') this.active.set(fp, { event, lastSentMs: this.now() });
+      // finds its id published), so every later restore needs it from the topic. The table can
+      // have the later event too: one the broker refused for good goes to the table only.
+      for (const [fp, last] of topic.last) {
+        const stored = table.get(fp);
+        if (stored && !isLater(last, stored)) continue;
+        if (last.event) this.active.set(fp, { event: last.event, lastSentMs: this.now() });
         else this.active.delete(fp);
       }
     }
@@ -202,11 +208,12 @@ export class AlertLifecycle {
   /**
    * Events `handle` made that will not be published after all (their work belongs to a consumer
    * group generation that ended before their turn): forgotten as published, so that this process,
-   * owning their series again, publishes them when it re-derives them. Repeats and other events
-   * not made by `handle` leave `published` as it is (a repeat has its firing's id).
+   * owning their series again, publishes them when it re-derives them. Those already on the topic
+   * (a publish retried past its generation's end) stay known, as do repeats and other events not
+   * made by `handle` (a repeat has its firing's id).
    */
   withdraw(events: readonly AlertEvent[]): void {
-    for (const e of events) if (this.made.delete(e)) this.published.delete(e.id);
+    for (const e of events) if (this.made.delete(e) && !this.produced.has(e)) this.published.delete(e.id);
   }
 
   private prune(): void {

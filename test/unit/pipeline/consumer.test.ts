@@ -164,4 +164,26 @@ describe('PartitionConsumer', () => {
     k.fetch();
     expect(c.idle(idleMs)).toEqual([{ generation: 1 }]);
   });
+
+  it('settledGeneration: at once outside a rebalance; during one, not before the member has rejoined (its new generation begun) or disconnects', async () => {
+    const { c, k, generations } = setup();
+    await c.start();
+    k.join({ t: [0] });
+    await c.settledGeneration();
+    k.rebalancing();
+    let settled = 0;
+    void c.settledGeneration().then(() => settled++);
+    void c.settledGeneration().then(() => settled++);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(settled).toBe(0);
+    k.join({ t: [0] });
+    let seenGeneration = 0;
+    await c.settledGeneration().then(() => (seenGeneration = generations.length));
+    await new Promise((r) => setImmediate(r));
+    expect([settled, seenGeneration]).toEqual([2, 2]);
+    k.rebalancing();
+    const waiting = c.settledGeneration().then(() => 'settled');
+    await c.disconnect(1000);
+    expect(await waiting).toBe('settled');
+  });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { KafkaJSProtocolError } from 'kafkajs';
-import { AlertLifecycle, isLater, MAX_ALERT_REQUEST_BYTES, PUBLISHED_MEMORY_MS, type AlertSinks } from '../../../../pipeline/alerts/lifecycle.js';
+import { AlertLifecycle, isLater, MAX_ALERT_REQUEST_BYTES, PUBLISHED_MEMORY_MS, type AlertSinks, type EventOrder } from '../../../../pipeline/alerts/lifecycle.js';
 import type { AlertEvent } from '../../../../sinks/alerts/event.js';
 import type { Transition } from '../../../../workers/alerts/evaluator.js';
 import { parseRules } from '../../../../workers/alerts/rules.js';
@@ -38,7 +38,8 @@ class AlertsTable {
   }
 
   private answer(query: string): Record<string, unknown>[] {
-    if (/^SELECT fingerprint, argMax\(status, \(observed_ms, starts_at, status\)\) AS last, argMax\(event, \(observed_ms, starts_at, status\)\) AS event FROM db\.alerts_dedup GROUP BY fingerprint HAVING last = 'firing'$/.test(query)) {
+    const lastEvents = /^SELECT fingerprint, argMax\(status, \(observed_ms, starts_at, status\)\) AS last, argMax\(event, \(observed_ms, starts_at, status\)\) AS event FROM db\.alerts_dedup GROUP BY fingerprint HAVING last = 'firing' OR max\(observed_ms\) >= (-?\d+)$/.exec(query);
+    if (lastEvents) {
       // The tuple order, as ClickHouse compares tuples: observed_ms, then starts_at, then the Enum8's number.
       const key = (r: Row): [number, number, number] => [r.observed_ms, r.starts_at, r.status === 'firing' ? 1 : 2];
       const after = (a: Row, b: Row): boolean => {
@@ -51,7 +52,8 @@ class AlertsTable {
         const seen = last.get(r.fingerprint);
         if (!seen || after(r, seen)) last.set(r.fingerprint, r);
       }
-      return [...last.values()].filter((r) => r.status === 'firing').map((r) => ({ fingerprint: r.fingerprint, last: r.status, event: r.event }));
+      const recent = new Set(this.rows.filter((r) => r.observed_ms >= Number(lastEvents[1])).map((r) => r.fingerprint));
+      return [...last.values()].filter((r) => r.status === 'firing' || recent.has(r.fingerprint)).map((r) => ({ fingerprint: r.fingerprint, last: r.status, event: r.event }));
     }
     const ids = /^SELECT id, max\(observed_ms\) AS at FROM db\.alerts WHERE observed_ms >= (-?\d+) GROUP BY id$/.exec(query);
     if (ids) {
@@ -238,12 +240,12 @@ describe('AlertLifecycle.restore: events the topic has and the table missed', ()
         },
         publishedSince: async (sinceMs: number) => {
           const ids = new Map<string, number>();
-          const last = new Map<string, AlertEvent>();
+          const last = new Map<string, EventOrder & { event?: AlertEvent }>();
           for (const e of topic) {
             if (Date.parse(e.observedAt) < sinceMs) continue;
             ids.set(e.id, Date.parse(e.observedAt));
             const seen = last.get(e.fingerprint);
-            if (!seen || isLater(e, seen)) last.set(e.fingerprint, e);
+            if (!seen || isLater(e, seen)) last.set(e.fingerprint, { status: e.status, observedAt: e.observedAt, startsAt: e.startsAt, ...(e.status === 'firing' ? { event: e } : {}) });
           }
           return { ids, last };
         },
@@ -281,6 +283,22 @@ describe('AlertLifecycle.restore: events the topic has and the table missed', ()
     b.topic.push(...a.topic);
     expect(await b.l.restore()).toEqual({ active: [{ fingerprint: 'f1', startsAtMs: 60_000 }], resolved: [] });
     expect(b.l.handle([transition('resolved', 'f1', 60_000, 120_000)]).map((e) => e.id)).toEqual(['f1-resolved-60000']);
+  });
+
+  it('a resolve the broker refused for good (in the table only) ends the episode the topic still has firing', async () => {
+    const table = new AlertsTable();
+    const a = withTopic(table);
+    await a.l.publish(a.l.handle([transition('firing', 'f1', 60_000)]));
+    a.clock.now = T0 + 1000;
+    const resolve = a.l.handle([transition('resolved', 'f1', 60_000, 120_000)]);
+    // What a refusal leaves: the table has the resolve, the topic does not.
+    const sent = a.topic.length;
+    await a.l.publish(resolve);
+    a.topic.splice(sent);
+    expect(table.rows.map((r) => r.id)).toEqual(['f1-firing-60000', 'f1-resolved-60000']);
+    const b = withTopic(table, T0 + MINUTE);
+    b.topic.push(...a.topic);
+    expect(await b.l.restore()).toEqual({ active: [], resolved: [] });
   });
 
   it('the table\'s event stays the last when it is later than the topic\'s (the topic read from a day ago only)', async () => {
@@ -436,6 +454,19 @@ describe('AlertLifecycle.publish: retries and withdrawals', () => {
     // The next generation: the firing set from the table, the shards replaying from the commit.
     await l.restore();
     expect(l.handle([transition('firing', 'f1', 60_000), transition('resolved', 'f1', 60_000, 120_000), transition('firing', 'f2', 90_000)]).map((e) => e.id)).toEqual(['f1-resolved-60000', 'f2-firing-90000']);
+  });
+
+  it('an event withdrawn after it reached the topic (a publish retried past its generation\'s end) stays known: the replay does not publish it again', async () => {
+    const table = new AlertsTable();
+    const { sinks } = sinksOf(table);
+    const l = new AlertLifecycle({ ...sinks, clickhouse: { query: table.query.bind(table), insert: async () => Promise.reject(new Error('ClickHouse away')) } } as unknown as AlertSinks, () => T0);
+    l.setRules(rules);
+    const events = l.handle([transition('firing', 'f1', 60_000), transition('firing', 'f2', 60_000)]);
+    await expect(l.publish(events)).rejects.toThrow('ClickHouse away');
+    l.withdraw(events);
+    // The next generation: the table has neither (and this stand-in has no topic to read).
+    expect(await l.restore()).toEqual({ active: [], resolved: [] });
+    expect(l.handle([transition('firing', 'f1', 60_000), transition('firing', 'f2', 60_000)])).toEqual([]);
   });
 
   it('a withdrawn repeat leaves its firing known as published (a repeat carries its firing\'s id)', async () => {
