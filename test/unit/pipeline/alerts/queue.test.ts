@@ -59,14 +59,20 @@ function host() {
   return { h, log, queue: new AlertPublishQueue(impl) };
 }
 
+/** Publishes `a` (held at its send until `slow` opens) and `b` behind it. */
+async function twoQueued() {
+  const q = host();
+  const slow = gate();
+  q.h.gates.set('a', slow);
+  const a = q.queue.push([event('a')]);
+  const b = q.queue.push([event('b')]);
+  await tick();
+  return { ...q, slow, a, b };
+}
+
 describe('AlertPublishQueue', () => {
   it('publishes one after the other, in the order pushed', async () => {
-    const { h, log, queue } = host();
-    const slow = gate();
-    h.gates.set('a', slow);
-    const a = queue.push([event('a')]);
-    const b = queue.push([event('b')]);
-    await tick();
+    const { log, slow, a, b } = await twoQueued();
     expect(log).toEqual([]);
     slow.open();
     await Promise.all([a, b]);
@@ -74,12 +80,7 @@ describe('AlertPublishQueue', () => {
   });
 
   it('a new generation withdraws the waiting publishes at once, before the one under way ends; that one is published', async () => {
-    const { h, log, queue } = host();
-    const slow = gate();
-    h.gates.set('a', slow);
-    const a = queue.push([event('a')]);
-    const b = queue.push([event('b')]);
-    await tick();
+    const { h, log, queue, slow, a, b } = await twoQueued();
     h.epoch = 2;
     queue.endGeneration();
     expect(log).toEqual(['withdrawn b']);
