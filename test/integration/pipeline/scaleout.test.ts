@@ -203,10 +203,16 @@ describe('a consumer group of Vigil instances', () => {
     expect(differing, `anomaly rows differing from a run without kills (series/bucket: score expected version), e.g.\n${sample.join('\n')}`).toBe(0);
     // Every episode the uninterrupted run announced, the chaos run announced too, firing and
     // resolve, and no other (a lost episode leaves the topic alternating, so only this finds it).
+    // Both read until they agree or a minute passes (each run's last events follow its last
+    // anomaly rows: a publish waits for its task's rows).
     const eventIds = async (topic: string) => new Set((await readAlertsTopic(broker, topic)).map((m) => m.event.id));
-    const chaosIds = await eventIds(env['VIGIL_KAFKA_ALERTS_TOPIC'] as string);
+    let chaosIds = new Set<string>();
     let refIds = new Set<string>();
-    await waitFor('the reference run to have published every event the chaos run did', async () => (refIds = await eventIds(refAlerts)).size >= chaosIds.size, 60_000, 1000).catch(() => undefined);
+    const same = async () => {
+      [chaosIds, refIds] = await Promise.all([eventIds(env['VIGIL_KAFKA_ALERTS_TOPIC'] as string), eventIds(refAlerts)]);
+      return chaosIds.size === refIds.size && [...refIds].every((id) => chaosIds.has(id));
+    };
+    await waitFor('the chaos and the reference run to have published the same events', same, 60_000, 1000).catch(() => undefined);
     expect([...refIds].filter((id) => !chaosIds.has(id)).slice(0, 5), 'events of the uninterrupted run missing from the chaos run').toEqual([]);
     expect([...chaosIds].filter((id) => !refIds.has(id)).slice(0, 5), 'events of the chaos run the uninterrupted run did not publish').toEqual([]);
     reference.kill('SIGTERM');
