@@ -8,7 +8,7 @@ import type { VigilConfig } from '../../core/config/index.js';
 import type { Logger } from '../../core/log.js';
 import type { Metrics } from '../metrics.js';
 import type { AlertEvent } from '../../sinks/alerts/event.js';
-import { AlertLifecycle, isLater, type TopicAlerts } from './lifecycle.js';
+import { AlertLifecycle, noteTopicEvent, type TopicAlerts } from './lifecycle.js';
 import { loadRules, type RuleSet } from '../../workers/alerts/rules.js';
 import { watchRules } from './watch.js';
 import { incidentTarget, incidentsOf } from '../../sinks/clickhouse/incidents.js';
@@ -68,11 +68,7 @@ export class Alerting {
           return; // Not an event of Vigil's: nothing to remember.
         }
         if (typeof event?.id !== 'string' || typeof event.fingerprint !== 'string' || typeof event.observedAt !== 'string' || typeof event.startsAt !== 'string') return;
-        seen.ids.set(event.id, Number(m.timestamp));
-        const last = seen.last.get(event.fingerprint);
-        // A day of a storm's events: the whole event kept only while it is a firing one.
-        const { status, observedAt, startsAt } = event;
-        if (!last || isLater(event, last)) seen.last.set(event.fingerprint, status === 'firing' ? { status, observedAt, startsAt, event } : { status, observedAt, startsAt });
+        noteTopicEvent(seen, event, Number(m.timestamp));
       });
       return seen;
     };

@@ -55,6 +55,18 @@ export interface TopicAlerts {
 }
 
 /**
+ * Notes one event read from the alerts topic, produced at `atMs`: its id, and whether it is now its
+ * fingerprint's last (a day of a storm's events: the whole event kept only while it is a firing one).
+ */
+export function noteTopicEvent(seen: TopicAlerts, event: AlertEvent, atMs: number): void {
+  seen.ids.set(event.id, atMs);
+  const last = seen.last.get(event.fingerprint);
+  if (last && !isLater(event, last)) return;
+  const { status, observedAt, startsAt } = event;
+  seen.last.set(event.fingerprint, status === 'firing' ? { status, observedAt, startsAt, event } : { status, observedAt, startsAt });
+}
+
+/**
  * Which of two events of a fingerprint is its last, in the order restore() reads the table by:
  * when observed, then the episode (a later start wins), then the status (`resolved` > `firing`).
  */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { KafkaJSProtocolError } from 'kafkajs';
-import { AlertLifecycle, isLater, MAX_ALERT_REQUEST_BYTES, PUBLISHED_MEMORY_MS, type AlertSinks, type EventOrder } from '../../../../pipeline/alerts/lifecycle.js';
+import { AlertLifecycle, MAX_ALERT_REQUEST_BYTES, noteTopicEvent, PUBLISHED_MEMORY_MS, type AlertSinks, type TopicAlerts } from '../../../../pipeline/alerts/lifecycle.js';
 import type { AlertEvent } from '../../../../sinks/alerts/event.js';
 import type { Transition } from '../../../../workers/alerts/evaluator.js';
 import { parseRules } from '../../../../workers/alerts/rules.js';
@@ -239,15 +239,9 @@ describe('AlertLifecycle.restore: events the topic has and the table missed', ()
           },
         },
         publishedSince: async (sinceMs: number) => {
-          const ids = new Map<string, number>();
-          const last = new Map<string, EventOrder & { event?: AlertEvent }>();
-          for (const e of topic) {
-            if (Date.parse(e.observedAt) < sinceMs) continue;
-            ids.set(e.id, Date.parse(e.observedAt));
-            const seen = last.get(e.fingerprint);
-            if (!seen || isLater(e, seen)) last.set(e.fingerprint, { status: e.status, observedAt: e.observedAt, startsAt: e.startsAt, ...(e.status === 'firing' ? { event: e } : {}) });
-          }
-          return { ids, last };
+          const seen: TopicAlerts = { ids: new Map(), last: new Map() };
+          for (const e of topic) if (Date.parse(e.observedAt) >= sinceMs) noteTopicEvent(seen, e, Date.parse(e.observedAt));
+          return seen;
         },
       } as unknown as AlertSinks,
       () => clock.now,
