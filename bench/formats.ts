@@ -84,7 +84,7 @@ function rowBinary(r: Rows): Uint8Array {
   for (let i = 0; i < ROWS; i++) {
     const id = r.series[i]!;
     let encoded = cache.get(id);
-    if (!encoded) cache.set(id, (encoded = encodeSeries(id, r.metric[i]!, r.tags[i]!)));
+    if (!encoded) cache.set(id, (encoded = encodeSeries(id, r.metric[i]!, r.tags[i]!, '')));
     e.addEncoded(encoded, r.type[i]!, r.tsMs[i]!, r.value[i]!, TOPIC, r.partition[i]!, r.offset[i]!, r.pointIndex[i]!);
   }
   return e.rows.finish();

@@ -44,7 +44,7 @@ function main(): void {
         if (Number.isNaN(x)) continue;
         const tsMs = o.startMs + t * o.widthMs;
         const r = ensemble.step(m, { tsMs, widthMs: o.widthMs, value: x, count: 1, min: x, max: x, std: 0 });
-        if (r.anomaly) onsets.push({ seriesId: String(s + 1), metric: `m${s}`, tags: {}, t: tsMs / 1000, score: r.score });
+        if (r.anomaly) onsets.push({ seriesId: String(s + 1), metric: `m${s}`, tags: {}, tenant: '', t: tsMs / 1000, score: r.score });
       }
     });
     const incidents = groupOnsets(onsets, windowS).map((i) => ({ id: i.id, members: i.members.map((m) => ({ series: Number(m.seriesId) - 1, t: m.t })) }));

@@ -39,7 +39,7 @@ function run(text: string): { nsPerBucket: number; checks: number } {
   e.configure({ hash: text.length.toString(), text, file: 'bench.yaml', active: null });
   const buckets: ClosedBucket[] = Array.from({ length: series }, (_, i) => ({
     seriesId: BigInt(i + 1),
-    series: { metric: `m${i % 100}`, tags: ['host', `h${i}`], type: 0 },
+    series: { metric: `m${i % 100}`, tags: ['host', `h${i}`], tenant: '', type: 0 },
     widthMs: W,
     startMs: 0,
     count: 6,

@@ -50,6 +50,7 @@ function task(format: GenFormat, pointsPerMessage: number): IngestTask {
     pointsAfter: [-1, -1],
     repartitions: 1,
     forward: null,
+    tenancy: null,
   };
 }
 

@@ -168,7 +168,7 @@ async function main(argv: string[]): Promise<number> {
     if (values.readme) {
       // Rewrites the reference table between the config markers of the given README.
       const text = readFileSync(values.readme, 'utf8');
-      const updated = text.replace(/<!-- config:begin -->[\s\S]*<!-- config:end -->/, `<!-- config:begin -->\n${configDocs()}\n<!-- config:end -->`);
+      const updated = text.replace(/<!-- config:begin -->[\s\S]*<!-- config:end -->/, () => `<!-- config:begin -->\n${configDocs()}\n<!-- config:end -->`);
       writeFileSync(values.readme, updated);
     } else console.log(configDocs());
     return 0;

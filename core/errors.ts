@@ -19,6 +19,7 @@ export const ErrorCodes = {
   VIGIL_ERR_DECODE_VALUE: 'A point value is missing, not a number, NaN or infinite.',
   VIGIL_ERR_DECODE_TIMESTAMP: 'A point timestamp is missing, unparseable, or outside the accepted range.',
   VIGIL_ERR_DECODE_TAGS: 'A point has tags that are not a flat object of string values.',
+  VIGIL_ERR_DECODE_TENANT: 'A point or message claims a tenant that is not a valid name, or another tenant than its topic (or its message header) is: only the topic is trusted.',
   VIGIL_ERR_DECODE_TYPE: 'A point has a metric_type Vigil does not know.',
   VIGIL_ERR_DECODE_LINE_PROTOCOL: 'An Influx line-protocol line is malformed.',
   VIGIL_ERR_LIMIT_TAGS: 'A point has more tags than limits.maxTagsPerPoint, or a tag key or value longer than limits.maxTagKeyLength / maxTagValueLength.',

@@ -7,7 +7,7 @@ import { retry, type RetryPolicy } from '../core/retry.js';
 import { InsertBatcher, isAfter, rowsOf, splitRows, type ClickHouseSink, type InsertTable, type PointMark, type RefusedRow } from '../sinks/clickhouse/index.js';
 import { cardinalityLetter, deadLetterFor, DLQ_HEADERS, refusedRowsLetter, type DeadLetter, type DeadLetterOutcome, type DeadLetterProducer, type Rejected } from '../sinks/kafka/dlq.js';
 import type { Transition } from '../workers/alerts/evaluator.js';
-import { SKIPPED, type IngestResult, type IngestTask } from '../workers/ingest-task.js';
+import { SKIPPED, type IngestResult, type IngestTask, type TaskTenancy } from '../workers/ingest-task.js';
 import { emptyBatch, lowerHold, type HeldOffset, type RefusedPoints } from '../workers/shard-task.js';
 import type { Alerting } from './alerts/index.js';
 import { AlertPublishQueue } from './alerts/queue.js';
@@ -18,7 +18,7 @@ import type { Metrics } from './metrics.js';
 import type { OffsetRange } from './offsets.js';
 import type { ShardedPool } from './pool.js';
 import { ShardStage, shardOutputs } from './shards.js';
-import { ALL_POINTS, forwardHeaders, forwards, progressHeaders, SourceLog } from './repartition.js';
+import { ALL_POINTS, forwardHeaders, forwards, progressHeaders, SourceLog, withTenant } from './repartition.js';
 import type { ForwardRecord, RepartitionProducer } from '../sinks/kafka/repartition.js';
 
 /** No point of the partition is known to be stored. */
@@ -384,6 +384,25 @@ export class Ingestor {
     return state;
   }
 
+  /** A task's tenant sources (config `tenants`): null when every point of it is the default tenant's. */
+  private tenancyOf(topic: string, messages: KafkaMessage[]): TaskTenancy | null {
+    const { tag, header, topics } = this.config.tenants;
+    let headers: string[] | null = null;
+    if (header !== '') {
+      messages.forEach((m, i) => {
+        if (!m.headers) return;
+        const v = m.headers[header];
+        const claim = (Array.isArray(v) ? v[0] : v)?.toString() ?? '';
+        if (claim === '') return;
+        headers ??= new Array<string>(messages.length).fill('');
+        headers[i] = claim;
+      });
+    }
+    const own = Object.hasOwn(topics, topic) ? (topics[topic] as string) : '';
+    if (tag === '' && own === '' && headers === null) return null;
+    return { tag, topic: own, header, headers };
+  }
+
   private dispatch(state: PartitionState, messages: KafkaMessage[], bytes: number): void {
     const { pipeline, kafka } = this.config;
     const { topic, partition } = state;
@@ -442,13 +461,15 @@ export class Ingestor {
     if (state.sources) {
       const skipThrough = new Float64Array(messages.length * 2);
       const watermarks = new Float64Array(messages.length);
+      const tenantColumn = new Uint8Array(messages.length);
       messages.forEach((m, i) => {
         const a = (state.sources as SourceLog).admit(Number(m.offset), m);
         skipThrough[2 * i] = a.skipOffset;
         skipThrough[2 * i + 1] = a.skipIndex;
         watermarks[i] = a.watermarkBefore;
+        tenantColumn[i] = withTenant(m) ? 1 : 0;
       });
-      forwarded = { skipThrough, watermarks, watermarkAfter: state.sources.watermarkNow };
+      forwarded = { skipThrough, watermarks, watermarkAfter: state.sources.watermarkNow, withTenant: tenantColumn };
     } else if (this.repartition) {
       const flags = new Uint8Array(messages.length);
       messages.forEach((m, i) => (flags[i] = forwards(kafka.repartition, m) ? 1 : 0));
@@ -476,6 +497,7 @@ export class Ingestor {
       repartitions: this.repartition?.partitions ?? 1,
       forward,
       ...(forwarded ? { forwarded } : {}),
+      tenancy: state.sources ? null : this.tenancyOf(topic, messages),
     };
     this.tasksInFlight++;
     this.pool

@@ -44,7 +44,15 @@ export const REPARTITION_HEADERS = {
   maxMs: 'vigil-source-max-ms',
   /** `1`: the source has nothing to forward for now (a record without points). */
   idle: 'vigil-source-idle',
+  /**
+   * `2`: the rows carry the series' tenant after its tags (POINT_COLUMNS since issue 18); a
+   * record without it was written before, without the column (read as the default tenant).
+   */
+  layout: 'vigil-layout',
 } as const;
+
+/** The row layout this version writes (REPARTITION_HEADERS.layout). */
+export const REPARTITION_LAYOUT = '2';
 
 export function repartitionTopicOf(config: VigilConfig): string {
   return config.kafka.repartitionTopic || `${config.kafka.groupId}-repartition`;
@@ -62,7 +70,7 @@ export const ALL_POINTS = 0xffffffff;
 
 /** The headers of one forwarded record. */
 export function forwardHeaders(source: string, throughOffset: number, throughIndex: number, maxMs: number): IHeaders {
-  return { [REPARTITION_HEADERS.source]: source, [REPARTITION_HEADERS.through]: `${throughOffset}:${throughIndex}`, [REPARTITION_HEADERS.maxMs]: String(maxMs) };
+  return { [REPARTITION_HEADERS.source]: source, [REPARTITION_HEADERS.through]: `${throughOffset}:${throughIndex}`, [REPARTITION_HEADERS.maxMs]: String(maxMs), [REPARTITION_HEADERS.layout]: REPARTITION_LAYOUT };
 }
 
 /** The headers of a source's record without points: its mark unchanged, its maximum so far, and whether it is idle. */
@@ -71,7 +79,12 @@ export function progressHeaders(source: string, maxMs: number, idle: boolean): I
   return idle ? { ...headers, [REPARTITION_HEADERS.idle]: '1' } : headers;
 }
 
-function header(m: KafkaMessage, name: string): string | undefined {
+/** Whether a repartition record's rows carry the tenant column (REPARTITION_HEADERS.layout). */
+export function withTenant(m: KafkaMessage): boolean {
+  return header(m, REPARTITION_HEADERS.layout) === REPARTITION_LAYOUT;
+}
+
+export function header(m: KafkaMessage, name: string): string | undefined {
   const v = m.headers?.[name];
   const x = Array.isArray(v) ? v[0] : v;
   return x === undefined ? undefined : x.toString();

@@ -42,6 +42,24 @@ export interface IngestTask {
   forward: Uint8Array | null;
   /** Repartition-topic tasks only; see pipeline/repartition.ts. */
   forwarded?: ForwardedTask;
+  /** Where points' tenants come from (issue 18); null: every point is the default tenant's. */
+  tenancy: TaskTenancy | null;
+}
+
+/**
+ * A task's tenant sources (config `tenants`): the topic's tenant, else a message's header, else
+ * a point's tag. A point claiming a tenant other than its topic's or its message header's is
+ * refused (VIGIL_ERR_DECODE_TENANT): only the topic is trusted, through Kafka's ACLs.
+ */
+export interface TaskTenancy {
+  /** The tag key naming a point's tenant ('': none); the tag leaves the point's tags. */
+  tag: string;
+  /** The topic's tenant (`tenants.topics`; '': none): every point of the topic is its. */
+  topic: string;
+  /** The header naming the message's tenant (`tenants.header`), for reasons. */
+  header: string;
+  /** Per message, the header's value ('': none); null: no message of the task has one. */
+  headers: string[] | null;
 }
 
 /**
@@ -55,6 +73,8 @@ export interface ForwardedTask {
   skipThrough: Float64Array;
   watermarks: Float64Array;
   watermarkAfter: number;
+  /** Per record, 1 when its rows carry the tenant column (pipeline/repartition.ts REPARTITION_HEADERS.layout). */
+  withTenant: Uint8Array;
 }
 
 /**

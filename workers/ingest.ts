@@ -6,12 +6,12 @@ import { readForwarded, type ForwardedPoint } from './decode/repartition.js';
 import { PointsEncoder } from './encode/points.js';
 import { encodeSeries } from './encode/rowbinary.js';
 import { hashCanonical, canonicalSeries, sortTags } from './series.js';
-import { FORWARD_CHUNK_BYTES, SKIPPED, type ForwardBatch, type IngestResult, type IngestTask } from './ingest-task.js';
+import { FORWARD_CHUNK_BYTES, SKIPPED, type ForwardBatch, type IngestResult, type IngestTask, type TaskTenancy } from './ingest-task.js';
 import { RejectCollector } from './rejects.js';
 import { batchBuffers, ShardCollector } from './shard-task.js';
 
 export { SKIPPED } from './ingest-task.js';
-export type { ForwardBatch, ForwardedTask, IngestReject, IngestResult, IngestTask } from './ingest-task.js';
+export type { ForwardBatch, ForwardedTask, IngestReject, IngestResult, IngestTask, TaskTenancy } from './ingest-task.js';
 
 /**
  * The repartition partition of a series: its id's high 32 bits modulo the partition count. Not
@@ -39,13 +39,40 @@ interface SeriesEntry {
   /** Its repartition partition (-1: not yet asked). */
   repartition: number;
   metric: string;
+  /** '' for the default tenant. */
+  tenant: string;
   /** The tags as they arrived (the key's), and sorted by key (what rows carry). */
   arrived: readonly string[];
   tags: string[];
   /** Its series columns in RowBinary (encodeSeries): what its rows start with. */
   encoded: Uint8Array;
 }
-const seriesCache = new Map<string, SeriesEntry>();
+
+/** One tenant's series (tenants never share a cache: the same metric and tags are two series). */
+interface SeriesCache {
+  byKey: Map<string, SeriesEntry>;
+  /**
+   * The same cache by the tags array itself, then the metric, for arrays a decoder hands out again
+   * unchanged (`stableTags`, influx.ts's series sections): found without joining a key. Weak: the
+   * arrays go with the decoder's cache.
+   */
+  byTags: WeakMap<readonly string[], Map<string, SeriesEntry>>;
+}
+const newCache = (): SeriesCache => ({ byKey: new Map(), byTags: new WeakMap() });
+const defaultTenant = newCache();
+/** Named tenants' caches; forgotten together past this many tenants (a flood of tenant names costs memory once). */
+const TENANT_CACHES_MAX = 10_000;
+const tenantCaches = new Map<string, SeriesCache>();
+
+function cacheOf(tenant: string): SeriesCache {
+  if (tenant === '') return defaultTenant;
+  let c = tenantCaches.get(tenant);
+  if (c === undefined) {
+    if (tenantCaches.size >= TENANT_CACHES_MAX) tenantCaches.clear();
+    tenantCaches.set(tenant, (c = newCache()));
+  }
+  return c;
+}
 
 function sameStrings(a: readonly string[], b: readonly string[]): boolean {
   if (a.length !== b.length) return false;
@@ -53,35 +80,62 @@ function sameStrings(a: readonly string[], b: readonly string[]): boolean {
   return true;
 }
 
-/**
- * The same cache by the tags array itself, then the metric, for arrays a decoder hands out again
- * unchanged (`stableTags`, influx.ts's series sections): found without joining a key. Weak: the
- * arrays go with the decoder's cache.
- */
-const byTags = new WeakMap<readonly string[], Map<string, SeriesEntry>>();
-
 /** The series of a point: its id, shard and sorted tags. `tags` is left as it is. */
-export function seriesOf(metric: string, tags: readonly string[], shards: number): SeriesEntry {
-  let metrics = byTags.get(tags);
+export function seriesOf(metric: string, tags: readonly string[], shards: number, tenant = ''): SeriesEntry {
+  const cache = cacheOf(tenant);
+  let metrics = cache.byTags.get(tags);
   const known = metrics?.get(metric);
   if (known !== undefined && known.shards === shards) return known;
-  const entry = seriesByKey(metric, tags, shards);
+  const entry = seriesByKey(cache, metric, tags, shards, tenant);
   if (!stableTags.has(tags)) return entry;
-  if (!metrics) byTags.set(tags, (metrics = new Map()));
+  if (!metrics) cache.byTags.set(tags, (metrics = new Map()));
   metrics.set(metric, entry);
   return entry;
 }
 
-function seriesByKey(metric: string, tags: readonly string[], shards: number): SeriesEntry {
+function seriesByKey(cache: SeriesCache, metric: string, tags: readonly string[], shards: number, tenant: string): SeriesEntry {
   const key = tags.length === 0 ? metric : `${metric}\u0000${tags.join('\u0000')}`;
-  let entry = seriesCache.get(key);
+  let entry = cache.byKey.get(key);
   if (entry !== undefined && entry.shards === shards && entry.metric === metric && sameStrings(entry.arrived, tags)) return entry;
   const sorted = sortTags(tags.slice());
-  const id = hashCanonical(canonicalSeries(metric, sorted));
-  entry = { id, shard: Number(id % BigInt(shards)), shards, repartition: -1, metric, arrived: tags.slice(), tags: sorted, encoded: encodeSeries(id, metric, sorted) };
-  if (seriesCache.size >= SERIES_CACHE_MAX) seriesCache.clear();
-  seriesCache.set(key, entry);
+  const id = hashCanonical(canonicalSeries(metric, sorted, tenant));
+  entry = { id, shard: Number(id % BigInt(shards)), shards, repartition: -1, metric, tenant, arrived: tags.slice(), tags: sorted, encoded: encodeSeries(id, metric, sorted, tenant) };
+  if (cache.byKey.size >= SERIES_CACHE_MAX) cache.byKey.clear();
+  cache.byKey.set(key, entry);
   return entry;
+}
+
+/**
+ * A tenant's name (issue 18): what ClickHouse user and database names are made of in
+ * `vigil tenants sync`, so one check at the door. '' is the default tenant, never named.
+ */
+export const TENANT_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
+/** A point's tenant tag taken out of its tags: the tenant, and the tags without it. */
+interface TenantTag {
+  tenant: string;
+  rest: string[];
+}
+/** For arrays a decoder hands out again (`stableTags`): taken out once. */
+const tenantTags = new WeakMap<readonly string[], TenantTag | null>();
+
+function tenantTagOf(tag: string, arrived: readonly string[]): TenantTag | null {
+  const stable = stableTags.has(arrived);
+  if (stable) {
+    const known = tenantTags.get(arrived);
+    if (known !== undefined) return known;
+  }
+  let found: TenantTag | null = null;
+  for (let i = 0; i < arrived.length; i += 2) {
+    if (arrived[i] !== tag) continue;
+    const rest = arrived.slice(0, i).concat(arrived.slice(i + 2));
+    found = { tenant: arrived[i + 1] as string, rest };
+    // The rest is never changed either: the series cache may key by it.
+    if (stable) stableTags.add(rest);
+    break;
+  }
+  if (stable) tenantTags.set(arrived, found);
+  return found;
 }
 
 /**
@@ -131,9 +185,24 @@ function ingestPass(task: IngestTask, format: Format, poisoned: Map<number, stri
   let alreadyStored = 0;
   let lastOffset = -1;
   let lastIndex = -1;
+  // The current message's tenant (the topic's, or its header's) and where it came from.
+  const tenancy = task.tenancy;
+  let messageTenant = '';
+  let messageSource = '';
   const points = {
-    point(metric: string, arrived: string[], value: number, tsMs: number, type: MetricTypeCode, pointIndex: number) {
-      const series = seriesOf(metric, arrived, task.shards);
+    point(metric: string, arrived: string[], value: number, tsMs: number, type: MetricTypeCode, pointIndex: number): string | null {
+      let tenant = messageTenant;
+      let tagged = arrived;
+      if (tenancy !== null && tenancy.tag !== '') {
+        const claim = tenantTagOf(tenancy.tag, arrived);
+        if (claim !== null) {
+          if (!TENANT_NAME.test(claim.tenant)) return `tag "${tenancy.tag}" = ${JSON.stringify(claim.tenant)}: expected a tenant name (1 to 64 of A-Z a-z 0-9 _ -, not starting with _ or -)`;
+          if (messageTenant !== '' && claim.tenant !== messageTenant) return `tag "${tenancy.tag}" claims tenant ${JSON.stringify(claim.tenant)}, but the ${messageSource} is tenant ${JSON.stringify(messageTenant)}'s`;
+          tenant = claim.tenant;
+          tagged = claim.rest;
+        }
+      }
+      const series = seriesOf(metric, tagged, task.shards, tenant);
       const tags = series.tags;
       const offset = task.offsets[message] as number;
       if (offset >= task.storeFromOffset) {
@@ -157,6 +226,7 @@ function ingestPass(task: IngestTask, format: Format, poisoned: Map<number, stri
           forwards.delete(series.repartition);
         }
       } else (collectors[series.shard] as ShardCollector).add(series.id, metric, tags, tsMs, value, type, offset, pointIndex, maxBeforeMessage, series.encoded);
+      return null;
     },
   };
   const rejectSink = {
@@ -174,6 +244,15 @@ function ingestPass(task: IngestTask, format: Format, poisoned: Map<number, stri
     }
     ctx.kafkaTimestampMs = task.timestamps[message] as number;
     forwarding = task.forward !== null && task.forward[message] === 1;
+    if (tenancy !== null) {
+      const refused = messageTenancy(tenancy, message);
+      if (refused !== null) {
+        rejectSink.reject('VIGIL_ERR_DECODE_TENANT', refused, {});
+        continue;
+      }
+      messageTenant = tenancy.topic !== '' ? tenancy.topic : (tenancy.headers?.[message] ?? '');
+      messageSource = tenancy.topic !== '' ? `topic ${JSON.stringify(task.topic)}` : `header "${tenancy.header}"`;
+    }
     try {
       decodeMessage(task.data, task.bounds[2 * message] as number, task.bounds[2 * message + 1] as number, format, ctx, points, rejectSink);
     } catch (err) {
@@ -189,6 +268,15 @@ function ingestPass(task: IngestTask, format: Format, poisoned: Map<number, stri
   // The last batch of each partition: the main thread stamps it with the task's last offset.
   for (const [partition, f] of forwards) forwarded.push({ partition, body: f.rows.finish(), points: f.count, lastOffset: -1, lastIndex: -1, maxTsMs: runMax });
   return { body, rows: encoder.count, alreadyStored, lastRow: [lastOffset, lastIndex], rejects: rejects.finish(), shardBatches: collectors.map((c) => c.finish()), maxTsMs: runMax, forwards: forwarded, workerMs: performance.now() - started };
+}
+
+/** Why a message's header claim is refused (a bad name, or another tenant than its topic's), or null. */
+function messageTenancy(tenancy: TaskTenancy, message: number): string | null {
+  const claim = tenancy.headers?.[message] ?? '';
+  if (claim === '') return null;
+  if (!TENANT_NAME.test(claim)) return `header "${tenancy.header}" = ${JSON.stringify(claim)}: expected a tenant name (1 to 64 of A-Z a-z 0-9 _ -, not starting with _ or -)`;
+  if (tenancy.topic !== '' && claim !== tenancy.topic) return `header "${tenancy.header}" claims tenant ${JSON.stringify(claim)}, but the topic is tenant ${JSON.stringify(tenancy.topic)}'s`;
+  return null;
 }
 
 /**
@@ -210,7 +298,7 @@ function forwardedPass(task: IngestTask): IngestResult {
     // Read whole before any point is handed on: a record that does not parse is set aside whole.
     let read: ForwardedPoint[];
     try {
-      read = readForwarded(task.data, task.bounds[2 * message] as number, task.bounds[2 * message + 1] as number);
+      read = readForwarded(task.data, task.bounds[2 * message] as number, task.bounds[2 * message + 1] as number, f.withTenant[message] === 1);
     } catch (err) {
       // A replay below storedUpTo set it aside already.
       if (offset >= task.storeFromOffset) rejects.add(message, 'VIGIL_ERR_DECODE_INTERNAL', `a repartition record does not parse: ${(err as Error).message}`, {});
@@ -218,7 +306,7 @@ function forwardedPass(task: IngestTask): IngestResult {
     }
     read.forEach((p, i) => {
       if (p.sourceOffset < skipOffset || (p.sourceOffset === skipOffset && p.pointIndex <= skipIndex)) return;
-      (collectors[Number(p.seriesId % BigInt(task.shards))] as ShardCollector).add(p.seriesId, p.metric, p.tags, p.tsMs, p.value, p.type, offset, i, before);
+      (collectors[Number(p.seriesId % BigInt(task.shards))] as ShardCollector).add(p.seriesId, p.metric, p.tags, p.tsMs, p.value, p.type, offset, i, before, undefined, p.tenant);
     });
   }
   return { body: new Uint8Array(0), rows: 0, alreadyStored: 0, lastRow: [-1, -1], rejects: rejects.finish(), shardBatches: collectors.map((c) => c.finish()), maxTsMs: f.watermarkAfter, forwards: [], workerMs: performance.now() - started };

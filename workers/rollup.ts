@@ -35,6 +35,8 @@ export const COUNTER_STALENESS_MS = 5 * 60_000;
 export interface SeriesInfo {
   metric: string;
   tags: string[];
+  /** '' for the default tenant. */
+  tenant: string;
   type: number;
 }
 
@@ -244,8 +246,8 @@ export class RollupState {
         if (s < 0) {
           // A literal, not `{ ...dictEntry(), type }`: V8 gives every object cloned by a leading
           // spread and then extended a hidden class (and descriptors) of its own, ~200 bytes per series.
-          const { metric, tags } = dictEntry(batch, d, this.strings);
-          s = this.newSeries(p, id, { metric, tags, type });
+          const { metric, tags, tenant } = dictEntry(batch, d, this.strings);
+          s = this.newSeries(p, id, { metric, tags, tenant, type });
         }
         slots[d] = s;
       }
@@ -500,7 +502,7 @@ export class RollupState {
     sumsq: number,
     version: number,
   ): RollupRow {
-    return { seriesId, metric: info.metric, tags: info.tags, type: info.type, widthMs, startMs, topic: p.topic, partition: p.partition, kind, correctionOffset, correctionPoint, count, sum, min, max, last, lastTsMs, sumsq, version };
+    return { seriesId, metric: info.metric, tags: info.tags, tenant: info.tenant, type: info.type, widthMs, startMs, topic: p.topic, partition: p.partition, kind, correctionOffset, correctionPoint, count, sum, min, max, last, lastTsMs, sumsq, version };
   }
 
   // The held heap: bucket slots by base offset (buckets with one base share its watermark base too).

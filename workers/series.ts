@@ -7,6 +7,10 @@ import xxhash from 'xxhash-wasm';
  * `["cpu",[["host","a"],["region","eu"]]]`. The series id is xxHash64 (seed 0) of the UTF-8 bytes
  * of that text, as an unsigned 64-bit integer: stable across processes, restarts and versions, and
  * reproducible in SQL on servers that have `xxHash64` (ClickHouse ≥ 19).
+ *
+ * A series of a named tenant (issue 18) has the tenant as a third element:
+ * `["cpu",[["host","a"]],"acme"]`, so two tenants' series of the same metric and tags are two
+ * series. The default tenant ('') has none: series ids made before tenants existed stay valid.
  */
 const { h64Raw } = await xxhash();
 const encoder = new TextEncoder();
@@ -32,10 +36,10 @@ export function sortTags(tags: string[]): string[] {
 }
 
 /** Canonical text of a series; `tags` must already be sorted by key. */
-export function canonicalSeries(metric: string, sortedTags: readonly string[]): string {
+export function canonicalSeries(metric: string, sortedTags: readonly string[], tenant = ''): string {
   const pairs: [string, string][] = [];
   for (let i = 0; i < sortedTags.length; i += 2) pairs.push([sortedTags[i] as string, sortedTags[i + 1] as string]);
-  return JSON.stringify([metric, pairs]);
+  return JSON.stringify(tenant === '' ? [metric, pairs] : [metric, pairs, tenant]);
 }
 
 export function hashCanonical(canonical: string): bigint {
@@ -45,6 +49,6 @@ export function hashCanonical(canonical: string): bigint {
   return h64Raw(scratch.subarray(0, written), 0n);
 }
 
-export function seriesId(metric: string, sortedTags: readonly string[]): bigint {
-  return hashCanonical(canonicalSeries(metric, sortedTags));
+export function seriesId(metric: string, sortedTags: readonly string[], tenant = ''): bigint {
+  return hashCanonical(canonicalSeries(metric, sortedTags, tenant));
 }

@@ -34,10 +34,10 @@ export interface ShardBatch {
   dictBounds: Uint32Array;
 }
 
-/** The metric and sorted tags of the share's series `d` (an index into `dictIds`). */
-export function dictEntry(batch: ShardBatch, d: number, interner?: StringInterner): { metric: string; tags: string[] } {
-  const { metric, tags } = readSeries(batch.dictSeries.subarray(batch.dictBounds[d], batch.dictBounds[d + 1]), interner);
-  return { metric, tags };
+/** The metric, sorted tags and tenant of the share's series `d` (an index into `dictIds`). */
+export function dictEntry(batch: ShardBatch, d: number, interner?: StringInterner): { metric: string; tags: string[]; tenant: string } {
+  const { metric, tags, tenant } = readSeries(batch.dictSeries.subarray(batch.dictBounds[d], batch.dictBounds[d + 1]), interner);
+  return { metric, tags, tenant };
 }
 
 export interface RollupSettings {
@@ -264,8 +264,8 @@ export class ShardCollector {
   private readonly dictEncoded: Uint8Array[] = [];
   private dictBytes = 0;
 
-  /** `encoded`: the series' writeSeries bytes when the caller has them (encoded here otherwise). */
-  add(id: bigint, metric: string, tags: readonly string[], tsMs: number, value: number, type: number, offset: number, pointIndex: number, maxBeforeMs: number, encoded?: Uint8Array): void {
+  /** `encoded`: the series' writeSeries bytes when the caller has them (encoded here otherwise, with `tenant`). */
+  add(id: bigint, metric: string, tags: readonly string[], tsMs: number, value: number, type: number, offset: number, pointIndex: number, maxBeforeMs: number, encoded?: Uint8Array, tenant = ''): void {
     if (this.count === this.tsMs.length) this.grow();
     const i = this.count++;
     this.tsMs[i] = tsMs;
@@ -276,7 +276,7 @@ export class ShardCollector {
     this.maxBeforeMs[i] = maxBeforeMs;
     let d = this.dict.get(id);
     if (d === undefined) {
-      const bytes = encoded ?? encodeSeries(id, metric, tags);
+      const bytes = encoded ?? encodeSeries(id, metric, tags, tenant);
       d = this.dictEncoded.length;
       this.dict.set(id, d);
       this.dictEncoded.push(bytes);

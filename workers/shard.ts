@@ -166,7 +166,7 @@ function scoreClosed(encoder: AnomalyEncoder, forecasts: ForecastEncoder, withMo
           const out = model.forecaster.forecast(f, m.seasonal, b.widthMs, fs, fs.refreshMs);
           const modelJson = JSON.stringify(out.model);
           for (const p of out.points) {
-            forecasts.add({ seriesId: b.seriesId, metric: b.series.metric, tags: b.series.tags, type: b.series.type, widthMs: b.widthMs, startMs: p.tsMs, issuedMs: out.issuedMs, value: p.value, lower80: p.lower80, upper80: p.upper80, lower95: p.lower95, upper95: p.upper95, model: modelJson });
+            forecasts.add({ seriesId: b.seriesId, metric: b.series.metric, tags: b.series.tags, tenant: b.series.tenant, type: b.series.type, widthMs: b.widthMs, startMs: p.tsMs, issuedMs: out.issuedMs, value: p.value, lower80: p.lower80, upper80: p.upper80, lower95: p.lower95, upper95: p.upper95, model: modelJson });
           }
         }
       }
@@ -179,6 +179,7 @@ function scoreClosed(encoder: AnomalyEncoder, forecasts: ForecastEncoder, withMo
       seriesId: b.seriesId,
       metric: b.series.metric,
       tags: b.series.tags,
+      tenant: b.series.tenant,
       type: b.series.type,
       widthMs: b.widthMs,
       startMs: b.startMs,

@@ -126,6 +126,11 @@ export interface VigilConfig {
     readonly alertsDays: number;
     readonly checkIntervalMs: number;
   };
+  readonly tenants: {
+    readonly tag: string;
+    readonly header: string;
+    readonly topics: Readonly<Record<string, string>>;
+  };
   readonly limits: {
     readonly maxTagsPerPoint: number;
     readonly maxTagKeyLength: number;
@@ -374,7 +379,9 @@ export function configDocs(): string {
         : 'minimum' in leaf && leaf.minimum !== undefined
           ? `${leaf.minimum}–${leaf.maximum}`
           : leaf.type === 'object'
-            ? `map to ${leaf.additionalProperties.enum.map((v) => `\`${v}\``).join(', ')}`
+            ? 'enum' in leaf.additionalProperties
+              ? `map to ${leaf.additionalProperties.enum.map((v) => `\`${v}\``).join(', ')}`
+              : `map to strings matching \`${leaf.additionalProperties.pattern}\``
             : leaf.type;
     return `| \`${path}\` | ${env} | \`${JSON.stringify(leaf.default)}\` | ${range} | ${leaf.description} |`;
   });

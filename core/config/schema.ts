@@ -31,7 +31,7 @@ type MapLeaf = {
   type: 'object';
   description: string;
   default: Record<string, string>;
-  additionalProperties: { type: 'string'; enum: readonly string[] };
+  additionalProperties: { type: 'string'; enum: readonly string[] } | { type: 'string'; pattern: string };
 };
 
 const port = (description: string, def: number): Leaf => ({
@@ -584,6 +584,21 @@ export const configSchema = {
           description:
             'Most series one shard holds state for (rollup buckets, detectors, rules). Past it, points of new series are still stored raw in `points`, but skip rollups, scoring and alerting and are reported in a VIGIL_ERR_LIMIT_CARDINALITY dead letter; known series keep flowing, and series silent for `pipeline.seriesIdleTimeoutMs` make room. Bounds memory in a cardinality burst.',
           default: 30000,
+        },
+      },
+    },
+    tenants: {
+      type: 'object',
+      description:
+        'Tenants (issue 18; README "Tenants"). Every point has one: its topic\'s (`tenants.topics`), else its message\'s `tenants.header`, else its `tenants.tag`, else the default tenant (\'\'). The tenant is a column of every table and a field of every alert event, and part of the series\' identity. Only the topic is trusted: a point or message claiming another tenant than its topic\'s (or its header\'s) is dead-lettered with VIGIL_ERR_DECODE_TENANT.',
+      properties: {
+        tag: { type: 'string', description: 'Tag key naming a point\'s tenant (taken out of its tags); empty: none.', default: '' },
+        header: { type: 'string', description: 'Kafka header naming a message\'s tenant; empty: none.', default: 'vigil-tenant' },
+        topics: {
+          type: 'object',
+          description: 'Tenant per metric topic (`{"acme-metrics": "acme"}`): every point of the topic is the tenant\'s, whatever its tags or headers claim; Kafka ACLs on the topic decide who writes as the tenant. File only.',
+          default: {},
+          additionalProperties: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' },
         },
       },
     },

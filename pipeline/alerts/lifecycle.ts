@@ -3,7 +3,7 @@ import type { Message, Producer } from 'kafkajs';
 import { chunks } from '../../core/bytes.js';
 import { isPermanentProduceError } from '../../sinks/kafka/errors.js';
 import type { Transition } from '../../workers/alerts/evaluator.js';
-import type { AlertEvent } from '../../sinks/alerts/event.js';
+import { eventTenant, type AlertEvent } from '../../sinks/alerts/event.js';
 import { renderAnnotations, tagObject, type CompiledRule, type RuleSet } from '../../workers/alerts/rules.js';
 
 /**
@@ -263,6 +263,7 @@ export class AlertLifecycle {
       rule: { id: rule.id, name: rule.name, kind: rule.kind },
       severity: rule.severity,
       series: { metric: t.metric, tags },
+      tenant: t.tenant,
       value,
       threshold: rule.kind === 'absent' ? null : rule.threshold,
       score: t.score,
@@ -352,6 +353,7 @@ function row(e: AlertEvent): Record<string, unknown> {
     metric: e.series.metric,
     'tags.key': Object.keys(e.series.tags),
     'tags.value': Object.values(e.series.tags),
+    tenant: eventTenant(e),
     value: e.value,
     threshold: e.threshold,
     score: e.score,

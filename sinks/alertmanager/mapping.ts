@@ -1,4 +1,4 @@
-import type { AlertEvent } from '../alerts/event.js';
+import { eventTenant, type AlertEvent } from '../alerts/event.js';
 
 /** One element of the body of Alertmanager's `POST /api/v2/alerts`. */
 export interface AlertmanagerAlert {
@@ -11,7 +11,7 @@ export interface AlertmanagerAlert {
 }
 
 /** Labels Vigil sets itself; they win over series tags and rule labels of the same name. */
-export const RESERVED_LABELS = ['alertname', 'severity', 'rule_id', 'rule_kind', 'vigil_fingerprint', 'metric'] as const;
+export const RESERVED_LABELS = ['alertname', 'severity', 'rule_id', 'rule_kind', 'vigil_fingerprint', 'metric', 'tenant'] as const;
 
 /**
  * Alertmanager refuses the whole request (400) for one label or annotation name outside
@@ -39,7 +39,8 @@ function putSanitized(into: Record<string, string>, from: Record<string, string>
  * Labels: series tags, then the event's rendered `labels` (rule labels), then Vigil's own:
  * `alertname` = rule name (what Alertmanager routes, groups, silences and inhibits by, like the
  * `alert:` name of a Prometheus rule; the rule id is `rule_id`), `severity`, `rule_id`,
- * `rule_kind`, `vigil_fingerprint`, `metric`.
+ * `rule_kind`, `vigil_fingerprint`, `metric`, and `tenant` for a named tenant's series (what
+ * Alertmanager routes a tenant's alerts by; none for the default tenant).
  */
 export function alertmanagerLabels(event: AlertEvent): Record<string, string> {
   const labels: Record<string, string> = {};
@@ -52,6 +53,7 @@ export function alertmanagerLabels(event: AlertEvent): Record<string, string> {
     rule_kind: event.rule.kind,
     vigil_fingerprint: event.fingerprint,
     metric: event.series.metric,
+    tenant: eventTenant(event),
   };
   for (const name of RESERVED_LABELS) if (own[name] !== '') labels[name] = own[name];
   return labels;

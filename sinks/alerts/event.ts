@@ -16,6 +16,11 @@ export interface AlertEvent {
   rule: { id: string; name: string; kind: RuleKind };
   severity: Severity;
   series: { metric: string; tags: Record<string, string> };
+  /**
+   * The series' tenant (issue 18); '' the default tenant. Events written before tenants existed
+   * have none (`eventTenant` reads them as '').
+   */
+  tenant: string;
   value: number | null;
   threshold: number | null;
   score: number | null;
@@ -28,3 +33,6 @@ export interface AlertEvent {
   labels: Record<string, string>;
   annotations: Record<string, string>;
 }
+
+/** An event's tenant, '' for events written before the field existed. */
+export const eventTenant = (e: Pick<AlertEvent, 'tenant'>): string => (typeof e.tenant === 'string' ? e.tenant : '');

@@ -30,6 +30,8 @@ export interface CorrelateQuery {
   untilS?: number;
   /** Only the primary metric's series with exactly these tags (default: each of its series). */
   primaryTags?: Record<string, string>;
+  /** Only this tenant's series (issue 18; default: every tenant's). */
+  tenant?: string;
 }
 
 export interface Correlation {
@@ -91,7 +93,8 @@ export async function correlate(client: ClickHouseClient, q: CorrelateQuery): Pr
   }
   if (newest === 0) return [];
   const from = Math.max(0, newest - Number(sqlUInt(q.sinceSeconds)));
-  const filter = ` WHERE width_s = ${width} AND bucket_start >= ${from} AND bucket_start <= ${newest} AND (${metricFilter})`;
+  const tenant = q.tenant === undefined ? '' : ` AND tenant = ${sqlString(q.tenant)}`;
+  const filter = ` WHERE width_s = ${width} AND bucket_start >= ${from} AND bucket_start <= ${newest} AND (${metricFilter})${tenant}`;
   const rs = await client.query({
     query: `SELECT toString(series_id) AS id, metric, \`tags.key\` AS keys, \`tags.value\` AS vals, toUInt32(bucket_start) AS t, mean FROM (${mergedRollupsSql(q.database, filter)}) ORDER BY id, t`,
     format: 'JSONEachRow',

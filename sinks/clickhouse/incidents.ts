@@ -16,6 +16,8 @@ export interface Onset {
   seriesId: string;
   metric: string;
   tags: Record<string, string>;
+  /** The series' tenant ('' the default tenant): an incident groups one tenant's onsets. */
+  tenant: string;
   /** Start of the flagged bucket, s. */
   t: number;
   score: number;
@@ -24,6 +26,7 @@ export interface Onset {
 export interface Incident {
   /** `<first member's series id, hex>-<its onset, s>`. */
   id: string;
+  tenant: string;
   startS: number;
   /** The last member's onset, s. */
   lastS: number;
@@ -31,15 +34,30 @@ export interface Incident {
   members: Onset[];
 }
 
-/** Single-linkage in time: onsets sorted by time, a gap of more than `windowSeconds` starts the next incident. */
+/**
+ * Single-linkage in time: onsets sorted by time, a gap of more than `windowSeconds` starts the
+ * next incident. Per tenant: two tenants' onsets are never one incident (issue 18).
+ */
 export function groupOnsets(onsets: readonly Onset[], windowSeconds: number): Incident[] {
+  const byTenant = new Map<string, Onset[]>();
+  for (const o of onsets) {
+    const list = byTenant.get(o.tenant);
+    if (list) list.push(o);
+    else byTenant.set(o.tenant, [o]);
+  }
+  const out: Incident[] = [];
+  for (const list of byTenant.values()) out.push(...groupTenant(list, windowSeconds));
+  return out.sort((a, b) => a.startS - b.startS || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+function groupTenant(onsets: readonly Onset[], windowSeconds: number): Incident[] {
   const sorted = [...onsets].sort((a, b) => a.t - b.t || b.score - a.score || (a.seriesId < b.seriesId ? -1 : a.seriesId > b.seriesId ? 1 : 0));
   const out: Incident[] = [];
   let current: Incident | null = null;
   let seen = new Map<string, Onset>();
   for (const o of sorted) {
     if (!current || o.t - current.lastS > windowSeconds) {
-      current = { id: `${BigInt(o.seriesId).toString(16).padStart(16, '0')}-${o.t}`, startS: o.t, lastS: o.t, members: [] };
+      current = { id: `${BigInt(o.seriesId).toString(16).padStart(16, '0')}-${o.t}`, tenant: o.tenant, startS: o.t, lastS: o.t, members: [] };
       out.push(current);
       seen = new Map();
     }
@@ -66,15 +84,16 @@ export async function readOnsets(client: ClickHouseClient, database: string, wid
   const range = `width_s = ${sqlUInt(widthSeconds)} AND bucket_start >= ${sqlUInt(fromS)}`;
   const rs = await client.query({
     query:
-      `SELECT toString(series_id) AS id, any(metric) AS metric, any(\`tags.key\`) AS keys, any(\`tags.value\`) AS vals, toUInt32(bucket_start) AS t, argMax(score, version) AS score ` +
+      `SELECT toString(series_id) AS id, any(metric) AS metric, any(\`tags.key\`) AS keys, any(\`tags.value\`) AS vals, any(tenant) AS tenant, toUInt32(bucket_start) AS t, argMax(score, version) AS score ` +
       `FROM ${database}.anomalies WHERE ${range} AND (series_id, width_s, bucket_start) IN (SELECT series_id, width_s, bucket_start FROM ${database}.anomalies WHERE ${range} AND anomaly = 1) ` +
       `GROUP BY series_id, width_s, bucket_start HAVING argMax(anomaly, version) = 1 ORDER BY t, id`,
     format: 'JSONEachRow',
   });
-  return (await rs.json<{ id: string; metric: string; keys: string[]; vals: string[]; t: number; score: number }>()).map((r) => ({
+  return (await rs.json<{ id: string; metric: string; keys: string[]; vals: string[]; tenant: string; t: number; score: number }>()).map((r) => ({
     seriesId: r.id,
     metric: r.metric,
     tags: nestedTags(r.keys, r.vals),
+    tenant: r.tenant,
     t: Number(r.t),
     score: Number(r.score),
   }));
@@ -106,6 +125,7 @@ export async function relatedSeries(client: ClickHouseClient, database: string, 
     threshold: o.threshold,
     maxLag: o.maxLag,
     primaryTags: first.tags,
+    tenant: incident.tenant,
   });
   return found.filter((c) => !members.has(`${c.series.metric}\u0000${JSON.stringify(c.series.tags)}`)).slice(0, o.max);
 }
@@ -114,6 +134,7 @@ export async function relatedSeries(client: ClickHouseClient, database: string, 
 export function incidentRow(i: Incident, widthSeconds: number, related: readonly Correlation[] | null): Record<string, unknown> {
   return {
     incident_id: i.id,
+    tenant: i.tenant,
     width_s: widthSeconds,
     started_at: i.startS,
     last_onset_at: i.lastS,

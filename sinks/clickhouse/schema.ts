@@ -56,10 +56,17 @@ const CODECS: Readonly<Record<string, string>> = {
 };
 
 function column(name: string, type: string, caps: Capabilities): string {
-  if (caps.lowCardinality && (name === 'metric' || name === 'source_topic')) return `${name} LowCardinality(String)`;
+  if (caps.lowCardinality && (name === 'metric' || name === 'source_topic' || name === 'tenant')) return `${name} LowCardinality(String)`;
   const codec = caps.codecs ? CODECS[name] : undefined;
   return codec ? `${name} ${type} ${codec}` : `${quote(name)} ${type}`;
 }
+
+/**
+ * An encoder's columns as a table had them before migration 14 added the tenant: the CREATEs of
+ * earlier migrations make what they made then, so that every statement sequence `vigil schema`
+ * prints runs as it is (18.16 has no `ADD COLUMN IF NOT EXISTS`).
+ */
+const beforeTenant = (columns: readonly (readonly [string, string])[]) => columns.filter(([n]) => n !== 'tenant');
 
 /** Table columns from an encoder's column list; the two tags arrays become one Nested column. */
 function tableColumns(columns: readonly (readonly [string, string])[], caps: Capabilities): string {
@@ -80,13 +87,14 @@ function tableColumns(columns: readonly (readonly [string, string])[], caps: Cap
  * rows merged per series and bucket. `filter` (a `WHERE …` on the table's columns) goes inside the
  * FINAL, which is how 18.16 reads only the matching key ranges (README "Reading at scale").
  */
-export function mergedRollupsSql(db: string, filter = ''): string {
+export function mergedRollupsSql(db: string, filter = '', withTenant = true): string {
+  const tenant = withTenant ? ' tenant,' : '';
   return (
-    `SELECT series_id, metric, \`tags.key\`, \`tags.value\`, type, width_s, bucket_start, ` +
+    `SELECT series_id, metric, \`tags.key\`, \`tags.value\`,${tenant} type, width_s, bucket_start, ` +
     `sum(c) AS count, sum(s) AS sum, min(mn) AS min, max(mx) AS max, argMax(l, lt) AS last, max(lt) AS last_ts_ms, sum(sq) AS sumsq, ` +
     `sum / count AS mean, sqrt(greatest(sumsq / count - mean * mean, 0)) AS stddev ` +
-    `FROM (SELECT series_id, metric, \`tags.key\`, \`tags.value\`, type, width_s, bucket_start, count AS c, sum AS s, min AS mn, max AS mx, last AS l, last_ts_ms AS lt, sumsq AS sq FROM ${db}.rollups FINAL${filter}) ` +
-    `GROUP BY series_id, metric, \`tags.key\`, \`tags.value\`, type, width_s, bucket_start`
+    `FROM (SELECT series_id, metric, \`tags.key\`, \`tags.value\`,${tenant} type, width_s, bucket_start, count AS c, sum AS s, min AS mn, max AS mx, last AS l, last_ts_ms AS lt, sumsq AS sq FROM ${db}.rollups FINAL${filter}) ` +
+    `GROUP BY series_id, metric, \`tags.key\`, \`tags.value\`,${tenant} type, width_s, bucket_start`
   );
 }
 
@@ -95,7 +103,7 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 1,
     name: 'points',
     statements: (db, caps) => [
-      `CREATE TABLE IF NOT EXISTS ${db}.points (\n  ${tableColumns(POINT_COLUMNS, caps)}\n) ENGINE = ReplacingMergeTree()\nPARTITION BY toYYYYMMDD(ts)\nORDER BY (metric, series_id, ts_ms, source_topic, source_partition, source_offset, point_index)`,
+      `CREATE TABLE IF NOT EXISTS ${db}.points (\n  ${tableColumns(beforeTenant(POINT_COLUMNS), caps)}\n) ENGINE = ReplacingMergeTree()\nPARTITION BY toYYYYMMDD(ts)\nORDER BY (metric, series_id, ts_ms, source_topic, source_partition, source_offset, point_index)`,
       `CREATE VIEW IF NOT EXISTS ${db}.points_dedup AS SELECT * FROM ${db}.points FINAL`,
     ],
   },
@@ -103,21 +111,21 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 2,
     name: 'rollups',
     statements: (db, caps) => [
-      `CREATE TABLE IF NOT EXISTS ${db}.rollups (\n  ${tableColumns(ROLLUP_COLUMNS, caps)}\n) ENGINE = ReplacingMergeTree(version)\nPARTITION BY toYYYYMMDD(bucket_start)\nORDER BY (metric, width_s, series_id, bucket_start, source_topic, source_partition, kind, correction_offset, correction_point)`,
+      `CREATE TABLE IF NOT EXISTS ${db}.rollups (\n  ${tableColumns(beforeTenant(ROLLUP_COLUMNS), caps)}\n) ENGINE = ReplacingMergeTree(version)\nPARTITION BY toYYYYMMDD(bucket_start)\nORDER BY (metric, width_s, series_id, bucket_start, source_topic, source_partition, kind, correction_offset, correction_point)`,
       // The key leads with metric and width, so a dashboard's per-metric time range at one width reads
       // that width's rows only (issue 19: 2.2× faster at 10M points than series_id first); one
       // series still reads by key range. Databases made before keep their key (README "Reading at scale").
       // Versions of a bucket row replace each other (FINAL); partitions' partial rows and
       // correction rows then merge per series and bucket.
       // Source columns are renamed in the subquery so the output aliases cannot shadow them.
-      `CREATE VIEW IF NOT EXISTS ${db}.rollups_merged AS ${mergedRollupsSql(db)}`,
+      `CREATE VIEW IF NOT EXISTS ${db}.rollups_merged AS ${mergedRollupsSql(db, '', false)}`,
     ],
   },
   {
     version: 3,
     name: 'anomalies',
     statements: (db, caps) => [
-      `CREATE TABLE IF NOT EXISTS ${db}.anomalies (\n  ${tableColumns(ANOMALY_COLUMNS, caps)}\n) ENGINE = ReplacingMergeTree(version)\nPARTITION BY toYYYYMMDD(bucket_start)\nORDER BY (metric, series_id, width_s, bucket_start)`,
+      `CREATE TABLE IF NOT EXISTS ${db}.anomalies (\n  ${tableColumns(beforeTenant(ANOMALY_COLUMNS), caps)}\n) ENGINE = ReplacingMergeTree(version)\nPARTITION BY toYYYYMMDD(bucket_start)\nORDER BY (metric, series_id, width_s, bucket_start)`,
       // One row per series and bucket: a replay's re-scored rows (lower version) lose to the originals.
       `CREATE VIEW IF NOT EXISTS ${db}.anomalies_dedup AS SELECT * FROM ${db}.anomalies FINAL`,
     ],
@@ -187,7 +195,7 @@ export const MIGRATIONS: readonly Migration[] = [
     // previous point: read `rollups`). Monthly partitions: a few rows per metric and minute.
     statements: (db, caps) => [
       `CREATE TABLE IF NOT EXISTS ${db}.metric_rollups (\n  ${column('metric', 'String', caps)},\n  bucket_start DateTime,\n  count AggregateFunction(count),\n  sum AggregateFunction(sum, Float64),\n  min AggregateFunction(min, Float64),\n  max AggregateFunction(max, Float64),\n  sumsq AggregateFunction(sum, Float64)\n) ENGINE = AggregatingMergeTree()\nPARTITION BY toYYYYMM(bucket_start)\nORDER BY (metric, bucket_start)`,
-      metricRollupsView(db, 'points'),
+      metricRollupsView(db, 'points', false),
     ],
   },
   {
@@ -209,12 +217,12 @@ export const MIGRATIONS: readonly Migration[] = [
     statements: (db, _caps, cluster = '') =>
       cluster
         ? [
-            `CREATE TABLE IF NOT EXISTS ${db}.points_in (\n  ${tableColumns(POINT_COLUMNS, BASELINE)}\n) ENGINE = Null`,
+            `CREATE TABLE IF NOT EXISTS ${db}.points_in (\n  ${tableColumns(beforeTenant(POINT_COLUMNS), BASELINE)}\n) ENGINE = Null`,
             `ALTER TABLE ${db}.metric_rollups ADD COLUMN insert_hash AggregateFunction(sum, UInt64)`,
             `DROP TABLE IF EXISTS ${db}.metric_rollups_mv`,
             `DROP TABLE IF EXISTS ${db}.points_marks_mv`,
-            metricRollupsView(db, 'points_in'),
-            `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.points_in_mv TO ${db}.points AS SELECT ${columnList(POINT_COLUMNS)} FROM ${db}.points_in`,
+            metricRollupsView(db, 'points_in', false),
+            `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.points_in_mv TO ${db}.points AS SELECT ${columnList(beforeTenant(POINT_COLUMNS))} FROM ${db}.points_in`,
             marksView(db, 'points_in'),
           ]
         : [],
@@ -226,8 +234,8 @@ export const MIGRATIONS: readonly Migration[] = [
     // the same forecast from the same restored state, the same rows, and FINAL keeps one; the
     // latest forecast of each series is what a capacity question reads (`vigil capacity`).
     statements: (db, caps) => [
-      `CREATE TABLE IF NOT EXISTS ${db}.forecasts (\n  ${tableColumns(FORECAST_COLUMNS, caps)}\n) ENGINE = ReplacingMergeTree()\nPARTITION BY toYYYYMMDD(issued_at)\nORDER BY (metric, series_id, width_s, issued_at, bucket_start)`,
-      `CREATE VIEW IF NOT EXISTS ${db}.forecasts_latest AS SELECT * FROM ${db}.forecasts FINAL WHERE (series_id, issued_at) IN (SELECT series_id, max(issued_at) FROM ${db}.forecasts GROUP BY series_id)`,
+      `CREATE TABLE IF NOT EXISTS ${db}.forecasts (\n  ${tableColumns(beforeTenant(FORECAST_COLUMNS), caps)}\n) ENGINE = ReplacingMergeTree()\nPARTITION BY toYYYYMMDD(issued_at)\nORDER BY (metric, series_id, width_s, issued_at, bucket_start)`,
+      forecastsLatestView(db),
     ],
   },
   {
@@ -248,7 +256,51 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE VIEW IF NOT EXISTS ${db}.incidents_dedup AS SELECT * FROM ${db}.incidents FINAL`,
     ],
   },
+  {
+    version: 14,
+    name: 'tenant column',
+    // Tenants (issue 18): every table gets the series' tenant ('' the default tenant, which every
+    // row written before has); a new database too (the CREATEs before make the tables as they
+    // were). metric_rollups aggregates per tenant from now on: the tenant joins the end of its key
+    // (18.16 allows a new column there, in the same ALTER).
+    replicated: true,
+    statements: (db, caps) => [
+      ...['points', 'rollups', 'anomalies', 'forecasts', 'alerts', 'incidents'].map((t) => `ALTER TABLE ${db}.${t} ADD COLUMN ${column('tenant', 'String', caps)} DEFAULT ''`),
+      `ALTER TABLE ${db}.metric_rollups ADD COLUMN ${column('tenant', 'String', caps)}, MODIFY ORDER BY (metric, bucket_start, tenant)`,
+    ],
+  },
+  {
+    version: 15,
+    name: 'tenant views',
+    // The views made before migration 14 list the columns they had then (a `SELECT *` view's
+    // columns are fixed when it is made, 18.16 and current): made again with the tenant. Between
+    // the DROP and the CREATE a reader of the view gets an error, and on a live upgrade the
+    // points another (older) instance inserts then are not in metric_rollups (README "Tenants").
+    statements: (db, _caps, cluster = '') => [
+      ...(cluster ? [`ALTER TABLE ${db}.points_in ADD COLUMN tenant String DEFAULT ''`] : []),
+      `DROP TABLE IF EXISTS ${db}.points_dedup`,
+      `CREATE VIEW IF NOT EXISTS ${db}.points_dedup AS SELECT * FROM ${db}.points FINAL`,
+      `DROP TABLE IF EXISTS ${db}.rollups_merged`,
+      `CREATE VIEW IF NOT EXISTS ${db}.rollups_merged AS ${mergedRollupsSql(db)}`,
+      `DROP TABLE IF EXISTS ${db}.anomalies_dedup`,
+      `CREATE VIEW IF NOT EXISTS ${db}.anomalies_dedup AS SELECT * FROM ${db}.anomalies FINAL`,
+      `DROP TABLE IF EXISTS ${db}.alerts_dedup`,
+      `CREATE VIEW IF NOT EXISTS ${db}.alerts_dedup AS SELECT * FROM ${db}.alerts FINAL`,
+      `DROP TABLE IF EXISTS ${db}.forecasts_latest`,
+      forecastsLatestView(db),
+      `DROP TABLE IF EXISTS ${db}.incidents_dedup`,
+      `CREATE VIEW IF NOT EXISTS ${db}.incidents_dedup AS SELECT * FROM ${db}.incidents FINAL`,
+      `DROP TABLE IF EXISTS ${db}.metric_rollups_mv`,
+      metricRollupsView(db, cluster ? 'points_in' : 'points', true),
+      ...(cluster ? [`DROP TABLE IF EXISTS ${db}.points_in_mv`, `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.points_in_mv TO ${db}.points AS SELECT ${columnList(POINT_COLUMNS)} FROM ${db}.points_in`] : []),
+    ],
+  },
 ];
+
+/** The latest forecast of each series (migrations 11 and 15). */
+function forecastsLatestView(db: string): string {
+  return `CREATE VIEW IF NOT EXISTS ${db}.forecasts_latest AS SELECT * FROM ${db}.forecasts FINAL WHERE (series_id, issued_at) IN (SELECT series_id, max(issued_at) FROM ${db}.forecasts GROUP BY series_id)`;
+}
 
 /** The marks' view over the points inserted into `source` (migrations 8 and 10). */
 function marksView(db: string, source: 'points' | 'points_in'): string {
@@ -259,12 +311,13 @@ function marksView(db: string, source: 'points' | 'points_in'): string {
  * metric_rollups' view over the points inserted into `source`: `points` (one server), or
  * `points_in` on a cluster (migration 10), where it also sums the points' source hashes.
  */
-function metricRollupsView(db: string, source: 'points' | 'points_in'): string {
+function metricRollupsView(db: string, source: 'points' | 'points_in', withTenant: boolean): string {
+  const tenant = withTenant ? 'tenant, ' : '';
   const hash = source === 'points_in' ? ', sumState(cityHash64(source_topic, source_partition, source_offset, point_index)) AS insert_hash' : '';
   return (
-    `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.metric_rollups_mv TO ${db}.metric_rollups AS SELECT metric, toStartOfMinute(ts) AS bucket_start, ` +
+    `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.metric_rollups_mv TO ${db}.metric_rollups AS SELECT ${tenant}metric, toStartOfMinute(ts) AS bucket_start, ` +
     `countState() AS count, sumState(value) AS sum, minState(value) AS min, maxState(value) AS max, sumState(value * value) AS sumsq${hash} ` +
-    `FROM ${db}.${source} WHERE type = 'gauge' GROUP BY metric, bucket_start`
+    `FROM ${db}.${source} WHERE type = 'gauge' GROUP BY ${tenant}metric, bucket_start`
   );
 }
 

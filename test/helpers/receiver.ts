@@ -112,6 +112,7 @@ export function alertEvent(overrides: Partial<AlertEvent> = {}): AlertEvent {
     rule: { id: 'cpu_high', name: 'CpuHigh', kind: 'threshold' },
     severity: 'critical',
     series: { metric: 'cpu.usage', tags: { host: 'web-1' } },
+    tenant: '',
     value: 93.1,
     threshold: 90,
     score: 0.97,

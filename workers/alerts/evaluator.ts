@@ -31,6 +31,8 @@ export interface Transition {
   metric: string;
   /** Flat key, value pairs. */
   tags: string[];
+  /** The series' tenant ('' the default tenant). */
+  tenant: string;
   value: number;
   score: number | null;
   /** Event time the episode started (the bucket end that completed `for`). */
@@ -45,6 +47,7 @@ interface RuleState {
   fingerprint: string;
   metric: string;
   tags: string[];
+  tenant: string;
   firing: boolean;
   /** Start of the current run of buckets meeting the condition (NaN: none). */
   since: number;
@@ -170,6 +173,7 @@ export class RuleEvaluator {
       fingerprint: fp,
       metric: b.series.metric,
       tags: [...b.series.tags],
+      tenant: b.series.tenant,
       firing,
       since: Number.NaN,
       lastBad: b.startMs,
@@ -368,6 +372,7 @@ export class RuleEvaluator {
       status,
       metric: s.metric,
       tags: s.tags,
+      tenant: s.tenant,
       value,
       score,
       startsAtMs: s.startsAt,

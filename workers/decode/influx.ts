@@ -137,7 +137,12 @@ class LineDecoder {
     const { fieldNames, fieldValues, tags } = this;
     for (let k = 0; k < this.fieldCount; k++) {
       // k < fieldCount, so both scratch slots were written for this line.
-      this.points.point(fieldNames[k]!, tags, fieldValues[k]!, tsMs, MetricType.gauge, first + k);
+      // Every field of a line has the line's tags: a refused tenant claim is refused at the first.
+      const refused = this.points.point(fieldNames[k]!, tags, fieldValues[k]!, tsMs, MetricType.gauge, first + k);
+      if (refused !== null) {
+        this.rejectLine('VIGIL_ERR_DECODE_TENANT', refused, -1);
+        return;
+      }
     }
   }
 

@@ -236,7 +236,8 @@ class JsonDecoder {
       }
     }
 
-    this.points.point(name, tags, value, tsMs, type, pointIndex);
+    const refused = this.points.point(name, tags, value, tsMs, type, pointIndex);
+    if (refused !== null) this.reject('VIGIL_ERR_DECODE_TENANT', refused);
   }
 
   private reject(code: DecodeErrorCode, reason: string): void {

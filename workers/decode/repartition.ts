@@ -9,6 +9,8 @@ export interface ForwardedPoint {
   metric: string;
   /** Sorted flat [k1, v1, ...]. */
   tags: string[];
+  /** '' for the default tenant (and in records written before the column: `withTenant` false). */
+  tenant: string;
   /** 0 gauge, 1 counter. */
   type: number;
   tsMs: number;
@@ -19,8 +21,8 @@ export interface ForwardedPoint {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-/** Every point of the record `data[start, end)`, in order. */
-export function readForwarded(data: Uint8Array, start: number, end: number): ForwardedPoint[] {
+/** Every point of the record `data[start, end)`, in order; `withTenant`: its rows have the tenant column. */
+export function readForwarded(data: Uint8Array, start: number, end: number, withTenant = true): ForwardedPoint[] {
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   let pos = start;
   const need = (n: number) => {
@@ -45,7 +47,7 @@ export function readForwarded(data: Uint8Array, start: number, end: number): For
   };
   const points: ForwardedPoint[] = [];
   while (pos < end) {
-    const p: ForwardedPoint = { seriesId: 0n, metric: '', tags: [], type: 0, tsMs: 0, value: 0, sourceOffset: 0, pointIndex: 0 };
+    const p: ForwardedPoint = { seriesId: 0n, metric: '', tags: [], tenant: '', type: 0, tsMs: 0, value: 0, sourceOffset: 0, pointIndex: 0 };
     need(8);
     p.seriesId = view.getBigUint64(pos, true);
     pos += 8;
@@ -56,6 +58,7 @@ export function readForwarded(data: Uint8Array, start: number, end: number): For
     if (varUInt() !== keys) throw new RangeError('tag keys and values differ in number');
     for (let i = 0; i < keys; i++) tags[2 * i + 1] = string();
     p.tags = tags;
+    if (withTenant) p.tenant = string();
     need(1 + 4 + 8 + 8);
     p.type = (data[pos] as number) - 1;
     pos += 1 + 4; // type, then ts (seconds; ts_ms follows)

@@ -36,7 +36,11 @@ export interface DecodeContext {
  * point-candidate, valid or not, so it never shifts when an earlier one is bad).
  */
 export interface PointSink {
-  point(metric: string, tags: string[], value: number, tsMs: number, type: MetricTypeCode, pointIndex: number): void;
+  /**
+   * Null when the point is taken; else why its tenant claim is refused (issue 18): the decoder
+   * rejects the point's line or element with VIGIL_ERR_DECODE_TENANT and that reason.
+   */
+  point(metric: string, tags: string[], value: number, tsMs: number, type: MetricTypeCode, pointIndex: number): string | null;
 }
 
 /**

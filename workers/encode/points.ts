@@ -1,14 +1,11 @@
-import { RowBinaryWriter, writeSeries } from './rowbinary.js';
+import { RowBinaryWriter, SERIES_COLUMNS, writeSeries } from './rowbinary.js';
 
 /**
  * Columns of one `points` row in the order the worker encodes them; the INSERT statement and the
  * table DDL (sinks/clickhouse/schema.ts) are built from this list so the three cannot drift.
  */
 export const POINT_COLUMNS = [
-  ['series_id', 'UInt64'],
-  ['metric', 'String'],
-  ['tags.key', 'Array(String)'],
-  ['tags.value', 'Array(String)'],
+  ...SERIES_COLUMNS,
   ['type', "Enum8('gauge' = 1, 'counter' = 2)"],
   ['ts', 'DateTime'],
   ['ts_ms', 'Int64'],
@@ -42,8 +39,9 @@ export class PointsEncoder {
     partition: number,
     offset: number,
     pointIndex: number,
+    tenant = '',
   ): void {
-    writeSeries(this.rows, seriesId, metric, sortedTags);
+    writeSeries(this.rows, seriesId, metric, sortedTags, tenant);
     this.tail(type, tsMs, value, topic, partition, offset, pointIndex);
   }
 

@@ -1,11 +1,8 @@
-import { RowBinaryWriter, writeSeries } from './rowbinary.js';
+import { RowBinaryWriter, SERIES_COLUMNS, writeSeries } from './rowbinary.js';
 
 /** The columns every per-bucket table (`rollups`, `anomalies`) starts with: the series and its bucket. */
 export const BUCKET_KEY_COLUMNS = [
-  ['series_id', 'UInt64'],
-  ['metric', 'String'],
-  ['tags.key', 'Array(String)'],
-  ['tags.value', 'Array(String)'],
+  ...SERIES_COLUMNS,
   ['type', "Enum8('gauge' = 1, 'counter' = 2)"],
   ['width_s', 'UInt32'],
   ['bucket_start', 'DateTime'],
@@ -16,6 +13,8 @@ export interface BucketKey {
   seriesId: bigint;
   metric: string;
   tags: readonly string[];
+  /** Absent or '' for the default tenant. */
+  tenant?: string;
   type: number;
   widthMs: number;
   startMs: number;
@@ -23,7 +22,7 @@ export interface BucketKey {
 
 /** Writes the BUCKET_KEY_COLUMNS of a row. */
 export function writeBucketKey(w: RowBinaryWriter, k: BucketKey): void {
-  writeSeries(w, k.seriesId, k.metric, k.tags);
+  writeSeries(w, k.seriesId, k.metric, k.tags, k.tenant ?? '');
   w.uint8(k.type + 1);
   w.uint32(k.widthMs / 1000);
   w.uint32(Math.floor(k.startMs / 1000));

@@ -142,9 +142,10 @@ export class RowBinaryWriter {
 
 /**
  * The series columns every Vigil table starts with: series_id UInt64, metric String,
- * tags.key Array(String), tags.value Array(String), from a flat [k1, v1, ...] tag array.
+ * tags.key Array(String), tags.value Array(String), from a flat [k1, v1, ...] tag array, and
+ * tenant String ('' for the default tenant; issue 18).
  */
-export function writeSeries(w: RowBinaryWriter, seriesId: bigint, metric: string, tags: readonly string[]): void {
+export function writeSeries(w: RowBinaryWriter, seriesId: bigint, metric: string, tags: readonly string[], tenant = ''): void {
   w.bigUint64(seriesId);
   w.string(metric);
   const n = tags.length / 2;
@@ -152,7 +153,17 @@ export function writeSeries(w: RowBinaryWriter, seriesId: bigint, metric: string
   for (let i = 0; i < tags.length; i += 2) w.string(tags[i] as string);
   w.varUint(n);
   for (let i = 1; i < tags.length; i += 2) w.string(tags[i] as string);
+  w.string(tenant);
 }
+
+/** The series columns of writeSeries, as the column lists of every table's encoder start. */
+export const SERIES_COLUMNS = [
+  ['series_id', 'UInt64'],
+  ['metric', 'String'],
+  ['tags.key', 'Array(String)'],
+  ['tags.value', 'Array(String)'],
+  ['tenant', 'String'],
+] as const;
 
 const utf8 = new TextDecoder();
 
@@ -185,8 +196,8 @@ export class StringInterner {
   }
 }
 
-/** writeSeries's bytes read back: the id, metric and tags as a flat [k1, v1, ...] array; strings through `interner` when given. */
-export function readSeries(bytes: Uint8Array, interner?: StringInterner): { id: bigint; metric: string; tags: string[] } {
+/** writeSeries's bytes read back: the id, metric, tags as a flat [k1, v1, ...] array and tenant; strings through `interner` when given. */
+export function readSeries(bytes: Uint8Array, interner?: StringInterner): { id: bigint; metric: string; tags: string[]; tenant: string } {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let pos = 8;
   const varUint = (): number => {
@@ -212,12 +223,13 @@ export function readSeries(bytes: Uint8Array, interner?: StringInterner): { id: 
   for (let i = 0; i < n; i++) tags[2 * i] = string();
   if (varUint() !== n) throw new RangeError('series columns with unequal tag keys and values');
   for (let i = 0; i < n; i++) tags[2 * i + 1] = string();
-  return { id, metric, tags };
+  const tenant = string();
+  return { id, metric, tags, tenant };
 }
 
 /** writeSeries's bytes on their own, for a row prefix written once per series and copied after. */
-export function encodeSeries(seriesId: bigint, metric: string, tags: readonly string[]): Uint8Array {
+export function encodeSeries(seriesId: bigint, metric: string, tags: readonly string[], tenant = ''): Uint8Array {
   const w = new RowBinaryWriter(64);
-  writeSeries(w, seriesId, metric, tags);
+  writeSeries(w, seriesId, metric, tags, tenant);
   return w.finish();
 }

@@ -11,6 +11,7 @@ const event = (status: AlertEvent['status'], over: Partial<AlertEvent> = {}): Al
   rule: { id: 'cpu-high', name: 'HighCpuUsage', kind: 'threshold' },
   severity: 'warning',
   series: { metric: 'system.cpu.usage_total', tags: { host: 'demo-web-1', region: 'eu-west-1' } },
+  tenant: '',
   value: 96.1,
   threshold: 90,
   score: null,

@@ -42,7 +42,7 @@ function task(messages: (string | null)[], storeFromOffset = 0, kafkaTs = NOW, p
   });
   const offsets = Float64Array.from(messages, (_, i) => 100 + i);
   const timestamps = Float64Array.from(messages, () => kafkaTs);
-  return { topic: 't', partition: 0, format: 'auto', data, bounds, offsets, timestamps, nowMs: NOW, maxFutureMs: 3_600_000, watermarkMaxAheadMs: 0, limits: DEFAULT_LIMITS, compression: 'none', shards: 2, storeFromOffset, pointsAfter, repartitions: 1, forward: null };
+  return { topic: 't', partition: 0, format: 'auto', data, bounds, offsets, timestamps, nowMs: NOW, maxFutureMs: 3_600_000, watermarkMaxAheadMs: 0, limits: DEFAULT_LIMITS, compression: 'none', shards: 2, storeFromOffset, pointsAfter, repartitions: 1, forward: null, tenancy: null };
 }
 
 function rows(body: Uint8Array): { metric: string; offset: number }[] {

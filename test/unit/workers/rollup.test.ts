@@ -117,7 +117,7 @@ function feeder(state: RollupState, topic = 't', partition = 0) {
 
 /** The bucket row of series `id` (metric `m<id>`, tags k=<id>) as RollupState writes it. */
 function bucketRow(id: bigint, r: Partial<RollupRow> & Pick<RollupRow, 'widthMs' | 'startMs' | 'count' | 'sum' | 'min' | 'max' | 'last' | 'lastTsMs' | 'sumsq' | 'version'>): RollupRow {
-  return { seriesId: id, metric: `m${id}`, tags: ['k', String(id)], type: 0, topic: 't', partition: 0, kind: 1, correctionOffset: 0, correctionPoint: 0, ...r };
+  return { seriesId: id, metric: `m${id}`, tags: ['k', String(id)], tenant: '', type: 0, topic: 't', partition: 0, kind: 1, correctionOffset: 0, correctionPoint: 0, ...r };
 }
 
 describe('rollup buckets', () => {

@@ -64,7 +64,7 @@ describe('shard stage', () => {
     expect(b.tsMs[500]).toBe(5000);
     expect(b.offsets[700]).toBe(700);
     expect(b.dictIds.length).toBe(10);
-    expect(dictEntry(b, 3)).toEqual({ metric: 'm3', tags: ['k', 'v'] });
+    expect(dictEntry(b, 3)).toEqual({ metric: 'm3', tags: ['k', 'v'], tenant: '' });
   });
 
   it('holds one state per series and evicts series silent longer than the idle time', () => {
@@ -155,6 +155,7 @@ describe('shard stage', () => {
         metric: 'cpu',
         'tags.key': ['host'],
         'tags.value': ['a'],
+        tenant: '',
         type: 1,
         width_s: 10,
         bucket_start: 0,

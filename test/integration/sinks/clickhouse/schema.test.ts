@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { chdbRun } from '../../../../bench/chdb.js';
 import { venvPython } from '../../../../infra/index.js';
 import { capabilitiesOf, ClickHouseSink, insertTarget, MIGRATIONS, schemaStatements } from '../../../../sinks/clickhouse/index.js';
+import { onCluster } from '../../../../sinks/clickhouse/schema.js';
 import { seriesId, sortTags } from '../../../../workers/series.js';
 import { uniqueName, useResources } from '../../../helpers/resources.js';
 
@@ -27,6 +28,36 @@ describe('ClickHouse schema', () => {
     const cluster = res.config.clickhouse.cluster ? ['points_in', 'points_in_mv', 'points_marks', 'points_marks_mv'] : ['points_marks', 'points_marks_mv'];
     expect((await tables.json<{ name: string }>()).map((t) => t.name)).toEqual(['alerts', 'alerts_dedup', 'anomalies', 'anomalies_dedup', 'detector_state', 'forecasts', 'forecasts_latest', 'incidents', 'incidents_dedup', 'metric_rollups', 'metric_rollups_mv', 'points', 'points_dedup', ...cluster, 'rollups', 'rollups_merged', 'schema_migrations']);
     await sink.close();
+  });
+
+  it('migrations 14 and 15 give a database made before them the tenant column, rows kept as the default tenant\'s, every view showing it (this server)', async () => {
+    const db = uniqueName('tenantmig');
+    res.own('database', db);
+    const ch = res.clickhouse();
+    const version = (await (await ch.query({ query: 'SELECT version() AS v', format: 'JSONEachRow' })).json<{ v: string }>())[0]?.v as string;
+    const caps = capabilitiesOf(version);
+    const cluster = res.config.clickhouse.cluster;
+    // The database as Vigil made it before tenants: migrations 1-13, one point stored.
+    for (const q of schemaStatements(db, caps, cluster).slice(0, 2)) await ch.command({ query: q });
+    for (const m of MIGRATIONS.filter((m) => m.version < 14)) {
+      for (const q of m.statements(db, caps, cluster)) await ch.command({ query: m.replicated ? q : onCluster(q, cluster) });
+      await ch.insert({ table: `${db}.schema_migrations`, values: [{ version: m.version, name: m.name, applied_at: 0 }], format: 'JSONEachRow' });
+    }
+    const t = Math.floor(Date.now() / 60_000) * 60 - 600;
+    await ch.command({ query: `INSERT INTO ${db}.${insertTarget('points', cluster)} (series_id, metric, type, ts, ts_ms, value, source_topic, source_partition, source_offset, point_index) VALUES (1, 'm', 'gauge', ${t}, ${t * 1000}, 2, 't', 0, 0, 0)` });
+    expect(await res.scalar(`SELECT count() FROM system.columns WHERE database = '${db}' AND name = 'tenant'`)).toBe(0);
+    const sink = new ClickHouseSink({ ...res.config.clickhouse, database: db });
+    await sink.start();
+    await sink.close();
+    const withTenant = await ch.query({ query: `SELECT table FROM system.columns WHERE database = '${db}' AND name = 'tenant' ORDER BY table`, format: 'JSONEachRow' });
+    const tables = ['alerts', 'alerts_dedup', 'anomalies', 'anomalies_dedup', 'forecasts', 'forecasts_latest', 'incidents', 'incidents_dedup', 'metric_rollups', 'metric_rollups_mv', 'points', 'points_dedup', ...(cluster ? ['points_in', 'points_in_mv'] : []), 'rollups', 'rollups_merged'];
+    expect((await withTenant.json<{ table: string }>()).map((r) => r.table)).toEqual(tables);
+    // The old row is the default tenant's; a new one of tenant acme aggregates apart in metric_rollups.
+    await ch.command({ query: `INSERT INTO ${db}.${insertTarget('points', cluster)} (series_id, metric, tenant, type, ts, ts_ms, value, source_topic, source_partition, source_offset, point_index) VALUES (2, 'm', 'acme', 'gauge', ${t}, ${t * 1000}, 5, 't', 0, 1, 0)` });
+    const points = await ch.query({ query: `SELECT tenant, value FROM ${db}.points_dedup ORDER BY tenant`, format: 'JSONEachRow' });
+    expect((await points.json<{ tenant: string; value: number }>()).map((r) => [r.tenant, Number(r.value)])).toEqual([['', 2], ['acme', 5]]);
+    const perTenant = await ch.query({ query: `SELECT tenant, countMerge(count) AS n, sumMerge(sum) AS s FROM ${db}.metric_rollups GROUP BY tenant ORDER BY tenant`, format: 'JSONEachRow' });
+    expect((await perTenant.json<{ tenant: string; n: string; s: number }>()).map((r) => [r.tenant, Number(r.n), Number(r.s)])).toEqual([['', 1, 2], ['acme', 1, 5]]);
   });
 
   it('forecasts_latest gives each series\' latest forecast, once, whatever a replay inserted again; alerts take the forecast kind (18.16)', async () => {

@@ -100,7 +100,7 @@ const MINUTE = 60_000;
 const T0 = 1_700_000_000_500;
 
 function transition(status: Transition['status'], fingerprint: string, startsAtMs: number, atMs = startsAtMs): Transition {
-  return { fingerprint, ruleId: 'cpu-hot', status, metric: 'cpu', tags: ['host', 'a', 'dc', 'eu'], value: status === 'firing' ? 95 : 85, score: null, startsAtMs, atMs, explanation: { mean: 95 } };
+  return { fingerprint, ruleId: 'cpu-hot', status, metric: 'cpu', tags: ['host', 'a', 'dc', 'eu'], value: status === 'firing' ? 95 : 85, tenant: '', score: null, startsAtMs, atMs, explanation: { mean: 95 } };
 }
 
 /** A lifecycle on `table` whose clock the test moves. */
@@ -346,6 +346,7 @@ describe('AlertLifecycle.publish', () => {
       metric: 'cpu',
       'tags.key': ['host', 'dc'],
       'tags.value': ['a', 'eu'],
+      tenant: '',
       threshold: 90,
       score: null,
       starts_at: 60,

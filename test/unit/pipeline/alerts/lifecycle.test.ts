@@ -8,7 +8,7 @@ const sinks = { others: [] } as unknown as AlertSinks;
 const rules = parseRules(`rules:\n  - id: cpu-hot\n    kind: threshold\n    metric: cpu\n    op: ">"\n    value: 90\n    for: 1m\n    repeatInterval: 0s\n`, 'rules.yaml');
 
 function transition(status: Transition['status'], startsAtMs: number, atMs: number, fingerprint = 'f1'): Transition {
-  return { fingerprint, ruleId: 'cpu-hot', status, metric: 'cpu', tags: ['host', 'a'], value: 95, score: null, startsAtMs, atMs, explanation: {} };
+  return { fingerprint, ruleId: 'cpu-hot', status, metric: 'cpu', tags: ['host', 'a'], value: 95, tenant: '', score: null, startsAtMs, atMs, explanation: {} };
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -115,6 +115,7 @@ describe('AlertLifecycle events', () => {
       rule: { id: 'cpu-hot', name: 'HotCpu', kind: 'threshold' },
       severity: 'critical',
       series: { metric: 'cpu', tags: { host: 'a', dc: 'eu' } },
+      tenant: '',
       value: 95,
       threshold: 90,
       score: 0.5,

@@ -137,7 +137,7 @@ describe('AlertPublishQueue', () => {
 
 describe('AlertPublishQueue with the lifecycle: an episode re-derived in the next generation while its first copy still waited', () => {
   const rules = parseRules('rules:\n  - id: cpu-hot\n    kind: threshold\n    metric: cpu\n    op: ">"\n    value: 90\n', 'rules.yaml');
-  const transition = (status: Transition['status'], fingerprint: string, startsAtMs: number, atMs = startsAtMs): Transition => ({ fingerprint, ruleId: 'cpu-hot', status, metric: 'cpu', tags: ['host', 'a'], value: 95, score: null, startsAtMs, atMs, explanation: {} });
+  const transition = (status: Transition['status'], fingerprint: string, startsAtMs: number, atMs = startsAtMs): Transition => ({ fingerprint, ruleId: 'cpu-hot', status, metric: 'cpu', tags: ['host', 'a'], value: 95, tenant: '', score: null, startsAtMs, atMs, explanation: {} });
 
   it('is published once, by the replay (the waiting copy withdrawn before the replay made it again)', async () => {
     const topic: string[] = [];

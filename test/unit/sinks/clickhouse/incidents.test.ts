@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { groupOnsets, incidentRow, incidentTarget, placeOnsets, type Onset } from '../../../../sinks/clickhouse/incidents.js';
 import { seriesId } from '../../../../workers/series.js';
 
-const onset = (seriesId: number, t: number, score = 0.6, metric = `m${seriesId}`): Onset => ({ seriesId: String(seriesId), metric, tags: { host: `h${seriesId}` }, t, score });
+const onset = (seriesId: number, t: number, score = 0.6, metric = `m${seriesId}`): Onset => ({ seriesId: String(seriesId), metric, tags: { host: `h${seriesId}` }, tenant: '', t, score });
 
 describe('incidents from anomaly onsets', () => {
   it('groups onsets no more than the window apart (chained), one member per series ranked by onset then score, the id from the first', () => {
@@ -67,7 +67,7 @@ describe('incidents from anomaly onsets', () => {
     // A target is the series as the pipeline identifies it, whatever its tags' order.
     const id = incidentTarget('x', { b: '2', a: '1' }, 0, 10).seriesId;
     expect(id).toBe(seriesId('x', ['a', '1', 'b', '2']).toString());
-    const tagged: Onset[] = [{ seriesId: id, metric: 'x', tags: { b: '2', a: '1' }, t: 10, score: 1 }];
+    const tagged: Onset[] = [{ seriesId: id, metric: 'x', tags: { b: '2', a: '1' }, tenant: '', t: 10, score: 1 }];
     expect(placeOnsets(tagged, groupOnsets(tagged, 600), [incidentTarget('x', { a: '1', b: '2' }, 0, 10)])).toEqual([`${BigInt(id).toString(16).padStart(16, '0')}-10`]);
   });
 });

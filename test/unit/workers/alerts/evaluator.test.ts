@@ -27,7 +27,7 @@ rules:
 function bucket(seriesId: bigint, metric: string, i: number, value: number, count = 1): ClosedBucket {
   return {
     seriesId,
-    series: { metric, tags: ['host', 'a'], type: 0 },
+    series: { metric, tags: ['host', 'a'], tenant: '', type: 0 },
     widthMs: W,
     startMs: i * W,
     count,
@@ -135,7 +135,7 @@ describe('rule evaluation on closed buckets', () => {
 describe('alert lifecycle', () => {
   const sinks = { producer: null as never, topic: 't', clickhouse: null as never, database: 'd', others: [] };
   const t = (fp: string, status: Transition['status'], at: number): Transition => ({
-    fingerprint: fp, ruleId: 'auth', status, metric: 'auth', tags: ['host', 'a'], value: 12, score: null, startsAtMs: at, atMs: at, explanation: {},
+    fingerprint: fp, ruleId: 'auth', status, metric: 'auth', tags: ['host', 'a'], tenant: '', value: 12, score: null, startsAtMs: at, atMs: at, explanation: {},
   });
 
   it('one firing event per episode, resolves only what fired, rate limit suppresses a firing and its resolve', () => {
@@ -183,7 +183,7 @@ function closedBucket(id: bigint, metric: string, i: number, value: number | Buc
   const sum = f.sum ?? 0;
   return {
     seriesId: id,
-    series: { metric, tags: where.tags ?? ['host', 'a'], type: 0 },
+    series: { metric, tags: where.tags ?? ['host', 'a'], tenant: '', type: 0 },
     widthMs: W,
     startMs: i * W,
     count,
@@ -330,6 +330,7 @@ describe('threshold rules', () => {
       status: 'firing',
       metric: 'm',
       tags: ['host', 'x', 'env', 'prod'],
+      tenant: '',
       value: 6,
       score: null,
       startsAtMs: 2 * W,
@@ -509,6 +510,7 @@ describe('absent rules', () => {
         status: 'firing',
         metric: 'm',
         tags: ['host', 'a'],
+        tenant: '',
         value: Number.NaN,
         score: null,
         startsAtMs: 4 * W,

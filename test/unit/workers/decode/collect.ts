@@ -56,6 +56,7 @@ export function decode(
     {
       point(metric, tags, value, tsMs, type, pointIndex) {
         points.push({ metric, tags: [...tags], value, tsMs, type, pointIndex });
+        return null;
       },
     },
     {

@@ -81,7 +81,7 @@ describe.each(Object.keys(SEEDS) as (keyof typeof SEEDS)[])('decoder fuzz: %s', 
         },
       };
       try {
-        decodeMessage(bytes, 0, bytes.length, format === 'influx' ? 'influx' : format, CTX, { point: (m, t, v, ts) => sink.point(m, t, v, ts) }, rejects);
+        decodeMessage(bytes, 0, bytes.length, format === 'influx' ? 'influx' : format, CTX, { point: (m, t, v, ts) => (sink.point(m, t, v, ts), null) }, rejects);
       } catch (err) {
         throw new Error(`case ${i} (${Buffer.from(bytes).toString('base64')}) threw: ${(err as Error).message}`);
       }

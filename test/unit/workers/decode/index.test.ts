@@ -175,6 +175,7 @@ describe('robustness', () => {
             if (metric.length === 0 || tags.length % 2 !== 0 || !Number.isFinite(value) || !Number.isInteger(tsMs) || (type !== 0 && type !== 1) || !Number.isInteger(pointIndex)) {
               throw new Error(`malformed point ${JSON.stringify([metric, tags, value, tsMs, type, pointIndex])}`);
             }
+            return null;
           },
         }, { reject() {} }),
       ).not.toThrow();

@@ -18,6 +18,7 @@ describe('RowBinary encoders', () => {
         metric: 'system.cpu.usage_total',
         'tags.key': ['host', 'région'],
         'tags.value': ['a', 'é'],
+        tenant: '',
         type: 2,
         ts: 1_700_000_000,
         ts_ms: 1_700_000_000_999n,
@@ -27,7 +28,7 @@ describe('RowBinary encoders', () => {
         source_offset: BigInt(2 ** 40 + 7),
         point_index: 4,
       },
-      { series_id: 1n, metric: 'm', 'tags.key': [], 'tags.value': [], type: 1, ts: 1, ts_ms: 1000n, value: 0.1, source_topic: 't', source_partition: 0, source_offset: 0n, point_index: 0 },
+      { series_id: 1n, metric: 'm', 'tags.key': [], 'tags.value': [], tenant: '', type: 1, ts: 1, ts_ms: 1000n, value: 0.1, source_topic: 't', source_partition: 0, source_offset: 0n, point_index: 0 },
     ]);
   });
 
@@ -50,6 +51,7 @@ describe('RowBinary encoders', () => {
         metric: 'cpu',
         'tags.key': ['host'],
         'tags.value': ['a'],
+        tenant: '',
         type: 1,
         width_s: 60,
         bucket_start: 1_700_000_040,
@@ -97,6 +99,7 @@ describe('RowBinary encoders', () => {
       metric: 'lat',
       'tags.key': [],
       'tags.value': [],
+      tenant: '',
       type: 1,
       width_s: 10,
       bucket_start: 20,

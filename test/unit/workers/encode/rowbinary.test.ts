@@ -17,12 +17,12 @@ describe('RowBinaryWriter', () => {
     w.uint64(2 ** 40 + 7);
     w.int64(-1_700_000_000_123);
     w.float64(-12.5);
-    writeSeries(w, 0xfedcba9876543210n, 'cpu', ['host', 'a', 'région', 'é']);
+    writeSeries(w, 0xfedcba9876543210n, 'cpu', ['host', 'a', 'région', 'é'], 'acme');
     w.string('');
-    // 1 + (1 + 4) + 4 + (1 + 40) + 8 + 8 + 8 + (8 + 4 + 1 + 5 + 8 + 1 + 2 + 3) + 1
-    expect(w.length).toBe(108);
+    // 1 + (1 + 4) + 4 + (1 + 40) + 8 + 8 + 8 + (8 + 4 + 1 + 5 + 8 + 1 + 2 + 3 + 5) + 1
+    expect(w.length).toBe(113);
     const body = w.finish();
-    expect(body.byteLength).toBe(108);
+    expect(body.byteLength).toBe(113);
     const columns = [
       ['u8', 'UInt8'],
       ['short', 'String'],
@@ -35,6 +35,7 @@ describe('RowBinaryWriter', () => {
       ['metric', 'String'],
       ['tags.key', 'Array(String)'],
       ['tags.value', 'Array(String)'],
+      ['tenant', 'String'],
       ['empty', 'String'],
     ] as const;
     expect(decodeRowBinary(body, columns, { rawStrings: ['raw'] })).toEqual([
@@ -50,6 +51,7 @@ describe('RowBinaryWriter', () => {
         metric: 'cpu',
         'tags.key': ['host', 'région'],
         'tags.value': ['a', 'é'],
+        tenant: 'acme',
         empty: '',
       },
     ]);
@@ -211,12 +213,12 @@ describe('points rows with the series columns cached', () => {
 describe('readSeries', () => {
   it('reads back what writeSeries wrote: ids to 2^64 - 1, no tags, long and non-ASCII strings, empty strings', () => {
     const long = 'x'.repeat(300);
-    const cases: [bigint, string, string[]][] = [
-      [0n, 'm', []],
-      [2n ** 64n - 1n, 'cpu', ['host', 'a', 'region', 'eu-west-1']],
-      [12345678901234567n, `température.${long}`, ['', '', 'clé', 'värde ✓', long, '😀']],
+    const cases: [bigint, string, string[], string][] = [
+      [0n, 'm', [], ''],
+      [2n ** 64n - 1n, 'cpu', ['host', 'a', 'region', 'eu-west-1'], 'acme'],
+      [12345678901234567n, `température.${long}`, ['', '', 'clé', 'värde ✓', long, '😀'], 'team_b-2'],
     ];
-    for (const [id, metric, tags] of cases) expect(readSeries(encodeSeries(id, metric, tags))).toEqual({ id, metric, tags });
+    for (const [id, metric, tags, tenant] of cases) expect(readSeries(encodeSeries(id, metric, tags, tenant))).toEqual({ id, metric, tags, tenant });
   });
 
   it('fails with the byte where truncated columns end instead of reading past them', () => {
@@ -229,7 +231,7 @@ describe('readSeries', () => {
     for (let round = 0; round < 3; round++) {
       for (let i = 0; i < 200; i++) {
         const tags = ['host', `host-${i}`, 'region', i % 2 ? 'eu-west-1' : 'us-east-1'];
-        expect(readSeries(encodeSeries(BigInt(i), `m${i % 7}`, tags), interner)).toEqual({ id: BigInt(i), metric: `m${i % 7}`, tags });
+        expect(readSeries(encodeSeries(BigInt(i), `m${i % 7}`, tags), interner)).toEqual({ id: BigInt(i), metric: `m${i % 7}`, tags, tenant: '' });
       }
     }
     for (const s of ['', 'a', 'é', '😀', 'x'.repeat(500)]) expect(interner.intern(`${s}`)).toBe(s);
