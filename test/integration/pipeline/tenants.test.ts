@@ -58,6 +58,8 @@ describe('tenants (real Kafka and ClickHouse)', () => {
       shared.push({ key: 'h', value: point(i, v, { host: 'h1', tenant: 'gamma' }) }); // by tag
       shared.push({ key: 'h', value: point(i, v, { host: 'h1' }), headers: { 'vigil-tenant': 'beta' } }); // by header
       acme.push({ key: 'h', value: point(i, v, { host: 'h1' }) }); // by topic
+      // Not keyed: through the repartition topic, the tenant travelling with the series.
+      shared.push({ key: null, value: point(i, 10, { host: 'h1' }), headers: { 'vigil-tenant': 'delta' } });
     });
     // Refused: a tag against its header; a tag against the topic; a header against the topic; a bad name.
     shared.push({ key: 'h', value: point(0, 1, { host: 'h2', tenant: 'gamma' }), headers: { 'vigil-tenant': 'beta' } });
@@ -66,10 +68,12 @@ describe('tenants (real Kafka and ClickHouse)', () => {
     shared.push({ key: 'h', value: point(0, 1, { host: 'h2', tenant: 'no spaces' }) });
     // Taken: a tag naming the topic's own tenant.
     acme.push({ key: 'h', value: point(0, 7, { host: 'h3', tenant: 'acme' }) });
+    // The repartition topic's watermark is its sources' least: the acme topic forwards a point too.
+    acme.push({ key: null, value: point(4, 7, { host: 'h4' }) });
     await send(topic, shared);
     await send(acmeTopic, acme);
 
-    await waitFor('every good point stored', async () => (await res.scalar(`SELECT count() FROM ${db}.points_dedup`)) >= 4 * steps.length + 1, 60_000, 250);
+    await waitFor('every good point stored', async () => (await res.scalar(`SELECT count() FROM ${db}.points_dedup`)) >= 5 * steps.length + 2, 60_000, 250);
     const rs = await res.clickhouse().query({
       query: `SELECT tenant, toString(series_id) AS id, count() AS n, any(\`tags.key\`) AS keys FROM ${db}.points_dedup WHERE \`tags.value\` = ['h1'] GROUP BY tenant, series_id ORDER BY tenant`,
       format: 'JSONEachRow',
@@ -79,11 +83,12 @@ describe('tenants (real Kafka and ClickHouse)', () => {
       ['', 5, ['host']],
       ['acme', 5, ['host']],
       ['beta', 5, ['host']],
+      ['delta', 5, ['host']],
       ['gamma', 5, ['host']], // the tag left the tags
     ]);
     // Series ids: the default tenant's as before tenants existed; a named tenant's with its name.
     const tags = sortTags(['host', 'h1']);
-    expect(byTenant.map((r) => r.id)).toEqual([seriesId('tenant.cpu', tags), seriesId('tenant.cpu', tags, 'acme'), seriesId('tenant.cpu', tags, 'beta'), seriesId('tenant.cpu', tags, 'gamma')].map(String));
+    expect(byTenant.map((r) => r.id)).toEqual([seriesId('tenant.cpu', tags), seriesId('tenant.cpu', tags, 'acme'), seriesId('tenant.cpu', tags, 'beta'), seriesId('tenant.cpu', tags, 'delta'), seriesId('tenant.cpu', tags, 'gamma')].map(String));
     expect(await res.scalar(`SELECT count() FROM ${db}.points_dedup WHERE tenant = 'acme' AND \`tags.value\` = ['h3']`)).toBe(1);
 
     // Four claims refused, each a dead letter naming the tenant code.
@@ -97,12 +102,12 @@ describe('tenants (real Kafka and ClickHouse)', () => {
     expect(reasons).toContain('"no spaces": expected a tenant name');
 
     // Rollups and metric_rollups per tenant.
-    await waitFor('the rollups of every tenant', async () => (await res.scalar(`SELECT uniqExact(tenant) FROM ${db}.rollups_merged`)) === 4, 30_000, 250);
+    await waitFor('the rollups of every tenant', async () => (await res.scalar(`SELECT uniqExact(tenant) FROM ${db}.rollups_merged`)) === 5, 30_000, 250);
     const rollups = await res.clickhouse().query({ query: `SELECT tenant, sum(count) AS n FROM ${db}.rollups_merged WHERE \`tags.value\` = ['h1'] GROUP BY tenant ORDER BY tenant`, format: 'JSONEachRow' });
     // Buckets 0-3 closed (bucket 4 waits for a point past its end).
-    expect((await rollups.json<{ tenant: string; n: string }>()).map((r) => [r.tenant, Number(r.n)])).toEqual([['', 4], ['acme', 4], ['beta', 4], ['gamma', 4]]);
+    expect((await rollups.json<{ tenant: string; n: string }>()).map((r) => [r.tenant, Number(r.n)])).toEqual([['', 4], ['acme', 4], ['beta', 4], ['delta', 4], ['gamma', 4]]);
     const perMetric = await res.clickhouse().query({ query: `SELECT tenant, countMerge(count) AS n FROM ${db}.metric_rollups GROUP BY tenant ORDER BY tenant`, format: 'JSONEachRow' });
-    expect((await perMetric.json<{ tenant: string; n: string }>()).map((r) => [r.tenant, Number(r.n)])).toEqual([['', 5], ['acme', 6], ['beta', 5], ['gamma', 5]]);
+    expect((await perMetric.json<{ tenant: string; n: string }>()).map((r) => [r.tenant, Number(r.n)])).toEqual([['', 5], ['acme', 7], ['beta', 5], ['delta', 5], ['gamma', 5]]);
 
     // One alert episode per tenant, each event naming its tenant; the table's column too.
     const alertsTopic = env['VIGIL_KAFKA_ALERTS_TOPIC'] as string;

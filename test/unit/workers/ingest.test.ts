@@ -207,3 +207,42 @@ describe('series cache (by the series as it arrives)', () => {
     expect(ids()).toEqual([a, b, a, b]);
   });
 });
+
+describe('ingest task: tenants (issue 18)', () => {
+  const tagged = (name: string, tags: Record<string, string>) => `{"name":"${name}","value":1,"timestamp":${NOW},"tags":${JSON.stringify(tags)}}`;
+  const tenantRows = (body: Uint8Array) => decodeRowBinary(body, POINT_COLUMNS).map((r) => ({ metric: r['metric'], tenant: r['tenant'], keys: r['tags.key'], id: r['series_id'] }));
+
+  it('takes the tag out of the tags, then the header, then the topic; the same metric and tags in two tenants are two series', () => {
+    const t = task([tagged('a', { host: 'h', tenant: 'gamma' }), tagged('b', { host: 'h' }), tagged('c', { host: 'h' }), 'cpu,host=h,tenant=gamma v=1']);
+    t.tenancy = { tag: 'tenant', topic: '', header: 'vigil-tenant', headers: ['', 'beta', '', ''] };
+    const r = ingest(t);
+    expect(r.rejects).toEqual([]);
+    const tags = sortTags(['host', 'h']);
+    expect(tenantRows(r.body)).toEqual([
+      { metric: 'a', tenant: 'gamma', keys: ['host'], id: seriesId('a', tags, 'gamma') },
+      { metric: 'b', tenant: 'beta', keys: ['host'], id: seriesId('b', tags, 'beta') },
+      { metric: 'c', tenant: '', keys: ['host'], id: seriesId('c', tags) },
+      { metric: 'cpu.v', tenant: 'gamma', keys: ['host'], id: seriesId('cpu.v', tags, 'gamma') },
+    ]);
+    expect(seriesId('a', tags, 'gamma')).not.toBe(seriesId('a', tags));
+  });
+
+  it('a topic\'s tenant is every point\'s: a tag or header claiming another is refused, one naming it is taken', () => {
+    const t = task([tagged('a', { tenant: 'beta' }), tagged('b', {}), tagged('c', { tenant: 'acme' }), 'cpu,tenant=beta v=1,w=2\ncpu v=3', tagged('d', { tenant: 'bad name' })]);
+    t.tenancy = { tag: 'tenant', topic: 'acme', header: 'vigil-tenant', headers: ['', 'beta', '', '', ''] };
+    const r = ingest(t);
+    expect(r.rejects.map((x) => [x.message, x.code, x.count])).toEqual([
+      [0, 'VIGIL_ERR_DECODE_TENANT', 1],
+      [1, 'VIGIL_ERR_DECODE_TENANT', 1],
+      [3, 'VIGIL_ERR_DECODE_TENANT', 1],
+      [4, 'VIGIL_ERR_DECODE_TENANT', 1],
+    ]);
+    expect(r.rejects[0]?.reason).toContain('tag "tenant" claims tenant "beta", but the topic "t" is tenant "acme"\'s');
+    expect(r.rejects[1]?.reason).toBe('header "vigil-tenant" claims tenant "beta", but the topic is tenant "acme"\'s');
+    expect(r.rejects[2]?.line).toBe(1);
+    expect(tenantRows(r.body).map((x) => [x.metric, x.tenant])).toEqual([
+      ['c', 'acme'],
+      ['cpu.v', 'acme'],
+    ]);
+  });
+});
