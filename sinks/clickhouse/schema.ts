@@ -277,7 +277,6 @@ export const MIGRATIONS: readonly Migration[] = [
     // the DROP and the CREATE a reader of the view gets an error, and on a live upgrade the
     // points another (older) instance inserts then are not in metric_rollups (README "Tenants").
     statements: (db, _caps, cluster = '') => [
-      ...(cluster ? [`ALTER TABLE ${db}.points_in ADD COLUMN tenant String DEFAULT ''`] : []),
       `DROP TABLE IF EXISTS ${db}.points_dedup`,
       `CREATE VIEW IF NOT EXISTS ${db}.points_dedup AS SELECT * FROM ${db}.points FINAL`,
       `DROP TABLE IF EXISTS ${db}.rollups_merged`,
@@ -291,8 +290,20 @@ export const MIGRATIONS: readonly Migration[] = [
       `DROP TABLE IF EXISTS ${db}.incidents_dedup`,
       `CREATE VIEW IF NOT EXISTS ${db}.incidents_dedup AS SELECT * FROM ${db}.incidents FINAL`,
       `DROP TABLE IF EXISTS ${db}.metric_rollups_mv`,
+      // On a cluster, points_in (Null: it holds nothing) is made again with the tenant, and its
+      // views with it: 18.16 runs no ALTER ON CLUSTER of a table that is not replicated on a
+      // cluster of replicas. An insert in between fails and is retried.
+      ...(cluster
+        ? [
+            `DROP TABLE IF EXISTS ${db}.points_in_mv`,
+            `DROP TABLE IF EXISTS ${db}.points_marks_mv`,
+            `DROP TABLE IF EXISTS ${db}.points_in`,
+            `CREATE TABLE IF NOT EXISTS ${db}.points_in (\n  ${tableColumns(POINT_COLUMNS, BASELINE)}\n) ENGINE = Null`,
+            `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.points_in_mv TO ${db}.points AS SELECT ${columnList(POINT_COLUMNS)} FROM ${db}.points_in`,
+            marksView(db, 'points_in'),
+          ]
+        : []),
       metricRollupsView(db, cluster ? 'points_in' : 'points', true),
-      ...(cluster ? [`DROP TABLE IF EXISTS ${db}.points_in_mv`, `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.points_in_mv TO ${db}.points AS SELECT ${columnList(POINT_COLUMNS)} FROM ${db}.points_in`] : []),
     ],
   },
 ];

@@ -38,6 +38,15 @@ describe('Alertmanager mapping', () => {
     expect(alertmanagerLabels(a)).toEqual(alertmanagerLabels(b));
   });
 
+  it('labels a named tenant\'s alert with its tenant, over a tag of that name; the default tenant\'s with none', () => {
+    expect(alertmanagerLabels(alertEvent({ tenant: 'acme', series: { metric: 'cpu', tags: { tenant: 'other', host: 'a' } } }))).toMatchObject({ tenant: 'acme', host: 'a' });
+    expect(alertmanagerLabels(alertEvent({ tenant: '' }))).not.toHaveProperty('tenant');
+    // An event written before tenants existed has no field: the default tenant's.
+    const old = alertEvent();
+    delete (old as Partial<typeof old>).tenant;
+    expect(alertmanagerLabels(old)).not.toHaveProperty('tenant');
+  });
+
   it('uses the rule id as alertname when the rule has no name', () => {
     expect(alertmanagerLabels(alertEvent({ rule: { id: 'r1', name: '', kind: 'absent' } }))['alertname']).toBe('r1');
   });
