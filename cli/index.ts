@@ -23,6 +23,8 @@ import { readHistory, trainCsv, trainSeries } from '../models/train.js';
 import { exportBytes, exportTable } from '../sinks/clickhouse/export.js';
 import { capacity, capacityTable } from '../sinks/clickhouse/capacity.js';
 import { correlate, correlationTable } from '../sinks/clickhouse/correlate.js';
+import { syncTenants } from '../sinks/clickhouse/tenants.js';
+import { ClickHouseSink } from '../sinks/clickhouse/index.js';
 import { clock, DEMO_WIDTH_SECONDS, recap, storyLine } from './demo.js';
 import type { AlertEvent } from '../sinks/alerts/event.js';
 
@@ -82,6 +84,12 @@ Commands:
       --threshold R         |r| at or above which a pair is reported (default 0.7)
       --max-lag N           lags tried, in buckets either way (default 5)
       --json                one JSON object per pair instead of the table
+  tenants sync              read isolation per tenant (README "Tenants"): for each tenant a
+                            read-only ClickHouse user tenant_<T> that reads only its rows,
+                            through its database <db>_tenant_<T>; password made once into
+                            <dataDir>/tenants/<T>.password
+      --tenant T            this tenant (repeatable; default: the named tenants of points and
+                            tenants.topics)
   dashboards [--output DIR]  write the Grafana dashboards over the ClickHouse tables (for the
                             grafana-clickhouse-datasource plugin, data source uid
                             "clickhouse") for the configured database and score threshold
@@ -156,6 +164,7 @@ async function main(argv: string[]): Promise<number> {
       with: { type: 'string' },
       since: { type: 'string' },
       'max-lag': { type: 'string' },
+      tenant: { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -207,6 +216,9 @@ async function main(argv: string[]): Promise<number> {
       return capacityCommand(config, values);
     case 'correlate':
       return correlateCommand(config, values);
+    case 'tenants':
+      if (sub !== 'sync') throw new VigilError('VIGIL_ERR_CLI_USAGE', `vigil tenants ${JSON.stringify(sub ?? null)}: expected sync`);
+      return tenantsSyncCommand(config, values);
     default:
       throw new VigilError('VIGIL_ERR_CLI_USAGE', `unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
   }
@@ -365,6 +377,28 @@ async function trainCommand(config: VigilConfig, values: Record<string, unknown>
     }
   }
   console.log(JSON.stringify({ output, ...metadata }, null, 2));
+  return 0;
+}
+
+async function tenantsSyncCommand(config: VigilConfig, values: Record<string, unknown>): Promise<number> {
+  const sink = new ClickHouseSink(config.clickhouse);
+  // Migrated first: the tenant databases read the tenant column.
+  await sink.start();
+  try {
+    const synced = await syncTenants(sink.client, {
+      db: config.clickhouse.database,
+      readCluster: config.tenants.readCluster,
+      cluster: config.clickhouse.cluster,
+      usersDir: config.tenants.usersDir || infra.localUsersDir(config),
+      secretsDir: join(config.dataDir, 'tenants'),
+      ...(values['tenant'] ? { tenants: values['tenant'] as string[] } : {}),
+      topicTenants: Object.values(config.tenants.topics),
+    });
+    for (const t of synced) console.log(`tenant ${t.tenant}: user ${t.user}, database ${t.database}, password in ${t.passwordFile}`);
+    if (synced.length === 0) console.log('no named tenant in points or tenants.topics: nothing to sync');
+  } finally {
+    await sink.close();
+  }
   return 0;
 }
 

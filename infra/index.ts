@@ -9,7 +9,7 @@ import { installPythonTools, services, toolsMissing, type Service } from './serv
 
 export { venvPython } from './services.js';
 
-export { projectRoot } from './services.js';
+export { localUsersDir, projectRoot } from './services.js';
 
 export type ServiceName = Service['name'];
 

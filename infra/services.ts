@@ -100,6 +100,14 @@ function proc(dir: string, name: string): ManagedProcess {
   return { pidFile: join(dir, `${name}.pid`), logFile: join(dir, 'logs', `${name}.log`), marker: dir };
 }
 
+/** Text for an XML element's content. */
+const xmlText = (s: string): string => s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
+
+/** Where the local stack's ClickHouse reads extra users from (`tenants.usersDir` when empty). */
+export function localUsersDir(config: VigilConfig): string {
+  return join(config.dataDir, 'clickhouse-users', 'users.d');
+}
+
 export function services(config: VigilConfig): Service[] {
   const dir = config.dataDir;
   const infra = config.infra;
@@ -253,12 +261,12 @@ export function services(config: VigilConfig): Service[] {
         return {
           command: 'clickhouse-server',
           args: [
-            `--config-file=${replicas > 1 ? clusterConfig(chDir, k) : '/etc/clickhouse-server/config.xml'}`,
+            `--config-file=${serverConfig(chDir, k)}`,
             '--',
             `--path=${chDir}/`,
             `--tmp_path=${chDir}/tmp/`,
             `--user_files_path=${chDir}/user_files/`,
-            '--users_config=/etc/clickhouse-server/users.xml',
+            `--users_config=${usersConfig()}`,
             `--logger.log=${join(dir, 'logs', `${logName}.log`)}`,
             `--logger.errorlog=${join(dir, 'logs', `${logName}.err.log`)}`,
             `--http_port=${ports.http}`,
@@ -284,24 +292,45 @@ export function services(config: VigilConfig): Service[] {
   };
 
   /**
-   * The packaged config.xml with the cluster's sections filled in (its empty `zookeeper` and
-   * `macros` placeholders replaced, the cluster added to `remote_servers` beside the packaged test
-   * clusters); written beside the server's data.
+   * The packaged config.xml with the local stack's sections filled in, written beside the
+   * server's data: `tenants.readCluster` in `remote_servers` (the local servers, with Vigil's
+   * credentials: what the tenant databases of `vigil tenants sync` read through), and with
+   * replicas the cluster itself (its empty `zookeeper` and `macros` placeholders replaced, the
+   * cluster added beside the packaged test clusters).
    */
-  const clusterConfig = (chDir: string, k: number): string => {
+  const serverConfig = (chDir: string, k: number): string => {
     const replicasXml = Array.from({ length: replicas }, (_, i) => `<replica><host>${chUrl.hostname}</host><port>${infra.clickhouseTcpPort + i}</port></replica>`).join('');
-    const edits: [RegExp, string][] = [
-      [/<remote_servers[^>]*>/, `<remote_servers><${clusterName}><shard><internal_replication>true</internal_replication>${replicasXml}</shard></${clusterName}>`],
-      [/<zookeeper[^>]*\/>/, `<zookeeper><node><host>127.0.0.1</host><port>${infra.zookeeperPort}</port></node></zookeeper>`],
-      [/<macros[^>]*\/>/, `<macros><shard>1</shard><replica>r${k + 1}</replica></macros>`],
-    ];
+    const credentials = `<user>${xmlText(config.clickhouse.username)}</user><password>${xmlText(config.clickhouse.password)}</password>`;
+    const tenantReplicas = Array.from({ length: replicas }, (_, i) => `<replica><host>${chUrl.hostname}</host><port>${infra.clickhouseTcpPort + i}</port>${credentials}</replica>`).join('');
+    const tenantCluster = `<${config.tenants.readCluster}><shard><internal_replication>true</internal_replication>${tenantReplicas}</shard></${config.tenants.readCluster}>`;
+    const edits: [RegExp, string][] =
+      replicas > 1
+        ? [
+            [/<remote_servers[^>]*>/, `<remote_servers>${tenantCluster}<${clusterName}><shard><internal_replication>true</internal_replication>${replicasXml}</shard></${clusterName}>`],
+            [/<zookeeper[^>]*\/>/, `<zookeeper><node><host>127.0.0.1</host><port>${infra.zookeeperPort}</port></node></zookeeper>`],
+            [/<macros[^>]*\/>/, `<macros><shard>1</shard><replica>r${k + 1}</replica></macros>`],
+          ]
+        : [[/<remote_servers[^>]*>/, `<remote_servers>${tenantCluster}`]];
     let xml = readFileSync('/etc/clickhouse-server/config.xml', 'utf8');
     for (const [re, replacement] of edits) {
-      if (!re.test(xml)) throw new VigilError('VIGIL_ERR_INFRA_START', `/etc/clickhouse-server/config.xml has no ${re.source}: not the 18.16 package layout the cluster config is written from`);
+      if (!re.test(xml)) throw new VigilError('VIGIL_ERR_INFRA_START', `/etc/clickhouse-server/config.xml has no ${re.source}: not the 18.16 package layout the server config is written from`);
       xml = xml.replace(re, replacement);
     }
     const file = join(chDir, 'config.xml');
     writeFileSync(file, xml);
+    return file;
+  };
+
+  /**
+   * The packaged users.xml, copied where Vigil may write beside it: `vigil tenants sync` writes a
+   * file per tenant user into the `users.d` directory next to it (`tenants.usersDir`), which the
+   * server merges in and re-reads while running. One for every local replica.
+   */
+  const usersConfig = (): string => {
+    const usersDir = join(dir, 'clickhouse-users');
+    mkdirSync(join(usersDir, 'users.d'), { recursive: true });
+    const file = join(usersDir, 'users.xml');
+    writeFileSync(file, readFileSync('/etc/clickhouse-server/users.xml', 'utf8'));
     return file;
   };
 

@@ -8,6 +8,7 @@ import { encodeSeries } from './encode/rowbinary.js';
 import { hashCanonical, canonicalSeries, sortTags } from './series.js';
 import { FORWARD_CHUNK_BYTES, SKIPPED, type ForwardBatch, type IngestResult, type IngestTask, type TaskTenancy } from './ingest-task.js';
 import { RejectCollector } from './rejects.js';
+import { TENANT_NAME } from './tenant.js';
 import { batchBuffers, ShardCollector } from './shard-task.js';
 
 export { SKIPPED } from './ingest-task.js';
@@ -105,11 +106,6 @@ function seriesByKey(cache: SeriesCache, metric: string, tags: readonly string[]
   return entry;
 }
 
-/**
- * A tenant's name (issue 18): what ClickHouse user and database names are made of in
- * `vigil tenants sync`, so one check at the door. '' is the default tenant, never named.
- */
-export const TENANT_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
 /** A point's tenant tag taken out of its tags: the tenant, and the tags without it. */
 interface TenantTag {

@@ -130,6 +130,8 @@ export interface VigilConfig {
     readonly tag: string;
     readonly header: string;
     readonly topics: Readonly<Record<string, string>>;
+    readonly usersDir: string;
+    readonly readCluster: string;
   };
   readonly limits: {
     readonly maxTagsPerPoint: number;

@@ -600,6 +600,19 @@ export const configSchema = {
           default: {},
           additionalProperties: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' },
         },
+        usersDir: {
+          type: 'string',
+          description:
+            'Directory the ClickHouse server merges extra users from (`users.d` beside its users config), where `vigil tenants sync` writes a file per tenant user; empty: the local stack\'s (`<dataDir>/clickhouse-users/users.d`). On a server of your own, a directory Vigil can write that the server reads.',
+          default: '',
+        },
+        readCluster: {
+          type: 'string',
+          minLength: 1,
+          description:
+            'Cluster in the server\'s `remote_servers` (one shard: the servers Vigil writes to, with Vigil\'s credentials) through which the tenant databases of `vigil tenants sync` read (18.16 checks a view\'s tables against the reading user; a Distributed table reads as the cluster\'s user). The local stack defines it.',
+          default: 'vigil_tenants',
+        },
       },
     },
     infra: {

@@ -1,0 +1,5 @@
+/**
+ * A tenant's name (issue 18): what ClickHouse user and database names are made of in
+ * `vigil tenants sync`, so one check at the door. '' is the default tenant, never named.
+ */
+export const TENANT_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
