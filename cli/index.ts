@@ -393,6 +393,7 @@ async function tenantsSyncCommand(config: VigilConfig, values: Record<string, un
       secretsDir: join(config.dataDir, 'tenants'),
       ...(values['tenant'] ? { tenants: values['tenant'] as string[] } : {}),
       topicTenants: Object.values(config.tenants.topics),
+      connect: (username, password) => createClient({ ...clickhouseConnection(config.clickhouse), username, password }),
     });
     for (const t of synced) console.log(`tenant ${t.tenant}: user ${t.user}, database ${t.database}, password in ${t.passwordFile}`);
     if (synced.length === 0) console.log('no named tenant in points or tenants.topics: nothing to sync');

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { VigilError } from '../../core/errors.js';
@@ -133,6 +133,12 @@ export interface SyncOptions {
   /** The tenants: named ones of `points` and of `tenants.topics`, when not given. */
   tenants?: readonly string[];
   topicTenants: readonly string[];
+  /**
+   * A connection as a tenant user: each is tried until the server has loaded it (it re-reads
+   * users.d on its own schedule), or `loadTimeoutMs` passes (an error naming `usersDir`).
+   */
+  connect: (user: string, password: string) => ClickHouseClient;
+  loadTimeoutMs?: number;
 }
 
 /**
@@ -149,15 +155,48 @@ export async function syncTenants(client: ClickHouseClient, o: SyncOptions): Pro
   for (const t of tenants) if (!TENANT_NAME.test(t)) throw new VigilError('VIGIL_ERR_CLI_USAGE', `tenant ${JSON.stringify(t)}: expected a tenant name (1 to 64 of A-Z a-z 0-9 _ -, not starting with _ or -)`);
   mkdirSync(o.usersDir, { recursive: true });
   mkdirSync(o.secretsDir, { recursive: true, mode: 0o700 });
-  writeFileSync(join(o.usersDir, 'vigil-tenants.xml'), tenantCommonXml());
+  writeAtomically(join(o.usersDir, 'vigil-tenants.xml'), tenantCommonXml());
   const out: SyncedTenant[] = [];
   for (const tenant of tenants) {
     for (const query of tenantStatements(o.db, tenant, o.readCluster, o.cluster)) await client.command({ query });
     const passwordFile = join(o.secretsDir, `${tenant}.password`);
     if (!existsSync(passwordFile)) writeFileSync(passwordFile, `${randomBytes(18).toString('base64url')}\n`, { mode: 0o600 });
     const password = readFileSync(passwordFile, 'utf8').trim();
-    writeFileSync(join(o.usersDir, `vigil-tenant-${tenant}.xml`), tenantUserXml(o.db, tenant, password));
+    writeAtomically(join(o.usersDir, `vigil-tenant-${tenant}.xml`), tenantUserXml(o.db, tenant, password));
     out.push({ tenant, user: tenantUser(tenant), database: tenantDatabase(o.db, tenant), passwordFile });
   }
+  for (const t of out) await untilLoaded(o, t);
   return out;
+}
+
+/** Waits until the server lets tenant `t`'s user read its database. */
+async function untilLoaded(o: SyncOptions, t: SyncedTenant): Promise<void> {
+  const client = o.connect(t.user, readFileSync(t.passwordFile, 'utf8').trim());
+  const deadline = Date.now() + (o.loadTimeoutMs ?? 120_000);
+  try {
+    for (;;) {
+      try {
+        await (await client.query({ query: `SELECT count() FROM \`${t.database}\`.alerts`, format: 'JSONEachRow' })).json();
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) {
+          throw new VigilError('VIGIL_ERR_CLICKHOUSE_SCHEMA', `tenant ${t.tenant}: the server has not loaded user ${t.user} from ${o.usersDir} (${(err as Error).message.split('\n')[0]}): is tenants.usersDir the users.d directory of the server's users config?`, { cause: err });
+        }
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  } finally {
+    await client.close();
+  }
+}
+
+/**
+ * A users.d file written whole or not at all: the server re-reads the directory on its own
+ * schedule, and a half-written file it read once (a parse error: the old users kept) would not
+ * be read again until its time stamp changed.
+ */
+function writeAtomically(file: string, text: string): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, file);
 }
