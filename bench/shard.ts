@@ -83,7 +83,7 @@ async function run(stages: Stages, work: ReturnType<typeof tasks>): Promise<{ cp
       nowMs: Date.now(),
       seriesIdleMs: 3_600_000,
       stateIntervalMs,
-      maxSeries: Infinity,
+      maxSeries: Infinity, maxTenantSeries: Infinity,
       rollups,
       models,
       alerts: alerts && n > 0 ? { ...alerts, text: null, active: null } : alerts,

@@ -34,7 +34,7 @@ async function run(): Promise<{ ms: number; stateBytes: number; stateRows: numbe
     for (let i = 0; i < seriesCount; i++) c.add(BigInt(i) * 2654435761n, 'system.cpu.usage_total', ['host', `host-${i}`], ts, 50 + 10 * Math.sin(b / 10 + i) + rand() * 5, 0, b * seriesCount + i, 0, maxTs);
     const before = maxTs;
     maxTs = ts;
-    const task: ShardTask = { kind: 'data', topic: 'bench', partition: 0, partitionMaxBeforeMs: before, partitionMaxAfterMs: maxTs, idleWatermarkMs: -Infinity, batch: c.finish(), nowMs: 0, seriesIdleMs: 3_600_000, stateIntervalMs: 0, maxSeries: Infinity, rollups, models, alerts: null, alertWidthMs: 0 };
+    const task: ShardTask = { kind: 'data', topic: 'bench', partition: 0, partitionMaxBeforeMs: before, partitionMaxAfterMs: maxTs, idleWatermarkMs: -Infinity, batch: c.finish(), nowMs: 0, seriesIdleMs: 3_600_000, stateIntervalMs: 0, maxSeries: Infinity, maxTenantSeries: Infinity, rollups, models, alerts: null, alertWidthMs: 0 };
     const t0 = process.cpuUsage();
     const r: ShardResult = track(task);
     const t = process.cpuUsage(t0);

@@ -46,7 +46,7 @@ for (let round = 0; round < rounds; round++) {
       c.add(BigInt(i) * 2654435761n, 'system.cpu.usage_total', ['host', `host-${i}`, 'region', 'eu-west-1'], ts, i % 100, 0, offset++, 0, maxTs);
       if (ts > maxTs) maxTs = ts;
     }
-    const task: ShardTask = { kind: 'data', topic: 'state', partition: 0, partitionMaxBeforeMs: maxTs, partitionMaxAfterMs: maxTs, idleWatermarkMs: -Infinity, batch: c.finish(), nowMs: Date.now(), seriesIdleMs: 3_600_000, stateIntervalMs: config.models.stateIntervalSeconds * 1000, maxSeries: Infinity, rollups, models, alerts: null, alertWidthMs: 0 };
+    const task: ShardTask = { kind: 'data', topic: 'state', partition: 0, partitionMaxBeforeMs: maxTs, partitionMaxAfterMs: maxTs, idleWatermarkMs: -Infinity, batch: c.finish(), nowMs: Date.now(), seriesIdleMs: 3_600_000, stateIntervalMs: config.models.stateIntervalSeconds * 1000, maxSeries: Infinity, maxTenantSeries: Infinity, rollups, models, alerts: null, alertWidthMs: 0 };
     track(task);
   }
 }

@@ -26,6 +26,7 @@ export const ErrorCodes = {
   VIGIL_ERR_LIMIT_NAME: 'A metric name is longer than limits.maxMetricNameLength.',
   VIGIL_ERR_LIMIT_FIELDS: 'A line-protocol line has more numeric or boolean fields than limits.maxFieldsPerLine.',
   VIGIL_ERR_LIMIT_CARDINALITY: 'A shard holds limits.maxSeriesPerShard series: points of new series are stored raw but not aggregated, scored or alerted on.',
+  VIGIL_ERR_LIMIT_TENANT_SERIES: 'A shard holds tenants.maxSeriesPerShard series of the tenant: points of its new series are stored raw but not aggregated, scored or alerted on.',
   VIGIL_ERR_DECODE_INTERNAL: 'Decoding a message threw (input beyond a runtime limit, such as JSON nested deeper than the stack, or a decoder bug); the message is set aside whole.',
   VIGIL_ERR_CLICKHOUSE_UNAVAILABLE: 'ClickHouse did not answer (retryable).',
   VIGIL_ERR_CLICKHOUSE_INSERT: 'ClickHouse refused an insert for a reason of its own (a missing table or column, access, memory, too many parts); retried with backoff.',

@@ -557,6 +557,7 @@ export class Ingestor {
           work.held = lowerHold(work.held, r.held);
           // A replay below storedUpTo refuses the same points again: their letter went out then.
           if (r.refused && r.refused.lastOffset >= state.storedUpTo && work.epoch === this.committer.epoch) work.outputs.push(this.sendRefused(work, shard, r.refused));
+          for (const t of r.tenantRefused) if (t.lastOffset >= state.storedUpTo && work.epoch === this.committer.epoch) work.outputs.push(this.sendRefused(work, shard, t));
         }),
       );
       state.shardsPending++;
@@ -841,11 +842,14 @@ export class Ingestor {
   /** One VIGIL_ERR_LIMIT_CARDINALITY letter per shard and task: counts, and the first refused points. */
   private async sendRefused(work: Work, shard: number, refused: RefusedPoints): Promise<void> {
     const { topic, partition } = work.range;
-    const letter = cardinalityLetter(refused, shard, this.config.limits.maxSeriesPerShard, topic, partition);
+    const tenant = refused.tenant;
+    const letter = cardinalityLetter(refused, shard, tenant === undefined ? this.config.limits.maxSeriesPerShard : this.config.tenants.maxSeriesPerShard, topic, partition);
     await this.produceDeadLetters([letter]);
-    this.metrics.deadLetters.inc({ code: 'VIGIL_ERR_LIMIT_CARDINALITY' });
-    this.metrics.rejectedItems.inc({ code: 'VIGIL_ERR_LIMIT_CARDINALITY' }, refused.points);
-    this.metrics.seriesRefused.inc({ shard: String(shard) }, refused.series);
+    const code = tenant === undefined ? 'VIGIL_ERR_LIMIT_CARDINALITY' : 'VIGIL_ERR_LIMIT_TENANT_SERIES';
+    this.metrics.deadLetters.inc({ code });
+    this.metrics.rejectedItems.inc({ code }, refused.points);
+    if (tenant === undefined) this.metrics.seriesRefused.inc({ shard: String(shard) }, refused.series);
+    else this.metrics.tenantSeriesRefused.inc({ tenant }, refused.series);
     this.counts.deadLetters++;
   }
 

@@ -136,6 +136,12 @@ export function createMetrics() {
       labelNames: ['shard'],
       registers: reg,
     }),
+    tenantSeriesRefused: new Counter({
+      name: 'vigil_tenant_series_refused_total',
+      help: 'New series of a named tenant a shard turned away at tenants.maxSeriesPerShard (counted once per task that saw them)',
+      labelNames: ['tenant'],
+      registers: reg,
+    }),
     seriesRefused: new Counter({
       name: 'vigil_series_refused_total',
       help: 'New series a shard turned away at limits.maxSeriesPerShard (counted once per task that saw them)',

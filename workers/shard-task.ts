@@ -116,6 +116,8 @@ export interface ShardTask {
    * stages (rollups, detectors, rules) and is reported in `refused` (its raw row is stored by then).
    */
   maxSeries: number;
+  /** Most series of one named tenant a shard holds (`tenants.maxSeriesPerShard`). */
+  maxTenantSeries: number;
   rollups: RollupSettings | null;
   /** Anomaly scoring of closed buckets (needs rollups). */
   models: ModelSettings | null;
@@ -174,6 +176,8 @@ export interface ShardResult {
   held: HeldOffset | null;
   /** Points of new series refused for the series limit (null: none). */
   refused: RefusedPoints | null;
+  /** Points of new series refused for their tenant's series limit, one entry per tenant. */
+  tenantRefused: RefusedPoints[];
   /** Series this task found coming from a second source partition (each counted once). */
   splits: number;
 }
@@ -187,6 +191,8 @@ export interface RefusedPoints {
   lastOffset: number;
   /** The first refused points as newline-delimited JSON points (`{"name","value","timestamp","tags"}`), up to REFUSED_SAMPLE_BYTES. */
   sample: string;
+  /** Set when refused for the tenant's own limit (`tenants.maxSeriesPerShard`), not the shard's. */
+  tenant?: string;
 }
 
 /** Bytes of refused points a shard result carries back as a sample. */
@@ -243,6 +249,7 @@ export function emptyShardResult(): ShardResult {
     counterOutOfOrder: 0,
     held: null,
     refused: null,
+    tenantRefused: [],
     splits: 0,
   };
 }

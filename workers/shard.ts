@@ -21,6 +21,8 @@ import { Forecaster, forecastLength, initForecast, type ForecastState } from '..
 interface SeriesState {
   /** The key it is held under: the rollups key their slots by the same object (one BigInt per series, not one per map). */
   id: bigint;
+  /** Its tenant ('' the default tenant): what `tenantSeries` counts it under. */
+  tenant: string;
   lastSeenMs: number;
   /** The source partition (`topic/partition`) it first came from, and whether another one sent it since. */
   source: string;
@@ -72,6 +74,20 @@ function unsavedOf(topic: string, partition: number): Unsaved {
 }
 
 const series = new Map<bigint, SeriesState>();
+/** The tenant of a restored series, until its next point names it (counted then). */
+const UNKNOWN_TENANT = '\u0000';
+/** Series held per named tenant (issue 18: `tenants.maxSeriesPerShard`). */
+const tenantSeries = new Map<string, number>();
+
+function forgetSeries(id: bigint): void {
+  const s = series.get(id);
+  if (!s) return;
+  series.delete(id);
+  if (s.tenant === '' || s.tenant === UNKNOWN_TENANT) return;
+  const n = (tenantSeries.get(s.tenant) ?? 1) - 1;
+  if (n <= 0) tenantSeries.delete(s.tenant);
+  else tenantSeries.set(s.tenant, n);
+}
 /** Forecast states read back from `detector_state`, until the series' next bucket decides whether it is still selected. */
 const restoredForecasts = new Map<bigint, ForecastState>();
 let rollups: RollupState | undefined;
@@ -269,7 +285,7 @@ function restoreSeries(task: ShardTask): ShardResult {
       const snap = readSnapshot(r.data.subarray(r.bounds[2 * i] as number, r.bounds[2 * i + 1] as number));
       // Its source is learnt from its next point.
       // A restored forecast state is kept only while the selectors still select the series: decided at its next bucket.
-      series.set(id, { id, lastSeenMs: task.nowMs, source: '', split: false, models: task.models ? snap.models : null, lastBucketMs: snap.lastBucketMs, buckets: snap.buckets, unsaved: null, forecast: undefined });
+      series.set(id, { id, tenant: UNKNOWN_TENANT, lastSeenMs: task.nowMs, source: '', split: false, models: task.models ? snap.models : null, lastBucketMs: snap.lastBucketMs, buckets: snap.buckets, unsaved: null, forecast: undefined });
       if (snap.forecast && task.models) restoredForecasts.set(id, snap.forecast);
       if (snap.rules) rules.restoreSeries(id, snap.rules);
     }
@@ -294,6 +310,7 @@ function rollupState(settings: RollupSettings): RollupState {
  */
 function resetSeries(seeds: ShardTask['seeds']): ShardResult {
   series.clear();
+  tenantSeries.clear();
   restoredForecasts.clear();
   unsavedParts.clear();
   rollups = undefined;
@@ -324,7 +341,7 @@ export function track(task: ShardTask): ShardResult {
   if (task.kind === 'restore') return restoreSeries(task);
   if (task.kind === 'save') return savePartition(task);
   const { nowMs } = task;
-  const { batch, ids, refused, splits } = admit(task);
+  const { batch, ids, refused, tenantRefused, splits } = admit(task);
   // Rules first: the buckets this task closes are collected for them.
   if (task.alerts) {
     rules.configure(task.alerts);
@@ -372,7 +389,7 @@ export function track(task: ShardTask): ShardResult {
     }
     if (unsaved.length > 0) saveSeries(states, unsaved, stateSettings, judgedWidthMs);
     for (const id of gone) {
-      series.delete(id);
+      forgetSeries(id);
       restoredForecasts.delete(id);
     }
     if (gone.size > 0) rollups?.forget(gone);
@@ -402,18 +419,20 @@ export function track(task: ShardTask): ShardResult {
     counterOutOfOrder,
     held: lowerHold(task.rollups ? (rollups as RollupState).held(task.topic, task.partition) : null, unsavedParts.get(partKey(task.topic, task.partition))?.hold ?? null),
     refused,
+    tenantRefused,
     splits,
   };
 }
 
 /**
- * Registers the task's series, up to `maxSeries` held: points of a new series past the limit are
- * taken out of the batch (a cardinality burst cannot grow this thread's state without bound) and
- * reported, with a sample, for a dead letter. Known series keep flowing; eviction of silent series
- * makes room again.
+ * Registers the task's series, up to `maxSeries` held, and up to `maxTenantSeries` of each named
+ * tenant: points of a new series past a limit are taken out of the batch (a cardinality burst
+ * cannot grow this thread's state without bound, nor one tenant's take the room of the others)
+ * and reported, with a sample, for a dead letter. Known series keep flowing; eviction of silent
+ * series makes room again.
  */
-function admit(task: ShardTask): { batch: ShardBatch; ids: bigint[]; refused: RefusedPoints | null; splits: number } {
-  const { batch, nowMs, maxSeries } = task;
+function admit(task: ShardTask): { batch: ShardBatch; ids: bigint[]; refused: RefusedPoints | null; tenantRefused: RefusedPoints[]; splits: number } {
+  const { batch, nowMs, maxSeries, maxTenantSeries } = task;
   const source = `${task.topic}/${task.partition}`;
   let splits = 0;
   // Series by series, in the order of their first points: the same ones are admitted as point by point.
@@ -421,6 +440,9 @@ function admit(task: ShardTask): { batch: ShardBatch; ids: bigint[]; refused: Re
   // The admitted series' ids as the registry holds them, by dictionary index (refused: unset).
   const ids = new Array<bigint>(batch.dictIds.length);
   let refusedSeries = 0;
+  // Per named tenant refused for its own limit: its distinct series, by dictionary index.
+  const byTenant = new Map<number, string>();
+  const tenantRefusedSeries = new Map<string, number>();
   for (let d = 0; d < batch.dictIds.length; d++) {
     const id = batch.dictIds[d] as bigint;
     const s = series.get(id);
@@ -428,6 +450,11 @@ function admit(task: ShardTask): { batch: ShardBatch; ids: bigint[]; refused: Re
       admitted[d] = 1;
       ids[d] = s.id;
       s.lastSeenMs = nowMs;
+      if (s.tenant === UNKNOWN_TENANT) {
+        // Restored: counted under its tenant now (even past the limit: it was held before).
+        s.tenant = dictEntry(batch, d).tenant;
+        if (s.tenant !== '') tenantSeries.set(s.tenant, (tenantSeries.get(s.tenant) ?? 0) + 1);
+      }
       // Judged in pieces: a producer that does not key by series, with kafka.repartition never
       // (or a key that is not a function of the series).
       if (s.source === '') s.source = source;
@@ -436,26 +463,47 @@ function admit(task: ShardTask): { batch: ShardBatch; ids: bigint[]; refused: Re
         splits++;
       }
     } else if (series.size < maxSeries) {
+      // A new series: its tenant read from its columns (once per series, not per point).
+      const tenant = dictEntry(batch, d).tenant;
+      const held = tenant === '' ? 0 : (tenantSeries.get(tenant) ?? 0);
+      if (tenant !== '' && held >= maxTenantSeries) {
+        byTenant.set(d, tenant);
+        tenantRefusedSeries.set(tenant, (tenantRefusedSeries.get(tenant) ?? 0) + 1);
+        continue;
+      }
+      if (tenant !== '') tenantSeries.set(tenant, held + 1);
       admitted[d] = 1;
       ids[d] = id;
-      series.set(id, { id, lastSeenMs: nowMs, source, split: false, models: null, lastBucketMs: Number.NaN, buckets: 0, unsaved: null, forecast: undefined });
+      series.set(id, { id, tenant, lastSeenMs: nowMs, source, split: false, models: null, lastBucketMs: Number.NaN, buckets: 0, unsaved: null, forecast: undefined });
     } else refusedSeries++;
   }
-  if (refusedSeries === 0) return { batch, ids, refused: null, splits };
+  if (refusedSeries === 0 && byTenant.size === 0) return { batch, ids, refused: null, tenantRefused: [], splits };
   const keep = new Uint8Array(batch.count);
   let refused: RefusedPoints | null = null;
+  const perTenant = new Map<string, RefusedPoints>();
+  const note = (r: RefusedPoints, i: number, offset: number) => {
+    r.points++;
+    r.lastOffset = offset;
+    if (r.sample.length < REFUSED_SAMPLE_BYTES) r.sample += `${refusedLine(batch, i)}\n`;
+  };
   for (let i = 0; i < batch.count; i++) {
-    if (admitted[batch.dictIndexes[i] as number] === 1) {
+    const d = batch.dictIndexes[i] as number;
+    if (admitted[d] === 1) {
       keep[i] = 1;
       continue;
     }
     const offset = batch.offsets[i] as number;
+    const tenant = byTenant.get(d);
+    if (tenant !== undefined) {
+      let r = perTenant.get(tenant);
+      if (!r) perTenant.set(tenant, (r = { points: 0, series: tenantRefusedSeries.get(tenant) ?? 0, firstOffset: offset, lastOffset: offset, sample: '', tenant }));
+      note(r, i, offset);
+      continue;
+    }
     refused ??= { points: 0, series: refusedSeries, firstOffset: offset, lastOffset: offset, sample: '' };
-    refused.points++;
-    refused.lastOffset = offset;
-    if (refused.sample.length < REFUSED_SAMPLE_BYTES) refused.sample += `${refusedLine(batch, i)}\n`;
+    note(refused, i, offset);
   }
-  return { batch: filterBatch(batch, keep), ids, refused, splits };
+  return { batch: filterBatch(batch, keep), ids, refused, tenantRefused: [...perTenant.values()], splits };
 }
 
 /** A refused point as a JSON point Vigil reads back (tags as an object). */

@@ -132,6 +132,7 @@ export interface VigilConfig {
     readonly topics: Readonly<Record<string, string>>;
     readonly usersDir: string;
     readonly readCluster: string;
+    readonly maxSeriesPerShard: number;
   };
   readonly limits: {
     readonly maxTagsPerPoint: number;

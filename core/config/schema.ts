@@ -606,6 +606,14 @@ export const configSchema = {
             'Directory the ClickHouse server merges extra users from (`users.d` beside its users config), where `vigil tenants sync` writes a file per tenant user; empty: the local stack\'s (`<dataDir>/clickhouse-users/users.d`). On a server of your own, a directory Vigil can write that the server reads.',
           default: '',
         },
+        maxSeriesPerShard: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 100000000,
+          description:
+            'Most series of one named tenant a shard holds state for (the default tenant has only `limits.maxSeriesPerShard`). Past it, points of the tenant\'s new series are stored raw but skip rollups, scoring and alerting, and are reported in a VIGIL_ERR_LIMIT_TENANT_SERIES dead letter (`vigil-tenant` header) and `vigil_tenant_series_refused_total{tenant}`: one tenant\'s cardinality storm cannot take the room of the others.',
+          default: 10000,
+        },
         readCluster: {
           type: 'string',
           minLength: 1,

@@ -44,6 +44,8 @@ export const DLQ_HEADERS = {
   keyDropped: 'vigil-key-dropped',
   cut: 'vigil-cut',
   rawStored: 'vigil-raw-stored',
+  /** The tenant whose own limit refused the points (VIGIL_ERR_LIMIT_TENANT_SERIES). */
+  tenant: 'vigil-tenant',
   table: 'vigil-clickhouse-table',
 } as const;
 
@@ -102,12 +104,17 @@ export function deadLetterFor(message: Pick<KafkaMessage, 'key' | 'value' | 'hea
  * the raw rows would be stored twice). Value: the first refused points as JSON lines.
  */
 export function cardinalityLetter(refused: RefusedPoints, shard: number, limit: number, topic: string, partition: number): DeadLetter {
+  const tenant = refused.tenant;
   return {
     key: null,
     value: Buffer.from(refused.sample),
     headers: {
-      [DLQ_HEADERS.code]: 'VIGIL_ERR_LIMIT_CARDINALITY',
-      [DLQ_HEADERS.reason]: `shard ${shard} holds its limit of ${limit} series (limits.maxSeriesPerShard): ${refused.points} points of ${refused.series} new series were stored raw but not aggregated, scored or alerted on`,
+      [DLQ_HEADERS.code]: tenant === undefined ? 'VIGIL_ERR_LIMIT_CARDINALITY' : 'VIGIL_ERR_LIMIT_TENANT_SERIES',
+      [DLQ_HEADERS.reason]:
+        tenant === undefined
+          ? `shard ${shard} holds its limit of ${limit} series (limits.maxSeriesPerShard): ${refused.points} points of ${refused.series} new series were stored raw but not aggregated, scored or alerted on`
+          : `shard ${shard} holds tenant ${JSON.stringify(tenant)}'s limit of ${limit} series (tenants.maxSeriesPerShard): ${refused.points} points of ${refused.series} new series of the tenant were stored raw but not aggregated, scored or alerted on`,
+      ...(tenant === undefined ? {} : { [DLQ_HEADERS.tenant]: tenant }),
       [DLQ_HEADERS.count]: String(refused.points),
       [DLQ_HEADERS.topic]: topic,
       [DLQ_HEADERS.partition]: String(partition),

@@ -46,6 +46,7 @@ describe('tenants (real Kafka and ClickHouse)', () => {
       VIGIL_ROLLUPS_ALLOWED_LATENESS_MS: '0',
       VIGIL_ROLLUPS_IDLE_TIMEOUT_MS: '86400000',
       VIGIL_PIPELINE_INSERT_LINGER_MS: '100',
+      VIGIL_TENANTS_MAX_SERIES_PER_SHARD: '2',
     });
     const t0 = Math.floor(Date.now() / MINUTE) * MINUTE - 120 * MINUTE;
     const point = (i: number, value: number, tags: Record<string, string>) => JSON.stringify({ name: 'tenant.cpu', value, timestamp: t0 + i * MINUTE + 30_000, tags });
@@ -70,10 +71,12 @@ describe('tenants (real Kafka and ClickHouse)', () => {
     acme.push({ key: 'h', value: point(0, 7, { host: 'h3', tenant: 'acme' }) });
     // The repartition topic's watermark is its sources' least: the acme topic forwards a point too.
     acme.push({ key: null, value: point(4, 7, { host: 'h4' }) });
+    // A cardinality storm of one tenant: 6 series, at most 2 per shard held (2 shards).
+    for (let h = 0; h < 6; h++) shared.push({ key: 'h', value: point(0, 1, { host: `storm-${h}` }), headers: { 'vigil-tenant': 'storm' } });
     await send(topic, shared);
     await send(acmeTopic, acme);
 
-    await waitFor('every good point stored', async () => (await res.scalar(`SELECT count() FROM ${db}.points_dedup`)) >= 5 * steps.length + 2, 60_000, 250);
+    await waitFor('every good point stored', async () => (await res.scalar(`SELECT count() FROM ${db}.points_dedup`)) >= 5 * steps.length + 2 + 6, 60_000, 250);
     const rs = await res.clickhouse().query({
       query: `SELECT tenant, toString(series_id) AS id, count() AS n, any(\`tags.key\`) AS keys FROM ${db}.points_dedup WHERE \`tags.value\` = ['h1'] GROUP BY tenant, series_id ORDER BY tenant`,
       format: 'JSONEachRow',
@@ -93,8 +96,15 @@ describe('tenants (real Kafka and ClickHouse)', () => {
 
     // Four claims refused, each a dead letter naming the tenant code.
     const dlq = env['VIGIL_KAFKA_DLQ_TOPIC'] as string;
-    const letters = await readTopic(res.kafka, dlq, 4);
-    expect(letters.map((l) => l.headers['vigil-error-code'])).toEqual(Array(4).fill('VIGIL_ERR_DECODE_TENANT'));
+    const all = await readTopic(res.kafka, dlq, 5);
+    const letters = all.filter((l) => l.headers['vigil-error-code'] === 'VIGIL_ERR_DECODE_TENANT');
+    expect(letters).toHaveLength(4);
+    // The storm's new series past its limit: stored raw, refused the stages, in a letter naming the tenant.
+    const storm = all.filter((l) => l.headers['vigil-error-code'] === 'VIGIL_ERR_LIMIT_TENANT_SERIES');
+    expect(storm.length).toBeGreaterThanOrEqual(1);
+    expect(storm.every((l) => l.headers['vigil-tenant'] === 'storm' && l.headers['vigil-raw-stored'] === 'true')).toBe(true);
+    expect(all.filter((l) => !String(l.headers['vigil-error-code']).match(/TENANT/))).toEqual([]);
+    expect(await res.scalar(`SELECT count() FROM ${db}.points_dedup WHERE tenant = 'storm'`)).toBe(6);
     const reasons = letters.map((l) => l.headers['vigil-error-reason']).join('\n');
     expect(reasons).toContain('claims tenant "gamma", but the header "vigil-tenant" is tenant "beta"');
     expect(reasons).toContain(`claims tenant "beta", but the topic "${acmeTopic}" is tenant "acme"`);
@@ -102,11 +112,11 @@ describe('tenants (real Kafka and ClickHouse)', () => {
     expect(reasons).toContain('"no spaces": expected a tenant name');
 
     // Rollups and metric_rollups per tenant.
-    await waitFor('the rollups of every tenant', async () => (await res.scalar(`SELECT uniqExact(tenant) FROM ${db}.rollups_merged`)) === 5, 30_000, 250);
+    await waitFor('the rollups of every tenant', async () => (await res.scalar(`SELECT uniqExact(tenant) FROM ${db}.rollups_merged WHERE tenant != 'storm'`)) === 5, 30_000, 250);
     const rollups = await res.clickhouse().query({ query: `SELECT tenant, sum(count) AS n FROM ${db}.rollups_merged WHERE \`tags.value\` = ['h1'] GROUP BY tenant ORDER BY tenant`, format: 'JSONEachRow' });
     // Buckets 0-3 closed (bucket 4 waits for a point past its end).
     expect((await rollups.json<{ tenant: string; n: string }>()).map((r) => [r.tenant, Number(r.n)])).toEqual([['', 4], ['acme', 4], ['beta', 4], ['delta', 4], ['gamma', 4]]);
-    const perMetric = await res.clickhouse().query({ query: `SELECT tenant, countMerge(count) AS n FROM ${db}.metric_rollups GROUP BY tenant ORDER BY tenant`, format: 'JSONEachRow' });
+    const perMetric = await res.clickhouse().query({ query: `SELECT tenant, countMerge(count) AS n FROM ${db}.metric_rollups WHERE tenant != 'storm' GROUP BY tenant ORDER BY tenant`, format: 'JSONEachRow' });
     expect((await perMetric.json<{ tenant: string; n: string }>()).map((r) => [r.tenant, Number(r.n)])).toEqual([['', 5], ['acme', 7], ['beta', 5], ['delta', 5], ['gamma', 5]]);
 
     // One alert episode per tenant, each event naming its tenant; the table's column too.

@@ -15,7 +15,7 @@ describe('ShardedPool', () => {
       // Uneven sizes so some tasks take longer than others.
       const n = i % 7 === 0 ? 2000 : 5;
       for (let k = 0; k < n; k++) c.add(BigInt(k % 50), 'm', [], 1_700_000_000_000 + i * 1000 + k, k, 0, i * 10_000 + k, 0, -Infinity);
-      const task: ShardTask = { kind: 'data', topic: 'order', partition: 0, partitionMaxBeforeMs: -Infinity, partitionMaxAfterMs: 1_700_000_000_000 + i * 1000, idleWatermarkMs: -Infinity, batch: c.finish(), nowMs: Date.now(), seriesIdleMs: 3_600_000, stateIntervalMs: 0, maxSeries: Infinity, rollups, models: null, alerts: null, alertWidthMs: 0 };
+      const task: ShardTask = { kind: 'data', topic: 'order', partition: 0, partitionMaxBeforeMs: -Infinity, partitionMaxAfterMs: 1_700_000_000_000 + i * 1000, idleWatermarkMs: -Infinity, batch: c.finish(), nowMs: Date.now(), seriesIdleMs: 3_600_000, stateIntervalMs: 0, maxSeries: Infinity, maxTenantSeries: Infinity, rollups, models: null, alerts: null, alertWidthMs: 0 };
       // The worker's rollup state throws when a share arrives behind one already applied.
       results.push(pool.runShard(0, task, []));
     }
@@ -31,7 +31,7 @@ describe('ShardedPool with a heap cap (worker resourceLimits)', () => {
       const task = (series: number, offset: number): ShardTask => {
         const c = new ShardCollector();
         for (let k = 0; k < series; k++) c.add(BigInt(offset + k), `m${offset + k}`, ['tag', `v${k}`], 1_700_000_000_000, k, 0, offset + k, 0, -Infinity);
-        return { kind: 'data', topic: 'oom', partition: 0, partitionMaxBeforeMs: -Infinity, partitionMaxAfterMs: 1_700_000_000_000, idleWatermarkMs: -Infinity, batch: c.finish(), nowMs: Date.now(), seriesIdleMs: 3_600_000, stateIntervalMs: 0, maxSeries: Infinity, rollups: { widthsMs: [10_000, 60_000], latenessMs: 0, retentionMs: 0 }, models: null, alerts: null, alertWidthMs: 0 };
+        return { kind: 'data', topic: 'oom', partition: 0, partitionMaxBeforeMs: -Infinity, partitionMaxAfterMs: 1_700_000_000_000, idleWatermarkMs: -Infinity, batch: c.finish(), nowMs: Date.now(), seriesIdleMs: 3_600_000, stateIntervalMs: 0, maxSeries: Infinity, maxTenantSeries: Infinity, rollups: { widthsMs: [10_000, 60_000], latenessMs: 0, retentionMs: 0 }, models: null, alerts: null, alertWidthMs: 0 };
       };
       // Many tasks of new series: their state outgrows 32 MiB.
       let failure: unknown;

@@ -10,7 +10,7 @@ import { STATE_COLUMNS } from '../../../workers/encode/state.js';
 import { decodeRowBinary } from '../../helpers/rowbinary.js';
 
 function task(batch: ShardTask['batch'], nowMs: number, rollups: ShardTask['rollups'] = null): ShardTask {
-  return { kind: 'data', topic: 't', partition: 0, partitionMaxBeforeMs: -Infinity, partitionMaxAfterMs: 0, idleWatermarkMs: -Infinity, batch, nowMs, seriesIdleMs: 60_000, stateIntervalMs: 0, maxSeries: Infinity, rollups, models: null, alerts: null, alertWidthMs: 0 };
+  return { kind: 'data', topic: 't', partition: 0, partitionMaxBeforeMs: -Infinity, partitionMaxAfterMs: 0, idleWatermarkMs: -Infinity, batch, nowMs, seriesIdleMs: 60_000, stateIntervalMs: 0, maxSeries: Infinity, maxTenantSeries: Infinity, rollups, models: null, alerts: null, alertWidthMs: 0 };
 }
 
 /**
@@ -96,6 +96,39 @@ describe('shard stage', () => {
     expect(again.series).toBe(1);
     expect(again.rollupRows).toBe(1);
     expect(Buffer.from(again.rollupBody).equals(Buffer.from(first.rollupBody))).toBe(true);
+  });
+
+  it('holds at most maxTenantSeries series of each named tenant: a tenant past it is refused apart, the others and the default tenant keep getting new series; eviction makes room', () => {
+    const rollups = { widthsMs: [10_000], latenessMs: 0, retentionMs: 0 };
+    const share = (points: [bigint, string][], offset: number, nowMs: number) => {
+      const c = new ShardCollector();
+      points.forEach(([id, tenant], i) => c.add(id, `m${id}`, ['k', String(id)], 1_000 + i, Number(id), 0, offset + i, 0, -Infinity, undefined, tenant));
+      return { ...task(c.finish(), nowMs, rollups), maxSeries: 100, maxTenantSeries: 2, partitionMaxAfterMs: 1_000 };
+    };
+    // acme brings four new series (a storm); beta two; the default tenant three (no tenant limit).
+    const first = track(share([[1n, 'acme'], [2n, 'acme'], [3n, 'acme'], [4n, 'acme'], [5n, 'beta'], [6n, 'beta'], [7n, ''], [8n, ''], [9n, ''], [3n, 'acme']], 100, 1_000_000));
+    expect(first.series).toBe(7);
+    expect(first.refused).toBeNull();
+    expect(first.tenantRefused).toEqual([
+      {
+        points: 3,
+        series: 2,
+        firstOffset: 102,
+        lastOffset: 109,
+        tenant: 'acme',
+        sample:
+          '{"name":"m3","value":3,"timestamp":1002,"type":"gauge","tags":{"k":"3"}}\n' +
+          '{"name":"m4","value":4,"timestamp":1003,"type":"gauge","tags":{"k":"4"}}\n' +
+          '{"name":"m3","value":3,"timestamp":1009,"type":"gauge","tags":{"k":"3"}}\n',
+      },
+    ]);
+    // beta at its own limit is refused its third series, acme's known series keep flowing.
+    const next = track({ ...share([[1n, 'acme'], [10n, 'beta']], 200, 1_000_000), partitionMaxBeforeMs: 1_000 });
+    expect(next.tenantRefused.map((r) => [r.tenant, r.series])).toEqual([['beta', 1]]);
+    // acme's series silent past seriesIdleMs (60 s) are evicted; then a new one of acme fits.
+    track({ ...share([[7n, '']], 300, 1_000_000 + 61_000), partitionMaxBeforeMs: 1_000 });
+    const after = track({ ...share([[11n, 'acme'], [12n, 'acme'], [13n, 'acme']], 400, 1_000_000 + 62_000), partitionMaxBeforeMs: 1_000 });
+    expect(after.tenantRefused.map((r) => [r.tenant, r.series, r.points])).toEqual([['acme', 1, 1]]);
   });
 
   it('holds at most maxSeries series: points of new series past it skip the stateful stages and are reported; known series keep flowing; eviction makes room', () => {
