@@ -91,7 +91,7 @@ async function startPipeline(config: VigilConfig, opened: (() => unknown)[]): Pr
     log.info({ topic, partitions, mode: config.kafka.repartition }, 'repartition topic ready');
   }
 
-  const alerting = config.alerts.enabled && config.alerts.rulesFile ? new Alerting(config, kafka, sink.client, config.pipeline.workers, metrics, componentLogger('alerts')) : null;
+  const alerting = config.alerts.enabled && (config.alerts.rulesFile || config.alerts.tenantRulesDir) ? new Alerting(config, kafka, sink.client, config.pipeline.workers, metrics, componentLogger('alerts')) : null;
   if (alerting) {
     opened.push(() => alerting.close());
     await untilUp('alerting', log, () => alerting.start(), config);

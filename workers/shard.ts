@@ -171,7 +171,7 @@ function scoreClosed(encoder: AnomalyEncoder, forecasts: ForecastEncoder, withMo
         const restored = restoredForecasts.get(b.seriesId);
         restoredForecasts.delete(b.seriesId);
         const tags = tagObject(b.series.tags);
-        const wanted = model.selectors.some((sel) => matchesSeries(sel, b.series.metric, tags)) || rules.wantsForecast(b.series.metric, tags);
+        const wanted = model.selectors.some((sel) => matchesSeries(sel, b.series.metric, tags)) || rules.wantsForecast(b.series.metric, tags, b.series.tenant);
         // A state of another number of seasonal periods (models.seasonalPeriodsSeconds changed) starts afresh.
         s.forecast = !wanted ? null : restored && restored.numbers.length === forecastLength(ensemble.seasonal.periods) ? restored : initForecast(ensemble.seasonal.periods);
       }

@@ -111,6 +111,7 @@ export interface VigilConfig {
   readonly alerts: {
     readonly enabled: boolean;
     readonly rulesFile: string;
+    readonly tenantRulesDir: string;
     readonly alertmanagerToken: string;
     readonly webhookToken: string;
     readonly alertmanagerUrl: string;

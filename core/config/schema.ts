@@ -502,6 +502,12 @@ export const configSchema = {
           description: 'YAML or JSON rules file, reloaded on change (rules/example.yaml holds the predefined rules); empty: no alerting.',
           default: '',
         },
+        tenantRulesDir: {
+          type: 'string',
+          description:
+            'Directory of tenants\' own rules files (README "Tenants"): `<tenant>.yaml` (or `.yml`, `.json`), in the rules file\'s format, whose rules match that tenant\'s series only and whose ids become `<tenant>/<id>`; reloaded on change with the rules file. Empty: none.',
+          default: '',
+        },
         alertmanagerUrl: {
           type: 'string',
           description: 'Prometheus Alertmanager base URL (e.g. http://127.0.0.1:9093) alerts are posted to (`/api/v2/alerts`); empty: off. User info in the URL is sent as basic auth.',

@@ -9,7 +9,7 @@ import type { Logger } from '../../core/log.js';
 import type { Metrics } from '../metrics.js';
 import type { AlertEvent } from '../../sinks/alerts/event.js';
 import { AlertLifecycle, noteTopicEvent, type TopicAlerts } from './lifecycle.js';
-import { loadRules, type RuleSet } from '../../workers/alerts/rules.js';
+import { loadRuleBundle, type RuleSet } from '../../workers/alerts/rules.js';
 import { watchRules } from './watch.js';
 import { incidentTarget, incidentsOf } from '../../sinks/clickhouse/incidents.js';
 
@@ -46,7 +46,7 @@ export class Alerting {
     private readonly log: Logger,
   ) {
     this.widthMs = config.models.widthSeconds * 1000;
-    this.rules = loadRules(config.alerts.rulesFile);
+    this.rules = loadRuleBundle(config.alerts.rulesFile, config.alerts.tenantRulesDir);
     this.sentHash = new Array<string>(shards).fill('');
     this.restoredSent = new Array<boolean>(shards).fill(false);
     this.producer = kafka.producer({ allowAutoTopicCreation: false, idempotent: false });
@@ -84,9 +84,11 @@ export class Alerting {
     await this.producer.connect();
     this.restored = await this.restore();
     for (const o of this.outputs) o.start();
-    this.log.info({ rules: this.rules.rules.length, file: this.config.alerts.rulesFile, firing: this.restored.length }, 'alert rules loaded');
-    this.watcher = watchRules(this.config.alerts.rulesFile, {
+    const { rulesFile, tenantRulesDir } = this.config.alerts;
+    this.log.info({ rules: this.rules.rules.length, file: rulesFile, tenantRulesDir, firing: this.restored.length }, 'alert rules loaded');
+    this.watcher = watchRules(rulesFile, {
       current: this.rules,
+      ...(tenantRulesDir ? { bundle: { load: () => loadRuleBundle(rulesFile, tenantRulesDir), directories: [tenantRulesDir] } } : {}),
       onReload: (rules) => {
         this.rules = rules;
         this.loose.push(...this.lifecycle.setRules(rules));
@@ -119,7 +121,7 @@ export class Alerting {
     this.restoredSent[shard] = true;
     const text = this.sentHash[shard] === hash ? null : this.rules.text;
     this.sentHash[shard] = hash;
-    return { hash, text, file: this.config.alerts.rulesFile, active: first ? this.restored : null };
+    return { hash, text, file: this.rules.file, active: first ? this.restored : null };
   }
 
   /** The alert events of one task's transitions (none: the idle tick), plus any waiting loose events. */

@@ -26,6 +26,11 @@ export interface WatchRulesOptions {
    * read once right away and the result reported through `onReload` or `onError`.
    */
   current?: RuleSet;
+  /**
+   * Rules made of several files (the rules file and `alerts.tenantRulesDir`'s): read them all
+   * again on any event, instead of the one file; `directories` are watched too.
+   */
+  bundle?: { load(): RuleSet; directories: readonly string[] };
 }
 
 export interface RulesWatcher {
@@ -39,9 +44,31 @@ export function watchRules(path: string, options: WatchRulesOptions): RulesWatch
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
 
+  const checkBundle = (load: () => RuleSet): void => {
+    let ruleSet: RuleSet;
+    try {
+      ruleSet = load();
+    } catch (err) {
+      if (!(err instanceof RulesError)) throw err;
+      // Reported once per distinct problem, like a broken file's content.
+      const broken = `broken:${err.message}`;
+      if (lastHash === broken) return;
+      lastHash = broken;
+      options.onError(err);
+      return;
+    }
+    if (ruleSet.hash === lastHash) return;
+    lastHash = ruleSet.hash;
+    options.onReload(ruleSet);
+  };
+
   const check = (): void => {
     timer = undefined;
     if (closed) return;
+    if (options.bundle) {
+      checkBundle(options.bundle.load);
+      return;
+    }
     let text: string;
     try {
       // Synchronous on purpose: a rules file is small, and one read-and-parse step cannot interleave with the next event.
@@ -76,16 +103,22 @@ export function watchRules(path: string, options: WatchRulesOptions): RulesWatch
     timer.unref();
   };
 
-  let watcher: FSWatcher;
-  try {
-    // Every event counts, not only those naming the file: a ConfigMap update names `..data`; the hash filters the rest.
-    watcher = watch(dirname(file), { persistent: false }, schedule);
-  } catch (err) {
-    throw new RulesError('VIGIL_ERR_RULES_FILE', path, [], { cause: err, message: `cannot watch ${dirname(file)}: ${(err as Error).message}` });
+  const watchers: FSWatcher[] = [];
+  const directories = [...new Set([...(path ? [dirname(file)] : []), ...(options.bundle?.directories ?? []).map((d) => resolve(d))])];
+  for (const directory of directories) {
+    let watcher: FSWatcher;
+    try {
+      // Every event counts, not only those naming the file: a ConfigMap update names `..data`; the hash filters the rest.
+      watcher = watch(directory, { persistent: false }, schedule);
+    } catch (err) {
+      for (const w of watchers) w.close();
+      throw new RulesError('VIGIL_ERR_RULES_FILE', path || directory, [], { cause: err, message: `cannot watch ${directory}: ${(err as Error).message}` });
+    }
+    watcher.on('error', (err) => {
+      options.onError(new RulesError('VIGIL_ERR_RULES_FILE', path || directory, [], { cause: err, message: `watching ${directory} failed: ${err.message}` }));
+    });
+    watchers.push(watcher);
   }
-  watcher.on('error', (err) => {
-    options.onError(new RulesError('VIGIL_ERR_RULES_FILE', path, [], { cause: err, message: `watching ${dirname(file)} failed: ${err.message}` }));
-  });
   schedule();
 
   return {
@@ -94,7 +127,7 @@ export function watchRules(path: string, options: WatchRulesOptions): RulesWatch
       closed = true;
       if (timer !== undefined) clearTimeout(timer);
       timer = undefined;
-      watcher.close();
+      for (const w of watchers) w.close();
     },
   };
 }

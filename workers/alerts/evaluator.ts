@@ -1,4 +1,4 @@
-import { compare, matchesSeries, parseRules, shouldResolve, tagObject, type CompiledRule, type RuleSet } from './rules.js';
+import { compare, matchesSeries, parseRulesText, shouldResolve, tagObject, type CompiledRule, type RuleSet } from './rules.js';
 import type { EnsembleScore } from '../../models/ensemble.js';
 import type { Crossing } from '../../models/forecast.js';
 import type { ClosedBucket } from '../rollup.js';
@@ -113,7 +113,7 @@ export class RuleEvaluator {
   configure(settings: AlertRulesSettings): void {
     if (settings.active) for (const a of settings.active) this.seeded.set(a.fingerprint, a.startsAtMs);
     if (settings.hash === this.hash || settings.text === null) return;
-    this.rules = parseRules(settings.text, settings.file);
+    this.rules = parseRulesText(settings.text, settings.file);
     this.hash = settings.hash;
     this.generation++;
     // States of rules that still exist (same id) carry over; the others go, and the main thread
@@ -140,7 +140,7 @@ export class RuleEvaluator {
       const candidates = [...(rules.byExactMetric.get(b.series.metric) ?? []), ...rules.patterned];
       const restored = this.restored.get(b.seriesId);
       for (const rule of candidates) {
-        if (!matchesSeries(rule, b.series.metric, tags)) continue;
+        if ((rule.tenant !== null && rule.tenant !== b.series.tenant) || !matchesSeries(rule, b.series.metric, tags)) continue;
         const old = carried?.find((s) => s.rule.id === rule.id);
         if (old) {
           list.push(old);
@@ -197,8 +197,8 @@ export class RuleEvaluator {
   }
 
   /** Whether a `forecast` rule matches the series: it needs the series forecast (models/forecast.ts). */
-  wantsForecast(metric: string, tags: Readonly<Record<string, string>>): boolean {
-    return this.rules?.rules.some((r) => r.kind === 'forecast' && matchesSeries(r, metric, tags)) ?? false;
+  wantsForecast(metric: string, tags: Readonly<Record<string, string>>, tenant = ''): boolean {
+    return this.rules?.rules.some((r) => r.kind === 'forecast' && (r.tenant === null || r.tenant === tenant) && matchesSeries(r, metric, tags)) ?? false;
   }
 
   /**

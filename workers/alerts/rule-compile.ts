@@ -117,7 +117,7 @@ const KIND_KEYS: Record<RuleKind, readonly string[]> = {
   absent: ['for'],
   forecast: ['op', 'value', 'within', 'for'],
 };
-const COMMON_KEYS = ['id', 'name', 'kind', 'enabled', 'metric', 'tags', 'severity', 'labels', 'annotations', 'keepFiringFor', 'repeatInterval', 'rateLimit'];
+const COMMON_KEYS = ['id', 'name', 'kind', 'enabled', 'metric', 'tags', 'tenant', 'severity', 'labels', 'annotations', 'keepFiringFor', 'repeatInterval', 'rateLimit'];
 const KIND_SPECIFIC = RULE_KEYS.filter((k) => !COMMON_KEYS.includes(k));
 const RESERVED_LABELS = new Map([
   ['alertname', 'the rule `name`'],
@@ -360,6 +360,7 @@ function compileRule(r: Obj, i: number, defaults: Defaults, c: Checker): Compile
   if (c.issues.length > before || !metric) return null;
   return Object.freeze({
     id,
+    tenant: str(r, 'tenant') ?? null,
     name: str(r, 'name') ?? id,
     kind,
     severity: (str(r, 'severity') as Severity | undefined) ?? defaults.severity,

@@ -8,7 +8,9 @@
  *   2. checks that span keys (kind requirements, `expr`, duplicate ids, regexes, templates).
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { TENANT_NAME } from '../tenant.js';
 import { Ajv } from 'ajv';
 import { LineCounter, parseDocument } from 'yaml';
 import { rulesFileSchema, type AGGREGATES, type KINDS, type OFS, type OPS, type SEVERITIES } from './rules-schema.js';
@@ -34,6 +36,8 @@ export interface Matcher {
 
 export interface CompiledRule {
   id: string;
+  /** Only this tenant's series ('' the default tenant's); null: every tenant's. */
+  tenant: string | null;
   name: string;
   kind: RuleKind;
   severity: Severity;
@@ -141,6 +145,82 @@ export function parseRules(text: string, file: string): RuleSet {
   const rules = compileFile(raw as Record<string, unknown>, checker);
   if (checker.issues.length > 0) throw checker.error();
   return buildSet(rules, hash, text, file);
+}
+
+/** One file of a rule bundle: the rules file, or a tenant's own (`alerts.tenantRulesDir`). */
+export interface RulePart {
+  file: string;
+  /** null: the rules file (its rules match every tenant's series unless they say `tenant`). */
+  tenant: string | null;
+  text: string;
+}
+
+/** What a bundle's text starts with (a rules file never does: YAML or JSON). */
+const BUNDLE = 'vigil-rules-bundle\n';
+
+/**
+ * The rules of the rules file and of each tenant's file as one set (issue 18). A tenant file's
+ * rules match that tenant's series only, and their ids are `<tenant>/<id>`, so tenants' ids never
+ * meet each other's or the rules file's (whose ids have no `/`). The set's text is the parts as
+ * JSON behind a marker, what the shard threads parse their copy from (`parseRulesText`); with the
+ * rules file alone it is that file's text, as before.
+ */
+export function parseRuleBundle(parts: readonly RulePart[]): RuleSet {
+  if (parts.length === 1 && parts[0]?.tenant === null) return parseRules(parts[0].text, parts[0].file);
+  const rules: CompiledRule[] = [];
+  for (const part of parts) {
+    const set = parseRules(part.text, part.file);
+    if (part.tenant === null) {
+      rules.push(...set.rules);
+      continue;
+    }
+    for (const rule of set.rules) {
+      if (rule.tenant !== null && rule.tenant !== part.tenant) {
+        throw new RulesError('VIGIL_ERR_RULES_FILE', part.file, [{ file: part.file, line: 1, column: 1, path: `rules.${rule.id}.tenant`, message: `rule ${JSON.stringify(rule.id)} names tenant ${JSON.stringify(rule.tenant)} in tenant ${JSON.stringify(part.tenant)}'s file (expected ${JSON.stringify(part.tenant)} or none)` }]);
+      }
+      rules.push(Object.freeze({ ...rule, id: `${part.tenant}/${rule.id}`, tenant: part.tenant }));
+    }
+  }
+  const text = BUNDLE + JSON.stringify(parts);
+  return buildSet(rules, createHash('sha256').update(text).digest('hex'), text, parts.map((p) => p.file).join(', '));
+}
+
+/** A rule set's text as the shard threads get it: a rules file's, or a bundle's. */
+export function parseRulesText(text: string, file: string): RuleSet {
+  // No rules yet (a tenants' directory with no file in it).
+  if (text === '') return buildSet([], createHash('sha256').update('').digest('hex'), '', file);
+  return text.startsWith(BUNDLE) ? parseRuleBundle(JSON.parse(text.slice(BUNDLE.length)) as RulePart[]) : parseRules(text, file);
+}
+
+/**
+ * The rules file (empty: none) and the tenants' files of `tenantDir` (empty: none): each
+ * `<tenant>.yaml`, `.yml` or `.json` whose name is a tenant name; other files are not rules.
+ */
+export function loadRuleBundle(file: string, tenantDir: string): RuleSet {
+  const parts: RulePart[] = [];
+  const read = (path: string): string => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (err) {
+      throw new RulesError('VIGIL_ERR_RULES_FILE', path, [], { cause: err, message: `cannot read ${path}: ${(err as Error).message}` });
+    }
+  };
+  if (file) parts.push({ file, tenant: null, text: read(file) });
+  if (tenantDir) {
+    let names: string[];
+    try {
+      names = readdirSync(tenantDir).sort();
+    } catch (err) {
+      throw new RulesError('VIGIL_ERR_RULES_FILE', tenantDir, [], { cause: err, message: `cannot read ${tenantDir}: ${(err as Error).message}` });
+    }
+    for (const name of names) {
+      const m = /^(.+)\.(ya?ml|json)$/i.exec(name);
+      if (!m || !TENANT_NAME.test(m[1] as string)) continue;
+      const path = join(tenantDir, name);
+      parts.push({ file: path, tenant: m[1] as string, text: read(path) });
+    }
+  }
+  return parts.length === 0 ? parseRulesText('', file) : parseRuleBundle(parts);
 }
 
 function buildSet(rules: CompiledRule[], hash: string, text: string, file: string): RuleSet {

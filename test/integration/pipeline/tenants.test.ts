@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Partitioners, type Message } from 'kafkajs';
@@ -34,6 +34,11 @@ describe('tenants (real Kafka and ClickHouse)', () => {
     const acmeTopic = await res.topic('tenants_acme', 1);
     const rules = join(dir, 'rules.yaml');
     writeFileSync(rules, 'rules:\n  - id: hot\n    kind: threshold\n    metric: tenant.cpu\n    op: ">"\n    value: 90\n    for: 1m\n');
+    // acme's own rules: a lower threshold, for its series only.
+    const tenantRules = join(dir, 'tenant-rules');
+    mkdirSync(tenantRules);
+    writeFileSync(join(tenantRules, 'acme.yaml'), 'rules:\n  - id: warm\n    kind: threshold\n    metric: tenant.cpu\n    op: ">"\n    value: 80\n    for: 1m\n');
+    writeFileSync(join(tenantRules, 'README.txt'), 'not rules');
     const configFile = join(dir, 'vigil.json');
     writeFileSync(configFile, JSON.stringify({ tenants: { tag: 'tenant', topics: { [acmeTopic]: 'acme' } } }));
     await start({
@@ -41,6 +46,7 @@ describe('tenants (real Kafka and ClickHouse)', () => {
       VIGIL_CONFIG: configFile,
       VIGIL_KAFKA_TOPICS: `${topic},${acmeTopic}`,
       VIGIL_ALERTS_RULES_FILE: rules,
+      VIGIL_ALERTS_TENANT_RULES_DIR: tenantRules,
       VIGIL_ROLLUPS_WIDTHS_SECONDS: '60',
       VIGIL_MODELS_WIDTH_SECONDS: '60',
       VIGIL_ROLLUPS_ALLOWED_LATENESS_MS: '0',
@@ -119,17 +125,18 @@ describe('tenants (real Kafka and ClickHouse)', () => {
     const perMetric = await res.clickhouse().query({ query: `SELECT tenant, countMerge(count) AS n FROM ${db}.metric_rollups WHERE tenant != 'storm' GROUP BY tenant ORDER BY tenant`, format: 'JSONEachRow' });
     expect((await perMetric.json<{ tenant: string; n: string }>()).map((r) => [r.tenant, Number(r.n)])).toEqual([['', 5], ['acme', 7], ['beta', 5], ['delta', 5], ['gamma', 5]]);
 
-    // One alert episode per tenant, each event naming its tenant; the table's column too.
+    // One episode of the shared rule per tenant, and one of acme's own rule for acme alone; each
+    // event names its tenant, the table's column too.
     const alertsTopic = env['VIGIL_KAFKA_ALERTS_TOPIC'] as string;
-    const events = await waitFor('an episode per tenant', async () => {
+    const events = await waitFor('an episode per tenant and rule', async () => {
       const msgs = await readAlertsTopic(res.config.kafka.brokers[0] as string, alertsTopic);
-      return msgs.filter((m) => m.event.status === 'resolved').length >= 4 && msgs;
+      return msgs.filter((m) => m.event.status === 'resolved').length >= 5 && msgs;
     }, 60_000, 250);
-    const seen = events.map((m) => `${m.event.tenant}:${m.event.status}`).sort();
-    expect(seen).toEqual([':firing', ':resolved', 'acme:firing', 'acme:resolved', 'beta:firing', 'beta:resolved', 'gamma:firing', 'gamma:resolved']);
-    expect(new Set(events.map((m) => m.event.fingerprint)).size).toBe(4);
-    await waitFor('the alerts table', async () => (await res.scalar(`SELECT count() FROM ${db}.alerts_dedup`)) === 8, 30_000, 250);
+    const seen = events.map((m) => `${m.event.tenant}:${m.event.rule.id}:${m.event.status}`).sort();
+    expect(seen).toEqual([':hot:firing', ':hot:resolved', 'acme:acme/warm:firing', 'acme:acme/warm:resolved', 'acme:hot:firing', 'acme:hot:resolved', 'beta:hot:firing', 'beta:hot:resolved', 'gamma:hot:firing', 'gamma:hot:resolved']);
+    expect(new Set(events.map((m) => m.event.fingerprint)).size).toBe(5);
+    await waitFor('the alerts table', async () => (await res.scalar(`SELECT count() FROM ${db}.alerts_dedup`)) === 10, 30_000, 250);
     const table = await res.clickhouse().query({ query: `SELECT tenant, count() AS n FROM ${db}.alerts_dedup GROUP BY tenant ORDER BY tenant`, format: 'JSONEachRow' });
-    expect((await table.json<{ tenant: string; n: string }>()).map((r) => [r.tenant, Number(r.n)])).toEqual([['', 2], ['acme', 2], ['beta', 2], ['gamma', 2]]);
+    expect((await table.json<{ tenant: string; n: string }>()).map((r) => [r.tenant, Number(r.n)])).toEqual([['', 2], ['acme', 4], ['beta', 2], ['gamma', 2]]);
   });
 });

@@ -1,8 +1,8 @@
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { loadRules, type RuleSet, type RulesError } from '../../../../workers/alerts/rules.js';
+import { loadRuleBundle, loadRules, type RuleSet, type RulesError } from '../../../../workers/alerts/rules.js';
 import { watchRules, type RulesWatcher } from '../../../../pipeline/alerts/watch.js';
 
 const DEBOUNCE = 50;
@@ -64,6 +64,33 @@ describe('watchRules', () => {
     writeFileSync(file, rule('cpu', 95));
     await settle();
     expect(reloads).toHaveLength(3);
+  });
+
+  it('with a tenants\' rules directory: a tenant file added, broken, mended or removed reloads the whole set', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vigil-watch-'));
+    const file = join(dir, 'rules.yaml');
+    const tenants = join(dir, 'tenants');
+    mkdirSync(tenants);
+    writeFileSync(file, rule('cpu', 90));
+    const reloads: RuleSet[] = [];
+    const errors: RulesError[] = [];
+    const load = () => loadRuleBundle(file, tenants);
+    const watcher = watchRules(file, { onReload: (set) => reloads.push(set), onError: (err) => errors.push(err), debounceMs: DEBOUNCE, current: load(), bundle: { load, directories: [tenants] } });
+    cleanup.push(() => {
+      watcher.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const ids = () => reloads.at(-1)?.rules.map((r) => r.id);
+    writeFileSync(join(tenants, 'acme.yaml'), rule('hot', 50));
+    await vi.waitFor(() => expect(ids()).toEqual(['cpu', 'acme/hot']));
+    writeFileSync(join(tenants, 'acme.yaml'), 'rules:\n  - id: hot\n    expr: "m >"\n');
+    await vi.waitFor(() => expect(errors).toHaveLength(1));
+    expect(errors[0]?.message).toContain('acme.yaml');
+    writeFileSync(join(tenants, 'acme.yaml'), rule('hot', 60));
+    await vi.waitFor(() => expect(reloads).toHaveLength(2));
+    expect(reloads[1]?.rules[1]?.threshold).toBe(60);
+    unlinkSync(join(tenants, 'acme.yaml'));
+    await vi.waitFor(() => expect(ids()).toEqual(['cpu']));
   });
 
   it('follows editors that save by renaming a new file over the old one', async () => {

@@ -3,7 +3,7 @@ import { fingerprint, RuleEvaluator, type Transition } from '../../../../workers
 import type { ClosedBucket } from '../../../../workers/rollup.js';
 import type { EnsembleScore } from '../../../../models/ensemble.js';
 import { AlertLifecycle } from '../../../../pipeline/alerts/lifecycle.js';
-import { parseRules } from '../../../../workers/alerts/rules.js';
+import { parseRuleBundle, parseRules, parseRulesText } from '../../../../workers/alerts/rules.js';
 
 const W = 60_000;
 const RULES = `
@@ -177,13 +177,13 @@ interface BucketValues {
 }
 
 /** A closed one-minute bucket `i` of series `id`; one point of `value` unless the fields say otherwise. */
-function closedBucket(id: bigint, metric: string, i: number, value: number | BucketValues, where: { partition?: number; topic?: string; tags?: string[] } = {}): ClosedBucket {
+function closedBucket(id: bigint, metric: string, i: number, value: number | BucketValues, where: { partition?: number; topic?: string; tags?: string[]; tenant?: string } = {}): ClosedBucket {
   const f: BucketValues = typeof value === 'number' ? { count: 1, sum: value, min: value, max: value, last: value } : value;
   const count = f.count ?? 1;
   const sum = f.sum ?? 0;
   return {
     seriesId: id,
-    series: { metric, tags: where.tags ?? ['host', 'a'], tenant: '', type: 0 },
+    series: { metric, tags: where.tags ?? ['host', 'a'], tenant: where.tenant ?? '', type: 0 },
     widthMs: W,
     startMs: i * W,
     count,
@@ -665,5 +665,37 @@ describe('restored state', () => {
     forgotten.restoreSeries(1n, [{ ruleId: 'a', firing: true, since: 0, lastBad: 0, startsAt: 0, streak: 0, heldMs: 0, seededAt: -Infinity, ring: null, ringStart: Number.NaN, lastEnd: 0 }]);
     forgotten.forget([1n]);
     expect(run(forgotten, 1, 1, () => 10)).toEqual([['a', 'firing', 2, 10]]);
+  });
+});
+
+describe('rules per tenant (issue 18)', () => {
+  const main = 'rules:\n  - { id: hot, expr: "m > 90 for 1m" }\n  - { id: hot-default, expr: "m > 90 for 1m", tenant: "" }\n';
+  const acme = 'rules:\n  - { id: hot, expr: "m > 50 for 1m" }\n';
+  const bundle = () => parseRuleBundle([
+    { file: 'rules.yaml', tenant: null, text: main },
+    { file: 'tenants/acme.yaml', tenant: 'acme', text: acme },
+  ]);
+
+  it('a tenant file\'s rules match its series only, under ids of its own; the rules file\'s match every tenant\'s unless they name one', () => {
+    const set = bundle();
+    expect(set.rules.map((r) => [r.id, r.tenant])).toEqual([['hot', null], ['hot-default', ''], ['acme/hot', 'acme']]);
+    // The shard threads get the bundle as text and parse the same rules from it.
+    expect(parseRulesText(set.text, set.file).rules.map((r) => r.id)).toEqual(['hot', 'hot-default', 'acme/hot']);
+    const e = new RuleEvaluator();
+    e.configure({ hash: set.hash, text: set.text, file: set.file, active: null });
+    const fired = (tenant: string, id: bigint, value: number) => {
+      for (let i = 0; i < 3; i++) e.onBucket(closedBucket(id, 'm', i, value, { tenant }), null);
+      return e.take().map((t) => [t.ruleId, t.tenant]);
+    };
+    expect(fired('acme', 1n, 60)).toEqual([['acme/hot', 'acme']]);
+    expect(fired('beta', 2n, 60)).toEqual([]);
+    expect(fired('beta', 3n, 95)).toEqual([['hot', 'beta']]);
+    expect(fired('', 4n, 95)).toEqual([['hot', ''], ['hot-default', '']]);
+  });
+
+  it('refuses a tenant file\'s rule that names another tenant, and reads a rules file alone as before', () => {
+    expect(() => parseRuleBundle([{ file: 'tenants/acme.yaml', tenant: 'acme', text: 'rules:\n  - { id: x, expr: "m > 1", tenant: beta }\n' }])).toThrow(/names tenant "beta" in tenant "acme"'s file/);
+    const alone = parseRuleBundle([{ file: 'rules.yaml', tenant: null, text: main }]);
+    expect(alone.text).toBe(main);
   });
 });

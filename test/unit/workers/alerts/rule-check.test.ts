@@ -124,7 +124,7 @@ describe('one problem per key', () => {
 
   it('an issue without a value has no value key', () => {
     const [unknown] = rulesError('rules: [{ id: a, expr: "m > 1", bogus: 0 }]').issues;
-    expect(unknown).toStrictEqual({ file: 'rules.yaml', line: 1, column: 33, path: 'rules[0].bogus', message: 'unknown key (expected one of id, name, kind, enabled, expr, metric, tags, op, value, of, aggregate, for, window, within, score, sensitivity, buckets, severity, labels, annotations, keepFiringFor, resolveValue, repeatInterval, rateLimit)' });
+    expect(unknown).toStrictEqual({ file: 'rules.yaml', line: 1, column: 33, path: 'rules[0].bogus', message: 'unknown key (expected one of id, name, kind, enabled, expr, metric, tags, tenant, op, value, of, aggregate, for, window, within, score, sensitivity, buckets, severity, labels, annotations, keepFiringFor, resolveValue, repeatInterval, rateLimit)' });
   });
 });
 

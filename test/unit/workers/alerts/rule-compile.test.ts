@@ -278,11 +278,12 @@ describe('hysteresis', () => {
 describe('defaults, labels, annotations and lifecycle', () => {
   it('a rule with every key compiles to exactly these values', () => {
     const r = compiled(
-      '{ id: cpu, name: HighCpu, expr: "cpu > 90 for 5m", tags: { host: "web-1" }, severity: critical, labels: { team: db }, annotations: { s: "{{ value }}" }, keepFiringFor: 1m, repeatInterval: 2h, rateLimit: { max: 3, per: 10m }, resolveValue: 80 }',
+      '{ id: cpu, name: HighCpu, expr: "cpu > 90 for 5m", tags: { host: "web-1" }, tenant: acme, severity: critical, labels: { team: db }, annotations: { s: "{{ value }}" }, keepFiringFor: 1m, repeatInterval: 2h, rateLimit: { max: 3, per: 10m }, resolveValue: 80 }',
       '{ severity: info, labels: { env: prod, team: infra }, annotations: { runbook: "r/{{ rule.id }}" }, keepFiringFor: 30s, repeatInterval: 1h, rateLimit: { max: 9, per: 1m } }',
     );
     expect({ ...r, metric: r.metric.text, tags: r.tags.map((t) => t.key), annotations: Object.keys(r.annotations) }).toEqual({
       id: 'cpu',
+      tenant: 'acme',
       name: 'HighCpu',
       kind: 'threshold',
       severity: 'critical',
