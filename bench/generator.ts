@@ -53,6 +53,20 @@ export function makeSeries(count: number): SeriesSpec[] {
   });
 }
 
+/**
+ * The tenant of generated series `i` among `tenants`: `t0` is the noisy one, with every other
+ * series (half the points, produced round-robin over the series); the rest share the others.
+ */
+export function tenantOf(i: number, tenants: number): string {
+  if (tenants <= 1) return 't0';
+  return i % 2 === 0 ? 't0' : `t${1 + (((i - 1) / 2) % (tenants - 1))}`;
+}
+
+/** Series with their `tenant` tag (none when `tenants` is 0). */
+export function withTenants(series: SeriesSpec[], tenants: number): SeriesSpec[] {
+  return tenants > 0 ? series.map((s, i) => ({ ...s, tags: { ...s.tags, tenant: tenantOf(i, tenants) } })) : series;
+}
+
 export interface Point {
   series: SeriesSpec;
   value: number;
@@ -130,6 +144,11 @@ export interface ProduceOptions {
   durationMs: number;
   /** Event-time spacing of successive points of one series. */
   intervalMs: number;
+  /**
+   * Tenants (issue 18): each series gets a `tenant` tag (`tenantOf`); 0: none. The bench runs the
+   * pipeline with `tenants.tag` = tenant.
+   */
+  tenants?: number;
   startMs: number;
   seed: number;
   /** Series numbering starts here, so several runs can produce disjoint series. */
@@ -165,7 +184,7 @@ export function seriesKey(s: SeriesSpec, format: GenFormat = 'json'): string {
 export async function produce(kafka: Kafka, o: ProduceOptions): Promise<ProduceSummary> {
   const producer = kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner, ...(o.idempotent ? { idempotent: true, maxInFlightRequests: 1 } : {}) });
   await producer.connect();
-  const series = makeSeries(o.series + (o.seriesOffset ?? 0)).slice(o.seriesOffset ?? 0);
+  const series = withTenants(makeSeries(o.series + (o.seriesOffset ?? 0)).slice(o.seriesOffset ?? 0), o.tenants ?? 0);
   const rand = rng(o.seed);
   const counters = new Float64Array(series.length);
   const perSeries = new Map<string, number>();

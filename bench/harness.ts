@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { VigilConfig } from '../core/config/index.js';
 import { lineChart } from './chart.js';
-import { produce, type GenFormat } from './generator.js';
+import { produce, tenantOf, type GenFormat } from './generator.js';
 import { defaultLabelledOptions, labelledWorkload, produceLabelled, type LabelledWorkload } from './anomalies.js';
 import { injectIncidents, type InjectedIncident } from './grouping.js';
 import { FORECAST_DAYS, FORECAST_METRIC, readForecastQuality, readIncidentQuality, type ForecastQuality, type IncidentQuality } from './pipeline-quality.js';
@@ -56,6 +56,11 @@ export interface BenchOptions {
   anomalies: number;
   workers: number;
   partitions: number;
+  /**
+   * Tenants (issue 18): the series spread over this many, by a `tenant` tag, `t0` the noisy one
+   * with half the series (so half the points); per-tenant throughput and latency reported. 0: none.
+   */
+  tenants?: number | undefined;
   outDir: string;
   /** A previous result JSON to compare with; regressions are listed in the result. */
   compare?: string | undefined;
@@ -72,6 +77,8 @@ export const PRESETS: Record<string, Partial<BenchOptions>> = {
   default: { series: 1000, pointsPerMessage: 1, format: 'json', rate: 20000, durationSeconds: 60, stages: 'alerts', anomalies: 20, workers: 2, partitions: 4 },
   drain: { series: 1000, pointsPerMessage: 1, format: 'json', rate: 0, points: 400_000, stages: 'alerts', anomalies: 0, workers: 2, partitions: 4 },
   batched: { series: 1000, pointsPerMessage: 100, format: 'influx', rate: 0, points: 1_600_000, stages: 'alerts', anomalies: 0, workers: 2, partitions: 4 },
+  // Issue 18: 100 tenants, t0 with half the series (half the points), live at the default's rate.
+  tenants: { series: 1000, pointsPerMessage: 1, format: 'json', rate: 20000, durationSeconds: 60, stages: 'alerts', anomalies: 0, workers: 2, partitions: 4, tenants: 100 },
 };
 
 /** Buckets an injected incident's shift lasts. */
@@ -98,6 +105,8 @@ export interface BenchResult {
   pointsPerSecondIn: number;
   rowsPerSecondOut: number;
   latencyMs: { p50: number; p95: number; p99: number; max: number } | null;
+  /** With `tenants`: the noisy tenant's figures and the spread of the others'. */
+  tenants: TenantFigures | null;
   /**
    * Produce→alert: from producing a probe series' first point above its rule's threshold to the
    * alert event arriving on the alerts topic (live runs with the alerts stage). The bucket width
@@ -150,6 +159,37 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] as number;
 }
 
+export interface TenantFigure {
+  tenant: string;
+  /** Its share of the produced points. */
+  share: number;
+  rows: number;
+  /** Its rows over the run's seconds. */
+  pointsPerSecond: number;
+  /** Live runs: produce→ClickHouse of its points (its share of the produced curve against its stored rows). */
+  latencyMs: { p50: number; p99: number } | null;
+}
+
+export interface TenantFigures {
+  count: number;
+  noisy: TenantFigure;
+  /** The other tenants: points/s and p99 latency, least / median / most. */
+  others: { pointsPerSecond: [number, number, number]; latencyP99Ms: [number, number, number] | null };
+}
+
+/** Rows stored per tenant now, appended to each tenant's curve. */
+async function sampleTenants(ch: ClickHouseClient, db: string, t: number, curves: Map<string, [number, number][]>): Promise<void> {
+  const rs = await ch.query({ query: `SELECT tenant, count() AS n FROM ${db}.points GROUP BY tenant`, format: 'JSONEachRow' }).catch(() => null);
+  if (!rs) return;
+  for (const { tenant, n } of await rs.json<{ tenant: string; n: string }>()) curves.get(tenant)?.push([t, Number(n)]);
+}
+
+/** Least, median and most. */
+function spread(values: number[]): [number, number, number] {
+  const v = [...values].sort((a, b) => a - b);
+  return [v[0] ?? 0, v[Math.floor(v.length / 2)] ?? 0, v[v.length - 1] ?? 0];
+}
+
 export async function runBench(config: VigilConfig, o: BenchOptions): Promise<BenchResult> {
   const runId = Date.now().toString(36);
   const topic = `bench_${runId}`;
@@ -167,7 +207,16 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
     rate: o.rate,
     seed: 17,
     intervalMs: live ? Math.max(1, Math.round((o.series * 1000) / o.rate)) : (o.intervalMs ?? 1000),
+    tenants: o.tenants ?? 0,
   };
+  // Each tenant's share of the produced points (round-robin over the series).
+  const shares = new Map<string, number>();
+  for (let i = 0; i < o.series && (o.tenants ?? 0) > 0; i++) {
+    const t = tenantOf(i, o.tenants ?? 0);
+    shares.set(t, (shares.get(t) ?? 0) + 1 / o.series);
+  }
+  /** Per tenant, [seconds, rows stored] samples. */
+  const tenantVisible = new Map<string, [number, number][]>([...shares.keys()].map((t) => [t, [[0, 0]]]));
   // A drain's event time span: its points per series, spaced by the interval.
   const spanMs = Math.ceil(o.points / o.series) * gen.intervalMs;
   // The labelled history ends now and goes first, so the main workload's event times follow it.
@@ -217,6 +266,7 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
     ...(forecastWorkload ? { VIGIL_FORECASTS_SERIES: FORECAST_METRIC, VIGIL_FORECASTS_HORIZON_SECONDS: String((4 * periodMs) / 1000), VIGIL_FORECASTS_STEP_SECONDS: '60', VIGIL_FORECASTS_REFRESH_SECONDS: '3600' } : {}),
     ...(scored ? { VIGIL_INCIDENTS_INTERVAL_MS: '2000', VIGIL_INCIDENTS_WINDOW_SECONDS: String((10 * widthMs) / 1000) } : {}),
     VIGIL_KAFKA_REPARTITION: o.repartition ?? 'auto',
+    ...(shares.size > 0 ? { VIGIL_TENANTS_TAG: 'tenant' } : {}),
     VIGIL_KAFKA_REPARTITION_TOPIC: `${topic}_repartition`,
     ...(o.stages === 'alerts' ? { ...ALERT_ENV, VIGIL_ALERTS_RULES_FILE: rulesFile() } : {}),
     // BENCH_PROFILE_DIR=DIR: V8 CPU profiles of the pipeline's threads (main and workers) there;
@@ -249,6 +299,7 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
   if (!live) produced.push([0, target]);
   else if (extra > 0) produced.push([0, extra]);
   let lastSample = 0;
+  let lastTenantSample = 0;
   let done = false;
   // Probe points share the topic: the target counts them once the probes have stopped.
   void Promise.all([producing, probes?.producing]).then(([s, probePoints]) => (target = (s?.points ?? 0) + extra + (probePoints ?? 0)));
@@ -258,6 +309,11 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
     const t = elapsed();
     visible.push([t, rows]);
     rssMax = Math.max(rssMax, pipeline.rss());
+    // Per tenant every 250 ms (a GROUP BY over the stored points: the granularity of its latencies).
+    if (shares.size > 0 && t - lastTenantSample >= 0.25) {
+      lastTenantSample = t;
+      await sampleTenants(ch, db, t, tenantVisible);
+    }
     if (t - lastSample >= 1) {
       const prev = timeline.length ? (visible.find(([vt]) => vt >= lastSample) as [number, number]) : ([0, 0] as [number, number]);
       const lag = await pipeline.metric('vigil_consumer_lag_messages');
@@ -314,6 +370,36 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
     latencyMs = { p50: Math.round(percentile(samples, 0.5)), p95: Math.round(percentile(samples, 0.95)), p99: Math.round(percentile(samples, 0.99)), max: Math.round(samples[samples.length - 1] ?? 0) };
   }
 
+  let tenants: TenantFigures | null = null;
+  if (shares.size > 0) {
+    await sampleTenants(ch, db, seconds, tenantVisible);
+    const figures = [...shares].map(([tenant, share]): TenantFigure => {
+      const curve = tenantVisible.get(tenant) ?? [[0, 0]];
+      const rows = (curve[curve.length - 1] as [number, number])[1];
+      let latency: TenantFigure['latencyMs'] = null;
+      if (live) {
+        const samples: number[] = [];
+        const mine = Math.round(share * sent.points);
+        for (let q = 1; q <= 50; q++) {
+          const k = Math.ceil((q / 50) * mine);
+          const tp = firstTimeAtLeast(produced, extra + Math.ceil(k / share));
+          const tv = firstTimeAtLeast(curve, k);
+          if (tp !== undefined && tv !== undefined) samples.push(Math.max(0, (tv - tp) * 1000));
+        }
+        samples.sort((a, b) => a - b);
+        latency = { p50: Math.round(percentile(samples, 0.5)), p99: Math.round(percentile(samples, 0.99)) };
+      }
+      return { tenant, share, rows, pointsPerSecond: rows / seconds, latencyMs: latency };
+    });
+    const noisy = figures.find((f) => f.tenant === 't0') as TenantFigure;
+    const others = figures.filter((f) => f !== noisy);
+    tenants = {
+      count: figures.length,
+      noisy,
+      others: { pointsPerSecond: spread(others.map((f) => f.pointsPerSecond)), latencyP99Ms: live ? spread(others.map((f) => f.latencyMs?.p99 ?? 0)) : null },
+    };
+  }
+
   const probePoints = probes ? await probes.producing : 0;
   const total = sent.points + extra + probePoints;
   const refSeconds = await kcatReference(config, ch, db, topic, o.format !== 'influx', total);
@@ -342,6 +428,7 @@ export async function runBench(config: VigilConfig, o: BenchOptions): Promise<Be
     pointsPerSecondIn: live ? sent.points / (sent.elapsedMs / 1000) : (sent.points + extra) / seconds,
     rowsPerSecondOut: rowsStored / seconds,
     latencyMs,
+    tenants,
     cpuSeconds: cpu,
     vigilRssMaxMiB: Math.round(rssMax / 2 ** 20),
     timeline,
@@ -401,6 +488,7 @@ function writeReport(r: BenchResult, outDir: string): void {
     `| ClickHouse Kafka engine + materialized view points/s | ${r.kafkaEngine ? fmt(r.kafkaEngine.pointsPerSecond) : '– (failed)'} |`,
     `| **ratio to Kafka engine** (drain runs) | **${r.ratioToKafkaEngine === null ? '–' : fmt(r.ratioToKafkaEngine, 2)}** |`,
     `| latency produce→ClickHouse p50 / p95 / p99 / max (ms) | ${r.latencyMs ? `${r.latencyMs.p50} / ${r.latencyMs.p95} / ${r.latencyMs.p99} / ${r.latencyMs.max}` : '– (drain run)'} |`,
+    `| tenants: the noisy one's share, points/s, latency p50 / p99 (ms); the ${r.tenants ? r.tenants.count - 1 : 0} others' points/s and p99 (ms), least / median / most | ${r.tenants ? `${fmt(100 * r.tenants.noisy.share)} %, ${fmt(r.tenants.noisy.pointsPerSecond)}, ${r.tenants.noisy.latencyMs ? `${r.tenants.noisy.latencyMs.p50} / ${r.tenants.noisy.latencyMs.p99}` : '–'}; ${r.tenants.others.pointsPerSecond.map((v) => fmt(v)).join(' / ')}, ${r.tenants.others.latencyP99Ms ? r.tenants.others.latencyP99Ms.join(' / ') : '– (drain run)'}` : '– (no --tenants)'} |`,
     `| latency produce→alert p50 / p95 / p99 / max (ms), probes | ${r.alertLatencyMs ? `${r.alertLatencyMs.p50} / ${r.alertLatencyMs.p95} / ${r.alertLatencyMs.p99} / ${r.alertLatencyMs.max}, ${r.alertLatencyMs.probes}` : '– (needs a live run with the alerts stage)'} |`,
     `| detection on injected anomalies: precision / recall / F1, false buckets per 1,000, delay (buckets) | ${r.quality ? `${fmt(r.quality.precision, 3)} / ${fmt(r.quality.recall, 3)} / ${fmt(r.quality.f1, 3)}, ${fmt(r.quality.fpPerThousand, 2)}, ${fmt(r.quality.meanDelayBuckets, 1)} (${r.quality.detected}/${r.quality.events} events, ${fmt(r.quality.buckets)} buckets)` : '– (no anomalies injected, or scoring off)'} |`,
     `| forecasts (forecast workload, last day, 4 seasons ahead): MAE / seasonal naive's (naive's), MASE (seasonal naive's), 80 / 95 % intervals hold | ${r.forecast ? `${fmt(r.forecast.relativeMae, 2)} (${fmt(r.forecast.naiveRelativeMae, 2)}), ${fmt(r.forecast.mase, 2)} (${fmt(r.forecast.seasonalNaiveMase, 2)}), ${fmt(100 * r.forecast.covered80, 1)} / ${fmt(100 * r.forecast.covered95, 1)} % (${r.forecast.forecasts} forecasts of ${r.forecast.series} series, ${fmt(r.forecast.buckets)} buckets)` : '– (no anomalies injected, or scoring off)'} |`,

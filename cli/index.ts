@@ -106,6 +106,8 @@ Commands:
       --anomalies N         first a labelled workload of N series with injected anomalies;
                             reports detection precision/recall/F1 (0: none)
       --workers N, --partitions N
+      --tenants N           series spread over N tenants by a tenant tag, t0 noisy (half the
+                            points); per-tenant points/s and latency (preset tenants: 100)
       --repartition M       auto | always | never: kafka.repartition for the run (default auto;
                             the generator keys by series, so always measures the repartition cost)
       --out DIR             results folder (default bench/results)
@@ -165,6 +167,7 @@ async function main(argv: string[]): Promise<number> {
       since: { type: 'string' },
       'max-lag': { type: 'string' },
       tenant: { type: 'string', multiple: true },
+      tenants: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -495,6 +498,7 @@ async function benchCommand(config: VigilConfig, values: Record<string, unknown>
     anomalies: intOption(values, 'anomalies', preset.anomalies ?? 0),
     workers: intOption(values, 'workers', preset.workers ?? config.pipeline.workers, 1),
     partitions: intOption(values, 'partitions', preset.partitions ?? 4, 1),
+    tenants: intOption(values, 'tenants', preset.tenants ?? 0),
     outDir: (values['out'] as string | undefined) ?? join(infra.projectRoot(), 'bench', 'results'),
     compare: values['compare'] as string | undefined,
     regressionRatio: 0.85,
