@@ -54,7 +54,7 @@ export function expectWellFormed(m: TopicAlert): void {
   const e = m.event;
   const where = `${e.rule.id} ${e.status} ${e.id}`;
   expect(Object.keys(e).sort(), where).toEqual(
-    ['version', 'id', 'fingerprint', 'status', 'rule', 'severity', 'series', 'value', 'threshold', 'score', 'startsAt', 'endsAt', 'observedAt', 'explanation', 'labels', 'annotations'].sort(),
+    ['version', 'id', 'fingerprint', 'status', 'rule', 'severity', 'series', 'tenant', 'value', 'threshold', 'score', 'startsAt', 'endsAt', 'observedAt', 'explanation', 'labels', 'annotations'].sort(),
   );
   expect(e.version, where).toBe(1);
   expect(e.id, where).toMatch(/\S/);
@@ -66,6 +66,7 @@ export function expectWellFormed(m: TopicAlert): void {
   expect(['threshold', 'rate', 'anomaly', 'absent'], where).toContain(e.rule.kind);
   expect(['info', 'warning', 'critical'], where).toContain(e.severity);
   expect(typeof e.series.metric, where).toBe('string');
+  expect(typeof e.tenant, where).toBe('string');
   for (const v of Object.values(e.series.tags)) expect(typeof v, where).toBe('string');
   for (const k of ['value', 'threshold', 'score'] as const) {
     const v = e[k];
