@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import type { VigilConfig } from '../core/config/index.js';
 import { VigilError } from '../core/errors.js';
@@ -327,9 +327,9 @@ export function services(config: VigilConfig): Service[] {
    * server merges in and re-reads while running. One for every local replica.
    */
   const usersConfig = (): string => {
-    const usersDir = join(dir, 'clickhouse-users');
-    mkdirSync(join(usersDir, 'users.d'), { recursive: true });
-    const file = join(usersDir, 'users.xml');
+    const usersD = localUsersDir(config);
+    mkdirSync(usersD, { recursive: true });
+    const file = join(dirname(usersD), 'users.xml');
     writeFileSync(file, readFileSync('/etc/clickhouse-server/users.xml', 'utf8'));
     return file;
   };

@@ -18,7 +18,7 @@ import type { Metrics } from './metrics.js';
 import type { OffsetRange } from './offsets.js';
 import type { ShardedPool } from './pool.js';
 import { ShardStage, shardOutputs } from './shards.js';
-import { ALL_POINTS, forwardHeaders, forwards, progressHeaders, SourceLog, withTenant } from './repartition.js';
+import { ALL_POINTS, forwardHeaders, forwards, header as headerOf, progressHeaders, SourceLog, withTenant } from './repartition.js';
 import type { ForwardRecord, RepartitionProducer } from '../sinks/kafka/repartition.js';
 
 /** No point of the partition is known to be stored. */
@@ -390,9 +390,7 @@ export class Ingestor {
     let headers: string[] | null = null;
     if (header !== '') {
       messages.forEach((m, i) => {
-        if (!m.headers) return;
-        const v = m.headers[header];
-        const claim = (Array.isArray(v) ? v[0] : v)?.toString() ?? '';
+        const claim = headerOf(m, header) ?? '';
         if (claim === '') return;
         headers ??= new Array<string>(messages.length).fill('');
         headers[i] = claim;

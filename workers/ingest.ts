@@ -8,7 +8,7 @@ import { encodeSeries } from './encode/rowbinary.js';
 import { hashCanonical, canonicalSeries, sortTags } from './series.js';
 import { FORWARD_CHUNK_BYTES, SKIPPED, type ForwardBatch, type IngestResult, type IngestTask, type TaskTenancy } from './ingest-task.js';
 import { RejectCollector } from './rejects.js';
-import { TENANT_NAME } from './tenant.js';
+import { TENANT_NAME, TENANT_NAME_EXPECTED } from '../core/tenant.js';
 import { batchBuffers, ShardCollector } from './shard-task.js';
 
 export { SKIPPED } from './ingest-task.js';
@@ -192,7 +192,7 @@ function ingestPass(task: IngestTask, format: Format, poisoned: Map<number, stri
       if (tenancy !== null && tenancy.tag !== '') {
         const claim = tenantTagOf(tenancy.tag, arrived);
         if (claim !== null) {
-          if (!TENANT_NAME.test(claim.tenant)) return `tag "${tenancy.tag}" = ${JSON.stringify(claim.tenant)}: expected a tenant name (1 to 64 of A-Z a-z 0-9 _ -, not starting with _ or -)`;
+          if (!TENANT_NAME.test(claim.tenant)) return `tag "${tenancy.tag}" = ${JSON.stringify(claim.tenant)}: expected ${TENANT_NAME_EXPECTED}`;
           if (messageTenant !== '' && claim.tenant !== messageTenant) return `tag "${tenancy.tag}" claims tenant ${JSON.stringify(claim.tenant)}, but the ${messageSource} is tenant ${JSON.stringify(messageTenant)}'s`;
           tenant = claim.tenant;
           tagged = claim.rest;
@@ -270,7 +270,7 @@ function ingestPass(task: IngestTask, format: Format, poisoned: Map<number, stri
 function messageTenancy(tenancy: TaskTenancy, message: number): string | null {
   const claim = tenancy.headers?.[message] ?? '';
   if (claim === '') return null;
-  if (!TENANT_NAME.test(claim)) return `header "${tenancy.header}" = ${JSON.stringify(claim)}: expected a tenant name (1 to 64 of A-Z a-z 0-9 _ -, not starting with _ or -)`;
+  if (!TENANT_NAME.test(claim)) return `header "${tenancy.header}" = ${JSON.stringify(claim)}: expected ${TENANT_NAME_EXPECTED}`;
   if (tenancy.topic !== '' && claim !== tenancy.topic) return `header "${tenancy.header}" claims tenant ${JSON.stringify(claim)}, but the topic is tenant ${JSON.stringify(tenancy.topic)}'s`;
   return null;
 }

@@ -4,6 +4,7 @@
  * README.md (a test keeps the two in step). Environment variables are derived from the key path:
  * `pipeline.maxInFlightBytes` is `VIGIL_PIPELINE_MAX_IN_FLIGHT_BYTES`.
  */
+import { TENANT_NAME } from '../tenant.js';
 
 type Leaf = {
   type: 'string' | 'integer' | 'number' | 'boolean' | 'array';
@@ -604,7 +605,7 @@ export const configSchema = {
           type: 'object',
           description: 'Tenant per metric topic (`{"acme-metrics": "acme"}`): every point of the topic is the tenant\'s, whatever its tags or headers claim; Kafka ACLs on the topic decide who writes as the tenant. File only.',
           default: {},
-          additionalProperties: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' },
+          additionalProperties: { type: 'string', pattern: TENANT_NAME.source },
         },
         usersDir: {
           type: 'string',

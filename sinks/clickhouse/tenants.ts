@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { VigilError } from '../../core/errors.js';
 import { sqlString } from '../../core/sql.js';
-import { TENANT_NAME } from '../../workers/tenant.js';
+import { TENANT_NAME, TENANT_NAME_EXPECTED } from '../../core/tenant.js';
 import { mergedRollupsSql } from './schema.js';
 
 /**
@@ -152,7 +152,7 @@ export async function syncTenants(client: ClickHouseClient, o: SyncOptions): Pro
     const rs = await client.query({ query: `SELECT DISTINCT tenant FROM ${o.db}.points WHERE tenant != '' ORDER BY tenant`, format: 'JSONEachRow' });
     tenants = [...new Set([...(await rs.json<{ tenant: string }>()).map((r) => r.tenant), ...o.topicTenants])].sort();
   }
-  for (const t of tenants) if (!TENANT_NAME.test(t)) throw new VigilError('VIGIL_ERR_CLI_USAGE', `tenant ${JSON.stringify(t)}: expected a tenant name (1 to 64 of A-Z a-z 0-9 _ -, not starting with _ or -)`);
+  for (const t of tenants) if (!TENANT_NAME.test(t)) throw new VigilError('VIGIL_ERR_CLI_USAGE', `tenant ${JSON.stringify(t)}: expected ${TENANT_NAME_EXPECTED}`);
   mkdirSync(o.usersDir, { recursive: true });
   mkdirSync(o.secretsDir, { recursive: true, mode: 0o700 });
   writeAtomically(join(o.usersDir, 'vigil-tenants.xml'), tenantCommonXml());

@@ -72,6 +72,9 @@ interface RuleState {
 /** The changing part of a rule state: what `detector_state` carries; the rule and series are re-attached by id. */
 export type RuleSnapshot = Pick<RuleState, 'firing' | 'since' | 'lastBad' | 'startsAt' | 'streak' | 'heldMs' | 'seededAt' | 'ring' | 'ringStart' | 'lastEnd'> & { ruleId: string };
 
+/** Whether a rule applies to a tenant's series: rules without a tenant apply to every tenant's. */
+const forTenant = (rule: CompiledRule, tenant: string): boolean => rule.tenant === null || rule.tenant === tenant;
+
 const FNV_OFFSET = 0xcbf29ce484222325n;
 const FNV_PRIME = 0x100000001b3n;
 const MASK = 0xffffffffffffffffn;
@@ -140,7 +143,7 @@ export class RuleEvaluator {
       const candidates = [...(rules.byExactMetric.get(b.series.metric) ?? []), ...rules.patterned];
       const restored = this.restored.get(b.seriesId);
       for (const rule of candidates) {
-        if ((rule.tenant !== null && rule.tenant !== b.series.tenant) || !matchesSeries(rule, b.series.metric, tags)) continue;
+        if (!forTenant(rule, b.series.tenant) || !matchesSeries(rule, b.series.metric, tags)) continue;
         const old = carried?.find((s) => s.rule.id === rule.id);
         if (old) {
           list.push(old);
@@ -198,7 +201,7 @@ export class RuleEvaluator {
 
   /** Whether a `forecast` rule matches the series: it needs the series forecast (models/forecast.ts). */
   wantsForecast(metric: string, tags: Readonly<Record<string, string>>, tenant = ''): boolean {
-    return this.rules?.rules.some((r) => r.kind === 'forecast' && (r.tenant === null || r.tenant === tenant) && matchesSeries(r, metric, tags)) ?? false;
+    return this.rules?.rules.some((r) => r.kind === 'forecast' && forTenant(r, tenant) && matchesSeries(r, metric, tags)) ?? false;
   }
 
   /**

@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TENANT_NAME } from '../tenant.js';
+import { TENANT_NAME } from '../../core/tenant.js';
 import { Ajv } from 'ajv';
 import { LineCounter, parseDocument } from 'yaml';
 import { rulesFileSchema, type AGGREGATES, type KINDS, type OFS, type OPS, type SEVERITIES } from './rules-schema.js';
